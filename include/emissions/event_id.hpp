@@ -1,0 +1,59 @@
+// emissions/event_id.hpp: 128-bit UUIDv7 event identifiers (RFC 9562).
+//
+// Unique, and sortable by emit time: the top 48 bits are Unix milliseconds, the next 12
+// bits a sub-millisecond fraction, then 62 random bits. Ids made by one thread are strictly
+// increasing. Making one costs a few nanoseconds and never locks.
+//
+//   emissions::EventId id = emissions::EventId::generate();
+//   id.str();  // "018f3c5e-7a1b-7c3d-9e2f-0123456789ab"
+//   emissions::EventId::parse(id.str()) == id;  // true
+#pragma once
+
+#include <chrono>
+#include <compare>
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace emissions {
+
+class EventId {
+ public:
+  // The nil UUID (all zero bits).
+  constexpr EventId() noexcept = default;
+  constexpr EventId(std::uint64_t high, std::uint64_t low) noexcept : high_(high), low_(low) {}
+
+  // A new id stamped with `at` (default: now). Thread-safe, lock-free.
+  [[nodiscard]] static EventId generate() noexcept;
+  [[nodiscard]] static EventId generate(std::chrono::system_clock::time_point at) noexcept;
+  // Parses the canonical 36-character form (either case); nullopt when malformed.
+  [[nodiscard]] static std::optional<EventId> parse(std::string_view text) noexcept;
+
+  // Canonical lower-case text, 8-4-4-4-12 hex digits.
+  [[nodiscard]] std::string str() const;
+  // The millisecond timestamp carried in the id.
+  [[nodiscard]] std::chrono::system_clock::time_point timestamp() const noexcept;
+  [[nodiscard]] constexpr bool is_nil() const noexcept { return high_ == 0 && low_ == 0; }
+  [[nodiscard]] constexpr std::uint64_t high() const noexcept { return high_; }
+  [[nodiscard]] constexpr std::uint64_t low() const noexcept { return low_; }
+
+  friend constexpr auto operator<=>(const EventId&, const EventId&) noexcept = default;
+
+ private:
+  std::uint64_t high_ = 0;
+  std::uint64_t low_ = 0;
+};
+
+std::ostream& operator<<(std::ostream& os, const EventId& id);
+
+}  // namespace emissions
+
+template <>
+struct std::hash<emissions::EventId> {
+  std::size_t operator()(const emissions::EventId& id) const noexcept {
+    return static_cast<std::size_t>(id.high() ^ (id.low() * 0x9e3779b97f4a7c15ULL));
+  }
+};

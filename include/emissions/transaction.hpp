@@ -1,0 +1,74 @@
+// emissions/transaction.hpp: the per-request event buffer, as an explicit RAII object.
+//
+// Events emitted into a Transaction reach no adapter until `commit()` (or `flush()`).
+// A Transaction destroyed while still active discards its events, like a linked process
+// exiting, and fires `[emissions, buffer, terminated]`.
+//
+//   emissions::Transaction tx = emitter.start();
+//   tx.emit("order_created", {{"id", 1}, {"total", 9.5}});
+//   if (saved) {
+//     if (auto s = tx.commit(); !s.ok()) log(s.to_string());
+//   }  // otherwise the destructor discards the event
+//
+// Thread-safety: a Transaction is used by one thread at a time (move it to hand it over).
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "emissions/event.hpp"
+#include "emissions/status.hpp"
+
+namespace emissions {
+
+namespace detail {
+class Core;
+}
+
+class Transaction {
+ public:
+  // An inactive transaction bound to no emitter; emit returns not_started.
+  Transaction() noexcept;
+  Transaction(Transaction&& other) noexcept;
+  // Discards this transaction's events if it is active, then takes over `other`.
+  Transaction& operator=(Transaction&& other) noexcept;
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  ~Transaction();
+
+  // Appends an event. Errors: not_started (no active buffer; fires [emissions, event,
+  // dropped] with reason not_started), closed (emitter shut down), invalid_argument (empty
+  // name, or metadata neither null nor an object; the buffer is unchanged).
+  // Cost: no lock, no allocation beyond the event's own storage.
+  Status emit(EventName name, nlohmann::json payload = nullptr, nlohmann::json metadata = nullptr);
+
+  // Hands the buffered events to the pipeline in one hand-off and keeps the buffer open.
+  // Returns once the events are queued for every adapter (or dropped by an overflow
+  // policy). On overloaded or closed nothing is delivered and the events stay buffered.
+  Status flush();
+  // Like flush(), then ends the buffer. On error the buffer stays active.
+  Status commit();
+  // Discards the buffered events and ends the buffer. A no-op when not active.
+  void terminate() noexcept;
+
+  [[nodiscard]] std::size_t size() const noexcept { return events_.size(); }
+  [[nodiscard]] bool active() const noexcept { return active_; }
+
+ private:
+  friend class Emitter;
+  friend struct TransactionAccess;
+  explicit Transaction(std::shared_ptr<detail::Core> core) noexcept;
+  void begin(std::shared_ptr<detail::Core> core) noexcept;
+  void discard() noexcept;
+  Status hand_off(bool keep_open);
+
+  std::shared_ptr<detail::Core> core_;
+  std::vector<Event> events_;
+  bool active_ = false;
+  int cascade_depth_ = 0;  // > 0 inside a handler invocation
+};
+
+}  // namespace emissions
