@@ -30,8 +30,8 @@ enum class Overflow {
 
 // Defaults for every adapter of an Emitter.
 struct PipelineOptions {
-  std::size_t max_demand = 50;        // most events per handle_events call
-  std::size_t buffer_size = 10'000;   // most events queued per adapter
+  std::size_t max_demand = 50;       // most events per handle_events call
+  std::size_t buffer_size = 10'000;  // most events queued per adapter
   Overflow overflow = Overflow::block;
   std::chrono::milliseconds block_timeout{5'000};
   // How long an idle consumer keeps polling (politely, yielding the core) before it parks
@@ -41,11 +41,12 @@ struct PipelineOptions {
 
 // Per-adapter overrides of PipelineOptions; unset fields take the pipeline default.
 // Declared in this order so designated initializers work.
+// (Explicit `= {}` keeps -Wmissing-field-initializers quiet for partial designated lists.)
 struct AdapterOptions {
-  std::optional<std::size_t> max_demand;
-  std::optional<std::size_t> buffer_size;
-  std::optional<Overflow> overflow;
-  std::optional<std::chrono::milliseconds> block_timeout;
+  std::optional<std::size_t> max_demand = {};
+  std::optional<std::size_t> buffer_size = {};
+  std::optional<Overflow> overflow = {};
+  std::optional<std::chrono::milliseconds> block_timeout = {};
 };
 
 struct Config {

@@ -42,9 +42,9 @@ struct AdapterStats {
 };
 
 struct EmitterStats {
-  std::uint64_t committed = 0;     // events handed to the pipeline
-  std::uint64_t transactions = 0;  // successful commits and non-empty flushes
-  std::uint64_t discarded = 0;     // events thrown away by terminate() or abandonment
+  std::uint64_t committed = 0;         // events handed to the pipeline
+  std::uint64_t transactions = 0;      // successful commits and non-empty flushes
+  std::uint64_t discarded = 0;         // events thrown away by terminate() or abandonment
   std::vector<AdapterStats> adapters;  // in configuration order
 };
 
@@ -79,6 +79,7 @@ class Emitter {
 
  private:
   std::shared_ptr<detail::Core> core_;
+  std::chrono::milliseconds shutdown_timeout_;
 };
 
 }  // namespace emissions

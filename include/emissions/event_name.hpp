@@ -35,8 +35,8 @@ class EventName {
  public:
   // The empty name; `emit` rejects it with invalid_argument.
   EventName() noexcept : entry_(detail::empty_name()) {}
-  EventName(std::string_view text) : entry_(detail::intern(text)) {}  // NOLINT: implicit
-  EventName(const char* text) : EventName(std::string_view(text)) {}  // NOLINT: implicit
+  EventName(std::string_view text) : entry_(detail::intern(text)) {}         // NOLINT: implicit
+  EventName(const char* text) : EventName(std::string_view(text)) {}         // NOLINT: implicit
   EventName(const std::string& text) : EventName(std::string_view(text)) {}  // NOLINT
 
   // The text. Valid for the life of the process.

@@ -1,0 +1,49 @@
+#include "emissions/emitter.hpp"
+
+#include "core.hpp"
+#include "default_emitter.hpp"
+#include "transaction_access.hpp"
+
+namespace emissions {
+
+Emitter::Emitter(Config config) {
+  const bool make_default_now = config.make_default;
+  shutdown_timeout_ = config.shutdown_timeout;
+  core_ = std::make_shared<detail::Core>(std::move(config));
+  core_->start();
+  if (make_default_now) detail::set_default_core(core_);
+}
+
+Emitter::~Emitter() {
+  (void)core_->shutdown(shutdown_timeout_);
+  detail::clear_default_core(core_.get());
+  core_->finish();
+}
+
+Transaction Emitter::start() {
+  return TransactionAccess::make(core_);
+}
+
+Status Emitter::drain(std::chrono::milliseconds timeout) {
+  return core_->drain(timeout);
+}
+
+Status Emitter::shutdown(std::chrono::milliseconds timeout) {
+  Status status = core_->shutdown(timeout);
+  detail::clear_default_core(core_.get());
+  return status;
+}
+
+bool Emitter::closed() const noexcept {
+  return core_->closed();
+}
+
+EmitterStats Emitter::stats() const {
+  return core_->stats();
+}
+
+void Emitter::make_default() {
+  detail::set_default_core(core_);
+}
+
+}  // namespace emissions

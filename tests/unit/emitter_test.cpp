@@ -1,0 +1,392 @@
+// The Emitter and its pipeline: fan-out, batching, backpressure, overflow, failures,
+// drain and shutdown.
+#include "emissions/emitter.hpp"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "recording_adapter.hpp"
+
+namespace emissions {
+namespace {
+
+using test_support::RecordingAdapter;
+using test_support::TelemetryRecorder;
+using namespace std::chrono_literals;
+
+Config config_with(std::initializer_list<std::shared_ptr<Adapter>> adapters) {
+  Config config;
+  config.make_default = false;
+  for (const auto& a : adapters)
+    config.add_adapter(a);
+  return config;
+}
+
+void commit_events(Emitter& emitter, const std::string& name, int count, int first = 0) {
+  Transaction tx = emitter.start();
+  for (int i = 0; i < count; ++i)
+    ASSERT_TRUE(tx.emit(name, first + i).ok());
+  ASSERT_TRUE(tx.commit().ok());
+}
+
+TEST(EmitterTest, EveryAdapterReceivesEveryCommittedEvent) {
+  auto a = std::make_shared<RecordingAdapter>("a");
+  auto b = std::make_shared<RecordingAdapter>("b");
+  auto c = std::make_shared<RecordingAdapter>("c");
+  Emitter emitter(config_with({a, b, c}));
+  for (int t = 0; t < 20; ++t)
+    commit_events(emitter, "e", 7, t * 7);
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  for (const auto& adapter : {a, b, c}) {
+    const auto payloads = adapter->payloads();
+    ASSERT_EQ(payloads.size(), 140u);
+    for (int i = 0; i < 140; ++i)
+      EXPECT_EQ(payloads[static_cast<std::size_t>(i)], i);
+  }
+  const EmitterStats stats = emitter.stats();
+  EXPECT_EQ(stats.committed, 140u);
+  EXPECT_EQ(stats.transactions, 20u);
+  ASSERT_EQ(stats.adapters.size(), 3u);
+  EXPECT_EQ(stats.adapters[1].name, "b");
+  EXPECT_EQ(stats.adapters[1].delivered, 140u);
+  EXPECT_EQ(stats.adapters[1].queued, 0u);
+}
+
+TEST(EmitterTest, BatchesNeverExceedMaxDemand) {
+  auto a = std::make_shared<RecordingAdapter>("a");
+  auto b = std::make_shared<RecordingAdapter>("b");
+  Config config = config_with({});
+  config.pipeline.max_demand = 50;
+  config.add_adapter(a).add_adapter(b, {.max_demand = 7});
+  Emitter emitter(std::move(config));
+  commit_events(emitter, "e", 120);
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  EXPECT_EQ(a->batch_sizes(), (std::vector<std::size_t>{50, 50, 20}));
+  const auto sizes = b->batch_sizes();
+  EXPECT_EQ(sizes.size(), 18u);  // 17 x 7 + 1
+  for (auto s : sizes)
+    EXPECT_LE(s, 7u);
+  EXPECT_EQ(b->received(), 120u);
+}
+
+TEST(EmitterTest, AdapterOnlyReceivesEventsItIsInterestedIn) {
+  auto orders = std::make_shared<RecordingAdapter>("orders");
+  orders->set_filter([](const Event& e) { return e.name.view().starts_with("order_"); });
+  auto all = std::make_shared<RecordingAdapter>("all");
+  Emitter emitter(config_with({orders, all}));
+  Transaction tx = emitter.start();
+  for (const char* name : {"order_created", "user_created", "order_shipped", "user_deleted"}) {
+    ASSERT_TRUE(tx.emit(name).ok());
+  }
+  ASSERT_TRUE(tx.commit().ok());
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  EXPECT_EQ(orders->names(), (std::vector<std::string>{"order_created", "order_shipped"}));
+  EXPECT_EQ(all->received(), 4u);
+  const auto stats = emitter.stats();
+  EXPECT_EQ(stats.adapters[0].delivered, 2u);
+  EXPECT_EQ(stats.adapters[0].filtered, 2u);
+}
+
+TEST(EmitterTest, StalledAdapterDoesNotDelayOthers) {
+  auto stalled = std::make_shared<RecordingAdapter>("stalled");
+  auto fast = std::make_shared<RecordingAdapter>("fast");
+  stalled->block();
+  Config config = config_with({});
+  config.add_adapter(stalled, {.overflow = Overflow::drop_oldest}).add_adapter(fast);
+  Emitter emitter(std::move(config));
+  constexpr int kEvents = 100'000;
+  for (int t = 0; t < kEvents / 10; ++t)
+    commit_events(emitter, "e", 10, t * 10);
+  ASSERT_TRUE(fast->wait_for_received(kEvents)) << "fast adapter got " << fast->received();
+  EXPECT_EQ(stalled->received(), 0u);
+  stalled->unblock();
+  ASSERT_TRUE(emitter.drain(30s).ok());
+  const auto stats = emitter.stats();
+  EXPECT_EQ(stats.adapters[1].delivered, static_cast<std::uint64_t>(kEvents));
+  EXPECT_EQ(stats.adapters[0].delivered + stats.adapters[0].dropped,
+            static_cast<std::uint64_t>(kEvents));
+  EXPECT_GT(stats.adapters[0].dropped, 0u);
+  EXPECT_EQ(stats.adapters[0].delivered, stalled->received());
+}
+
+TEST(EmitterTest, BlockPolicyTimesOutWithOverloadedAndDeliversNothing) {
+  auto stalled = std::make_shared<RecordingAdapter>("stalled");
+  auto fast = std::make_shared<RecordingAdapter>("fast");
+  Config config = config_with({});
+  config.add_adapter(stalled, {.buffer_size = 10, .block_timeout = 50ms}).add_adapter(fast);
+  Emitter emitter(std::move(config));
+  stalled->block();
+  commit_events(emitter, "first", 1);
+  ASSERT_TRUE(stalled->wait_until_blocked_in_call());
+  commit_events(emitter, "fills", 10);  // queued: exactly the buffer
+  ASSERT_TRUE(fast->wait_for_received(11));
+
+  Transaction tx = emitter.start();
+  ASSERT_TRUE(tx.emit("rejected").ok());
+  Status s = tx.commit();
+  EXPECT_EQ(s.code(), Errc::overloaded);
+  EXPECT_NE(s.message().find("stalled"), std::string::npos);
+  EXPECT_TRUE(tx.active());  // the caller keeps its events and may retry or terminate
+  EXPECT_EQ(tx.size(), 1u);
+  ASSERT_TRUE(emitter.drain(0ms).code() == Errc::timeout);
+  EXPECT_EQ(fast->received(), 11u);  // nothing half-delivered
+
+  stalled->unblock();
+  ASSERT_TRUE(tx.commit().ok());
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  EXPECT_EQ(fast->names().back(), "rejected");
+  EXPECT_EQ(stalled->received(), 12u);
+  EXPECT_EQ(emitter.stats().adapters[0].dropped, 0u);
+}
+
+TEST(EmitterTest, BlockedCommitProceedsWhenRoomFreesUp) {
+  auto slow = std::make_shared<RecordingAdapter>("slow");
+  Config config = config_with({});
+  config.add_adapter(slow, {.buffer_size = 5, .block_timeout = 30s});
+  Emitter emitter(std::move(config));
+  slow->block();
+  commit_events(emitter, "a", 1);
+  ASSERT_TRUE(slow->wait_until_blocked_in_call());
+  commit_events(emitter, "b", 5);
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(20ms);  // let the commit below block first
+    slow->unblock();
+  });
+  commit_events(emitter, "c", 5);  // waits for room, then succeeds
+  releaser.join();
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  EXPECT_EQ(slow->received(), 11u);
+}
+
+TEST(EmitterTest, DropNewestDropsAndReportsEachEvent) {
+  TelemetryRecorder rec("drop-newest", {{"emissions", "event", "dropped"}});
+  auto stalled = std::make_shared<RecordingAdapter>("stalled");
+  Config config = config_with({});
+  config.add_adapter(stalled, {.buffer_size = 4, .overflow = Overflow::drop_newest});
+  Emitter emitter(std::move(config));
+  stalled->block();
+  commit_events(emitter, "first", 1);
+  ASSERT_TRUE(stalled->wait_until_blocked_in_call());
+  commit_events(emitter, "kept", 4);
+  commit_events(emitter, "lost", 3);
+  commit_events(emitter, "lost", 2);
+  stalled->unblock();
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  EXPECT_EQ(stalled->names(), (std::vector<std::string>{"first", "kept", "kept", "kept", "kept"}));
+  const auto stats = emitter.stats();
+  EXPECT_EQ(stats.adapters[0].dropped, 5u);
+  EXPECT_EQ(stats.adapters[0].delivered + stats.adapters[0].dropped, stats.committed);
+  const auto drops = rec.records();
+  ASSERT_EQ(drops.size(), 5u);
+  EXPECT_EQ(drops[0].metadata["event_name"], "lost");
+  EXPECT_EQ(drops[0].metadata["reason"], "overflow");
+  EXPECT_EQ(drops[0].metadata["adapter"], "stalled");
+  EXPECT_EQ(drops[0].measurements["count"], 1);
+}
+
+TEST(EmitterTest, DropOldestEvictsTheOldestQueuedEvents) {
+  auto stalled = std::make_shared<RecordingAdapter>("stalled");
+  Config config = config_with({});
+  config.add_adapter(stalled, {.buffer_size = 20, .overflow = Overflow::drop_oldest});
+  Emitter emitter(std::move(config));
+  stalled->block();
+  commit_events(emitter, "first", 1);
+  ASSERT_TRUE(stalled->wait_until_blocked_in_call());
+  for (int t = 0; t < 5; ++t)
+    commit_events(emitter, "batch" + std::to_string(t), 10);
+  stalled->unblock();
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  std::vector<std::string> expected{"first"};
+  for (int i = 0; i < 10; ++i)
+    expected.push_back("batch3");
+  for (int i = 0; i < 10; ++i)
+    expected.push_back("batch4");
+  EXPECT_EQ(stalled->names(), expected);
+  EXPECT_EQ(emitter.stats().adapters[0].dropped, 30u);
+}
+
+TEST(EmitterTest, AdapterErrorIsReportedAndLaterBatchesAreDelivered) {
+  TelemetryRecorder rec("adapter-error",
+                        {{"emissions", "adapter", "error"}, {"emissions", "adapter", "success"}});
+  auto flaky = std::make_shared<RecordingAdapter>("flaky");
+  flaky->fail_next(1);
+  Emitter emitter(config_with({flaky}));
+  commit_events(emitter, "lost", 3);
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  commit_events(emitter, "kept", 2);
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  EXPECT_EQ(flaky->names(), (std::vector<std::string>{"kept", "kept"}));
+  EXPECT_EQ(flaky->inits(), 1);  // an error Status is not a crash: no restart
+  const auto errors = rec.records({"emissions", "adapter", "error"});
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].metadata["adapter"], "flaky");
+  EXPECT_EQ(errors[0].metadata["event_count"], 3);
+  EXPECT_NE(errors[0].metadata["reason"].get<std::string>().find("destination down"),
+            std::string::npos);
+  EXPECT_TRUE(errors[0].measurements["duration"].is_number_integer());
+  const auto successes = rec.records({"emissions", "adapter", "success"});
+  ASSERT_EQ(successes.size(), 1u);
+  EXPECT_EQ(successes[0].metadata["event_count"], 2);
+  EXPECT_EQ(successes[0].metadata.size(), 2u);  // adapter, event_count
+  const auto stats = emitter.stats();
+  EXPECT_EQ(stats.adapters[0].failed, 3u);
+  EXPECT_EQ(stats.adapters[0].delivered, 2u);
+}
+
+TEST(EmitterTest, AdapterThatThrowsIsReportedAndInitializedAgain) {
+  TelemetryRecorder rec("adapter-throw", {{"emissions", "adapter", "error"}});
+  auto crashy = std::make_shared<RecordingAdapter>("crashy");
+  crashy->throw_next(1);
+  Emitter emitter(config_with({crashy}));
+  commit_events(emitter, "boom", 2);
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  commit_events(emitter, "after", 1);
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  EXPECT_EQ(crashy->names(), (std::vector<std::string>{"after"}));
+  EXPECT_EQ(crashy->inits(), 2);
+  const auto errors = rec.records();
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].metadata["reason"], "adapter exploded");
+  EXPECT_EQ(errors[0].metadata["event_count"], 2);
+}
+
+TEST(EmitterTest, FailedInitIsReportedAndRetriedBeforeTheNextBatch) {
+  auto picky = std::make_shared<RecordingAdapter>("picky");
+  picky->fail_init(true);
+  Emitter emitter(config_with({picky}));
+  commit_events(emitter, "lost", 1);
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  picky->fail_init(false);
+  commit_events(emitter, "kept", 1);
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  EXPECT_EQ(picky->names(), (std::vector<std::string>{"kept"}));
+  EXPECT_EQ(picky->inits(), 2);
+  EXPECT_EQ(emitter.stats().adapters[0].failed, 1u);
+}
+
+TEST(EmitterTest, DrainTimesOutWhileAnAdapterIsStalled) {
+  auto stalled = std::make_shared<RecordingAdapter>("stalled");
+  Emitter emitter(config_with({stalled}));
+  stalled->block();
+  commit_events(emitter, "e", 1);
+  Status s = emitter.drain(20ms);
+  EXPECT_EQ(s.code(), Errc::timeout);
+  EXPECT_NE(s.message().find("stalled"), std::string::npos);
+  stalled->unblock();
+  EXPECT_TRUE(emitter.drain(10s).ok());
+}
+
+TEST(EmitterTest, ShutdownDeliversEverythingTerminatesAdaptersAndCloses) {
+  auto a = std::make_shared<RecordingAdapter>("a");
+  auto b = std::make_shared<RecordingAdapter>("b");
+  Emitter emitter(config_with({a, b}));
+  for (int i = 0; i < 50; ++i)
+    commit_events(emitter, "e", 3);
+  ASSERT_TRUE(emitter.shutdown(10s).ok());
+  EXPECT_TRUE(emitter.closed());
+  EXPECT_EQ(a->received(), 150u);
+  EXPECT_EQ(b->received(), 150u);
+  EXPECT_EQ(a->terminations(), 1);
+  EXPECT_EQ(b->terminations(), 1);
+  Transaction tx = emitter.start();
+  EXPECT_EQ(tx.emit("late").code(), Errc::closed);
+  EXPECT_TRUE(emitter.shutdown(10s).ok());  // idempotent
+  EXPECT_EQ(a->terminations(), 1);
+}
+
+TEST(EmitterTest, ShutdownWithHungAdapterTimesOutAndReportsWhatWasNotDelivered) {
+  auto hung = std::make_shared<RecordingAdapter>("hung");
+  auto fine = std::make_shared<RecordingAdapter>("fine");
+  auto emitter = std::make_unique<Emitter>(config_with({hung, fine}));
+  hung->block();
+  commit_events(*emitter, "first", 2);
+  ASSERT_TRUE(hung->wait_until_blocked_in_call());
+  commit_events(*emitter, "queued", 5);
+  const auto started = std::chrono::steady_clock::now();
+  Status s = emitter->shutdown(100ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);  // generous: no deadlock
+  EXPECT_EQ(s.code(), Errc::timeout);
+  EXPECT_NE(s.message().find("'hung' did not deliver 5 queued events"), std::string::npos)
+      << s.message();
+  EXPECT_NE(s.message().find("2 are in a call"), std::string::npos) << s.message();
+  EXPECT_EQ(fine->received(), 7u);
+  EXPECT_EQ(fine->terminations(), 1);
+  const auto stats = emitter->stats();
+  EXPECT_EQ(stats.adapters[0].dropped, 5u);
+  hung->unblock();
+  emitter.reset();  // joins the consumer once the call returns, then terminates the adapter
+  EXPECT_EQ(hung->terminations(), 1);
+  EXPECT_EQ(hung->received(), 2u);
+}
+
+TEST(EmitterTest, DestructorShutsDownGracefully) {
+  auto a = std::make_shared<RecordingAdapter>("a");
+  {
+    Emitter emitter(config_with({a}));
+    for (int i = 0; i < 10; ++i)
+      commit_events(emitter, "e", 10);
+  }
+  EXPECT_EQ(a->received(), 100u);
+  EXPECT_EQ(a->terminations(), 1);
+}
+
+TEST(EmitterTest, EmitterWithoutAdaptersAcceptsCommits) {
+  Emitter emitter(config_with({}));
+  commit_events(emitter, "e", 3);
+  EXPECT_TRUE(emitter.drain(1s).ok());
+  EXPECT_EQ(emitter.stats().committed, 3u);
+}
+
+// ---- configuration mistakes fail loudly at construction ---------------------------------
+
+void expect_config_error(Config config, const std::string& fragment) {
+  try {
+    Emitter emitter(std::move(config));
+    ADD_FAILURE() << "expected ConfigError mentioning: " << fragment;
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
+}
+
+TEST(EmitterConfigTest, ZeroMaxDemandIsAConfigError) {
+  Config config = config_with({});
+  config.pipeline.max_demand = 0;
+  expect_config_error(std::move(config), "pipeline.max_demand must be > 0 (got 0)");
+}
+
+TEST(EmitterConfigTest, ZeroBufferSizeOverrideNamesTheAdapter) {
+  Config config = config_with({});
+  config.add_adapter(std::make_shared<RecordingAdapter>("kafka"), {.buffer_size = 0});
+  expect_config_error(std::move(config), "adapters[0] ('kafka').buffer_size must be > 0 (got 0)");
+}
+
+TEST(EmitterConfigTest, NegativeBlockTimeoutIsAConfigError) {
+  Config config = config_with({});
+  config.pipeline.block_timeout = -5ms;
+  expect_config_error(std::move(config), "pipeline.block_timeout must be >= 0 ms (got -5 ms)");
+}
+
+TEST(EmitterConfigTest, NullAdapterIsAConfigError) {
+  Config config = config_with({});
+  config.add_adapter(nullptr);
+  expect_config_error(std::move(config), "adapters[0] must not be a null adapter");
+}
+
+TEST(EmitterConfigTest, DuplicateAdapterNamesAreAConfigError) {
+  Config config = config_with({});
+  config.add_adapter(std::make_shared<RecordingAdapter>("same"))
+      .add_adapter(std::make_shared<RecordingAdapter>("same"));
+  expect_config_error(std::move(config),
+                      "adapters[1].name() must be unique among adapters (got 'same')");
+}
+
+TEST(EmitterConfigTest, SameAdapterObjectTwiceIsAConfigError) {
+  auto a = std::make_shared<RecordingAdapter>("a");
+  Config config = config_with({});
+  config.add_adapter(a).add_adapter(a);
+  expect_config_error(std::move(config), "must not add the same adapter object twice");
+}
+
+}  // namespace
+}  // namespace emissions
