@@ -1,9 +1,9 @@
 // emissions/telemetry.hpp: instrumentation events, modelled on Erlang's `telemetry`.
 //
 // Handlers are attached under a unique id to one or more event names; `execute` calls
-// every handler attached to that event, synchronously, on the calling thread. With nothing
-// attached anywhere, `execute` (and the library's own instrumentation) costs one relaxed
-// atomic load.
+// every handler attached to that event, synchronously, on the calling thread, in attach
+// order. With nothing attached anywhere, `execute` (and the library's own instrumentation)
+// costs one relaxed atomic load.
 //
 //   emissions::telemetry::attach("log-errors", {"emissions", "adapter", "error"},
 //       [](const auto& event, const nlohmann::json& measurements, const nlohmann::json& meta) {
@@ -13,12 +13,19 @@
 //
 // A handler that throws is detached and reported once as [telemetry, handler, failure]
 // (measurements {}, metadata {"handler_id", "event_name", "reason"}); the exception never
-// reaches the caller of execute. Handlers must not attach or detach from inside a handler
-// call of the same event (it is allowed, but takes effect for later calls only).
+// reaches the caller of execute.
+//
+// Every function here is thread-safe. `execute` works on a snapshot of the handler table
+// and holds no lock while it calls handlers, so a handler may attach, detach or execute
+// (even its own event) without deadlocking; changes take effect for later `execute` calls
+// only. For the same reason `detach` does not wait for calls already running on other
+// threads: a detached handler may still be running, or about to run once, when it returns.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <string>
@@ -38,7 +45,8 @@ using Handler = std::function<void(const EventName& event, const nlohmann::json&
                                    const nlohmann::json& metadata)>;
 
 namespace detail {
-// Count of attached handlers, process-wide. Read with one relaxed load on hot paths.
+// Number of (id, event) attachments, process-wide; written only by the registry. Read
+// with one relaxed load on hot paths.
 extern std::atomic<std::size_t> g_attached;
 }  // namespace detail
 
@@ -65,7 +73,9 @@ void execute(const EventName& event, const nlohmann::json& measurements,
 // Runs `fn`, wrapped in `prefix + start` / `prefix + stop` events, or `prefix + exception`
 // if it throws (the exception is rethrown). Measurements: start {"monotonic_time",
 // "system_time"}, stop/exception {"duration", "monotonic_time"} in nanoseconds; metadata is
-// `metadata` (plus "kind" and "reason" on exception).
+// `metadata` (plus "kind": "exception" and "reason": the `what()` text, or "unknown" for
+// an exception not derived from std::exception, on the exception event). Returns what `fn`
+// returns (references included); with nothing attached it just calls `fn`.
 //
 //   auto rows = telemetry::span({"db", "query"}, {{"table", "orders"}}, [&] { return q(); });
 template <typename Fn>
@@ -73,38 +83,45 @@ decltype(auto) span(const EventName& prefix, const nlohmann::json& metadata, Fn&
 
 // --- implementation of span -----------------------------------------------------------
 namespace detail {
+// `prefix` with `suffix` appended as its last segment.
 EventName with_suffix(const EventName& prefix, const char* suffix);
+// std::chrono::steady_clock in nanoseconds since its epoch.
 std::int64_t monotonic_ns() noexcept;
-void span_exception(const EventName& prefix, const nlohmann::json& metadata,
-                    std::int64_t start_ns, std::exception_ptr error) noexcept;
+// Executes `prefix + start` and returns the monotonic start time. Never throws.
+std::int64_t span_start(const EventName& prefix, const nlohmann::json& metadata) noexcept;
+// Executes `prefix + stop` for a span that began at `start_ns`. Never throws.
+void span_stop(const EventName& prefix, const nlohmann::json& metadata,
+               std::int64_t start_ns) noexcept;
+// Executes `prefix + exception` with "kind" and "reason" taken from `error` added to
+// `metadata` (a non-object `metadata` is kept under "metadata"). Never throws.
+void span_exception(const EventName& prefix, const nlohmann::json& metadata, std::int64_t start_ns,
+                    std::exception_ptr error) noexcept;
 }  // namespace detail
 
 template <typename Fn>
 decltype(auto) span(const EventName& prefix, const nlohmann::json& metadata, Fn&& fn) {
+  using Result = std::invoke_result_t<Fn>;
   if (!enabled()) return std::forward<Fn>(fn)();
-  const std::int64_t start = detail::monotonic_ns();
-  execute(detail::with_suffix(prefix, "start"),
-          {{"monotonic_time", start},
-           {"system_time", std::chrono::duration_cast<std::chrono::nanoseconds>(
-                               std::chrono::system_clock::now().time_since_epoch())
-                               .count()}},
-          metadata);
-  struct StopOnExit {
-    const EventName& prefix;
-    const nlohmann::json& metadata;
-    std::int64_t start;
-    int uncaught = std::uncaught_exceptions();
-    ~StopOnExit() {
-      if (std::uncaught_exceptions() > uncaught) {
-        detail::span_exception(prefix, metadata, start, std::current_exception());
-      } else {
-        const std::int64_t now = detail::monotonic_ns();
-        execute(detail::with_suffix(prefix, "stop"),
-                {{"duration", now - start}, {"monotonic_time", now}}, metadata);
-      }
+  const std::int64_t start = detail::span_start(prefix, metadata);
+  // The stop event is sent inside the try block: span_stop never throws, so the catch
+  // below only ever sees exceptions from `fn`.
+  try {
+    if constexpr (std::is_void_v<Result>) {
+      std::forward<Fn>(fn)();
+      detail::span_stop(prefix, metadata, start);
+    } else if constexpr (std::is_reference_v<Result>) {
+      Result result = std::forward<Fn>(fn)();
+      detail::span_stop(prefix, metadata, start);
+      return static_cast<Result>(result);
+    } else {
+      Result result = std::forward<Fn>(fn)();
+      detail::span_stop(prefix, metadata, start);
+      return result;
     }
-  } stop{prefix, metadata, start};
-  return std::forward<Fn>(fn)();
+  } catch (...) {
+    detail::span_exception(prefix, metadata, start, std::current_exception());
+    throw;
+  }
 }
 
 }  // namespace emissions::telemetry
