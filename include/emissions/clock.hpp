@@ -1,0 +1,173 @@
+// emissions/clock.hpp: the time source of components that wait for deadlines, and a manual
+// clock that lets tests move that time by hand.
+//
+// A component takes a `std::shared_ptr<Clock>` (null meaning the real steady clock), reads
+// `now()` and sleeps with `wait_until`, which also returns when a ManualClock it subscribed
+// to is advanced. Tests then advance time instead of sleeping:
+//
+//   auto clock = std::make_shared<emissions::ManualClock>();
+//   emissions::BatchBuffer<int> buf({.name = "b", .flush_interval = 100ms, .clock = clock}, fn);
+//   buf.insert(1);
+//   clock->advance(100ms);  // the buffer's timer wakes up at once and flushes
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+namespace emissions {
+
+// A monotonic time source that can wake the threads waiting on it.
+//
+//   class MyClock : public emissions::Clock {
+//     time_point now() const noexcept override { return read_my_time(); }
+//   };
+class Clock {
+ public:
+  using duration = std::chrono::steady_clock::duration;
+  using time_point = std::chrono::steady_clock::time_point;
+
+  // Keeps a wake-up callback registered; unsubscribes on destruction or reset(). Must not
+  // outlive its clock. Move-only.
+  class Subscription {
+   public:
+    Subscription() noexcept = default;
+    Subscription(Subscription&& other) noexcept
+        : clock_(std::exchange(other.clock_, nullptr)), id_(other.id_) {}
+    Subscription& operator=(Subscription&& other) noexcept {
+      if (this != &other) {
+        reset();
+        clock_ = std::exchange(other.clock_, nullptr);
+        id_ = other.id_;
+      }
+      return *this;
+    }
+    Subscription(const Subscription&) = delete;
+    Subscription& operator=(const Subscription&) = delete;
+    ~Subscription() { reset(); }
+
+    // Unsubscribes; once it returns, the callback is not running and will not run again.
+    void reset() noexcept {
+      if (clock_ != nullptr) std::exchange(clock_, nullptr)->unsubscribe(id_);
+    }
+
+   private:
+    friend class Clock;
+    Subscription(Clock* clock, std::uint64_t id) noexcept : clock_(clock), id_(id) {}
+    Clock* clock_ = nullptr;
+    std::uint64_t id_ = 0;
+  };
+
+  Clock() = default;
+  Clock(const Clock&) = delete;
+  Clock& operator=(const Clock&) = delete;
+  virtual ~Clock() = default;
+
+  // The current time. Thread-safe, never blocks, never goes backwards.
+  [[nodiscard]] virtual time_point now() const noexcept = 0;
+
+  // The steady_clock time at which a thread waiting for `deadline` (on this clock) should
+  // wake up by itself; time_point::max() means "only when notified" (a clock whose time
+  // moves by hand notifies its subscribers instead). Thread-safe.
+  [[nodiscard]] virtual time_point wake_time(time_point deadline) const noexcept {
+    return deadline;
+  }
+
+  // Registers `on_advance`, called (on the advancing thread) after every jump in time that
+  // a timed wait would not notice. The real clock never jumps, so the default keeps
+  // nothing. `on_advance` must not subscribe, unsubscribe or advance the same clock.
+  [[nodiscard]] virtual Subscription subscribe(std::function<void()> on_advance) {
+    (void)on_advance;
+    return {};
+  }
+
+  // Waits on `cv` (with `lock` held on entry and on return) until `pred()` holds or
+  // `deadline` on this clock has passed; returns pred(). Whoever changes what `pred`
+  // reads notifies `cv`, and so must a subscription of this clock (see subscribe), so
+  // that a manual advance ends the wait. Blocks; never busy-waits.
+  template <typename Predicate>
+  bool wait_until(std::unique_lock<std::mutex>& lock, std::condition_variable& cv,
+                  time_point deadline, Predicate pred) const {
+    while (!pred()) {
+      if (now() >= deadline) return false;
+      const time_point wake = wake_time(deadline);
+      if (wake == time_point::max()) {
+        cv.wait(lock);
+      } else {
+        cv.wait_until(lock, wake);
+      }
+    }
+    return true;
+  }
+
+ protected:
+  // For subclasses that keep subscribers: a handle whose reset() calls unsubscribe(id).
+  [[nodiscard]] Subscription make_subscription(std::uint64_t id) noexcept { return {this, id}; }
+  // Removes subscriber `id`; after it returns its callback is not running. Thread-safe.
+  virtual void unsubscribe(std::uint64_t id) noexcept { (void)id; }
+};
+
+// std::chrono::steady_clock as a Clock: what components use when given no clock.
+class SteadyClock final : public Clock {
+ public:
+  [[nodiscard]] time_point now() const noexcept override {
+    return std::chrono::steady_clock::now();
+  }
+};
+
+// A clock that only moves when told to: for deterministic tests of timers and timeouts.
+//
+//   emissions::ManualClock clock;                    // starts at time_point{} unless given
+//   auto t0 = clock.now();
+//   clock.advance(std::chrono::seconds(5));          // wakes every subscriber
+//   assert(clock.now() - t0 == std::chrono::seconds(5));
+class ManualClock final : public Clock {
+ public:
+  explicit ManualClock(time_point start = time_point{}) noexcept
+      : now_(start.time_since_epoch().count()) {}
+
+  // Thread-safe, lock-free.
+  [[nodiscard]] time_point now() const noexcept override {
+    return time_point(duration(now_.load(std::memory_order_acquire)));
+  }
+  // Waiters never time out by themselves: only advance() moves this clock.
+  [[nodiscard]] time_point wake_time(time_point /*deadline*/) const noexcept override {
+    return time_point::max();
+  }
+
+  // Thread-safe; `on_advance` runs under this clock's lock (see Clock::subscribe).
+  [[nodiscard]] Subscription subscribe(std::function<void()> on_advance) override {
+    std::lock_guard lock(mu_);
+    const std::uint64_t id = next_id_++;
+    subscribers_.emplace_back(id, std::move(on_advance));
+    return make_subscription(id);
+  }
+
+  // Moves time forward by `d` (a negative `d` is ignored: time never goes back), then calls
+  // every subscriber before returning. Thread-safe; concurrent advances are serialised.
+  // Blocks while a subscriber runs.
+  void advance(duration d) {
+    std::lock_guard lock(mu_);
+    if (d > duration::zero()) now_.fetch_add(d.count(), std::memory_order_acq_rel);
+    for (const auto& [id, on_advance] : subscribers_)
+      if (on_advance) on_advance();
+  }
+
+ private:
+  void unsubscribe(std::uint64_t id) noexcept override {
+    std::lock_guard lock(mu_);  // waits for a running advance(), hence for its callbacks
+    std::erase_if(subscribers_, [id](const auto& s) { return s.first == id; });
+  }
+
+  std::atomic<duration::rep> now_;
+  std::mutex mu_;  // guards subscribers_ and next_id_; held while callbacks run
+  std::vector<std::pair<std::uint64_t, std::function<void()>>> subscribers_;
+  std::uint64_t next_id_ = 1;
+};
+
+}  // namespace emissions

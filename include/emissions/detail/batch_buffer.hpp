@@ -1,0 +1,161 @@
+// emissions/detail/batch_buffer.hpp: internals of BatchBuffer<T>; not part of the API.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "emissions/clock.hpp"
+#include "emissions/status.hpp"
+
+namespace emissions::detail {
+
+// The options that do not depend on T, as the buffer keeps them.
+struct BatchBufferSettings {
+  std::string name;
+  std::size_t partitions = 0;
+  std::size_t max_size = 0;
+  std::size_t max_size_jitter = 0;
+  std::chrono::milliseconds flush_interval{};
+  std::chrono::milliseconds flush_jitter{};
+  std::chrono::milliseconds flush_timeout{};
+  std::chrono::milliseconds insert_timeout{};
+  nlohmann::json flush_meta;
+  std::shared_ptr<Clock> clock;
+};
+
+// Throws ConfigError naming the first invalid field and its value. Partitions are capped
+// (each one owns a thread), as is max_size + max_size_jitter (it must not overflow).
+void validate_batch_buffer(const BatchBufferSettings& settings);
+
+inline constexpr std::size_t kMaxBatchBufferPartitions = 1024;
+
+// splitmix64: jitter needs speed and spread, not cryptographic quality. Not thread-safe;
+// each owner guards its own generator.
+class JitterRng {
+ public:
+  explicit JitterRng(std::uint64_t seed) noexcept : state_(seed) {}
+  std::uint64_t next() noexcept {
+    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  // Uniform in [0, max]; the modulo bias is far below anything jitter could notice.
+  std::uint64_t upto(std::uint64_t max) noexcept {
+    if (max == 0) return 0;
+    if (max == UINT64_MAX) return next();
+    return next() % (max + 1);
+  }
+
+ private:
+  std::uint64_t state_;
+};
+
+std::uint64_t random_seed() noexcept;
+// Unique per buffer for the life of the process (addresses could be reused).
+std::uint64_t next_batch_buffer_id() noexcept;
+
+// t + d, clamped to time_point::max() (durations may be milliseconds::max(): "never").
+inline Clock::time_point add_saturating(Clock::time_point t, std::chrono::milliseconds d) noexcept {
+  constexpr auto kMaxMs =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::duration::max());
+  if (d <= std::chrono::milliseconds::zero()) return t;
+  if (d >= kMaxMs) return Clock::time_point::max();
+  const auto add = std::chrono::duration_cast<Clock::duration>(d);
+  if (t > Clock::time_point::max() - add) return Clock::time_point::max();
+  return t + add;
+}
+
+// Telemetry, built only when telemetry::enabled(). Never throw. Start functions return
+// the monotonic start time for the matching stop.
+void batch_insert_start(const BatchBufferSettings& s, std::optional<std::size_t> partition,
+                        std::size_t size, std::int64_t start_ns) noexcept;
+void batch_insert_stop(const BatchBufferSettings& s, std::optional<std::size_t> partition,
+                       std::size_t size, std::int64_t start_ns, const Status& status) noexcept;
+void batch_flush_start(const BatchBufferSettings& s, std::size_t partition, std::size_t size,
+                       std::int64_t start_ns) noexcept;
+void batch_flush_stop(const BatchBufferSettings& s, std::size_t partition, std::size_t size,
+                      std::int64_t start_ns, const Status& status, bool timed_out) noexcept;
+void batch_flush_exception(const BatchBufferSettings& s, std::size_t partition, std::size_t size,
+                           std::int64_t start_ns, std::string_view kind,
+                           std::string_view reason) noexcept;
+
+// what() of the exception, or "unknown exception".
+std::string describe_exception(const std::exception_ptr& error) noexcept;
+Status batch_closed_status(const BatchBufferSettings& s);
+Status batch_insert_timeout_status(const BatchBufferSettings& s, std::size_t partition);
+Status batch_flush_timeout_status(const BatchBufferSettings& s, std::size_t partition);
+
+// Each thread's round-robin position per buffer, in a small direct-mapped cache keyed by
+// buffer id: no shared counter on the insert path. A thread alternating between buffers
+// whose ids collide re-seeds the slot, which only costs a relaxed fetch_add.
+struct RoundRobinCursor {
+  std::uint64_t owner = 0;
+  std::size_t next = 0;
+};
+inline constexpr std::size_t kRoundRobinSlots = 16;
+inline thread_local std::array<RoundRobinCursor, kRoundRobinSlots> t_round_robin{};
+
+// One sync_flush() caller waiting for a partition: done once every item that was in the
+// partition when it asked (positions below `target`) has been flushed or dumped.
+struct SyncWaiter {
+  std::uint64_t target = 0;
+  Status result;
+  bool done = false;
+};
+
+// One partition. Items are numbered by position in the order the partition accepted them;
+// `items` holds [pos_items, pos_items + items.size()), the batch being flushed holds
+// [slot_base, slot_end). Aligned so that neighbouring partitions' locks share no cache line.
+template <typename T>
+struct alignas(64) BatchPartition {
+  explicit BatchPartition(std::uint64_t seed) : size_rng(seed) {}
+
+  std::mutex mu;  // guards everything below
+  // Touched by every insert.
+  std::vector<T> items;   // the batch being filled
+  std::size_t limit = 0;  // max_size + jitter; the batch is full at this size
+  bool closed = false;
+  bool busy = false;  // a batch was handed to the flusher and its flush has not returned
+
+  std::vector<T> slot;   // the handed-off batch, until the flusher takes it
+  std::vector<T> spare;  // an empty, reserved vector to swap in at the next hand-off
+  std::uint64_t pos_items = 0;
+  std::uint64_t slot_base = 0;
+  std::uint64_t slot_end = 0;
+  std::uint64_t flush_through = 0;  // flush()/timer/sync_flush: flush positions below this
+  std::uint64_t batches_started = 0;
+  std::uint64_t flush_count = 0;
+  std::optional<Clock::time_point> last_flush;
+  bool stuck = false;   // the running flush exceeded flush_timeout
+  bool exited = false;  // the flusher thread has finished (after shutdown)
+  std::vector<SyncWaiter*> waiters;
+  JitterRng size_rng;
+  std::condition_variable flusher_cv;  // the flusher waits for work
+  std::condition_variable changed_cv;  // room for inserts, flush done, flusher exited
+};
+
+// The timer thread's view of one partition (guarded by the buffer's timer mutex).
+struct BatchTimerSlot {
+  Clock::time_point deadline;  // the interval timer fires here
+  bool watching = false;       // a flush is running
+  bool reported = false;       // ... and its flush_timeout has been reported
+  std::uint64_t watch_batch = 0;
+  Clock::time_point watch_deadline;
+  std::size_t watch_size = 0;
+  std::int64_t watch_start_ns = 0;
+};
+
+}  // namespace emissions::detail
