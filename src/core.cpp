@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <exception>
 #include <set>
+#include <span>
 #include <sstream>
 
 #include "emissions/telemetry.hpp"
+#include "handler_dispatcher.hpp"
 #include "telemetry_events.hpp"
 
 namespace emissions::detail {
@@ -31,9 +33,13 @@ std::chrono::nanoseconds remaining(Clock::time_point deadline) noexcept {
 }
 
 LaneOptions resolve(const PipelineOptions& p, const AdapterOptions& o) {
-  return LaneOptions{o.max_demand.value_or(p.max_demand), o.buffer_size.value_or(p.buffer_size),
-                     o.overflow.value_or(p.overflow), o.block_timeout.value_or(p.block_timeout),
-                     p.idle_spin};
+  return LaneOptions{o.max_demand.value_or(p.max_demand),
+                     o.buffer_size.value_or(p.buffer_size),
+                     o.overflow.value_or(p.overflow),
+                     o.block_timeout.value_or(p.block_timeout),
+                     p.idle_spin,
+                     o.concurrency,
+                     o.partition_by};
 }
 
 void validate(const std::string& where, const LaneOptions& o) {
@@ -43,6 +49,7 @@ void validate(const std::string& where, const LaneOptions& o) {
     config_error(where + ".block_timeout", "must be >= 0 ms",
                  std::to_string(o.block_timeout.count()) + " ms");
   }
+  if (o.concurrency == 0) config_error(where + ".concurrency", "must be >= 1", "0");
   if (o.overflow != Overflow::block && o.overflow != Overflow::drop_oldest &&
       o.overflow != Overflow::drop_newest) {
     config_error(where + ".overflow", "must be block, drop_oldest or drop_newest",
@@ -51,13 +58,44 @@ void validate(const std::string& where, const LaneOptions& o) {
 }
 
 std::atomic<std::uint32_t> g_next_shard{0};
+thread_local int t_delivering_depth = 0;
 
 }  // namespace
 
+int delivering_depth() noexcept {
+  return t_delivering_depth;
+}
+
+Lane::Lane(std::shared_ptr<Adapter> a, LaneOptions o)
+    : adapter(std::move(a)), name(adapter->name()), options(std::move(o)) {
+  // Partitioned: one queue per consumer, each holding every batch, sized so that all of
+  // them together reference at most buffer_size events. Otherwise one shared queue.
+  const std::size_t queue_count = options.partition_by ? options.concurrency : 1;
+  const std::size_t per_queue = (options.buffer_size + queue_count - 1) / queue_count;
+  for (std::size_t i = 0; i < queue_count; ++i) {
+    queues.push_back(std::make_unique<Queue>(per_queue, i));
+  }
+  for (std::size_t i = 0; i < options.concurrency; ++i) {
+    auto consumer = std::make_unique<Consumer>();
+    consumer->queue = queues[i % queue_count].get();
+    consumers.push_back(std::move(consumer));
+  }
+}
+
+bool Lane::owns(const Queue& queue, const Event& event) const noexcept {
+  if (queues.size() == 1) return true;
+  std::uint64_t key = 0;
+  try {
+    key = options.partition_by(event);
+  } catch (...) {
+    key = 0;  // documented: a throwing key function sends the event to consumer 0
+  }
+  return key % queues.size() == queue.index;
+}
+
 Core::Core(Config config) {
   const PipelineOptions& p = config.pipeline;
-  validate("pipeline",
-           LaneOptions{p.max_demand, p.buffer_size, p.overflow, p.block_timeout, p.idle_spin});
+  validate("pipeline", resolve(p, AdapterOptions{}));
   if (p.idle_spin.count() < 0) {
     config_error("pipeline.idle_spin", "must be >= 0 us", std::to_string(p.idle_spin.count()));
   }
@@ -81,7 +119,29 @@ Core::Core(Config config) {
     }
     LaneOptions options = resolve(p, entry.options);
     validate(where + " ('" + name + "')", options);
-    lanes_.push_back(std::make_unique<Lane>(std::move(entry.adapter), options));
+    lanes_.push_back(std::make_unique<Lane>(std::move(entry.adapter), std::move(options)));
+  }
+  if (config.max_cascade_depth < 0) {
+    config_error("max_cascade_depth", "must be >= 0", std::to_string(config.max_cascade_depth));
+  }
+  max_cascade_depth_ = config.max_cascade_depth;
+  if (!config.handlers.empty()) {
+    if (config.handler_concurrency == 0) config_error("handler_concurrency", "must be >= 1", "0");
+    if (names.count(std::string(HandlerDispatcher::kName)) != 0) {
+      config_error("adapters[].name()", "must not be the reserved name of the handler dispatcher",
+                   "'" + std::string(HandlerDispatcher::kName) + "'");
+    }
+    LaneOptions options = resolve(p, config.handler_options);
+    validate("handler_options", options);
+    dispatcher_ = std::make_shared<HandlerDispatcher>(
+        config.handlers, config.handler_concurrency,
+        std::max(config.handler_concurrency * options.max_demand, std::size_t{64}));
+    lanes_.push_back(std::make_unique<Lane>(dispatcher_, std::move(options)));
+    dispatcher_lane_ = lanes_.back().get();
+  }
+  for (auto& lane : lanes_) {
+    for (auto& queue : lane->queues)
+      all_queues_.push_back(queue.get());
   }
 }
 
@@ -90,16 +150,21 @@ Core::~Core() {
   // or whose owner skipped that.
   (void)shutdown(std::chrono::milliseconds(0));
   finish();
-  for (auto& lane : lanes_) {
-    while (Batch* batch = lane->ring.try_pop())
+  for (Queue* queue : all_queues_) {
+    while (Batch* batch = queue->ring.try_pop())
       release(batch);
   }
 }
 
 void Core::start() {
+  if (dispatcher_) dispatcher_->bind(weak_from_this());
+  started_ = true;
   for (auto& lane : lanes_) {
     Lane* l = lane.get();
-    l->consumer = std::thread([this, l] { run_consumer(*l); });
+    for (auto& consumer : lane->consumers) {
+      Consumer* c = consumer.get();
+      c->thread = std::thread([this, l, c] { run_consumer(*l, *c); });
+    }
   }
 }
 
@@ -113,48 +178,53 @@ void Core::count_discarded(std::size_t events) noexcept {
   my_shard().discarded.fetch_add(events, std::memory_order_relaxed);
 }
 
+void Core::count_cascade_dropped() noexcept {
+  my_shard().cascade_dropped.fetch_add(1, std::memory_order_relaxed);
+}
+
 // ---- producer side ---------------------------------------------------------------------
 
-bool Core::try_reserve(Lane& lane, std::size_t n) noexcept {
-  std::size_t current = lane.occupancy.load(std::memory_order_relaxed);
+bool Core::try_reserve(Queue& queue, std::size_t n) noexcept {
+  std::size_t current = queue.occupancy.load(std::memory_order_relaxed);
   for (;;) {
     // A batch larger than the whole buffer is admitted alone, or it could never commit.
-    if (current != 0 && current + n > lane.options.buffer_size) return false;
-    if (lane.occupancy.compare_exchange_weak(current, current + n, std::memory_order_acq_rel)) {
+    if (current != 0 && current + n > queue.capacity) return false;
+    if (queue.occupancy.compare_exchange_weak(current, current + n, std::memory_order_acq_rel)) {
       return true;
     }
   }
 }
 
-bool Core::reserve_blocking(Lane& lane, std::size_t n, Clock::time_point deadline) noexcept {
-  if (try_reserve(lane, n)) return true;
+bool Core::reserve_blocking(Queue& queue, std::size_t n, Clock::time_point deadline) noexcept {
+  if (try_reserve(queue, n)) return true;
   for (;;) {
-    const std::uint32_t token = lane.space.prepare();
-    if (try_reserve(lane, n)) {
-      lane.space.done();
+    const std::uint32_t token = queue.space.prepare();
+    if (try_reserve(queue, n)) {
+      queue.space.done();
       return true;
     }
     const auto left = remaining(deadline);
     if (left.count() == 0 || closed_.load(std::memory_order_seq_cst)) {
-      lane.space.done();
+      queue.space.done();
       return false;
     }
-    lane.space.wait(token, left);
-    lane.space.done();
+    queue.space.wait(token, left);
+    queue.space.done();
   }
 }
 
-void Core::unreserve(Lane& lane, std::size_t n) noexcept {
-  lane.occupancy.fetch_sub(n, std::memory_order_acq_rel);
-  lane.space.notify();
+void Core::unreserve(Queue& queue, std::size_t n) noexcept {
+  queue.occupancy.fetch_sub(n, std::memory_order_acq_rel);
+  queue.space.notify();
 }
 
-void Core::count_dropped(Lane& lane, const std::vector<Event>& events,
+void Core::count_dropped(Lane& lane, const Queue& queue, const std::vector<Event>& events,
                          const char* reason) noexcept {
   std::uint64_t dropped = 0;
   std::uint64_t unwanted = 0;
   const bool report = telemetry::enabled();
   for (const Event& event : events) {
+    if (!lane.owns(queue, event)) continue;  // another partition accounts for it
     bool wanted = true;
     try {
       wanted = lane.adapter->interested(event);
@@ -176,92 +246,100 @@ void Core::count_dropped(Lane& lane, const std::vector<Event>& events,
   lane.filtered.fetch_add(unwanted, std::memory_order_relaxed);
 }
 
-bool Core::evict_oldest(Lane& lane, const char* reason) noexcept {
-  Batch* batch = lane.ring.try_pop();
+bool Core::evict_oldest(Lane& lane, Queue& queue, const char* reason) noexcept {
+  Batch* batch = queue.ring.try_pop();
   if (batch == nullptr) return false;
-  lane.occupancy.fetch_sub(batch->events.size(), std::memory_order_acq_rel);
-  count_dropped(lane, batch->events, reason);
+  queue.occupancy.fetch_sub(batch->events.size(), std::memory_order_acq_rel);
+  count_dropped(lane, queue, batch->events, reason);
   release(batch);
-  finish_batch(lane);
+  finish_batch(queue);
   return true;
 }
 
-Status Core::publish(std::vector<Event>& events) {
+Status Core::publish(std::vector<Event>& events, int cascade_depth) {
   const std::size_t n = events.size();
   if (n == 0) return {};
+  const bool cascade = cascade_depth > 0;
   Shard& shard = my_shard();
   shard.in_flight.fetch_add(1, std::memory_order_seq_cst);
   struct InFlight {
     Shard& shard;
     ~InFlight() { shard.in_flight.fetch_sub(1, std::memory_order_release); }
   } in_flight{shard};
-  if (closed_.load(std::memory_order_seq_cst)) {
+  if ((cascade ? sealed_ : closed_).load(std::memory_order_seq_cst)) {
     return Status(Errc::closed, "the emitter has been shut down");
   }
 
-  // Which lanes take this batch. Lanes are few; a thread-local scratch avoids allocating.
-  thread_local std::vector<Lane*> accepted;
+  // Which queues take this batch. A thread-local scratch avoids allocating.
+  thread_local std::vector<Queue*> accepted;
   accepted.clear();
   const auto start = Clock::now();
 
-  // Blocking lanes first: all of them must have room, or none gets anything.
+  // Blocking lanes first: all of their queues must have room, or none gets anything.
   for (auto& lane_ptr : lanes_) {
     Lane& lane = *lane_ptr;
     if (lane.options.overflow != Overflow::block) continue;
-    if (!reserve_blocking(lane, n, start + lane.options.block_timeout)) {
-      for (Lane* taken : accepted)
-        unreserve(*taken, n);
-      accepted.clear();
-      if (closed_.load(std::memory_order_seq_cst)) {
-        return Status(Errc::closed, "the emitter has been shut down");
+    for (auto& queue_ptr : lane.queues) {
+      Queue& queue = *queue_ptr;
+      if (cascade && &lane == dispatcher_lane_) {
+        // Handlers' own events never wait for the dispatcher (the pool that emits them is
+        // what drains it). Bounded: at most max_in_flight invocations emit at once.
+        queue.occupancy.fetch_add(n, std::memory_order_acq_rel);
+      } else if (!reserve_blocking(queue, n, start + lane.options.block_timeout)) {
+        for (Queue* taken : accepted)
+          unreserve(*taken, n);
+        accepted.clear();
+        if (closed_.load(std::memory_order_seq_cst) && !cascade) {
+          return Status(Errc::closed, "the emitter has been shut down");
+        }
+        return Status(Errc::overloaded, "adapter '" + lane.name + "' queue stayed full (" +
+                                            std::to_string(lane.options.buffer_size) +
+                                            " events) for block_timeout " +
+                                            std::to_string(lane.options.block_timeout.count()) +
+                                            " ms; nothing was delivered");
       }
-      return Status(Errc::overloaded, "adapter '" + lane.name + "' queue stayed full (" +
-                                          std::to_string(lane.options.buffer_size) +
-                                          " events) for block_timeout " +
-                                          std::to_string(lane.options.block_timeout.count()) +
-                                          " ms; nothing was delivered");
+      accepted.push_back(&queue);
     }
-    accepted.push_back(&lane);
   }
   for (auto& lane_ptr : lanes_) {
     Lane& lane = *lane_ptr;
     if (lane.options.overflow == Overflow::block) continue;
-    if (lane.options.overflow == Overflow::drop_newest) {
-      if (try_reserve(lane, n)) {
-        accepted.push_back(&lane);
-      } else {
-        count_dropped(lane, events, "overflow");
+    for (auto& queue_ptr : lane.queues) {
+      Queue& queue = *queue_ptr;
+      if (lane.options.overflow == Overflow::drop_newest) {
+        if (try_reserve(queue, n)) {
+          accepted.push_back(&queue);
+        } else {
+          count_dropped(lane, queue, events, "overflow");
+        }
+        continue;
       }
-      continue;
-    }
-    // drop_oldest: evict whole batches from the head until this one fits.
-    while (!try_reserve(lane, n)) {
-      if (!evict_oldest(lane, "overflow")) {
-        // Room is reserved by a commit that has not pushed yet; it will in a moment.
-        sched_yield();
+      // drop_oldest: evict whole batches from the head until this one fits.
+      while (!try_reserve(queue, n)) {
+        if (!evict_oldest(lane, queue, "overflow")) {
+          // Room is reserved by a commit that has not pushed yet; it will in a moment.
+          sched_yield();
+        }
       }
+      accepted.push_back(&queue);
     }
-    accepted.push_back(&lane);
   }
 
   if (!accepted.empty()) {
-    auto batch = std::make_unique<Batch>(std::move(events));
+    auto batch = std::make_unique<Batch>(std::move(events), cascade_depth);
     batch->refs.store(static_cast<std::uint32_t>(accepted.size()), std::memory_order_relaxed);
-    Batch* shared = batch.release();  // owned by the lanes' references from here on
-    for (Lane* lane : accepted) {
-      while (!lane->ring.try_push(shared))
+    Batch* shared = batch.release();  // owned by the queues' references from here on
+    for (Queue* queue : accepted) {
+      while (!queue->ring.try_push(shared))
         cpu_relax();  // transient: room is reserved
     }
-    // The push (seq_cst) then this seq_cst load pair with idle_wait's store then check:
-    // either we see the consumer asleep, or it sees our push.
-    for (Lane* lane : accepted) {
-      if (lane->sleeping.load(std::memory_order_seq_cst) != 0 &&
-          lane->sleeping.exchange(0, std::memory_order_acq_rel) != 0) {
-        unpark(lane->sleeping, 1);
-      }
-    }
+    // The push (seq_cst) then notify's seq_cst load pair with idle_wait's prepare then
+    // check: either we see the consumer waiting, or it sees our push.
+    for (Queue* queue : accepted)
+      queue->wakeup.notify(1);
   }
   events.clear();
+  if (cascade) cascade_commits_.fetch_add(1, std::memory_order_relaxed);
   shard.events.fetch_add(n, std::memory_order_relaxed);
   shard.transactions.fetch_add(1, std::memory_order_relaxed);
   return {};
@@ -269,65 +347,71 @@ Status Core::publish(std::vector<Event>& events) {
 
 // ---- consumer side ---------------------------------------------------------------------
 
-void Core::run_consumer(Lane& lane) noexcept {
+void Core::run_consumer(Lane& lane, Consumer& consumer) noexcept {
+  Queue& queue = *consumer.queue;
   bool need_init = true;
   for (;;) {
     if (stop_.load(std::memory_order_acquire) == StopMode::abandon) break;
-    Batch* batch = lane.ring.try_pop();
+    Batch* batch = queue.ring.try_pop();
     if (batch == nullptr) {
       if (stop_.load(std::memory_order_acquire) != StopMode::running) break;
-      idle_wait(lane);
+      idle_wait(queue, lane.options.idle_spin);
       continue;
     }
     const std::size_t n = batch->events.size();
-    lane.occupancy.fetch_sub(n, std::memory_order_acq_rel);
-    lane.space.notify();
-    lane.in_call_events.store(n, std::memory_order_relaxed);
-    deliver(lane, batch->events, need_init);
-    lane.in_call_events.store(0, std::memory_order_relaxed);
+    queue.occupancy.fetch_sub(n, std::memory_order_acq_rel);
+    queue.space.notify();
+    consumer.in_call_events.store(n, std::memory_order_relaxed);
+    t_delivering_depth = batch->cascade_depth;
+    deliver(lane, queue, *batch, need_init);
+    consumer.in_call_events.store(0, std::memory_order_relaxed);
     release(batch);
-    finish_batch(lane);
+    finish_batch(queue);
   }
-  lane.exited.store(1, std::memory_order_release);
+  consumer.exited.store(1, std::memory_order_release);
   exits_.notify();
 }
 
-void Core::finish_batch(Lane& lane) noexcept {
-  lane.completed.fetch_add(1, std::memory_order_seq_cst);
+void Core::finish_batch(Queue& queue) noexcept {
+  queue.completed.fetch_add(1, std::memory_order_seq_cst);
   progress_.notify();
 }
 
-void Core::idle_wait(Lane& lane) noexcept {
+void Core::idle_wait(Queue& queue, std::chrono::microseconds idle_spin) noexcept {
   // Poll politely for idle_spin (a burst usually follows a burst), then park.
   const auto start = Clock::now();
   for (unsigned i = 0;; ++i) {
-    if (lane.ring.has_item() || stop_.load(std::memory_order_acquire) != StopMode::running) {
+    if (queue.ring.has_item() || stop_.load(std::memory_order_acquire) != StopMode::running) {
       return;
     }
     if (i < 64) {
       cpu_relax();
       continue;
     }
-    if (Clock::now() - start >= lane.options.idle_spin) break;
+    if (Clock::now() - start >= idle_spin) break;
     sched_yield();  // on an oversubscribed core, let the producer run
   }
-  lane.sleeping.store(1, std::memory_order_seq_cst);
-  if (lane.ring.has_item() || stop_.load(std::memory_order_seq_cst) != StopMode::running) {
-    lane.sleeping.store(0, std::memory_order_relaxed);
-    return;
+  const std::uint32_t token = queue.wakeup.prepare();
+  if (!queue.ring.has_item() && stop_.load(std::memory_order_seq_cst) == StopMode::running) {
+    queue.wakeup.wait(token, std::chrono::nanoseconds(-1));
   }
-  park(lane.sleeping, 1);
-  lane.sleeping.store(0, std::memory_order_relaxed);
+  queue.wakeup.done();
 }
 
-void Core::deliver(Lane& lane, const std::vector<Event>& events, bool& need_init) noexcept {
-  // Runs of consecutive interested events, at most max_demand long, handed over in place.
-  const Event* const begin = events.data();
-  const std::size_t size = events.size();
+void Core::deliver(Lane& lane, const Queue& queue, const Batch& batch, bool& need_init) noexcept {
+  // Runs of consecutive wanted events, at most max_demand long, handed over in place.
+  const Event* const begin = batch.events.data();
+  const std::size_t size = batch.events.size();
+  const bool partitioned = lane.partitioned();
   std::size_t run_start = 0;
   std::size_t run_length = 0;
   std::uint64_t unwanted = 0;
   for (std::size_t i = 0; i < size; ++i) {
+    if (partitioned && !lane.owns(queue, begin[i])) {
+      if (run_length > 0) deliver_run(lane, {begin + run_start, run_length}, need_init);
+      run_length = 0;
+      continue;
+    }
     bool wanted = true;
     try {
       wanted = lane.adapter->interested(begin[i]);
@@ -409,19 +493,22 @@ void Core::terminate_adapter(Lane& lane) noexcept {
 
 // ---- drain and shutdown ----------------------------------------------------------------
 
+std::vector<std::size_t> Core::push_targets() const {
+  std::vector<std::size_t> targets;
+  targets.reserve(all_queues_.size());
+  for (const Queue* queue : all_queues_)
+    targets.push_back(queue->ring.pushes());
+  return targets;
+}
+
 bool Core::all_done(const std::vector<std::size_t>& targets) const noexcept {
-  for (std::size_t i = 0; i < lanes_.size(); ++i) {
-    if (lanes_[i]->completed.load(std::memory_order_seq_cst) < targets[i]) return false;
+  for (std::size_t i = 0; i < all_queues_.size(); ++i) {
+    if (all_queues_[i]->completed.load(std::memory_order_seq_cst) < targets[i]) return false;
   }
   return true;
 }
 
-Status Core::drain(std::chrono::milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  std::vector<std::size_t> targets;
-  targets.reserve(lanes_.size());
-  for (auto& lane : lanes_)
-    targets.push_back(lane->ring.pushes());
+Status Core::wait_for(const std::vector<std::size_t>& targets, Clock::time_point deadline) {
   while (!all_done(targets)) {
     const std::uint32_t token = progress_.prepare();
     if (all_done(targets)) {
@@ -431,21 +518,66 @@ Status Core::drain(std::chrono::milliseconds timeout) {
     const auto left = remaining(deadline);
     if (left.count() == 0) {
       progress_.done();
-      std::ostringstream msg;
-      msg << "drain timed out after " << timeout.count() << " ms;";
-      for (std::size_t i = 0; i < lanes_.size(); ++i) {
-        const auto done = lanes_[i]->completed.load();
-        if (done < targets[i]) {
-          msg << " adapter '" << lanes_[i]->name << "' has " << (targets[i] - done)
-              << " batches pending;";
-        }
-      }
-      return Status(Errc::timeout, msg.str());
+      return Status(Errc::timeout, "");
     }
     progress_.wait(token, left);
     progress_.done();
   }
   return {};
+}
+
+Status Core::drain_until(Clock::time_point deadline, std::chrono::milliseconds timeout) {
+  // Each round delivers what was committed so far; with handlers, a round's invocations may
+  // commit cascaded events, which the next round delivers. Cascades are at most
+  // max_cascade_depth levels deep, so the rounds end.
+  for (int round = 0;; ++round) {
+    const std::uint64_t cascades_before = cascade_commits_.load(std::memory_order_seq_cst);
+    const std::vector<std::size_t> targets = push_targets();
+    bool done = wait_for(targets, deadline).ok();
+    if (done && dispatcher_) done = dispatcher_->wait_idle(deadline);
+    if (!done) {
+      std::ostringstream msg;
+      msg << "drain timed out after " << timeout.count() << " ms;";
+      for (const auto& lane : lanes_) {
+        std::uint64_t pending = 0;
+        for (std::size_t i = 0; i < all_queues_.size(); ++i) {
+          for (const auto& q : lane->queues) {
+            if (q.get() == all_queues_[i]) {
+              const auto finished = all_queues_[i]->completed.load();
+              if (finished < targets[i]) pending += targets[i] - finished;
+            }
+          }
+        }
+        if (pending > 0)
+          msg << " adapter '" << lane->name << "' has " << pending << " batches pending;";
+      }
+      if (dispatcher_ && !dispatcher_->idle()) msg << " handler invocations are still running;";
+      return Status(Errc::timeout, msg.str());
+    }
+    if (!dispatcher_ || cascade_commits_.load(std::memory_order_seq_cst) == cascades_before ||
+        round > max_cascade_depth_) {
+      return {};
+    }
+  }
+}
+
+Status Core::drain(std::chrono::milliseconds timeout) {
+  return drain_until(Clock::now() + timeout, timeout);
+}
+
+std::uint64_t Core::discard_queued(Lane& lane, const char* reason) noexcept {
+  std::uint64_t left_behind = 0;
+  for (auto& queue : lane.queues) {
+    while (Batch* batch = queue->ring.try_pop()) {
+      for (const Event& e : batch->events)
+        if (lane.owns(*queue, e)) ++left_behind;
+      queue->occupancy.fetch_sub(batch->events.size(), std::memory_order_acq_rel);
+      count_dropped(lane, *queue, batch->events, reason);
+      release(batch);
+      finish_batch(*queue);
+    }
+  }
+  return left_behind;
 }
 
 Status Core::shutdown(std::chrono::milliseconds timeout) {
@@ -454,75 +586,86 @@ Status Core::shutdown(std::chrono::milliseconds timeout) {
   shut_down_ = true;
   const auto deadline = Clock::now() + timeout;
 
-  // 1. Refuse new commits, release commits blocked on full queues, and wait for the
-  //    commits already inside publish() (they finish in microseconds).
-  closed_.store(true, std::memory_order_seq_cst);
-  for (auto& lane : lanes_) {
-    lane->space.notify();
-  }
-  for (;;) {
-    std::int64_t in_flight = 0;
-    for (auto& shard : shards_)
-      in_flight += shard.in_flight.load(std::memory_order_seq_cst);
-    if (in_flight == 0) break;
-    for (auto& lane : lanes_)
-      lane->space.notify();
-    sched_yield();
-  }
-
-  // 2. Deliver what was committed, until the deadline.
-  const bool started = !lanes_.empty() && lanes_.front()->consumer.joinable();
-  const Status drained =
-      started ? drain(std::chrono::duration_cast<std::chrono::milliseconds>(remaining(deadline)))
-              : Status();
-  stop_.store(drained.ok() ? StopMode::when_empty : StopMode::abandon, std::memory_order_seq_cst);
-  for (auto& lane : lanes_) {
-    lane->sleeping.store(0, std::memory_order_seq_cst);
-    unpark(lane->sleeping);
-  }
-
-  // 3. Join the consumers that return in time; terminate their adapters.
-  for (auto& lane : lanes_) {
-    if (!lane->consumer.joinable()) continue;
+  auto wait_commits = [this] {
     for (;;) {
-      const std::uint32_t token = exits_.prepare();
-      if (lane->exited.load(std::memory_order_acquire) != 0) {
-        exits_.done();
-        break;
-      }
-      const auto left = remaining(deadline);
-      if (left.count() == 0) {
-        exits_.done();
-        break;
-      }
-      exits_.wait(token, left);
-      exits_.done();
+      std::int64_t in_flight = 0;
+      for (auto& shard : shards_)
+        in_flight += shard.in_flight.load(std::memory_order_seq_cst);
+      if (in_flight == 0) return;
+      for (Queue* queue : all_queues_)
+        queue->space.notify();
+      sched_yield();  // commits inside publish() finish in microseconds
     }
-    if (lane->exited.load(std::memory_order_acquire) != 0) {
-      lane->consumer.join();
-      lane->joined = true;
-      terminate_adapter(*lane);
+  };
+
+  // 1. Refuse new requests' commits; release commits blocked on full queues.
+  closed_.store(true, std::memory_order_seq_cst);
+  wait_commits();
+
+  // 2. Deliver what was committed (and what handlers cascade from it) until the deadline;
+  //    then refuse everything.
+  const Status drained = started_ ? drain_until(deadline, timeout) : Status();
+  sealed_.store(true, std::memory_order_seq_cst);
+  wait_commits();
+  stop_.store(drained.ok() ? StopMode::when_empty : StopMode::abandon, std::memory_order_seq_cst);
+  for (Queue* queue : all_queues_)
+    queue->wakeup.notify();
+
+  // 3. Join the consumers that return in time; terminate their adapters. A consumer that
+  //    is not inside an adapter call exits within microseconds of being woken, so it gets
+  //    a short grace even past the deadline; one stuck in a call is left for finish().
+  const auto grace = std::max(deadline, Clock::now() + std::chrono::milliseconds(200));
+  auto settled = [&] {
+    const bool past_deadline = Clock::now() >= deadline;
+    for (auto& lane : lanes_) {
+      for (auto& consumer : lane->consumers) {
+        if (!consumer->thread.joinable() || consumer->exited.load(std::memory_order_acquire)) {
+          continue;
+        }
+        if (!past_deadline || consumer->in_call_events.load(std::memory_order_relaxed) == 0) {
+          return false;
+        }
+      }
     }
+    return true;
+  };
+  while (!settled() && Clock::now() < grace) {
+    const std::uint32_t token = exits_.prepare();
+    if (!settled()) {
+      const auto until = Clock::now() < deadline ? deadline : grace;
+      exits_.wait(token, std::min(remaining(until), std::chrono::nanoseconds(10'000'000)));
+    }
+    exits_.done();
+  }
+  for (auto& lane : lanes_) {
+    bool all_joined = true;
+    for (auto& consumer : lane->consumers) {
+      if (consumer->thread.joinable() && consumer->exited.load(std::memory_order_acquire)) {
+        consumer->thread.join();
+        consumer->joined = true;
+      }
+      all_joined = all_joined && consumer->joined;
+    }
+    // The dispatcher's terminate joins its pool: only when no handler is still running.
+    const bool can_terminate =
+        all_joined && (lane.get() != dispatcher_lane_ || dispatcher_->idle());
+    if (can_terminate) terminate_adapter(*lane);
   }
 
   // 4. Whatever is still queued will not be delivered: count it, and say so.
   std::ostringstream undelivered;
   for (auto& lane : lanes_) {
-    std::uint64_t left_behind = 0;
-    while (Batch* batch = lane->ring.try_pop()) {
-      left_behind += batch->events.size();
-      lane->occupancy.fetch_sub(batch->events.size(), std::memory_order_acq_rel);
-      count_dropped(*lane, batch->events, "shutdown");
-      release(batch);
-      finish_batch(*lane);
+    const std::uint64_t left_behind = discard_queued(*lane, "shutdown");
+    std::uint64_t in_call = 0;
+    for (auto& consumer : lane->consumers) {
+      if (!consumer->joined) in_call += consumer->in_call_events.load(std::memory_order_relaxed);
     }
-    const std::uint64_t in_call =
-        lane->joined ? 0 : lane->in_call_events.load(std::memory_order_relaxed);
     if (left_behind + in_call > 0) {
       undelivered << " adapter '" << lane->name << "' did not deliver " << left_behind
                   << " queued events";
-      if (in_call > 0)
+      if (in_call > 0) {
         undelivered << " (and " << in_call << " are in a call that has not returned)";
+      }
       undelivered << ";";
     }
   }
@@ -537,18 +680,15 @@ Status Core::shutdown(std::chrono::milliseconds timeout) {
 void Core::finish() {
   std::lock_guard lock(shutdown_mutex_);
   for (auto& lane : lanes_) {
-    if (lane->consumer.joinable()) {
-      lane->consumer.join();  // an adapter call that never returns blocks here, by design
-      lane->joined = true;
+    for (auto& consumer : lane->consumers) {
+      if (consumer->thread.joinable()) {
+        consumer->thread.join();  // an adapter call that never returns blocks here, by design
+        consumer->joined = true;
+      }
     }
-    if (lane->joined) terminate_adapter(*lane);
+    terminate_adapter(*lane);
     // A consumer that came back after an abandoning shutdown may leave batches behind.
-    while (Batch* batch = lane->ring.try_pop()) {
-      lane->occupancy.fetch_sub(batch->events.size(), std::memory_order_acq_rel);
-      count_dropped(*lane, batch->events, "shutdown");
-      release(batch);
-      finish_batch(*lane);
-    }
+    discard_queued(*lane, "shutdown");
   }
 }
 
@@ -558,6 +698,7 @@ EmitterStats Core::stats() const {
     out.committed += shard.events.load(std::memory_order_relaxed);
     out.transactions += shard.transactions.load(std::memory_order_relaxed);
     out.discarded += shard.discarded.load(std::memory_order_relaxed);
+    out.cascade_dropped += shard.cascade_dropped.load(std::memory_order_relaxed);
   }
   out.adapters.reserve(lanes_.size());
   for (const auto& lane : lanes_) {
@@ -567,7 +708,9 @@ EmitterStats Core::stats() const {
     s.failed = lane->failed.load(std::memory_order_relaxed);
     s.filtered = lane->filtered.load(std::memory_order_relaxed);
     s.dropped = lane->dropped.load(std::memory_order_relaxed);
-    s.queued = lane->occupancy.load(std::memory_order_relaxed);
+    for (const auto& queue : lane->queues) {
+      s.queued += queue->occupancy.load(std::memory_order_relaxed);
+    }
     out.adapters.push_back(std::move(s));
   }
   return out;

@@ -1,18 +1,23 @@
 // Internal: the delivery pipeline behind an Emitter.
 //
 // How an event travels: Transaction::emit appends to the transaction's vector. commit()
-// calls Core::publish, which reserves room in every adapter's queue (its Lane), wraps the
-// whole vector in one reference-counted Batch and pushes that one pointer into each Lane's
-// ring (one hand-off per adapter, whatever the number of events). Each Lane's consumer
-// thread pops batches, cuts them into runs of interested events of at most max_demand, and
-// calls the adapter's handle_events with a span over the shared events. The last Lane to
-// finish with a Batch frees it.
+// calls Core::publish, which reserves room in every adapter's queue(s), wraps the whole
+// vector in one reference-counted Batch and pushes that one pointer into each queue (one
+// hand-off per queue, whatever the number of events). Each queue's consumer thread(s) pop
+// batches, cut them into runs of interested events of at most max_demand, and call the
+// adapter's handle_events with a span over the shared events. The last queue to finish
+// with a Batch frees it.
+//
+// A Lane is one adapter: one queue and one consumer normally; with concurrency N, N
+// consumers share one queue, or (with partition_by) each of N queues receives every batch
+// and its consumer handles the events whose key maps to it.
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -27,19 +32,25 @@
 
 namespace emissions::detail {
 
-// The unit of hand-off: one committed transaction's events, shared by every Lane.
+class HandlerDispatcher;
+
+// The unit of hand-off: one committed transaction's events, shared by every queue.
 struct Batch {
-  explicit Batch(std::vector<Event>&& e) : events(std::move(e)) {}
+  Batch(std::vector<Event>&& e, int depth) : events(std::move(e)), cascade_depth(depth) {}
   std::vector<Event> events;
+  const int cascade_depth;  // 0 for a request's events, k for events of a level-k handler
   std::atomic<std::uint32_t> refs{0};
 };
 
-// Drops one Lane's reference; the last one frees the events.
+// Drops one queue's reference; the last one frees the events.
 inline void release(Batch* batch) noexcept {
   if (batch->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     std::unique_ptr<Batch> owner(batch);
   }
 }
+
+// The cascade depth of the batch being delivered on this thread (handlers read it).
+int delivering_depth() noexcept;
 
 struct LaneOptions {
   std::size_t max_demand;
@@ -47,37 +58,53 @@ struct LaneOptions {
   Overflow overflow;
   std::chrono::milliseconds block_timeout;
   std::chrono::microseconds idle_spin;
+  std::size_t concurrency;
+  std::function<std::uint64_t(const Event&)> partition_by;
 };
 
-// One adapter's queue, consumer and counters.
+// One bounded ring with its reservation counter and the consumers parked on it.
+struct Queue {
+  Queue(std::size_t capacity_events, std::size_t partition)
+      : ring(capacity_events), capacity(capacity_events), index(partition) {}
+  BoundedRing<Batch> ring;
+  const std::size_t capacity;  // events
+  const std::size_t index;     // partition number when the lane is partitioned
+  alignas(64) std::atomic<std::size_t> occupancy{0};    // events reserved or queued
+  WaitChannel space;                                    // commits blocked on a full queue
+  WaitChannel wakeup;                                   // idle consumers
+  alignas(64) std::atomic<std::uint64_t> completed{0};  // batches finished or evicted
+};
+
+struct Consumer {
+  Queue* queue = nullptr;
+  std::thread thread;
+  std::atomic<std::uint32_t> exited{0};
+  std::atomic<std::uint64_t> in_call_events{0};  // events inside a handle_events call now
+  bool joined = false;
+};
+
+// One adapter: its queues, consumers and counters.
 struct Lane {
-  Lane(std::shared_ptr<Adapter> a, LaneOptions o)
-      : adapter(std::move(a)), name(adapter->name()), options(o), ring(o.buffer_size) {}
+  Lane(std::shared_ptr<Adapter> a, LaneOptions o);
+
+  // Whether events of `queue` include `event` (always, unless partitioned).
+  [[nodiscard]] bool owns(const Queue& queue, const Event& event) const noexcept;
+  [[nodiscard]] bool partitioned() const noexcept { return queues.size() > 1; }
 
   std::shared_ptr<Adapter> adapter;
   const std::string name;
   const LaneOptions options;
-  BoundedRing<Batch> ring;
+  std::vector<std::unique_ptr<Queue>> queues;
+  std::vector<std::unique_ptr<Consumer>> consumers;
 
-  alignas(64) std::atomic<std::size_t> occupancy{0};   // events reserved or queued
-  WaitChannel space;                                   // commits blocked on a full queue
-  alignas(64) std::atomic<std::uint32_t> sleeping{0};  // consumer parked (futex word)
-
-  // Written by the consumer (and by evictions for dropped/completed).
   alignas(64) std::atomic<std::uint64_t> delivered{0};
   std::atomic<std::uint64_t> failed{0};
   std::atomic<std::uint64_t> filtered{0};
   std::atomic<std::uint64_t> dropped{0};
-  std::atomic<std::uint64_t> completed{0};       // batches finished (handled or evicted)
-  std::atomic<std::uint64_t> in_call_events{0};  // events inside a handle_events call now
-
-  std::thread consumer;
-  std::atomic<std::uint32_t> exited{0};  // futex word: 1 once the consumer returned
-  bool joined = false;
   bool terminated = false;
 };
 
-class Core {
+class Core : public std::enable_shared_from_this<Core> {
  public:
   explicit Core(Config config);  // validates (ConfigError); starts no thread
   ~Core();
@@ -87,8 +114,11 @@ class Core {
   void start();
 
   // Hands `events` to every Lane. On success `events` is left empty; on overloaded or
-  // closed it is left untouched and nothing was delivered anywhere.
-  Status publish(std::vector<Event>& events);
+  // closed it is left untouched and nothing was delivered anywhere. `cascade_depth` > 0
+  // marks events emitted by handlers: they are accepted until the final drain of a
+  // shutdown, and never wait for room in the handler dispatcher's own queue (which
+  // would deadlock against the pool that is emitting them).
+  Status publish(std::vector<Event>& events, int cascade_depth = 0);
 
   Status drain(std::chrono::milliseconds timeout);
   Status shutdown(std::chrono::milliseconds timeout);
@@ -97,8 +127,15 @@ class Core {
   void finish();
 
   [[nodiscard]] bool closed() const noexcept { return closed_.load(std::memory_order_relaxed); }
+  // Whether a transaction at `cascade_depth` may still emit and commit: requests until
+  // shutdown starts, handlers' cascades until its drain ends.
+  [[nodiscard]] bool accepting(int cascade_depth) const noexcept {
+    return !(cascade_depth > 0 ? sealed_ : closed_).load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] int max_cascade_depth() const noexcept { return max_cascade_depth_; }
   [[nodiscard]] EmitterStats stats() const;
   void count_discarded(std::size_t events) noexcept;
+  void count_cascade_dropped() noexcept;
 
  private:
   enum class StopMode : std::uint32_t { running, when_empty, abandon };
@@ -109,33 +146,49 @@ class Core {
     std::atomic<std::uint64_t> events{0};
     std::atomic<std::uint64_t> transactions{0};
     std::atomic<std::uint64_t> discarded{0};
+    std::atomic<std::uint64_t> cascade_dropped{0};
   };
   static constexpr std::size_t kShards = 16;
   Shard& my_shard() noexcept;
 
-  bool try_reserve(Lane& lane, std::size_t n) noexcept;
-  bool reserve_blocking(Lane& lane, std::size_t n,
+  bool try_reserve(Queue& queue, std::size_t n) noexcept;
+  bool reserve_blocking(Queue& queue, std::size_t n,
                         std::chrono::steady_clock::time_point deadline) noexcept;
-  void unreserve(Lane& lane, std::size_t n) noexcept;
-  bool evict_oldest(Lane& lane, const char* reason) noexcept;
-  void count_dropped(Lane& lane, const std::vector<Event>& events, const char* reason) noexcept;
+  void unreserve(Queue& queue, std::size_t n) noexcept;
+  bool evict_oldest(Lane& lane, Queue& queue, const char* reason) noexcept;
+  void count_dropped(Lane& lane, const Queue& queue, const std::vector<Event>& events,
+                     const char* reason) noexcept;
+  std::uint64_t discard_queued(Lane& lane, const char* reason) noexcept;
 
-  void run_consumer(Lane& lane) noexcept;
-  void idle_wait(Lane& lane) noexcept;
-  void deliver(Lane& lane, const std::vector<Event>& events, bool& need_init) noexcept;
+  void run_consumer(Lane& lane, Consumer& consumer) noexcept;
+  void idle_wait(Queue& queue, std::chrono::microseconds idle_spin) noexcept;
+  void deliver(Lane& lane, const Queue& queue, const Batch& batch, bool& need_init) noexcept;
   void deliver_run(Lane& lane, std::span<const Event> run, bool& need_init) noexcept;
-  void finish_batch(Lane& lane) noexcept;
+  void finish_batch(Queue& queue) noexcept;
   void terminate_adapter(Lane& lane) noexcept;
+
+  std::vector<std::size_t> push_targets() const;
   bool all_done(const std::vector<std::size_t>& targets) const noexcept;
+  Status wait_for(const std::vector<std::size_t>& targets,
+                  std::chrono::steady_clock::time_point deadline);
+  Status drain_until(std::chrono::steady_clock::time_point deadline,
+                     std::chrono::milliseconds timeout);
 
   std::vector<std::unique_ptr<Lane>> lanes_;
+  std::vector<Queue*> all_queues_;  // flattened, for drains
+  std::shared_ptr<HandlerDispatcher> dispatcher_;
+  Lane* dispatcher_lane_ = nullptr;
+  int max_cascade_depth_ = 8;
   std::array<Shard, kShards> shards_;
-  std::atomic<bool> closed_{false};
+  std::atomic<bool> closed_{false};  // no new requests' commits
+  std::atomic<bool> sealed_{false};  // no commits at all (after the shutdown drain)
+  std::atomic<std::uint64_t> cascade_commits_{0};
   std::atomic<StopMode> stop_{StopMode::running};
   WaitChannel progress_;  // drain() waiters: notified when a batch finishes
   WaitChannel exits_;     // shutdown() waiters: notified when a consumer exits
   std::mutex shutdown_mutex_;
   bool shut_down_ = false;
+  bool started_ = false;
   Status shutdown_result_;
 };
 

@@ -60,10 +60,10 @@ class WaitChannel {
     park(epoch_, token, timeout);
   }
   void done() noexcept { waiters_.fetch_sub(1, std::memory_order_seq_cst); }
-  void notify() noexcept {
+  void notify(int count = INT_MAX) noexcept {
     if (waiters_.load(std::memory_order_seq_cst) != 0) {
       epoch_.fetch_add(1, std::memory_order_seq_cst);
-      unpark(epoch_);
+      unpark(epoch_, count);
     }
   }
 

@@ -24,8 +24,8 @@ Status detail::not_started(EventName name) {
 
 Transaction::Transaction() noexcept = default;
 
-Transaction::Transaction(std::shared_ptr<detail::Core> core) noexcept {
-  begin(std::move(core));
+Transaction::Transaction(std::shared_ptr<detail::Core> core, int cascade_depth) noexcept {
+  begin(std::move(core), cascade_depth);
 }
 
 Transaction::Transaction(Transaction&& other) noexcept
@@ -54,11 +54,12 @@ Transaction::~Transaction() {
   discard();
 }
 
-void Transaction::begin(std::shared_ptr<detail::Core> core) noexcept {
+void Transaction::begin(std::shared_ptr<detail::Core> core, int cascade_depth) noexcept {
   // Keeping the same core avoids touching the shared reference count on every request.
   if (core_ != core) core_ = std::move(core);
   events_.clear();
-  active_ = core_ != nullptr && !core_->closed();
+  cascade_depth_ = cascade_depth;
+  active_ = core_ != nullptr && core_->accepting(cascade_depth);
   if (active_ && telemetry::enabled()) {
     telemetry::execute(detail::events::kBufferStarted, {{"count", 1}}, nlohmann::json::object());
   }
@@ -66,18 +67,25 @@ void Transaction::begin(std::shared_ptr<detail::Core> core) noexcept {
 
 Status Transaction::emit(EventName name, nlohmann::json payload, nlohmann::json metadata) {
   if (!active_) {
-    if (core_ && core_->closed()) return Status(Errc::closed, "the emitter has been shut down");
+    if (core_ && !core_->accepting(cascade_depth_)) {
+      return Status(Errc::closed, "the emitter has been shut down");
+    }
     return detail::not_started(name);
   }
   if (name.empty()) return Status(Errc::invalid_argument, "event name is empty");
   if (metadata.is_null()) {
-    metadata = nlohmann::json::object();
+    // value_t::object builds the empty map directly (json::object() goes through the
+    // initializer-list constructor, several times slower on this hot path).
+    metadata = nlohmann::json(nlohmann::json::value_t::object);
   } else if (!metadata.is_object()) {
     return Status(Errc::invalid_argument, "metadata of '" + name.str() +
                                               "' must be a JSON object or null, got " +
                                               std::string(metadata.type_name()));
   }
-  if (core_->closed()) return Status(Errc::closed, "the emitter has been shut down");
+  if (!core_->accepting(cascade_depth_)) {
+    return Status(Errc::closed, "the emitter has been shut down");
+  }
+  if (cascade_depth_ > core_->max_cascade_depth()) return cascade_limit(name);
   if (events_.capacity() == 0) events_.reserve(kInitialCapacity);
   const auto now = detail::wall_now();
   events_.emplace_back(name, std::move(payload), std::move(metadata), EventId::generate(now), now);
@@ -86,12 +94,14 @@ Status Transaction::emit(EventName name, nlohmann::json payload, nlohmann::json 
 
 Status Transaction::hand_off(bool keep_open) {
   if (!active_) {
-    if (core_ && core_->closed()) return Status(Errc::closed, "the emitter has been shut down");
+    if (core_ && !core_->accepting(cascade_depth_)) {
+      return Status(Errc::closed, "the emitter has been shut down");
+    }
     return Status(Errc::not_started, "no active buffer: call start() first");
   }
   const std::size_t count = events_.size();
   if (count > 0) {
-    Status status = core_->publish(events_);
+    Status status = core_->publish(events_, cascade_depth_);
     if (!status.ok()) return status;
   }
   if (!keep_open) active_ = false;
@@ -100,6 +110,17 @@ Status Transaction::hand_off(bool keep_open) {
                        {{"event_count", count}});
   }
   return {};
+}
+
+Status Transaction::cascade_limit(EventName name) {
+  core_->count_cascade_dropped();
+  if (telemetry::enabled()) {
+    telemetry::execute(detail::events::kEventDropped, {{"count", 1}},
+                       {{"event_name", name.str()}, {"reason", "cascade_limit"}});
+  }
+  return Status(Errc::overloaded, "'" + name.str() +
+                                      "' would cascade deeper than max_cascade_depth " +
+                                      std::to_string(core_->max_cascade_depth()) + "; dropped");
 }
 
 Status Transaction::flush() {

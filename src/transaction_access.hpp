@@ -14,15 +14,13 @@ Status not_started(EventName name);
 
 struct TransactionAccess {
   static Status begin(Transaction& tx, const std::shared_ptr<detail::Core>& core) {
-    tx.begin(core);
+    tx.begin(core, 0);
     if (!tx.active()) return Status(Errc::closed, "the emitter has been shut down");
     return {};
   }
-  static Transaction make(std::shared_ptr<detail::Core> core) {
-    return Transaction(std::move(core));
+  static Transaction make(std::shared_ptr<detail::Core> core, int cascade_depth = 0) {
+    return Transaction(std::move(core), cascade_depth);
   }
-  static int cascade_depth(const Transaction& tx) noexcept { return tx.cascade_depth_; }
-  static void set_cascade_depth(Transaction& tx, int depth) noexcept { tx.cascade_depth_ = depth; }
 };
 
 }  // namespace emissions

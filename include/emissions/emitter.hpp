@@ -32,6 +32,8 @@ namespace emissions {
 
 // Counters of one adapter. Once drained:
 // committed == delivered + failed + filtered + dropped.
+// (The handler dispatcher, when handlers are configured, is listed as the adapter
+// "emissions.handlers": its `delivered` counts events dispatched to handlers.)
 struct AdapterStats {
   std::string name;
   std::uint64_t delivered = 0;  // handed to handle_events, which returned ok
@@ -45,6 +47,7 @@ struct EmitterStats {
   std::uint64_t committed = 0;         // events handed to the pipeline
   std::uint64_t transactions = 0;      // successful commits and non-empty flushes
   std::uint64_t discarded = 0;         // events thrown away by terminate() or abandonment
+  std::uint64_t cascade_dropped = 0;   // handler emits refused by max_cascade_depth
   std::vector<AdapterStats> adapters;  // in configuration order
 };
 

@@ -41,7 +41,9 @@ class Transaction {
 
   // Appends an event. Errors: not_started (no active buffer; fires [emissions, event,
   // dropped] with reason not_started), closed (emitter shut down), invalid_argument (empty
-  // name, or metadata neither null nor an object; the buffer is unchanged).
+  // name, or metadata neither null nor an object; the buffer is unchanged), overloaded
+  // (inside a handler, the cascade is deeper than max_cascade_depth: the event is dropped
+  // with reason cascade_limit).
   // Cost: no lock, no allocation beyond the event's own storage.
   Status emit(EventName name, nlohmann::json payload = nullptr, nlohmann::json metadata = nullptr);
 
@@ -60,15 +62,16 @@ class Transaction {
  private:
   friend class Emitter;
   friend struct TransactionAccess;
-  explicit Transaction(std::shared_ptr<detail::Core> core) noexcept;
-  void begin(std::shared_ptr<detail::Core> core) noexcept;
+  Transaction(std::shared_ptr<detail::Core> core, int cascade_depth) noexcept;
+  void begin(std::shared_ptr<detail::Core> core, int cascade_depth) noexcept;
   void discard() noexcept;
   Status hand_off(bool keep_open);
+  Status cascade_limit(EventName name);
 
   std::shared_ptr<detail::Core> core_;
   std::vector<Event> events_;
   bool active_ = false;
-  int cascade_depth_ = 0;  // > 0 inside a handler invocation
+  int cascade_depth_ = 0;  // > 0 for a handler invocation's buffer
 };
 
 }  // namespace emissions

@@ -1,0 +1,73 @@
+// emissions/handler.hpp: in-process subscribers to committed events.
+//
+// A Handler names the events it wants; each (handler, event) invocation runs on the
+// Emitter's handler thread pool with its own ambient buffer, so `emissions::emit` inside a
+// handler cascades: those events are committed when the handler returns ok, and discarded
+// when it returns an error, is ignored, or throws.
+//
+//   class SearchIndexer final : public emissions::Handler {
+//    public:
+//     std::string_view name() const override { return "search_indexer"; }
+//     std::vector<emissions::EventName> events() const override {
+//       return {"order_created", "order_updated"};
+//     }
+//     emissions::HandlerResult handle_event(const emissions::Event& e) override {
+//       if (!index(e.payload)) return emissions::HandlerResult::error("index unavailable");
+//       emissions::emit("order_indexed", {{"id", e.payload["id"]}});  // cascades
+//       return emissions::HandlerResult::ok();
+//     }
+//   };
+//   config.add_handler(std::make_shared<SearchIndexer>());
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "emissions/event.hpp"
+
+namespace emissions {
+
+// What a handler invocation came to.
+class HandlerResult {
+ public:
+  enum class Kind { ok, error, ignored };
+
+  static HandlerResult ok() { return HandlerResult(Kind::ok, {}); }
+  static HandlerResult error(std::string reason) {
+    return HandlerResult(Kind::error, std::move(reason));
+  }
+  // The handler chose not to act on this event (reported as [emissions, handler, ignored]).
+  static HandlerResult ignored() { return HandlerResult(Kind::ignored, {}); }
+
+  [[nodiscard]] Kind kind() const noexcept { return kind_; }
+  [[nodiscard]] bool is_ok() const noexcept { return kind_ == Kind::ok; }
+  [[nodiscard]] const std::string& reason() const noexcept { return reason_; }
+
+ private:
+  HandlerResult(Kind kind, std::string reason) : kind_(kind), reason_(std::move(reason)) {}
+  Kind kind_;
+  std::string reason_;
+};
+
+class Handler {
+ public:
+  virtual ~Handler() = default;
+
+  // The event names this handler subscribes to; read once, when the Emitter is built.
+  [[nodiscard]] virtual std::vector<EventName> events() const = 0;
+
+  // Called on a handler pool thread, once per subscribed event. May run concurrently with
+  // other invocations of the same handler unless ordered() is true. Exceptions are caught
+  // and reported as errors (reason = the exception's message).
+  virtual HandlerResult handle_event(const Event& event) = 0;
+
+  // True: this handler's invocations run one at a time, in delivery order.
+  [[nodiscard]] virtual bool ordered() const { return false; }
+
+  // A short stable name for telemetry (`handler`).
+  [[nodiscard]] virtual std::string_view name() const = 0;
+};
+
+}  // namespace emissions
