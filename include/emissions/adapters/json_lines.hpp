@@ -1,0 +1,122 @@
+// emissions/adapters/json_lines.hpp: an adapter that appends one JSON envelope per line
+// (JSON Lines) to a file or to standard output.
+//
+//   emissions::Config config;
+//   config.add_adapter(std::make_shared<emissions::adapters::JsonLines>("events.jsonl"));
+//   // or, with options:
+//   config.add_adapter(std::make_shared<emissions::adapters::JsonLines>(
+//       emissions::adapters::JsonLinesOptions{.path = "-", .name = "stdout"}));
+//
+// Each line is `emissions::serialize(event)` (see event.hpp):
+//   {"emitted_at":"2026-11-21T01:37:33.123456Z","id":"018f...","metadata":{},
+//    "name":"order_created","payload":{"id":1}}
+//
+// The file is opened for appending at construction, so a bad path fails at start-up
+// rather than at the first event. Each batch is written with a single write(2) on a file
+// opened with O_APPEND: on a local file system, lines from several processes appending to
+// the same file never interleave within a batch.
+#pragma once
+
+#include <cstddef>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "emissions/adapter.hpp"
+#include "emissions/status.hpp"
+
+namespace emissions::adapters {
+
+// How a JsonLines adapter writes. A plain struct for designated initializers:
+//
+//   JsonLinesOptions{.path = "/var/log/app/events.jsonl", .flush_each_batch = false}
+struct JsonLinesOptions {
+  // The file to append to (created with mode 0644 when missing), or "-" for standard
+  // output. The directory must exist.
+  std::string path;
+  // The adapter's name in telemetry and statistics.
+  std::string name = "json_lines";
+  // true: every batch is written before handle_events returns, so a reader (or drain())
+  // sees the lines at once. false: lines collect in memory and are written once
+  // `buffer_bytes` is reached, and at terminate(); fewer syscalls, but lines written in
+  // the meantime are lost if the process dies.
+  bool flush_each_batch = true;
+  // With flush_each_batch == false: write once this many bytes are pending.
+  std::size_t buffer_bytes = 64 * 1024;
+};
+
+// Appends each event's envelope as one line. Owns its file descriptor.
+//
+//   auto sink = std::make_shared<emissions::adapters::JsonLines>("-");  // to stdout
+//
+// Thread-safety: all members may be called from any thread; calls are serialized by an
+// internal mutex (uncontended in the pipeline, where one consumer calls it).
+class JsonLines final : public Adapter {
+ public:
+  // Opens `options.path` for appending. Throws ConfigError naming the path and the OS
+  // error (missing directory, no permission, a directory) or the invalid option.
+  explicit JsonLines(JsonLinesOptions options);
+  // Same as JsonLines(JsonLinesOptions{.path = path}).
+  explicit JsonLines(std::string path);
+  // terminate(), if it has not been called.
+  ~JsonLines() override;
+  JsonLines(const JsonLines&) = delete;
+  JsonLines& operator=(const JsonLines&) = delete;
+
+  // Serializes the batch into a reused buffer and writes it with one write(2) (retried on
+  // a partial write or EINTR). Blocks while the destination blocks. Never throws, and a
+  // closed pipe never raises SIGPIPE.
+  // Errors: unavailable when the write fails (disk full, closed pipe, ...): the pending
+  // lines are dropped, some may have been written, and the next write starts on a fresh
+  // line. With flush_each_batch == false, that error comes back from the batch that
+  // triggered the write. invalid_argument when an event cannot be serialized (a string
+  // that is not valid UTF-8): that event is skipped, the rest are written. closed after
+  // terminate(). internal when memory runs out.
+  Status handle_events(std::span<const Event> batch) override;
+
+  // Writes anything pending and closes the file. Later batches return closed. Idempotent.
+  // A failure here has no caller to go to: it is reported as [emissions, adapter, error]
+  // telemetry with the number of events lost.
+  void terminate() override;
+
+  [[nodiscard]] std::string_view name() const override { return options_.name; }
+  // The path given in the options ("-" for standard output).
+  [[nodiscard]] const std::string& path() const noexcept { return options_.path; }
+
+ private:
+  // Owns a file descriptor; closes it on destruction.
+  class File {
+   public:
+    File() noexcept = default;
+    explicit File(int fd) noexcept : fd_(fd) {}
+    File(File&& other) noexcept;
+    File& operator=(File&& other) noexcept;
+    File(const File&) = delete;
+    File& operator=(const File&) = delete;
+    ~File();
+
+    [[nodiscard]] int get() const noexcept { return fd_; }
+    [[nodiscard]] bool is_open() const noexcept { return fd_ >= 0; }
+    // Closes now; returns the errno of close(2), 0 on success.
+    int close() noexcept;
+
+   private:
+    int fd_ = -1;
+  };
+
+  // Writes `pending_` (holding mutex_). Clears it either way.
+  Status write_pending_locked();
+
+  JsonLinesOptions options_;
+  std::mutex mutex_;
+  File file_;
+  std::string pending_;  // lines not yet written; its capacity is reused across batches
+  std::size_t pending_events_ = 0;
+  bool is_stdout_ = false;
+  bool guard_sigpipe_ = false;  // the destination is a pipe or socket
+  bool line_broken_ = false;    // a failed write left the destination mid-line
+  bool terminated_ = false;
+};
+
+}  // namespace emissions::adapters
