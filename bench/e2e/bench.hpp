@@ -1,0 +1,195 @@
+// emissions-bench: shared pieces of the end-to-end benchmark.
+//
+// Every figure the binary prints is measured in the same run; nothing here holds a
+// number. The scenarios live in scenarios.cpp (emit, pipeline throughput and scaling,
+// latency), baselines.cpp (the synchronous limit and the naive mutex pipeline) and
+// stalled.cpp (peak RSS with a stalled adapter, run in a child process); main.cpp parses
+// the flags and prints the table or the JSON object.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "emissions/adapter.hpp"
+#include "emissions/event.hpp"
+#include "emissions/event_name.hpp"
+#include "emissions/status.hpp"
+
+namespace emissions::bench {
+
+// Every producer loop commits this many events per transaction.
+inline constexpr std::size_t kEventsPerCommit = 10;
+
+// Raised when a run's counts do not add up (events lost, duplicated, or refused). The
+// binary reports it and exits non-zero: a benchmark that lost events has no figure.
+class BenchFailure : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// What each event carries. `integer` is the headline: copying a JSON number does not
+// allocate, so the figures measure the pipeline rather than malloc. `object` is
+// {"id":…, "total":…}, copied (two map nodes and a map) per emit.
+enum class Payload { integer, object };
+
+[[nodiscard]] nlohmann::json make_payload(Payload payload);
+[[nodiscard]] const char* describe(Payload payload);
+
+// The event name every scenario emits, interned once.
+[[nodiscard]] EventName bench_event_name();
+
+// CPU time (user + system) used so far by every thread of this process, in seconds.
+[[nodiscard]] double process_cpu_seconds() noexcept;
+
+// std::chrono::steady_clock in nanoseconds.
+[[nodiscard]] std::int64_t steady_ns() noexcept;
+
+// The library's wall clock extrapolates from the TSC per thread, but only after a thread
+// has used it for 10 ms; before that every emit reads system_clock. Producer threads call
+// this first, so no run measures a thread that is still calibrating.
+void calibrate_thread_clock();
+
+// The adapter of every throughput run: counts what it is handed and does nothing else.
+// One relaxed add per call, on its own cache line. Thread-safe.
+class NoOpAdapter final : public Adapter {
+ public:
+  explicit NoOpAdapter(std::string name) : name_(std::move(name)) {}
+  [[nodiscard]] std::string_view name() const override { return name_; }
+  Status handle_events(std::span<const Event> batch) override {
+    count_.fetch_add(batch.size(), std::memory_order_relaxed);
+    return {};
+  }
+  [[nodiscard]] std::uint64_t count() const noexcept {
+    return count_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  std::string name_;
+  alignas(64) std::atomic<std::uint64_t> count_{0};
+};
+
+// `count` no-op adapters named noop-0, noop-1, ...
+[[nodiscard]] std::vector<std::shared_ptr<NoOpAdapter>> make_adapters(std::size_t count);
+
+// The shape of one throughput run.
+struct Workload {
+  std::uint64_t events = 0;   // timed events, all producers together
+  std::size_t adapters = 1;   // no-op adapters, each receives every event
+  std::size_t producers = 1;  // producer threads, each with its own loop
+  Payload payload = Payload::integer;
+};
+
+// Events per producer, rounded down to whole commits.
+[[nodiscard]] std::uint64_t events_per_producer(const Workload& w);
+
+struct RunResult {
+  std::uint64_t events = 0;         // timed events committed (and delivered to every adapter)
+  double seconds = 0.0;             // first timed commit until everything was delivered
+  double cpu_seconds = 0.0;         // CPU time of the whole process (all threads) in that window
+  std::size_t max_queue_depth = 0;  // naive pipeline only: deepest deque seen
+  // CPU time per event: robust to a loaded machine where wall time is not.
+  [[nodiscard]] double cpu_ns_per_event() const {
+    return events > 0 ? cpu_seconds * 1e9 / static_cast<double>(events) : 0.0;
+  }
+  [[nodiscard]] double eps() const {
+    return seconds > 0.0 ? static_cast<double>(events) / seconds : 0.0;
+  }
+};
+
+// Warm-up events per producer before each timed run (not counted).
+inline constexpr std::uint64_t kWarmupEvents = 20'000;
+
+// ---- scenarios.cpp ---------------------------------------------------------------------
+
+// The real pipeline: an Emitter with `w.adapters` no-op adapters and default options,
+// `w.producers` threads each running start(), 10 × emit(), commit() through the ambient
+// API. Throws BenchFailure unless every adapter received exactly every event.
+[[nodiscard]] RunResult run_pipeline(const Workload& w);
+
+struct EmitResult {
+  double median_ns = 0.0;  // per event
+  double p10_ns = 0.0;
+  double p90_ns = 0.0;
+  std::size_t samples = 0;
+  std::size_t per_sample = 0;  // emits timed together in one sample
+};
+
+// Median over `samples` samples of (time of `per_sample` emits into one open transaction)
+// / per_sample; the transaction is started before and terminated after the timed region.
+// reserved = false: a fresh explicit Transaction per sample, so its buffer grows from
+// empty inside the timed region. reserved = true: the thread's ambient transaction, whose
+// buffer keeps its capacity from the previous sample (no reallocation timed).
+[[nodiscard]] EmitResult measure_emit(Payload payload, bool reserved, std::size_t samples,
+                                      std::size_t per_sample);
+
+struct LatencyResult {
+  std::size_t events_per_commit = 0;
+  double period_us = 0.0;    // one commit every period_us
+  double offered_eps = 0.0;  // measured rate the producer achieved
+  std::size_t samples = 0;   // events measured (after the warm-up)
+  double p50_us = 0.0;
+  double p99_us = 0.0;
+  double p999_us = 0.0;
+  double max_us = 0.0;
+};
+
+// One producer paced at `rate_eps` events/s offered, `events_per_commit` per commit, on a
+// steady-clock schedule; one adapter records (now - commit time) per event.
+[[nodiscard]] LatencyResult measure_latency(std::size_t events_per_commit, double rate_eps,
+                                            std::size_t samples, std::size_t warmup);
+
+// ---- baselines.cpp ---------------------------------------------------------------------
+
+// The limit: the same producer loop with the adapters called synchronously inside
+// "commit" on the producer's thread. Single producer only.
+[[nodiscard]] RunResult run_limit(const Workload& w);
+
+// The naive pipeline: per adapter a mutex + condition variable + std::deque and one
+// consumer thread. The producer locks, pushes and notifies per event, or, with
+// `lock_per_commit`, once per commit and adapter. Single producer only.
+[[nodiscard]] RunResult run_naive(const Workload& w, bool lock_per_commit);
+
+// ---- stalled.cpp -----------------------------------------------------------------------
+
+struct StalledOptions {
+  std::uint64_t events = 10'000'000;         // committed during the stall, 10 per commit
+  std::size_t buffer_size = 10'000;          // the stalled adapter's queue (drop_oldest)
+  std::uint64_t measure_events = 1'000'000;  // held open to measure bytes per event
+};
+
+struct StalledResult {
+  double per_event_bytes = 0.0;  // measured RSS growth per event held in transactions
+  double peak_rss_mib = 0.0;     // VmHWM of the child during the stalled run
+  double rss_before_run_mib = 0.0;
+  double bound_mib = 0.0;  // buffer_size × per_event_bytes + 16 MiB
+  bool hwm_reset = false;  // whether the peak could be reset after the measurement
+  std::uint64_t committed = 0;
+  std::uint64_t delivered = 0;
+  std::uint64_t dropped = 0;
+  std::uint64_t received = 0;  // events the stalled adapter itself counted
+  double seconds = 0.0;        // the stalled run's commit loop
+};
+
+// Re-executes this binary with --stalled-child and reads its one-line JSON report.
+// Throws BenchFailure when the child fails or its counts do not add up exactly.
+[[nodiscard]] StalledResult run_stalled_in_child(const StalledOptions& options);
+
+// The child's entry point: runs the scenario, prints one JSON line on stdout.
+int stalled_child_main(const StalledOptions& options);
+
+// ---- helpers ---------------------------------------------------------------------------
+
+// Median of `values` (by copy); 0 for none.
+[[nodiscard]] double median(std::vector<double> values);
+
+}  // namespace emissions::bench

@@ -1,0 +1,82 @@
+// Helpers shared by the emissions-bench scenarios.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "bench.hpp"
+#include "wall_clock.hpp"
+
+namespace emissions::bench {
+
+nlohmann::json make_payload(Payload payload) {
+  switch (payload) {
+    case Payload::integer:
+      return nlohmann::json(std::int64_t{123'456'789});
+    case Payload::object:
+      return nlohmann::json{{"id", 123'456'789}, {"total", 99.5}};
+  }
+  return nullptr;
+}
+
+const char* describe(Payload payload) {
+  switch (payload) {
+    case Payload::integer:
+      return "pre-built JSON integer, copied per emit (no allocation)";
+    case Payload::object:
+      return R"(pre-built JSON object {"id":…,"total":…}, copied per emit (allocates))";
+  }
+  return "?";
+}
+
+EventName bench_event_name() {
+  static const EventName kName("order_created");
+  return kName;
+}
+
+std::int64_t steady_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+double process_cpu_seconds() noexcept {
+  rusage usage{};
+  if (getrusage(RUSAGE_SELF, &usage) != 0) return 0.0;
+  const auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+void calibrate_thread_clock() {
+  // Two reads 15 ms apart: the second one fixes this thread's TSC rate.
+  (void)detail::wall_now();
+  std::this_thread::sleep_for(std::chrono::milliseconds(15));
+  (void)detail::wall_now();
+}
+
+std::vector<std::shared_ptr<NoOpAdapter>> make_adapters(std::size_t count) {
+  std::vector<std::shared_ptr<NoOpAdapter>> adapters;
+  adapters.reserve(count);
+  for (std::size_t i = 0; i < count; ++i)
+    adapters.push_back(std::make_shared<NoOpAdapter>("noop-" + std::to_string(i)));
+  return adapters;
+}
+
+std::uint64_t events_per_producer(const Workload& w) {
+  const std::uint64_t producers = std::max<std::uint64_t>(w.producers, 1);
+  return w.events / producers / kEventsPerCommit * kEventsPerCommit;
+}
+
+double median(std::vector<double> values) {
+  if (values.empty()) return 0.0;
+  const auto mid = values.begin() + static_cast<std::ptrdiff_t>(values.size() / 2);
+  std::nth_element(values.begin(), mid, values.end());
+  if (values.size() % 2 == 1) return *mid;
+  const double upper = *mid;
+  const double lower = *std::max_element(values.begin(), mid);
+  return (lower + upper) / 2.0;
+}
+
+}  // namespace emissions::bench

@@ -1,0 +1,273 @@
+// The pipeline's own scenarios: emit cost, commit-to-delivery throughput (and the scaling
+// table, which is the same run with more producers and adapters), and latency under a
+// paced load.
+#include <algorithm>
+#include <cmath>
+#include <latch>
+#include <thread>
+
+#include "bench.hpp"
+#include "emissions/ambient.hpp"
+#include "emissions/emitter.hpp"
+
+namespace emissions::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kDrainTimeout = std::chrono::seconds(120);
+
+// start(), 10 × emit(), commit() through the ambient API (the per-thread transaction,
+// which reuses its emitter reference: no shared reference count per request). Returns
+// the number of calls that did not return ok.
+std::uint64_t produce(std::uint64_t events, const nlohmann::json& payload) {
+  const EventName name = bench_event_name();
+  std::uint64_t failed = 0;
+  for (std::uint64_t done = 0; done < events; done += kEventsPerCommit) {
+    if (!emissions::start().ok()) {
+      ++failed;
+      continue;
+    }
+    for (std::size_t i = 0; i < kEventsPerCommit; ++i) {
+      if (!emissions::emit(name, payload).ok()) ++failed;
+    }
+    if (!emissions::commit().ok()) {
+      ++failed;
+      emissions::terminate();
+    }
+  }
+  return failed;
+}
+
+void check_pipeline(const char* what, const Emitter& emitter,
+                    const std::vector<std::shared_ptr<NoOpAdapter>>& adapters,
+                    const std::vector<std::uint64_t>& before, std::uint64_t expected,
+                    std::uint64_t expected_committed) {
+  const EmitterStats stats = emitter.stats();
+  if (stats.committed != expected_committed) {
+    throw BenchFailure(std::string(what) + ": emitter committed " +
+                       std::to_string(stats.committed) + " events, expected " +
+                       std::to_string(expected_committed));
+  }
+  for (std::size_t i = 0; i < adapters.size(); ++i) {
+    const std::uint64_t got = adapters[i]->count() - before[i];
+    const AdapterStats& s = stats.adapters[i];
+    if (got != expected || s.dropped != 0 || s.failed != 0 || s.filtered != 0 ||
+        s.delivered != expected_committed) {
+      throw BenchFailure(std::string(what) + ": adapter " + s.name + " received " +
+                         std::to_string(got) + " timed events (expected " +
+                         std::to_string(expected) + "); stats delivered " +
+                         std::to_string(s.delivered) + ", dropped " + std::to_string(s.dropped) +
+                         ", failed " + std::to_string(s.failed));
+    }
+  }
+}
+
+double percentile(const std::vector<std::int64_t>& sorted, double q) {
+  if (sorted.empty()) return 0.0;
+  const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(sorted.size())));
+  const std::size_t index = std::min(sorted.size() - 1, rank == 0 ? 0 : rank - 1);
+  return static_cast<double>(sorted[index]);
+}
+
+// Records (delivery time - commit time) per event; the commit time travels as the
+// payload. Written only by the consumer thread; read after drain().
+class LatencyAdapter final : public Adapter {
+ public:
+  explicit LatencyAdapter(std::size_t capacity) { samples_.reserve(capacity); }
+  [[nodiscard]] std::string_view name() const override { return "latency"; }
+  Status handle_events(std::span<const Event> batch) override {
+    const std::int64_t now = steady_ns();  // the whole batch arrives at this moment
+    for (const Event& event : batch) {
+      if (samples_.size() < samples_.capacity())
+        samples_.push_back(now - event.payload.get<std::int64_t>());
+    }
+    return {};
+  }
+  [[nodiscard]] const std::vector<std::int64_t>& samples() const noexcept { return samples_; }
+
+ private:
+  std::vector<std::int64_t> samples_;
+};
+
+// A spin-wait hint to the CPU (frees the sibling hyper-thread's resources).
+inline void pause() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ volatile("yield");
+#endif
+}
+
+// Waits for `deadline` (steady ns): yields while it is more than 2 µs away, so a producer
+// sharing a core with the consumer leaves it the CPU, then spins with a pause. Bounded
+// by the schedule.
+void wait_until(std::int64_t deadline) {
+  for (;;) {
+    const std::int64_t now = steady_ns();
+    if (now >= deadline) return;
+    if (deadline - now > 2'000) {
+      std::this_thread::yield();
+    } else {
+      pause();
+    }
+  }
+}
+
+}  // namespace
+
+RunResult run_pipeline(const Workload& w) {
+  const auto adapters = make_adapters(w.adapters);
+  Config config;
+  config.make_default = true;  // the producers use the ambient API
+  for (const auto& adapter : adapters)
+    config.add_adapter(adapter);
+  Emitter emitter(std::move(config));
+
+  const nlohmann::json payload = make_payload(w.payload);
+  const std::uint64_t per_producer = events_per_producer(w);
+  const std::size_t producers = std::max<std::size_t>(w.producers, 1);
+  std::latch warmed(static_cast<std::ptrdiff_t>(producers));
+  std::latch go(1);
+  std::atomic<std::uint64_t> failures{0};
+  std::vector<std::jthread> threads;
+  threads.reserve(producers);
+  for (std::size_t p = 0; p < producers; ++p) {
+    threads.emplace_back([&] {
+      calibrate_thread_clock();
+      std::uint64_t failed = produce(kWarmupEvents, payload);
+      warmed.count_down();
+      go.wait();
+      failed += produce(per_producer, payload);
+      failures.fetch_add(failed, std::memory_order_relaxed);
+    });
+  }
+  warmed.wait();
+  const Status warm_drained = emitter.drain(kDrainTimeout);
+  std::vector<std::uint64_t> before;
+  for (const auto& adapter : adapters)
+    before.push_back(adapter->count());
+
+  const double cpu_start = process_cpu_seconds();
+  const auto start = Clock::now();
+  go.count_down();
+  for (auto& thread : threads)
+    thread.join();
+  const Status drained = emitter.drain(kDrainTimeout);
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const double cpu_seconds = process_cpu_seconds() - cpu_start;
+
+  if (!warm_drained.ok() || !drained.ok()) {
+    throw BenchFailure("pipeline: drain failed: " +
+                       (warm_drained.ok() ? drained : warm_drained).to_string());
+  }
+  if (const std::uint64_t failed = failures.load(); failed != 0) {
+    throw BenchFailure("pipeline: " + std::to_string(failed) + " start/emit/commit calls failed");
+  }
+  const std::uint64_t events = per_producer * producers;
+  check_pipeline("pipeline", emitter, adapters, before, events, events + kWarmupEvents * producers);
+  return RunResult{events, seconds, cpu_seconds};
+}
+
+EmitResult measure_emit(Payload payload_kind, bool reserved, std::size_t samples,
+                        std::size_t per_sample) {
+  Config config;
+  config.make_default = reserved;  // the reserved variant uses the ambient transaction
+  config.add_adapter(std::make_shared<NoOpAdapter>("noop-0"));
+  Emitter emitter(std::move(config));
+  const nlohmann::json payload = make_payload(payload_kind);
+  const EventName name = bench_event_name();
+  constexpr std::size_t kWarmupSamples = 50;
+
+  std::vector<double> per_event;
+  per_event.reserve(samples);
+  std::uint64_t failed = 0;
+  for (std::size_t s = 0; s < samples + kWarmupSamples; ++s) {
+    Transaction fresh;
+    if (reserved) {
+      if (!emissions::start().ok()) ++failed;
+    } else {
+      fresh = emitter.start();
+    }
+    Transaction& tx = reserved ? emissions::current() : fresh;
+    const std::int64_t t0 = steady_ns();
+    for (std::size_t i = 0; i < per_sample; ++i) {
+      if (!tx.emit(name, payload).ok()) ++failed;
+    }
+    const std::int64_t t1 = steady_ns();
+    if (tx.size() != per_sample) ++failed;
+    tx.terminate();  // outside the timed region: destroying the events is not emit's cost
+    if (s >= kWarmupSamples) {
+      per_event.push_back(static_cast<double>(t1 - t0) / static_cast<double>(per_sample));
+    }
+  }
+  if (failed != 0) throw BenchFailure("emit: " + std::to_string(failed) + " emits failed");
+  std::sort(per_event.begin(), per_event.end());
+  const auto at = [&](double q) {
+    return per_event[std::min(per_event.size() - 1,
+                              static_cast<std::size_t>(q * static_cast<double>(per_event.size())))];
+  };
+  return EmitResult{median(per_event), at(0.10), at(0.90), per_event.size(), per_sample};
+}
+
+LatencyResult measure_latency(std::size_t events_per_commit, double rate_eps, std::size_t samples,
+                              std::size_t warmup) {
+  const std::size_t total = samples + warmup;
+  const std::size_t commits = (total + events_per_commit - 1) / events_per_commit;
+  auto adapter = std::make_shared<LatencyAdapter>(commits * events_per_commit);
+  Config config;
+  config.make_default = true;
+  config.add_adapter(adapter);
+  Emitter emitter(std::move(config));
+  const EventName name = bench_event_name();
+  const auto period_ns = static_cast<std::int64_t>(
+      std::llround(1e9 * static_cast<double>(events_per_commit) / rate_eps));
+  const std::size_t warmup_commits = warmup / events_per_commit;
+
+  std::uint64_t failed = 0;
+  std::int64_t next = steady_ns() + period_ns;
+  std::int64_t measured_from = 0;
+  std::int64_t measured_to = 0;
+  for (std::size_t c = 0; c < commits; ++c) {
+    wait_until(next);
+    next += period_ns;
+    // Read just before the emits: the figure includes emitting this commit's events.
+    const std::int64_t committed_at = steady_ns();
+    if (c == warmup_commits) measured_from = committed_at;
+    if (!emissions::start().ok()) ++failed;
+    for (std::size_t i = 0; i < events_per_commit; ++i) {
+      if (!emissions::emit(name, nlohmann::json(committed_at)).ok()) ++failed;
+    }
+    if (!emissions::commit().ok()) ++failed;
+    measured_to = committed_at;
+  }
+  const Status drained = emitter.drain(kDrainTimeout);
+  if (!drained.ok()) throw BenchFailure("latency: " + drained.to_string());
+  if (failed != 0) throw BenchFailure("latency: " + std::to_string(failed) + " calls failed");
+  const std::vector<std::int64_t>& all = adapter->samples();
+  if (all.size() != commits * events_per_commit) {
+    throw BenchFailure("latency: adapter saw " + std::to_string(all.size()) + " events, expected " +
+                       std::to_string(commits * events_per_commit));
+  }
+
+  std::vector<std::int64_t> sorted(
+      all.begin() + static_cast<std::ptrdiff_t>(warmup_commits * events_per_commit), all.end());
+  std::sort(sorted.begin(), sorted.end());
+  const double measured_commits = static_cast<double>(commits - warmup_commits);
+  const double span_s = static_cast<double>(measured_to - measured_from) / 1e9;
+  LatencyResult r;
+  r.events_per_commit = events_per_commit;
+  r.period_us = static_cast<double>(period_ns) / 1e3;
+  // Commits - 1 intervals between the first and the last measured commit.
+  r.offered_eps = span_s > 0.0
+                      ? (measured_commits - 1.0) * static_cast<double>(events_per_commit) / span_s
+                      : 0.0;
+  r.samples = sorted.size();
+  r.p50_us = percentile(sorted, 0.50) / 1e3;
+  r.p99_us = percentile(sorted, 0.99) / 1e3;
+  r.p999_us = percentile(sorted, 0.999) / 1e3;
+  r.max_us = sorted.empty() ? 0.0 : static_cast<double>(sorted.back()) / 1e3;
+  return r;
+}
+
+}  // namespace emissions::bench
