@@ -5,7 +5,7 @@ function(emissions_set_warnings target)
   else()
     target_compile_options(${target} PRIVATE
         -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wold-style-cast -Wcast-align
-        -Woverloaded-virtual -Wconversion -Wsign-conversion -Wnull-dereference
+        -Woverloaded-virtual -Wconversion -Wsign-conversion
         -Wdouble-promotion -Wimplicit-fallthrough
         $<$<BOOL:${EMISSIONS_WERROR}>:-Werror>)
   endif()

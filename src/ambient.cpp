@@ -80,7 +80,7 @@ Status start() {
 Status emit(EventName name, nlohmann::json payload, nlohmann::json metadata) {
   Transaction& tx = current();
   if (!tx.active()) return detail::not_started(name);
-  return tx.emit(name, std::move(payload), std::move(metadata));
+  return TransactionAccess::emit(tx, name, std::move(payload), std::move(metadata));
 }
 
 Status flush() {

@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "batch.hpp"
 #include "batch_ring.hpp"
 #include "emissions/config.hpp"
 #include "emissions/emitter.hpp"
@@ -33,21 +34,6 @@
 namespace emissions::detail {
 
 class HandlerDispatcher;
-
-// The unit of hand-off: one committed transaction's events, shared by every queue.
-struct Batch {
-  Batch(std::vector<Event>&& e, int depth) : events(std::move(e)), cascade_depth(depth) {}
-  std::vector<Event> events;
-  const int cascade_depth;  // 0 for a request's events, k for events of a level-k handler
-  std::atomic<std::uint32_t> refs{0};
-};
-
-// Drops one queue's reference; the last one frees the events.
-inline void release(Batch* batch) noexcept {
-  if (batch->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-    std::unique_ptr<Batch> owner(batch);
-  }
-}
 
 // The cascade depth of the batch being delivered on this thread (handlers read it).
 int delivering_depth() noexcept;
@@ -113,12 +99,16 @@ class Core : public std::enable_shared_from_this<Core> {
 
   void start();
 
-  // Hands `events` to every Lane. On success `events` is left empty; on overloaded or
+  // Hands the batch to every Lane. On success `batch` is taken (null); on overloaded or
   // closed it is left untouched and nothing was delivered anywhere. `cascade_depth` > 0
   // marks events emitted by handlers: they are accepted until the final drain of a
   // shutdown, and never wait for room in the handler dispatcher's own queue (which
   // would deadlock against the pool that is emitting them).
-  Status publish(std::vector<Event>& events, int cascade_depth = 0);
+  Status publish(BatchPtr& batch, int cascade_depth = 0);
+
+  // Event storage for a transaction, recycled from delivered batches when possible.
+  BatchPtr acquire_batch() { return pool_.acquire(); }
+  void recycle(Batch* batch) noexcept { pool_.recycle(batch); }
 
   Status drain(std::chrono::milliseconds timeout);
   Status shutdown(std::chrono::milliseconds timeout);
@@ -152,12 +142,19 @@ class Core : public std::enable_shared_from_this<Core> {
   Shard& my_shard() noexcept;
 
   bool try_reserve(Queue& queue, std::size_t n) noexcept;
+  // Waits up to commit_start + timeout; `commit_start` is read from the clock on first need
+  // and shared by the commit's queues.
   bool reserve_blocking(Queue& queue, std::size_t n,
-                        std::chrono::steady_clock::time_point deadline) noexcept;
+                        std::chrono::steady_clock::time_point& commit_start,
+                        std::chrono::milliseconds timeout) noexcept;
   void unreserve(Queue& queue, std::size_t n) noexcept;
   bool evict_oldest(Lane& lane, Queue& queue, const char* reason) noexcept;
-  void count_dropped(Lane& lane, const Queue& queue, const std::vector<Event>& events,
+  void count_dropped(Lane& lane, const Queue& queue, std::span<const Event> events,
                      const char* reason) noexcept;
+  // Drops one queue's reference; the last one recycles the storage.
+  void release(Batch* batch) noexcept {
+    if (batch->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) pool_.recycle(batch);
+  }
   std::uint64_t discard_queued(Lane& lane, const char* reason) noexcept;
 
   void run_consumer(Lane& lane, Consumer& consumer) noexcept;
@@ -174,6 +171,7 @@ class Core : public std::enable_shared_from_this<Core> {
   Status drain_until(std::chrono::steady_clock::time_point deadline,
                      std::chrono::milliseconds timeout);
 
+  BatchPool pool_;  // declared first: destroyed last, after every queue has let go
   std::vector<std::unique_ptr<Lane>> lanes_;
   std::vector<Queue*> all_queues_;  // flattened, for drains
   std::shared_ptr<HandlerDispatcher> dispatcher_;

@@ -89,18 +89,25 @@ std::chrono::system_clock::time_point wall_now() noexcept {
 namespace {
 
 // Per-thread generator state: ids of one thread strictly increase, and no thread waits.
+// Constant-initialised (seeded on first use), so reaching it costs no TLS init guard.
 struct IdState {
   std::uint64_t last_stamp = 0;  // 48-bit ms << 12 | 12-bit sub-ms fraction
-  std::uint64_t rng = 0;
+  std::uint64_t rng = 0;         // 0 until seeded
 
-  IdState() {
-    std::random_device rd;
-    rng = (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
-          std::hash<std::thread::id>{}(std::this_thread::get_id());
-    if (rng == 0) rng = 0x9e3779b97f4a7c15ULL;
+  void seed() noexcept {
+    std::uint64_t seed = std::hash<std::thread::id>{}(std::this_thread::get_id());
+    try {
+      std::random_device rd;
+      seed ^= (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+    } catch (...) {
+      // No entropy source: the thread id and the clock still keep ids apart.
+      seed ^= static_cast<std::uint64_t>(system_ns());
+    }
+    rng = seed != 0 ? seed : 0x9e3779b97f4a7c15ULL;
   }
 
   std::uint64_t next_random() noexcept {  // xorshift64*
+    if (rng == 0) seed();
     rng ^= rng >> 12;
     rng ^= rng << 25;
     rng ^= rng >> 27;
@@ -125,7 +132,7 @@ EventId EventId::generate() noexcept {
 }
 
 EventId EventId::generate(std::chrono::system_clock::time_point at) noexcept {
-  thread_local detail::IdState state;
+  thread_local constinit detail::IdState state;
   const auto ns =
       std::chrono::duration_cast<std::chrono::nanoseconds>(at.time_since_epoch()).count();
   const auto unsigned_ns = static_cast<std::uint64_t>(ns < 0 ? 0 : ns);

@@ -1,5 +1,6 @@
 #include "emissions/transaction.hpp"
 
+#include "batch.hpp"
 #include "core.hpp"
 #include "emissions/telemetry.hpp"
 #include "telemetry_events.hpp"
@@ -7,12 +8,7 @@
 #include "wall_clock.hpp"
 
 namespace emissions {
-namespace {
-
-// Enough for a typical request without regrowth: one allocation per transaction.
-constexpr std::size_t kInitialCapacity = 16;
-
-}  // namespace
+namespace {}  // namespace
 
 Status detail::not_started(EventName name) {
   if (telemetry::enabled()) {
@@ -30,21 +26,20 @@ Transaction::Transaction(std::shared_ptr<detail::Core> core, int cascade_depth) 
 
 Transaction::Transaction(Transaction&& other) noexcept
     : core_(std::move(other.core_)),
-      events_(std::move(other.events_)),
+      buffer_(std::move(other.buffer_)),
       active_(other.active_),
       cascade_depth_(other.cascade_depth_) {
-  other.events_.clear();
   other.active_ = false;
 }
 
 Transaction& Transaction::operator=(Transaction&& other) noexcept {
   if (this != &other) {
     discard();
+    give_back_buffer();
     core_ = std::move(other.core_);
-    events_ = std::move(other.events_);
+    buffer_ = std::move(other.buffer_);
     active_ = other.active_;
     cascade_depth_ = other.cascade_depth_;
-    other.events_.clear();
     other.active_ = false;
   }
   return *this;
@@ -52,12 +47,29 @@ Transaction& Transaction::operator=(Transaction&& other) noexcept {
 
 Transaction::~Transaction() {
   discard();
+  give_back_buffer();
+}
+
+void Transaction::give_back_buffer() noexcept {
+  if (buffer_ && core_) core_->recycle(buffer_.release());
+  buffer_.reset();
+}
+
+std::size_t Transaction::size() const noexcept {
+  return buffer_ ? buffer_->size : 0;
+}
+
+void detail::BatchDeleter::operator()(Batch* batch) const noexcept {
+  std::unique_ptr<Batch> owner(batch);
 }
 
 void Transaction::begin(std::shared_ptr<detail::Core> core, int cascade_depth) noexcept {
   // Keeping the same core avoids touching the shared reference count on every request.
-  if (core_ != core) core_ = std::move(core);
-  events_.clear();
+  if (core_ != core) {
+    give_back_buffer();
+    core_ = std::move(core);
+  }
+  if (buffer_) buffer_->reset();
   cascade_depth_ = cascade_depth;
   active_ = core_ != nullptr && core_->accepting(cascade_depth);
   if (active_ && telemetry::enabled()) {
@@ -66,6 +78,12 @@ void Transaction::begin(std::shared_ptr<detail::Core> core, int cascade_depth) n
 }
 
 Status Transaction::emit(EventName name, nlohmann::json payload, nlohmann::json metadata) {
+  return append(name, std::move(payload), std::move(metadata));
+}
+
+// The body of emit, taking references so the ambient emit does not move the JSON values
+// through a second layer of by-value parameters.
+Status Transaction::append(EventName name, nlohmann::json&& payload, nlohmann::json&& metadata) {
   if (!active_) {
     if (core_ && !core_->accepting(cascade_depth_)) {
       return Status(Errc::closed, "the emitter has been shut down");
@@ -73,11 +91,7 @@ Status Transaction::emit(EventName name, nlohmann::json payload, nlohmann::json 
     return detail::not_started(name);
   }
   if (name.empty()) return Status(Errc::invalid_argument, "event name is empty");
-  if (metadata.is_null()) {
-    // value_t::object builds the empty map directly (json::object() goes through the
-    // initializer-list constructor, several times slower on this hot path).
-    metadata = nlohmann::json(nlohmann::json::value_t::object);
-  } else if (!metadata.is_object()) {
+  if (!metadata.is_null() && !metadata.is_object()) {
     return Status(Errc::invalid_argument, "metadata of '" + name.str() +
                                               "' must be a JSON object or null, got " +
                                               std::string(metadata.type_name()));
@@ -86,9 +100,9 @@ Status Transaction::emit(EventName name, nlohmann::json payload, nlohmann::json 
     return Status(Errc::closed, "the emitter has been shut down");
   }
   if (cascade_depth_ > core_->max_cascade_depth()) return cascade_limit(name);
-  if (events_.capacity() == 0) events_.reserve(kInitialCapacity);
+  if (!buffer_) buffer_ = core_->acquire_batch();
   const auto now = detail::wall_now();
-  events_.emplace_back(name, std::move(payload), std::move(metadata), EventId::generate(now), now);
+  buffer_->append(name, std::move(payload), std::move(metadata), EventId::generate(now), now);
   return {};
 }
 
@@ -99,9 +113,9 @@ Status Transaction::hand_off(bool keep_open) {
     }
     return Status(Errc::not_started, "no active buffer: call start() first");
   }
-  const std::size_t count = events_.size();
+  const std::size_t count = size();
   if (count > 0) {
-    Status status = core_->publish(events_, cascade_depth_);
+    Status status = core_->publish(buffer_, cascade_depth_);
     if (!status.ok()) return status;
   }
   if (!keep_open) active_ = false;
@@ -137,8 +151,8 @@ void Transaction::terminate() noexcept {
 
 void Transaction::discard() noexcept {
   if (!active_) return;
-  const std::size_t count = events_.size();
-  events_.clear();
+  const std::size_t count = size();
+  if (buffer_) buffer_->reset();
   active_ = false;
   if (core_ && count > 0) core_->count_discarded(count);
   if (telemetry::enabled()) {

@@ -18,6 +18,10 @@ struct TransactionAccess {
     if (!tx.active()) return Status(Errc::closed, "the emitter has been shut down");
     return {};
   }
+  static Status emit(Transaction& tx, EventName name, nlohmann::json&& payload,
+                     nlohmann::json&& metadata) {
+    return tx.append(name, std::move(payload), std::move(metadata));
+  }
   static Transaction make(std::shared_ptr<detail::Core> core, int cascade_depth = 0) {
     return Transaction(std::move(core), cascade_depth);
   }

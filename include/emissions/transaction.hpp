@@ -15,7 +15,6 @@
 
 #include <cstddef>
 #include <memory>
-#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -26,7 +25,11 @@ namespace emissions {
 
 namespace detail {
 class Core;
-}
+struct Batch;
+struct BatchDeleter {
+  void operator()(Batch* batch) const noexcept;
+};
+}  // namespace detail
 
 class Transaction {
  public:
@@ -56,7 +59,7 @@ class Transaction {
   // Discards the buffered events and ends the buffer. A no-op when not active.
   void terminate() noexcept;
 
-  [[nodiscard]] std::size_t size() const noexcept { return events_.size(); }
+  [[nodiscard]] std::size_t size() const noexcept;
   [[nodiscard]] bool active() const noexcept { return active_; }
 
  private:
@@ -65,11 +68,14 @@ class Transaction {
   Transaction(std::shared_ptr<detail::Core> core, int cascade_depth) noexcept;
   void begin(std::shared_ptr<detail::Core> core, int cascade_depth) noexcept;
   void discard() noexcept;
+  void give_back_buffer() noexcept;
   Status hand_off(bool keep_open);
+  Status append(EventName name, nlohmann::json&& payload, nlohmann::json&& metadata);
   Status cascade_limit(EventName name);
 
   std::shared_ptr<detail::Core> core_;
-  std::vector<Event> events_;
+  // The buffered events; storage recycled through the emitter once delivered.
+  std::unique_ptr<detail::Batch, detail::BatchDeleter> buffer_;
   bool active_ = false;
   int cascade_depth_ = 0;  // > 0 for a handler invocation's buffer
 };

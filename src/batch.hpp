@@ -1,0 +1,111 @@
+// Internal: the storage of a transaction's events, handed whole to the pipeline on commit
+// and recycled after delivery.
+//
+// Allocation is what the hot path would otherwise spend most of its time on: a fresh
+// vector per commit, and an empty metadata map per event, each freed on a consumer thread
+// (so the committing thread's malloc cache never gets them back). A Batch keeps its slots
+// after delivery (payloads destroyed, metadata emptied but still allocated) and goes back
+// to a pool, so a steady stream of commits allocates nothing per event.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "batch_ring.hpp"
+#include "emissions/event.hpp"
+#include "emissions/transaction.hpp"
+
+namespace emissions::detail {
+
+struct Batch {
+  std::vector<Event> slots;  // [0, size) are live; the rest are recycled, with {} metadata
+  std::size_t size = 0;
+  int cascade_depth = 0;  // 0 for a request's events, k for events of a level-k handler
+  std::atomic<std::uint32_t> refs{0};
+
+  [[nodiscard]] std::span<const Event> events() const noexcept { return {slots.data(), size}; }
+
+  // Appends an event, reusing a recycled slot when there is one. `metadata` null means
+  // none: the slot's empty object is kept.
+  void append(EventName name, nlohmann::json&& payload, nlohmann::json&& metadata, EventId id,
+              std::chrono::system_clock::time_point at) {
+    if (size == slots.size()) {
+      if (slots.capacity() == 0) slots.reserve(kInitialSlots);
+      slots.emplace_back();
+    }
+    Event& e = slots[size];
+    e.name = name;
+    // swap, not assignment: nlohmann's operator= builds and destroys a temporary. The
+    // slot's old value (null, or a primitive left by reset()) goes back to the caller.
+    e.payload.swap(payload);
+    if (!metadata.is_null()) {
+      e.metadata.swap(metadata);
+    } else if (!e.metadata.is_object() || !e.metadata.empty()) {
+      // value_t::object builds the empty map directly (json::object() goes through the
+      // initializer-list constructor, several times slower).
+      e.metadata = nlohmann::json(nlohmann::json::value_t::object);
+    }
+    e.id = id;
+    e.emitted_at = at;
+    ++size;
+  }
+
+  // Drops the live events' payloads and empties their metadata, keeping the storage.
+  // Payloads that own no memory (numbers, booleans, null) are left for append() to
+  // overwrite: nothing to free.
+  void reset() noexcept {
+    for (std::size_t i = 0; i < size; ++i) {
+      if (slots[i].payload.is_structured() || slots[i].payload.is_string() ||
+          slots[i].payload.is_binary()) {
+        slots[i].payload = nullptr;
+      }
+      if (slots[i].metadata.is_object()) {
+        slots[i].metadata.get_ref<nlohmann::json::object_t&>().clear();
+      } else {
+        slots[i].metadata = nullptr;
+      }
+    }
+    size = 0;
+  }
+
+  static constexpr std::size_t kInitialSlots = 16;
+};
+
+using BatchPtr = std::unique_ptr<Batch, BatchDeleter>;
+
+// Batches waiting for reuse. Lock-free; bounded, so it never holds more than
+// kCapacity small batches.
+class BatchPool {
+ public:
+  static constexpr std::size_t kCapacity = 1024;
+  static constexpr std::size_t kMaxSlots = 256;  // larger batches are freed, not kept
+
+  BatchPool() : ring_(kCapacity) {}
+  ~BatchPool() {
+    while (Batch* batch = ring_.try_pop())
+      BatchDeleter{}(batch);
+  }
+  BatchPool(const BatchPool&) = delete;
+  BatchPool& operator=(const BatchPool&) = delete;
+
+  BatchPtr acquire() {
+    if (Batch* batch = ring_.try_pop()) return BatchPtr(batch);
+    return BatchPtr(std::make_unique<Batch>().release());
+  }
+
+  // Takes ownership of `batch` (no other reference may remain).
+  void recycle(Batch* batch) noexcept {
+    batch->reset();
+    batch->cascade_depth = 0;
+    batch->refs.store(0, std::memory_order_relaxed);
+    if (batch->slots.size() > kMaxSlots || !ring_.try_push(batch)) BatchDeleter{}(batch);
+  }
+
+ private:
+  BoundedRing<Batch> ring_;
+};
+
+}  // namespace emissions::detail
