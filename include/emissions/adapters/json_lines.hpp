@@ -37,10 +37,10 @@ struct JsonLinesOptions {
   std::string path;
   // The adapter's name in telemetry and statistics.
   std::string name = "json_lines";
-  // true: every batch is written before handle_events returns, so a reader (or drain())
-  // sees the lines at once. false: lines collect in memory and are written once
-  // `buffer_bytes` is reached, and at terminate(); fewer syscalls, but lines written in
-  // the meantime are lost if the process dies.
+  // true: every batch is written before handle_events returns, so a reader sees the lines
+  // once drain() returns. false: lines collect in memory and are written once
+  // `buffer_bytes` is reached, and at terminate(); fewer syscalls, but drain() does not
+  // wait for them and lines still in memory are lost if the process dies.
   bool flush_each_batch = true;
   // With flush_each_batch == false: write once this many bytes are pending.
   std::size_t buffer_bytes = 64 * 1024;
@@ -51,7 +51,8 @@ struct JsonLinesOptions {
 //   auto sink = std::make_shared<emissions::adapters::JsonLines>("-");  // to stdout
 //
 // Thread-safety: all members may be called from any thread; calls are serialized by an
-// internal mutex (uncontended in the pipeline, where one consumer calls it).
+// internal mutex (uncontended in the pipeline, where one consumer calls it). With
+// AdapterOptions::concurrency > 1 the workers take turns, so more workers buy nothing.
 class JsonLines final : public Adapter {
  public:
   // Opens `options.path` for appending. Throws ConfigError naming the path and the OS
