@@ -13,34 +13,35 @@
 //   emissions::Status s = rows.insert(Row{1});  // ok, timeout (partition full) or closed
 //   rows.sync_flush();                          // e.g. in a drain: everything so far is flushed
 //
-// Partitioning. Without partition_by each inserting thread cycles through the partitions on
-// its own (no shared counter). With partition_by, an item goes to partition
-// `partition_by(item) % partitions`, so one key always lands in one partition, and one
-// thread's items of a key are flushed in insertion order.
+// Partitioning. Without partition_by, round-robin: each inserting thread sends runs of 64
+// items to one partition, then moves to the next (and moves on at once if another thread
+// holds its partition's lock), so concurrent threads rarely share a partition; an
+// insert_batch starts a run of its own. No shared counter is touched. With partition_by,
+// an item goes to partition `partition_by(item) % partitions`: one key always lands in one
+// partition, and one thread's items of a key are flushed in insertion order.
 // Flushing. The insert that fills a batch swaps in an empty one and wakes the flusher, so
 // the partition keeps accepting while the old batch flushes; flushes never run under a
 // partition's lock. One timer thread drives every interval and flush_timeout, reading the
 // clock once per wake-up, never per insert. An empty partition is not flushed (and the
 // callable never sees an empty batch). A flush gets at most max_size + max_size_jitter items.
 // Backpressure. When a partition is full while its previous flush still runs, insert waits
-// up to insert_timeout (a round-robin insert first tries the other partitions) and then
-// returns timeout without consuming the item. Nothing accepted is lost: destruction and
-// shutdown() flush everything that remains.
-// Failures. A non-ok Status from the callable goes to sync_flush() and telemetry; the batch
-// is not retried. A throw becomes [batch_buffer, flush, exception] (kind "exception") and
-// Errc::internal. A flush running past flush_timeout is reported as [batch_buffer, flush,
-// exception] (kind "timeout"); it cannot be interrupted, so its partition's next flush (and
-// the buffer's destruction) waits for it, while inserts fill the fresh batch until it too is
-// full. None of these stop the buffer.
-// Time. Every duration (intervals, timeouts, shutdown's) is measured on `clock`; with a
-// ManualClock, tests advance time instead of sleeping.
-// Cost. 1 + `partitions` threads, all parked when idle (the timer wakes once per interval).
-// Each partition reserves min(max_size + max_size_jitter, 1 MiB / sizeof(T)) items twice.
-// Telemetry (metadata {"buffer", "partition", "size"}; partition is null for an
-// insert_batch spread by partition_by): [batch_buffer, insert, start|stop] (stop adds
-// "status"), [batch_buffer, flush, start|stop|exception] (stop adds "status" and, for a
-// flush that ran past flush_timeout, "timed_out": true; exception adds "kind", "reason").
-// Not for: delivery that must survive a crash (batches live in memory only).
+// up to insert_timeout and then returns timeout without consuming the item (a round-robin
+// insert takes any partition with room, and waits only while all of them are full). Nothing
+// accepted is lost: destruction and shutdown() flush everything that remains. Failures. A non-ok
+// Status from the callable goes to sync_flush() and telemetry; the batch is not retried. A throw
+// becomes [batch_buffer, flush, exception] (kind "exception") and Errc::internal. A flush running
+// past flush_timeout is reported as [batch_buffer, flush, exception] (kind "timeout"); it cannot be
+// interrupted, so its partition's next flush (and the buffer's destruction) waits for it, while
+// inserts fill the fresh batch until it too is full. None of these stop the buffer. Time. Every
+// duration (intervals, timeouts, shutdown's) is measured on `clock`; with a ManualClock, tests
+// advance time instead of sleeping. Cost. 1 + `partitions` threads, parked when idle (the timer
+// wakes once per partition per interval, to find nothing to do). Each partition reserves
+// min(max_size + max_size_jitter, 1 MiB / sizeof(T)) items twice. Telemetry (metadata {"buffer",
+// "partition", "size"}; partition is null for an insert_batch spread by partition_by):
+// [batch_buffer, insert, start|stop] (stop adds "status"), [batch_buffer, flush,
+// start|stop|exception] (stop adds "status" and, for a flush that ran past flush_timeout,
+// "timed_out": true; exception adds "kind", "reason"). Not for: delivery that must survive a crash
+// (batches live in memory only).
 #pragma once
 
 #include <algorithm>
@@ -123,7 +124,9 @@ class BatchBuffer {
   using Flush = std::function<Status(std::vector<T>&& items, const FlushContext& ctx)>;
 
   // Validates `options` (ConfigError, also for an empty `on_flush`) and starts the
-  // partitions' flusher threads and the timer thread.
+  // partitions' flusher threads and the timer thread. `on_flush` runs on the flusher thread
+  // of the batch's partition, one call at a time per partition, with no lock held; it may
+  // insert into this buffer, but must not call sync_flush() or shutdown() on it.
   BatchBuffer(BatchBufferOptions<T> options, Flush on_flush);
   // shutdown() without a time limit: flushes what remains and waits for running flushes.
   ~BatchBuffer();
@@ -135,19 +138,19 @@ class BatchBuffer {
   // the partition is full; otherwise a short lock, no allocation (amortised), no clock read.
   Status insert(T&& item) { return insert_one(std::move(item)); }
   Status insert(const T& item) { return insert_one(item); }
-  // Adds all items or none: round-robin puts the whole batch into one partition, in order;
+  // Adds all items or none: round-robin puts the whole batch into the next partition, in order;
   // partition_by splits it by key, keeping the order within each partition. A partition
   // below its limit takes the whole group (the excess goes to its next batch). Errors as
   // insert(); on error nothing was accepted (and `items` is gone: pass a copy to retry).
   Status insert_batch(std::vector<T> items);
 
-  // Asks every non-empty partition to flush what it holds. Returns at once.
+  // Asks every non-empty partition to flush what it holds. Returns at once (short locks).
   void flush();
   // Flushes everything inserted before the call and waits for those flushes: one Status per
   // partition, in partition order: ok when it had nothing to flush, else the first non-ok
-  // result of the flushes it waited for; timeout if one ran past flush_timeout (at most
-  // about 2 x flush_timeout of waiting); closed after shutdown. Must not be called from
-  // the flush callable.
+  // result of the flushes it waited for; timeout as soon as one of them runs past
+  // flush_timeout (so each wait is bounded); closed after shutdown. Blocks; safe to call
+  // from any thread but the flush callable's.
   std::vector<Status> sync_flush();
   // Removes and returns the items not yet handed to a flush, partition by partition, each
   // in insertion order, without calling flush. Short locks; wakes waiting inserts.
@@ -157,37 +160,46 @@ class BatchBuffer {
   [[nodiscard]] std::size_t size() const;
   [[nodiscard]] std::vector<BatchBufferPartitionInfo> info() const;
   [[nodiscard]] const std::string& name() const noexcept { return settings_.name; }
-  [[nodiscard]] std::size_t partitions() const noexcept { return parts_.size(); }
+  [[nodiscard]] std::size_t partitions() const noexcept { return n_; }
 
   // Stops accepting (insert returns closed), flushes what remains and joins the threads.
   // timeout (on the buffer's clock) when flushes were still running after `timeout`; the
-  // threads then keep going and a later shutdown() or the destructor joins them. Idempotent.
-  // Must not be called from the flush callable.
+  // threads then keep going and a later shutdown() or the destructor joins them. Blocks;
+  // idempotent; must not be called from the flush callable.
   Status shutdown(std::chrono::milliseconds timeout = std::chrono::milliseconds::max());
 
  private:
   using Partition = detail::BatchPartition<T>;
-  using Lock = std::unique_lock<std::mutex>;
+  using Lock = std::unique_lock<detail::PartitionMutex>;
   struct Group {
     std::size_t partition;
     std::vector<T>* items;
   };
 
+  std::size_t select(const T& item);
   template <typename U>
   Status insert_one(U&& item);
+  template <typename U>
+  Status insert_into(std::size_t i, U&& item);
+  template <typename U>
+  Status insert_traced(std::size_t i, U&& item);
+  template <typename U>
+  Status insert_blocked(std::size_t i, Lock& lock, U&& item);
   template <typename U>
   Status insert_waiting(std::size_t i, Lock& lock, U&& item);
   template <typename Place>
   Status insert_anywhere(std::size_t first, Place&& place);
   Status insert_groups(std::vector<Group>& groups);
   void note_room();
-  std::size_t next_round_robin() noexcept;
+  // This thread's partition for its next round-robin insert; `move_on` ends the run early.
+  std::size_t next_round_robin(bool move_on = false) noexcept;
 
   // These run with the partition locked.
   [[nodiscard]] bool has_room(const Partition& p) const noexcept {
     return p.items.size() < p.limit;
   }
   void take_batch(Partition& p);
+  void hand_off(Partition& p, Lock& lock);  // take_batch, unlock, wake the flusher
   void resolve_waiters(Partition& p);
   template <typename U>
   void push(Partition& p, Lock& lock, U&& item);
@@ -206,11 +218,12 @@ class BatchBuffer {
   Clock* clock_ = nullptr;  // settings_.clock.get()
   std::size_t reserve_ = 0;
   std::uint64_t id_ = 0;
+  std::size_t n_ = 0;         // partitions
   bool round_robin_ = false;  // no partition_by and more than one partition
   std::atomic<std::size_t> round_robin_seed_{0};
   std::vector<std::unique_ptr<Partition>> parts_;
 
-  // Lock order: timer_mu_, then a partition's mu, then room_mu_.
+  // Lock order: a partition's mu before room_mu_; timer_mu_ is never held with either.
   mutable std::mutex timer_mu_;  // guards the timer fields
   std::condition_variable timer_cv_;
   std::vector<detail::BatchTimerSlot> timer_slots_;
@@ -250,13 +263,13 @@ BatchBuffer<T>::BatchBuffer(BatchBufferOptions<T> options, Flush on_flush)
   reserve_ = std::min(settings_.max_size + settings_.max_size_jitter,
                       std::max<std::size_t>(1, kReserveBytes / sizeof(T)));
   id_ = detail::next_batch_buffer_id();
-  round_robin_ = !partition_by_ && settings_.partitions > 1;
+  n_ = settings_.partitions;
+  round_robin_ = !partition_by_ && n_ > 1;
 
-  const std::size_t n = settings_.partitions;
   const Clock::time_point now = clock_->now();
-  parts_.reserve(n);
-  timer_slots_.resize(n);
-  for (std::size_t i = 0; i < n; ++i) {
+  parts_.reserve(n_);
+  timer_slots_.resize(n_);
+  for (std::size_t i = 0; i < n_; ++i) {
     auto p = std::make_unique<Partition>(timer_rng_.next());
     p->limit = settings_.max_size + p->size_rng.upto(settings_.max_size_jitter);
     p->items.reserve(reserve_);
@@ -266,9 +279,9 @@ BatchBuffer<T>::BatchBuffer(BatchBufferOptions<T> options, Flush on_flush)
     timer_slots_[i].deadline = next_interval_deadline(now);
   }
   subscription_ = clock_->subscribe([this] { wake_all(); });
-  flushers_.reserve(n);
+  flushers_.reserve(n_);
   try {
-    for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t i = 0; i < n_; ++i)
       flushers_.emplace_back([this, i] { run_flusher(i); });
     timer_ = std::thread([this] { run_timer(); });
   } catch (...) {
@@ -345,47 +358,71 @@ void BatchBuffer<T>::wake_all() {
 }
 
 template <typename T>
-std::size_t BatchBuffer<T>::next_round_robin() noexcept {
-  const std::size_t n = parts_.size();
+std::size_t BatchBuffer<T>::next_round_robin(bool move_on) noexcept {
   detail::RoundRobinCursor& c = detail::t_round_robin[id_ % detail::kRoundRobinSlots];
   if (c.owner != id_) [[unlikely]] {
     c.owner = id_;
-    c.next = round_robin_seed_.fetch_add(1, std::memory_order_relaxed) % n;
+    c.current = round_robin_seed_.fetch_add(1, std::memory_order_relaxed) % n_;
+    c.left = detail::kRoundRobinRun;
   }
-  const std::size_t i = c.next;
-  c.next = i + 1 == n ? 0 : i + 1;
-  return i;
+  if (c.left == 0 || move_on) [[unlikely]] {
+    c.current = c.current + 1 == n_ ? 0 : c.current + 1;
+    c.left = detail::kRoundRobinRun;
+  }
+  --c.left;
+  return c.current;
+}
+
+template <typename T>
+std::size_t BatchBuffer<T>::select(const T& item) {
+  if (n_ == 1) return 0;
+  return partition_by_ ? static_cast<std::size_t>(partition_by_(item) % n_) : next_round_robin();
+}
+
+// The hot path: select, lock, append, unlock. Everything else is out of line.
+template <typename T>
+template <typename U>
+Status BatchBuffer<T>::insert_one(U&& item) {
+  const std::size_t i = select(item);
+  if (telemetry::enabled()) [[unlikely]]
+    return insert_traced(i, std::forward<U>(item));
+  return insert_into(i, std::forward<U>(item));
 }
 
 template <typename T>
 template <typename U>
-Status BatchBuffer<T>::insert_one(U&& item) {
-  std::size_t i = 0;
-  if (parts_.size() > 1)
-    i = partition_by_ ? partition_by_(item) % parts_.size() : next_round_robin();
-  const bool traced = telemetry::enabled();
-  std::int64_t start_ns = 0;
-  if (traced) [[unlikely]] {
-    start_ns = telemetry::detail::monotonic_ns();
-    detail::batch_insert_start(settings_, i, 1, start_ns);
-  }
+Status BatchBuffer<T>::insert_into(std::size_t i, U&& item) {
   Partition& p = *parts_[i];
   Lock lock(p.mu);
-  Status status;
   if (has_room(p) && !p.closed) [[likely]] {
-    push(p, lock, std::forward<U>(item));
-  } else if (round_robin_) {
-    lock.unlock();
-    status = insert_anywhere(
-        i, [&](Partition& q, Lock& q_lock) { push(q, q_lock, std::forward<U>(item)); });
-  } else {
-    status = insert_waiting(i, lock, std::forward<U>(item));
+    p.items.push_back(std::forward<U>(item));
+    if (!has_room(p) && !p.busy) [[unlikely]]
+      hand_off(p, lock);
+    return {};
   }
-  if (traced) [[unlikely]] {
-    if (lock.owns_lock()) lock.unlock();
-    detail::batch_insert_stop(settings_, i, 1, start_ns, status);
-  }
+  return insert_blocked(i, lock, std::forward<U>(item));
+}
+
+template <typename T>
+template <typename U>
+Status BatchBuffer<T>::insert_traced(std::size_t i, U&& item) {
+  const std::int64_t start_ns = telemetry::detail::monotonic_ns();
+  detail::batch_insert_start(settings_, i, 1, start_ns);
+  Status status = insert_into(i, std::forward<U>(item));
+  detail::batch_insert_stop(settings_, i, 1, start_ns, status);
   return status;
+}
+
+// Partition i was full or closed.
+template <typename T>
+template <typename U>
+Status BatchBuffer<T>::insert_blocked(std::size_t i, Lock& lock, U&& item) {
+  if (!round_robin_) return insert_waiting(i, lock, std::forward<U>(item));
+  lock.unlock();
+  // This thread's later inserts start at the next partition too, not at the full one.
+  return insert_anywhere(next_round_robin(true), [&](Partition& q, Lock& q_lock) {
+    push(q, q_lock, std::forward<U>(item));
+  });
 }
 
 // Appends to a partition with room; a batch that becomes full goes to the flusher at once.
@@ -393,11 +430,15 @@ template <typename T>
 template <typename U>
 void BatchBuffer<T>::push(Partition& p, Lock& lock, U&& item) {
   p.items.push_back(std::forward<U>(item));
-  if (p.items.size() >= p.limit && !p.busy) [[unlikely]] {
-    take_batch(p);
-    lock.unlock();
-    p.flusher_cv.notify_one();
-  }
+  if (p.items.size() >= p.limit && !p.busy) [[unlikely]]
+    hand_off(p, lock);
+}
+
+template <typename T>
+void BatchBuffer<T>::hand_off(Partition& p, Lock& lock) {
+  take_batch(p);
+  lock.unlock();
+  p.flusher_cv.notify_one();
 }
 
 // One partition (keyed, or the only one): waits on it until it has room.
@@ -451,7 +492,7 @@ Status BatchBuffer<T>::insert_anywhere(std::size_t first, Place&& place) {
       continue;
     }
     if (!deadline) deadline = detail::add_saturating(clock_->now(), settings_.insert_timeout);
-    Lock lock(room_mu_);
+    std::unique_lock<std::mutex> lock(room_mu_);
     if (!clock_->wait_until(lock, room_cv_, *deadline, [&] { return room_epoch_ != *seen; })) {
       return detail::batch_insert_timeout_status(settings_, first);
     }
@@ -490,7 +531,7 @@ Status BatchBuffer<T>::insert_batch(std::vector<T> items) {
   std::vector<std::vector<T>> split;
   std::optional<std::size_t> first;  // the partition, when the batch goes to one
   if (round_robin_) {
-    first = next_round_robin();
+    first = next_round_robin(true);  // a batch is worth a run of its own
   } else if (n == 1) {
     first = 0;
     groups.push_back({0, &items});
@@ -825,7 +866,7 @@ void BatchBuffer<T>::run_timer() {
   std::vector<Expired> expired;
   due.reserve(parts_.size());
   expired.reserve(parts_.size());
-  Lock lock(timer_mu_);
+  std::unique_lock<std::mutex> lock(timer_mu_);
   while (!timer_stop_) {
     const Clock::time_point now = clock_->now();
     Clock::time_point next = Clock::time_point::max();

@@ -89,10 +89,11 @@ class Clock {
   // Waits on `cv` (with `lock` held on entry and on return) until `pred()` holds or
   // `deadline` on this clock has passed; returns pred(). Whoever changes what `pred`
   // reads notifies `cv`, and so must a subscription of this clock (see subscribe), so
-  // that a manual advance ends the wait. Blocks; never busy-waits.
-  template <typename Predicate>
-  bool wait_until(std::unique_lock<std::mutex>& lock, std::condition_variable& cv,
-                  time_point deadline, Predicate pred) const {
+  // that a manual advance ends the wait. Works with std::condition_variable (and a
+  // std::unique_lock<std::mutex>) or std::condition_variable_any (and any lock). Blocks;
+  // never busy-waits.
+  template <typename Lock, typename CondVar, typename Predicate>
+  bool wait_until(Lock& lock, CondVar& cv, time_point deadline, Predicate pred) const {
     while (!pred()) {
       if (now() >= deadline) return false;
       const time_point wake = wake_time(deadline);

@@ -479,20 +479,28 @@ TEST(BatchBuffer, RoundRobinSpreadsEvenlyPerThreadAndPerBuffer) {
   auto clock = std::make_shared<ManualClock>();
   BatchBuffer<int> a({.name = "rr-a", .partitions = 4, .clock = clock}, rec_a.fn());
   BatchBuffer<int> b({.name = "rr-b", .partitions = 2, .clock = clock}, rec_b.fn());
-  // Alternating between two buffers on one thread must not skew either one.
-  for (int i = 0; i < 400; ++i) {
+  // A thread sends runs of 64 to one partition, then moves to the next. Alternating
+  // between two buffers on one thread must not skew either one.
+  constexpr int kRun = 64;
+  for (int i = 0; i < 8 * kRun; ++i) {
     ASSERT_TRUE(a.insert(i).ok());
     ASSERT_TRUE(b.insert(i).ok());
   }
   for (const auto& p : a.info())
-    EXPECT_EQ(p.size, 100u) << "partition " << p.partition;
+    EXPECT_EQ(p.size, 2u * kRun) << "partition " << p.partition;
   for (const auto& p : b.info())
-    EXPECT_EQ(p.size, 200u) << "partition " << p.partition;
-  // insert_batch puts a whole batch into the next partition.
+    EXPECT_EQ(p.size, 4u * kRun) << "partition " << p.partition;
+  // Within a run, items keep their order.
+  const auto dumped = a.dump();
+  for (std::size_t k = 0; k < dumped.size(); k += kRun) {
+    EXPECT_TRUE(std::is_sorted(dumped.begin() + static_cast<std::ptrdiff_t>(k),
+                               dumped.begin() + static_cast<std::ptrdiff_t>(k + kRun)));
+  }
+  // Each insert_batch goes whole to the next partition.
   for (int i = 0; i < 4; ++i)
     ASSERT_TRUE(a.insert_batch(range(0, 10)).ok());
   for (const auto& p : a.info())
-    EXPECT_EQ(p.size, 110u) << "partition " << p.partition;
+    EXPECT_EQ(p.size, 10u) << "partition " << p.partition;
 }
 
 // --- backpressure -------------------------------------------------------------------------

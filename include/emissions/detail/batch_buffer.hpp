@@ -2,6 +2,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -100,13 +101,68 @@ Status batch_flush_timeout_status(const BatchBufferSettings& s, std::size_t part
 
 // Each thread's round-robin position per buffer, in a small direct-mapped cache keyed by
 // buffer id: no shared counter on the insert path. A thread alternating between buffers
-// whose ids collide re-seeds the slot, which only costs a relaxed fetch_add.
+// whose ids collide re-seeds the slot, which only costs a relaxed fetch_add. A thread sends
+// runs of kRoundRobinRun items to one partition before moving to the next, so that
+// concurrent threads do not write the same partition's cache lines on every insert.
 struct RoundRobinCursor {
   std::uint64_t owner = 0;
-  std::size_t next = 0;
+  std::size_t current = 0;  // the partition of the current run
+  std::uint32_t left = 0;   // inserts left in the run
 };
+inline constexpr std::uint32_t kRoundRobinRun = 64;
 inline constexpr std::size_t kRoundRobinSlots = 16;
 inline thread_local std::array<RoundRobinCursor, kRoundRobinSlots> t_round_robin{};
+
+// The partition lock: inline uncontended lock/unlock (one atomic RMW each, no call into
+// libc), a short spin when contended (critical sections are a few nanoseconds), then a
+// futex wait through std::atomic::wait. Meets Lockable; waits use condition_variable_any.
+class PartitionMutex {
+ public:
+  void lock() noexcept {
+    std::uint32_t expected = kFree;
+    if (state_.compare_exchange_weak(expected, kLocked, std::memory_order_acquire,
+                                     std::memory_order_relaxed)) [[likely]] {
+      return;
+    }
+    lock_contended();
+  }
+  bool try_lock() noexcept {
+    std::uint32_t expected = kFree;
+    return state_.compare_exchange_strong(expected, kLocked, std::memory_order_acquire,
+                                          std::memory_order_relaxed);
+  }
+  void unlock() noexcept {
+    if (state_.exchange(kFree, std::memory_order_release) == kParked) [[unlikely]] {
+      state_.notify_one();
+    }
+  }
+
+ private:
+  static constexpr std::uint32_t kFree = 0;
+  static constexpr std::uint32_t kLocked = 1;
+  static constexpr std::uint32_t kParked = 2;  // locked, and someone may be waiting
+
+  void lock_contended() noexcept {
+    for (int spin = 0; spin < 100; ++spin) {
+      if (state_.load(std::memory_order_relaxed) == kFree && try_lock()) return;
+      cpu_relax();
+    }
+    // Whoever takes the lock through here leaves it marked kParked, so that its unlock
+    // wakes the next waiter.
+    while (state_.exchange(kParked, std::memory_order_acquire) != kFree) {
+      state_.wait(kParked, std::memory_order_relaxed);
+    }
+  }
+  static void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+  }
+
+  std::atomic<std::uint32_t> state_{kFree};
+};
 
 // One sync_flush() caller waiting for a partition: done once every item that was in the
 // partition when it asked (positions below `target`) has been flushed or dumped.
@@ -123,7 +179,7 @@ template <typename T>
 struct alignas(64) BatchPartition {
   explicit BatchPartition(std::uint64_t seed) : size_rng(seed) {}
 
-  std::mutex mu;  // guards everything below
+  PartitionMutex mu;  // guards everything below
   // Touched by every insert.
   std::vector<T> items;   // the batch being filled
   std::size_t limit = 0;  // max_size + jitter; the batch is full at this size
@@ -143,8 +199,8 @@ struct alignas(64) BatchPartition {
   bool exited = false;  // the flusher thread has finished (after shutdown)
   std::vector<SyncWaiter*> waiters;
   JitterRng size_rng;
-  std::condition_variable flusher_cv;  // the flusher waits for work
-  std::condition_variable changed_cv;  // room for inserts, flush done, flusher exited
+  std::condition_variable_any flusher_cv;  // the flusher waits for work
+  std::condition_variable_any changed_cv;  // room for inserts, flush done, flusher exited
 };
 
 // The timer thread's view of one partition (guarded by the buffer's timer mutex).
