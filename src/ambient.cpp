@@ -18,9 +18,16 @@ struct DefaultRegistry {
   std::atomic<std::uint64_t> generation{1};
 };
 
+// Never destroyed: an Emitter that outlives main() (a static, say) still unregisters
+// itself during static destruction.
 DefaultRegistry& registry() {
-  static DefaultRegistry r;
-  return r;
+  union Holder {
+    DefaultRegistry value;
+    Holder() : value() {}
+    ~Holder() {}
+  };
+  static Holder holder;
+  return holder.value;
 }
 
 }  // namespace
