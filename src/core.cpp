@@ -542,11 +542,29 @@ Status Core::drain_until(Clock::time_point deadline, std::chrono::milliseconds t
   // Each round delivers what was committed so far; with handlers, a round's invocations may
   // commit cascaded events, which the next round delivers. Cascades are at most
   // max_cascade_depth levels deep, so the rounds end.
+  Status flush_error;
   for (int round = 0;; ++round) {
     const std::uint64_t cascades_before = cascade_commits_.load(std::memory_order_seq_cst);
     const std::vector<std::size_t> targets = push_targets();
     bool done = wait_for(targets, deadline).ok();
     if (done && dispatcher_) done = dispatcher_->wait_idle(deadline);
+    if (done) {
+      // Adapters that hold events back deliver them now (a handler's flush may cascade).
+      for (const auto& lane : lanes_) {
+        Status flushed;
+        try {
+          flushed = lane->adapter->flush();
+        } catch (const std::exception& e) {
+          flushed = Status(Errc::internal, e.what());
+        } catch (...) {
+          flushed = Status(Errc::internal, "unknown exception");
+        }
+        if (!flushed.ok()) {
+          flush_error.update(Status(
+              flushed.code(), "adapter '" + lane->name + "' flush failed: " + flushed.message()));
+        }
+      }
+    }
     if (!done) {
       std::ostringstream msg;
       msg << "drain timed out after " << timeout.count() << " ms;";
@@ -568,7 +586,7 @@ Status Core::drain_until(Clock::time_point deadline, std::chrono::milliseconds t
     }
     if (!dispatcher_ || cascade_commits_.load(std::memory_order_seq_cst) == cascades_before ||
         round > max_cascade_depth_) {
-      return {};
+      return flush_error;
     }
   }
 }

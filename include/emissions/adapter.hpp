@@ -48,6 +48,14 @@ class Adapter {
   // the next batch. The events are only valid during the call.
   virtual Status handle_events(std::span<const Event> batch) = 0;
 
+  // Called by Emitter::drain() (and so by shutdown) once every event committed before the
+  // drain has been handed to this adapter: an adapter that holds events back (such as
+  // adapters::Batching) delivers them before returning. Default: nothing held. Runs on the
+  // draining thread and may overlap a handle_events call for newer events: make it
+  // thread-safe. A non-ok result makes drain() return it (the first one, after every
+  // adapter was flushed).
+  virtual Status flush() { return {}; }
+
   // Called once at shutdown, after the last batch, on the thread that shuts down.
   virtual void terminate() {}
 

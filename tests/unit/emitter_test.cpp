@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <mutex>
 #include <thread>
 
 #include "recording_adapter.hpp"
@@ -336,6 +337,41 @@ TEST(EmitterTest, EmitterWithoutAdaptersAcceptsCommits) {
   commit_events(emitter, "e", 3);
   EXPECT_TRUE(emitter.drain(1s).ok());
   EXPECT_EQ(emitter.stats().committed, 3u);
+}
+
+TEST(EmitterTest, DrainFlushesAdaptersThatHoldEventsBack) {
+  // An adapter that holds events until flush(): drain must make it deliver them.
+  class Holding : public Adapter {
+   public:
+    std::string_view name() const override { return "holding"; }
+    Status handle_events(std::span<const Event> batch) override {
+      std::lock_guard lock(m);
+      held += batch.size();
+      return {};
+    }
+    Status flush() override {
+      std::lock_guard lock(m);
+      flushed += held;
+      held = 0;
+      return fail ? Status(Errc::unavailable, "sink down") : Status();
+    }
+    std::mutex m;
+    std::size_t held = 0;
+    std::size_t flushed = 0;
+    bool fail = false;
+  };
+  auto holding = std::make_shared<Holding>();
+  Emitter emitter(config_with({holding}));
+  commit_events(emitter, "e", 5);
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  {
+    std::lock_guard lock(holding->m);
+    EXPECT_EQ(holding->flushed, 5u);
+    holding->fail = true;
+  }
+  Status s = emitter.drain(10s);
+  EXPECT_EQ(s.code(), Errc::unavailable);
+  EXPECT_NE(s.message().find("adapter 'holding' flush failed: sink down"), std::string::npos);
 }
 
 // ---- configuration mistakes fail loudly at construction ---------------------------------
