@@ -16,32 +16,43 @@
 // Partitioning. Without partition_by, round-robin: each inserting thread sends runs of 64
 // items to one partition, then moves to the next (and moves on at once if another thread
 // holds its partition's lock), so concurrent threads rarely share a partition; an
-// insert_batch starts a run of its own. No shared counter is touched. With partition_by,
-// an item goes to partition `partition_by(item) % partitions`: one key always lands in one
+// insert_batch starts a run of its own. No shared counter is touched. With partition_by, an
+// item goes to partition `partition_by(item) % partitions`: one key always lands in one
 // partition, and one thread's items of a key are flushed in insertion order.
+//
 // Flushing. The insert that fills a batch swaps in an empty one and wakes the flusher, so
 // the partition keeps accepting while the old batch flushes; flushes never run under a
 // partition's lock. One timer thread drives every interval and flush_timeout, reading the
-// clock once per wake-up, never per insert. An empty partition is not flushed (and the
-// callable never sees an empty batch). A flush gets at most max_size + max_size_jitter items.
+// clock once per wake-up, never per insert. An empty partition is not flushed (the callable
+// never sees an empty batch). A flush gets at most max_size + max_size_jitter items.
+//
 // Backpressure. When a partition is full while its previous flush still runs, insert waits
 // up to insert_timeout and then returns timeout without consuming the item (a round-robin
 // insert takes any partition with room, and waits only while all of them are full). Nothing
-// accepted is lost: destruction and shutdown() flush everything that remains. Failures. A non-ok
-// Status from the callable goes to sync_flush() and telemetry; the batch is not retried. A throw
-// becomes [batch_buffer, flush, exception] (kind "exception") and Errc::internal. A flush running
-// past flush_timeout is reported as [batch_buffer, flush, exception] (kind "timeout"); it cannot be
-// interrupted, so its partition's next flush (and the buffer's destruction) waits for it, while
-// inserts fill the fresh batch until it too is full. None of these stop the buffer. Time. Every
-// duration (intervals, timeouts, shutdown's) is measured on `clock`; with a ManualClock, tests
-// advance time instead of sleeping. Cost. 1 + `partitions` threads, parked when idle (the timer
-// wakes once per partition per interval, to find nothing to do). Each partition reserves
-// min(max_size + max_size_jitter, 1 MiB / sizeof(T)) items twice. Telemetry (metadata {"buffer",
-// "partition", "size"}; partition is null for an insert_batch spread by partition_by):
-// [batch_buffer, insert, start|stop] (stop adds "status"), [batch_buffer, flush,
-// start|stop|exception] (stop adds "status" and, for a flush that ran past flush_timeout,
-// "timed_out": true; exception adds "kind", "reason"). Not for: delivery that must survive a crash
-// (batches live in memory only).
+// accepted is lost: destruction and shutdown() flush everything that remains.
+//
+// Failures. A non-ok Status from the callable goes to sync_flush() and telemetry; the batch
+// is not retried. A throw becomes [batch_buffer, flush, exception] (kind "exception") and
+// Errc::internal. A flush running past flush_timeout is reported as [batch_buffer, flush,
+// exception] (kind "timeout"); it cannot be interrupted, so its partition's next flush (and
+// the buffer's destruction) waits for it, while inserts fill the fresh batch until it too is
+// full. None of these stop the buffer.
+//
+// Time. Every duration (intervals, timeouts, shutdown's) is measured on `clock`; with a
+// ManualClock, tests advance time instead of sleeping.
+//
+// Cost. 1 + `partitions` threads, parked when idle (the timer wakes once per partition per
+// interval, to find nothing to do). Each partition reserves min(max_size + max_size_jitter,
+// 1 MiB / sizeof(T)) items twice. T needs only to be move-constructible (and copyable for
+// insert(const T&)); with a throwing move constructor, insert_batch is all-or-nothing only
+// for allocation failures.
+//
+// Telemetry. Metadata {"buffer", "partition", "size"} (partition is null for an insert_batch
+// spread by partition_by). [batch_buffer, insert, start|stop] (stop adds "status");
+// [batch_buffer, flush, start|stop|exception] (stop adds "status" and, for a flush that ran
+// past flush_timeout, "timed_out": true; exception adds "kind" and "reason").
+//
+// Not for: delivery that must survive a crash (batches live in memory only).
 #pragma once
 
 #include <algorithm>
@@ -50,7 +61,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <iterator>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -138,10 +148,11 @@ class BatchBuffer {
   // the partition is full; otherwise a short lock, no allocation (amortised), no clock read.
   Status insert(T&& item) { return insert_one(std::move(item)); }
   Status insert(const T& item) { return insert_one(item); }
-  // Adds all items or none: round-robin puts the whole batch into the next partition, in order;
-  // partition_by splits it by key, keeping the order within each partition. A partition
-  // below its limit takes the whole group (the excess goes to its next batch). Errors as
-  // insert(); on error nothing was accepted (and `items` is gone: pass a copy to retry).
+  // Adds all items or none, blocking like insert(). Round-robin puts the whole batch into
+  // the next partition, in order; partition_by splits it by key, keeping the order within
+  // each partition. A partition below its limit takes its whole group (the excess opens its
+  // next batch). Errors as insert(); on error nothing was accepted (and `items` is gone:
+  // pass a copy to retry).
   Status insert_batch(std::vector<T> items);
 
   // Asks every non-empty partition to flush what it holds. Returns at once (short locks).
@@ -513,9 +524,7 @@ void BatchBuffer<T>::note_room() {
 
 template <typename T>
 void BatchBuffer<T>::append_group(Partition& p, std::vector<T>& group) {
-  p.items.reserve(p.items.size() + group.size());  // may throw: nothing changed yet
-  p.items.insert(p.items.end(), std::make_move_iterator(group.begin()),
-                 std::make_move_iterator(group.end()));
+  detail::move_append(p.items, group, 0);
   if (!has_room(p) && !p.busy) {
     take_batch(p);
     p.flusher_cv.notify_one();
@@ -614,15 +623,18 @@ Status BatchBuffer<T>::insert_groups(std::vector<Group>& groups) {
 // Hands up to `limit` items to the flusher. Needs: partition locked, not busy, not empty.
 template <typename T>
 void BatchBuffer<T>::take_batch(Partition& p) {
-  const std::size_t n = std::min(p.items.size(), p.limit);
+  std::size_t n = std::min(p.items.size(), p.limit);
   p.slot.clear();
   p.slot.swap(p.items);
   p.items.swap(p.spare);    // O(1): the spare was reserved by the flusher
   if (p.slot.size() > n) {  // over-full (insert_batch): the rest opens the next batch
-    p.items.insert(p.items.end(),
-                   std::make_move_iterator(p.slot.begin() + static_cast<std::ptrdiff_t>(n)),
-                   std::make_move_iterator(p.slot.end()));
-    p.slot.erase(p.slot.begin() + static_cast<std::ptrdiff_t>(n), p.slot.end());
+    try {
+      detail::move_append(p.items, p.slot, n);
+      while (p.slot.size() > n)
+        p.slot.pop_back();
+    } catch (const std::bad_alloc&) {
+      n = p.slot.size();  // cannot split it: flush it whole rather than fail
+    }
   }
   p.slot_base = p.pos_items;
   p.slot_end = p.pos_items + n;
@@ -703,9 +715,7 @@ std::vector<T> BatchBuffer<T>::dump() {
     {
       Lock lock(p->mu);
       if (p->items.empty()) continue;
-      out.reserve(out.size() + p->items.size());
-      out.insert(out.end(), std::make_move_iterator(p->items.begin()),
-                 std::make_move_iterator(p->items.end()));
+      detail::move_append(out, p->items, 0);
       p->pos_items += p->items.size();
       p->items.clear();
       resolve_waiters(*p);

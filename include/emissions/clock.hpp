@@ -6,7 +6,8 @@
 // to is advanced. Tests then advance time instead of sleeping:
 //
 //   auto clock = std::make_shared<emissions::ManualClock>();
-//   emissions::BatchBuffer<int> buf({.name = "b", .flush_interval = 100ms, .clock = clock}, fn);
+//   emissions::BatchBuffer<int> buf(
+//       {.name = "b", .flush_interval = 100ms, .flush_jitter = 0ms, .clock = clock}, fn);
 //   buf.insert(1);
 //   clock->advance(100ms);  // the buffer's timer wakes up at once and flushes
 #pragma once
@@ -34,6 +35,8 @@ class Clock {
 
   // Keeps a wake-up callback registered; unsubscribes on destruction or reset(). Must not
   // outlive its clock. Move-only.
+  //
+  //   Clock::Subscription sub = clock.subscribe([&] { cv.notify_all(); });
   class Subscription {
    public:
     Subscription() noexcept = default;
@@ -81,6 +84,7 @@ class Clock {
   // Registers `on_advance`, called (on the advancing thread) after every jump in time that
   // a timed wait would not notice. The real clock never jumps, so the default keeps
   // nothing. `on_advance` must not subscribe, unsubscribe or advance the same clock.
+  // Thread-safe.
   [[nodiscard]] virtual Subscription subscribe(std::function<void()> on_advance) {
     (void)on_advance;
     return {};
@@ -114,6 +118,8 @@ class Clock {
 };
 
 // std::chrono::steady_clock as a Clock: what components use when given no clock.
+//
+//   std::shared_ptr<emissions::Clock> clock = std::make_shared<emissions::SteadyClock>();
 class SteadyClock final : public Clock {
  public:
   [[nodiscard]] time_point now() const noexcept override {

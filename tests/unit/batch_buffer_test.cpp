@@ -902,6 +902,37 @@ TEST(BatchBuffer, EightThreadsLoseAndDuplicateNothing) {
   std::cout << "[          ] backpressure timeouts retried: " << timeouts.load() << '\n';
 }
 
+// A batching buffer asks no more of T than being movable: no assignment, no default.
+struct Frozen {
+  explicit Frozen(int v) : value(v) {}
+  const int value;
+};
+
+TEST(BatchBuffer, WorksWithANonAssignableType) {
+  Recorder<Frozen> rec;
+  auto clock = std::make_shared<ManualClock>();
+  BatchBuffer<Frozen> buf({.name = "frozen", .partitions = 2, .max_size = 3, .clock = clock},
+                          rec.fn());
+  for (int i = 0; i < 4; ++i)
+    ASSERT_TRUE(buf.insert(Frozen(i)).ok());
+  std::vector<Frozen> batch;
+  for (int i = 4; i < 12; ++i)
+    batch.emplace_back(i);
+  ASSERT_TRUE(buf.insert_batch(std::move(batch)).ok());  // over-full: split across batches
+  const Frozen lvalue(12);
+  ASSERT_TRUE(buf.insert(lvalue).ok());
+  std::vector<int> values;
+  for (const Frozen& f : buf.dump())
+    values.push_back(f.value);
+  EXPECT_TRUE(AllOk(buf.sync_flush(), 2));
+  for (int v : rec.collect([](const Frozen& f) { return f.value; }))
+    values.push_back(v);
+  std::sort(values.begin(), values.end());
+  EXPECT_EQ(values, range(0, 13));
+  for (const auto& b : rec.batches())
+    EXPECT_LE(b.items.size(), 3u);
+}
+
 // --- info and telemetry -------------------------------------------------------------------
 
 TEST(BatchBuffer, InfoReportsSizesCountsAndTimes) {

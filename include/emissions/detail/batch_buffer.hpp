@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -163,6 +164,16 @@ class PartitionMutex {
 
   std::atomic<std::uint32_t> state_{kFree};
 };
+
+// Moves from[first..] to the end of `to`, needing of T only that it is move-constructible
+// (vector::insert would also need move-assignment). Reserves first, so a bad_alloc leaves
+// both vectors unchanged; the moved-from elements stay in `from`.
+template <typename T>
+void move_append(std::vector<T>& to, std::vector<T>& from, std::size_t first) {
+  to.reserve(to.size() + (from.size() - first));
+  for (std::size_t k = first; k < from.size(); ++k)
+    to.push_back(std::move(from[k]));
+}
 
 // One sync_flush() caller waiting for a partition: done once every item that was in the
 // partition when it asked (positions below `target`) has been flushed or dumped.
