@@ -230,7 +230,7 @@ void Core::count_dropped(Lane& lane, const Queue& queue, std::span<const Event> 
                          const char* reason) noexcept {
   std::uint64_t dropped = 0;
   std::uint64_t unwanted = 0;
-  const bool report = telemetry::enabled();
+  const bool report = events::kEventDropped.enabled();
   for (const Event& event : events) {
     if (!lane.owns(queue, event)) continue;  // another partition accounts for it
     bool wanted = true;
@@ -245,8 +245,8 @@ void Core::count_dropped(Lane& lane, const Queue& queue, std::span<const Event> 
     }
     ++dropped;
     if (report) {
-      telemetry::execute(
-          events::kEventDropped, {{"count", 1}},
+      events::kEventDropped.execute(
+          {{"count", 1}},
           {{"event_name", event.name.str()}, {"reason", reason}, {"adapter", lane.name}});
     }
   }
@@ -447,7 +447,8 @@ void Core::deliver(Lane& lane, const Queue& queue, const Batch& batch, bool& nee
 }
 
 void Core::deliver_run(Lane& lane, std::span<const Event> run, bool& need_init) noexcept {
-  const bool report = telemetry::enabled();
+  // Clock reads and JSON only for events someone listens to.
+  const bool report = events::kAdapterSuccess.enabled() || events::kAdapterError.enabled();
   const auto started = report ? Clock::now() : Clock::time_point{};
   Status status;
   bool threw = false;
@@ -478,13 +479,15 @@ void Core::deliver_run(Lane& lane, std::span<const Event> run, bool& need_init) 
   if (!report) return;
   const std::int64_t duration = elapsed_ns(started);
   if (status.ok()) {
-    telemetry::execute(events::kAdapterSuccess, {{"duration", duration}},
-                       {{"adapter", lane.name}, {"event_count", count}});
+    if (!events::kAdapterSuccess.enabled()) return;
+    events::kAdapterSuccess.execute({{"duration", duration}},
+                                    {{"adapter", lane.name}, {"event_count", count}});
   } else {
-    telemetry::execute(events::kAdapterError, {{"duration", duration}},
-                       {{"adapter", lane.name},
-                        {"reason", threw ? status.message() : status.to_string()},
-                        {"event_count", count}});
+    if (!events::kAdapterError.enabled()) return;
+    events::kAdapterError.execute({{"duration", duration}},
+                                  {{"adapter", lane.name},
+                                   {"reason", threw ? status.message() : status.to_string()},
+                                   {"event_count", count}});
   }
 }
 
@@ -495,9 +498,9 @@ void Core::terminate_adapter(Lane& lane) noexcept {
     lane.adapter->terminate();
   } catch (...) {
     // terminate() is the last call; there is no one left to report to but telemetry.
-    if (telemetry::enabled()) {
-      telemetry::execute(
-          events::kAdapterError, {{"duration", 0}},
+    if (events::kAdapterError.enabled()) {
+      events::kAdapterError.execute(
+          {{"duration", 0}},
           {{"adapter", lane.name}, {"reason", "terminate() threw"}, {"event_count", 0}});
     }
   }

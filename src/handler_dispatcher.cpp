@@ -114,7 +114,8 @@ void HandlerDispatcher::invoke(const Invocation& invocation) noexcept {
     Transaction saved = std::move(ambient);
     ambient = TransactionAccess::make(core, invocation.depth + 1);
 
-    const bool report = telemetry::enabled();
+    const bool report = events::kHandlerSuccess.enabled() || events::kHandlerError.enabled() ||
+                        events::kHandlerIgnored.enabled();
     const auto started = std::chrono::steady_clock::now();
     HandlerResult result = HandlerResult::ok();
     try {
@@ -140,17 +141,17 @@ void HandlerDispatcher::invoke(const Invocation& invocation) noexcept {
                                 .count();
       switch (result.kind()) {
         case HandlerResult::Kind::ok:
-          telemetry::execute(events::kHandlerSuccess, {{"duration", duration}},
-                             {{"handler", entry.name}, {"event", event.name.str()}});
+          events::kHandlerSuccess.execute({{"duration", duration}},
+                                          {{"handler", entry.name}, {"event", event.name.str()}});
           break;
         case HandlerResult::Kind::error:
-          telemetry::execute(
-              events::kHandlerError, {{"duration", duration}},
+          events::kHandlerError.execute(
+              {{"duration", duration}},
               {{"handler", entry.name}, {"event", event.name.str()}, {"reason", result.reason()}});
           break;
         case HandlerResult::Kind::ignored:
-          telemetry::execute(events::kHandlerIgnored, {{"count", 1}},
-                             {{"handler", entry.name}, {"event", event.name.str()}});
+          events::kHandlerIgnored.execute({{"count", 1}},
+                                          {{"handler", entry.name}, {"event", event.name.str()}});
           break;
       }
     }

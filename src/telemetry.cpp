@@ -59,12 +59,25 @@ struct Table {
 
 using Snapshot = std::shared_ptr<const Table>;
 
+}  // namespace
+
+struct ProbeAccess {
+  static void refresh(Probe& probe, const Table* table) noexcept {
+    const bool active =
+        table != nullptr && table->by_event.find(probe.event_) != table->by_event.end();
+    probe.active_.store(active, std::memory_order_relaxed);
+  }
+};
+
+namespace {
+
 struct Registry {
   // Serialises writers: the read-copy-update of the table happens entirely under it.
   std::mutex write_mutex;
   // Guards only the copy/replace of `table` itself; never held while calling out.
   std::mutex snapshot_mutex;
-  Snapshot table;  // null while nothing is attached
+  Snapshot table;              // null while nothing is attached
+  std::vector<Probe*> probes;  // guarded by write_mutex
 };
 
 // The registry is never destroyed: static destructors in other files (an emitter shutting
@@ -95,6 +108,8 @@ void publish_table(Snapshot next) {
     r.table.swap(next);
   }
   detail::g_attached.store(attachments, std::memory_order_relaxed);
+  for (Probe* probe : r.probes)
+    ProbeAccess::refresh(*probe, r.table.get());
 }
 
 Status validate_id(const std::string& id) {
@@ -183,6 +198,25 @@ void report_failure(const std::string& id, const EventName& event,
 }
 
 }  // namespace
+
+Probe::Probe(EventName event) : event_(std::move(event)) {
+  Registry& r = registry();
+  std::lock_guard lock(r.write_mutex);
+  r.probes.push_back(this);
+  const Snapshot table = load_table();
+  ProbeAccess::refresh(*this, table.get());
+}
+
+Probe::~Probe() {
+  Registry& r = registry();
+  std::lock_guard lock(r.write_mutex);
+  std::erase(r.probes, this);
+}
+
+void Probe::execute(const nlohmann::json& measurements,
+                    const nlohmann::json& metadata) const noexcept {
+  telemetry::execute(event_, measurements, metadata);
+}
 
 Status attach(std::string id, EventName event, Handler handler) {
   std::vector<EventName> events;

@@ -11,9 +11,9 @@ namespace emissions {
 namespace {}  // namespace
 
 Status detail::not_started(EventName name) {
-  if (telemetry::enabled()) {
-    telemetry::execute(detail::events::kEventDropped, {{"count", 1}},
-                       {{"event_name", name.str()}, {"reason", "not_started"}});
+  if (detail::events::kEventDropped.enabled()) {
+    detail::events::kEventDropped.execute({{"count", 1}},
+                                          {{"event_name", name.str()}, {"reason", "not_started"}});
   }
   return Status(Errc::not_started, "no active buffer: call start() first");
 }
@@ -72,8 +72,8 @@ void Transaction::begin(std::shared_ptr<detail::Core> core, int cascade_depth) n
   if (buffer_) buffer_->reset();
   cascade_depth_ = cascade_depth;
   active_ = core_ != nullptr && core_->accepting(cascade_depth);
-  if (active_ && telemetry::enabled()) {
-    telemetry::execute(detail::events::kBufferStarted, {{"count", 1}}, nlohmann::json::object());
+  if (active_ && detail::events::kBufferStarted.enabled()) {
+    detail::events::kBufferStarted.execute({{"count", 1}}, nlohmann::json::object());
   }
 }
 
@@ -119,18 +119,17 @@ Status Transaction::hand_off(bool keep_open) {
     if (!status.ok()) return status;
   }
   if (!keep_open) active_ = false;
-  if (telemetry::enabled()) {
-    telemetry::execute(detail::events::kBufferCommitted, {{"count", count}},
-                       {{"event_count", count}});
+  if (detail::events::kBufferCommitted.enabled()) {
+    detail::events::kBufferCommitted.execute({{"count", count}}, {{"event_count", count}});
   }
   return {};
 }
 
 Status Transaction::cascade_limit(EventName name) {
   core_->count_cascade_dropped();
-  if (telemetry::enabled()) {
-    telemetry::execute(detail::events::kEventDropped, {{"count", 1}},
-                       {{"event_name", name.str()}, {"reason", "cascade_limit"}});
+  if (detail::events::kEventDropped.enabled()) {
+    detail::events::kEventDropped.execute(
+        {{"count", 1}}, {{"event_name", name.str()}, {"reason", "cascade_limit"}});
   }
   return Status(Errc::overloaded, "'" + name.str() +
                                       "' would cascade deeper than max_cascade_depth " +
@@ -155,8 +154,8 @@ void Transaction::discard() noexcept {
   if (buffer_) buffer_->reset();
   active_ = false;
   if (core_ && count > 0) core_->count_discarded(count);
-  if (telemetry::enabled()) {
-    telemetry::execute(detail::events::kBufferTerminated, {{"count", 1}}, {{"event_count", count}});
+  if (detail::events::kBufferTerminated.enabled()) {
+    detail::events::kBufferTerminated.execute({{"count", 1}}, {{"event_count", count}});
   }
 }
 

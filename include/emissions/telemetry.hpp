@@ -56,6 +56,32 @@ extern std::atomic<std::size_t> g_attached;
   return detail::g_attached.load(std::memory_order_relaxed) != 0;
 }
 
+// "Is any handler attached to this event?", answered with one relaxed atomic load and kept
+// current by attach and detach. For instrumented hot paths that would otherwise build
+// measurements for nobody (enabled() is true as soon as anything anywhere is attached).
+//
+//   static const telemetry::Probe kDone({"my_service", "request", "done"});
+//   if (kDone.enabled()) kDone.execute({{"duration", ns}}, {{"route", route}});
+//
+// Thread-safe. Construction and destruction take the registry's writer lock.
+class Probe {
+ public:
+  explicit Probe(EventName event);
+  ~Probe();
+  Probe(const Probe&) = delete;
+  Probe& operator=(const Probe&) = delete;
+
+  [[nodiscard]] bool enabled() const noexcept { return active_.load(std::memory_order_relaxed); }
+  [[nodiscard]] const EventName& event() const noexcept { return event_; }
+  // execute(event(), measurements, metadata).
+  void execute(const nlohmann::json& measurements, const nlohmann::json& metadata) const noexcept;
+
+ private:
+  friend struct ProbeAccess;
+  EventName event_;
+  std::atomic<bool> active_{false};
+};
+
 // Attaches `handler` to `event` under `id`. already_exists when `id` is in use;
 // invalid_argument for an empty id, an empty event name or an empty handler.
 Status attach(std::string id, EventName event, Handler handler);

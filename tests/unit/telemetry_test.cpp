@@ -715,3 +715,41 @@ TEST_F(TelemetryTest, ConcurrentAttachDetachAndExecuteFromEightThreadsCountExact
 
 }  // namespace
 }  // namespace emissions::telemetry
+
+namespace emissions::telemetry {
+namespace {
+
+TEST(TelemetryProbeTest, ProbeFollowsAttachAndDetachOfItsOwnEvent) {
+  const Probe probe({"probe_test", "watched"});
+  const Probe other({"probe_test", "other"});
+  EXPECT_FALSE(probe.enabled());
+  ASSERT_TRUE(
+      attach("probe-watch", {"probe_test", "other"}, [](const auto&, const auto&, const auto&) {
+      }).ok());
+  EXPECT_FALSE(probe.enabled());  // something is attached, but not to this event
+  EXPECT_TRUE(other.enabled());
+  int calls = 0;
+  ASSERT_TRUE(attach("probe-watch-2", {"probe_test", "watched"},
+                     [&](const auto&, const auto&, const auto&) { ++calls; })
+                  .ok());
+  EXPECT_TRUE(probe.enabled());
+  probe.execute({{"n", 1}}, nlohmann::json::object());
+  EXPECT_EQ(calls, 1);
+  ASSERT_TRUE(detach("probe-watch-2").ok());
+  EXPECT_FALSE(probe.enabled());
+  ASSERT_TRUE(detach("probe-watch").ok());
+  EXPECT_FALSE(other.enabled());
+}
+
+TEST(TelemetryProbeTest, ProbeCreatedAfterAttachStartsEnabled) {
+  ASSERT_TRUE(
+      attach("probe-late", {"probe_test", "late"}, [](const auto&, const auto&, const auto&) {
+      }).ok());
+  const Probe late({"probe_test", "late"});
+  EXPECT_TRUE(late.enabled());
+  ASSERT_TRUE(detach("probe-late").ok());
+  EXPECT_FALSE(late.enabled());
+}
+
+}  // namespace
+}  // namespace emissions::telemetry
