@@ -3,6 +3,7 @@
 #include "emissions/emitter.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <mutex>
 #include <thread>
@@ -372,6 +373,30 @@ TEST(EmitterTest, DrainFlushesAdaptersThatHoldEventsBack) {
   Status s = emitter.drain(10s);
   EXPECT_EQ(s.code(), Errc::unavailable);
   EXPECT_NE(s.message().find("adapter 'holding' flush failed: sink down"), std::string::npos);
+}
+
+TEST(EmitterTest, IdleConsumersParkInsteadOfSpinning) {
+  // Eight consumers with nothing to do: once parked they use no CPU. A consumer that kept
+  // polling would burn a whole core for the 200 ms below (8 of them, far more).
+  auto cpu_seconds = [] {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+           static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+  };
+  auto a = std::make_shared<RecordingAdapter>("a");
+  Config config = config_with({});
+  config.add_adapter(a, {.concurrency = 8});
+  Emitter emitter(std::move(config));
+  commit_events(emitter, "wake", 1);
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  std::this_thread::sleep_for(20ms);  // past idle_spin (50 us): everyone has parked
+  const double before = cpu_seconds();
+  std::this_thread::sleep_for(200ms);
+  EXPECT_LT(cpu_seconds() - before, 0.05);
+  commit_events(emitter, "after", 3);  // and they wake up for new work
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  EXPECT_EQ(a->received(), 4u);
 }
 
 // ---- configuration mistakes fail loudly at construction ---------------------------------
