@@ -1,5 +1,7 @@
 #include "core.hpp"
 
+#include "adapter_call.hpp"
+
 #include <sched.h>
 
 #include <algorithm>
@@ -16,10 +18,6 @@ namespace emissions::detail {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::int64_t elapsed_ns(Clock::time_point since) noexcept {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - since).count();
-}
 
 std::chrono::nanoseconds remaining(Clock::time_point deadline) noexcept {
   const auto left = deadline - Clock::now();
@@ -447,48 +445,12 @@ void Core::deliver(Lane& lane, const Queue& queue, const Batch& batch, bool& nee
 }
 
 void Core::deliver_run(Lane& lane, std::span<const Event> run, bool& need_init) noexcept {
-  // Clock reads and JSON only for events someone listens to.
-  const bool report = events::kAdapterSuccess.enabled() || events::kAdapterError.enabled();
-  const auto started = report ? Clock::now() : Clock::time_point{};
-  Status status;
-  bool threw = false;
-  try {
-    if (need_init) {
-      status = lane.adapter->init();
-      if (!status.ok()) {
-        status = Status(status.code(), "init failed: " + status.message());
-      } else {
-        need_init = false;
-      }
-    }
-    if (!need_init) status = lane.adapter->handle_events(run);
-  } catch (const std::exception& e) {
-    status = Status(Errc::internal, e.what());
-    threw = true;
-  } catch (...) {
-    status = Status(Errc::internal, "unknown exception");
-    threw = true;
-  }
-  if (threw) need_init = true;  // the seed's restart: init() again before the next batch
+  // Clock reads and JSON only when someone listens.
+  const bool report = delivery_reported();
+  const DeliveryOutcome outcome = deliver_to(*lane.adapter, run, need_init, report);
   const auto count = static_cast<std::uint64_t>(run.size());
-  if (status.ok()) {
-    lane.delivered.fetch_add(count, std::memory_order_relaxed);
-  } else {
-    lane.failed.fetch_add(count, std::memory_order_relaxed);
-  }
-  if (!report) return;
-  const std::int64_t duration = elapsed_ns(started);
-  if (status.ok()) {
-    if (!events::kAdapterSuccess.enabled()) return;
-    events::kAdapterSuccess.execute({{"duration", duration}},
-                                    {{"adapter", lane.name}, {"event_count", count}});
-  } else {
-    if (!events::kAdapterError.enabled()) return;
-    events::kAdapterError.execute({{"duration", duration}},
-                                  {{"adapter", lane.name},
-                                   {"reason", threw ? status.message() : status.to_string()},
-                                   {"event_count", count}});
-  }
+  (outcome.status.ok() ? lane.delivered : lane.failed).fetch_add(count, std::memory_order_relaxed);
+  if (report) report_delivery(lane.name, run.size(), outcome);
 }
 
 void Core::terminate_adapter(Lane& lane) noexcept {
@@ -498,11 +460,7 @@ void Core::terminate_adapter(Lane& lane) noexcept {
     lane.adapter->terminate();
   } catch (...) {
     // terminate() is the last call; there is no one left to report to but telemetry.
-    if (events::kAdapterError.enabled()) {
-      events::kAdapterError.execute(
-          {{"duration", 0}},
-          {{"adapter", lane.name}, {"reason", "terminate() threw"}, {"event_count", 0}});
-    }
+    report_delivery(lane.name, 0, {Status(Errc::internal, "terminate() threw"), true, 0});
   }
 }
 

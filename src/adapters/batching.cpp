@@ -1,5 +1,7 @@
 #include "emissions/adapters/batching.hpp"
 
+#include "adapter_call.hpp"
+
 #include <exception>
 #include <new>
 #include <string>
@@ -33,22 +35,6 @@ void validate(const std::shared_ptr<Adapter>& inner, const BatchingOptions& o) {
     invalid("insert_timeout", ">= 0", ms(o.insert_timeout));
   if (o.flush_timeout <= std::chrono::milliseconds::zero())
     invalid("flush_timeout", "> 0", ms(o.flush_timeout));
-}
-
-// Function-local: safe to use from a Batching that lives in static storage.
-const telemetry::EventName& adapter_success() {
-  static const telemetry::EventName kEvent{"emissions", "adapter", "success"};
-  return kEvent;
-}
-const telemetry::EventName& adapter_error() {
-  static const telemetry::EventName kEvent{"emissions", "adapter", "error"};
-  return kEvent;
-}
-
-std::int64_t elapsed_ns(std::chrono::steady_clock::time_point started) {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() -
-                                                              started)
-      .count();
 }
 
 }  // namespace
@@ -117,57 +103,20 @@ void Batching::terminate() {
     inner_->terminate();
   } catch (...) {
     // Nobody is left to tell but telemetry, as in the pipeline.
-    if (telemetry::enabled()) {
-      telemetry::execute(adapter_error(), {{"duration", 0}},
-                         {{"adapter", std::string(inner_->name())},
-                          {"reason", "terminate() threw"},
-                          {"event_count", 0},
-                          {"batching", true}});
-    }
+    detail::report_delivery(inner_->name(), 0,
+                            {Status(Errc::internal, "terminate() threw"), true, 0},
+                            {{"batching", true}});
   }
 }
 
 Status Batching::deliver(std::vector<Event>&& batch) {
-  const bool report = telemetry::enabled();
-  const auto started =
-      report ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-  Status status;
-  bool threw = false;
-  try {
-    if (need_init_) {
-      status = inner_->init();
-      if (status.ok()) {
-        need_init_ = false;
-      } else {
-        status = Status(status.code(), "init failed: " + status.message());
-      }
-    }
-    if (!need_init_) status = inner_->handle_events(std::span<const Event>(batch));
-  } catch (const std::exception& e) {
-    status = Status(Errc::internal, e.what());
-    threw = true;
-  } catch (...) {
-    status = Status(Errc::internal, "unknown exception");
-    threw = true;
-  }
-  if (threw) need_init_ = true;  // the pipeline's restart rule: init() before the next batch
+  const bool report = detail::delivery_reported();
+  const detail::DeliveryOutcome outcome =
+      detail::deliver_to(*inner_, std::span<const Event>(batch), need_init_, report);
   const auto count = static_cast<std::uint64_t>(batch.size());
-  (status.ok() ? delivered_ : failed_).fetch_add(count, std::memory_order_relaxed);
-  if (report) {
-    const std::int64_t duration = elapsed_ns(started);
-    if (status.ok()) {
-      telemetry::execute(
-          adapter_success(), {{"duration", duration}},
-          {{"adapter", std::string(inner_->name())}, {"event_count", count}, {"batching", true}});
-    } else {
-      telemetry::execute(adapter_error(), {{"duration", duration}},
-                         {{"adapter", std::string(inner_->name())},
-                          {"reason", threw ? status.message() : status.to_string()},
-                          {"event_count", count},
-                          {"batching", true}});
-    }
-  }
-  return status;
+  (outcome.status.ok() ? delivered_ : failed_).fetch_add(count, std::memory_order_relaxed);
+  if (report) detail::report_delivery(inner_->name(), batch.size(), outcome, {{"batching", true}});
+  return outcome.status;
 }
 
 }  // namespace emissions::adapters
