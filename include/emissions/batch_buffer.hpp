@@ -13,12 +13,13 @@
 //   emissions::Status s = rows.insert(Row{1});  // ok, timeout (partition full) or closed
 //   rows.sync_flush();                          // e.g. in a drain: everything so far is flushed
 //
-// Partitioning. Without partition_by, round-robin: each inserting thread sends runs of 64
-// items to one partition, then moves to the next (and moves on at once if another thread
-// holds its partition's lock), so concurrent threads rarely share a partition; an
-// insert_batch starts a run of its own. No shared counter is touched. With partition_by, an
-// item goes to partition `partition_by(item) % partitions`: one key always lands in one
-// partition, and one thread's items of a key are flushed in insertion order.
+// Partitioning. Without partition_by, round-robin by batch: each inserting thread keeps
+// adding to one partition until its insert (or insert_batch) fills that partition's batch,
+// then moves to the next; it also moves on when it finds the partition full, or locked by
+// another thread. Consecutive batches thus come from different partitions, and concurrent
+// threads rarely share one. No shared counter is touched. With partition_by, an item goes
+// to partition `partition_by(item) % partitions`: one key always lands in one partition,
+// and one thread's items of a key are flushed in insertion order.
 //
 // Flushing. The insert that fills a batch swaps in an empty one and wakes the flusher, so
 // the partition keeps accepting while the old batch flushes; flushes never run under a
@@ -50,7 +51,9 @@
 // Telemetry. Metadata {"buffer", "partition", "size"} (partition is null for an insert_batch
 // spread by partition_by). [batch_buffer, insert, start|stop] (stop adds "status");
 // [batch_buffer, flush, start|stop|exception] (stop adds "status" and, for a flush that ran
-// past flush_timeout, "timed_out": true; exception adds "kind" and "reason").
+// past flush_timeout, "timed_out": true; exception adds "kind" and "reason"). While any
+// handler is attached anywhere, every insert builds its two events: far slower than the
+// untraced insert, which only checks telemetry::enabled().
 //
 // Not for: delivery that must survive a crash (batches live in memory only).
 #pragma once
@@ -134,9 +137,10 @@ class BatchBuffer {
   using Flush = std::function<Status(std::vector<T>&& items, const FlushContext& ctx)>;
 
   // Validates `options` (ConfigError, also for an empty `on_flush`) and starts the
-  // partitions' flusher threads and the timer thread. `on_flush` runs on the flusher thread
-  // of the batch's partition, one call at a time per partition, with no lock held; it may
-  // insert into this buffer, but must not call sync_flush() or shutdown() on it.
+  // partitions' flusher threads and the timer thread, returning once they wait for work.
+  // `on_flush` runs on the flusher thread of the batch's partition, one call at a time per
+  // partition, with no lock held; it may insert into this buffer, but must not call
+  // sync_flush() or shutdown() on it.
   BatchBuffer(BatchBufferOptions<T> options, Flush on_flush);
   // shutdown() without a time limit: flushes what remains and waits for running flushes.
   ~BatchBuffer();
@@ -202,8 +206,10 @@ class BatchBuffer {
   Status insert_anywhere(std::size_t first, Place&& place);
   Status insert_groups(std::vector<Group>& groups);
   void note_room();
-  // This thread's partition for its next round-robin insert; `move_on` ends the run early.
-  std::size_t next_round_robin(bool move_on = false) noexcept;
+  // This thread's round-robin state for this buffer; continue_run() keeps its inserts on
+  // partition i, or moves them to the next one once i has handed off a batch.
+  detail::RoundRobinCursor& cursor() noexcept;
+  void continue_run(std::size_t i, bool handed_off) noexcept;
 
   // These run with the partition locked.
   [[nodiscard]] bool has_room(const Partition& p) const noexcept {
@@ -213,8 +219,8 @@ class BatchBuffer {
   void hand_off(Partition& p, Lock& lock);  // take_batch, unlock, wake the flusher
   void resolve_waiters(Partition& p);
   template <typename U>
-  void push(Partition& p, Lock& lock, U&& item);
-  void append_group(Partition& p, std::vector<T>& group);
+  bool push(Partition& p, Lock& lock, U&& item);  // true: it handed off a batch
+  bool append_group(Partition& p, std::vector<T>& group);
 
   void run_flusher(std::size_t i);
   Status run_flush(std::size_t i, std::uint64_t batch, std::vector<T>& items);
@@ -304,6 +310,12 @@ BatchBuffer<T>::BatchBuffer(BatchBufferOptions<T> options, Flush on_flush)
     join_threads();
     throw;
   }
+  // Return once every flusher is parked, so that none holds its partition's lock while the
+  // first inserts arrive (a round-robin insert moves away from a locked partition).
+  for (auto& p : parts_) {
+    Lock lock(p->mu);
+    p->changed_cv.wait(lock, [&] { return p->started; });
+  }
 }
 
 template <typename T>
@@ -369,25 +381,24 @@ void BatchBuffer<T>::wake_all() {
 }
 
 template <typename T>
-std::size_t BatchBuffer<T>::next_round_robin(bool move_on) noexcept {
+detail::RoundRobinCursor& BatchBuffer<T>::cursor() noexcept {
   detail::RoundRobinCursor& c = detail::t_round_robin[id_ % detail::kRoundRobinSlots];
-  if (c.owner != id_) [[unlikely]] {
+  if (c.owner != id_) [[unlikely]] {  // this thread's first insert (or a slot collision)
     c.owner = id_;
     c.current = round_robin_seed_.fetch_add(1, std::memory_order_relaxed) % n_;
-    c.left = detail::kRoundRobinRun;
   }
-  if (c.left == 0 || move_on) [[unlikely]] {
-    c.current = c.current + 1 == n_ ? 0 : c.current + 1;
-    c.left = detail::kRoundRobinRun;
-  }
-  --c.left;
-  return c.current;
+  return c;
+}
+
+template <typename T>
+void BatchBuffer<T>::continue_run(std::size_t i, bool handed_off) noexcept {
+  cursor().current = !handed_off ? i : (i + 1 == n_ ? 0 : i + 1);
 }
 
 template <typename T>
 std::size_t BatchBuffer<T>::select(const T& item) {
   if (n_ == 1) return 0;
-  return partition_by_ ? static_cast<std::size_t>(partition_by_(item) % n_) : next_round_robin();
+  return partition_by_ ? static_cast<std::size_t>(partition_by_(item) % n_) : cursor().current;
 }
 
 // The hot path: select, lock, append, unlock. Everything else is out of line.
@@ -403,12 +414,22 @@ Status BatchBuffer<T>::insert_one(U&& item) {
 template <typename T>
 template <typename U>
 Status BatchBuffer<T>::insert_into(std::size_t i, U&& item) {
-  Partition& p = *parts_[i];
-  Lock lock(p.mu);
-  if (has_room(p) && !p.closed) [[likely]] {
-    p.items.push_back(std::forward<U>(item));
-    if (!has_room(p) && !p.busy) [[unlikely]]
-      hand_off(p, lock);
+  Partition* p = parts_[i].get();
+  Lock lock(p->mu, std::try_to_lock);
+  if (!lock.owns_lock()) [[unlikely]] {
+    if (round_robin_) {  // another thread is here: move on rather than share the partition
+      continue_run(i, true);
+      i = cursor().current;
+      p = parts_[i].get();
+    }
+    lock = Lock(p->mu);
+  }
+  if (has_room(*p) && !p->closed) [[likely]] {
+    p->items.push_back(std::forward<U>(item));
+    if (!has_room(*p) && !p->busy) [[unlikely]] {
+      hand_off(*p, lock);
+      if (round_robin_) continue_run(i, true);  // filled a batch: on to the next partition
+    }
     return {};
   }
   return insert_blocked(i, lock, std::forward<U>(item));
@@ -430,19 +451,20 @@ template <typename U>
 Status BatchBuffer<T>::insert_blocked(std::size_t i, Lock& lock, U&& item) {
   if (!round_robin_) return insert_waiting(i, lock, std::forward<U>(item));
   lock.unlock();
-  // This thread's later inserts start at the next partition too, not at the full one.
-  return insert_anywhere(next_round_robin(true), [&](Partition& q, Lock& q_lock) {
-    push(q, q_lock, std::forward<U>(item));
-  });
+  return insert_anywhere(i + 1 == n_ ? 0 : i + 1,
+                         [&](std::size_t q, Partition& part, Lock& q_lock) {
+                           continue_run(q, push(part, q_lock, std::forward<U>(item)));
+                         });
 }
 
 // Appends to a partition with room; a batch that becomes full goes to the flusher at once.
 template <typename T>
 template <typename U>
-void BatchBuffer<T>::push(Partition& p, Lock& lock, U&& item) {
+bool BatchBuffer<T>::push(Partition& p, Lock& lock, U&& item) {
   p.items.push_back(std::forward<U>(item));
-  if (p.items.size() >= p.limit && !p.busy) [[unlikely]]
-    hand_off(p, lock);
+  if (has_room(p) || p.busy) return false;
+  hand_off(p, lock);
+  return true;
 }
 
 template <typename T>
@@ -493,7 +515,7 @@ Status BatchBuffer<T>::insert_anywhere(std::size_t first, Place&& place) {
         q.flusher_cv.notify_one();
       }
       if (has_room(q)) {
-        place(q, lock);
+        place((first + k) % n, q, lock);
         return {};
       }
     }
@@ -523,12 +545,12 @@ void BatchBuffer<T>::note_room() {
 }
 
 template <typename T>
-void BatchBuffer<T>::append_group(Partition& p, std::vector<T>& group) {
+bool BatchBuffer<T>::append_group(Partition& p, std::vector<T>& group) {
   detail::move_append(p.items, group, 0);
-  if (!has_room(p) && !p.busy) {
-    take_batch(p);
-    p.flusher_cv.notify_one();
-  }
+  if (has_room(p) || p.busy) return false;
+  take_batch(p);
+  p.flusher_cv.notify_one();
+  return true;
 }
 
 template <typename T>
@@ -540,7 +562,7 @@ Status BatchBuffer<T>::insert_batch(std::vector<T> items) {
   std::vector<std::vector<T>> split;
   std::optional<std::size_t> first;  // the partition, when the batch goes to one
   if (round_robin_) {
-    first = next_round_robin(true);  // a batch is worth a run of its own
+    first = cursor().current;
   } else if (n == 1) {
     first = 0;
     groups.push_back({0, &items});
@@ -567,7 +589,9 @@ Status BatchBuffer<T>::insert_batch(std::vector<T> items) {
   }
   Status status;
   if (round_robin_) {
-    status = insert_anywhere(*first, [&](Partition& q, Lock&) { append_group(q, items); });
+    status = insert_anywhere(*first, [&](std::size_t q, Partition& part, Lock&) {
+      continue_run(q, append_group(part, items));
+    });
   } else {
     status = insert_groups(groups);
   }
@@ -769,6 +793,8 @@ template <typename T>
 void BatchBuffer<T>::run_flusher(std::size_t i) {
   Partition& p = *parts_[i];
   Lock lock(p.mu);
+  p.started = true;
+  p.changed_cv.notify_all();  // the constructor gets the lock once this thread waits below
   for (;;) {
     p.flusher_cv.wait(lock, [&] {
       return p.busy || p.closed ||

@@ -473,34 +473,60 @@ TEST(BatchBuffer, PartitionByKeepsEachKeyInOnePartitionInOrder) {
   EXPECT_EQ(total, static_cast<std::size_t>(kThreads * kPerThread));
 }
 
-TEST(BatchBuffer, RoundRobinSpreadsEvenlyPerThreadAndPerBuffer) {
+// Batches sorted by their first item, with the partition each went to.
+std::vector<std::pair<int, std::size_t>> batch_partitions(const Recorder<int>& rec) {
+  std::vector<std::pair<int, std::size_t>> out;
+  for (const auto& b : rec.batches())
+    out.emplace_back(b.items.front(), b.partition);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST(BatchBuffer, RoundRobinMovesToTheNextPartitionWithEachBatch) {
   Recorder<int> rec_a;
   Recorder<int> rec_b;
   auto clock = std::make_shared<ManualClock>();
-  BatchBuffer<int> a({.name = "rr-a", .partitions = 4, .clock = clock}, rec_a.fn());
-  BatchBuffer<int> b({.name = "rr-b", .partitions = 2, .clock = clock}, rec_b.fn());
-  // A thread sends runs of 64 to one partition, then moves to the next. Alternating
-  // between two buffers on one thread must not skew either one.
-  constexpr int kRun = 64;
-  for (int i = 0; i < 8 * kRun; ++i) {
+  BatchBuffer<int> a({.name = "rr-a", .partitions = 4, .max_size = 8, .clock = clock}, rec_a.fn());
+  BatchBuffer<int> b({.name = "rr-b", .partitions = 2, .max_size = 8, .clock = clock}, rec_b.fn());
+  // A partial batch stays in one partition.
+  for (int i = 0; i < 3; ++i) {
     ASSERT_TRUE(a.insert(i).ok());
     ASSERT_TRUE(b.insert(i).ok());
   }
+  std::size_t holding = 0;
   for (const auto& p : a.info())
-    EXPECT_EQ(p.size, 2u * kRun) << "partition " << p.partition;
-  for (const auto& p : b.info())
-    EXPECT_EQ(p.size, 4u * kRun) << "partition " << p.partition;
-  // Within a run, items keep their order.
-  const auto dumped = a.dump();
-  for (std::size_t k = 0; k < dumped.size(); k += kRun) {
-    EXPECT_TRUE(std::is_sorted(dumped.begin() + static_cast<std::ptrdiff_t>(k),
-                               dumped.begin() + static_cast<std::ptrdiff_t>(k + kRun)));
+    holding += p.size == 3 ? 1 : 0;
+  EXPECT_EQ(holding, 1u);
+  // Each filled batch moves the thread on to the next partition. Alternating between two
+  // buffers on one thread must not skew either one. (Waiting for each flush keeps the
+  // flushers parked while a batch fills: a thread that finds its partition locked by anyone,
+  // a flusher included, moves on early, which would make the order less predictable.)
+  for (int i = 3; i < 64; ++i) {
+    ASSERT_TRUE(a.insert(i).ok());
+    ASSERT_TRUE(b.insert(i).ok());
+    if (i % 8 == 7) {
+      EXPECT_TRUE(AllOk(a.sync_flush(), 4));
+      EXPECT_TRUE(AllOk(b.sync_flush(), 2));
+    }
   }
-  // Each insert_batch goes whole to the next partition.
-  for (int i = 0; i < 4; ++i)
-    ASSERT_TRUE(a.insert_batch(range(0, 10)).ok());
-  for (const auto& p : a.info())
-    EXPECT_EQ(p.size, 10u) << "partition " << p.partition;
+  for (const auto& [rec, n] :
+       {std::pair{&rec_a, std::size_t{4}}, std::pair{&rec_b, std::size_t{2}}}) {
+    const auto batches = batch_partitions(*rec);
+    ASSERT_EQ(batches.size(), 8u);
+    for (std::size_t k = 0; k < batches.size(); ++k) {
+      EXPECT_EQ(batches[k].first, static_cast<int>(8 * k));  // whole batches of 8, in order
+      EXPECT_EQ(batches[k].second, (batches[0].second + k) % n) << "batch " << k;
+    }
+  }
+  // insert_batch goes whole to the current partition; filling it moves on, too.
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(a.insert_batch(range(100 * (i + 1), 100 * (i + 1) + 8)).ok());
+    EXPECT_TRUE(AllOk(a.sync_flush(), 4));
+  }
+  std::set<std::size_t> used;
+  for (const auto& [first, partition] : batch_partitions(rec_a))
+    if (first >= 100) used.insert(partition);
+  EXPECT_EQ(used.size(), 4u);
 }
 
 // --- backpressure -------------------------------------------------------------------------

@@ -100,17 +100,13 @@ Status batch_closed_status(const BatchBufferSettings& s);
 Status batch_insert_timeout_status(const BatchBufferSettings& s, std::size_t partition);
 Status batch_flush_timeout_status(const BatchBufferSettings& s, std::size_t partition);
 
-// Each thread's round-robin position per buffer, in a small direct-mapped cache keyed by
+// Each thread's round-robin partition per buffer, in a small direct-mapped cache keyed by
 // buffer id: no shared counter on the insert path. A thread alternating between buffers
-// whose ids collide re-seeds the slot, which only costs a relaxed fetch_add. A thread sends
-// runs of kRoundRobinRun items to one partition before moving to the next, so that
-// concurrent threads do not write the same partition's cache lines on every insert.
+// whose ids collide re-seeds the slot, which only costs a relaxed fetch_add.
 struct RoundRobinCursor {
-  std::uint64_t owner = 0;
-  std::size_t current = 0;  // the partition of the current run
-  std::uint32_t left = 0;   // inserts left in the run
+  std::uint64_t owner = 0;  // buffer id
+  std::size_t current = 0;  // the partition this thread's next insert goes to
 };
-inline constexpr std::uint32_t kRoundRobinRun = 64;
 inline constexpr std::size_t kRoundRobinSlots = 16;
 inline thread_local std::array<RoundRobinCursor, kRoundRobinSlots> t_round_robin{};
 
@@ -206,8 +202,9 @@ struct alignas(64) BatchPartition {
   std::uint64_t batches_started = 0;
   std::uint64_t flush_count = 0;
   std::optional<Clock::time_point> last_flush;
-  bool stuck = false;   // the running flush exceeded flush_timeout
-  bool exited = false;  // the flusher thread has finished (after shutdown)
+  bool stuck = false;    // the running flush exceeded flush_timeout
+  bool started = false;  // the flusher thread is running
+  bool exited = false;   // the flusher thread has finished (after shutdown)
   std::vector<SyncWaiter*> waiters;
   JitterRng size_rng;
   std::condition_variable_any flusher_cv;  // the flusher waits for work
