@@ -1,6 +1,7 @@
 #include "emissions/event_id.hpp"
 
 #include <array>
+#include <atomic>
 #include <ostream>
 #include <random>
 #include <thread>
@@ -37,18 +38,33 @@ bool tsc_is_invariant() noexcept {
 
 const bool kInvariantTsc = tsc_is_invariant();
 
-// Per-thread extrapolation state, so no thread ever waits for another.
+// The process's first reading, taken when the library loads (or at the first call, if that
+// comes earlier). The TSC's rate is measured from it, once for every thread: the TSC is
+// invariant, so its rate is the machine's, and the longer the interval, the more exact.
+struct Reading {
+  std::uint64_t tsc;
+  std::int64_t ns;
+};
+
+const Reading& first_reading() noexcept {
+  static const Reading first{__rdtsc(), system_ns()};
+  return first;
+}
+[[maybe_unused]] const Reading& kTakenAtLoad = first_reading();
+
+std::atomic<double> g_ns_per_tick{0.0};  // 0 until 10 ms after the first reading
+
+// Per-thread anchor, so no thread ever waits for another; re-anchored on the real clock
+// every ~20 ms, which bounds the extrapolation error.
 struct TscClock {
   std::uint64_t anchor_tsc = 0;
   std::int64_t anchor_ns = 0;
-  std::uint64_t first_tsc = 0;
-  std::int64_t first_ns = 0;
-  double ns_per_tick = 0.0;  // 0 until calibrated
+  double ns_per_tick = 0.0;  // 0 while the rate is unknown: use the system clock
   std::uint64_t reanchor_ticks = 0;
 
   std::int64_t now() noexcept {
     const std::uint64_t tsc = __rdtsc();
-    if (ns_per_tick > 0.0 && tsc - anchor_tsc < reanchor_ticks) {
+    if (tsc - anchor_tsc < reanchor_ticks) {
       return anchor_ns +
              static_cast<std::int64_t>(static_cast<double>(tsc - anchor_tsc) * ns_per_tick);
     }
@@ -57,17 +73,16 @@ struct TscClock {
 
   std::int64_t reanchor(std::uint64_t tsc) noexcept {
     const std::int64_t ns = system_ns();
-    if (first_tsc == 0) {
-      first_tsc = tsc;
-      first_ns = ns;
-    } else if (tsc > first_tsc && ns - first_ns >= 10'000'000) {
-      // Rate measured over the whole life of this thread: the longer, the more exact.
-      ns_per_tick = static_cast<double>(ns - first_ns) / static_cast<double>(tsc - first_tsc);
-      reanchor_ticks = static_cast<std::uint64_t>(20'000'000.0 / ns_per_tick);  // ~20 ms
+    const Reading& first = first_reading();
+    double rate = g_ns_per_tick.load(std::memory_order_relaxed);
+    if (tsc > first.tsc && ns - first.ns >= 10'000'000) {
+      rate = static_cast<double>(ns - first.ns) / static_cast<double>(tsc - first.tsc);
+      g_ns_per_tick.store(rate, std::memory_order_relaxed);
     }
+    ns_per_tick = rate;
+    reanchor_ticks = rate > 0.0 ? static_cast<std::uint64_t>(20'000'000.0 / rate) : 0;  // ~20 ms
     anchor_tsc = tsc;
     anchor_ns = ns;
-    if (ns_per_tick == 0.0) reanchor_ticks = 0;
     return ns;
   }
 };

@@ -224,6 +224,9 @@ void add_target(Report& r, const std::string& key, double value, const std::stri
 }
 
 void run_emit(const Options& o, Report& r) {
+  // Event timestamps read the system clock until the TSC's rate is known, 10 ms after the
+  // library loads; measure the steady state, not a process's first milliseconds.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
   progress("emit: " + std::to_string(o.emit_samples) + " samples of " +
            std::to_string(kEmitPerSample) + " emits, four variants");
   const EmitResult fresh = measure_emit(Payload::integer, false, o.emit_samples, kEmitPerSample);
