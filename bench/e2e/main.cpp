@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "bench.hpp"
+#include "emissions/config.hpp"
 
 namespace emissions::bench {
 namespace {
@@ -335,7 +336,8 @@ void run_throughput(const Options& o, Report& r) {
       " warm-up events per producer and drains them (not timed). Producer loop: "
       "emissions::start(), 10 x emissions::emit(name, payload), emissions::commit() (ambient "
       "API). Pipeline options are the defaults (max_demand 50, buffer_size 10000, overflow "
-      "block, idle_spin 50 us). Median of " +
+      "block, idle_spin " +
+      std::to_string(emissions::PipelineOptions{}.idle_spin.count()) + " us). Median of " +
       std::to_string(o.reps) +
       " repetitions; each repetition runs pipeline(1), limit(1), pipeline(3), naive(3), "
       "pipeline(1, object payload), limit(3), naive(3, lock per commit) in that order. Every run "
@@ -435,10 +437,11 @@ void run_latency(const Options& o, Report& r) {
       "latency: one producer thread paced at 100000 events/s offered on a fixed steady-clock "
       "schedule (it yields while the next slot is > 2 us away, then spins with a pause; a "
       "late producer commits at once, without skipping slots). Headline shape: 10 events per "
-      "commit every 100 us, the throughput loop's shape; the gap is longer than the default "
-      "idle_spin (50 us), so an idle consumer parks between commits and is woken by the next "
-      "one. latency_1_per_commit_*: 1 event every 10 us, a gap shorter than idle_spin, so a "
-      "consumer that gets a core polls instead of parking. Each event carries steady_clock ns read "
+      "commit every 100 us, the throughput loop's shape. With the default idle_spin (" +
+      std::to_string(emissions::PipelineOptions{}.idle_spin.count()) +
+      " us) a consumer polls through gaps shorter than that and parks after longer ones (then "
+      "the next commit pays a wake-up). latency_1_per_commit_*: 1 event every 10 us. Each event "
+      "carries steady_clock ns read "
       "just before the commit's emits (so the "
       "figure includes emitting that commit's events); the adapter records (now - that) once "
       "per handle_events call for every event in it. " +
