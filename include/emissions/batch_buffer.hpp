@@ -28,9 +28,10 @@
 // never sees an empty batch). A flush gets at most max_size + max_size_jitter items.
 //
 // Backpressure. When a partition is full while its previous flush still runs, insert waits
-// up to insert_timeout and then returns timeout without consuming the item (a round-robin
-// insert takes any partition with room, and waits only while all of them are full). Nothing
-// accepted is lost: destruction and shutdown() flush everything that remains.
+// up to insert_timeout and then returns timeout without consuming the item. A round-robin
+// insert first gives that flush up to 1 ms (its flusher may only need a CPU), then takes any
+// partition with room, and waits only while all of them are full. Nothing accepted is lost:
+// destruction and shutdown() flush everything that remains.
 //
 // Failures. A non-ok Status from the callable goes to sync_flush() and telemetry; the batch
 // is not retried. A throw becomes [batch_buffer, flush, exception] (kind "exception") and
@@ -191,15 +192,22 @@ class BatchBuffer {
     std::vector<T>* items;
   };
 
-  std::size_t select(const T& item);
+  static constexpr std::size_t kAnySize = detail::RoundRobinCursor::kAnySize;
+  static constexpr std::chrono::microseconds kSpillGrace{1000};
   template <typename U>
-  Status insert_one(U&& item);
+  EMISSIONS_DETAIL_HOT Status insert_one(U&& item);
   template <typename U>
-  Status insert_into(std::size_t i, U&& item);
+  EMISSIONS_DETAIL_HOT Status insert_into(detail::RoundRobinCursor* c, std::size_t i, U&& item);
   template <typename U>
-  Status insert_traced(std::size_t i, U&& item);
+  EMISSIONS_DETAIL_HOT Status append_one(detail::RoundRobinCursor* c, std::size_t i, Lock& lock,
+                                         U&& item);
   template <typename U>
-  Status insert_blocked(std::size_t i, Lock& lock, U&& item);
+  EMISSIONS_DETAIL_COLD Status insert_contended(detail::RoundRobinCursor* c, std::size_t i,
+                                                bool inserter, U&& item);
+  template <typename U>
+  EMISSIONS_DETAIL_COLD Status insert_traced(detail::RoundRobinCursor* c, std::size_t i, U&& item);
+  template <typename U>
+  EMISSIONS_DETAIL_COLD Status insert_blocked(std::size_t i, Lock& lock, U&& item);
   template <typename U>
   Status insert_waiting(std::size_t i, Lock& lock, U&& item);
   template <typename Place>
@@ -208,7 +216,8 @@ class BatchBuffer {
   void note_room();
   // This thread's round-robin state for this buffer; continue_run() keeps its inserts on
   // partition i, or moves them to the next one once i has handed off a batch.
-  detail::RoundRobinCursor& cursor() noexcept;
+  EMISSIONS_DETAIL_HOT detail::RoundRobinCursor& cursor() noexcept;
+  EMISSIONS_DETAIL_COLD void reseed(detail::RoundRobinCursor& c) noexcept;
   void continue_run(std::size_t i, bool handed_off) noexcept;
 
   // These run with the partition locked.
@@ -216,7 +225,7 @@ class BatchBuffer {
     return p.items.size() < p.limit;
   }
   void take_batch(Partition& p);
-  void hand_off(Partition& p, Lock& lock);  // take_batch, unlock, wake the flusher
+  EMISSIONS_DETAIL_COLD void hand_off(Partition& p, Lock& lock);  // take_batch, unlock, wake
   void resolve_waiters(Partition& p);
   template <typename U>
   bool push(Partition& p, Lock& lock, U&& item);  // true: it handed off a batch
@@ -383,64 +392,107 @@ void BatchBuffer<T>::wake_all() {
 template <typename T>
 detail::RoundRobinCursor& BatchBuffer<T>::cursor() noexcept {
   detail::RoundRobinCursor& c = detail::t_round_robin[id_ % detail::kRoundRobinSlots];
-  if (c.owner != id_) [[unlikely]] {  // this thread's first insert (or a slot collision)
-    c.owner = id_;
-    c.current = round_robin_seed_.fetch_add(1, std::memory_order_relaxed) % n_;
-  }
+  if (c.owner != id_) [[unlikely]]
+    reseed(c);  // this thread's first insert (or a slot collision)
   return c;
 }
 
 template <typename T>
-void BatchBuffer<T>::continue_run(std::size_t i, bool handed_off) noexcept {
-  cursor().current = !handed_off ? i : (i + 1 == n_ ? 0 : i + 1);
+void BatchBuffer<T>::reseed(detail::RoundRobinCursor& c) noexcept {
+  c.owner = id_;
+  c.current = round_robin_seed_.fetch_add(1, std::memory_order_relaxed) % n_;
+  c.expected = kAnySize;
 }
 
 template <typename T>
-std::size_t BatchBuffer<T>::select(const T& item) {
-  if (n_ == 1) return 0;
-  return partition_by_ ? static_cast<std::size_t>(partition_by_(item) % n_) : cursor().current;
+void BatchBuffer<T>::continue_run(std::size_t i, bool handed_off) noexcept {
+  detail::RoundRobinCursor& c = cursor();
+  c.current = !handed_off ? i : (i + 1 == n_ ? 0 : i + 1);
+  c.expected = kAnySize;
 }
 
-// The hot path: select, lock, append, unlock. Everything else is out of line.
+// The hot path: pick, lock, append, unlock. Everything else is out of line.
 template <typename T>
 template <typename U>
 Status BatchBuffer<T>::insert_one(U&& item) {
-  const std::size_t i = select(item);
+  detail::RoundRobinCursor* c = round_robin_ ? &cursor() : nullptr;
+  std::size_t i = 0;
+  if (c != nullptr) {
+    i = c->current;
+  } else if (n_ > 1) {
+    i = static_cast<std::size_t>(partition_by_(item) % n_);
+  }
   if (telemetry::enabled()) [[unlikely]]
-    return insert_traced(i, std::forward<U>(item));
-  return insert_into(i, std::forward<U>(item));
+    return insert_traced(c, i, std::forward<U>(item));
+  return insert_into(c, i, std::forward<U>(item));
+}
+
+// `c` is this thread's round-robin cursor, or null (partition_by, or one partition).
+template <typename T>
+template <typename U>
+Status BatchBuffer<T>::insert_into(detail::RoundRobinCursor* c, std::size_t i, U&& item) {
+  Partition& p = *parts_[i];
+  bool inserter = false;
+  if (!p.mu.try_lock_insert(inserter)) [[unlikely]]
+    return insert_contended(c, i, inserter, std::forward<U>(item));
+  Lock lock(p.mu, std::adopt_lock);
+  // Round-robin: if another thread inserted here since this one did, leave it the partition
+  // (without adding to it, so that the other thread sees no change and stays).
+  if (c != nullptr && c->expected != p.items.size() && c->expected != kAnySize) [[unlikely]] {
+    lock.unlock();
+    return insert_contended(c, i, true, std::forward<U>(item));
+  }
+  return append_one(c, i, lock, std::forward<U>(item));
+}
+
+// With partition i locked: appends, or hands over to the blocking paths when it is full.
+template <typename T>
+template <typename U>
+Status BatchBuffer<T>::append_one(detail::RoundRobinCursor* c, std::size_t i, Lock& lock,
+                                  U&& item) {
+  Partition& p = *parts_[i];
+  if (!has_room(p) || p.closed) [[unlikely]]
+    return insert_blocked(i, lock, std::forward<U>(item));
+  p.items.push_back(std::forward<U>(item));
+  if (c != nullptr) c->expected = p.items.size();
+  if (!has_room(p) && !p.busy) [[unlikely]] {
+    hand_off(p, lock);
+    if (c != nullptr) continue_run(i, true);  // filled a batch: on to the next partition
+  }
+  return {};
+}
+
+// Partition i's lock was taken (by another insert when `inserter`), or round-robin left it.
+template <typename T>
+template <typename U>
+Status BatchBuffer<T>::insert_contended(detail::RoundRobinCursor* c, std::size_t i, bool inserter,
+                                        U&& item) {
+  if (c != nullptr && inserter) {
+    // Round-robin: take the first partition that no insert holds, rather than share one
+    // (back to partition i, waiting, if every one is held).
+    std::size_t k = 1;
+    for (; k < n_; ++k) {
+      const std::size_t j = (i + k) % n_;
+      if (parts_[j]->mu.try_lock_insert(inserter)) {
+        i = j;
+        break;
+      }
+    }
+    if (k == n_) parts_[i]->mu.lock_insert();
+    continue_run(i, false);
+  } else {
+    parts_[i]->mu.lock_insert();  // keyed, or a flusher's brief hold: wait for it
+  }
+  Lock lock(parts_[i]->mu, std::adopt_lock);
+  return append_one(c, i, lock, std::forward<U>(item));
 }
 
 template <typename T>
 template <typename U>
-Status BatchBuffer<T>::insert_into(std::size_t i, U&& item) {
-  Partition* p = parts_[i].get();
-  Lock lock(p->mu, std::try_to_lock);
-  if (!lock.owns_lock()) [[unlikely]] {
-    if (round_robin_) {  // another thread is here: move on rather than share the partition
-      continue_run(i, true);
-      i = cursor().current;
-      p = parts_[i].get();
-    }
-    lock = Lock(p->mu);
-  }
-  if (has_room(*p) && !p->closed) [[likely]] {
-    p->items.push_back(std::forward<U>(item));
-    if (!has_room(*p) && !p->busy) [[unlikely]] {
-      hand_off(*p, lock);
-      if (round_robin_) continue_run(i, true);  // filled a batch: on to the next partition
-    }
-    return {};
-  }
-  return insert_blocked(i, lock, std::forward<U>(item));
-}
-
-template <typename T>
-template <typename U>
-Status BatchBuffer<T>::insert_traced(std::size_t i, U&& item) {
+Status BatchBuffer<T>::insert_traced(detail::RoundRobinCursor* c, std::size_t i, U&& item) {
   const std::int64_t start_ns = telemetry::detail::monotonic_ns();
   detail::batch_insert_start(settings_, i, 1, start_ns);
-  Status status = insert_into(i, std::forward<U>(item));
+  Status status = insert_into(c, i, std::forward<U>(item));
   detail::batch_insert_stop(settings_, i, 1, start_ns, status);
   return status;
 }
@@ -450,6 +502,21 @@ template <typename T>
 template <typename U>
 Status BatchBuffer<T>::insert_blocked(std::size_t i, Lock& lock, U&& item) {
   if (!round_robin_) return insert_waiting(i, lock, std::forward<U>(item));
+  Partition& p = *parts_[i];
+  if (!p.closed && p.busy) {
+    // The running flush will make room, often as soon as its flusher gets a CPU: give it a
+    // moment (yielding this one) before spreading into partitions other threads may be
+    // filling. Real time on purpose: this is a scheduling grace, not part of the contract.
+    p.changed_cv.wait_for(lock, kSpillGrace, [&] { return p.closed || has_room(p) || !p.busy; });
+    if (!p.closed && !has_room(p) && !p.busy) {
+      take_batch(p);
+      p.flusher_cv.notify_one();
+    }
+    if (!p.closed && has_room(p)) {
+      continue_run(i, push(p, lock, std::forward<U>(item)));
+      return {};
+    }
+  }
   lock.unlock();
   return insert_anywhere(i + 1 == n_ ? 0 : i + 1,
                          [&](std::size_t q, Partition& part, Lock& q_lock) {
@@ -508,7 +575,8 @@ Status BatchBuffer<T>::insert_anywhere(std::size_t first, Place&& place) {
   for (;;) {
     for (std::size_t k = 0; k < n; ++k) {
       Partition& q = *parts_[(first + k) % n];
-      Lock lock(q.mu);
+      q.mu.lock_insert();
+      Lock lock(q.mu, std::adopt_lock);
       if (q.closed) return detail::batch_closed_status(settings_);
       if (!has_room(q) && !q.busy) {
         take_batch(q);

@@ -21,6 +21,16 @@
 #include "emissions/clock.hpp"
 #include "emissions/status.hpp"
 
+// Inlining hints for BatchBuffer's insert path: the fast path inline, the rest out of line
+// (where the compiler would otherwise guess the other way round).
+#if defined(__GNUC__) || defined(__clang__)
+#define EMISSIONS_DETAIL_HOT inline __attribute__((always_inline))
+#define EMISSIONS_DETAIL_COLD __attribute__((noinline))
+#else
+#define EMISSIONS_DETAIL_HOT inline
+#define EMISSIONS_DETAIL_COLD
+#endif
+
 namespace emissions::detail {
 
 // The options that do not depend on T, as the buffer keeps them.
@@ -104,8 +114,10 @@ Status batch_flush_timeout_status(const BatchBufferSettings& s, std::size_t part
 // buffer id: no shared counter on the insert path. A thread alternating between buffers
 // whose ids collide re-seeds the slot, which only costs a relaxed fetch_add.
 struct RoundRobinCursor {
-  std::uint64_t owner = 0;  // buffer id
-  std::size_t current = 0;  // the partition this thread's next insert goes to
+  static constexpr std::size_t kAnySize = static_cast<std::size_t>(-1);
+  std::uint64_t owner = 0;          // buffer id
+  std::size_t current = 0;          // the partition this thread's next insert goes to
+  std::size_t expected = kAnySize;  // its size after this thread's last insert there
 };
 inline constexpr std::size_t kRoundRobinSlots = 16;
 inline thread_local std::array<RoundRobinCursor, kRoundRobinSlots> t_round_robin{};
@@ -113,35 +125,47 @@ inline thread_local std::array<RoundRobinCursor, kRoundRobinSlots> t_round_robin
 // The partition lock: inline uncontended lock/unlock (one atomic RMW each, no call into
 // libc), a short spin when contended (critical sections are a few nanoseconds), then a
 // futex wait through std::atomic::wait. Meets Lockable; waits use condition_variable_any.
+// It also tells an inserter whether the lock is held by another inserter (round-robin then
+// moves to another partition) or by a flusher, the timer or a reader (worth waiting for).
 class PartitionMutex {
  public:
   void lock() noexcept {
-    std::uint32_t expected = kFree;
-    if (state_.compare_exchange_weak(expected, kLocked, std::memory_order_acquire,
-                                     std::memory_order_relaxed)) [[likely]] {
-      return;
-    }
-    lock_contended();
+    if (!acquire(kHeld)) [[unlikely]]
+      lock_contended(kHeld);
   }
-  bool try_lock() noexcept {
-    std::uint32_t expected = kFree;
-    return state_.compare_exchange_strong(expected, kLocked, std::memory_order_acquire,
-                                          std::memory_order_relaxed);
-  }
+  bool try_lock() noexcept { return acquire(kHeld); }
   void unlock() noexcept {
     if (state_.exchange(kFree, std::memory_order_release) == kParked) [[unlikely]] {
       state_.notify_one();
     }
   }
+  // lock() and try_lock() for inserts. On failure, `inserter` tells whether another insert
+  // (or a waiter) holds the lock, rather than a flusher, the timer or a reader.
+  void lock_insert() noexcept {
+    if (!acquire(kInserting)) [[unlikely]]
+      lock_contended(kInserting);
+  }
+  bool try_lock_insert(bool& inserter) noexcept {
+    if (acquire(kInserting)) [[likely]]
+      return true;
+    inserter = state_.load(std::memory_order_relaxed) != kHeld;
+    return false;
+  }
 
  private:
   static constexpr std::uint32_t kFree = 0;
-  static constexpr std::uint32_t kLocked = 1;
-  static constexpr std::uint32_t kParked = 2;  // locked, and someone may be waiting
+  static constexpr std::uint32_t kInserting = 1;  // held by an insert
+  static constexpr std::uint32_t kParked = 2;     // held, and someone may be waiting
+  static constexpr std::uint32_t kHeld = 3;       // held by anything else
 
-  void lock_contended() noexcept {
+  bool acquire(std::uint32_t as) noexcept {
+    std::uint32_t expected = kFree;
+    return state_.compare_exchange_strong(expected, as, std::memory_order_acquire,
+                                          std::memory_order_relaxed);
+  }
+  void lock_contended(std::uint32_t as) noexcept {
     for (int spin = 0; spin < 100; ++spin) {
-      if (state_.load(std::memory_order_relaxed) == kFree && try_lock()) return;
+      if (state_.load(std::memory_order_relaxed) == kFree && acquire(as)) return;
       cpu_relax();
     }
     // Whoever takes the lock through here leaves it marked kParked, so that its unlock
