@@ -6,6 +6,7 @@
 #include "core.hpp"
 #include "default_emitter.hpp"
 #include "emissions/transaction.hpp"
+#include "no_destroy.hpp"
 #include "transaction_access.hpp"
 
 namespace emissions {
@@ -21,12 +22,7 @@ struct DefaultRegistry {
 // Never destroyed: an Emitter that outlives main() (a static, say) still unregisters
 // itself during static destruction.
 DefaultRegistry& registry() {
-  union Holder {
-    DefaultRegistry value;
-    Holder() : value() {}
-    ~Holder() {}
-  };
-  static Holder holder;
+  static NoDestroy<DefaultRegistry> holder;
   return holder.value;
 }
 

@@ -529,15 +529,12 @@ Status Core::drain_until(Clock::time_point deadline, std::chrono::milliseconds t
     if (!done) {
       std::ostringstream msg;
       msg << "drain timed out after " << timeout.count() << " ms;";
+      std::size_t q = 0;  // all_queues_ lists each lane's queues in lane order
       for (const auto& lane : lanes_) {
         std::uint64_t pending = 0;
-        for (std::size_t i = 0; i < all_queues_.size(); ++i) {
-          for (const auto& q : lane->queues) {
-            if (q.get() == all_queues_[i]) {
-              const auto finished = all_queues_[i]->completed.load();
-              if (finished < targets[i]) pending += targets[i] - finished;
-            }
-          }
+        for (std::size_t k = 0; k < lane->queues.size(); ++k, ++q) {
+          const auto finished = all_queues_[q]->completed.load();
+          if (finished < targets[q]) pending += targets[q] - finished;
         }
         if (pending > 0)
           msg << " adapter '" << lane->name << "' has " << pending << " batches pending;";

@@ -7,6 +7,8 @@
 #include <shared_mutex>
 #include <unordered_map>
 
+#include "no_destroy.hpp"
+
 namespace emissions::detail {
 namespace {
 
@@ -47,13 +49,6 @@ class InternTable {
 };
 
 // Never destroyed: names may be used by other objects' destructors at exit.
-template <typename T>
-union NoDestroy {
-  T value;
-  NoDestroy() : value() {}
-  ~NoDestroy() {}
-};
-
 InternTable& table() {
   static NoDestroy<InternTable> holder;
   return holder.value;

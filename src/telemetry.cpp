@@ -18,6 +18,8 @@
 #include <utility>
 #include <vector>
 
+#include "no_destroy.hpp"
+
 namespace emissions::telemetry {
 
 namespace detail {
@@ -83,12 +85,8 @@ struct Registry {
 // The registry is never destroyed: static destructors in other files (an emitter shutting
 // down at exit) may still execute events after this file's statics would be gone.
 Registry& registry() {
-  struct Storage {
-    alignas(Registry) unsigned char bytes[sizeof(Registry)];
-    Registry* registry = ::new (static_cast<void*>(bytes)) Registry();
-  };
-  static Storage storage;
-  return *storage.registry;
+  static emissions::detail::NoDestroy<Registry> storage;
+  return storage.value;
 }
 
 Snapshot load_table() {
