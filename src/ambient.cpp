@@ -3,10 +3,12 @@
 #include <atomic>
 #include <mutex>
 
-#include "core.hpp"
+#include <vector>
+
 #include "default_emitter.hpp"
 #include "emissions/transaction.hpp"
 #include "no_destroy.hpp"
+#include "pipeline/core.hpp"
 #include "transaction_access.hpp"
 
 namespace emissions {
@@ -15,7 +17,7 @@ namespace {
 
 struct DefaultRegistry {
   std::mutex mutex;
-  std::shared_ptr<Core> core;
+  std::vector<std::weak_ptr<Core>> stack;  // oldest first
   std::atomic<std::uint64_t> generation{1};
 };
 
@@ -26,36 +28,62 @@ DefaultRegistry& registry() {
   return holder.value;
 }
 
+void remove_locked(DefaultRegistry& r, const Core* core) {
+  std::erase_if(r.stack, [core](const std::weak_ptr<Core>& entry) {
+    const std::shared_ptr<Core> alive = entry.lock();
+    return !alive || alive.get() == core;
+  });
+}
+
 }  // namespace
 
 void set_default_core(const std::shared_ptr<Core>& core) {
   auto& r = registry();
   std::lock_guard lock(r.mutex);
-  r.core = core;
+  remove_locked(r, core.get());
+  r.stack.push_back(core);
   r.generation.fetch_add(1, std::memory_order_release);
 }
 
 void clear_default_core(const Core* core) {
   auto& r = registry();
   std::lock_guard lock(r.mutex);
-  if (r.core.get() != core) return;
-  r.core.reset();
+  remove_locked(r, core);
   r.generation.fetch_add(1, std::memory_order_release);
 }
 
-const std::shared_ptr<Core>& default_core() {
+void default_core_changed() {
+  registry().generation.fetch_add(1, std::memory_order_release);
+}
+
+DefaultCore default_core() {
   struct Cached {
     std::uint64_t generation = 0;
     std::shared_ptr<Core> core;
+    bool closed = false;
   };
   thread_local Cached cached;
   auto& r = registry();
-  if (r.generation.load(std::memory_order_acquire) != cached.generation) {
+  const std::uint64_t now = r.generation.load(std::memory_order_acquire);
+  if (now != cached.generation) {
     std::lock_guard lock(r.mutex);
-    cached.core = r.core;
-    cached.generation = r.generation.load(std::memory_order_relaxed);
+    cached.core.reset();
+    cached.closed = false;
+    bool newest = true;
+    for (auto it = r.stack.rbegin(); it != r.stack.rend(); ++it) {
+      std::shared_ptr<Core> core = it->lock();
+      if (!core) continue;
+      if (!core->closed()) {
+        cached.core = std::move(core);
+        break;
+      }
+      if (newest) cached.closed = true;
+      newest = false;
+    }
+    if (cached.core) cached.closed = false;
+    cached.generation = now;
   }
-  return cached.core;
+  return {cached.core, cached.closed};
 }
 
 }  // namespace detail
@@ -69,33 +97,45 @@ Status start() {
   Transaction& tx = current();
   if (tx.active())
     return Status(Errc::already_started, "a buffer is already active on this thread");
-  const std::shared_ptr<detail::Core>& core = detail::default_core();
-  if (!core) {
+  const detail::DefaultCore found = detail::default_core();
+  if (!found.core) {
+    if (found.closed) return Status(Errc::closed, "the default emitter has been shut down");
     return Status(Errc::unavailable,
                   "no default emitter: construct an emissions::Emitter with make_default = true");
   }
-  if (core->closed()) return Status(Errc::closed, "the default emitter has been shut down");
-  return TransactionAccess::begin(tx, core);
+  return TransactionAccess::begin(tx, found.core);
 }
+
+namespace {
+
+// A buffer whose emitter has shut down can never be committed: end it (its events count as
+// discarded), so that the thread can start() again on another emitter.
+Status end_if_closed(Transaction& tx, Status status) {
+  if (status.code() == Errc::closed) tx.terminate();
+  return status;
+}
+
+}  // namespace
 
 // An inactive ambient transaction may still remember an emitter shut down long ago; for
 // the ambient API "no buffer" is always not_started.
 Status emit(EventName name, nlohmann::json payload, nlohmann::json metadata) {
   Transaction& tx = current();
   if (!tx.active()) return detail::not_started(name);
-  return TransactionAccess::emit(tx, name, std::move(payload), std::move(metadata));
+  return end_if_closed(tx,
+                       TransactionAccess::emit(tx, name, std::move(payload), std::move(metadata)));
 }
 
 Status flush() {
   Transaction& tx = current();
   if (!tx.active()) return Status(Errc::not_started, "no active buffer: call start() first");
-  return tx.flush();
+  return end_if_closed(tx, tx.flush());
 }
 
 Status commit() {
   Transaction& tx = current();
   if (!tx.active()) return Status(Errc::not_started, "no active buffer: call start() first");
-  return tx.commit();
+  return end_if_closed(tx, tx.commit());
 }
 
 void terminate() noexcept {

@@ -1,7 +1,7 @@
 #include "emissions/emitter.hpp"
 
-#include "core.hpp"
 #include "default_emitter.hpp"
+#include "pipeline/core.hpp"
 #include "transaction_access.hpp"
 
 namespace emissions {
@@ -30,7 +30,7 @@ Status Emitter::drain(std::chrono::milliseconds timeout) {
 
 Status Emitter::shutdown(std::chrono::milliseconds timeout) {
   Status status = core_->shutdown(timeout);
-  detail::clear_default_core(core_.get());
+  detail::default_core_changed();
   return status;
 }
 

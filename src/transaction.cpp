@@ -1,14 +1,14 @@
 #include "emissions/transaction.hpp"
 
-#include "batch.hpp"
-#include "core.hpp"
+#include "common/best_effort.hpp"
 #include "emissions/telemetry.hpp"
+#include "pipeline/batch.hpp"
+#include "pipeline/core.hpp"
 #include "telemetry_events.hpp"
 #include "transaction_access.hpp"
 #include "wall_clock.hpp"
 
 namespace emissions {
-namespace {}  // namespace
 
 Status detail::not_started(EventName name) {
   if (detail::events::kEventDropped.enabled()) {
@@ -73,7 +73,9 @@ void Transaction::begin(std::shared_ptr<detail::Core> core, int cascade_depth) n
   cascade_depth_ = cascade_depth;
   active_ = core_ != nullptr && core_->accepting(cascade_depth);
   if (active_ && detail::events::kBufferStarted.enabled()) {
-    detail::events::kBufferStarted.execute({{"count", 1}}, nlohmann::json::object());
+    detail::best_effort([] {
+      detail::events::kBufferStarted.execute({{"count", 1}}, nlohmann::json::object());
+    });
   }
 }
 
@@ -114,11 +116,15 @@ Status Transaction::hand_off(bool keep_open) {
     return Status(Errc::not_started, "no active buffer: call start() first");
   }
   const std::size_t count = size();
+  detail::DropReport drops;
   if (count > 0) {
-    Status status = core_->publish(buffer_, cascade_depth_);
+    Status status = core_->publish(buffer_, cascade_depth_, drops);
     if (!status.ok()) return status;
   }
   if (!keep_open) active_ = false;
+  // Only now, with this transaction's state settled, run telemetry handlers: they may
+  // commit again, on this thread, even through this very transaction.
+  drops.fire();
   if (detail::events::kBufferCommitted.enabled()) {
     detail::events::kBufferCommitted.execute({{"count", count}}, {{"event_count", count}});
   }
@@ -155,7 +161,9 @@ void Transaction::discard() noexcept {
   active_ = false;
   if (core_ && count > 0) core_->count_discarded(count);
   if (detail::events::kBufferTerminated.enabled()) {
-    detail::events::kBufferTerminated.execute({{"count", 1}}, {{"event_count", count}});
+    detail::best_effort([count] {
+      detail::events::kBufferTerminated.execute({{"count", 1}}, {{"event_count", count}});
+    });
   }
 }
 

@@ -32,7 +32,9 @@ class Measured final : public emissions::Adapter {
     return inner_->interested(event);
   }
   emissions::Status handle_events(std::span<const emissions::Event> batch) override;
-  void terminate() override { inner_->terminate(); }
+  emissions::Status terminate(emissions::Deadline deadline) override {
+    return inner_->terminate(deadline);
+  }
   [[nodiscard]] std::string_view name() const override { return inner_->name(); }
 
   // Read once the emitter has shut down (its consumer thread is joined by then).

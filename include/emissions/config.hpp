@@ -1,7 +1,8 @@
 // emissions/config.hpp: how an Emitter is set up: pipeline defaults and its adapters.
 //
 // Plain structs with defaults, validated once when the Emitter is constructed (a bad value
-// throws ConfigError naming the field and the value).
+// throws ConfigError naming the field and the value). Every size and duration has an upper
+// bound (the kMax... constants below), checked there too.
 //
 //   emissions::Config config;
 //   config.pipeline.max_demand = 100;
@@ -25,26 +26,52 @@
 
 namespace emissions {
 
-// What a commit does when an adapter's queue has no room for its events.
+/// What a commit does when an adapter's queue has no room for the events it wants. Room is
+/// only needed for the events an adapter is interested in: an adapter that wants none of
+/// a commit's events never affects it, whatever its state.
 enum class Overflow {
-  block,        // commit() waits up to block_timeout, then returns overloaded, delivering
-                // nothing to any adapter (the transaction stays open with its events)
-  drop_oldest,  // the oldest queued events of that adapter are dropped to make room
-  drop_newest,  // the committed events are dropped for that adapter
+  /// The caller waits: commit() blocks up to block_timeout for room. If the queue stays
+  /// full, commit() returns overloaded and delivers nothing to any adapter (the transaction
+  /// stays open with its events: retry, or terminate). A stalled adapter with this policy
+  /// therefore stalls every commit that has events it wants.
+  block,
+  /// The caller never waits: the oldest queued batches of that adapter are dropped to make
+  /// room (counted `dropped`, reason "overflow").
+  drop_oldest,
+  /// The caller never waits: the committed events are dropped for that adapter (counted
+  /// `dropped`, reason "overflow"); the other adapters still get them.
+  drop_newest,
 };
 
-// Defaults for every adapter of an Emitter.
+/// The largest accepted buffer_size and max_demand (events). A queue's ring of batch
+/// pointers is allocated when the Emitter is built: 16 bytes per slot, slots = buffer_size
+/// rounded up to a power of two (256 MiB at this bound).
+inline constexpr std::size_t kMaxBufferSize = std::size_t{1} << 24;
+/// The largest accepted concurrency, handler_concurrency and max_in_flight.
+inline constexpr std::size_t kMaxConcurrency = 1024;
+inline constexpr std::size_t kMaxInFlight = 65'536;
+/// The longest accepted block_timeout and shutdown_timeout.
+inline constexpr std::chrono::milliseconds kMaxTimeout = std::chrono::hours(24);
+/// The longest accepted idle_spin.
+inline constexpr std::chrono::microseconds kMaxIdleSpin = std::chrono::seconds(1);
+/// The deepest accepted max_cascade_depth.
+inline constexpr int kMaxCascadeDepth = 64;
+
+/// Defaults for every adapter of an Emitter.
+///
+///   config.pipeline.buffer_size = 50'000;
 struct PipelineOptions {
-  std::size_t max_demand = 50;       // most events per handle_events call
-  std::size_t buffer_size = 10'000;  // most events queued per adapter
-  Overflow overflow = Overflow::block;
-  std::chrono::milliseconds block_timeout{5'000};
-  // How long an idle consumer keeps polling (yielding the core to anything runnable) before
-  // it parks on a futex. Waking a parked thread costs from a few to hundreds of
-  // microseconds on a virtual machine; 200 us outlasts the gap between commits at 5'000+
-  // commits/s, so a steady stream never pays it. After a burst, each idle consumer polls
-  // this long, then costs nothing. Lower it to save CPU at low rates; 0 parks at once.
-  std::chrono::microseconds idle_spin{200};
+  std::size_t max_demand = 50;          ///< most events per delivery call (1..kMaxBufferSize)
+  std::size_t buffer_size = 10'000;     ///< most events queued per adapter (1..kMaxBufferSize)
+  Overflow overflow = Overflow::block;  ///< what a commit does when a queue is full
+  std::chrono::milliseconds block_timeout{5'000};  ///< Overflow::block's wait (0..kMaxTimeout)
+  /// The longest an idle consumer polls for the next batch before it parks (0..kMaxIdleSpin).
+  /// Adaptive: a consumer polls only while batches have recently been arriving closer
+  /// together than this; when the gaps are longer it parks at once, and the committing
+  /// thread pays one futex wake-up (a few microseconds) per batch that finds it parked.
+  /// So a steady stream faster than idle_spin gets the lowest latency, and a slower one
+  /// costs almost no CPU. docs/BENCHMARKS.md shows the trade-off; 0 always parks.
+  std::chrono::microseconds idle_spin{50};
 };
 
 // Per-adapter overrides of PipelineOptions; unset fields take the pipeline default.
@@ -66,9 +93,13 @@ struct AdapterOptions {
   std::optional<std::size_t> buffer_size = {};
   std::optional<Overflow> overflow = {};
   std::optional<std::chrono::milliseconds> block_timeout = {};
-  std::size_t concurrency = 1;
-  // Must be thread-safe and must not throw (an exception sends the event to consumer 0).
+  std::size_t concurrency = 1;  ///< consumers sharing this adapter (1..kMaxConcurrency)
+  /// Called once per event on the committing thread, with no lock of the library held.
+  /// Must be thread-safe; an exception sends the event to consumer 0.
   std::function<std::uint64_t(const Event&)> partition_by = {};
+  /// AsyncAdapter only (a ConfigError on a synchronous adapter): batches handed to
+  /// deliver() and not yet settled, per consumer (1..kMaxInFlight; default 16).
+  std::optional<std::size_t> max_in_flight = {};
 };
 
 struct Config {

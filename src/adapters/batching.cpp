@@ -1,6 +1,6 @@
 #include "emissions/adapters/batching.hpp"
 
-#include "adapter_call.hpp"
+#include "pipeline/adapter_call.hpp"
 
 #include <exception>
 #include <new>
@@ -62,7 +62,7 @@ Batching::Batching(std::shared_ptr<Adapter> inner, BatchingOptions options)
 }
 
 Batching::~Batching() {
-  terminate();
+  (void)terminate(Deadline::max());
 }
 
 Status Batching::handle_events(std::span<const Event> batch) {
@@ -82,7 +82,8 @@ Status Batching::handle_events(std::span<const Event> batch) {
   return {};
 }
 
-Status Batching::flush() {
+Status Batching::flush(Deadline deadline) {
+  (void)deadline;
   if (closed_.load(std::memory_order_acquire)) return {};  // terminate() delivered everything
   Status first;
   for (const Status& s : buffer_->sync_flush()) {
@@ -92,20 +93,17 @@ Status Batching::flush() {
   return first;
 }
 
-void Batching::terminate() {
+Status Batching::terminate(Deadline deadline) {
   std::lock_guard lock(terminate_mutex_);
-  if (terminated_) return;
+  if (terminated_) return {};
   terminated_ = true;
   closed_.store(true, std::memory_order_release);
   // Unbounded: the inner's terminate() must come after its last batch, so wait for it.
   (void)buffer_->shutdown();
   try {
-    inner_->terminate();
+    return inner_->terminate(deadline);
   } catch (...) {
-    // Nobody is left to tell but telemetry, as in the pipeline.
-    detail::report_delivery(inner_->name(), 0,
-                            {Status(Errc::internal, "terminate() threw"), true, 0},
-                            {{"batching", true}});
+    return Status(Errc::internal, "the inner adapter's terminate() threw");
   }
 }
 

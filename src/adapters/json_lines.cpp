@@ -89,19 +89,6 @@ int write_all(int fd, std::string_view data, bool guard_sigpipe, std::size_t& wr
   return 0;
 }
 
-// Drops nobody can be told about otherwise (a failed write at shutdown) still show up where
-// the pipeline reports adapter failures.
-void report_lost(std::string_view adapter, const Status& status, std::size_t events) noexcept {
-  if (!telemetry::enabled()) return;
-  try {
-    telemetry::execute(
-        {"emissions", "adapter", "error"}, {{"duration", 0}},
-        {{"adapter", adapter}, {"reason", status.to_string()}, {"event_count", events}});
-  } catch (...) {
-    // Building the JSON failed (out of memory): nothing more we can do at shutdown.
-  }
-}
-
 }  // namespace
 
 // --- File -------------------------------------------------------------------------------
@@ -164,60 +151,99 @@ JsonLines::JsonLines(JsonLinesOptions options) : options_(std::move(options)) {
 }
 
 JsonLines::~JsonLines() {
-  terminate();
+  (void)terminate(deadline_after(std::chrono::nanoseconds::zero()));
 }
 
-Status JsonLines::handle_events(std::span<const Event> batch) {
+void JsonLines::deliver(Delivery delivery) {
+  std::vector<Held> done;
+  Status written;
   try {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     if (terminated_) {
-      return Status(Errc::closed, "json_lines " + in_quotes(options_.path) + " is terminated");
+      lock.unlock();
+      delivery.fail(
+          Status(Errc::closed, "json_lines " + in_quotes(options_.path) + " is terminated"));
+      return;
     }
-    Status result;
-    std::size_t skipped = 0;
-    std::string first_error;
-    for (const Event& event : batch) {
+    Held held{std::move(delivery), {}};
+    const std::span<const Event> events = held.delivery.events();
+    for (std::size_t i = 0; i < events.size(); ++i) {
       try {
-        serialize_to(event, pending_);  // leaves pending_ as it was when it throws
+        serialize_to(events[i], pending_);  // leaves pending_ as it was when it throws
         pending_.push_back('\n');
         ++pending_events_;
       } catch (const nlohmann::json::exception& e) {
-        if (skipped++ == 0) {
-          first_error = "event " + event.id.str() + " (" + event.name.str() + "): " + e.what();
-        }
+        held.unserializable.emplace_back(
+            i, Status(Errc::invalid_argument,
+                      "json_lines " + in_quotes(options_.path) + ": event " + events[i].id.str() +
+                          " (" + events[i].name.str() + ") cannot be serialized: " + e.what()));
       }
     }
-    if (skipped > 0) {
-      result =
-          Status(Errc::invalid_argument,
-                 "json_lines " + in_quotes(options_.path) + ": skipped " + std::to_string(skipped) +
-                     " event(s) that cannot be serialized; first: " + first_error);
-    }
+    held_.push_back(std::move(held));
     if (options_.flush_each_batch || pending_.size() >= options_.buffer_bytes) {
-      // A write error outranks a skipped event: it concerns the whole batch.
-      Status written = write_pending_locked();
-      if (!written.ok()) result = std::move(written);
+      written = write_pending_locked();
+      done.swap(held_);
     }
-    return result;
   } catch (const std::exception& e) {
-    // Out of memory while building the batch: report it, never throw into the consumer.
-    // pending_ still holds whole lines only (serialize_to is all-or-nothing).
-    return Status(Errc::internal, "json_lines " + in_quotes(options_.path) + ": " + e.what());
+    // Out of memory while building the batch: the delivery (wherever it is now) fails its
+    // unsettled events; pending_ still holds whole lines only (serialize_to is
+    // all-or-nothing).
+    delivery.fail(
+        Status(Errc::internal, "json_lines " + in_quotes(options_.path) + ": " + e.what()));
   }
+  settle(done, written);
 }
 
-void JsonLines::terminate() {
-  std::lock_guard lock(mutex_);
-  if (terminated_) return;
-  terminated_ = true;
-  const std::size_t events = pending_events_;
-  Status status = write_pending_locked();
-  if (const int err = file_.close(); err != 0 && status.ok()) {
-    // close(2) can report a delayed write error (NFS, quota).
-    status = Status(Errc::unavailable, "json_lines: closing " + in_quotes(options_.path) +
-                                           " failed: " + os_error(err));
+void JsonLines::settle(std::vector<Held>& done, const Status& written) noexcept {
+  for (Held& held : done) {
+    for (auto& [index, error] : held.unserializable)
+      held.delivery.fail(index, std::move(error));
+    if (written.ok()) {
+      held.delivery.ack();
+    } else {
+      held.delivery.fail(written);
+    }
   }
-  if (!status.ok()) report_lost(options_.name, status, events);
+  done.clear();
+}
+
+Status JsonLines::flush(Deadline deadline) {
+  (void)deadline;  // a write(2) cannot be bounded; see the header
+  std::vector<Held> done;
+  Status written;
+  {
+    std::lock_guard lock(mutex_);
+    if (pending_.empty() && held_.empty()) return {};
+    written = write_pending_locked();
+    done.swap(held_);
+  }
+  settle(done, written);
+  return written;
+}
+
+Status JsonLines::terminate(Deadline deadline) {
+  (void)deadline;
+  std::vector<Held> done;
+  Status status;
+  {
+    std::lock_guard lock(mutex_);
+    if (terminated_) return {};
+    terminated_ = true;
+    const std::size_t events = pending_events_;
+    status = write_pending_locked();
+    done.swap(held_);
+    if (const int err = file_.close(); err != 0 && status.ok()) {
+      // close(2) can report a delayed write error (NFS, quota).
+      status = Status(Errc::unavailable, "json_lines: closing " + in_quotes(options_.path) +
+                                             " failed: " + os_error(err));
+    }
+    if (!status.ok() && events > 0) {
+      status = Status(status.code(), status.message() + " (" + std::to_string(events) +
+                                         " events were not written)");
+    }
+  }
+  settle(done, status);
+  return status;
 }
 
 Status JsonLines::write_pending_locked() {

@@ -9,8 +9,32 @@
 #include <utility>
 
 #include "emissions/ambient.hpp"
+#include "pipeline/delivery_state.hpp"
 
 namespace emissions::testing {
+
+// --- deliver_now ---------------------------------------------------------------------
+
+Status deliver_now(AsyncAdapter& adapter, std::span<const Event> events) {
+  // A delivery of its own, attached to no pipeline: it references no batch storage.
+  auto state = std::make_shared<detail::DeliveryState>(
+      std::make_shared<detail::PipelineShared>(),
+      std::make_shared<detail::LaneCounters>(std::string(adapter.name())),
+      std::make_shared<detail::Window>(), nullptr, events, 0);
+  {
+    std::lock_guard lock(state->window->mutex);
+    state->window->open.push_back(state);
+    state->window->size.store(1);
+  }
+  try {
+    adapter.deliver(detail::DeliveryAccess::make(state));
+  } catch (const std::exception& e) {
+    return Status(Errc::internal, std::string("deliver() threw: ") + e.what());
+  }
+  if (state->failed.load() == 0) return {};
+  if (state->unsettled.load() == 0 && !state->first_error.ok()) return state->first_error;
+  return Status(Errc::internal, "some events failed");
+}
 
 // --- TestAdapter ------------------------------------------------------------------------
 

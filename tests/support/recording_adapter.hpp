@@ -57,7 +57,10 @@ class RecordingAdapter : public Adapter {
     return {};
   }
 
-  void terminate() override { terminated_.fetch_add(1); }
+  emissions::Status terminate(emissions::Deadline) override {
+    terminated_.fetch_add(1);
+    return {};
+  }
 
   // --- control ---
   void block() {

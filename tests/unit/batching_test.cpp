@@ -171,7 +171,7 @@ TEST(BatchingTest, ShutdownFlushesTheRestAndTerminatesTheInnerOnce) {
     EXPECT_EQ(inner->received(), 7U);
     EXPECT_EQ(inner->terminations(), 1);
   }
-  batching->terminate();
+  (void)batching->terminate(emissions::Deadline::max());
   batching.reset();  // the destructor must not terminate it again
   EXPECT_EQ(inner->terminations(), 1);
   EXPECT_EQ(inner->received(), 7U);
@@ -193,11 +193,11 @@ TEST(BatchingTest, DestructionFlushesTheRestAndTerminatesTheInnerOnce) {
 TEST(BatchingTest, HandleEventsAfterTerminateIsClosedAndCounted) {
   auto inner = std::make_shared<RecordingAdapter>("inner");
   Batching batching(inner, {.max_size = 10});
-  batching.terminate();
+  (void)batching.terminate(emissions::Deadline::max());
   const std::vector<Event> events = make_events(2);
   EXPECT_EQ(batching.handle_events(events), Errc::closed);
   EXPECT_EQ(batching.rejected(), 2U);
-  EXPECT_TRUE(batching.flush().ok()) << "nothing is held after terminate";
+  EXPECT_TRUE(batching.flush(emissions::Deadline::max()).ok()) << "nothing is held after terminate";
   EXPECT_EQ(inner->terminations(), 1);
 }
 
@@ -266,7 +266,7 @@ TEST(BatchingTest, FailedInitFailsTheBatchAndIsRetriedBeforeTheNext) {
   Batching batching(inner, {.max_size = 100, .linger = 1h, .clock = clock});
 
   ASSERT_TRUE(batching.handle_events(make_events(3)).ok());
-  const Status first = batching.flush();
+  const Status first = batching.flush(emissions::Deadline::max());
   EXPECT_EQ(first, Errc::unavailable);
   EXPECT_THAT(first.message(), HasSubstr("init failed"));
   EXPECT_EQ(batching.failed(), 3U);
@@ -274,7 +274,7 @@ TEST(BatchingTest, FailedInitFailsTheBatchAndIsRetriedBeforeTheNext) {
 
   inner->fail_init(false);
   ASSERT_TRUE(batching.handle_events(make_events(2, 3)).ok());
-  EXPECT_TRUE(batching.flush().ok());
+  EXPECT_TRUE(batching.flush(emissions::Deadline::max()).ok());
   EXPECT_EQ(inner->inits(), 2);
   EXPECT_EQ(payload_indexes(*inner), (std::vector<int>{3, 4}));
 }
@@ -350,7 +350,7 @@ TEST(BatchingTest, FullBufferTimesOutAndRejectsTheWholeBatch) {
   EXPECT_EQ(batching.rejected(), 3U);
 
   inner->unblock();
-  EXPECT_TRUE(batching.flush().ok());
+  EXPECT_TRUE(batching.flush(emissions::Deadline::max()).ok());
   EXPECT_EQ(payload_indexes(*inner), iota(4));
   EXPECT_EQ(batching.delivered(), 4U);
   EXPECT_EQ(batching.failed(), 0U);

@@ -399,9 +399,9 @@ TEST(HandlerConfigTest, MistakesFailLoudlyAtConstruction) {
         c.handler_concurrency = 0;
         c.add_handler(std::make_shared<FnHandler>("x", std::vector<EventName>{"e"}, noop));
       },
-      "handler_concurrency must be >= 1 (got 0)");
+      "handler_concurrency must be in [1, 1024] (got 0)");
   expect_config_error([](Config& c) { c.max_cascade_depth = -1; },
-                      "max_cascade_depth must be >= 0 (got -1)");
+                      "max_cascade_depth must be in [0, 64] (got -1)");
 }
 
 }  // namespace

@@ -94,8 +94,8 @@ TEST_F(JsonLinesTest, WritesOneEnvelopePerLine) {
 
   std::vector<Event> batch = make_batch(3);
   batch.push_back(make_event("with \"quotes\"\n and caf\xc3\xa9", {{"text", "line\nbreak"}}));
-  ASSERT_TRUE(adapter.handle_events(batch).ok());
-  adapter.terminate();
+  ASSERT_TRUE(emissions::testing::deliver_now(adapter, batch).ok());
+  (void)adapter.terminate(emissions::Deadline::max());
 
   const std::vector<std::string> lines = read_lines(path);
   ASSERT_EQ(lines.size(), batch.size());
@@ -114,9 +114,9 @@ TEST_F(JsonLinesTest, WritesOneEnvelopePerLine) {
 TEST_F(JsonLinesTest, EachBatchIsVisibleBeforeTheNextOne) {
   const fs::path path = dir_ / "events.jsonl";
   JsonLines adapter(path.string());
-  ASSERT_TRUE(adapter.handle_events(make_batch(2)).ok());
+  ASSERT_TRUE(emissions::testing::deliver_now(adapter, make_batch(2)).ok());
   EXPECT_EQ(read_lines(path).size(), 2u);
-  ASSERT_TRUE(adapter.handle_events(make_batch(3)).ok());
+  ASSERT_TRUE(emissions::testing::deliver_now(adapter, make_batch(3)).ok());
   EXPECT_EQ(read_lines(path).size(), 5u);
 }
 
@@ -125,12 +125,12 @@ TEST_F(JsonLinesTest, AppendsToAnExistingFile) {
   std::ofstream(path) << "{\"existing\":true}\n";
   {
     JsonLines first(path.string());
-    ASSERT_TRUE(first.handle_events(make_batch(2, "first")).ok());
+    ASSERT_TRUE(emissions::testing::deliver_now(first, make_batch(2, "first")).ok());
   }
   {
     JsonLines second(JsonLinesOptions{.path = path.string(), .name = "second"});
     EXPECT_EQ(second.name(), "second");
-    ASSERT_TRUE(second.handle_events(make_batch(1, "second")).ok());
+    ASSERT_TRUE(emissions::testing::deliver_now(second, make_batch(1, "second")).ok());
   }
   const std::vector<std::string> lines = read_lines(path);
   ASSERT_EQ(lines.size(), 4u);
@@ -145,13 +145,13 @@ TEST_F(JsonLinesTest, BufferedModeWritesAtTheThresholdAndAtTerminate) {
   const std::size_t line_size = serialize(make_batch(1)[0]).size() + 1;
   JsonLines adapter(JsonLinesOptions{
       .path = path.string(), .flush_each_batch = false, .buffer_bytes = line_size * 5});
-  ASSERT_TRUE(adapter.handle_events(make_batch(2)).ok());
+  ASSERT_TRUE(emissions::testing::deliver_now(adapter, make_batch(2)).ok());
   EXPECT_EQ(read_file(path), "");  // below the threshold: held in memory
-  ASSERT_TRUE(adapter.handle_events(make_batch(4)).ok());
+  ASSERT_TRUE(emissions::testing::deliver_now(adapter, make_batch(4)).ok());
   EXPECT_EQ(read_lines(path).size(), 6u);  // threshold crossed: everything pending written
-  ASSERT_TRUE(adapter.handle_events(make_batch(1)).ok());
+  ASSERT_TRUE(emissions::testing::deliver_now(adapter, make_batch(1)).ok());
   EXPECT_EQ(read_lines(path).size(), 6u);
-  adapter.terminate();
+  (void)adapter.terminate(emissions::Deadline::max());
   EXPECT_EQ(read_lines(path).size(), 7u);
 }
 
@@ -159,7 +159,7 @@ TEST_F(JsonLinesTest, DestructorWritesWhatIsPending) {
   const fs::path path = dir_ / "events.jsonl";
   {
     JsonLines adapter(JsonLinesOptions{.path = path.string(), .flush_each_batch = false});
-    ASSERT_TRUE(adapter.handle_events(make_batch(3)).ok());
+    ASSERT_TRUE(emissions::testing::deliver_now(adapter, make_batch(3)).ok());
     EXPECT_EQ(read_file(path), "");
   }
   EXPECT_EQ(read_lines(path).size(), 3u);
@@ -168,9 +168,9 @@ TEST_F(JsonLinesTest, DestructorWritesWhatIsPending) {
 TEST_F(JsonLinesTest, BatchesAfterTerminateAreRefused) {
   const fs::path path = dir_ / "events.jsonl";
   JsonLines adapter(path.string());
-  adapter.terminate();
-  adapter.terminate();  // idempotent
-  const Status s = adapter.handle_events(make_batch(1));
+  (void)adapter.terminate(emissions::Deadline::max());
+  (void)adapter.terminate(emissions::Deadline::max());  // idempotent
+  const Status s = emissions::testing::deliver_now(adapter, make_batch(1));
   EXPECT_EQ(s.code(), Errc::closed);
   EXPECT_EQ(read_file(path), "");
 }
@@ -222,12 +222,12 @@ TEST(JsonLinesOptionsTest, InvalidOptionsAreConfigErrors) {
 TEST(JsonLinesErrors, AFullDeviceIsAnUnavailableStatusNotAThrow) {
   JsonLines adapter("/dev/full");
   Status s;
-  EXPECT_NO_THROW(s = adapter.handle_events(make_batch(3)));
+  EXPECT_NO_THROW(s = emissions::testing::deliver_now(adapter, make_batch(3)));
   EXPECT_EQ(s.code(), Errc::unavailable);
   EXPECT_NE(s.message().find("/dev/full"), std::string::npos) << s.to_string();
   EXPECT_NE(s.message().find("No space left on device"), std::string::npos) << s.to_string();
   // Still usable (and still failing) afterwards.
-  EXPECT_EQ(adapter.handle_events(make_batch(1)).code(), Errc::unavailable);
+  EXPECT_EQ(emissions::testing::deliver_now(adapter, make_batch(1)).code(), Errc::unavailable);
 }
 
 TEST(JsonLinesErrors, AFailedFinalWriteIsReportedThroughTelemetry) {
@@ -241,8 +241,8 @@ TEST(JsonLinesErrors, AFailedFinalWriteIsReportedThroughTelemetry) {
                   .ok());
   {
     JsonLines adapter(JsonLinesOptions{.path = "/dev/full", .flush_each_batch = false});
-    ASSERT_TRUE(adapter.handle_events(make_batch(3)).ok());  // held in memory
-    adapter.terminate();                                     // the write fails here
+    ASSERT_TRUE(emissions::testing::deliver_now(adapter, make_batch(3)).ok());  // held in memory
+    (void)adapter.terminate(emissions::Deadline::max());  // the write fails here
   }
   ASSERT_TRUE(telemetry::detach("json-lines-test").ok());
   ASSERT_EQ(reports.size(), 1u);
@@ -259,8 +259,9 @@ TEST(JsonLinesErrors, AClosedPipeIsAnErrorAndNoSigpipe) {
   const std::string path = "/dev/fd/" + std::to_string(fds[1]);
   JsonLines adapter(path);
   ::close(fds[1]);
-  ::close(fds[0]);                                        // no reader left
-  const Status s = adapter.handle_events(make_batch(2));  // would kill the process on SIGPIPE
+  ::close(fds[0]);  // no reader left
+  const Status s =
+      emissions::testing::deliver_now(adapter, make_batch(2));  // would kill the process on SIGPIPE
   EXPECT_EQ(s.code(), Errc::unavailable);
   EXPECT_NE(s.message().find("Broken pipe"), std::string::npos) << s.to_string();
   sigset_t pending;
@@ -274,7 +275,7 @@ TEST_F(JsonLinesTest, AnUnserializableEventIsSkippedAndReported) {
   JsonLines adapter(path.string());
   std::vector<Event> batch = make_batch(3);
   batch[1].payload = {{"text", "invalid \xff utf-8"}};
-  const Status s = adapter.handle_events(batch);
+  const Status s = emissions::testing::deliver_now(adapter, batch);
   EXPECT_EQ(s.code(), Errc::invalid_argument);
   EXPECT_NE(s.message().find(batch[1].id.str()), std::string::npos) << s.to_string();
   const std::vector<std::string> lines = read_lines(path);
@@ -288,7 +289,7 @@ TEST_F(JsonLinesTest, AfterAPartialWriteTheNextBatchStartsOnAFreshLine) {
   const fs::path path = dir_ / "events.jsonl";
   JsonLines adapter(path.string());
   const std::vector<Event> first = make_batch(3, "first");
-  ASSERT_TRUE(adapter.handle_events(first).ok());
+  ASSERT_TRUE(emissions::testing::deliver_now(adapter, first).ok());
   const auto written = static_cast<rlim_t>(fs::file_size(path));
 
   rlimit saved{};
@@ -297,13 +298,13 @@ TEST_F(JsonLinesTest, AfterAPartialWriteTheNextBatchStartsOnAFreshLine) {
   rlimit limited = saved;
   limited.rlim_cur = written + 100;  // room for part of the next line only
   ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limited), 0);
-  const Status failed = adapter.handle_events(make_batch(3, "second"));
+  const Status failed = emissions::testing::deliver_now(adapter, make_batch(3, "second"));
   ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &saved), 0);
   std::signal(SIGXFSZ, saved_handler);
   EXPECT_EQ(failed.code(), Errc::unavailable) << failed.to_string();
 
   const std::vector<Event> third = make_batch(2, "third");
-  ASSERT_TRUE(adapter.handle_events(third).ok());
+  ASSERT_TRUE(emissions::testing::deliver_now(adapter, third).ok());
   const std::vector<std::string> lines = read_lines(path);
   ASSERT_EQ(lines.size(), 6u);  // 3 whole, 1 fragment, 2 whole
   EXPECT_EQ(lines[0], serialize(first[0]));
@@ -334,8 +335,8 @@ TEST_F(JsonLinesTest, StandardOutputUsesItsOwnDescriptor) {
   ::close(file);
 
   const std::vector<Event> batch = make_batch(2);
-  ASSERT_TRUE(adapter->handle_events(batch).ok());
-  adapter->terminate();
+  ASSERT_TRUE(emissions::testing::deliver_now(*adapter, batch).ok());
+  (void)adapter->terminate(emissions::Deadline::max());
   const std::vector<std::string> lines = read_lines(path);
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_EQ(lines[1], serialize(batch[1]));

@@ -182,7 +182,10 @@ TEST(WorkerPoolTest, ShutdownJoinsEveryConsumerAndTerminatesOnce) {
       n += batch.size();
       return {};
     }
-    void terminate() override { ++terminated; }
+    emissions::Status terminate(emissions::Deadline) override {
+      ++terminated;
+      return {};
+    }
     std::atomic<std::uint64_t> n{0};
     std::atomic<int> terminated{0};
   };
@@ -204,8 +207,9 @@ TEST(WorkerPoolTest, ZeroConcurrencyIsAConfigError) {
     Emitter emitter(std::move(config));
     ADD_FAILURE() << "expected ConfigError";
   } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("adapters[0] ('pool').concurrency must be >= 1 (got 0)"),
-              std::string::npos)
+    EXPECT_NE(
+        std::string(e.what()).find("adapters[0] ('pool').concurrency must be in [1, 1024] (got 0)"),
+        std::string::npos)
         << e.what();
   }
 }

@@ -106,11 +106,11 @@ class Batching final : public Adapter {
   // Delivers everything accepted before the call and waits for it (up to flush_timeout per
   // inner call). The first error of those inner calls, or timeout; ok when nothing was held
   // or after terminate(). Blocks.
-  Status flush() override;
+  Status flush(Deadline deadline) override;
 
   // Delivers what is held, stops and joins the buffer's threads, then calls the inner's
   // terminate(), exactly once. Blocks until the inner's last batch returns. Idempotent.
-  void terminate() override;
+  Status terminate(Deadline deadline) override;
 
   // The inner's interested(); it must be thread-safe as Adapter requires.
   [[nodiscard]] bool interested(const Event& event) const override {

@@ -22,8 +22,10 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
-#include "emissions/adapter.hpp"
+#include "emissions/delivery.hpp"
 #include "emissions/status.hpp"
 
 namespace emissions::adapters {
@@ -37,10 +39,11 @@ struct JsonLinesOptions {
   std::string path;
   // The adapter's name in telemetry and statistics.
   std::string name = "json_lines";
-  // true: every batch is written before handle_events returns, so a reader sees the lines
-  // once drain() returns. false: lines collect in memory and are written once
-  // `buffer_bytes` is reached, and at terminate(); fewer syscalls, but drain() does not
-  // wait for them and lines still in memory are lost if the process dies.
+  // true: every batch is written when it is delivered. false: lines collect in memory and
+  // are written once `buffer_bytes` is reached, when the pipeline asks (drain(), a full
+  // window of deliveries) and at terminate(); fewer syscalls. Either way an event counts
+  // as delivered only once its line is written, so drain() returns after the write; lines
+  // still in memory are lost if the process dies.
   bool flush_each_batch = true;
   // With flush_each_batch == false: write once this many bytes are pending.
   std::size_t buffer_bytes = 64 * 1024;
@@ -50,10 +53,16 @@ struct JsonLinesOptions {
 //
 //   auto sink = std::make_shared<emissions::adapters::JsonLines>("-");  // to stdout
 //
+// Settlement: asynchronous (an AsyncAdapter), so that each event is settled by itself: an
+// event that cannot be serialized fails alone (invalid_argument) while the others of its
+// batch are written, and with flush_each_batch == false events are acknowledged when
+// their lines are written, not before.
+//
 // Thread-safety: all members may be called from any thread; calls are serialized by an
-// internal mutex (uncontended in the pipeline, where one consumer calls it). With
+// internal mutex (uncontended in the pipeline, where one consumer calls it), and
+// settlements (which may run telemetry handlers) happen after it is released. With
 // AdapterOptions::concurrency > 1 the workers take turns, so more workers buy nothing.
-class JsonLines final : public Adapter {
+class JsonLines final : public AsyncAdapter {
  public:
   // Opens `options.path` for appending. Throws ConfigError naming the path and the OS
   // error (missing directory, no permission, a directory) or the invalid option.
@@ -65,21 +74,23 @@ class JsonLines final : public Adapter {
   JsonLines(const JsonLines&) = delete;
   JsonLines& operator=(const JsonLines&) = delete;
 
-  // Serializes the batch into a reused buffer and writes it with one write(2) (retried on
-  // a partial write or EINTR). Blocks while the destination blocks. Never throws, and a
-  // closed pipe never raises SIGPIPE.
-  // Errors: unavailable when the write fails (disk full, closed pipe, ...): the pending
-  // lines are dropped, some may have been written, and the next write starts on a fresh
-  // line. With flush_each_batch == false, that error comes back from the batch that
-  // triggered the write. invalid_argument when an event cannot be serialized (a string
-  // that is not valid UTF-8): that event is skipped, the rest are written. closed after
-  // terminate(). internal when memory runs out.
-  Status handle_events(std::span<const Event> batch) override;
+  // Serializes the batch into a reused buffer; writes it with one write(2) (retried on a
+  // partial write or EINTR) at once, or later (see flush_each_batch). Blocks while the
+  // destination blocks. Never throws, and a closed pipe never raises SIGPIPE.
+  // Per event: delivered once its line is written; invalid_argument when it cannot be
+  // serialized (a string that is not valid UTF-8: the others are written); unavailable
+  // when the write fails (disk full, closed pipe, ...: the lines of that write fail, some
+  // may have been written, and the next write starts on a fresh line); closed after
+  // terminate(); internal when memory runs out.
+  void deliver(Delivery delivery) override;
 
-  // Writes anything pending and closes the file. Later batches return closed. Idempotent.
-  // A failure here has no caller to go to: it is reported as [emissions, adapter, error]
-  // telemetry with the number of events lost.
-  void terminate() override;
+  // Writes what is pending and settles it. The write's error, if it failed. Blocks while
+  // the destination blocks (a write(2) is not interrupted at `deadline`).
+  Status flush(Deadline deadline) override;
+
+  // Writes anything pending and closes the file; later deliveries fail with closed.
+  // Idempotent. Returns the write's or close's error, naming how many events were lost.
+  Status terminate(Deadline deadline) override;
 
   [[nodiscard]] std::string_view name() const override { return options_.name; }
   // The path given in the options ("-" for standard output).
@@ -106,14 +117,23 @@ class JsonLines final : public Adapter {
     int fd_ = -1;
   };
 
+  // A delivery whose lines are in pending_, with the events that could not be serialized.
+  struct Held {
+    Delivery delivery;
+    std::vector<std::pair<std::size_t, Status>> unserializable;
+  };
+
   // Writes `pending_` (holding mutex_). Clears it either way.
   Status write_pending_locked();
+  // Settles deliveries taken out of held_ after their lines were written with `written`.
+  static void settle(std::vector<Held>& done, const Status& written) noexcept;
 
   JsonLinesOptions options_;
   std::mutex mutex_;
   File file_;
   std::string pending_;  // lines not yet written; its capacity is reused across batches
   std::size_t pending_events_ = 0;
+  std::vector<Held> held_;  // deliveries whose lines are in pending_
   bool is_stdout_ = false;
   bool guard_sigpipe_ = false;  // the destination is a pipe or socket
   bool line_broken_ = false;    // a failed write left the destination mid-line

@@ -53,6 +53,7 @@
 
 #include "emissions/adapter.hpp"
 #include "emissions/config.hpp"
+#include "emissions/delivery.hpp"
 #include "emissions/emitter.hpp"
 #include "emissions/event.hpp"
 
@@ -62,6 +63,15 @@ namespace emissions::testing {
 inline constexpr std::chrono::milliseconds kDefaultWait{100};
 // The most the helpers wait for the emitter to drain before they look.
 inline constexpr std::chrono::milliseconds kDrainTimeout{5'000};
+
+// Drives an AsyncAdapter outside any pipeline: hands `events` to `adapter.deliver()` and
+// returns how they were settled by the time deliver() returned: ok when none failed
+// (including events still unsettled, which an adapter may hold), otherwise the first
+// failure's Status. The events must outlive any settlement the adapter makes later.
+//
+//   emissions::adapters::JsonLines sink("out.jsonl");
+//   EXPECT_TRUE(emissions::testing::deliver_now(sink, events).ok());
+Status deliver_now(AsyncAdapter& adapter, std::span<const Event> events);
 
 // An adapter that keeps a copy of every event it receives, for tests to inspect.
 //

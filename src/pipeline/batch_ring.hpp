@@ -16,6 +16,7 @@ namespace emissions::detail {
 template <typename T>
 class BoundedRing {
  public:
+  // `min_capacity` must be at most 2^62 (callers bound it far lower: kMaxBufferSize).
   explicit BoundedRing(std::size_t min_capacity)
       : capacity_(std::bit_ceil(min_capacity < 2 ? std::size_t{2} : min_capacity)),
         mask_(capacity_ - 1),
@@ -49,8 +50,18 @@ class BoundedRing {
 
   // nullptr when empty.
   T* try_pop() noexcept {
+    std::atomic<std::size_t> unused{0};
+    return try_pop(unused);
+  }
+
+  // As try_pop(), publishing in `claim` (before taking it) the position it is about to take:
+  // the item at `claim` or later may be in this caller's hands, not yet finished. A drain
+  // reads head() first, then every claim, and so never counts a taken item as finished
+  // too early (see Queue::finished_below).
+  T* try_pop(std::atomic<std::size_t>& claim) noexcept {
     std::size_t pos = head_.load(std::memory_order_relaxed);
     for (;;) {
+      claim.store(pos, std::memory_order_seq_cst);
       Cell& cell = cells_[pos & mask_];
       const std::size_t seq = cell.seq.load(std::memory_order_acquire);
       const auto diff = static_cast<std::ptrdiff_t>(seq) - static_cast<std::ptrdiff_t>(pos + 1);
@@ -79,6 +90,8 @@ class BoundedRing {
   [[nodiscard]] std::size_t pushes() const noexcept {
     return tail_.load(std::memory_order_seq_cst);
   }
+  // Pops claimed so far (monotonic): the position of the next item to take.
+  [[nodiscard]] std::size_t head() const noexcept { return head_.load(std::memory_order_seq_cst); }
   [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
 
  private:

@@ -1,7 +1,8 @@
-// Internal: parking threads on a 32-bit word (Linux futex), and CPU-friendly spinning.
+// Internal: parking threads on a 32-bit word (Linux futex), and the CPU's spin-wait hint.
 //
-// The pipeline never busy-waits without bound: a waiting thread polls briefly, then parks
-// here until another thread changes the word and wakes it.
+// The library never busy-waits without bound: a waiting thread polls briefly, then parks
+// here until another thread changes the word and wakes it (see wait.hpp for the helper
+// that every deadline-bounded wait goes through).
 #pragma once
 
 #include <atomic>

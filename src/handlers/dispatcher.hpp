@@ -5,7 +5,8 @@
 // worker threads it owns. Invocations get their own ambient buffer at cascade depth + 1;
 // what they emit is committed when the handler returns ok. At most `max_in_flight`
 // invocations are queued or running: beyond that handle_events waits, which is how a
-// slow handler pushes back on the pipeline.
+// slow handler pushes back on the pipeline. Each invocation has a sequence number, so that
+// a drain waits for exactly the invocations started before it (not for a count).
 #pragma once
 
 #include <condition_variable>
@@ -14,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -31,22 +33,26 @@ class HandlerDispatcher final : public Adapter {
   static constexpr std::string_view kName = "emissions.handlers";
 
   // Throws ConfigError for a null handler, an empty or duplicate name, or an empty event
-  // name in a subscription.
+  // name in a subscription. Starts `threads` workers (joined again if one fails to start).
   HandlerDispatcher(const std::vector<std::shared_ptr<Handler>>& handlers, std::size_t threads,
                     std::size_t max_in_flight);
   ~HandlerDispatcher() override;
 
-  void bind(std::weak_ptr<Core> core) { core_ = std::move(core); }
+  void bind(std::weak_ptr<Core> core);
 
   std::string_view name() const override { return kName; }
   bool interested(const Event& event) const override;
   Status handle_events(std::span<const Event> batch) override;
-  // Joins the pool after the invocations already started have finished.
-  void terminate() override;
+  // Stops the pool once the invocations already submitted have finished, if they do by
+  // `deadline`; otherwise drops those not yet started and returns timeout (join() then
+  // waits for the running ones). Callable again.
+  Status terminate(Deadline deadline) override;
+  // Joins the pool, without limit (after terminate).
+  void join();
 
   [[nodiscard]] bool idle() const;
-  // Waits until every invocation started before the call has finished. False on timeout.
-  bool wait_idle(std::chrono::steady_clock::time_point deadline);
+  // Waits until every invocation submitted before the call has finished. False on timeout.
+  bool wait_idle(Deadline deadline);
 
  private:
   struct Entry;
@@ -55,6 +61,7 @@ class HandlerDispatcher final : public Adapter {
     std::shared_ptr<const std::vector<Event>> events;
     std::size_t index;
     int depth;
+    std::uint64_t seq = 0;  // assigned by submit()
   };
   struct Entry {
     std::shared_ptr<Handler> handler;
@@ -69,6 +76,7 @@ class HandlerDispatcher final : public Adapter {
   void submit(Invocation invocation);
   void run_ordered(Invocation invocation);
   void invoke(const Invocation& invocation) noexcept;
+  void complete(std::uint64_t seq) noexcept;
   void worker_loop();
 
   std::vector<std::unique_ptr<Entry>> entries_;
@@ -78,11 +86,13 @@ class HandlerDispatcher final : public Adapter {
 
   mutable std::mutex mutex_;
   std::condition_variable work_ready_;  // workers wait for tasks
-  std::condition_variable changed_;     // room freed / idle, for handle_events and drains
+  std::condition_variable changed_;     // room freed / an invocation finished / stopping
   std::deque<std::function<void()>> tasks_;
-  std::uint64_t submitted_ = 0;  // invocations accepted (monotonic)
-  std::uint64_t completed_ = 0;  // invocations finished (monotonic)
+  std::uint64_t next_seq_ = 0;           // the next invocation's sequence number
+  std::set<std::uint64_t> outstanding_;  // submitted, not finished
   bool stopping_ = false;
+  bool abandoned_ = false;  // invocations not yet started are dropped
+  std::size_t exited_ = 0;  // workers that returned
   std::vector<std::thread> workers_;
 };
 

@@ -14,9 +14,9 @@
 #include <span>
 #include <vector>
 
-#include "batch_ring.hpp"
 #include "emissions/event.hpp"
 #include "emissions/transaction.hpp"
+#include "pipeline/batch_ring.hpp"
 
 namespace emissions::detail {
 
@@ -24,7 +24,22 @@ struct Batch {
   std::vector<Event> slots;  // [0, size) are live; the rest are recycled, with {} metadata
   std::size_t size = 0;
   int cascade_depth = 0;  // 0 for a request's events, k for events of a level-k handler
+  // Queues holding the batch, plus deliveries and drop reports still reading it.
   std::atomic<std::uint32_t> refs{0};
+
+  // Routing, decided once per commit on the committing thread, before anything is
+  // reserved (Core::route): route[i * lane_count + l] is the queue of lane l (its partition)
+  // that takes event i, or kSkip when lane l does not want it. take[q] is how many events
+  // queue q (the pipeline's flattened queue index) takes; 0 = the batch is not pushed there.
+  // The vectors keep their capacity across recycling: no allocation in steady state.
+  static constexpr std::uint32_t kSkip = 0xffffffffU;
+  std::vector<std::uint32_t> route;
+  std::vector<std::uint32_t> take;
+  std::vector<std::uint32_t> skipped;  // per lane: events it did not want (filtered)
+  std::size_t lane_count = 0;
+  [[nodiscard]] std::uint32_t route_of(std::size_t event, std::size_t lane) const noexcept {
+    return route[event * lane_count + lane];
+  }
 
   [[nodiscard]] std::span<const Event> events() const noexcept { return {slots.data(), size}; }
 

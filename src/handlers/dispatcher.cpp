@@ -1,12 +1,15 @@
-#include "handler_dispatcher.hpp"
+#include "handlers/dispatcher.hpp"
 
 #include <chrono>
 #include <set>
 
-#include "core.hpp"
+#include "common/best_effort.hpp"
+#include "common/exceptions.hpp"
 #include "emissions/ambient.hpp"
 #include "emissions/telemetry.hpp"
 #include "emissions/transaction.hpp"
+#include "pipeline/core.hpp"
+#include "pipeline/thread_role.hpp"
 #include "telemetry_events.hpp"
 #include "transaction_access.hpp"
 
@@ -39,12 +42,22 @@ HandlerDispatcher::HandlerDispatcher(const std::vector<std::shared_ptr<Handler>>
     entries_.push_back(std::move(entry));
   }
   workers_.reserve(threads);
-  for (std::size_t i = 0; i < threads; ++i)
-    workers_.emplace_back([this] { worker_loop(); });
+  try {
+    for (std::size_t i = 0; i < threads; ++i)
+      workers_.emplace_back([this] { worker_loop(); });
+  } catch (...) {
+    // A thread could not start: stop and join those that did, then report.
+    join();
+    throw;
+  }
 }
 
 HandlerDispatcher::~HandlerDispatcher() {
-  terminate();
+  join();
+}
+
+void HandlerDispatcher::bind(std::weak_ptr<Core> core) {
+  core_ = std::move(core);
 }
 
 bool HandlerDispatcher::interested(const Event& event) const {
@@ -67,9 +80,11 @@ Status HandlerDispatcher::handle_events(std::span<const Event> batch) {
 void HandlerDispatcher::submit(Invocation invocation) {
   {
     std::unique_lock lock(mutex_);
-    // Backpressure: wait for room rather than queueing without bound.
-    changed_.wait(lock, [&] { return submitted_ - completed_ < max_in_flight_ || stopping_; });
-    ++submitted_;
+    // Backpressure: wait for room rather than queueing without bound. Woken by each
+    // finished invocation, and by terminate().
+    changed_.wait(lock, [&] { return outstanding_.size() < max_in_flight_ || stopping_; });
+    invocation.seq = next_seq_++;
+    outstanding_.insert(invocation.seq);
   }
   Entry* entry = invocation.entry;
   if (entry->ordered) {
@@ -107,8 +122,14 @@ void HandlerDispatcher::run_ordered(Invocation invocation) {
 void HandlerDispatcher::invoke(const Invocation& invocation) noexcept {
   const Event& event = (*invocation.events)[invocation.index];
   Entry& entry = *invocation.entry;
-  std::shared_ptr<Core> core = core_.lock();
+  bool abandoned = false;
+  {
+    std::lock_guard lock(mutex_);
+    abandoned = abandoned_;
+  }
+  std::shared_ptr<Core> core = abandoned ? nullptr : core_.lock();
   if (core) {
+    const ThreadRole role(core.get());  // drain() from a handler would wait for itself
     // The invocation's own ambient buffer; whatever this worker had is put back after.
     Transaction& ambient = current();
     Transaction saved = std::move(ambient);
@@ -120,10 +141,8 @@ void HandlerDispatcher::invoke(const Invocation& invocation) noexcept {
     HandlerResult result = HandlerResult::ok();
     try {
       result = entry.handler->handle_event(event);
-    } catch (const std::exception& e) {
-      result = HandlerResult::error(e.what());
     } catch (...) {
-      result = HandlerResult::error("unknown exception");
+      result = HandlerResult::error(describe_current_exception());
     }
     if (result.is_ok()) {
       if (Status committed = ambient.commit(); !committed.ok()) {
@@ -135,33 +154,50 @@ void HandlerDispatcher::invoke(const Invocation& invocation) noexcept {
       ambient.terminate();
     }
     ambient = std::move(saved);
-    if (report) {
-      const auto duration = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                std::chrono::steady_clock::now() - started)
-                                .count();
-      switch (result.kind()) {
-        case HandlerResult::Kind::ok:
-          events::kHandlerSuccess.execute({{"duration", duration}},
-                                          {{"handler", entry.name}, {"event", event.name.str()}});
-          break;
-        case HandlerResult::Kind::error:
-          events::kHandlerError.execute(
-              {{"duration", duration}},
-              {{"handler", entry.name}, {"event", event.name.str()}, {"reason", result.reason()}});
-          break;
-        case HandlerResult::Kind::ignored:
-          events::kHandlerIgnored.execute({{"count", 1}},
-                                          {{"handler", entry.name}, {"event", event.name.str()}});
-          break;
-      }
-    }
+    if (report)
+      best_effort([&] {
+        const auto duration = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                  std::chrono::steady_clock::now() - started)
+                                  .count();
+        switch (result.kind()) {
+          case HandlerResult::Kind::ok:
+            events::kHandlerSuccess.execute({{"duration", duration}},
+                                            {{"handler", entry.name}, {"event", event.name.str()}});
+            break;
+          case HandlerResult::Kind::error:
+            events::kHandlerError.execute({{"duration", duration}}, {{"handler", entry.name},
+                                                                     {"event", event.name.str()},
+                                                                     {"reason", result.reason()}});
+            break;
+          case HandlerResult::Kind::ignored:
+            events::kHandlerIgnored.execute({{"count", 1}},
+                                            {{"handler", entry.name}, {"event", event.name.str()}});
+            break;
+        }
+      });
   }
-  std::lock_guard lock(mutex_);
-  ++completed_;
+  complete(invocation.seq);
+}
+
+void HandlerDispatcher::complete(std::uint64_t seq) noexcept {
+  {
+    std::lock_guard lock(mutex_);
+    outstanding_.erase(seq);
+  }
   changed_.notify_all();
 }
 
 void HandlerDispatcher::worker_loop() {
+  struct Exit {
+    HandlerDispatcher& self;
+    ~Exit() {
+      {
+        std::lock_guard lock(self.mutex_);
+        ++self.exited_;
+      }
+      self.changed_.notify_all();
+    }
+  } on_exit{*this};
   for (;;) {
     std::function<void()> task;
     {
@@ -177,19 +213,40 @@ void HandlerDispatcher::worker_loop() {
 
 bool HandlerDispatcher::idle() const {
   std::lock_guard lock(mutex_);
-  return submitted_ == completed_;
+  return outstanding_.empty();
 }
 
-bool HandlerDispatcher::wait_idle(std::chrono::steady_clock::time_point deadline) {
+bool HandlerDispatcher::wait_idle(Deadline deadline) {
   std::unique_lock lock(mutex_);
-  const std::uint64_t target = submitted_;
-  return changed_.wait_until(lock, deadline, [&] { return completed_ >= target; });
+  const std::uint64_t target = next_seq_;  // exactly the invocations submitted so far
+  return changed_.wait_until(
+      lock, deadline, [&] { return outstanding_.empty() || *outstanding_.begin() >= target; });
 }
 
-void HandlerDispatcher::terminate() {
+Status HandlerDispatcher::terminate(Deadline deadline) {
+  std::unique_lock lock(mutex_);
+  stopping_ = true;
+  work_ready_.notify_all();
+  changed_.notify_all();
+  const bool exited =
+      changed_.wait_until(lock, deadline, [&] { return exited_ == workers_.size(); });
+  if (exited) {
+    lock.unlock();
+    join();
+    return {};
+  }
+  // Out of time: what has not started will not run (each still completes its bookkeeping,
+  // quickly); the running invocations are joined by join().
+  abandoned_ = true;
+  const std::size_t running = outstanding_.size();
+  return Status(Errc::timeout, std::to_string(running) +
+                                   " handler invocations had not finished; those not started "
+                                   "were dropped");
+}
+
+void HandlerDispatcher::join() {
   {
     std::lock_guard lock(mutex_);
-    if (stopping_ && workers_.empty()) return;
     stopping_ = true;
   }
   work_ready_.notify_all();
@@ -197,7 +254,6 @@ void HandlerDispatcher::terminate() {
   for (auto& worker : workers_) {
     if (worker.joinable()) worker.join();
   }
-  workers_.clear();
 }
 
 }  // namespace emissions::detail

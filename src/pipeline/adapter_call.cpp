@@ -1,4 +1,4 @@
-#include "adapter_call.hpp"
+#include "pipeline/adapter_call.hpp"
 
 #include <chrono>
 #include <exception>

@@ -1,0 +1,119 @@
+// emissions/delivery.hpp: settling events one by one, later, from any thread.
+//
+// Every event handed to an adapter is settled exactly once for that adapter: delivered,
+// failed, filtered (the adapter did not want it) or dropped (an overflow policy or a
+// shutdown that timed out). A synchronous Adapter settles a whole batch with the Status its
+// handle_events returns. An AsyncAdapter is handed each batch as a Delivery and settles its
+// events when the destination confirms them: per event, from a client library's callback
+// thread, after deliver() has returned.
+//
+//   class Producer final : public emissions::AsyncAdapter {
+//    public:
+//     std::string_view name() const override { return "producer"; }
+//     void deliver(emissions::Delivery delivery) override {
+//       auto shared = std::make_shared<emissions::Delivery>(std::move(delivery));
+//       for (std::size_t i = 0; i < shared->events().size(); ++i) {
+//         client_.send(shared->events()[i], [shared, i](bool ok) {  // on the client's thread
+//           if (ok) shared->ack(i);
+//           else shared->fail(i, {emissions::Errc::unavailable, "broker down"});
+//         });
+//       }
+//     }
+//   };
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "emissions/adapter.hpp"
+#include "emissions/event.hpp"
+#include "emissions/status.hpp"
+
+namespace emissions {
+
+namespace detail {
+struct DeliveryState;
+struct DeliveryAccess;
+}  // namespace detail
+
+/// Whether trying again may succeed: true for unavailable, timeout and overloaded.
+[[nodiscard]] bool retriable(Errc code) noexcept;
+
+/// A move-only handle on one batch handed to an AsyncAdapter.
+///
+/// Thread-safety: any thread may settle, also after the Emitter is gone (then settling is
+/// a no-op; never a use-after-free). The first settlement of an event wins; later ones
+/// are ignored. A handle destroyed with unsettled events fails them with `internal`
+/// ("delivery abandoned"). Settling never blocks and never allocates, except for the
+/// `[emissions, adapter, ...]` telemetry of the settlement that completes the batch
+/// (which runs on the settling thread, with no lock of the library held).
+///
+///   void deliver(emissions::Delivery d) override {
+///     for (const emissions::Event& e : d.events()) write(e);
+///     d.ack();
+///   }
+class Delivery {
+ public:
+  /// An empty handle: events() is empty, settling does nothing.
+  Delivery() noexcept;
+  Delivery(Delivery&& other) noexcept;
+  /// Abandons this handle's unsettled events (see ~Delivery), then takes over `other`.
+  Delivery& operator=(Delivery&& other) noexcept;
+  Delivery(const Delivery&) = delete;
+  Delivery& operator=(const Delivery&) = delete;
+  /// Fails every unsettled event with `internal` ("delivery abandoned").
+  ~Delivery();
+
+  /// The batch's events, in commit order. Valid while this handle, or any unsettled event
+  /// of it, lives: the handle keeps the batch's storage.
+  [[nodiscard]] std::span<const Event> events() const noexcept;
+  /// 1 on the first delivery of these events.
+  [[nodiscard]] std::uint32_t attempt() const noexcept;
+
+  /// Every unsettled event was delivered.
+  void ack() noexcept;
+  /// events()[index] was delivered. An index out of range is ignored.
+  void ack(std::size_t index) noexcept;
+  /// Every unsettled event failed with `error` (an ok Status counts as `internal`).
+  void fail(Status error) noexcept;
+  /// events()[index] failed with `error`. An index out of range is ignored.
+  void fail(std::size_t index, Status error) noexcept;
+  /// A lower bound on the delay before the events this handle fails afterwards are tried
+  /// again (a server's Retry-After). Call it before the fail() it qualifies.
+  void retry_after(std::chrono::milliseconds delay) noexcept;
+  /// True once every event is settled, including by a shutdown that counted it dropped.
+  [[nodiscard]] bool settled() const noexcept;
+
+ private:
+  friend struct detail::DeliveryAccess;
+  explicit Delivery(std::shared_ptr<detail::DeliveryState> state) noexcept;
+  std::shared_ptr<detail::DeliveryState> state_;
+};
+
+/// An adapter whose destination confirms delivery later or per event.
+///
+/// The consumer hands each batch to deliver(), which must return at once (start the I/O,
+/// keep the handle) and settle the events later. At most `AdapterOptions::max_in_flight`
+/// batches (default 16) are handed over and not yet settled per consumer; when that window
+/// is full the consumer calls flush() (an adapter that holds batches back should send them)
+/// and waits for a settlement. drain() waits until the events committed before it are
+/// settled; shutdown counts what is still unsettled at its deadline as dropped.
+///
+///   class Sink final : public emissions::AsyncAdapter {
+///     std::string_view name() const override { return "sink"; }
+///     void deliver(emissions::Delivery d) override { queue_.push(std::move(d)); }
+///   };
+class AsyncAdapter : public Adapter {
+ public:
+  /// Takes the batch and returns at once; settles later, from any thread. An exception
+  /// fails the unsettled events with `internal` and makes the consumer call init() again.
+  virtual void deliver(Delivery delivery) = 0;
+
+  /// Not used: the pipeline calls deliver(). Returns internal if called directly.
+  Status handle_events(std::span<const Event> batch) final;
+};
+
+}  // namespace emissions

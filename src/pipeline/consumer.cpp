@@ -1,0 +1,245 @@
+// The consumer side: a consumer thread takes batches from its queue, cuts the events routed
+// to it into runs of at most max_demand and hands each run to its adapter, synchronously or
+// as a Delivery.
+#include <sched.h>
+
+#include <exception>
+#include <string>
+
+#include "common/best_effort.hpp"
+#include "common/exceptions.hpp"
+#include "common/wait.hpp"
+#include "pipeline/adapter_call.hpp"
+#include "pipeline/core.hpp"
+#include "pipeline/delivery_state.hpp"
+#include "pipeline/thread_role.hpp"
+#include "telemetry_events.hpp"
+
+namespace emissions::detail {
+namespace {
+
+thread_local int t_delivering_depth = 0;
+
+using SteadyClock = std::chrono::steady_clock;
+
+// When to poll for the next batch instead of parking: only while batches have recently been
+// arriving closer together than the idle_spin budget (a moving average of the gaps).
+class IdlePolicy {
+ public:
+  explicit IdlePolicy(std::chrono::microseconds budget)
+      : budget_(std::chrono::duration_cast<std::chrono::nanoseconds>(budget)) {}
+
+  void on_batch() noexcept {
+    if (budget_.count() == 0) return;
+    const auto now = SteadyClock::now();
+    const auto gap = now - last_;
+    last_ = now;
+    average_ = average_ == kUnknown ? gap : (average_ * 3 + gap) / 4;
+  }
+  // How long to poll before parking.
+  [[nodiscard]] std::chrono::nanoseconds spin() const noexcept {
+    return average_ <= budget_ ? budget_ : std::chrono::nanoseconds::zero();
+  }
+
+ private:
+  static constexpr std::chrono::nanoseconds kUnknown = std::chrono::nanoseconds::max();
+  const std::chrono::nanoseconds budget_;
+  SteadyClock::time_point last_ = SteadyClock::now();
+  std::chrono::nanoseconds average_ = kUnknown;
+};
+
+void report_dropped(const std::string& lane, std::span<const Event> events, const char* reason) {
+  if (!events::kEventDropped.enabled()) return;
+  for (const Event& event : events) {
+    best_effort([&] {
+      events::kEventDropped.execute(
+          {{"count", 1}},
+          {{"event_name", event.name.str()}, {"reason", reason}, {"adapter", lane}});
+    });
+  }
+}
+
+}  // namespace
+
+int delivering_depth() noexcept {
+  return t_delivering_depth;
+}
+
+void Core::run_consumer(Lane& lane, Consumer& consumer) noexcept {
+  const ThreadRole role(this);
+  Queue& queue = *consumer.queue;
+  bool need_init = true;
+  IdlePolicy idle(lane.options.idle_spin);
+  for (;;) {
+    if (stop_.load(std::memory_order_acquire) == StopMode::abandon) break;
+    Batch* batch = queue.ring.try_pop(consumer.claim);
+    if (batch == nullptr) {
+      // Holding nothing: no claim (a drain may have seen the one just tried).
+      consumer.claim.store(Consumer::kNoClaim, std::memory_order_seq_cst);
+      shared_->progress.notify();
+      if (stop_.load(std::memory_order_acquire) != StopMode::running) break;
+      idle_wait(queue, idle.spin());
+      continue;
+    }
+    idle.on_batch();
+    const std::size_t position = consumer.claim.load(std::memory_order_relaxed);
+    const std::size_t n = batch->take[queue.flat];
+    const std::size_t left = queue.occupancy.fetch_sub(n, std::memory_order_acq_rel) - n;
+    // Wake blocked commits only once a quarter of the queue is free (or it is empty):
+    // waking them on every pop makes them fight over one batch's worth of room.
+    if (left == 0 || left <= queue.capacity - queue.capacity / 4) queue.space.notify();
+    consumer.in_call_events.store(n, std::memory_order_relaxed);
+    t_delivering_depth = batch->cascade_depth;
+    deliver(lane, consumer, *batch, position, need_init);
+    consumer.in_call_events.store(0, std::memory_order_relaxed);
+    // Finished with `position` (what is still unsettled is in the window): drains may pass.
+    consumer.claim.store(Consumer::kNoClaim, std::memory_order_seq_cst);
+    shared_->release(batch);
+    shared_->progress.notify();
+  }
+  consumer.exited.store(1, std::memory_order_release);
+  exits_.notify();
+}
+
+void Core::idle_wait(Queue& queue, std::chrono::nanoseconds spin) noexcept {
+  if (spin.count() > 0) {
+    // Poll politely (yielding the core to anything runnable), then park.
+    const auto start = SteadyClock::now();
+    for (unsigned i = 0;; ++i) {
+      if (queue.ring.has_item() || stop_.load(std::memory_order_acquire) != StopMode::running) {
+        return;
+      }
+      if (i < 64) {
+        cpu_relax();
+        continue;
+      }
+      if (SteadyClock::now() - start >= spin) break;
+      sched_yield();
+    }
+  }
+  // Parked until a commit pushes (publish notifies) or shutdown stops the consumers.
+  const std::uint32_t token = queue.wakeup.prepare();
+  if (!queue.ring.has_item() && stop_.load(std::memory_order_seq_cst) == StopMode::running) {
+    queue.wakeup.wait(token, std::chrono::nanoseconds(-1));
+  }
+  queue.wakeup.done();
+}
+
+void Core::deliver(Lane& lane, Consumer& consumer, Batch& batch, std::size_t position,
+                   bool& need_init) noexcept {
+  // Runs of consecutive events routed to this queue, at most max_demand long, in place.
+  const Event* const begin = batch.slots.data();
+  const std::size_t size = batch.size;
+  const std::uint32_t mine = static_cast<std::uint32_t>(consumer.queue->index);
+  std::size_t run_start = 0;
+  std::size_t run_length = 0;
+  auto hand_over = [&](std::size_t next) {
+    const std::span<const Event> run(begin + run_start, run_length);
+    run_length = 0;
+    if (lane.async == nullptr) {
+      deliver_sync(lane, run, need_init);
+      return true;
+    }
+    if (deliver_async(lane, consumer, batch, position, run, need_init)) return true;
+    // Shutdown gave up while this consumer waited for its window: this run and the rest of
+    // the batch will not be delivered.
+    std::uint64_t dropped = run.size();
+    report_dropped(lane.name, run, "shutdown");
+    for (std::size_t i = next; i < size; ++i) {
+      if (batch.route_of(i, lane.index) != mine) continue;
+      ++dropped;
+      report_dropped(lane.name, {begin + i, 1}, "shutdown");
+    }
+    lane.counters->dropped.fetch_add(dropped, std::memory_order_relaxed);
+    return false;
+  };
+  for (std::size_t i = 0; i < size; ++i) {
+    if (batch.route_of(i, lane.index) != mine) {
+      if (run_length > 0 && !hand_over(i)) return;
+      continue;
+    }
+    if (run_length == 0) run_start = i;
+    if (++run_length == lane.options.max_demand && !hand_over(i + 1)) return;
+  }
+  if (run_length > 0) (void)hand_over(size);
+}
+
+void Core::deliver_sync(Lane& lane, std::span<const Event> run, bool& need_init) noexcept {
+  // Clock reads and JSON only when someone listens.
+  const bool report = delivery_reported();
+  const DeliveryOutcome outcome = deliver_to(*lane.adapter, run, need_init, report);
+  const auto count = static_cast<std::uint64_t>(run.size());
+  (outcome.status.ok() ? lane.counters->delivered : lane.counters->failed)
+      .fetch_add(count, std::memory_order_relaxed);
+  if (report) report_delivery(lane.name, run.size(), outcome);
+}
+
+bool Core::deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size_t position,
+                         std::span<const Event> run, bool& need_init) noexcept {
+  Window& window = *consumer.window;
+  // The window: at most max_in_flight unsettled deliveries. When it is full, ask the
+  // adapter to send what it holds back, then wait for a settlement (or for shutdown).
+  if (window.size.load(std::memory_order_seq_cst) >= lane.options.max_in_flight) {
+    best_effort([&] { (void)lane.adapter->flush(deadline_after(lane.options.block_timeout)); });
+    wait_until(
+        window.freed,
+        [&] {
+          return window.size.load(std::memory_order_seq_cst) < lane.options.max_in_flight ||
+                 stop_.load(std::memory_order_seq_cst) == StopMode::abandon;
+        },
+        Deadline::max());
+    if (window.size.load(std::memory_order_seq_cst) >= lane.options.max_in_flight) return false;
+  }
+
+  const bool report = delivery_reported();
+  if (need_init) {
+    DeliveryOutcome outcome;
+    try {
+      outcome.status = lane.adapter->init();
+    } catch (...) {
+      outcome.status = Status(Errc::internal, std::string());
+      best_effort([&] { outcome.status = Status(Errc::internal, describe_current_exception()); });
+    }
+    if (!outcome.status.ok()) {
+      best_effort([&] {
+        outcome.status = Status(outcome.status.code(), "init failed: " + outcome.status.message());
+      });
+      lane.counters->failed.fetch_add(run.size(), std::memory_order_relaxed);
+      if (report) report_delivery(lane.name, run.size(), outcome);
+      return true;
+    }
+    need_init = false;
+  }
+
+  std::shared_ptr<DeliveryState> state;
+  batch.refs.fetch_add(1, std::memory_order_relaxed);  // the delivery's own reference
+  try {
+    state = std::make_shared<DeliveryState>(shared_, lane.counters, consumer.window, &batch, run,
+                                            position);
+    std::lock_guard lock(window.mutex);
+    window.open.push_back(state);
+    window.size.store(window.open.size(), std::memory_order_seq_cst);
+  } catch (...) {
+    // Out of memory: the state (if made) gives its reference back when destroyed.
+    if (!state) shared_->release(&batch);
+    state.reset();
+    lane.counters->failed.fetch_add(run.size(), std::memory_order_relaxed);
+    if (report) {
+      report_delivery(lane.name, run.size(),
+                      {Status(Errc::internal, "out of memory for a delivery"), false, 0});
+    }
+    return true;
+  }
+  if (report) state->handed_at = SteadyClock::now();
+  try {
+    lane.async->deliver(DeliveryAccess::make(state));
+  } catch (...) {
+    Status error(Errc::internal, std::string());
+    best_effort([&] { error = Status(Errc::internal, describe_current_exception()); });
+    need_init = true;  // a supervisor's restart, as for handle_events
+    state->settle(DeliveryState::kAll, DeliveryState::Outcome::failed, &error, nullptr);
+  }
+  return true;
+}
+
+}  // namespace emissions::detail

@@ -1,0 +1,183 @@
+// The pipeline's construction, threads and statistics. Publishing, consuming, deliveries
+// and the lifecycle (drain, shutdown) have files of their own in this folder.
+#include "pipeline/core.hpp"
+
+#include <set>
+
+#include "common/config_check.hpp"
+#include "handlers/dispatcher.hpp"
+#include "pipeline/delivery_state.hpp"
+
+namespace emissions::detail {
+namespace {
+
+std::atomic<std::uint32_t> g_next_shard{0};
+
+// The handler dispatcher's ring has room for twice its buffer: requests' commits fill at
+// most buffer_size, and handlers' cascades (which never wait for this queue, see publish)
+// may use the rest before they are refused.
+constexpr std::size_t kCascadeHeadroom = 2;
+
+}  // namespace
+
+Lane::Lane(std::shared_ptr<Adapter> a, LaneOptions o, std::size_t lane_index)
+    : adapter(std::move(a)),
+      async(dynamic_cast<AsyncAdapter*>(adapter.get())),
+      counters(std::make_shared<LaneCounters>(std::string(adapter->name()))),
+      name(counters->name),
+      options(std::move(o)),
+      index(lane_index) {}
+
+bool Queue::handed_over_below(std::size_t target) const noexcept {
+  if (ring.head() < target) return false;
+  if (evicting.load(std::memory_order_seq_cst) != 0) return false;
+  for (const Consumer* consumer : consumers) {
+    if (consumer->claim.load(std::memory_order_seq_cst) < target) return false;
+  }
+  return true;
+}
+
+bool Queue::settled_below(std::size_t target) const {
+  for (const Consumer* consumer : consumers) {
+    const Window* window = consumer->window.get();
+    if (window == nullptr || window->size.load(std::memory_order_seq_cst) == 0) continue;
+    std::lock_guard lock(consumer->window->mutex);
+    for (const auto& delivery : window->open) {
+      if (delivery->ticket < target) return false;
+    }
+  }
+  return true;
+}
+
+Core::Core(Config config) : shared_(std::make_shared<PipelineShared>()) {
+  validate_pipeline(config);
+  const PipelineOptions& p = config.pipeline;
+  std::set<std::string> names;
+  std::set<const Adapter*> instances;
+  std::vector<std::pair<std::shared_ptr<Adapter>, LaneOptions>> specs;
+  for (std::size_t i = 0; i < config.adapters.size(); ++i) {
+    auto& entry = config.adapters[i];
+    const std::string where = "adapters[" + std::to_string(i) + "]";
+    if (!entry.adapter) config_error(where, "a non-null adapter", "nullptr");
+    const std::string name(entry.adapter->name());
+    if (name.empty()) config_error(where + ".name()", "non-empty", "\"\"");
+    if (!instances.insert(entry.adapter.get()).second) {
+      config_error(where, "an adapter object added once", "'" + name + "' again");
+    }
+    if (!names.insert(name).second) {
+      config_error(where + ".name()", "unique among adapters", "'" + name + "'");
+    }
+    const bool async = dynamic_cast<AsyncAdapter*>(entry.adapter.get()) != nullptr;
+    specs.emplace_back(std::move(entry.adapter),
+                       resolve_lane_options(where + " ('" + name + "')", p, entry.options, async));
+  }
+  max_cascade_depth_ = config.max_cascade_depth;
+  if (!config.handlers.empty()) {
+    if (names.count(std::string(HandlerDispatcher::kName)) != 0) {
+      config_error("adapters[].name()", "other than the handler dispatcher's reserved name",
+                   "'" + std::string(HandlerDispatcher::kName) + "'");
+    }
+    LaneOptions options = resolve_lane_options("handler_options", p, config.handler_options,
+                                               /*async=*/false);
+    dispatcher_ = std::make_shared<HandlerDispatcher>(
+        config.handlers, config.handler_concurrency,
+        std::max(config.handler_concurrency * options.max_demand, std::size_t{64}));
+    specs.emplace_back(dispatcher_, std::move(options));
+  }
+  for (auto& [adapter, options] : specs) {
+    auto lane = std::make_unique<Lane>(std::move(adapter), std::move(options), lanes_.size());
+    const bool is_dispatcher = dispatcher_ && lane->adapter == dispatcher_;
+    // Partitioned: one queue per consumer, each holding its partition's events, sized so
+    // that all of them together hold at most buffer_size events. Otherwise one shared queue.
+    const LaneOptions& o = lane->options;
+    const std::size_t queue_count = o.partition_by ? o.concurrency : 1;
+    const std::size_t per_queue = (o.buffer_size + queue_count - 1) / queue_count;
+    const std::size_t slots = is_dispatcher ? per_queue * kCascadeHeadroom : per_queue;
+    for (std::size_t i = 0; i < queue_count; ++i) {
+      lane->queues.push_back(std::make_unique<Queue>(per_queue, slots, i, all_queues_.size()));
+      all_queues_.push_back(lane->queues.back().get());
+    }
+    for (std::size_t i = 0; i < o.concurrency; ++i) {
+      auto consumer = std::make_unique<Consumer>();
+      consumer->queue = lane->queues[i % queue_count].get();
+      consumer->queue->consumers.push_back(consumer.get());
+      if (lane->async) consumer->window = std::make_shared<Window>();
+      lane->consumers.push_back(std::move(consumer));
+    }
+    if (is_dispatcher) dispatcher_lane_ = lane.get();
+    lanes_.push_back(std::move(lane));
+  }
+}
+
+Core::~Core() {
+  // Normally ~Emitter already shut down and finished; this covers a Core that never
+  // started or whose owner skipped that.
+  (void)shutdown(std::chrono::milliseconds(0));
+  finish();
+}
+
+void Core::start() {
+  if (dispatcher_) dispatcher_->bind(weak_from_this());
+  started_ = true;
+  try {
+    for (auto& lane : lanes_) {
+      Lane* l = lane.get();
+      for (auto& consumer : lane->consumers) {
+        Consumer* c = consumer.get();
+        c->thread = std::thread([this, l, c] { run_consumer(*l, *c); });
+      }
+    }
+  } catch (...) {
+    // Could not start a thread: stop and join the ones that did start, then report.
+    stop_.store(StopMode::abandon, std::memory_order_seq_cst);
+    for (Queue* queue : all_queues_)
+      queue->wakeup.notify();
+    for (auto& lane : lanes_) {
+      for (auto& consumer : lane->consumers) {
+        if (consumer->thread.joinable()) consumer->thread.join();
+        consumer->joined = true;
+      }
+    }
+    throw;
+  }
+}
+
+Core::Shard& Core::my_shard() noexcept {
+  thread_local const std::uint32_t index =
+      g_next_shard.fetch_add(1, std::memory_order_relaxed) % kShards;
+  return shards_[index];
+}
+
+void Core::count_discarded(std::size_t events) noexcept {
+  my_shard().discarded.fetch_add(events, std::memory_order_relaxed);
+}
+
+void Core::count_cascade_dropped() noexcept {
+  my_shard().cascade_dropped.fetch_add(1, std::memory_order_relaxed);
+}
+
+EmitterStats Core::stats() const {
+  EmitterStats out;
+  for (const auto& shard : shards_) {
+    out.committed += shard.events.load(std::memory_order_relaxed);
+    out.transactions += shard.transactions.load(std::memory_order_relaxed);
+    out.discarded += shard.discarded.load(std::memory_order_relaxed);
+    out.cascade_dropped += shard.cascade_dropped.load(std::memory_order_relaxed);
+  }
+  out.adapters.reserve(lanes_.size());
+  for (const auto& lane : lanes_) {
+    const LaneCounters& c = *lane->counters;
+    AdapterStats s;
+    s.name = c.name;
+    s.delivered = c.delivered.load(std::memory_order_relaxed);
+    s.failed = c.failed.load(std::memory_order_relaxed);
+    s.filtered = c.filtered.load(std::memory_order_relaxed);
+    s.dropped = c.dropped.load(std::memory_order_relaxed);
+    for (const auto& queue : lane->queues)
+      s.queued += queue->occupancy.load(std::memory_order_relaxed);
+    out.adapters.push_back(std::move(s));
+  }
+  return out;
+}
+
+}  // namespace emissions::detail

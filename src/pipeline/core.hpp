@@ -1,0 +1,281 @@
+// Internal: the delivery pipeline behind an Emitter.
+//
+// How an event travels (docs/ARCHITECTURE.md draws it):
+//  1. Transaction::emit appends to the transaction's Batch (recycled storage).
+//  2. commit() calls Core::publish (publish.cpp). Routing first: on the committing thread,
+//     with nothing reserved, each lane's adapter says which events it wants (interested)
+//     and, for a partitioned lane, which partition takes each (partition_by). Then room is
+//     reserved in every queue that takes at least one event (only for those events), the
+//     overflow policies apply, and one pointer to the shared Batch is pushed into each such
+//     queue. Drops are counted at once and reported after the commit's state is settled.
+//  3. Each queue's consumer thread(s) (consumer.cpp) pop batches, cut the events routed to
+//     them into runs of at most max_demand, and hand each run to the adapter in place: a
+//     synchronous adapter settles the run with the Status it returns, an asynchronous one
+//     gets a Delivery (delivery.cpp) and settles each event later, from any thread.
+//  4. The last reference to a Batch (queues, deliveries, drop reports) recycles it.
+//
+// A Lane is one adapter: one queue and one consumer normally; with concurrency N, N
+// consumers share one queue, or (with partition_by) each of N queues takes the events of
+// its partition. drain() and shutdown() (lifecycle.cpp) wait on watermarks: a queue is
+// finished below position p once no item before p is queued, in a consumer's hands or in
+// an unsettled delivery.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/parking.hpp"
+#include "emissions/config.hpp"
+#include "emissions/deadline.hpp"
+#include "emissions/delivery.hpp"
+#include "emissions/emitter.hpp"
+#include "emissions/event.hpp"
+#include "pipeline/batch.hpp"
+#include "pipeline/batch_ring.hpp"
+#include "pipeline/options.hpp"
+
+namespace emissions::detail {
+
+class HandlerDispatcher;
+struct DeliveryState;
+
+// The cascade depth of the batch being delivered on this thread (handlers read it).
+int delivering_depth() noexcept;
+
+// What deliveries in users' hands still reference after the Core is gone: the storage
+// their events live in and the channel that wakes drains.
+struct PipelineShared {
+  BatchPool pool;
+  WaitChannel progress;  // a batch or a delivery finished: drains re-check their watermarks
+
+  // Drops one reference; the last one recycles the storage.
+  void release(Batch* batch) noexcept {
+    if (batch->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) pool.recycle(batch);
+  }
+};
+
+// One adapter's counters; shared with its deliveries, which may settle after the Core died.
+struct LaneCounters {
+  explicit LaneCounters(std::string n) : name(std::move(n)) {}
+  const std::string name;
+  alignas(64) std::atomic<std::uint64_t> delivered{0};
+  std::atomic<std::uint64_t> failed{0};
+  std::atomic<std::uint64_t> filtered{0};
+  std::atomic<std::uint64_t> dropped{0};
+};
+
+// An asynchronous consumer's deliveries that are not settled yet.
+struct Window {
+  mutable std::mutex mutex;
+  std::vector<std::shared_ptr<DeliveryState>> open;  // guarded by mutex
+  std::atomic<std::size_t> size{0};                  // open.size(), readable without the lock
+  WaitChannel freed;                                 // a delivery settled
+};
+
+struct Consumer {
+  struct Queue* queue = nullptr;
+  std::thread thread;
+  // The ring position this consumer is taking or working on (see BoundedRing::try_pop),
+  // kNoClaim while it holds nothing.
+  static constexpr std::size_t kNoClaim = static_cast<std::size_t>(-1);
+  alignas(64) std::atomic<std::size_t> claim{kNoClaim};
+  std::atomic<std::uint32_t> exited{0};
+  std::atomic<std::uint64_t> in_call_events{0};  // events inside an adapter call now
+  std::shared_ptr<Window> window;                // asynchronous adapters only
+  bool joined = false;
+};
+
+// One bounded ring with its reservation counter and the threads waiting on it.
+struct Queue {
+  Queue(std::size_t capacity_events, std::size_t ring_slots, std::size_t partition,
+        std::size_t flat_index)
+      : ring(ring_slots), capacity(capacity_events), index(partition), flat(flat_index) {}
+
+  // No item before `target` is queued or being taken (each was handed to the adapter or
+  // dropped). Reads head, then evictions, then claims: the order that makes it exact.
+  [[nodiscard]] bool handed_over_below(std::size_t target) const noexcept;
+  // Moreover no delivery of an item before `target` is unsettled. Call after
+  // handed_over_below(target) held (claims move past a batch only after its deliveries are
+  // in the window).
+  [[nodiscard]] bool settled_below(std::size_t target) const;
+
+  BoundedRing<Batch> ring;
+  const std::size_t capacity;  // events
+  const std::size_t index;     // partition number within its lane
+  const std::size_t flat;      // index among all the pipeline's queues (Batch::take)
+  std::vector<Consumer*> consumers;
+  alignas(64) std::atomic<std::size_t> occupancy{0};  // events reserved or queued
+  std::atomic<std::uint32_t> evicting{0};             // threads popping to drop
+  WaitChannel space;                                  // commits blocked on a full queue
+  WaitChannel wakeup;                                 // idle consumers
+};
+
+// One adapter: its queues, consumers and counters.
+struct Lane {
+  Lane(std::shared_ptr<Adapter> a, LaneOptions o, std::size_t lane_index);
+
+  [[nodiscard]] bool partitioned() const noexcept { return queues.size() > 1; }
+
+  std::shared_ptr<Adapter> adapter;
+  AsyncAdapter* async = nullptr;  // adapter, when it is asynchronous
+  std::shared_ptr<LaneCounters> counters;
+  const std::string& name;  // counters->name
+  const LaneOptions options;
+  const std::size_t index;  // position in Core::lanes_
+  std::vector<std::unique_ptr<Queue>> queues;
+  std::vector<std::unique_ptr<Consumer>> consumers;
+  // flush() and terminate() never overlap, and nothing is called after terminate(): a
+  // flusher counts itself in `flushing` and then checks `terminating`; terminate sets
+  // `terminating`, then waits for `flushing` to reach 0 (a Dekker pair, no lock held
+  // while user code runs).
+  std::atomic<std::uint32_t> flushing{0};
+  std::atomic<bool> terminating{false};
+  WaitChannel flush_done;
+  bool terminated = false;  // touched by shutdown and finish only
+};
+
+// Drops decided by one publish, reported ([emissions, event, dropped]) by the caller once
+// the transaction's own state is settled, so a telemetry handler may commit again.
+class DropReport {
+ public:
+  DropReport() = default;
+  DropReport(const DropReport&) = delete;
+  DropReport& operator=(const DropReport&) = delete;
+  ~DropReport() { release(); }
+
+  // Fires the telemetry (user code) and lets go of the batches. Call with no state held.
+  void fire() noexcept;
+
+ private:
+  friend class Core;
+  struct Entry {
+    Batch* batch;             // one reference held
+    const std::string* lane;  // the lane's name (kept alive by `counters`)
+    std::shared_ptr<LaneCounters> counters;
+    std::size_t lane_index;
+    std::uint32_t partition;
+  };
+  void release() noexcept;
+  std::shared_ptr<PipelineShared> shared_;
+  std::vector<Entry> entries_;
+};
+
+class Core : public std::enable_shared_from_this<Core> {
+ public:
+  explicit Core(Config config);  // validates (ConfigError); starts no thread
+  ~Core();
+  Core(const Core&) = delete;
+  Core& operator=(const Core&) = delete;
+
+  void start();
+
+  // Hands the batch to every lane that wants some of its events. On success `batch` is
+  // taken (null); on error it is left untouched and nothing was delivered anywhere.
+  // `cascade_depth` > 0 marks events emitted by handlers: they are accepted until shutdown
+  // seals the pipeline, and never wait for room in the handler dispatcher's own queue
+  // (the pool that emits them is what drains it): when it is full they fail at once.
+  // Drops are counted here and left in `drops` for the caller to fire().
+  Status publish(BatchPtr& batch, int cascade_depth, DropReport& drops);
+
+  // Event storage for a transaction, recycled from delivered batches when possible.
+  BatchPtr acquire_batch() { return shared_->pool.acquire(); }
+  void recycle(Batch* batch) noexcept { shared_->pool.recycle(batch); }
+
+  Status drain(std::chrono::milliseconds timeout);
+  Status shutdown(std::chrono::milliseconds timeout);
+  // After shutdown: waits, without limit, for consumers stuck in an adapter call, then
+  // terminates their adapters and lets go of every adapter and handler (so that a Core
+  // kept alive by a thread's cache holds no sockets or files). Used by ~Emitter.
+  void finish();
+
+  [[nodiscard]] bool closed() const noexcept { return closed_.load(std::memory_order_relaxed); }
+  // Whether a transaction at `cascade_depth` may still emit and commit: requests until
+  // shutdown starts, handlers' cascades until it seals the pipeline.
+  [[nodiscard]] bool accepting(int cascade_depth) const noexcept {
+    return !(cascade_depth > 0 ? sealed_ : closed_).load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] int max_cascade_depth() const noexcept { return max_cascade_depth_; }
+  [[nodiscard]] EmitterStats stats() const;
+  void count_discarded(std::size_t events) noexcept;
+  void count_cascade_dropped() noexcept;
+
+ private:
+  enum class StopMode : std::uint32_t { running, when_empty, abandon };
+
+  // Per-thread-ish counters, so committing threads do not share a cache line.
+  struct alignas(64) Shard {
+    std::atomic<std::int64_t> in_flight{0};  // publishes under way
+    std::atomic<std::uint64_t> events{0};
+    std::atomic<std::uint64_t> transactions{0};
+    std::atomic<std::uint64_t> discarded{0};
+    std::atomic<std::uint64_t> cascade_dropped{0};
+  };
+  static constexpr std::size_t kShards = 16;
+  Shard& my_shard() noexcept;
+
+  // ---- publish.cpp
+  void route(Batch& batch) const;  // user code: interested(), partition_by
+  [[nodiscard]] bool try_reserve(Queue& queue, std::size_t n, std::size_t limit) noexcept;
+  bool reserve_blocking(Queue& queue, std::size_t n, Deadline& wait_deadline,
+                        std::chrono::milliseconds timeout, bool cascade) noexcept;
+  void unreserve(Queue& queue, std::size_t n) noexcept;
+  // Pops the oldest batch of `queue` to drop it; counts it. Null when the ring is empty.
+  Batch* evict_oldest(Lane& lane, Queue& queue) noexcept;
+  void record_drop(DropReport& drops, Lane& lane, const Queue& queue, Batch* batch) noexcept;
+  [[nodiscard]] bool publishes_in_flight() const noexcept;
+
+  // ---- consumer.cpp
+  void run_consumer(Lane& lane, Consumer& consumer) noexcept;
+  void idle_wait(Queue& queue, std::chrono::nanoseconds spin) noexcept;
+  void deliver(Lane& lane, Consumer& consumer, Batch& batch, std::size_t position,
+               bool& need_init) noexcept;
+  void deliver_sync(Lane& lane, std::span<const Event> run, bool& need_init) noexcept;
+  // False when the consumer was told to abandon its work while it waited for its window.
+  bool deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size_t position,
+                     std::span<const Event> run, bool& need_init) noexcept;
+
+  // ---- lifecycle.cpp
+  Status drain_until(Deadline deadline, std::chrono::milliseconds timeout);
+  std::string pending_summary(const std::vector<std::size_t>& targets) const;
+  Status flush_adapters(Deadline deadline);
+  bool wait_for_publishes(Deadline deadline) noexcept;
+  void stop_consumers(bool drained, Deadline deadline);
+  Status terminate_adapters(Deadline deadline);
+  Status terminate_adapter(Lane& lane, Deadline deadline) noexcept;
+  std::uint64_t discard_queued(Lane& lane, const char* reason) noexcept;
+  std::uint64_t drop_unsettled(Lane& lane, const char* reason) noexcept;
+  Status shutdown_phases(std::chrono::milliseconds timeout);
+
+  std::shared_ptr<PipelineShared> shared_;  // first: outlives every queue's batches
+  std::vector<std::unique_ptr<Lane>> lanes_;
+  std::vector<Queue*> all_queues_;  // flattened (Queue::flat), for routing and drains
+  std::shared_ptr<HandlerDispatcher> dispatcher_;
+  Lane* dispatcher_lane_ = nullptr;
+  int max_cascade_depth_ = 8;
+  std::array<Shard, kShards> shards_;
+  std::atomic<bool> closed_{false};  // no new requests' commits
+  std::atomic<bool> sealed_{false};  // no commits at all (after shutdown's drain)
+  std::atomic<std::uint64_t> cascade_commits_{0};
+  std::atomic<StopMode> stop_{StopMode::running};
+  WaitChannel publishes_;  // shutdown waits here for publishes under way
+  WaitChannel exits_;      // shutdown waits here for consumers to exit
+
+  // Lifecycle: one shutdown runs; concurrent callers wait for its result.
+  enum class Phase : std::uint32_t { running, shutting_down, shut_down, finished };
+  std::atomic<Phase> phase_{Phase::running};
+  WaitChannel phase_changed_;
+  std::atomic<std::thread::id> shutting_down_on_{};
+  Status shutdown_result_;  // written before phase_ becomes shut_down
+  std::mutex finish_mutex_;
+  bool started_ = false;
+};
+
+}  // namespace emissions::detail

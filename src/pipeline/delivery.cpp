@@ -1,0 +1,206 @@
+// Delivery handles and their settlement.
+#include "pipeline/delivery_state.hpp"
+
+#include "common/best_effort.hpp"
+#include "pipeline/adapter_call.hpp"
+#include "telemetry_events.hpp"
+
+namespace emissions {
+
+bool retriable(Errc code) noexcept {
+  return code == Errc::unavailable || code == Errc::timeout || code == Errc::overloaded;
+}
+
+Status AsyncAdapter::handle_events(std::span<const Event> batch) {
+  (void)batch;
+  return Status(Errc::internal,
+                "AsyncAdapter::handle_events is not used: the pipeline calls "
+                "deliver()");
+}
+
+namespace detail {
+
+DeliveryState::DeliveryState(std::shared_ptr<PipelineShared> shared_storage,
+                             std::shared_ptr<LaneCounters> lane_counters,
+                             std::shared_ptr<Window> consumer_window, Batch* batch_ref,
+                             std::span<const Event> run, std::size_t position)
+    : shared(std::move(shared_storage)),
+      counters(std::move(lane_counters)),
+      window(std::move(consumer_window)),
+      batch(batch_ref),
+      events(run),
+      ticket(position),
+      settled(std::make_unique<std::atomic<std::uint8_t>[]>(run.size())),
+      unsettled(run.size()) {}
+
+DeliveryState::~DeliveryState() {
+  // Completion released it; this covers a state that was never handed out (an exception
+  // between its creation and the adapter call).
+  if (batch != nullptr) shared->release(batch);
+}
+
+std::size_t DeliveryState::settle(std::size_t index, Outcome outcome, Status* error,
+                                  const char* reason) noexcept {
+  const std::size_t first = index == kAll ? 0 : index;
+  const std::size_t last = index == kAll ? events.size() : index + 1;
+  if (first >= events.size()) return 0;
+  std::size_t count = 0;
+  for (std::size_t i = first; i < last; ++i) {
+    if (settled[i].exchange(1, std::memory_order_acq_rel) != 0) continue;  // first one wins
+    ++count;
+    if (outcome == Outcome::dropped && events::kEventDropped.enabled()) {
+      best_effort([&] {
+        events::kEventDropped.execute({{"count", 1}}, {{"event_name", events[i].name.str()},
+                                                       {"reason", reason},
+                                                       {"adapter", counters->name}});
+      });
+    }
+  }
+  if (count == 0) return 0;
+  switch (outcome) {
+    case Outcome::delivered:
+      counters->delivered.fetch_add(count, std::memory_order_relaxed);
+      delivered.fetch_add(count, std::memory_order_relaxed);
+      break;
+    case Outcome::failed:
+      counters->failed.fetch_add(count, std::memory_order_relaxed);
+      failed.fetch_add(count, std::memory_order_relaxed);
+      if (error != nullptr && !has_error.exchange(true, std::memory_order_acq_rel)) {
+        first_error = std::move(*error);
+      }
+      break;
+    case Outcome::dropped:
+      counters->dropped.fetch_add(count, std::memory_order_relaxed);
+      break;
+  }
+  if (unsettled.fetch_sub(count, std::memory_order_acq_rel) == count) complete();
+  return count;
+}
+
+void DeliveryState::complete() noexcept {
+  // Out of the window first, so the consumer and drains see the room at once.
+  std::shared_ptr<DeliveryState> keep;  // the window's reference, dropped after the lock
+  {
+    std::lock_guard lock(window->mutex);
+    auto& open = window->open;
+    for (std::size_t i = 0; i < open.size(); ++i) {
+      if (open[i].get() == this) {
+        keep = std::move(open[i]);
+        open[i] = std::move(open.back());
+        open.pop_back();
+        break;
+      }
+    }
+    window->size.store(open.size(), std::memory_order_seq_cst);
+  }
+  Batch* done = std::exchange(batch, nullptr);
+  window->freed.notify();
+  shared->progress.notify();
+  const std::uint64_t ok = delivered.load(std::memory_order_relaxed);
+  const std::uint64_t bad = failed.load(std::memory_order_relaxed);
+  if ((ok != 0 || bad != 0) && delivery_reported()) {
+    best_effort([&] {
+      DeliveryOutcome outcome;
+      if (handed_at != std::chrono::steady_clock::time_point{}) {
+        outcome.duration_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                  std::chrono::steady_clock::now() - handed_at)
+                                  .count();
+      }
+      if (ok != 0) report_delivery(counters->name, ok, outcome);
+      if (bad != 0) {
+        outcome.status = !first_error.ok() ? first_error : Status(Errc::internal, "failed");
+        report_delivery(counters->name, bad, outcome);
+      }
+    });
+  }
+  // Last: the events' storage may go back to the pool now.
+  if (done != nullptr) shared->release(done);
+  (void)keep;
+}
+
+}  // namespace detail
+
+// ---- the handle ------------------------------------------------------------------------
+
+Delivery::Delivery() noexcept = default;
+Delivery::Delivery(std::shared_ptr<detail::DeliveryState> state) noexcept
+    : state_(std::move(state)) {}
+Delivery::Delivery(Delivery&& other) noexcept = default;
+
+namespace {
+
+// Fails what `state` left unsettled: its handle is going away.
+void abandon(detail::DeliveryState* state) noexcept {
+  if (state == nullptr || state->unsettled.load(std::memory_order_acquire) == 0) return;
+  Status abandoned;
+  detail::best_effort([&] { abandoned = Status(Errc::internal, "delivery abandoned"); });
+  state->settle(detail::DeliveryState::kAll, detail::DeliveryState::Outcome::failed, &abandoned,
+                nullptr);
+}
+
+// An ok Status passed to fail() is a caller's mistake; it still counts as a failure.
+void make_failure(Status& error) noexcept {
+  if (error.ok()) detail::best_effort([&] { error = Status(Errc::internal, "fail(ok)"); });
+}
+
+}  // namespace
+
+Delivery& Delivery::operator=(Delivery&& other) noexcept {
+  if (this != &other) {
+    abandon(state_.get());
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+Delivery::~Delivery() {
+  abandon(state_.get());
+}
+
+std::span<const Event> Delivery::events() const noexcept {
+  return state_ ? state_->events : std::span<const Event>();
+}
+
+std::uint32_t Delivery::attempt() const noexcept {
+  return 1;
+}
+
+void Delivery::ack() noexcept {
+  if (state_) {
+    state_->settle(detail::DeliveryState::kAll, detail::DeliveryState::Outcome::delivered, nullptr,
+                   nullptr);
+  }
+}
+
+void Delivery::ack(std::size_t index) noexcept {
+  if (state_) {
+    state_->settle(index, detail::DeliveryState::Outcome::delivered, nullptr, nullptr);
+  }
+}
+
+void Delivery::fail(Status error) noexcept {
+  if (!state_) return;
+  make_failure(error);
+  state_->settle(detail::DeliveryState::kAll, detail::DeliveryState::Outcome::failed, &error,
+                 nullptr);
+}
+
+void Delivery::fail(std::size_t index, Status error) noexcept {
+  if (!state_) return;
+  make_failure(error);
+  state_->settle(index, detail::DeliveryState::Outcome::failed, &error, nullptr);
+}
+
+void Delivery::retry_after(std::chrono::milliseconds delay) noexcept {
+  if (!state_) return;
+  std::int64_t current = state_->retry_after_ms.load(std::memory_order_relaxed);
+  while (delay.count() > current &&
+         !state_->retry_after_ms.compare_exchange_weak(current, delay.count())) {
+  }
+}
+
+bool Delivery::settled() const noexcept {
+  return !state_ || state_->unsettled.load(std::memory_order_acquire) == 0;
+}
+
+}  // namespace emissions

@@ -1,0 +1,61 @@
+// Internal: the state behind a Delivery handle: one run of events handed to an
+// AsyncAdapter, settled event by event from any thread.
+//
+// It keeps what settling needs alive on its own (the batch's storage through
+// PipelineShared, the lane's counters, the consumer's window), so a settlement after the
+// Emitter is gone touches no freed memory.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "emissions/delivery.hpp"
+#include "pipeline/core.hpp"
+
+namespace emissions::detail {
+
+struct DeliveryState {
+  DeliveryState(std::shared_ptr<PipelineShared> shared_storage,
+                std::shared_ptr<LaneCounters> lane_counters,
+                std::shared_ptr<Window> consumer_window, Batch* batch_ref,
+                std::span<const Event> run, std::size_t position);
+  ~DeliveryState();
+
+  // Settles events()[index] (or every unsettled one when index is kAll). Returns how many
+  // it settled. The settlement that leaves none unsettled completes the delivery.
+  enum class Outcome { delivered, failed, dropped };
+  std::size_t settle(std::size_t index, Outcome outcome, Status* error,
+                     const char* reason) noexcept;
+  static constexpr std::size_t kAll = static_cast<std::size_t>(-1);
+
+  std::shared_ptr<PipelineShared> shared;
+  std::shared_ptr<LaneCounters> counters;
+  std::shared_ptr<Window> window;
+  Batch* batch;  // one reference, released on completion
+  const std::span<const Event> events;
+  const std::size_t ticket;  // the batch's ring position (drain watermarks)
+  std::chrono::steady_clock::time_point handed_at{};  // set when someone listens
+  std::unique_ptr<std::atomic<std::uint8_t>[]> settled;
+  std::atomic<std::size_t> unsettled;
+  std::atomic<std::int64_t> retry_after_ms{0};
+  // Per-delivery tallies, for the completion's telemetry.
+  std::atomic<std::uint64_t> delivered{0};
+  std::atomic<std::uint64_t> failed{0};
+  // The first failure's Status, written once by whoever wins `has_error`.
+  std::atomic<bool> has_error{false};
+  Status first_error;
+
+ private:
+  void complete() noexcept;
+};
+
+struct DeliveryAccess {
+  static Delivery make(std::shared_ptr<DeliveryState> state) noexcept {
+    return Delivery(std::move(state));
+  }
+};
+
+}  // namespace emissions::detail

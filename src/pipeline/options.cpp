@@ -1,0 +1,57 @@
+#include "pipeline/options.hpp"
+
+#include "common/config_check.hpp"
+
+namespace emissions::detail {
+namespace {
+
+constexpr std::size_t kDefaultMaxInFlight = 16;
+
+}  // namespace
+
+LaneOptions resolve_lane_options(const std::string& where, const PipelineOptions& p,
+                                 const AdapterOptions& o, bool async) {
+  LaneOptions out{o.max_demand.value_or(p.max_demand),
+                  o.buffer_size.value_or(p.buffer_size),
+                  o.overflow.value_or(p.overflow),
+                  o.block_timeout.value_or(p.block_timeout),
+                  p.idle_spin,
+                  o.concurrency,
+                  o.partition_by,
+                  o.max_in_flight.value_or(kDefaultMaxInFlight)};
+  check_range(where + ".max_demand", out.max_demand, 1, kMaxBufferSize);
+  check_range(where + ".buffer_size", out.buffer_size, 1, kMaxBufferSize);
+  check_range(where + ".block_timeout", out.block_timeout, std::chrono::milliseconds::zero(),
+              kMaxTimeout);
+  check_range(where + ".concurrency", out.concurrency, 1, kMaxConcurrency);
+  if (out.overflow != Overflow::block && out.overflow != Overflow::drop_oldest &&
+      out.overflow != Overflow::drop_newest) {
+    config_error(where + ".overflow", "block, drop_oldest or drop_newest",
+                 std::to_string(static_cast<int>(out.overflow)));
+  }
+  if (o.max_in_flight && !async) {
+    config_error(where + ".max_in_flight",
+                 "unset for a synchronous adapter (it applies to "
+                 "an AsyncAdapter)",
+                 std::to_string(*o.max_in_flight));
+  }
+  check_range(where + ".max_in_flight", out.max_in_flight, 1, kMaxInFlight);
+  return out;
+}
+
+void validate_pipeline(const Config& config) {
+  const PipelineOptions& p = config.pipeline;
+  (void)resolve_lane_options("pipeline", p, AdapterOptions{}, false);
+  check_range("pipeline.idle_spin", p.idle_spin, std::chrono::microseconds::zero(), kMaxIdleSpin);
+  check_range("shutdown_timeout", config.shutdown_timeout, std::chrono::milliseconds::zero(),
+              kMaxTimeout);
+  if (config.max_cascade_depth < 0 || config.max_cascade_depth > kMaxCascadeDepth) {
+    config_error("max_cascade_depth", "in [0, " + std::to_string(kMaxCascadeDepth) + "]",
+                 std::to_string(config.max_cascade_depth));
+  }
+  if (!config.handlers.empty()) {
+    check_range("handler_concurrency", config.handler_concurrency, 1, kMaxConcurrency);
+  }
+}
+
+}  // namespace emissions::detail
