@@ -2,6 +2,7 @@
 # Packaging test, as a user: install the library into a temporary prefix, then build
 # consumers against it and run them:
 #   1. examples/ with find_package(emissions), GoogleTest hidden: the core needs no GTest;
+#      then the demo built there is stopped with SIGINT (tests/demo/sigint.sh);
 #   2. examples/quickstart.cpp with g++ and pkg-config, -Wall -Wextra -Werror, and the
 #      README's quick start is that file;
 #   3. a gtest consumer with find_package(emissions COMPONENTS testing);
@@ -24,6 +25,8 @@ cmake -S "$root/examples" -B "$work/examples" -G Ninja -DCMAKE_BUILD_TYPE=Releas
 cmake --build "$work/examples" -j2
 "$work/examples/example_quickstart" >/dev/null
 echo "package: examples built against the installed package (no GoogleTest) and quickstart ran"
+# The demo just built (Release): Ctrl-C prints the partial summary and exits 130.
+bash "$root/tests/demo/sigint.sh" "$work/examples/demo/emissions-demo"
 
 # 2. pkg-config, and the README's quick start.
 pc="$(find "$prefix" -name emissions.pc -path '*/pkgconfig/*')"
