@@ -63,6 +63,8 @@ if(TARGET emissions_testing)
   emissions_install_component(testing TARGETS emissions_testing INCLUDE_DIR testing/include)
 endif()
 
+install(FILES ${PROJECT_SOURCE_DIR}/LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR})
+
 # ---- the CMake package ---------------------------------------------------------------
 configure_package_config_file(cmake/emissionsConfig.cmake.in
     ${CMAKE_CURRENT_BINARY_DIR}/emissionsConfig.cmake
