@@ -4,7 +4,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  build-essential cmake ninja-build git ca-certificates \
+  build-essential cmake ninja-build git ca-certificates pkg-config \
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev \
-  clang-format >/dev/null
+  clang-format doxygen >/dev/null
 echo "dependencies installed"

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian 12 machine (as root): installs what is needed,
-# checks formatting, then builds and runs the tests in three configurations (Debug with
-# warnings as errors, ASan+UBSan, TSan), and builds the examples against an installed
-# package as a user would. CI runs exactly this (.ci/run).
+# checks formatting and the API reference (doxygen), then builds and runs the tests in
+# three configurations (Debug with warnings as errors, ASan+UBSan, TSan), and builds the
+# examples against an installed package as a user would (and stops the demo with Ctrl-C).
+# CI runs exactly this (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/check-format.sh
+bash scripts/check-docs.sh
 for preset in dev asan tsan; do
   echo "=== $preset: build"
   cmake --preset "$preset" >/dev/null

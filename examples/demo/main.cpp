@@ -5,12 +5,16 @@
 //   $ emissions-demo --threads 8 --adapters 6 --slow --out /tmp/orders.jsonl
 //   $ emissions-demo --events 20000 --verify   # a quick smoke test: every line is parsed
 //
+// The events go to emissions-demo.jsonl in the temporary directory unless --out says
+// otherwise (scripts/demo.sh puts them in build/release/).
+//
 // Request threads (simulation.cpp) place orders with the ambient API; a share fail and
 // terminate their transaction. Committed events go to a JSON-lines file, a summary and N
 // no-op replicas (demo_adapters.hpp), optionally a slow archive with a drop_oldest queue.
 // A progress bar runs on stderr (progress.cpp); the table and the consistency checks that
-// make the demo a smoke test are in report.cpp. Exit status: 0, 1 when a check fails, 2 for
-// a bad command line.
+// make the demo a smoke test are in report.cpp. Ctrl-C stops the orders early and still
+// prints the summary (interrupt.cpp). Exit status: 0, 1 when a check fails, 2 for a bad
+// command line, 128 + the signal's number (130 for SIGINT) when stopped by a signal.
 #include <atomic>
 #include <chrono>
 #include <exception>
@@ -31,6 +35,7 @@
 #include "emissions/emitter.hpp"
 #include "emissions/status.hpp"
 #include "emissions/telemetry.hpp"
+#include "interrupt.hpp"
 #include "latency.hpp"
 #include "options.hpp"
 #include "output_file.hpp"
@@ -91,6 +96,8 @@ double seconds_between(Clock::time_point from, Clock::time_point to) {
 }
 
 int run(const demo::Options& options) {
+  // First, so that every thread started below inherits its signal mask (and last to go).
+  demo::InterruptWatcher interrupt;
   TelemetryTap telemetry;
 
   const demo::SimulationOptions sim_options{.events = options.events,
@@ -149,9 +156,10 @@ int run(const demo::Options& options) {
       return demo::ProgressSample{.emitted = simulation.emitted(),
                                   .target = options.events,
                                   .backlog = backlog,
-                                  .draining = draining.load(std::memory_order_relaxed)};
+                                  .draining = draining.load(std::memory_order_relaxed),
+                                  .interrupted = interrupt.signal() != 0};
     });
-    simulation.run();
+    simulation.run(interrupt.stop_token());
     emitted_at = Clock::now();
     draining.store(true, std::memory_order_relaxed);
     if (const emissions::Status s = emitter.drain(kDrainTimeout); !s.ok()) {
@@ -167,6 +175,7 @@ int run(const demo::Options& options) {
 
   demo::RunReport report;
   report.options = options;
+  report.interrupted_by = interrupt.signal();
   report.orders = simulation.totals();
   report.stats = emitter.stats();
   // An adapter still stuck in a call after a failed shutdown may be writing these: skip them.
@@ -188,10 +197,10 @@ int run(const demo::Options& options) {
   const std::vector<std::string> failures = demo::check_run(report);
   demo::print_report(std::cout, report, failures);
   std::cout.flush();
-  if (failures.empty()) return 0;
   // Also on stderr, for a run whose stdout goes to a file.
-  std::cerr << "emissions-demo: " << failures.size() << " check(s) failed\n";
-  return 1;
+  if (!failures.empty()) std::cerr << "emissions-demo: " << failures.size() << " check(s) failed\n";
+  if (report.interrupted_by != 0) return 128 + report.interrupted_by;
+  return failures.empty() ? 0 : 1;
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cstdlib>
+#include <filesystem>
 #include <limits>
 #include <ostream>
 #include <string>
@@ -25,7 +26,9 @@ options:
                   starting orders once its share is reached (default 500000)
   --threads N     request threads, 1..256 (default 4)
   --adapters N    extra no-op "replica" adapters, 0..64, to show fan-out (default 2)
-  --out PATH      JSON-lines output file, truncated at start (default emissions-demo.jsonl)
+  --out PATH      JSON-lines output file, truncated at start (default
+                  emissions-demo.jsonl in $TMPDIR or /tmp; scripts/demo.sh passes
+                  build/release/emissions-demo.jsonl)
   --seed N        seed of the simulation; the same seed gives the same orders (default 42)
   --fail-rate P   share of orders that fail, 0..1 (default 0.1)
   --slow          add a slow adapter with a small drop_oldest queue: memory stays bounded
@@ -33,7 +36,11 @@ options:
   --verify        after the run, parse every line of --out and check it against the stats
   -h, --help      show this help
 
-exit status: 0 ok, 1 a check failed or the run could not start, 2 bad command line
+Ctrl-C (SIGINT) or SIGTERM stops the run early: no new orders start, what was committed
+is delivered, and the summary covers what ran. Press Ctrl-C again to quit at once.
+
+exit status: 0 ok, 1 a check failed or the run could not start, 2 bad command line,
+130 (128 + the signal's number) stopped by SIGINT, 143 by SIGTERM
 )";
 
 // "--name=value" or "--name value": the value of a flag that takes one.
@@ -90,6 +97,12 @@ std::optional<double> parse_share(std::string_view text) {
 }
 
 }  // namespace
+
+std::string default_output_path() {
+  std::error_code ec;
+  const std::filesystem::path dir = std::filesystem::temp_directory_path(ec);
+  return ((ec ? std::filesystem::path("/tmp") : dir) / "emissions-demo.jsonl").string();
+}
 
 ParseResult parse_options(std::span<const char* const> args, std::ostream& out, std::ostream& err) {
   Options options;

@@ -10,11 +10,15 @@
 
 namespace demo {
 
+// Where the events go without --out: emissions-demo.jsonl in the temporary directory
+// ($TMPDIR, else /tmp), never the current directory (a run writes hundreds of megabytes).
+[[nodiscard]] std::string default_output_path();
+
 struct Options {
   std::uint64_t events = 500'000;  // target of emitted events, discarded ones included
   std::size_t threads = 4;         // request threads
   std::size_t replicas = 2;        // extra no-op adapters, to show the fan-out
-  std::string out = "emissions-demo.jsonl";
+  std::string out = default_output_path();
   std::uint64_t seed = 42;
   double fail_rate = 0.10;  // share of orders that fail and terminate their transaction
   bool slow = false;        // add a slow adapter with a small drop_oldest queue

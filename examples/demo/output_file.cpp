@@ -45,11 +45,11 @@ OutputCheck inspect_output(const std::string& path, bool parse) {
     bool complete = envelope.is_object();
     for (const std::string_view field : {"id", "name", "payload", "metadata", "emitted_at"})
       complete = complete && envelope.contains(field);
-    if (!complete || !envelope["name"].is_string()) {
+    if (!complete || !envelope.at("name").is_string()) {
       bad("not an event envelope");
       continue;
     }
-    ++check.names[envelope["name"].get<std::string>()];
+    ++check.names[envelope.at("name").get<std::string>()];
   }
   return check;
 }

@@ -48,7 +48,8 @@ void ProgressBar::draw(const ProgressSample& s, bool final) {
   const double share =
       s.target == 0 ? 1.0 : static_cast<double>(s.emitted) / static_cast<double>(s.target);
   const double clamped = share > 1.0 ? 1.0 : share;
-  const std::string what = s.draining ? "draining" : "emitting";
+  const std::string what =
+      std::string(s.interrupted ? "interrupted, " : "") + (s.draining ? "draining" : "emitting");
   const std::string rate =
       seconds > 0 ? format_rate(static_cast<double>(s.emitted) / seconds) : "-";
 

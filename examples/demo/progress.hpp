@@ -20,6 +20,7 @@ struct ProgressSample {
   std::uint64_t target = 0;   // events to emit in total
   std::uint64_t backlog = 0;  // events queued in front of all adapters together
   bool draining = false;      // the request threads are done; the adapters catch up
+  bool interrupted = false;   // Ctrl-C: the request threads start no new orders
 };
 
 class ProgressBar {

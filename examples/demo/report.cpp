@@ -1,5 +1,6 @@
 #include "report.hpp"
 
+#include <csignal>
 #include <cstdio>
 #include <iomanip>
 #include <ostream>
@@ -156,6 +157,12 @@ void print_report(std::ostream& out, const RunReport& r, const std::vector<std::
     return out << std::left << std::setw(12) << text << std::right;
   };
 
+  if (r.interrupted_by != 0) {
+    label("stopped") << (r.interrupted_by == SIGINT ? "by Ctrl-C (SIGINT)" : "by SIGTERM")
+                     << " after " << with_commas(o.emitted) << " of "
+                     << with_commas(r.options.events)
+                     << " events: the figures below cover the orders that ran\n";
+  }
   label("orders") << with_commas(o.orders) << " placed, " << with_commas(o.confirmed)
                   << " confirmed, " << with_commas(o.payment_declined) << " payment declined, "
                   << with_commas(o.out_of_stock) << " out of stock, " << with_commas(o.rejected)

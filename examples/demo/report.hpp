@@ -18,6 +18,7 @@ namespace demo {
 // Everything the report shows, gathered once the emitter has shut down.
 struct RunReport {
   Options options;
+  int interrupted_by = 0;         // the signal that stopped the run early, or 0
   OrderTotals orders;             // what the request threads counted
   emissions::EmitterStats stats;  // what the emitter counted
   // Per adapter, in stats.adapters order; null for an adapter that was not measured.

@@ -188,16 +188,16 @@ Simulation::Simulation(SimulationOptions options, std::shared_ptr<CommitLog> com
       progress_(options.threads),
       totals_(options.threads) {}
 
-void Simulation::run() {
+void Simulation::run(std::stop_token stop) {
   {
     std::vector<std::jthread> threads;  // joined when the block ends, even on an exception
     threads.reserve(options_.threads);
     for (std::size_t t = 0; t < options_.threads; ++t)
-      threads.emplace_back([this, t] { run_thread(t); });
+      threads.emplace_back([this, t, stop] { run_thread(t, stop); });
   }
 }
 
-void Simulation::run_thread(std::size_t thread) {
+void Simulation::run_thread(std::size_t thread, const std::stop_token& stop) {
   // This thread's share of the target, and of the commit log's slots (one per event).
   const std::uint64_t threads = options_.threads;
   const std::uint64_t base = options_.events / threads;
@@ -208,7 +208,7 @@ void Simulation::run_thread(std::size_t thread) {
   OrderTotals& totals = totals_[thread];
   OrderDesk desk(Rng(options_.seed, thread), options_.fail_rate, *commits_, totals,
                  progress_[thread].emitted);
-  for (std::uint64_t n = 0; n < quota && totals.emitted < quota; ++n) {
+  for (std::uint64_t n = 0; n < quota && totals.emitted < quota && !stop.stop_requested(); ++n) {
     const std::uint64_t slot = first_slot + n;
     switch (desk.place_order(slot + 1, static_cast<std::size_t>(slot))) {
       case Outcome::confirmed:

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -58,8 +59,10 @@ class Simulation {
     return static_cast<std::size_t>(options.events);
   }
 
-  // Runs the request threads on the default emitter and joins them. Call once.
-  void run();
+  // Runs the request threads on the default emitter and joins them. Call once. Once
+  // `stop` is requested, each thread finishes the order it is placing (committed or
+  // terminated, never left open) and starts no other.
+  void run(std::stop_token stop = {});
 
   // Events emitted so far, by all threads. Thread-safe; for progress reports.
   [[nodiscard]] std::uint64_t emitted() const noexcept;
@@ -73,7 +76,7 @@ class Simulation {
     std::atomic<std::uint64_t> emitted{0};
   };
 
-  void run_thread(std::size_t thread);
+  void run_thread(std::size_t thread, const std::stop_token& stop);
 
   SimulationOptions options_;
   std::shared_ptr<CommitLog> commits_;

@@ -1,23 +1,26 @@
-// emissions/topic_router.hpp: maps event names to logical topics (e.g. Kafka topics).
-//
-// Each event belongs to at most one topic. Two routers with the same API:
-//   TopicRouter          built at run time (from code or configuration); throws ConfigError.
-//   StaticTopicRouter    built at compile time; its mistakes are compile errors, and its
-//                        lookups work in constant expressions and at run time.
-//
-//   emissions::TopicRouter router{{"orders", {"order_created", "order_updated"}},
-//                                 {"users", {"user_created"}}};
-//   router.topic_for_event("order_created");  // "orders"
-//   router.topic_for_event("nope");           // std::nullopt
-//   router.topics();                          // {"orders", "users"}, in declaration order
-//
-//   constexpr auto kTopics = emissions::make_topic_router(
-//       emissions::topic("orders", "order_created", "order_updated"),
-//       emissions::topic("users", "user_created"));
-//   static_assert(kTopics.topic_for_event("order_created") == "orders");
-//
-// Lookups are O(1) on average (open addressing, load factor <= 1/2), never allocate, never
-// throw, and may run on any number of threads at once (they only read).
+/// @file
+/// emissions/topic_router.hpp: maps event names to logical topics (e.g. Kafka topics).
+///
+/// Each event belongs to at most one topic. Two routers with the same API:
+/// - `TopicRouter`: built at run time (from code or configuration); throws ConfigError.
+/// - `StaticTopicRouter`: built at compile time; its mistakes are compile errors, and its
+///   lookups work in constant expressions and at run time.
+///
+/// @code
+///   emissions::TopicRouter router{{"orders", {"order_created", "order_updated"}},
+///                                 {"users", {"user_created"}}};
+///   router.topic_for_event("order_created");  // "orders"
+///   router.topic_for_event("nope");           // std::nullopt
+///   router.topics();                          // {"orders", "users"}, in declaration order
+///
+///   constexpr auto kTopics = emissions::make_topic_router(
+///       emissions::topic("orders", "order_created", "order_updated"),
+///       emissions::topic("users", "user_created"));
+///   static_assert(kTopics.topic_for_event("order_created") == "orders");
+/// @endcode
+///
+/// Lookups are O(1) on average (open addressing, load factor <= 1/2), never allocate, never
+/// throw, and may run on any number of threads at once (they only read).
 #pragma once
 
 #include <array>
@@ -149,35 +152,41 @@ inline void empty_topic_name_in_topic_router() {}
 
 }  // namespace detail
 
-// One topic and its events, for StaticTopicRouter; made by `topic(...)`.
-//
-//   constexpr auto orders = emissions::topic("orders", "order_created", "order_updated");
+/// One topic and its events, for StaticTopicRouter; made by `topic(...)`.
+///
+/// @code
+///   constexpr auto orders = emissions::topic("orders", "order_created", "order_updated");
+/// @endcode
 template <std::size_t N>
 struct StaticTopicGroup {
-  std::string_view topic;
-  std::array<std::string_view, N> events;
+  std::string_view topic;                  ///< the topic's name
+  std::array<std::string_view, N> events;  ///< its events, in declaration order
 };
 
-// A topic and its events, from string literals (or other constants with static storage).
+/// A topic and its events, from string literals (or other constants with static storage).
 template <std::convertible_to<std::string_view>... Events>
 consteval StaticTopicGroup<sizeof...(Events)> topic(std::string_view name,
                                                     const Events&... events) {
   return {name, {std::string_view(events)...}};
 }
 
-// A router built at compile time from `topic(...)` groups: `Topics` topics, `Events` events.
-// A duplicate event or topic, or an empty name, is a compile error naming the mistake
-// (e.g. "call to non-constexpr function ... duplicate_event_name_in_topic_router()").
-//
-//   constexpr emissions::StaticTopicRouter kTopics{emissions::topic("users", "user_created")};
-//   static_assert(kTopics.topics().size() == 1);
-//   kTopics.topic_for_event(event.name);  // at run time: O(1), no allocation
-//
-// The texts are views of the literals it was built from. The EventName overload is not
-// constexpr and hashes the text (EventName's own hash is not known at compile time).
+/// A router built at compile time from `topic(...)` groups: `Topics` topics, `Events` events.
+/// A duplicate event or topic, or an empty name, is a compile error naming the mistake
+/// (e.g. "call to non-constexpr function ... duplicate_event_name_in_topic_router()").
+///
+/// @code
+///   constexpr emissions::StaticTopicRouter kTopics{emissions::topic("users", "user_created")};
+///   static_assert(kTopics.topics().size() == 1);
+///   kTopics.topic_for_event(event.name);  // at run time: O(1), no allocation
+/// @endcode
+///
+/// The texts are views of the literals it was built from. The EventName overload is not
+/// constexpr and hashes the text (EventName's own hash is not known at compile time).
 template <std::size_t Topics, std::size_t Events>
 class StaticTopicRouter {
  public:
+  /// Builds the tables from the groups, in the compiler. Prefer make_topic_router() or
+  /// class template argument deduction, which count the topics and events.
   template <std::size_t... Ns>
   consteval explicit StaticTopicRouter(const StaticTopicGroup<Ns>&... groups) {
     static_assert(sizeof...(Ns) == Topics && (Ns + ... + std::size_t{0}) == Events,
@@ -206,7 +215,8 @@ class StaticTopicRouter {
     topic_begin_[Topics] = e;
   }
 
-  // The topic of `event`, or nullopt for an event no group lists.
+  /// The topic of `event`, or nullopt for an event no group lists.
+  /// @{
   [[nodiscard]] constexpr std::optional<std::string_view> topic_for_event(
       std::string_view event) const noexcept {
     const std::uint32_t t = detail::find(event_slots_, events_, event, detail::hash_text(event));
@@ -224,12 +234,13 @@ class StaticTopicRouter {
   [[nodiscard]] std::optional<std::string_view> topic_for_event(EventName event) const noexcept {
     return topic_for_event(event.view());
   }
+  /// @}
 
-  // Every topic, in declaration order.
+  /// Every topic, in declaration order.
   [[nodiscard]] constexpr std::span<const std::string_view> topics() const noexcept {
     return topics_;
   }
-  // The events of `topic` in declaration order; empty for an unknown topic.
+  /// The events of `topic` in declaration order; empty for an unknown topic.
   [[nodiscard]] constexpr std::span<const std::string_view> events_for_topic(
       std::string_view topic) const noexcept {
     const std::uint32_t t = detail::find(topic_slots_, topics_, topic, detail::hash_text(topic));
@@ -246,46 +257,55 @@ class StaticTopicRouter {
   std::array<detail::TextSlot, detail::table_capacity(Topics)> topic_slots_{};
 };
 
+/// Deduces the counts: `constexpr StaticTopicRouter kTopics{topic(...), topic(...)};`.
 template <std::size_t... Ns>
 StaticTopicRouter(const StaticTopicGroup<Ns>&...)
     -> StaticTopicRouter<sizeof...(Ns), (Ns + ... + std::size_t{0})>;
 
-// `constexpr auto kTopics = make_topic_router(topic("orders", "order_created"), ...);`
+/// A StaticTopicRouter from `topic(...)` groups, counting them for you:
+/// `constexpr auto kTopics = make_topic_router(topic("orders", "order_created"), ...);`
 template <std::size_t... Ns>
 consteval auto make_topic_router(const StaticTopicGroup<Ns>&... groups) {
   return StaticTopicRouter<sizeof...(Ns), (Ns + ... + std::size_t{0})>(groups...);
 }
 
-// One topic and its events, for TopicRouter: `{"orders", {"order_created", "order_updated"}}`.
+/// One topic and its events, for TopicRouter: `{"orders", {"order_created", "order_updated"}}`.
 struct TopicGroup {
-  std::string topic;
-  std::vector<std::string> events;
+  std::string topic;                ///< the topic's name
+  std::vector<std::string> events;  ///< its events, in declaration order
 };
 
-// A router built at run time. Throws ConfigError, naming the value, for an empty topic or
-// event name, a topic declared twice, or an event listed twice (in one topic or two).
-// A topic may list no events.
-//
-//   emissions::TopicRouter router{{"orders", {"order_created"}}, {"users", {"user_created"}}};
-//   emissions::TopicRouter from_file(groups);   // std::vector<TopicGroup>
-//   emissions::TopicRouter same(kTopics);       // from a StaticTopicRouter
-//
-// The router owns copies of its texts, shared by its copies: returned views stay valid while
-// this router or any copy of it lives, also after a move. A moved-from router finds nothing.
+/// A router built at run time. Throws ConfigError, naming the value, for an empty topic or
+/// event name, a topic declared twice, or an event listed twice (in one topic or two).
+/// A topic may list no events.
+///
+/// @code
+///   emissions::TopicRouter router{{"orders", {"order_created"}}, {"users", {"user_created"}}};
+///   emissions::TopicRouter from_file(groups);   // std::vector<TopicGroup>
+///   emissions::TopicRouter same(kTopics);       // from a StaticTopicRouter
+/// @endcode
+///
+/// The router owns copies of its texts, shared by its copies: returned views stay valid while
+/// this router or any copy of it lives, also after a move. A moved-from router finds nothing.
 class TopicRouter {
  public:
-  // No topics: every lookup finds nothing.
+  /// No topics: every lookup finds nothing.
   TopicRouter() noexcept = default;
+  /// The topics and events of `groups`, in their order. Throws ConfigError (see above).
+  /// @{
   TopicRouter(std::initializer_list<TopicGroup> groups)
       : TopicRouter(std::span<const TopicGroup>(groups.begin(), groups.size())) {}
   explicit TopicRouter(std::span<const TopicGroup> groups);
+  /// @}
+  /// The same routes as a StaticTopicRouter, with copies of its texts.
   template <std::size_t Topics, std::size_t Events>
   explicit TopicRouter(const StaticTopicRouter<Topics, Events>& router)
       : TopicRouter(groups_of(router)) {}
 
-  // The topic of `event`, or nullopt for an event no group lists. O(1) average, no
-  // allocation. The EventName overload probes a table keyed by its precomputed hash and
-  // compares interned pointers, so it never reads the text.
+  /// The topic of `event`, or nullopt for an event no group lists. O(1) average, no
+  /// allocation. The EventName overload probes a table keyed by its precomputed hash and
+  /// compares interned pointers, so it never reads the text.
+  /// @{
   [[nodiscard]] std::optional<std::string_view> topic_for_event(
       std::string_view event) const noexcept {
     const std::uint32_t t = detail::find(event_slots_, events_, event, detail::hash_text(event));
@@ -308,10 +328,11 @@ class TopicRouter {
       const std::string& event) const noexcept {
     return topic_for_event(std::string_view(event));
   }
+  /// @}
 
-  // Every topic, in declaration order.
+  /// Every topic, in declaration order.
   [[nodiscard]] std::span<const std::string_view> topics() const noexcept { return topics_; }
-  // The events of `topic` in declaration order; empty for an unknown topic. O(1) average.
+  /// The events of `topic` in declaration order; empty for an unknown topic. O(1) average.
   [[nodiscard]] std::span<const std::string_view> events_for_topic(
       std::string_view topic) const noexcept {
     const std::uint32_t t = detail::find(topic_slots_, topics_, topic, detail::hash_text(topic));

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# Packaging test, as a user: install the library, then build consumer projects against it
-# with find_package(emissions) (examples/ and a gtest consumer of emissions::testing), and
-# one that pulls the source tree in with add_subdirectory(). Runs each consumer.
+# Packaging test, as a user: install the library into a temporary prefix, then build
+# consumers against it and run them:
+#   1. examples/ with find_package(emissions), GoogleTest hidden: the core needs no GTest;
+#      then the demo built there is stopped with SIGINT (tests/demo/sigint.sh);
+#   2. examples/quickstart.cpp with g++ and pkg-config, -Wall -Wextra -Werror, and the
+#      README's quick start is that file;
+#   3. a gtest consumer with find_package(emissions COMPONENTS testing);
+#   4. find_package errors: an unknown component, and testing without GoogleTest;
+#   5. add_subdirectory() of the source tree.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 work="$(mktemp -d)"
@@ -11,22 +17,72 @@ cmake -S "$root" -B "$work/lib" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DEMISSIONS_BUILD_TESTS=OFF -DEMISSIONS_BUILD_BENCH=OFF -DEMISSIONS_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build "$work/lib" -j2
 cmake --install "$work/lib" --prefix "$work/prefix" >/dev/null
+prefix="$work/prefix"
 
-# 1. examples/ built on its own against the installed tree.
+# 1. examples/ built on its own against the installed tree, with GoogleTest out of reach.
 cmake -S "$root/examples" -B "$work/examples" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
+  -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON >/dev/null
 cmake --build "$work/examples" -j2
 "$work/examples/example_quickstart" >/dev/null
-echo "package: examples built against the installed package and quickstart ran"
+echo "package: examples built against the installed package (no GoogleTest) and quickstart ran"
+# The demo just built (Release): Ctrl-C prints the partial summary and exits 130.
+bash "$root/tests/demo/sigint.sh" "$work/examples/demo/emissions-demo"
 
-# 2. A consumer using the installed test helpers.
+# 2. pkg-config, and the README's quick start.
+pc="$(find "$prefix" -name emissions.pc -path '*/pkgconfig/*')"
+[ -n "$pc" ] || { echo "package: emissions.pc was not installed" >&2; exit 1; }
+export PKG_CONFIG_PATH="$(dirname "$pc")"
+# shellcheck disable=SC2046  # pkg-config prints several flags, split on purpose
+g++ -std=c++20 -Wall -Wextra -Werror -o "$work/quickstart_pc" "$root/examples/quickstart.cpp" \
+  $(pkg-config --cflags --libs emissions)
+"$work/quickstart_pc" >"$work/quickstart.out"
+grep -q '"name":"order_created"' "$work/quickstart.out" ||
+  { echo "package: quickstart printed no order_created event" >&2; exit 1; }
+# The README's first C++ block is examples/quickstart.cpp from its first #include on.
+awk '/^```cpp$/ && !seen { inside = 1; seen = 1; next } inside && /^```$/ { exit } inside' \
+  "$root/README.md" >"$work/readme_quickstart.cpp"
+sed -n '/^#include/,$p' "$root/examples/quickstart.cpp" >"$work/example_quickstart.cpp"
+if ! diff -u "$work/readme_quickstart.cpp" "$work/example_quickstart.cpp"; then
+  echo "package: README's quick start differs from examples/quickstart.cpp (diff above)" >&2
+  exit 1
+fi
+echo "package: pkg-config build of quickstart.cpp (-Wall -Wextra -Werror) ran; README matches it"
+
+# 3. A consumer using the installed test helpers.
 cmake -S "$root/tests/package/testing_consumer" -B "$work/testing_consumer" -G Ninja \
-  -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
+  -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$work/testing_consumer" -j2
 "$work/testing_consumer/consumer_test"
 echo "package: emissions::testing consumer passed"
 
-# 3. add_subdirectory() of the source tree.
+# 4. What find_package(emissions) accepts and how it refuses. Configure only.
+find_consumer() {  # <name> <components> [cmake args...]: configure, output in $work/<name>.log
+  local name="$1" components="$2"
+  shift 2
+  cmake -S "$root/tests/package/find_consumer" -B "$work/$name" -DCMAKE_PREFIX_PATH="$prefix" \
+    -DEMISSIONS_COMPONENTS="$components" "$@" >"$work/$name.log" 2>&1
+}
+expect_refusal() {  # <name> <text the error must contain>
+  if grep -qF -- "$2" "$work/$1.log"; then return 0; fi
+  cat "$work/$1.log" >&2
+  echo "package: $1: the error does not say '$2'" >&2
+  exit 1
+}
+find_consumer plain "" -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON ||
+  { cat "$work/plain.log" >&2; echo "package: plain find_package failed" >&2; exit 1; }
+if find_consumer unknown "testing;nosuch"; then
+  echo "package: COMPONENTS nosuch was accepted" >&2
+  exit 1
+fi
+expect_refusal unknown "component 'nosuch': there is no such component"
+if find_consumer no_gtest testing -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON; then
+  echo "package: COMPONENTS testing was accepted without GoogleTest" >&2
+  exit 1
+fi
+expect_refusal no_gtest "component 'testing': it needs GoogleTest"
+echo "package: find_package without GoogleTest works; unknown or unusable components are refused"
+
+# 5. add_subdirectory() of the source tree.
 cmake -S "$root/tests/package/subdirectory_consumer" -B "$work/subdir" -G Ninja \
   -DEMISSIONS_SOURCE_DIR="$root" >/dev/null
 cmake --build "$work/subdir" -j2

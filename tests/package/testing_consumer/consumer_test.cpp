@@ -26,7 +26,8 @@ class OrdersTest : public ::testing::Test {
 TEST_F(OrdersTest, CreatingAnOrderEmitsOrderCreated) {
   create_order(7, true);
   EXPECT_EMITTED("order_created");
-  EXPECT_EMITTED("order_created", [](const emissions::Event& e) { return e.payload["id"] == 7; });
+  EXPECT_EMITTED("order_created",
+                 [](const emissions::Event& e) { return e.payload.at("id") == 7; });
 }
 
 TEST_F(OrdersTest, AFailedOrderEmitsNothing) {
