@@ -1,0 +1,239 @@
+// drain() and shutdown(): they wait for exactly the work they mean, and return by their
+// deadline.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "emissions/emissions.hpp"
+#include "recording_adapter.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using emissions::Config;
+using emissions::Deadline;
+using emissions::Emitter;
+using emissions::Errc;
+using emissions::Event;
+using emissions::EventName;
+using emissions::HandlerResult;
+using emissions::Status;
+using emissions::Transaction;
+using emissions::test_support::RecordingAdapter;
+using SteadyClock = std::chrono::steady_clock;
+
+Config config_with(std::initializer_list<std::shared_ptr<emissions::Adapter>> adapters) {
+  Config config;
+  config.make_default = false;
+  for (const auto& a : adapters)
+    config.add_adapter(a);
+  return config;
+}
+
+Status commit_one(Emitter& emitter, const std::string& name, nlohmann::json payload = nullptr) {
+  Transaction tx = emitter.start();
+  if (Status s = tx.emit(name, std::move(payload)); !s.ok()) return s;
+  return tx.commit();
+}
+
+// Sleeps in handle_events for events named "slow".
+class SlowOnDemand final : public emissions::Adapter {
+ public:
+  std::string_view name() const override { return "slow_on_demand"; }
+  Status handle_events(std::span<const Event> batch) override {
+    for (const Event& e : batch) {
+      if (e.name == EventName("slow")) std::this_thread::sleep_for(300ms);
+      std::lock_guard lock(mutex_);
+      seen_.push_back(e.name.str());
+    }
+    return {};
+  }
+  std::vector<std::string> seen() const {
+    std::lock_guard lock(mutex_);
+    return seen_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<std::string> seen_;
+};
+
+TEST(LifecycleTest, DrainWaitsForEarlierWorkEvenWhenLaterWorkFinishesFirst) {
+  // Defect 3: drain counted finished batches against pushes; with concurrency > 1 a later,
+  // faster batch satisfied the count while the earlier one was still being delivered.
+  auto adapter = std::make_shared<SlowOnDemand>();
+  Config config = config_with({});
+  config.add_adapter(adapter, {.concurrency = 2});
+  Emitter emitter(std::move(config));
+  ASSERT_TRUE(commit_one(emitter, "slow").ok());
+  std::this_thread::sleep_for(20ms);  // a consumer is inside the slow call
+  auto drained = std::async(std::launch::async, [&] { return emitter.drain(10s); });
+  std::this_thread::sleep_for(20ms);  // the drain has taken its snapshot
+  ASSERT_TRUE(commit_one(emitter, "fast").ok());
+  ASSERT_TRUE(drained.get().ok());
+  const auto seen = adapter->seen();
+  EXPECT_NE(std::find(seen.begin(), seen.end(), "slow"), seen.end())
+      << "drain() returned before the earlier batch was delivered";
+}
+
+class Looping final : public emissions::Handler {
+ public:
+  std::string_view name() const override { return "looping"; }
+  std::vector<EventName> events() const override { return {"start", "x"}; }
+  HandlerResult handle_event(const Event& e) override {
+    if (e.name != EventName("start")) return HandlerResult::ok();
+    // Emits and flushes in a loop: far more than the dispatcher's queue holds.
+    for (int i = 0; i < 100'000; ++i) {
+      (void)emissions::emit("x", i);
+      const Status s = emissions::flush();
+      if (!s.ok()) {
+        refused.store(true);
+        return HandlerResult::error(s.to_string());
+      }
+    }
+    return HandlerResult::ok();
+  }
+  std::atomic<bool> refused{false};
+};
+
+TEST(LifecycleTest, AHandlerFlushingInALoopIsRefusedInsteadOfSpinningForever) {
+  // Defect 2: cascades filled the dispatcher's ring without bound; the push spun while the
+  // dispatcher waited for the very worker that spun, and shutdown hung.
+  auto looping = std::make_shared<Looping>();
+  Config config = config_with({});
+  config.handler_concurrency = 1;
+  config.handler_options = {.buffer_size = 16};
+  config.add_handler(looping);
+  Emitter emitter(std::move(config));
+  ASSERT_TRUE(commit_one(emitter, "start").ok());
+  const auto started = SteadyClock::now();
+  const Status drained = emitter.drain(20s);
+  (void)drained;  // ok, or timeout if the cascades keep coming: either way it returns
+  const Status down = emitter.shutdown(2s);
+  (void)down;
+  EXPECT_LT(SteadyClock::now() - started, 25s);
+  EXPECT_TRUE(looping->refused.load()) << "the loop was never told the queue is full";
+}
+
+class Cascading final : public emissions::Handler {
+ public:
+  std::string_view name() const override { return "cascading"; }
+  std::vector<EventName> events() const override { return {"a"}; }
+  HandlerResult handle_event(const Event& e) override {
+    if (!emissions::emit("b", e.payload).ok()) return HandlerResult::error("emit failed");
+    return HandlerResult::ok();
+  }
+};
+
+TEST(LifecycleTest, CascadesDuringShutdownsDrainWaitForRoomAndAreDelivered) {
+  // Defect 10: once shutdown started, a cascade into a full queue was refused at once
+  // (reported as having waited block_timeout), counted discarded, and shutdown said ok.
+  auto slow = std::make_shared<RecordingAdapter>("slow");
+  slow->set_filter([](const Event& e) { return e.name == EventName("b"); });
+  Config config = config_with({});
+  config.add_adapter(slow, {.buffer_size = 1, .block_timeout = 10s});
+  config.add_handler(std::make_shared<Cascading>());
+  Emitter emitter(std::move(config));
+  slow->block();
+  for (int i = 0; i < 5; ++i)
+    ASSERT_TRUE(commit_one(emitter, "a", i).ok());
+  std::thread release([&] {
+    std::this_thread::sleep_for(200ms);
+    slow->unblock();
+  });
+  const Status down = emitter.shutdown(10s);
+  release.join();
+  EXPECT_TRUE(down.ok()) << down.to_string();
+  EXPECT_EQ(slow->received(), 5u);
+  const auto stats = emitter.stats();
+  EXPECT_EQ(stats.discarded, 0u);
+  for (const auto& a : stats.adapters) {
+    EXPECT_EQ(a.delivered + a.failed + a.filtered + a.dropped, stats.committed) << a.name;
+  }
+}
+
+// An adapter whose flush() blocks far past any deadline it is given, unless released.
+class StuckFlush final : public emissions::Adapter {
+ public:
+  std::string_view name() const override { return "stuck_flush"; }
+  Status handle_events(std::span<const Event>) override { return {}; }
+  Status flush(Deadline deadline) override {
+    flushes.fetch_add(1);
+    // A well-behaved adapter returns by its deadline.
+    std::this_thread::sleep_until(std::min(deadline, SteadyClock::now() + 10s));
+    return Status(Errc::timeout, "held events not sent");
+  }
+  Status terminate(Deadline) override {
+    terminations.fetch_add(1);
+    return {};
+  }
+  std::atomic<int> flushes{0};
+  std::atomic<int> terminations{0};
+};
+
+TEST(LifecycleTest, DrainAndShutdownPassTheirDeadlineToAdaptersAndReturnByIt) {
+  // Defect 4: flush() and terminate() took no deadline, so drain(timeout) and
+  // shutdown(timeout) overran theirs.
+  auto stuck = std::make_shared<StuckFlush>();
+  Emitter emitter(config_with({stuck}));
+  ASSERT_TRUE(commit_one(emitter, "e").ok());
+  auto started = SteadyClock::now();
+  EXPECT_EQ(emitter.drain(200ms).code(), Errc::timeout);
+  EXPECT_LT(SteadyClock::now() - started, 2s);
+  started = SteadyClock::now();
+  const Status down = emitter.shutdown(200ms);
+  EXPECT_LT(SteadyClock::now() - started, 2s);
+  EXPECT_EQ(down.code(), Errc::timeout);
+  EXPECT_EQ(stuck->terminations.load(), 1);
+  // After shutdown, drain() says closed and never calls the terminated adapter again.
+  const int flushes = stuck->flushes.load();
+  EXPECT_EQ(emitter.drain(1s).code(), Errc::closed);
+  EXPECT_EQ(stuck->flushes.load(), flushes);
+}
+
+TEST(LifecycleTest, ShutdownWithAHungAdapterReturnsByItsDeadline) {
+  auto hung = std::make_shared<RecordingAdapter>("hung");
+  Emitter emitter(config_with({hung}));
+  hung->block();
+  ASSERT_TRUE(commit_one(emitter, "e").ok());
+  ASSERT_TRUE(hung->wait_until_blocked_in_call());
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(commit_one(emitter, "e", i).ok());
+  const auto started = SteadyClock::now();
+  const Status down = emitter.shutdown(100ms);
+  EXPECT_LT(SteadyClock::now() - started, 1s);
+  EXPECT_EQ(down.code(), Errc::timeout);
+  EXPECT_NE(down.message().find("'hung' did not deliver 3 events"), std::string::npos)
+      << down.to_string();
+  hung->unblock();  // ~Emitter joins the consumer once its call returns
+}
+
+TEST(LifecycleTest, ConcurrentShutdownsReturnTheSameResult) {
+  auto a = std::make_shared<RecordingAdapter>("a");
+  Emitter emitter(config_with({a}));
+  ASSERT_TRUE(commit_one(emitter, "e").ok());
+  auto other = std::async(std::launch::async, [&] { return emitter.shutdown(5s); });
+  const Status mine = emitter.shutdown(5s);
+  const Status theirs = other.get();
+  EXPECT_TRUE(mine.ok()) << mine.to_string();
+  EXPECT_TRUE(theirs.ok()) << theirs.to_string();
+  EXPECT_EQ(a->terminations(), 1);
+}
+
+TEST(LifecycleTest, DrainFromInsideADeliveryIsRefusedInsteadOfWaitingForItself) {
+  auto a = std::make_shared<RecordingAdapter>("a");
+  Emitter emitter(config_with({a}));
+  std::atomic<int> code{-1};
+  a->set_on_event([&](const Event&) { code.store(static_cast<int>(emitter.drain(5s).code())); });
+  ASSERT_TRUE(commit_one(emitter, "e").ok());
+  ASSERT_TRUE(a->wait_for_received(1));
+  EXPECT_EQ(code.load(), static_cast<int>(Errc::invalid_argument));
+}
+
+}  // namespace

@@ -1,0 +1,226 @@
+// The producer side of the pipeline: routing, reservations, overflow policies, re-entry.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "emissions/emissions.hpp"
+#include "recording_adapter.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using emissions::AdapterOptions;
+using emissions::Config;
+using emissions::Emitter;
+using emissions::Errc;
+using emissions::Event;
+using emissions::Overflow;
+using emissions::Status;
+using emissions::Transaction;
+using emissions::test_support::RecordingAdapter;
+
+Config config_with(std::initializer_list<std::shared_ptr<emissions::Adapter>> adapters) {
+  Config config;
+  config.make_default = false;
+  for (const auto& a : adapters)
+    config.add_adapter(a);
+  return config;
+}
+
+Status commit_one(Emitter& emitter, const std::string& name, nlohmann::json payload = nullptr) {
+  Transaction tx = emitter.start();
+  if (Status s = tx.emit(name, std::move(payload)); !s.ok()) return s;
+  return tx.commit();
+}
+
+// Every adapter accounted for every committed event.
+void expect_exact(const emissions::EmitterStats& stats) {
+  for (const auto& a : stats.adapters) {
+    EXPECT_EQ(a.delivered + a.failed + a.filtered + a.dropped, stats.committed) << a.name;
+    EXPECT_EQ(a.queued, 0u) << a.name;
+  }
+}
+
+TEST(PublishTest, ADroppedEventHandlerThatCommitsAgainDoesNotCorruptThePipeline) {
+  // Defect 1: publish kept its accepting queues in one thread_local vector and reported
+  // drops while its reservations were held; a handler that committed from there misrouted
+  // batches and wedged every later commit with overloaded.
+  auto stalled = std::make_shared<RecordingAdapter>("stalled");
+  auto audit = std::make_shared<RecordingAdapter>("audit");
+  Config config = config_with({});
+  config.add_adapter(stalled, {.buffer_size = 1, .overflow = Overflow::drop_newest});
+  config.add_adapter(audit, {.block_timeout = 1s});
+  Emitter emitter(std::move(config));
+  Emitter audit_log(config_with({std::make_shared<RecordingAdapter>("audit_log")}));
+
+  std::atomic<int> reentries{0};
+  ASSERT_TRUE(
+      emissions::telemetry::attach(
+          "audit-drops", {"emissions", "event", "dropped"},
+          [&](const std::vector<std::string>&, const nlohmann::json&, const nlohmann::json&) {
+            // Commit to this very emitter and to another one, from the report.
+            if (reentries.fetch_add(1) < 50) {
+              EXPECT_TRUE(commit_one(emitter, "drop_audited").ok());
+              EXPECT_TRUE(commit_one(audit_log, "drop_audited").ok());
+            }
+          })
+          .ok());
+  stalled->block();
+  ASSERT_TRUE(commit_one(emitter, "first").ok());
+  ASSERT_TRUE(stalled->wait_until_blocked_in_call());
+  for (int i = 0; i < 20; ++i)
+    ASSERT_TRUE(commit_one(emitter, "e", i).ok()) << i;
+  (void)emissions::telemetry::detach("audit-drops");
+  stalled->unblock();
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  ASSERT_TRUE(audit_log.drain(10s).ok());
+  EXPECT_GT(reentries.load(), 0);
+  const auto stats = emitter.stats();
+  expect_exact(stats);
+  EXPECT_EQ(stats.adapters[1].delivered, stats.committed);  // audit saw every event
+  EXPECT_TRUE(commit_one(emitter, "after").ok());
+}
+
+TEST(PublishTest, AStalledAdapterThatWantsNoneOfTheEventsNeverBlocksACommit) {
+  // Defect 11: reservation ignored interested(), so a stalled adapter blocked (and failed)
+  // every commit under the default block policy, even for events it filters out.
+  auto only_x = std::make_shared<RecordingAdapter>("only_x");
+  only_x->set_filter([](const Event& e) { return e.name == emissions::EventName("x"); });
+  auto all = std::make_shared<RecordingAdapter>("all");
+  Config config = config_with({});
+  config.add_adapter(only_x, {.buffer_size = 1, .block_timeout = 100ms});
+  config.add_adapter(all);
+  Emitter emitter(std::move(config));
+  only_x->block();
+  ASSERT_TRUE(commit_one(emitter, "x").ok());
+  ASSERT_TRUE(only_x->wait_until_blocked_in_call());
+  ASSERT_TRUE(commit_one(emitter, "x").ok());  // fills its queue
+  for (int i = 0; i < 10; ++i)
+    EXPECT_TRUE(commit_one(emitter, "y", i).ok()) << i;
+  EXPECT_EQ(commit_one(emitter, "x").code(), Errc::overloaded);  // it does block what it wants
+  only_x->unblock();
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  const auto stats = emitter.stats();
+  expect_exact(stats);
+  EXPECT_EQ(stats.adapters[0].filtered, 10u);
+  EXPECT_EQ(stats.adapters[0].delivered, 2u);
+  EXPECT_EQ(all->received(), 12u);
+}
+
+TEST(PublishTest, APartitionedPoolQueuesEachEventOnce) {
+  // Defect 9: each partition's queue reserved the whole batch, so 10 waiting events showed
+  // as 40 queued with 4 partitions.
+  auto pool = std::make_shared<RecordingAdapter>("pool");
+  Config config = config_with({});
+  config.add_adapter(pool, {.concurrency = 4, .partition_by = [](const Event& e) {
+                              return e.payload.get<std::uint64_t>();
+                            }});
+  Emitter emitter(std::move(config));
+  pool->block();
+  {
+    Transaction tx = emitter.start();
+    for (int key = 0; key < 4; ++key)
+      ASSERT_TRUE(tx.emit("wedge", key).ok());
+    ASSERT_TRUE(tx.commit().ok());
+  }
+  // Every consumer is inside a call now; the next commit waits in the queues.
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (emitter.stats().adapters[0].queued != 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  {
+    Transaction tx = emitter.start();
+    for (int key = 0; key < 10; ++key)
+      ASSERT_TRUE(tx.emit("waiting", key).ok());
+    ASSERT_TRUE(tx.commit().ok());
+  }
+  EXPECT_EQ(emitter.stats().adapters[0].queued, 10u);
+  pool->unblock();
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  expect_exact(emitter.stats());
+  EXPECT_EQ(pool->received(), 14u);
+}
+
+TEST(PublishTest, DropOldestUnderContentionCountsEveryEventExactly) {
+  // Defect 13: the drop_oldest loop could spin without bound; counters must stay exact.
+  auto slow = std::make_shared<RecordingAdapter>("slow");
+  Config config = config_with({});
+  config.add_adapter(slow, {.buffer_size = 4, .overflow = Overflow::drop_oldest});
+  Emitter emitter(std::move(config));
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&emitter, t] {
+      for (int i = 0; i < 2'000; ++i) {
+        Transaction tx = emitter.start();
+        EXPECT_TRUE(tx.emit("e", t).ok());
+        EXPECT_TRUE(tx.emit("e", t).ok());
+        EXPECT_TRUE(tx.commit().ok());
+      }
+    });
+  }
+  for (auto& thread : threads)
+    thread.join();
+  ASSERT_TRUE(emitter.drain(30s).ok());
+  const auto stats = emitter.stats();
+  EXPECT_EQ(stats.committed, 16'000u);
+  expect_exact(stats);
+  EXPECT_EQ(slow->received(), stats.adapters[0].delivered);
+}
+
+TEST(PublishTest, AHugeBufferSizeIsAConfigErrorNotASilentLoss) {
+  // Defect 14: above 2^63 the ring got one slot and commits overwrote each other; 2^40
+  // threw bad_alloc. Both are now a ConfigError naming the field and the bound.
+  for (const std::size_t size :
+       {std::size_t{1} << 40, (std::size_t{1} << 63) + 1, emissions::kMaxBufferSize + 1}) {
+    Config config = config_with({});
+    config.add_adapter(std::make_shared<RecordingAdapter>("a"), {.buffer_size = size});
+    try {
+      Emitter emitter(std::move(config));
+      ADD_FAILURE() << "no ConfigError for buffer_size " << size;
+    } catch (const emissions::ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("adapters[0] ('a').buffer_size must be in [1, " +
+                                           std::to_string(emissions::kMaxBufferSize) + "]"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  Config config = config_with({std::make_shared<RecordingAdapter>("a")});
+  config.pipeline.max_demand = emissions::kMaxBufferSize + 1;
+  EXPECT_THROW(Emitter{std::move(config)}, emissions::ConfigError);
+  Config timeouts = config_with({std::make_shared<RecordingAdapter>("a")});
+  timeouts.shutdown_timeout = std::chrono::milliseconds::max();
+  EXPECT_THROW(Emitter{std::move(timeouts)}, emissions::ConfigError);
+  Config cascade = config_with({std::make_shared<RecordingAdapter>("a")});
+  cascade.max_cascade_depth = emissions::kMaxCascadeDepth + 1;
+  EXPECT_THROW(Emitter{std::move(cascade)}, emissions::ConfigError);
+}
+
+TEST(PublishTest, ALargeBufferSizeWorks) {
+  Config config = config_with({});
+  auto a = std::make_shared<RecordingAdapter>("a");
+  config.add_adapter(a, {.buffer_size = emissions::kMaxBufferSize / 16});
+  Emitter emitter(std::move(config));
+  for (int i = 0; i < 5; ++i)
+    ASSERT_TRUE(commit_one(emitter, "e", i).ok());
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  EXPECT_EQ(a->received(), 5u);
+  expect_exact(emitter.stats());
+}
+
+TEST(PublishTest, MaxInFlightOnASynchronousAdapterIsAConfigError) {
+  Config config = config_with({});
+  config.add_adapter(std::make_shared<RecordingAdapter>("sync"), {.max_in_flight = 4});
+  try {
+    Emitter emitter(std::move(config));
+    ADD_FAILURE() << "no ConfigError";
+  } catch (const emissions::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("adapters[0] ('sync').max_in_flight"), std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
