@@ -3,7 +3,7 @@
 #include <chrono>
 #include <exception>
 
-#include "telemetry_events.hpp"
+#include "telemetry/events.hpp"
 
 namespace emissions::detail {
 

@@ -3,10 +3,10 @@
 #include <atomic>
 #include <mutex>
 
+#include "common/no_destroy.hpp"
 #include "core.hpp"
 #include "default_emitter.hpp"
 #include "emissions/transaction.hpp"
-#include "no_destroy.hpp"
 #include "transaction_access.hpp"
 
 namespace emissions {

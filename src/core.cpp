@@ -12,7 +12,7 @@
 
 #include "emissions/telemetry.hpp"
 #include "handler_dispatcher.hpp"
-#include "telemetry_events.hpp"
+#include "telemetry/events.hpp"
 
 namespace emissions::detail {
 namespace {

@@ -7,7 +7,7 @@
 #include <shared_mutex>
 #include <unordered_map>
 
-#include "no_destroy.hpp"
+#include "common/no_destroy.hpp"
 
 namespace emissions::detail {
 namespace {

@@ -7,7 +7,7 @@
 #include "emissions/ambient.hpp"
 #include "emissions/telemetry.hpp"
 #include "emissions/transaction.hpp"
-#include "telemetry_events.hpp"
+#include "telemetry/events.hpp"
 #include "transaction_access.hpp"
 
 namespace emissions::detail {

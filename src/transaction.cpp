@@ -3,7 +3,7 @@
 #include "batch.hpp"
 #include "core.hpp"
 #include "emissions/telemetry.hpp"
-#include "telemetry_events.hpp"
+#include "telemetry/events.hpp"
 #include "transaction_access.hpp"
 #include "wall_clock.hpp"
 

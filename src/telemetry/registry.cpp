@@ -18,7 +18,7 @@
 #include <utility>
 #include <vector>
 
-#include "no_destroy.hpp"
+#include "common/no_destroy.hpp"
 
 namespace emissions::telemetry {
 
