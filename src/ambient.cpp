@@ -23,7 +23,7 @@ struct DefaultRegistry {
 // itself during static destruction.
 DefaultRegistry& registry() {
   static NoDestroy<DefaultRegistry> holder;
-  return holder.value;
+  return *holder;
 }
 
 }  // namespace

@@ -14,6 +14,8 @@
 #include <nlohmann/detail/output/output_adapters.hpp>
 #include <nlohmann/detail/output/serializer.hpp>
 
+#include "common/no_destroy.hpp"
+
 namespace emissions {
 namespace detail {
 namespace {
@@ -161,10 +163,11 @@ void append_timestamp(std::chrono::system_clock::time_point t, std::string& out)
 }
 
 // Events made by emit() always carry an object; a hand-built Event may hold null. Both the
-// envelope and the serializer write `{}` for it, keeping the documented shape.
+// envelope and the serializer write `{}` for it, keeping the documented shape. Never
+// destroyed: adapters may serialize from a static Emitter's destructor.
 const Json& metadata_of(const Event& event) {
-  static const Json kEmptyObject = Json::object();
-  return event.metadata.is_null() ? kEmptyObject : event.metadata;
+  static const NoDestroy<Json> kEmptyObject{Json::object()};
+  return event.metadata.is_null() ? *kEmptyObject : event.metadata;
 }
 
 }  // namespace

@@ -85,8 +85,8 @@ struct Registry {
 // The registry is never destroyed: static destructors in other files (an emitter shutting
 // down at exit) may still execute events after this file's statics would be gone.
 Registry& registry() {
-  static emissions::detail::NoDestroy<Registry> storage;
-  return storage.value;
+  static emissions::detail::NoDestroy<Registry> holder;
+  return *holder;
 }
 
 Snapshot load_table() {
@@ -185,10 +185,11 @@ bool detach_if_same(const std::string& id, const std::shared_ptr<const Handler>&
 void report_failure(const std::string& id, const EventName& event,
                     const std::exception_ptr& error) noexcept {
   try {
-    static const EventName kFailureEvent{"telemetry", "handler", "failure"};
+    static const emissions::detail::NoDestroy<EventName> kFailureEvent{
+        EventName{"telemetry", "handler", "failure"}};
     const nlohmann::json metadata{
         {"handler_id", id}, {"event_name", event_to_json(event)}, {"reason", describe(error)}};
-    execute(kFailureEvent, nlohmann::json::object(), metadata);
+    execute(*kFailureEvent, nlohmann::json::object(), metadata);
   } catch (...) {
     // Out of memory while building the report: execute must not throw, so the report is
     // lost; the handler has already been detached.
