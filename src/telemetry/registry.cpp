@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/exceptions.hpp"
 #include "common/no_destroy.hpp"
 
 namespace emissions::telemetry {
@@ -60,6 +61,9 @@ struct Table {
 };
 
 using Snapshot = std::shared_ptr<const Table>;
+
+// The "reason" reported for an exception that does not derive from std::exception.
+constexpr std::string_view kUnknownReason = "unknown";
 
 }  // namespace
 
@@ -133,16 +137,6 @@ nlohmann::json event_to_json(const EventName& event) {
   return out;
 }
 
-std::string describe(const std::exception_ptr& error) {
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    return e.what();
-  } catch (...) {
-    return "unknown";
-  }
-}
-
 // Caller holds write_mutex; `retired` receives the replaced table (see publish_table).
 // With `expected`, removes `id` only while it is still attached with that handler.
 Status remove_locked(const std::string& id, const std::shared_ptr<const Handler>* expected,
@@ -183,12 +177,12 @@ bool detach_if_same(const std::string& id, const std::shared_ptr<const Handler>&
 }
 
 void report_failure(const std::string& id, const EventName& event,
-                    const std::exception_ptr& error) noexcept {
+                    const std::string& reason) noexcept {
   try {
     static const emissions::detail::NoDestroy<EventName> kFailureEvent{
         EventName{"telemetry", "handler", "failure"}};
     const nlohmann::json metadata{
-        {"handler_id", id}, {"event_name", event_to_json(event)}, {"reason", describe(error)}};
+        {"handler_id", id}, {"event_name", event_to_json(event)}, {"reason", reason}};
     execute(*kFailureEvent, nlohmann::json::object(), metadata);
   } catch (...) {
     // Out of memory while building the report: execute must not throw, so the report is
@@ -281,8 +275,8 @@ void execute(const EventName& event, const nlohmann::json& measurements,
     try {
       (*entry.handler)(event, measurements, metadata);
     } catch (...) {
-      const std::exception_ptr error = std::current_exception();
-      if (detach_if_same(entry.id, entry.handler)) report_failure(entry.id, event, error);
+      const std::string reason = emissions::detail::describe_current_exception(kUnknownReason);
+      if (detach_if_same(entry.id, entry.handler)) report_failure(entry.id, event, reason);
     }
   }
 }
@@ -353,7 +347,11 @@ void span_exception(const EventName& prefix, const nlohmann::json& metadata, std
       if (!metadata.is_null()) meta["metadata"] = metadata;
     }
     meta["kind"] = "exception";
-    meta["reason"] = describe(error);
+    try {
+      std::rethrow_exception(error);
+    } catch (...) {
+      meta["reason"] = emissions::detail::describe_current_exception(kUnknownReason);
+    }
     execute(with_suffix(prefix, "exception"),
             nlohmann::json{{"duration", now - start_ns}, {"monotonic_time", now}}, meta);
   } catch (...) {
