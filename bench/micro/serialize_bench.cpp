@@ -10,6 +10,16 @@
 //   1 the same order with floating-point amounts
 //   2 the same order with non-ASCII (UTF-8) text
 // Metadata is a two-field object; the event name is "order_created".
+//
+// Release preset, 2-vCPU KVM guest shared with other builds (load average 6-7, so CPU
+// time, and the lowest of 4-5 runs' medians; each run 5-7 repetitions, min_time 0.2 s),
+// run alternately with a build of the previous serializer, which reused one
+// nlohmann::detail::serializer per thread:
+//                                   payload 0   payload 1   payload 2
+//   serialize_to, own writer           326 ns      638 ns      336 ns
+//   serialize_to, nlohmann::detail     704 ns      891 ns      739 ns
+//   envelope(event).dump()            2139 ns     2416 ns     2156 ns
+// Floating-point numbers still go through dump(): about 100 ns each here (payload 1 has 3).
 #include <chrono>
 #include <string>
 

@@ -6,7 +6,9 @@
 // order: `exit_marker` (opens the adapters' gates), `emitter` (its destructor delivers
 // through the "gated" adapter, reporting [emissions, adapter, success], and gives up on
 // the "slow" adapter's queue, reporting [emissions, event, dropped]), then `verdict`, which
-// exits with status 3 unless both events reached the handler during static destruction.
+// exits with status 3 unless both events reached the handler during static destruction,
+// and with status 4 unless a default Event (the empty name, null metadata written as the
+// empty object) still serializes then.
 // Before the library's own process-wide objects (telemetry probes, the empty event name,
 // the empty metadata object, registries) were made never-destroyed, the emitter's
 // destructor used some of them after their destruction and the program crashed.
@@ -18,10 +20,12 @@
 #include <cstring>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 #include <thread>
 
 #include "emissions/emitter.hpp"
+#include "emissions/event.hpp"
 #include "emissions/telemetry.hpp"
 
 namespace {
@@ -93,6 +97,16 @@ struct Verdict {
       say("static_emitter: no [emissions, event, dropped] during static destruction\n");
       std::_Exit(3);
     }
+    std::string text;
+    try {
+      text = emissions::serialize(emissions::Event{});
+    } catch (...) {
+      text.clear();
+    }
+    if (text.find(R"("metadata":{},"name":"","payload":null})") == std::string::npos) {
+      say("static_emitter: a default Event does not serialize during static destruction\n");
+      std::_Exit(4);
+    }
   }
 };
 
@@ -132,6 +146,9 @@ int main() {
       return 2;
     }
   }
+  // Builds the library's function-local statics now, after `verdict`, so that they would be
+  // destroyed before it if they were ordinary statics.
+  if (emissions::serialize(emissions::Event{}).empty()) return 2;
   // Not drained: the emitter's destructor, during static destruction, delivers and drops.
   return 0;
 }
