@@ -1,4 +1,5 @@
-// The telemetry registry: a copy-on-write table of attachments.
+// The telemetry registry (Erlang's `telemetry` model: handlers attached by id to event
+// names, called synchronously by execute): a copy-on-write table of attachments.
 //
 // Writers (attach, detach, a failing handler's removal) build a new immutable Table under
 // the registry's write mutex and publish it. Readers (execute, handlers_for) copy the
