@@ -5,9 +5,9 @@
 
 #include <vector>
 
+#include "common/no_destroy.hpp"
 #include "default_emitter.hpp"
 #include "emissions/transaction.hpp"
-#include "no_destroy.hpp"
 #include "pipeline/core.hpp"
 #include "transaction_access.hpp"
 
@@ -25,7 +25,7 @@ struct DefaultRegistry {
 // itself during static destruction.
 DefaultRegistry& registry() {
   static NoDestroy<DefaultRegistry> holder;
-  return holder.value;
+  return *holder;
 }
 
 void remove_locked(DefaultRegistry& r, const Core* core) {

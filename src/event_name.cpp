@@ -7,7 +7,7 @@
 #include <shared_mutex>
 #include <unordered_map>
 
-#include "no_destroy.hpp"
+#include "common/no_destroy.hpp"
 
 namespace emissions::detail {
 namespace {
@@ -51,19 +51,20 @@ class InternTable {
 // Never destroyed: names may be used by other objects' destructors at exit.
 InternTable& table() {
   static NoDestroy<InternTable> holder;
-  return holder.value;
+  return *holder;
 }
-
-const InternedName kEmpty{std::string(), hash_text({})};
 
 }  // namespace
 
+// Never destroyed, so it outlives every static EventName; built on first use, so it also
+// exists before this file's own statics are initialised.
 const InternedName* empty_name() noexcept {
-  return &kEmpty;
+  static const NoDestroy<InternedName> kEmpty{std::string(), hash_text({})};
+  return &kEmpty.get();
 }
 
 const InternedName* intern(std::string_view text) {
-  if (text.empty()) return &kEmpty;
+  if (text.empty()) return empty_name();
   const std::size_t hash = hash_text(text);
   // A small direct-mapped cache per thread makes repeated names lock-free.
   thread_local std::array<const InternedName*, 256> cache{};

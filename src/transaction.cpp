@@ -4,7 +4,7 @@
 #include "emissions/telemetry.hpp"
 #include "pipeline/batch.hpp"
 #include "pipeline/core.hpp"
-#include "telemetry_events.hpp"
+#include "telemetry/events.hpp"
 #include "transaction_access.hpp"
 #include "wall_clock.hpp"
 

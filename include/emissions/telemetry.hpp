@@ -79,7 +79,9 @@ class Probe {
  private:
   friend struct ProbeAccess;
   EventName event_;
-  std::atomic<bool> active_{false};
+  // Written by the registry through the pointer the constructor registered; mutable because
+  // probes are typically `const` objects (as above).
+  mutable std::atomic<bool> active_{false};
 };
 
 // Attaches `handler` to `event` under `id`. already_exists when `id` is in use;

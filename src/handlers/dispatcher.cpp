@@ -10,7 +10,7 @@
 #include "emissions/transaction.hpp"
 #include "pipeline/core.hpp"
 #include "pipeline/thread_role.hpp"
-#include "telemetry_events.hpp"
+#include "telemetry/events.hpp"
 #include "transaction_access.hpp"
 
 namespace emissions::detail {

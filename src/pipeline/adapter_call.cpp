@@ -1,9 +1,9 @@
 #include "pipeline/adapter_call.hpp"
 
 #include <chrono>
-#include <exception>
 
-#include "telemetry_events.hpp"
+#include "common/exceptions.hpp"
+#include "telemetry/events.hpp"
 
 namespace emissions::detail {
 
@@ -22,14 +22,13 @@ DeliveryOutcome deliver_to(Adapter& adapter, std::span<const Event> batch, bool&
       }
     }
     if (!needs_init) out.status = adapter.handle_events(batch);
-  } catch (const std::exception& e) {
-    out.status = Status(Errc::internal, e.what());
-    out.threw = true;
   } catch (...) {
-    out.status = Status(Errc::internal, "unknown exception");
+    out.status = Status(Errc::internal, describe_current_exception());
     out.threw = true;
   }
-  if (out.threw) needs_init = true;  // the seed's restart: init() again before the next batch
+  // A throw counts as a crash, and the adapter is restarted the way an Elixir supervisor
+  // restarts a crashed process: init() runs again before the next batch.
+  if (out.threw) needs_init = true;
   if (timed) {
     out.duration_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                           std::chrono::steady_clock::now() - started)

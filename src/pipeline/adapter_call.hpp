@@ -1,4 +1,4 @@
-// Internal: one delivery to an adapter, with the seed's restart rule, shared by the
+// Internal: one delivery to an adapter, with its restart rule, shared by the
 // pipeline's consumers and by adapters that wrap another one (adapters::Batching).
 #pragma once
 

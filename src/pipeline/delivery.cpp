@@ -3,7 +3,7 @@
 
 #include "common/best_effort.hpp"
 #include "pipeline/adapter_call.hpp"
-#include "telemetry_events.hpp"
+#include "telemetry/events.hpp"
 
 namespace emissions {
 

@@ -13,7 +13,7 @@
 #include "pipeline/core.hpp"
 #include "pipeline/delivery_state.hpp"
 #include "pipeline/thread_role.hpp"
-#include "telemetry_events.hpp"
+#include "telemetry/events.hpp"
 
 namespace emissions::detail {
 namespace {

@@ -13,7 +13,7 @@
 #include "common/best_effort.hpp"
 #include "common/wait.hpp"
 #include "pipeline/core.hpp"
-#include "telemetry_events.hpp"
+#include "telemetry/events.hpp"
 
 namespace emissions::detail {
 namespace {

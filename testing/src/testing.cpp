@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "common/no_destroy.hpp"
 #include "emissions/ambient.hpp"
 #include "pipeline/delivery_state.hpp"
 
@@ -94,15 +95,9 @@ struct Global {
 
 // Never destroyed: teardown at exit runs from an atexit handler instead (see setup()), so
 // nothing here depends on the order in which static objects are destroyed.
-union NeverDestroyed {
-  Global value;
-  NeverDestroyed() : value() {}
-  ~NeverDestroyed() {}
-};
-
 Global& global() {
-  static NeverDestroyed holder;
-  return holder.value;
+  static emissions::detail::NoDestroy<Global> holder;
+  return *holder;
 }
 
 // A copy of the current pair, so a concurrent teardown() cannot free it under a caller.

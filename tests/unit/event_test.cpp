@@ -166,6 +166,109 @@ TEST(Serialize, ConcurrentThreadsProduceTheSameText) {
   EXPECT_EQ(mismatches.load(), 0);
 }
 
+// serialize(e) equals envelope(e).dump(), or both throw nlohmann's type_error.
+::testing::AssertionResult serializes_like_dump(const Event& e) {
+  std::string expected;
+  bool dump_threw = false;
+  try {
+    expected = envelope(e).dump();
+  } catch (const nlohmann::json::type_error&) {
+    dump_threw = true;
+  }
+  std::string out = "kept";
+  try {
+    serialize_to(e, out);
+  } catch (const nlohmann::json::type_error&) {
+    if (dump_threw && out == "kept") return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "serialize_to threw, dump() did not";
+  }
+  if (dump_threw)
+    return ::testing::AssertionFailure() << "dump() threw, serialize_to wrote " << out;
+  if (out != "kept" + expected) {
+    return ::testing::AssertionFailure()
+           << "serialize_to wrote " << out << "\ndump() wrote " << expected;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+std::string hex(const std::string& bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  for (const char c : bytes) {
+    const auto byte = static_cast<unsigned char>(c);
+    out += {'\\', 'x', kDigits[byte >> 4], kDigits[byte & 0xf]};
+  }
+  return out;
+}
+
+// Every byte, and every byte after each non-ASCII one, in payload strings (and a sample in
+// object keys, written by the same code): the escapes, and which UTF-8 sequences are
+// accepted (kept as is) or rejected (type_error), must be dump()'s.
+TEST(Serialize, EscapesAndValidatesUtf8LikeDump) {
+  std::vector<std::string> texts;
+  std::vector<std::string> keys;
+  for (int a = 0; a < 256; ++a) {
+    keys.push_back(std::string(1, static_cast<char>(a)));
+    if (a < 0x80) continue;  // after an ASCII byte, the next one is a single byte again
+    for (int b = 0; b < 256; ++b) {
+      const std::string two = {static_cast<char>(a), static_cast<char>(b)};
+      texts.push_back(two);
+      // Three- and four-byte leads, with a second byte around the edges of its ranges:
+      // complete the sequence, or break it.
+      if (a >= 0xe0 && b >= 0x7f && b <= 0xc0) {
+        texts.push_back(two + "\x80");
+        texts.push_back(two + "\x80\x80");
+        texts.push_back(two + "\xbf\xbf");
+        texts.push_back(two + "\x80x");
+      }
+    }
+  }
+  // The last overlong and first valid forms, surrogates, U+10FFFF and beyond.
+  for (const char* edge : {"\xe0\x9f\xbf", "\xe0\xa0\x80", "\xed\x9f\xbf", "\xed\xa0\x80",
+                           "\xef\xbf\xbf", "\xf0\x8f\xbf\xbf", "\xf0\x90\x80\x80",
+                           "\xf4\x8f\xbf\xbf", "\xf4\x90\x80\x80", "\xc1\xbf", "\xc2\x80"}) {
+    keys.push_back(std::string("a") + edge + "z");
+  }
+  texts.insert(texts.end(), keys.begin(), keys.end());
+  for (const std::string& text : texts) {
+    ASSERT_TRUE(serializes_like_dump(make_event("e", text, nullptr))) << "payload " << hex(text);
+  }
+  for (const std::string& key : keys) {
+    ASSERT_TRUE(serializes_like_dump(make_event("e", {{key, 1}}, nullptr))) << "key " << hex(key);
+  }
+  // Event names go through the same writer.
+  for (const char* name : {"ok", "caf\xc3\xa9", "bad \xc3", "\xed\xa0\x80", "\x7f\x1f"}) {
+    ASSERT_TRUE(serializes_like_dump(make_event(name, 1, nullptr))) << "name " << hex(name);
+  }
+}
+
+TEST(Serialize, NumbersAndOtherValuesMatchDump) {
+  const std::vector<nlohmann::json> values = {
+      0,
+      -1,
+      std::numeric_limits<std::int64_t>::max(),
+      std::numeric_limits<std::int64_t>::min(),
+      std::numeric_limits<std::uint64_t>::max(),
+      0.0,
+      -0.0,
+      1.0,
+      0.1 + 0.2,
+      1e-7,
+      123456789012345680.0,
+      1e21,
+      5e-324,
+      std::numeric_limits<double>::max(),
+      std::numeric_limits<double>::quiet_NaN(),
+      std::numeric_limits<double>::infinity(),
+      nlohmann::json::binary({1, 2, 255}),
+      nlohmann::json::binary({1, 2}, 7),
+      nlohmann::json::array({nlohmann::json::array(), nlohmann::json::object(), nullptr, false}),
+  };
+  for (const nlohmann::json& value : values) {
+    EXPECT_TRUE(serializes_like_dump(make_event("n", value, {{"v", value}}))) << value.dump();
+  }
+}
+
 // --- format_timestamp -------------------------------------------------------------------
 
 TEST(FormatTimestamp, KnownValues) {

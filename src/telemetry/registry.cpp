@@ -1,4 +1,5 @@
-// The telemetry registry: a copy-on-write table of attachments.
+// The telemetry registry (Erlang's `telemetry` model: handlers attached by id to event
+// names, called synchronously by execute): a copy-on-write table of attachments.
 //
 // Writers (attach, detach, a failing handler's removal) build a new immutable Table under
 // the registry's write mutex and publish it. Readers (execute, handlers_for) copy the
@@ -7,9 +8,7 @@
 // std::atomic<std::shared_ptr> because not every standard library ships the latter.
 #include "emissions/telemetry.hpp"
 
-#include <chrono>
 #include <cstddef>
-#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -18,7 +17,8 @@
 #include <utility>
 #include <vector>
 
-#include "no_destroy.hpp"
+#include "common/exceptions.hpp"
+#include "common/no_destroy.hpp"
 
 namespace emissions::telemetry {
 
@@ -61,6 +61,9 @@ struct Table {
 
 using Snapshot = std::shared_ptr<const Table>;
 
+// The "reason" reported for an exception that does not derive from std::exception.
+constexpr std::string_view kUnknownReason = "unknown";
+
 }  // namespace
 
 struct ProbeAccess {
@@ -85,8 +88,8 @@ struct Registry {
 // The registry is never destroyed: static destructors in other files (an emitter shutting
 // down at exit) may still execute events after this file's statics would be gone.
 Registry& registry() {
-  static emissions::detail::NoDestroy<Registry> storage;
-  return storage.value;
+  static emissions::detail::NoDestroy<Registry> holder;
+  return *holder;
 }
 
 Snapshot load_table() {
@@ -133,16 +136,6 @@ nlohmann::json event_to_json(const EventName& event) {
   return out;
 }
 
-std::string describe(const std::exception_ptr& error) {
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    return e.what();
-  } catch (...) {
-    return "unknown";
-  }
-}
-
 // Caller holds write_mutex; `retired` receives the replaced table (see publish_table).
 // With `expected`, removes `id` only while it is still attached with that handler.
 Status remove_locked(const std::string& id, const std::shared_ptr<const Handler>* expected,
@@ -183,12 +176,13 @@ bool detach_if_same(const std::string& id, const std::shared_ptr<const Handler>&
 }
 
 void report_failure(const std::string& id, const EventName& event,
-                    const std::exception_ptr& error) noexcept {
+                    const std::string& reason) noexcept {
   try {
-    static const EventName kFailureEvent{"telemetry", "handler", "failure"};
+    static const emissions::detail::NoDestroy<EventName> kFailureEvent{
+        EventName{"telemetry", "handler", "failure"}};
     const nlohmann::json metadata{
-        {"handler_id", id}, {"event_name", event_to_json(event)}, {"reason", describe(error)}};
-    execute(kFailureEvent, nlohmann::json::object(), metadata);
+        {"handler_id", id}, {"event_name", event_to_json(event)}, {"reason", reason}};
+    execute(*kFailureEvent, nlohmann::json::object(), metadata);
   } catch (...) {
     // Out of memory while building the report: execute must not throw, so the report is
     // lost; the handler has already been detached.
@@ -280,8 +274,8 @@ void execute(const EventName& event, const nlohmann::json& measurements,
     try {
       (*entry.handler)(event, measurements, metadata);
     } catch (...) {
-      const std::exception_ptr error = std::current_exception();
-      if (detach_if_same(entry.id, entry.handler)) report_failure(entry.id, event, error);
+      const std::string reason = emissions::detail::describe_current_exception(kUnknownReason);
+      if (detach_if_same(entry.id, entry.handler)) report_failure(entry.id, event, reason);
     }
   }
 }
@@ -297,69 +291,5 @@ std::vector<std::string> handlers_for(const EventName& event) {
     ids.push_back(entry.id);
   return ids;
 }
-
-namespace detail {
-
-EventName with_suffix(const EventName& prefix, const char* suffix) {
-  EventName name;
-  name.reserve(prefix.size() + 1);
-  name.insert(name.end(), prefix.begin(), prefix.end());
-  name.emplace_back(suffix);
-  return name;
-}
-
-std::int64_t monotonic_ns() noexcept {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-std::int64_t span_start(const EventName& prefix, const nlohmann::json& metadata) noexcept {
-  const std::int64_t start = monotonic_ns();
-  try {
-    const std::int64_t system_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                       std::chrono::system_clock::now().time_since_epoch())
-                                       .count();
-    execute(with_suffix(prefix, "start"),
-            nlohmann::json{{"monotonic_time", start}, {"system_time", system_ns}}, metadata);
-  } catch (...) {
-    // Out of memory building the event: the span still runs, only this event is lost.
-  }
-  return start;
-}
-
-void span_stop(const EventName& prefix, const nlohmann::json& metadata,
-               std::int64_t start_ns) noexcept {
-  const std::int64_t now = monotonic_ns();
-  try {
-    execute(with_suffix(prefix, "stop"),
-            nlohmann::json{{"duration", now - start_ns}, {"monotonic_time", now}}, metadata);
-  } catch (...) {
-    // Out of memory building the event: the span's result is still returned.
-  }
-}
-
-void span_exception(const EventName& prefix, const nlohmann::json& metadata, std::int64_t start_ns,
-                    std::exception_ptr error) noexcept {
-  const std::int64_t now = monotonic_ns();
-  try {
-    nlohmann::json meta;
-    if (metadata.is_object()) {
-      meta = metadata;
-    } else {
-      meta = nlohmann::json::object();
-      // A null metadata (from `{}`) is an empty object; anything else is kept, not dropped.
-      if (!metadata.is_null()) meta["metadata"] = metadata;
-    }
-    meta["kind"] = "exception";
-    meta["reason"] = describe(error);
-    execute(with_suffix(prefix, "exception"),
-            nlohmann::json{{"duration", now - start_ns}, {"monotonic_time", now}}, meta);
-  } catch (...) {
-    // Out of memory building the event: the caller still rethrows the original exception.
-  }
-}
-
-}  // namespace detail
 
 }  // namespace emissions::telemetry
