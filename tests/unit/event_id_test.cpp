@@ -1,0 +1,128 @@
+// EventId: UUIDv7 generation (time, order, uniqueness) and its text form.
+#include "emissions/event_id.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "wall_clock.hpp"
+
+namespace emissions {
+namespace {
+
+using std::chrono::system_clock;
+using namespace std::chrono_literals;
+
+// 2026-11-21T01:37:33.123456789Z
+system_clock::time_point sample_time() {
+  return system_clock::time_point(std::chrono::duration_cast<system_clock::duration>(
+      std::chrono::nanoseconds(1'795'225'053'123'456'789LL)));
+}
+
+// Runs `body` on a thread of its own: ids of one thread never go backward, so a thread
+// that already made later ids would stamp new ones with that later time.
+template <typename Body>
+void on_fresh_thread(Body body) {
+  std::thread(std::move(body)).join();
+}
+
+TEST(EventIdTest, StaysWithinAMillisecondOfEmittedAtAtFullSpeed) {
+  // As emit does it, as fast as one thread can: 500 k ids in ~100 ms used to carry the
+  // sub-millisecond counter into the milliseconds and run hundreds of ms ahead.
+  constexpr std::size_t kIds = 1'000'000;
+  std::vector<std::pair<system_clock::time_point, EventId>> made;
+  made.reserve(kIds);
+  on_fresh_thread([&] {
+    for (std::size_t i = 0; i < kIds; ++i) {
+      const auto now = detail::wall_now();
+      made.emplace_back(now, EventId::generate(now));
+    }
+  });
+  ASSERT_EQ(made.size(), kIds);
+  for (std::size_t i = 0; i < kIds; ++i) {
+    const auto& [emitted_at, id] = made[i];
+    ASSERT_LE(std::chrono::abs(id.timestamp() - emitted_at), 1ms)
+        << "id " << i << " of " << kIds << " is "
+        << std::chrono::duration_cast<std::chrono::microseconds>(id.timestamp() - emitted_at)
+               .count()
+        << " us from its emitted_at";
+    if (i > 0) {
+      ASSERT_LT(made[i - 1].second, id) << "at " << i;
+    }
+  }
+}
+
+TEST(EventIdTest, AMillionIdsAtOneInstantStayInItsMillisecond) {
+  constexpr std::size_t kIds = 1'000'000;
+  std::vector<EventId> ids;
+  ids.reserve(kIds);
+  on_fresh_thread([&] {
+    for (std::size_t i = 0; i < kIds; ++i)
+      ids.push_back(EventId::generate(sample_time()));
+  });
+  const auto ms = std::chrono::floor<std::chrono::milliseconds>(sample_time());
+  for (std::size_t i = 0; i < kIds; ++i) {
+    ASSERT_EQ(ids[i].timestamp().time_since_epoch(), ms.time_since_epoch()) << "at " << i;
+    if (i > 0) {
+      ASSERT_LT(ids[i - 1], ids[i]) << "at " << i;
+    }
+  }
+}
+
+TEST(EventIdTest, UniqueAcrossFourThreadsAtFullSpeed) {
+  constexpr std::size_t kThreads = 4;
+  constexpr std::size_t kPerThread = 250'000;
+  std::vector<std::vector<EventId>> ids(kThreads);
+  std::vector<std::thread> threads;
+  for (auto& mine : ids) {
+    threads.emplace_back([&mine] {
+      mine.reserve(kPerThread);
+      for (std::size_t i = 0; i < kPerThread; ++i)
+        mine.push_back(EventId::generate());
+    });
+  }
+  for (auto& thread : threads)
+    thread.join();
+
+  std::vector<EventId> all;
+  all.reserve(kThreads * kPerThread);
+  for (const auto& mine : ids) {
+    ASSERT_EQ(mine.size(), kPerThread);
+    for (std::size_t i = 1; i < mine.size(); ++i)
+      ASSERT_LT(mine[i - 1], mine[i]) << "at " << i;
+    all.insert(all.end(), mine.begin(), mine.end());
+  }
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(std::adjacent_find(all.begin(), all.end()), all.end()) << "a duplicate id";
+}
+
+TEST(EventIdTest, ThreadsStampingOneInstantMakeDistinctIds) {
+  // Same millisecond and fraction on every thread: only the low 62 bits tell them apart.
+  constexpr std::size_t kThreads = 4;
+  constexpr std::size_t kPerThread = 100'000;
+  std::vector<std::vector<EventId>> ids(kThreads);
+  std::vector<std::thread> threads;
+  for (auto& mine : ids) {
+    threads.emplace_back([&mine] {
+      mine.reserve(kPerThread);
+      for (std::size_t i = 0; i < kPerThread; ++i)
+        mine.push_back(EventId::generate(sample_time()));
+    });
+  }
+  for (auto& thread : threads)
+    thread.join();
+  std::vector<EventId> all;
+  for (const auto& mine : ids)
+    all.insert(all.end(), mine.begin(), mine.end());
+  ASSERT_EQ(all.size(), kThreads * kPerThread);
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(std::adjacent_find(all.begin(), all.end()), all.end()) << "a duplicate id";
+}
+
+}  // namespace
+}  // namespace emissions
