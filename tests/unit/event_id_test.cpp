@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <optional>
+#include <sstream>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -122,6 +125,72 @@ TEST(EventIdTest, ThreadsStampingOneInstantMakeDistinctIds) {
   ASSERT_EQ(all.size(), kThreads * kPerThread);
   std::sort(all.begin(), all.end());
   EXPECT_EQ(std::adjacent_find(all.begin(), all.end()), all.end()) << "a duplicate id";
+}
+
+TEST(EventIdTest, VersionSevenAndRfcVariant) {
+  for (int i = 0; i < 1000; ++i) {
+    const EventId id = EventId::generate();
+    ASSERT_EQ((id.high() >> 12) & 0xf, 7u);
+    ASSERT_EQ(id.low() >> 62, 0b10u);
+    const std::string text = id.str();
+    ASSERT_EQ(text[14], '7');
+    ASSERT_TRUE(text[19] == '8' || text[19] == '9' || text[19] == 'a' || text[19] == 'b');
+    ASSERT_FALSE(id.is_nil());
+  }
+}
+
+TEST(EventIdTest, TimestampIsTheMillisecondGivenToGenerate) {
+  std::vector<std::pair<system_clock::time_point, EventId>> made;
+  on_fresh_thread([&] {
+    auto at = sample_time();
+    for (int i = 0; i < 50; ++i) {
+      made.emplace_back(at, EventId::generate(at));
+      at += 1'234'567ns;
+    }
+  });
+  ASSERT_EQ(made.size(), 50u);
+  for (const auto& [at, id] : made) {
+    EXPECT_EQ(id.timestamp(), std::chrono::floor<std::chrono::milliseconds>(at));
+  }
+  const EventId now_id = EventId::generate();
+  EXPECT_LE(std::chrono::abs(now_id.timestamp() - system_clock::now()), 1s);
+}
+
+TEST(EventIdTest, TextRoundTrip) {
+  for (int i = 0; i < 1000; ++i) {
+    const EventId id = EventId::generate();
+    const std::string text = id.str();
+    ASSERT_EQ(text.size(), 36u);
+    ASSERT_EQ(EventId::parse(text), id);
+    std::string upper = text;
+    std::transform(upper.begin(), upper.end(), upper.begin(),
+                   [](char c) { return c >= 'a' && c <= 'f' ? static_cast<char>(c - 32) : c; });
+    ASSERT_EQ(EventId::parse(upper), id);
+  }
+  const EventId fixed(0x0123456789abcdefULL, 0xfedcba9876543210ULL);
+  EXPECT_EQ(fixed.str(), "01234567-89ab-cdef-fedc-ba9876543210");
+  EXPECT_EQ(EventId().str(), "00000000-0000-0000-0000-000000000000");
+  EXPECT_TRUE(EventId().is_nil());
+  std::ostringstream os;
+  os << fixed;
+  EXPECT_EQ(os.str(), fixed.str());
+}
+
+TEST(EventIdTest, ParseRejectsMalformedText) {
+  const char* bad[] = {
+      "",
+      "01234567-89ab-cdef-fedc-ba987654321",    // too short
+      "01234567-89ab-cdef-fedc-ba98765432100",  // too long
+      "0123456789abcdeffedcba9876543210",       // no dashes
+      "01234567+89ab-cdef-fedc-ba9876543210",   // wrong separator
+      "0123456-789ab-cdef-fedc-ba9876543210",   // dash in the wrong place
+      "01234567-89ab-cdef-fedc-ba987654321g",   // not hex
+      " 1234567-89ab-cdef-fedc-ba9876543210",   // space
+      "{1234567-89ab-cdef-fedc-ba987654321}",   // braces
+      "01234567-89ab-cdef-fedc-ba98765432-0",   // dash among the digits
+  };
+  for (const char* text : bad)
+    EXPECT_EQ(EventId::parse(text), std::nullopt) << text;
 }
 
 }  // namespace
