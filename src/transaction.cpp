@@ -4,8 +4,8 @@
 #include "core.hpp"
 #include "emissions/telemetry.hpp"
 #include "telemetry_events.hpp"
+#include "time/wall_clock.hpp"
 #include "transaction_access.hpp"
-#include "wall_clock.hpp"
 
 namespace emissions {
 namespace {}  // namespace

@@ -5,7 +5,7 @@
 #include <thread>
 
 #include "bench.hpp"
-#include "wall_clock.hpp"
+#include "time/wall_clock.hpp"
 
 namespace emissions::bench {
 

@@ -13,7 +13,7 @@
 
 #include <gtest/gtest.h>
 
-#include "wall_clock.hpp"
+#include "time/wall_clock.hpp"
 
 namespace emissions {
 namespace {
