@@ -2,7 +2,8 @@
 //
 //   nlohmann::json{{"system_time", detail::system_time_ns()}};
 //
-// Event timestamps come from wall_now() (time/wall_clock.hpp) instead.
+// For event timestamps use wall_now() (time/wall_clock.hpp), which is cheaper and never
+// goes backwards on one thread.
 #pragma once
 
 #include <chrono>
