@@ -14,6 +14,8 @@
 #include <nlohmann/detail/output/output_adapters.hpp>
 #include <nlohmann/detail/output/serializer.hpp>
 
+#include "event_id_text.hpp"
+
 namespace emissions {
 namespace detail {
 namespace {
@@ -107,14 +109,7 @@ void append_json_string(std::string_view text, std::string& out) {
 
 // Same text as EventId::str(), without the temporary string.
 void append_id(const EventId& id, std::string& out) {
-  std::array<char, 36> text{};
-  std::size_t pos = 0;
-  for (int nibble = 0; nibble < 32; ++nibble) {
-    if (pos == 8 || pos == 13 || pos == 18 || pos == 23) text[pos++] = '-';
-    const std::uint64_t part = nibble < 16 ? id.high() : id.low();
-    const int shift = 60 - 4 * (nibble % 16);
-    text[pos++] = kHexDigits[(part >> shift) & 0xf];
-  }
+  const std::array<char, 36> text = event_id_text(id);
   out.append(text.data(), text.size());
 }
 

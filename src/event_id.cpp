@@ -23,6 +23,7 @@
 #include <random>
 #include <thread>
 
+#include "event_id_text.hpp"
 #include "time/system_time.hpp"
 #include "time/wall_clock.hpp"
 
@@ -93,8 +94,6 @@ std::uint64_t stamp_of(std::chrono::system_clock::time_point at) noexcept {
   return (ms << 12) | fraction;
 }
 
-constexpr char kHex[] = "0123456789abcdef";
-
 int hex_value(char c) noexcept {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -151,15 +150,8 @@ std::optional<EventId> EventId::parse(std::string_view text) noexcept {
 }
 
 std::string EventId::str() const {
-  std::string out(36, '-');
-  std::size_t pos = 0;
-  for (int nibble = 0; nibble < 32; ++nibble) {
-    if (pos == 8 || pos == 13 || pos == 18 || pos == 23) ++pos;
-    const std::uint64_t part = nibble < 16 ? high_ : low_;
-    const int shift = 60 - 4 * (nibble % 16);
-    out[pos++] = detail::kHex[(part >> shift) & 0xf];
-  }
-  return out;
+  const std::array<char, 36> text = detail::event_id_text(*this);
+  return std::string(text.data(), text.size());
 }
 
 std::chrono::system_clock::time_point EventId::timestamp() const noexcept {
