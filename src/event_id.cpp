@@ -14,7 +14,7 @@
 //
 // The thread tag differs between the threads of a process (among its first 2^22 threads to
 // make ids), so two threads never make the same id; across processes the tag and the
-// counter's start are random.
+// counter's start are random, and a forked child seeds its threads again.
 #include "emissions/event_id.hpp"
 
 #include <array>
@@ -26,6 +26,10 @@
 #include "event_id_text.hpp"
 #include "time/system_time.hpp"
 #include "time/wall_clock.hpp"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
 
 namespace emissions {
 namespace detail {
@@ -59,6 +63,15 @@ std::uint64_t process_key() noexcept {
 
 constinit std::atomic<std::uint64_t> g_threads_seeded{0};
 
+// Forks since the process started, counted in each child. The child of fork() inherits the
+// forking thread's generator state; seeing the count change, it seeds again instead of
+// making the ids its parent makes next.
+constinit std::atomic<std::uint64_t> g_forks{0};
+
+void count_fork() noexcept {
+  g_forks.fetch_add(1, std::memory_order_relaxed);
+}
+
 // Per-thread generator state. Constant-initialised (seeded on first use), so reaching it
 // costs no TLS init guard.
 struct IdState {
@@ -66,14 +79,33 @@ struct IdState {
   std::uint64_t counter = 0;     // of the last id
   std::uint64_t tag_bits = 0;    // variant and thread tag, the counter's bits left 0
   std::uint64_t rng = 0;         // 0 until seeded
+  std::uint64_t forks = 0;       // g_forks when seeded
 
+  bool needs_seed() const noexcept {
+    return rng == 0 || forks != g_forks.load(std::memory_order_relaxed);
+  }
+
+  // On a thread's first id, and on its first id in a forked child.
   void seed() noexcept {
+#if defined(__unix__) || defined(__APPLE__)
+    // Fails only without memory; then a forked child may repeat ids its parent makes in the
+    // same tick.
+    [[maybe_unused]] static const bool kForksCounted =
+        pthread_atfork(nullptr, nullptr, &count_fork) == 0;
+#endif
+    forks = g_forks.load(std::memory_order_relaxed);
     // index * odd + key is one-to-one modulo 2^22: the first 2^22 threads get distinct tags.
     const std::uint64_t index = g_threads_seeded.fetch_add(1, std::memory_order_relaxed);
     const std::uint64_t tag = (index * 0x9e3779b97f4a7c15ULL + process_key()) & kTagMask;
     tag_bits = kVariant | (tag << kCounterBits);
     const std::uint64_t seed = draw_seed() ^ (index * 0xbf58476d1ce4e5b9ULL);
     rng = seed != 0 ? seed : 0x9e3779b97f4a7c15ULL;
+    if (last_stamp != 0) {
+      // Seeded again (in a forked child) with a new tag: the next id moves on by one fraction
+      // so it still sorts after this thread's earlier ids.
+      ++last_stamp;
+      counter = next_random() >> (64 - (kCounterBits - 1));
+    }
   }
 
   std::uint64_t next_random() noexcept {  // xorshift64*
@@ -110,7 +142,9 @@ EventId EventId::generate() noexcept {
 
 EventId EventId::generate(std::chrono::system_clock::time_point at) noexcept {
   thread_local constinit detail::IdState state;
-  if (state.rng == 0) state.seed();
+  if (state.needs_seed()) [[unlikely]] {
+    state.seed();
+  }
   const std::uint64_t stamp = detail::stamp_of(at);
   const std::uint64_t random = state.next_random();
   const std::uint64_t fresh_counter = random >> (64 - (detail::kCounterBits - 1));  // < 2^39

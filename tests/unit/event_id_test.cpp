@@ -1,8 +1,13 @@
 // EventId: UUIDv7 generation (time, order, uniqueness) and its text form.
 #include "emissions/event_id.hpp"
 
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <optional>
 #include <sstream>
@@ -125,6 +130,37 @@ TEST(EventIdTest, ThreadsStampingOneInstantMakeDistinctIds) {
   ASSERT_EQ(all.size(), kThreads * kPerThread);
   std::sort(all.begin(), all.end());
   EXPECT_EQ(std::adjacent_find(all.begin(), all.end()), all.end()) << "a duplicate id";
+}
+
+TEST(EventIdTest, AForkedChildDoesNotRepeatItsParentsIds) {
+  // The child of fork() starts with a copy of the forking thread's generator state; both
+  // then stamp ids with the same time.
+  const auto at = detail::wall_now();
+  (void)EventId::generate(at);
+  int fds[2] = {-1, -1};
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const EventId id = EventId::generate(at);
+    const std::uint64_t words[2] = {id.high(), id.low()};
+    const bool sent = write(fds[1], words, sizeof words) == static_cast<ssize_t>(sizeof words);
+    _exit(sent ? 0 : 1);
+  }
+  close(fds[1]);
+  const EventId parents = EventId::generate(at);
+  pollfd readable{fds[0], POLLIN, 0};
+  const bool answered = poll(&readable, 1, /*timeout ms=*/10'000) == 1;
+  std::uint64_t words[2] = {0, 0};
+  const bool received =
+      answered && read(fds[0], words, sizeof words) == static_cast<ssize_t>(sizeof words);
+  close(fds[0]);
+  if (!answered) kill(pid, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(received) << "the child sent no id within 10 s";
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_NE(EventId(words[0], words[1]), parents);
 }
 
 TEST(EventIdTest, VersionSevenAndRfcVariant) {
