@@ -9,6 +9,8 @@
 #include <random>
 #include <string>
 
+#include "time/system_time.hpp"
+
 namespace emissions::detail {
 
 namespace {
@@ -33,12 +35,6 @@ nlohmann::json metadata(const BatchBufferSettings& s, std::optional<std::size_t>
   nlohmann::json meta = {{"buffer", s.name}, {"size", size}};
   meta["partition"] = partition ? nlohmann::json(*partition) : nlohmann::json(nullptr);
   return meta;
-}
-
-std::int64_t system_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 }  // namespace
@@ -116,7 +112,7 @@ void batch_insert_start(const BatchBufferSettings& s, std::optional<std::size_t>
                         std::size_t size, std::int64_t start_ns) noexcept {
   try {
     telemetry::execute(event("insert", "start"),
-                       {{"monotonic_time", start_ns}, {"system_time", system_ns()}},
+                       {{"monotonic_time", start_ns}, {"system_time", system_time_ns()}},
                        metadata(s, partition, size));
   } catch (...) {  // building the JSON may throw bad_alloc; telemetry must not
   }
@@ -138,7 +134,7 @@ void batch_flush_start(const BatchBufferSettings& s, std::size_t partition, std:
                        std::int64_t start_ns) noexcept {
   try {
     telemetry::execute(event("flush", "start"),
-                       {{"monotonic_time", start_ns}, {"system_time", system_ns()}},
+                       {{"monotonic_time", start_ns}, {"system_time", system_time_ns()}},
                        metadata(s, partition, size));
   } catch (...) {
   }

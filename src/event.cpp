@@ -18,6 +18,8 @@
 
 #include "common/no_destroy.hpp"
 
+#include "event_id_text.hpp"
+
 namespace emissions {
 namespace detail {
 namespace {
@@ -182,14 +184,7 @@ void append_json(const Json& value, std::string& out) {
 
 // Same text as EventId::str(), without the temporary string.
 void append_id(const EventId& id, std::string& out) {
-  std::array<char, 36> text{};
-  std::size_t pos = 0;
-  for (int nibble = 0; nibble < 32; ++nibble) {
-    if (pos == 8 || pos == 13 || pos == 18 || pos == 23) text[pos++] = '-';
-    const std::uint64_t part = nibble < 16 ? id.high() : id.low();
-    const int shift = 60 - 4 * (nibble % 16);
-    text[pos++] = kHexDigits[(part >> shift) & 0xf];
-  }
+  const std::array<char, 36> text = event_id_text(id);
   out.append(text.data(), text.size());
 }
 

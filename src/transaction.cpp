@@ -5,8 +5,8 @@
 #include "pipeline/batch.hpp"
 #include "pipeline/core.hpp"
 #include "telemetry/events.hpp"
+#include "time/wall_clock.hpp"
 #include "transaction_access.hpp"
-#include "wall_clock.hpp"
 
 namespace emissions {
 

@@ -14,7 +14,7 @@
 
 #include "bench.hpp"
 #include "emissions/config.hpp"
-#include "wall_clock.hpp"
+#include "time/wall_clock.hpp"
 
 namespace emissions::bench {
 namespace {

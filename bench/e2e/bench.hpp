@@ -54,11 +54,6 @@ enum class Payload { integer, object };
 // std::chrono::steady_clock in nanoseconds.
 [[nodiscard]] std::int64_t steady_ns() noexcept;
 
-// The library's wall clock extrapolates from the TSC per thread, but only after a thread
-// has used it for 10 ms; before that every emit reads system_clock. Producer threads call
-// this first, so no run measures a thread that is still calibrating.
-void calibrate_thread_clock();
-
 // The adapter of every throughput run: counts what it is handed and does nothing else.
 // One relaxed add per call, on its own cache line. Thread-safe.
 class NoOpAdapter final : public Adapter {

@@ -2,10 +2,8 @@
 #include <sys/resource.h>
 
 #include <algorithm>
-#include <thread>
 
 #include "bench.hpp"
-#include "wall_clock.hpp"
 
 namespace emissions::bench {
 
@@ -47,13 +45,6 @@ double process_cpu_seconds() noexcept {
     return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
   };
   return seconds(usage.ru_utime) + seconds(usage.ru_stime);
-}
-
-void calibrate_thread_clock() {
-  // Two reads 15 ms apart: the second one fixes this thread's TSC rate.
-  (void)detail::wall_now();
-  std::this_thread::sleep_for(std::chrono::milliseconds(15));
-  (void)detail::wall_now();
 }
 
 std::vector<std::shared_ptr<NoOpAdapter>> make_adapters(std::size_t count) {

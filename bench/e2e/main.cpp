@@ -225,9 +225,6 @@ void add_target(Report& r, const std::string& key, double value, const std::stri
 }
 
 void run_emit(const Options& o, Report& r) {
-  // Event timestamps read the system clock until the TSC's rate is known, 10 ms after the
-  // library loads; measure the steady state, not a process's first milliseconds.
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
   progress("emit: " + std::to_string(o.emit_samples) + " samples of " +
            std::to_string(kEmitPerSample) + " emits, four variants");
   const EmitResult fresh = measure_emit(Payload::integer, false, o.emit_samples, kEmitPerSample);
@@ -610,7 +607,6 @@ void print_table(const Report& r, const Json& machine, double run_seconds) {
 int run(const Options& o) {
   const auto started = std::chrono::steady_clock::now();
   const std::string load_at_start = load_average();
-  calibrate_thread_clock();
   Report report;
   try {
     if (o.scenarios.count("emit") != 0) run_emit(o, report);

@@ -134,7 +134,6 @@ RunResult run_pipeline(const Workload& w) {
   threads.reserve(producers);
   for (std::size_t p = 0; p < producers; ++p) {
     threads.emplace_back([&] {
-      calibrate_thread_clock();
       std::uint64_t failed = produce(kWarmupEvents, payload);
       warmed.count_down();
       go.wait();

@@ -105,7 +105,6 @@ std::uint64_t json_u64(const nlohmann::json& j, const char* key) {
 
 int stalled_child_main(const StalledOptions& options) {
   try {
-    calibrate_thread_clock();
     auto adapter = std::make_shared<StalledAdapter>();
     Config config;
     config.make_default = true;

@@ -2,8 +2,11 @@
 /// emissions/event_id.hpp: 128-bit UUIDv7 event identifiers (RFC 9562).
 ///
 /// Unique, and sortable by emit time: the top 48 bits are Unix milliseconds, the next 12
-/// bits a sub-millisecond fraction, then 62 random bits. Ids made by one thread are strictly
-/// increasing. Making one costs a few nanoseconds and never locks.
+/// bits a sub-millisecond fraction, then 62 bits that keep ids of the same instant apart
+/// (a per-thread tag and a counter with a random start and random increments). Ids made by
+/// one thread are strictly increasing at any rate; an id carries the millisecond it was
+/// stamped with (or its thread's previous id's, when that is later). Making one costs a few
+/// nanoseconds and never locks.
 ///
 /// @code
 ///   emissions::EventId id = emissions::EventId::generate();

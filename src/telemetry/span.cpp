@@ -8,6 +8,7 @@
 #include <exception>
 
 #include "common/exceptions.hpp"
+#include "time/system_time.hpp"
 
 namespace emissions::telemetry {
 
@@ -30,9 +31,7 @@ std::int64_t monotonic_ns() noexcept {
 std::int64_t span_start(const EventName& prefix, const nlohmann::json& metadata) noexcept {
   const std::int64_t start = monotonic_ns();
   try {
-    const std::int64_t system_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                       std::chrono::system_clock::now().time_since_epoch())
-                                       .count();
+    const std::int64_t system_ns = emissions::detail::system_time_ns();
     execute(with_suffix(prefix, "start"),
             nlohmann::json{{"monotonic_time", start}, {"system_time", system_ns}}, metadata);
   } catch (...) {

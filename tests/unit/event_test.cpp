@@ -1,4 +1,4 @@
-// Event envelope and serializer, timestamps, EventName interning and EventId generation.
+// Event envelope and serializer, timestamps and EventName interning.
 #include "emissions/event.hpp"
 
 #include <algorithm>
@@ -371,112 +371,6 @@ TEST(EventNameTest, ConcurrentInterningYieldsOneEntryPerText) {
     th.join();
   for (int t = 1; t < kThreads; ++t)
     EXPECT_EQ(seen[static_cast<std::size_t>(t)], seen[0]);
-}
-
-// --- EventId ----------------------------------------------------------------------------
-
-TEST(EventIdTest, UniqueAcrossThreadsAndIncreasingWithinEach) {
-  constexpr int kThreads = 4;
-  constexpr int kPerThread = 25'000;
-  std::vector<std::vector<EventId>> ids(kThreads);
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&ids, t] {
-      auto& mine = ids[static_cast<std::size_t>(t)];
-      mine.reserve(kPerThread);
-      for (int i = 0; i < kPerThread; ++i)
-        mine.push_back(EventId::generate());
-    });
-  }
-  for (auto& th : threads)
-    th.join();
-
-  std::unordered_set<EventId> all;
-  for (const auto& mine : ids) {
-    for (std::size_t i = 1; i < mine.size(); ++i) {
-      ASSERT_LT(mine[i - 1], mine[i]) << "at " << i;
-    }
-    all.insert(mine.begin(), mine.end());
-  }
-  EXPECT_EQ(all.size(), static_cast<std::size_t>(kThreads * kPerThread));
-}
-
-TEST(EventIdTest, VersionSevenAndRfcVariant) {
-  for (int i = 0; i < 1000; ++i) {
-    const EventId id = EventId::generate();
-    ASSERT_EQ((id.high() >> 12) & 0xf, 7u);
-    ASSERT_EQ(id.low() >> 62, 0b10u);
-    const std::string text = id.str();
-    ASSERT_EQ(text[14], '7');
-    ASSERT_TRUE(text[19] == '8' || text[19] == '9' || text[19] == 'a' || text[19] == 'b');
-    ASSERT_FALSE(id.is_nil());
-  }
-}
-
-TEST(EventIdTest, TimestampIsTheMillisecondGivenToGenerate) {
-  // A fresh thread: ids of one thread never go backward, so a thread that already made
-  // later ids would stamp these with a later time.
-  std::vector<std::pair<system_clock::time_point, EventId>> made;
-  std::thread([&] {
-    auto at = sample_time();
-    for (int i = 0; i < 50; ++i) {
-      made.emplace_back(at, EventId::generate(at));
-      at += 1'234'567ns;
-    }
-  }).join();
-  ASSERT_EQ(made.size(), 50u);
-  for (const auto& [at, id] : made) {
-    EXPECT_EQ(id.timestamp(), std::chrono::floor<std::chrono::milliseconds>(at));
-  }
-  const EventId now_id = EventId::generate();
-  EXPECT_LE(std::chrono::abs(now_id.timestamp() - system_clock::now()), 1s);
-}
-
-TEST(EventIdTest, SameInstantStillIncreases) {
-  std::vector<EventId> ids;
-  std::thread([&] {
-    for (int i = 0; i < 100; ++i)
-      ids.push_back(EventId::generate(sample_time()));
-  }).join();
-  for (std::size_t i = 1; i < ids.size(); ++i)
-    EXPECT_LT(ids[i - 1], ids[i]);
-}
-
-TEST(EventIdTest, TextRoundTrip) {
-  for (int i = 0; i < 1000; ++i) {
-    const EventId id = EventId::generate();
-    const std::string text = id.str();
-    ASSERT_EQ(text.size(), 36u);
-    ASSERT_EQ(EventId::parse(text), id);
-    std::string upper = text;
-    std::transform(upper.begin(), upper.end(), upper.begin(),
-                   [](char c) { return c >= 'a' && c <= 'f' ? static_cast<char>(c - 32) : c; });
-    ASSERT_EQ(EventId::parse(upper), id);
-  }
-  const EventId fixed(0x0123456789abcdefULL, 0xfedcba9876543210ULL);
-  EXPECT_EQ(fixed.str(), "01234567-89ab-cdef-fedc-ba9876543210");
-  EXPECT_EQ(EventId().str(), "00000000-0000-0000-0000-000000000000");
-  EXPECT_TRUE(EventId().is_nil());
-  std::ostringstream os;
-  os << fixed;
-  EXPECT_EQ(os.str(), fixed.str());
-}
-
-TEST(EventIdTest, ParseRejectsMalformedText) {
-  const char* bad[] = {
-      "",
-      "01234567-89ab-cdef-fedc-ba987654321",    // too short
-      "01234567-89ab-cdef-fedc-ba98765432100",  // too long
-      "0123456789abcdeffedcba9876543210",       // no dashes
-      "01234567+89ab-cdef-fedc-ba9876543210",   // wrong separator
-      "0123456-789ab-cdef-fedc-ba9876543210",   // dash in the wrong place
-      "01234567-89ab-cdef-fedc-ba987654321g",   // not hex
-      " 1234567-89ab-cdef-fedc-ba9876543210",   // space
-      "{1234567-89ab-cdef-fedc-ba987654321}",   // braces
-      "01234567-89ab-cdef-fedc-ba98765432-0",   // dash among the digits
-  };
-  for (const char* text : bad)
-    EXPECT_EQ(EventId::parse(text), std::nullopt) << text;
 }
 
 }  // namespace
