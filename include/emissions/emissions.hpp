@@ -19,6 +19,8 @@
 #include "emissions/batch_buffer.hpp"
 #include "emissions/clock.hpp"
 #include "emissions/config.hpp"
+#include "emissions/deadline.hpp"
+#include "emissions/delivery.hpp"
 #include "emissions/emitter.hpp"
 #include "emissions/event.hpp"
 #include "emissions/event_id.hpp"

@@ -34,8 +34,6 @@ DeliveryState::DeliveryState(std::shared_ptr<PipelineShared> shared_storage,
       unsettled(run.size()) {}
 
 DeliveryState::~DeliveryState() {
-  // Completion released it; this covers a state that was never handed out (an exception
-  // between its creation and the adapter call).
   if (batch != nullptr) shared->release(batch);
 }
 
@@ -93,7 +91,6 @@ void DeliveryState::complete() noexcept {
     }
     window->size.store(open.size(), std::memory_order_seq_cst);
   }
-  Batch* done = std::exchange(batch, nullptr);
   window->freed.notify();
   shared->progress.notify();
   const std::uint64_t ok = delivered.load(std::memory_order_relaxed);
@@ -113,8 +110,8 @@ void DeliveryState::complete() noexcept {
       }
     });
   }
-  // Last: the events' storage may go back to the pool now.
-  if (done != nullptr) shared->release(done);
+  // The events' storage goes back to the pool when the last handle is gone (~DeliveryState):
+  // a settled handle's events() stay readable.
   (void)keep;
 }
 

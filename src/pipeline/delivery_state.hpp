@@ -34,7 +34,7 @@ struct DeliveryState {
   std::shared_ptr<PipelineShared> shared;
   std::shared_ptr<LaneCounters> counters;
   std::shared_ptr<Window> window;
-  Batch* batch;  // one reference, released on completion
+  Batch* batch;  // one reference (null outside a pipeline), released with the state
   const std::span<const Event> events;
   const std::size_t ticket;  // the batch's ring position (drain watermarks)
   std::chrono::steady_clock::time_point handed_at{};  // set when someone listens

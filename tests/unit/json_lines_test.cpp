@@ -9,6 +9,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fcntl.h>
@@ -397,6 +398,53 @@ TEST(JsonLinesEndToEnd, WriteFailuresAreCountedAsFailed) {
   ASSERT_EQ(stats.adapters.size(), 1u);
   EXPECT_EQ(stats.adapters[0].failed, 1u);
   EXPECT_EQ(stats.adapters[0].delivered, 0u);
+}
+
+}  // namespace
+}  // namespace emissions::adapters
+
+namespace emissions::adapters {
+namespace {
+
+TEST_F(JsonLinesTest, OneBadEventFailsAloneWhileTheOthersCountAsDelivered) {
+  // Defect 9: one unserializable event in a batch wrote the others but counted all failed.
+  const fs::path path = dir_ / "events.jsonl";
+  Config config;
+  config.make_default = false;
+  config.add_adapter(std::make_shared<JsonLines>(path.string()));
+  Emitter emitter(std::move(config));
+  Transaction tx = emitter.start();
+  ASSERT_TRUE(tx.emit("ok", 1).ok());
+  ASSERT_TRUE(tx.emit("bad", {{"text", "invalid \xff utf-8"}}).ok());
+  ASSERT_TRUE(tx.emit("ok", 2).ok());
+  ASSERT_TRUE(tx.commit().ok());
+  ASSERT_TRUE(emitter.drain(5s).ok());
+  EXPECT_EQ(read_lines(path).size(), 2u);
+  const EmitterStats stats = emitter.stats();
+  EXPECT_EQ(stats.adapters[0].delivered, 2u);
+  EXPECT_EQ(stats.adapters[0].failed, 1u);
+}
+
+TEST_F(JsonLinesTest, BufferedEventsCountAsDeliveredOnceWrittenAndDrainWritesThem) {
+  // Defect 9: with flush_each_batch = false, events counted as delivered before they were
+  // written, and drain() did not write them.
+  const fs::path path = dir_ / "events.jsonl";
+  Config config;
+  config.make_default = false;
+  config.add_adapter(std::make_shared<JsonLines>(
+      JsonLinesOptions{.path = path.string(), .flush_each_batch = false, .buffer_bytes = 1 << 20}));
+  Emitter emitter(std::move(config));
+  for (int i = 0; i < 5; ++i) {
+    Transaction tx = emitter.start();
+    ASSERT_TRUE(tx.emit("e", i).ok());
+    ASSERT_TRUE(tx.commit().ok());
+  }
+  std::this_thread::sleep_for(50ms);  // handed over by now, still in memory
+  EXPECT_EQ(emitter.stats().adapters[0].delivered, 0u);
+  EXPECT_EQ(read_lines(path).size(), 0u);
+  ASSERT_TRUE(emitter.drain(5s).ok());
+  EXPECT_EQ(read_lines(path).size(), 5u);
+  EXPECT_EQ(emitter.stats().adapters[0].delivered, 5u);
 }
 
 }  // namespace

@@ -1,0 +1,281 @@
+// Asynchronous adapters: Delivery handles settled later, per event, from other threads.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "emissions/emissions.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using emissions::AsyncAdapter;
+using emissions::Config;
+using emissions::Delivery;
+using emissions::Emitter;
+using emissions::Errc;
+using emissions::Event;
+using emissions::Status;
+using emissions::Transaction;
+
+// Keeps every delivery; a test settles them (from its own thread) when it wants.
+class Parking final : public AsyncAdapter {
+ public:
+  std::string_view name() const override { return "parking"; }
+  void deliver(Delivery delivery) override {
+    {
+      std::lock_guard lock(mutex_);
+      held_.push_back(std::move(delivery));
+    }
+    changed_.notify_all();
+  }
+  bool wait_for(std::size_t deliveries, std::chrono::milliseconds timeout = 10s) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, timeout, [&] { return held_.size() >= deliveries; });
+  }
+  std::vector<Delivery> take() {
+    std::lock_guard lock(mutex_);
+    std::vector<Delivery> out;
+    for (auto& d : held_)
+      out.push_back(std::move(d));
+    held_.clear();
+    return out;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<Delivery> held_;
+};
+
+// Acknowledges every event from a thread of its own, like a client library's callback.
+class AcksLater final : public AsyncAdapter {
+ public:
+  AcksLater() : worker_([this] { run(); }) {}
+  ~AcksLater() override {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    changed_.notify_all();
+    worker_.join();
+  }
+  std::string_view name() const override { return "acks_later"; }
+  void deliver(Delivery delivery) override {
+    {
+      std::lock_guard lock(mutex_);
+      queue_.push_back(std::move(delivery));
+    }
+    changed_.notify_all();
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      changed_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      Delivery d = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      for (std::size_t i = 0; i < d.events().size(); ++i) {
+        if (d.events()[i].payload == "bad") {
+          d.fail(i, Status(Errc::invalid_argument, "rejected"));
+        } else {
+          d.ack(i);
+        }
+      }
+      lock.lock();
+    }
+  }
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<Delivery> queue_;
+  bool stop_ = false;
+  std::thread worker_;
+};
+
+Config config_with(std::shared_ptr<emissions::Adapter> adapter,
+                   emissions::AdapterOptions options = {}) {
+  Config config;
+  config.make_default = false;
+  config.add_adapter(std::move(adapter), std::move(options));
+  return config;
+}
+
+Status commit(Emitter& emitter, std::initializer_list<nlohmann::json> payloads) {
+  Transaction tx = emitter.start();
+  for (const auto& p : payloads) {
+    if (Status s = tx.emit("e", p); !s.ok()) return s;
+  }
+  return tx.commit();
+}
+
+TEST(DeliveryTest, EventsSettledFromAnotherThreadAreCountedOneByOne) {
+  auto adapter = std::make_shared<AcksLater>();
+  Emitter emitter(config_with(adapter));
+  for (int i = 0; i < 200; ++i)
+    ASSERT_TRUE(commit(emitter, {i, "bad", i}).ok());
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  const auto stats = emitter.stats();
+  EXPECT_EQ(stats.adapters[0].delivered, 400u);
+  EXPECT_EQ(stats.adapters[0].failed, 200u);
+  EXPECT_EQ(stats.adapters[0].queued, 0u);
+}
+
+TEST(DeliveryTest, DrainWaitsUntilEveryEventIsSettled) {
+  auto adapter = std::make_shared<Parking>();
+  Emitter emitter(config_with(adapter));
+  ASSERT_TRUE(commit(emitter, {1, 2}).ok());
+  ASSERT_TRUE(adapter->wait_for(1));
+  EXPECT_EQ(emitter.drain(100ms).code(), Errc::timeout);  // handed over, not settled
+  std::vector<Delivery> held = adapter->take();
+  ASSERT_EQ(held.size(), 1u);
+  std::thread settler([&] {
+    held[0].ack(0);
+    held[0].fail(1, Status(Errc::unavailable, "down"));
+  });
+  settler.join();
+  EXPECT_TRUE(held[0].settled());
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  EXPECT_EQ(emitter.stats().adapters[0].delivered, 1u);
+  EXPECT_EQ(emitter.stats().adapters[0].failed, 1u);
+}
+
+TEST(DeliveryTest, TheFirstSettlementWinsAndLaterOnesAreIgnored) {
+  auto adapter = std::make_shared<Parking>();
+  Emitter emitter(config_with(adapter));
+  ASSERT_TRUE(commit(emitter, {1, 2, 3}).ok());
+  ASSERT_TRUE(adapter->wait_for(1));
+  std::vector<Delivery> held = adapter->take();
+  held[0].fail(1, Status(Errc::unavailable, "down"));
+  held[0].ack();  // the rest
+  held[0].fail(Status(Errc::internal, "too late"));
+  held[0].ack(7);  // out of range
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  const auto stats = emitter.stats();
+  EXPECT_EQ(stats.adapters[0].delivered, 2u);
+  EXPECT_EQ(stats.adapters[0].failed, 1u);
+}
+
+TEST(DeliveryTest, ADroppedHandleFailsItsUnsettledEvents) {
+  auto adapter = std::make_shared<Parking>();
+  Emitter emitter(config_with(adapter));
+  ASSERT_TRUE(commit(emitter, {1, 2}).ok());
+  ASSERT_TRUE(adapter->wait_for(1));
+  {
+    std::vector<Delivery> held = adapter->take();
+    held[0].ack(0);
+  }  // destroyed with one event unsettled
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  EXPECT_EQ(emitter.stats().adapters[0].delivered, 1u);
+  EXPECT_EQ(emitter.stats().adapters[0].failed, 1u);
+}
+
+TEST(DeliveryTest, TheWindowBoundsUnsettledBatchesPerConsumer) {
+  auto adapter = std::make_shared<Parking>();
+  Emitter emitter(config_with(adapter, {.max_in_flight = 2}));
+  for (int i = 0; i < 5; ++i)
+    ASSERT_TRUE(commit(emitter, {i}).ok());
+  ASSERT_TRUE(adapter->wait_for(2));
+  std::this_thread::sleep_for(50ms);
+  std::vector<Delivery> first = adapter->take();
+  EXPECT_EQ(first.size(), 2u);  // the third waits for room
+  for (auto& d : first)
+    d.ack();
+  ASSERT_TRUE(adapter->wait_for(2));
+  std::vector<Delivery> second = adapter->take();
+  for (auto& d : second)
+    d.ack();
+  ASSERT_TRUE(adapter->wait_for(1));
+  for (auto& d : adapter->take())
+    d.ack();
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  EXPECT_EQ(emitter.stats().adapters[0].delivered, 5u);
+}
+
+TEST(DeliveryTest, ShutdownCountsWhatIsStillUnsettledAsDroppedAndLaterSettlementsAreNoOps) {
+  auto adapter = std::make_shared<Parking>();
+  std::vector<Delivery> held;
+  {
+    Emitter emitter(config_with(adapter));
+    ASSERT_TRUE(commit(emitter, {1, 2, 3}).ok());
+    ASSERT_TRUE(adapter->wait_for(1));
+    held = adapter->take();
+    held[0].ack(0);
+    const Status down = emitter.shutdown(100ms);
+    EXPECT_EQ(down.code(), Errc::timeout);
+    EXPECT_NE(down.message().find("'parking' did not deliver 2 events"), std::string::npos)
+        << down.to_string();
+    EXPECT_TRUE(held[0].settled());
+    const auto stats = emitter.stats();
+    EXPECT_EQ(stats.adapters[0].delivered, 1u);
+    EXPECT_EQ(stats.adapters[0].dropped, 2u);
+  }
+  // The emitter is gone: settling is a no-op, and the events are still readable.
+  EXPECT_EQ(held[0].events().size(), 3u);
+  EXPECT_EQ(held[0].events()[2].payload, 3);
+  held[0].ack();
+  held[0].fail(Status(Errc::unavailable, "after the emitter"));
+}
+
+TEST(DeliveryTest, AHandleSettledAfterItsEmitterIsDestroyedTouchesNoFreedMemory) {
+  auto adapter = std::make_shared<Parking>();
+  std::vector<Delivery> held;
+  {
+    Config config = config_with(adapter);
+    config.shutdown_timeout = 0ms;
+    Emitter emitter(std::move(config));
+    ASSERT_TRUE(commit(emitter, {"x", "y"}).ok());
+    ASSERT_TRUE(adapter->wait_for(1));
+    held = adapter->take();
+  }
+  std::thread late([&] { held[0].ack(1); });
+  late.join();
+  EXPECT_TRUE(held[0].settled());
+  EXPECT_EQ(held[0].events()[0].payload, "x");
+}
+
+TEST(DeliveryTest, AnExceptionFromDeliverFailsTheBatchAndInitRunsAgain) {
+  class Throwing final : public AsyncAdapter {
+   public:
+    std::string_view name() const override { return "throwing"; }
+    Status init() override {
+      inits.fetch_add(1);
+      return {};
+    }
+    void deliver(Delivery d) override {
+      if (calls.fetch_add(1) == 0) throw std::runtime_error("boom");
+      d.ack();
+    }
+    std::atomic<int> inits{0};
+    std::atomic<int> calls{0};
+  };
+  auto adapter = std::make_shared<Throwing>();
+  Emitter emitter(config_with(adapter));
+  ASSERT_TRUE(commit(emitter, {1}).ok());
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  ASSERT_TRUE(commit(emitter, {2}).ok());
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  const auto stats = emitter.stats();
+  EXPECT_EQ(stats.adapters[0].failed, 1u);
+  EXPECT_EQ(stats.adapters[0].delivered, 1u);
+  EXPECT_EQ(adapter->inits.load(), 2);
+}
+
+TEST(DeliveryTest, RetriableCodesAreTheTransientOnes) {
+  EXPECT_TRUE(emissions::retriable(Errc::unavailable));
+  EXPECT_TRUE(emissions::retriable(Errc::timeout));
+  EXPECT_TRUE(emissions::retriable(Errc::overloaded));
+  EXPECT_FALSE(emissions::retriable(Errc::invalid_argument));
+  EXPECT_FALSE(emissions::retriable(Errc::internal));
+  EXPECT_FALSE(emissions::retriable(Errc::closed));
+}
+
+}  // namespace
