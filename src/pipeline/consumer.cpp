@@ -225,8 +225,10 @@ bool Core::deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size
     state.reset();
     lane.counters->failed.fetch_add(run.size(), std::memory_order_relaxed);
     if (report) {
-      report_delivery(lane.name, run.size(),
-                      {Status(Errc::internal, "out of memory for a delivery"), false, 0});
+      best_effort([&] {
+        report_delivery(lane.name, run.size(),
+                        {Status(Errc::internal, "out of memory for a delivery"), false, 0});
+      });
     }
     return true;
   }
