@@ -1,25 +1,29 @@
-// emissions/adapter.hpp: a destination for committed events (the sinks of this library).
-//
-// The pipeline gives each adapter its own bounded queue and consumer thread. The consumer
-// calls `init()` once before the first batch, then `handle_events` with batches of at most
-// `max_demand` events in commit order, and `terminate()` once at shutdown. An adapter never
-// needs its own locking for these calls: one consumer calls them, one at a time (unless
-// the adapter is configured with concurrency > 1, see AdapterOptions). `flush` is the
-// exception: it comes from the thread that drains, and may overlap a delivery.
-//
-// A synchronous adapter settles its whole batch with the Status that handle_events returns.
-// An adapter whose destination confirms later, or per event, derives from AsyncAdapter
-// (delivery.hpp) instead.
-//
-//   class Printer final : public emissions::Adapter {
-//    public:
-//     std::string_view name() const override { return "printer"; }
-//     emissions::Status handle_events(std::span<const emissions::Event> batch) override {
-//       for (const auto& e : batch) std::cout << e.name << '\n';
-//       return {};
-//     }
-//   };
-//   config.add_adapter(std::make_shared<Printer>());
+/// @file
+/// emissions/adapter.hpp: a destination for committed events (the sinks of this library).
+///
+/// The pipeline gives each adapter its own bounded queue and consumer thread. The consumer
+/// calls `init()` once before the first batch, then `handle_events` with batches of at most
+/// `max_demand` events in commit order, and `terminate()` once at shutdown. An adapter never
+/// needs its own locking for these calls: one consumer calls them, one at a time (unless
+/// the adapter is configured with concurrency > 1, see AdapterOptions). `flush` is the
+/// exception: it comes from the thread that drains, and may overlap a delivery (an
+/// AsyncAdapter's consumer also calls it, when its window of deliveries is full).
+///
+/// A synchronous adapter settles its whole batch with the Status that handle_events returns.
+/// An adapter whose destination confirms later, or per event, derives from AsyncAdapter
+/// (delivery.hpp) instead.
+///
+/// @code
+///   class Printer final : public emissions::Adapter {
+///    public:
+///     std::string_view name() const override { return "printer"; }
+///     emissions::Status handle_events(std::span<const emissions::Event> batch) override {
+///       for (const auto& e : batch) std::cout << e.name << '\n';
+///       return {};
+///     }
+///   };
+///   config.add_adapter(std::make_shared<Printer>());
+/// @endcode
 #pragma once
 
 #include <span>
@@ -62,16 +66,19 @@ class Adapter {
   /// before returning. Must return by `deadline` (with timeout if it could not finish).
   /// Default: nothing held. Runs on the draining thread and may overlap a delivery of newer
   /// events: make it thread-safe. A non-ok result makes drain() return it. Never called
-  /// after terminate().
+  /// after terminate(). An AsyncAdapter's consumer also calls it, with a deadline
+  /// `block_timeout` away, when its window of unsettled deliveries is full (delivery.hpp).
   virtual Status flush(Deadline deadline) {
     (void)deadline;
     return {};
   }
 
   /// Called exactly once at shutdown, after the last delivery call returned, on the thread
-  /// that shuts down. Delivers what is held and releases resources; must return by
-  /// `deadline` (a past deadline means: give up on what is held, release at once). A non-ok
-  /// result (what was left undelivered, a failed close) is part of shutdown()'s result.
+  /// that shuts down (or, when a delivery call was still running at shutdown's deadline, by
+  /// ~Emitter once it has returned, with a past deadline). Delivers what is held and
+  /// releases resources; must return by `deadline` (a past deadline means: give up on what
+  /// is held, release at once). A non-ok result (what was left undelivered, a failed close)
+  /// is part of shutdown()'s result.
   virtual Status terminate(Deadline deadline) {
     (void)deadline;
     return {};

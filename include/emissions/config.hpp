@@ -1,14 +1,17 @@
-// emissions/config.hpp: how an Emitter is set up: pipeline defaults and its adapters.
-//
-// Plain structs with defaults, validated once when the Emitter is constructed (a bad value
-// throws ConfigError naming the field and the value). Every size and duration has an upper
-// bound (the kMax... constants below), checked there too.
-//
-//   emissions::Config config;
-//   config.pipeline.max_demand = 100;
-//   config.add_adapter(std::make_shared<KafkaAdapter>())
-//         .add_adapter(audit, {.buffer_size = 50'000, .overflow = Overflow::drop_oldest});
-//   emissions::Emitter emitter(std::move(config));
+/// @file
+/// emissions/config.hpp: how an Emitter is set up: pipeline defaults and its adapters.
+///
+/// Plain structs with defaults, validated once when the Emitter is constructed (a bad value
+/// throws ConfigError naming the field and the value). Every size and duration has an upper
+/// bound (the kMax... constants below), checked there too.
+///
+/// @code
+///   emissions::Config config;
+///   config.pipeline.max_demand = 100;
+///   config.add_adapter(std::make_shared<KafkaAdapter>())
+///         .add_adapter(audit, {.buffer_size = 50'000, .overflow = Overflow::drop_oldest});
+///   emissions::Emitter emitter(std::move(config));
+/// @endcode
 #pragma once
 
 #include <algorithm>
@@ -47,8 +50,9 @@ enum class Overflow {
 /// pointers is allocated when the Emitter is built: 16 bytes per slot, slots = buffer_size
 /// rounded up to a power of two (256 MiB at this bound).
 inline constexpr std::size_t kMaxBufferSize = std::size_t{1} << 24;
-/// The largest accepted concurrency, handler_concurrency and max_in_flight.
+/// The largest accepted concurrency and handler_concurrency.
 inline constexpr std::size_t kMaxConcurrency = 1024;
+/// The largest accepted max_in_flight.
 inline constexpr std::size_t kMaxInFlight = 65'536;
 /// The longest accepted block_timeout and shutdown_timeout.
 inline constexpr std::chrono::milliseconds kMaxTimeout = std::chrono::hours(24);
@@ -59,7 +63,9 @@ inline constexpr int kMaxCascadeDepth = 64;
 
 /// Defaults for every adapter of an Emitter.
 ///
+/// @code
 ///   config.pipeline.buffer_size = 50'000;
+/// @endcode
 struct PipelineOptions {
   std::size_t max_demand = 50;          ///< most events per delivery call (1..kMaxBufferSize)
   std::size_t buffer_size = 10'000;     ///< most events queued per adapter (1..kMaxBufferSize)
@@ -74,27 +80,31 @@ struct PipelineOptions {
   std::chrono::microseconds idle_spin{50};
 };
 
-// Per-adapter overrides of PipelineOptions; unset fields take the pipeline default.
-// Declared in this order so designated initializers work.
-// (Explicit `= {}` keeps -Wmissing-field-initializers quiet for partial designated lists.)
-//
-// Worker pools (the Express model): with `concurrency` N > 1, N consumer threads share the
-// adapter's stream and each event goes to exactly one of them, so handle_events (and
-// init) may run on N threads at once. Without `partition_by` a consumer takes whole
-// batches as it becomes free; with it, events with the same key always go to the same
-// consumer, in order (consumer = key % N).
-//
-//   config.add_adapter(webhook, {.buffer_size = 20'000, .concurrency = 8,
-//                                .partition_by = [](const Event& e) {
-//                                  return e.payload["customer_id"].get<std::uint64_t>();
-//                                }});
+/// Per-adapter overrides of PipelineOptions; unset fields take the pipeline default.
+/// Declared in this order so designated initializers work.
+/// (Explicit `= {}` keeps -Wmissing-field-initializers quiet for partial designated lists.)
+///
+/// Worker pools (the Express model): with `concurrency` N > 1, N consumer threads share the
+/// adapter's stream and each event goes to exactly one of them, so handle_events (and
+/// init) may run on N threads at once. Without `partition_by` a consumer takes whole
+/// batches as it becomes free; with it, events with the same key always go to the same
+/// consumer, in order (consumer = `key % N`).
+///
+/// @code
+///   config.add_adapter(webhook, {.buffer_size = 20'000, .concurrency = 8,
+///                                .partition_by = [](const Event& e) {
+///                                  return e.payload.at("customer_id").get<std::uint64_t>();
+///                                }});
+/// @endcode
 struct AdapterOptions {
-  std::optional<std::size_t> max_demand = {};
-  std::optional<std::size_t> buffer_size = {};
-  std::optional<Overflow> overflow = {};
+  std::optional<std::size_t> max_demand = {};   ///< PipelineOptions::max_demand when unset
+  std::optional<std::size_t> buffer_size = {};  ///< PipelineOptions::buffer_size when unset
+  std::optional<Overflow> overflow = {};        ///< PipelineOptions::overflow when unset
+  /// PipelineOptions::block_timeout when unset.
   std::optional<std::chrono::milliseconds> block_timeout = {};
   std::size_t concurrency = 1;  ///< consumers sharing this adapter (1..kMaxConcurrency)
-  /// Called once per event on the committing thread, with no lock of the library held.
+  /// The partition key of an event, for `concurrency` > 1 (see above). Called once per
+  /// event the adapter wants, on the committing thread, with no lock of the library held.
   /// Must be thread-safe; an exception sends the event to consumer 0.
   std::function<std::uint64_t(const Event&)> partition_by = {};
   /// AsyncAdapter only (a ConfigError on a synchronous adapter): batches handed to
@@ -102,36 +112,45 @@ struct AdapterOptions {
   std::optional<std::size_t> max_in_flight = {};
 };
 
+/// Everything an Emitter is built from.
 struct Config {
-  PipelineOptions pipeline;
-  // The Emitter becomes the target of the ambient free functions (emissions::start(), ...)
-  // while it lives.
+  PipelineOptions pipeline;  ///< defaults for every adapter
+  /// The Emitter becomes the target of the ambient free functions (emissions::start(), ...)
+  /// while it lives and is not shut down (then the previous default, if still open, is
+  /// again).
   bool make_default = true;
-  // How long the destructor's shutdown waits for adapters before giving up on them.
+  /// How long the destructor's shutdown waits for adapters before giving up on them
+  /// (0..kMaxTimeout).
   std::chrono::milliseconds shutdown_timeout{30'000};
 
+  /// An adapter with its options, as add_adapter() stores it.
   struct AdapterEntry {
-    std::shared_ptr<Adapter> adapter;
-    AdapterOptions options;
+    std::shared_ptr<Adapter> adapter;  ///< the destination
+    AdapterOptions options;            ///< its overrides of `pipeline`
   };
+  /// The destinations, in the order they were added (the order of EmitterStats::adapters).
   std::vector<AdapterEntry> adapters;
 
-  // In-process handlers. When there is at least one, a handler dispatcher joins the
-  // pipeline as one more adapter (named "emissions.handlers", options `handler_options`)
-  // and runs each (handler, event) invocation on a pool of `handler_concurrency` threads.
+  /// In-process handlers. When there is at least one, a handler dispatcher joins the
+  /// pipeline as one more adapter (named "emissions.handlers", options `handler_options`)
+  /// and runs each (handler, event) invocation on a pool of `handler_concurrency` threads.
   std::vector<std::shared_ptr<Handler>> handlers;
+  /// Threads of the handler pool (1..kMaxConcurrency); default: the hardware's threads.
   std::size_t handler_concurrency = std::max(1U, std::thread::hardware_concurrency());
-  // Events emitted by handlers cascade; an event emitted at a deeper level than this is
-  // dropped with reason "cascade_limit" (the request's own events are level 0).
+  /// Events emitted by handlers cascade; an event emitted at a deeper level than this is
+  /// dropped with reason "cascade_limit" (the request's own events are level 0).
+  /// 0..kMaxCascadeDepth.
   int max_cascade_depth = 8;
+  /// The handler dispatcher's options (a synchronous adapter: leave max_in_flight unset).
   AdapterOptions handler_options = {};
 
-  // Adds a destination. Chainable. A null adapter is a ConfigError at Emitter construction.
+  /// Adds a destination. Chainable. A null adapter, an adapter added twice, or one whose
+  /// name() is empty or already used is a ConfigError at Emitter construction.
   Config& add_adapter(std::shared_ptr<Adapter> adapter, AdapterOptions options = {}) {
     adapters.push_back({std::move(adapter), std::move(options)});
     return *this;
   }
-  // Adds an in-process subscriber. Chainable. Null is a ConfigError at construction.
+  /// Adds an in-process subscriber. Chainable. Null is a ConfigError at construction.
   Config& add_handler(std::shared_ptr<Handler> handler) {
     handlers.push_back(std::move(handler));
     return *this;

@@ -1,14 +1,17 @@
-// emissions/deadline.hpp: the point in time by which a blocking call must return.
-//
-// Every call of this library that may wait takes either a timeout (public entry points
-// such as Emitter::drain) or a Deadline (what the pipeline passes down into adapters), and
-// returns by it. Deadlines are on the steady clock: a step of the wall clock moves none.
-//
-//   emissions::Deadline deadline = emissions::deadline_after(std::chrono::seconds(2));
-//   while (!done()) {
-//     if (emissions::expired(deadline)) return emissions::Status(emissions::Errc::timeout, "...");
-//     wait_a_little();
-//   }
+/// @file
+/// emissions/deadline.hpp: the point in time by which a blocking call must return.
+///
+/// Every call of this library that may wait takes either a timeout (public entry points
+/// such as Emitter::drain) or a Deadline (what the pipeline passes down into adapters), and
+/// returns by it. Deadlines are on the steady clock: a step of the wall clock moves none.
+///
+/// @code
+///   emissions::Deadline deadline = emissions::deadline_after(std::chrono::seconds(2));
+///   while (!done()) {
+///     if (emissions::expired(deadline)) return emissions::Status(emissions::Errc::timeout, "...");
+///     wait_a_little();
+///   }
+/// @endcode
 #pragma once
 
 #include <chrono>

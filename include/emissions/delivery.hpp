@@ -1,25 +1,28 @@
-// emissions/delivery.hpp: settling events one by one, later, from any thread.
-//
-// Every event handed to an adapter is settled exactly once for that adapter: delivered,
-// failed, filtered (the adapter did not want it) or dropped (an overflow policy or a
-// shutdown that timed out). A synchronous Adapter settles a whole batch with the Status its
-// handle_events returns. An AsyncAdapter is handed each batch as a Delivery and settles its
-// events when the destination confirms them: per event, from a client library's callback
-// thread, after deliver() has returned.
-//
-//   class Producer final : public emissions::AsyncAdapter {
-//    public:
-//     std::string_view name() const override { return "producer"; }
-//     void deliver(emissions::Delivery delivery) override {
-//       auto shared = std::make_shared<emissions::Delivery>(std::move(delivery));
-//       for (std::size_t i = 0; i < shared->events().size(); ++i) {
-//         client_.send(shared->events()[i], [shared, i](bool ok) {  // on the client's thread
-//           if (ok) shared->ack(i);
-//           else shared->fail(i, {emissions::Errc::unavailable, "broker down"});
-//         });
-//       }
-//     }
-//   };
+/// @file
+/// emissions/delivery.hpp: settling events one by one, later, from any thread.
+///
+/// Every committed event is settled exactly once for each adapter: delivered,
+/// failed, filtered (the adapter did not want it) or dropped (an overflow policy or a
+/// shutdown that timed out). A synchronous Adapter settles a whole batch with the Status its
+/// handle_events returns. An AsyncAdapter is handed each batch as a Delivery and settles its
+/// events when the destination confirms them: per event, from a client library's callback
+/// thread, after deliver() has returned.
+///
+/// @code
+///   class Producer final : public emissions::AsyncAdapter {
+///    public:
+///     std::string_view name() const override { return "producer"; }
+///     void deliver(emissions::Delivery delivery) override {
+///       auto shared = std::make_shared<emissions::Delivery>(std::move(delivery));
+///       for (std::size_t i = 0; i < shared->events().size(); ++i) {
+///         client_.send(shared->events()[i], [shared, i](bool ok) {  // on the client's thread
+///           if (ok) shared->ack(i);
+///           else shared->fail(i, {emissions::Errc::unavailable, "broker down"});
+///         });
+///       }
+///     }
+///   };
+/// @endcode
 #pragma once
 
 #include <chrono>
@@ -51,14 +54,17 @@ struct DeliveryAccess;
 /// `[emissions, adapter, ...]` telemetry of the settlement that completes the batch
 /// (which runs on the settling thread, with no lock of the library held).
 ///
+/// @code
 ///   void deliver(emissions::Delivery d) override {
 ///     for (const emissions::Event& e : d.events()) write(e);
 ///     d.ack();
 ///   }
+/// @endcode
 class Delivery {
  public:
   /// An empty handle: events() is empty, settling does nothing.
   Delivery() noexcept;
+  /// Takes over `other`'s events; `other` is left empty.
   Delivery(Delivery&& other) noexcept;
   /// Abandons this handle's unsettled events (see ~Delivery), then takes over `other`.
   Delivery& operator=(Delivery&& other) noexcept;
@@ -70,7 +76,8 @@ class Delivery {
   /// The batch's events, in commit order. Valid while this handle, or any unsettled event
   /// of it, lives: the handle keeps the batch's storage.
   [[nodiscard]] std::span<const Event> events() const noexcept;
-  /// 1 on the first delivery of these events.
+  /// 1 on the first delivery of these events. Always 1 for now: the pipeline does not
+  /// retry failed events yet.
   [[nodiscard]] std::uint32_t attempt() const noexcept;
 
   /// Every unsettled event was delivered.
@@ -82,7 +89,8 @@ class Delivery {
   /// events()[index] failed with `error`. An index out of range is ignored.
   void fail(std::size_t index, Status error) noexcept;
   /// A lower bound on the delay before the events this handle fails afterwards are tried
-  /// again (a server's Retry-After). Call it before the fail() it qualifies.
+  /// again (a server's Retry-After). Call it before the fail() it qualifies. Recorded only:
+  /// the pipeline does not retry failed events yet, so today it has no effect.
   void retry_after(std::chrono::milliseconds delay) noexcept;
   /// True once every event is settled, including by a shutdown that counted it dropped.
   [[nodiscard]] bool settled() const noexcept;
@@ -102,10 +110,12 @@ class Delivery {
 /// and waits for a settlement. drain() waits until the events committed before it are
 /// settled; shutdown counts what is still unsettled at its deadline as dropped.
 ///
+/// @code
 ///   class Sink final : public emissions::AsyncAdapter {
 ///     std::string_view name() const override { return "sink"; }
 ///     void deliver(emissions::Delivery d) override { queue_.push(std::move(d)); }
 ///   };
+/// @endcode
 class AsyncAdapter : public Adapter {
  public:
   /// Takes the batch and returns at once; settles later, from any thread. An exception

@@ -1,21 +1,27 @@
-// emissions/emitter.hpp: owns the delivery pipeline: one bounded queue and one consumer
-// thread per adapter, fed by committed transactions.
-//
-//   emissions::Config config;
-//   config.add_adapter(std::make_shared<emissions::adapters::JsonLines>("events.jsonl"));
-//   emissions::Emitter emitter(std::move(config));  // threads start here
-//
-//   emissions::Transaction tx = emitter.start();
-//   tx.emit("order_created", {{"id", 1}});
-//   tx.commit();
-//   emitter.drain(std::chrono::seconds(1));  // everything committed so far is handled
-//   // the destructor shuts down gracefully (drain, terminate adapters, join threads)
-//
-// Every committed event reaches every interested adapter exactly once, in batches of at
-// most max_demand; one transaction's events arrive in emit order and one thread's
-// transactions in commit order. Each adapter has its own queue, so a slow adapter never
-// delays the others; a full queue applies that adapter's Overflow policy, and every drop
-// is counted in stats() and reported as `[emissions, event, dropped]`.
+/// @file
+/// emissions/emitter.hpp: owns the delivery pipeline: one bounded queue and one consumer
+/// thread per adapter (more with AdapterOptions::concurrency), fed by committed
+/// transactions.
+///
+/// @code
+///   emissions::Config config;
+///   config.add_adapter(std::make_shared<emissions::adapters::JsonLines>("events.jsonl"));
+///   emissions::Emitter emitter(std::move(config));  // threads start here
+///
+///   emissions::Transaction tx = emitter.start();
+///   emissions::Status s = tx.emit("order_created", {{"id", 1}});
+///   s.update(tx.commit());
+///   s.update(emitter.drain(std::chrono::seconds(1)));  // everything committed so far is handled
+///   if (!s.ok()) log(s.to_string());
+///   // the destructor shuts down gracefully (drain, terminate adapters, join threads)
+/// @endcode
+///
+/// Every committed event reaches every interested adapter exactly once, in batches of at
+/// most max_demand; one transaction's events arrive in emit order and one thread's
+/// transactions in commit order (with concurrency > 1, per consumer: see AdapterOptions).
+/// Each adapter has its own queue, so a slow adapter never delays the others; a full queue
+/// applies that adapter's Overflow policy, and every drop is counted in stats() and
+/// reported as `[emissions, event, dropped]`.
 #pragma once
 
 #include <chrono>
@@ -30,54 +36,68 @@
 
 namespace emissions {
 
-// Counters of one adapter. Once drained:
-// committed == delivered + failed + filtered + dropped.
-// (The handler dispatcher, when handlers are configured, is listed as the adapter
-// "emissions.handlers": its `delivered` counts events dispatched to handlers.)
+/// Counters of one adapter. Once drained:
+/// committed == delivered + failed + filtered + dropped.
+/// (The handler dispatcher, when handlers are configured, is listed as the adapter
+/// "emissions.handlers": its `delivered` counts events dispatched to handlers.)
 struct AdapterStats {
-  std::string name;
-  std::uint64_t delivered = 0;  // handed to handle_events, which returned ok
-  std::uint64_t failed = 0;     // handed to handle_events, which returned an error or threw
-  std::uint64_t filtered = 0;   // not wanted: interested() returned false
-  std::uint64_t dropped = 0;    // dropped by the overflow policy or by a timed-out shutdown
-  std::uint64_t queued = 0;     // waiting in the adapter's queue now
+  std::string name;             ///< the adapter's name()
+  std::uint64_t delivered = 0;  ///< handle_events returned ok, or an AsyncAdapter acked them
+  /// handle_events returned an error or threw (or init() failed), or an AsyncAdapter
+  /// failed them
+  std::uint64_t failed = 0;
+  std::uint64_t filtered = 0;  ///< not wanted: interested() returned false
+  std::uint64_t dropped = 0;   ///< dropped by the overflow policy or by a timed-out shutdown
+  std::uint64_t queued = 0;    ///< waiting in the adapter's queue now
 };
 
+/// Counters of an Emitter; see Emitter::stats().
 struct EmitterStats {
-  std::uint64_t committed = 0;         // events handed to the pipeline
-  std::uint64_t transactions = 0;      // successful commits and non-empty flushes
-  std::uint64_t discarded = 0;         // events thrown away by terminate() or abandonment
-  std::uint64_t cascade_dropped = 0;   // handler emits refused by max_cascade_depth
-  std::vector<AdapterStats> adapters;  // in configuration order
+  std::uint64_t committed = 0;         ///< events handed to the pipeline
+  std::uint64_t transactions = 0;      ///< successful commits and flushes of at least one event
+  std::uint64_t discarded = 0;         ///< events thrown away by terminate() or abandonment
+  std::uint64_t cascade_dropped = 0;   ///< handler emits refused by max_cascade_depth
+  std::vector<AdapterStats> adapters;  ///< in configuration order
 };
 
+/// Owns the delivery pipeline; see the file comment. Thread-safe: any thread may start
+/// transactions, drain, shut down and read stats.
 class Emitter {
  public:
-  // Validates `config` (throws ConfigError) and starts one consumer thread per adapter.
+  /// Validates `config` (throws ConfigError) and starts one consumer thread per adapter.
   explicit Emitter(Config config = {});
-  // shutdown(config.shutdown_timeout); then waits for any adapter still inside a call.
+  /// shutdown(config.shutdown_timeout); then waits for any adapter still inside a call.
   ~Emitter();
   Emitter(const Emitter&) = delete;
   Emitter& operator=(const Emitter&) = delete;
 
-  // A new active transaction on this emitter. When the emitter is shut down the
-  // transaction's emit and commit return closed.
+  /// A new active transaction on this emitter. When the emitter is shut down the
+  /// transaction's emit and commit return closed.
   [[nodiscard]] Transaction start();
 
-  // Waits until everything committed before the call has been handled (delivered, failed,
-  // filtered or dropped) by every adapter. timeout when the deadline passes first.
+  /// Waits until everything committed before the call has been handled (delivered, failed,
+  /// filtered or dropped) by every adapter, including what handlers cascade from it.
+  /// timeout when the deadline passes first; closed once shutdown has begun;
+  /// invalid_argument from one of this emitter's delivery or handler threads (it would
+  /// wait for itself); otherwise the first error of an adapter's flush(), if any.
   Status drain(std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
-  // Stops accepting commits (later emit/commit return closed), drains until the deadline,
-  // calls every adapter's terminate() and joins every thread. When an adapter is still busy
-  // at the deadline, returns timeout naming each adapter and how many events it did not
-  // deliver; those events are counted as dropped (reason "shutdown"). Idempotent.
+  /// Stops accepting commits (later emit/commit return closed), drains until the deadline,
+  /// calls every adapter's terminate() and joins every thread. When an adapter is still busy
+  /// at the deadline, returns timeout naming each adapter and how many events it did not
+  /// deliver; those events are counted as dropped (reason "shutdown"); a consumer still
+  /// inside an adapter call is left for the destructor to join. Otherwise returns the first
+  /// error of an adapter's terminate(). Idempotent: later calls return the first one's
+  /// result.
   Status shutdown(std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
+  /// Whether shutdown has begun (commits are refused).
   [[nodiscard]] bool closed() const noexcept;
+  /// A snapshot of the counters (relaxed reads: exact once drained).
   [[nodiscard]] EmitterStats stats() const;
 
-  // Makes this emitter the target of the ambient functions (emissions::start(), ...).
+  /// Makes this emitter the target of the ambient functions (emissions::start(), ...),
+  /// as Config::make_default does at construction.
   void make_default();
 
  private:

@@ -1,16 +1,20 @@
-// emissions/transaction.hpp: the per-request event buffer, as an explicit RAII object.
-//
-// Events emitted into a Transaction reach no adapter until `commit()` (or `flush()`).
-// A Transaction destroyed while still active discards its events, like a linked process
-// exiting, and fires `[emissions, buffer, terminated]`.
-//
-//   emissions::Transaction tx = emitter.start();
-//   tx.emit("order_created", {{"id", 1}, {"total", 9.5}});
-//   if (saved) {
-//     if (auto s = tx.commit(); !s.ok()) log(s.to_string());
-//   }  // otherwise the destructor discards the event
-//
-// Thread-safety: a Transaction is used by one thread at a time (move it to hand it over).
+/// @file
+/// emissions/transaction.hpp: the per-request event buffer, as an explicit RAII object.
+///
+/// Events emitted into a Transaction reach no adapter until `commit()` (or `flush()`).
+/// A Transaction destroyed while still active discards its events, like a linked process
+/// exiting, and fires `[emissions, buffer, terminated]`.
+///
+/// @code
+///   emissions::Transaction tx = emitter.start();
+///   emissions::Status s = tx.emit("order_created", {{"id", 1}, {"total", 9.5}});
+///   if (!s.ok()) log(s.to_string());
+///   if (saved) {
+///     if (auto c = tx.commit(); !c.ok()) log(c.to_string());
+///   }  // otherwise (or if the commit failed) the destructor discards the event
+/// @endcode
+///
+/// Thread-safety: a Transaction is used by one thread at a time (move it to hand it over).
 #pragma once
 
 #include <cstddef>
@@ -31,35 +35,42 @@ struct BatchDeleter {
 };
 }  // namespace detail
 
+/// A buffer of events committed (or discarded) as a whole; see the file comment. Made by
+/// Emitter::start(); the ambient functions (ambient.hpp) use one per thread.
 class Transaction {
  public:
-  // An inactive transaction bound to no emitter; emit returns not_started.
+  /// An inactive transaction bound to no emitter; emit returns not_started.
   Transaction() noexcept;
+  /// Takes over `other`'s emitter and events; `other` is left inactive.
   Transaction(Transaction&& other) noexcept;
-  // Discards this transaction's events if it is active, then takes over `other`.
+  /// Discards this transaction's events if it is active, then takes over `other`.
   Transaction& operator=(Transaction&& other) noexcept;
   Transaction(const Transaction&) = delete;
   Transaction& operator=(const Transaction&) = delete;
+  /// Discards the events if it is still active (see the file comment).
   ~Transaction();
 
-  // Appends an event. Errors: not_started (no active buffer; fires [emissions, event,
-  // dropped] with reason not_started), closed (emitter shut down), invalid_argument (empty
-  // name, or metadata neither null nor an object; the buffer is unchanged), overloaded
-  // (inside a handler, the cascade is deeper than max_cascade_depth: the event is dropped
-  // with reason cascade_limit).
-  // Cost: no lock, no allocation beyond the event's own storage.
+  /// Appends an event. Errors: not_started (no active buffer; fires [emissions, event,
+  /// dropped] with reason not_started), closed (emitter shut down), invalid_argument (empty
+  /// name, or metadata neither null nor an object; the buffer is unchanged), overloaded
+  /// (inside a handler, the cascade is deeper than max_cascade_depth: the event is dropped
+  /// with reason cascade_limit).
+  /// Cost: no lock, no allocation beyond the event's own storage.
   Status emit(EventName name, nlohmann::json payload = nullptr, nlohmann::json metadata = nullptr);
 
-  // Hands the buffered events to the pipeline in one hand-off and keeps the buffer open.
-  // Returns once the events are queued for every adapter (or dropped by an overflow
-  // policy). On overloaded or closed nothing is delivered and the events stay buffered.
+  /// Hands the buffered events to the pipeline in one hand-off and keeps the buffer open.
+  /// Returns once the events are queued for every adapter (or dropped by an overflow
+  /// policy). On error (overloaded, closed) nothing is delivered and the events stay
+  /// buffered.
   Status flush();
-  // Like flush(), then ends the buffer. On error the buffer stays active.
+  /// Like flush(), then ends the buffer. On error the buffer stays active.
   Status commit();
-  // Discards the buffered events and ends the buffer. A no-op when not active.
+  /// Discards the buffered events and ends the buffer. A no-op when not active.
   void terminate() noexcept;
 
+  /// How many events are buffered.
   [[nodiscard]] std::size_t size() const noexcept;
+  /// Whether the buffer is open: started, and neither committed nor discarded yet.
   [[nodiscard]] bool active() const noexcept { return active_; }
 
  private:

@@ -1,20 +1,25 @@
-// emissions/adapters/json_lines.hpp: an adapter that appends one JSON envelope per line
-// (JSON Lines) to a file or to standard output.
-//
-//   emissions::Config config;
-//   config.add_adapter(std::make_shared<emissions::adapters::JsonLines>("events.jsonl"));
-//   // or, with options:
-//   config.add_adapter(std::make_shared<emissions::adapters::JsonLines>(
-//       emissions::adapters::JsonLinesOptions{.path = "-", .name = "stdout"}));
-//
-// Each line is `emissions::serialize(event)` (see event.hpp):
-//   {"emitted_at":"2026-11-21T01:37:33.123456Z","id":"018f...","metadata":{},
-//    "name":"order_created","payload":{"id":1}}
-//
-// The file is opened for appending at construction, so a bad path fails at start-up
-// rather than at the first event. Each batch is written with a single write(2) on a file
-// opened with O_APPEND: on a local file system, lines from several processes appending to
-// the same file never interleave within a batch.
+/// @file
+/// emissions/adapters/json_lines.hpp: an adapter that appends one JSON envelope per line
+/// (JSON Lines) to a file or to standard output.
+///
+/// @code
+///   emissions::Config config;
+///   config.add_adapter(std::make_shared<emissions::adapters::JsonLines>("events.jsonl"));
+///   // or, with options:
+///   config.add_adapter(std::make_shared<emissions::adapters::JsonLines>(
+///       emissions::adapters::JsonLinesOptions{.path = "-", .name = "stdout"}));
+/// @endcode
+///
+/// Each line is `emissions::serialize(event)` (see event.hpp):
+/// @code
+///   {"emitted_at":"2026-11-21T01:37:33.123456Z","id":"018f...","metadata":{},
+///    "name":"order_created","payload":{"id":1}}
+/// @endcode
+///
+/// The file is opened for appending at construction, so a bad path fails at start-up
+/// rather than at the first event. Each batch is written with a single write(2) on a file
+/// opened with O_APPEND: on a local file system, lines from several processes appending to
+/// the same file never interleave within a batch.
 #pragma once
 
 #include <cstddef>
@@ -30,70 +35,76 @@
 
 namespace emissions::adapters {
 
-// How a JsonLines adapter writes. A plain struct for designated initializers:
-//
-//   JsonLinesOptions{.path = "/var/log/app/events.jsonl", .flush_each_batch = false}
+/// How a JsonLines adapter writes. A plain struct for designated initializers:
+///
+/// @code
+///   JsonLinesOptions{.path = "/var/log/app/events.jsonl", .flush_each_batch = false}
+/// @endcode
 struct JsonLinesOptions {
-  // The file to append to (created with mode 0644 when missing), or "-" for standard
-  // output. The directory must exist.
+  /// The file to append to (created with mode 0644 when missing), or "-" for standard
+  /// output. The directory must exist. Must not be empty.
   std::string path;
-  // The adapter's name in telemetry and statistics.
+  /// The adapter's name in telemetry and statistics. Must not be empty.
   std::string name = "json_lines";
-  // true: every batch is written when it is delivered. false: lines collect in memory and
-  // are written once `buffer_bytes` is reached, when the pipeline asks (drain(), a full
-  // window of deliveries) and at terminate(); fewer syscalls. Either way an event counts
-  // as delivered only once its line is written, so drain() returns after the write; lines
-  // still in memory are lost if the process dies.
+  /// true: every batch is written when it is delivered. false: lines collect in memory and
+  /// are written once `buffer_bytes` is reached, when the pipeline asks (drain(), a full
+  /// window of deliveries) and at terminate(); fewer syscalls. Either way an event counts
+  /// as delivered only once its line is written, so drain() returns after the write; lines
+  /// still in memory are lost if the process dies.
   bool flush_each_batch = true;
-  // With flush_each_batch == false: write once this many bytes are pending.
+  /// With flush_each_batch == false: write once this many bytes are pending (> 0).
   std::size_t buffer_bytes = 64 * 1024;
 };
 
-// Appends each event's envelope as one line. Owns its file descriptor.
-//
-//   auto sink = std::make_shared<emissions::adapters::JsonLines>("-");  // to stdout
-//
-// Settlement: asynchronous (an AsyncAdapter), so that each event is settled by itself: an
-// event that cannot be serialized fails alone (invalid_argument) while the others of its
-// batch are written, and with flush_each_batch == false events are acknowledged when
-// their lines are written, not before.
-//
-// Thread-safety: all members may be called from any thread; calls are serialized by an
-// internal mutex (uncontended in the pipeline, where one consumer calls it), and
-// settlements (which may run telemetry handlers) happen after it is released. With
-// AdapterOptions::concurrency > 1 the workers take turns, so more workers buy nothing.
+/// Appends each event's envelope as one line. Owns its file descriptor.
+///
+/// @code
+///   auto sink = std::make_shared<emissions::adapters::JsonLines>("-");  // to stdout
+/// @endcode
+///
+/// Settlement: asynchronous (an AsyncAdapter), so that each event is settled by itself: an
+/// event that cannot be serialized fails alone (invalid_argument) while the others of its
+/// batch are written, and with flush_each_batch == false events are acknowledged when
+/// their lines are written, not before.
+///
+/// Thread-safety: all members may be called from any thread; calls are serialized by an
+/// internal mutex (uncontended in the pipeline, where one consumer calls it), and
+/// settlements (which may run telemetry handlers) happen after it is released. With
+/// AdapterOptions::concurrency > 1 the workers take turns, so more workers buy nothing.
 class JsonLines final : public AsyncAdapter {
  public:
-  // Opens `options.path` for appending. Throws ConfigError naming the path and the OS
-  // error (missing directory, no permission, a directory) or the invalid option.
+  /// Opens `options.path` for appending. Throws ConfigError naming the path and the OS
+  /// error (missing directory, no permission, a directory) or the invalid option.
   explicit JsonLines(JsonLinesOptions options);
-  // Same as JsonLines(JsonLinesOptions{.path = path}).
+  /// Same as `JsonLines(JsonLinesOptions{.path = path})`.
   explicit JsonLines(std::string path);
-  // terminate(), if it has not been called.
+  /// terminate(), if it has not been called.
   ~JsonLines() override;
   JsonLines(const JsonLines&) = delete;
   JsonLines& operator=(const JsonLines&) = delete;
 
-  // Serializes the batch into a reused buffer; writes it with one write(2) (retried on a
-  // partial write or EINTR) at once, or later (see flush_each_batch). Blocks while the
-  // destination blocks. Never throws, and a closed pipe never raises SIGPIPE.
-  // Per event: delivered once its line is written; invalid_argument when it cannot be
-  // serialized (a string that is not valid UTF-8: the others are written); unavailable
-  // when the write fails (disk full, closed pipe, ...: the lines of that write fail, some
-  // may have been written, and the next write starts on a fresh line); closed after
-  // terminate(); internal when memory runs out.
+  /// Serializes the batch into a reused buffer; writes it with one write(2) (retried on a
+  /// partial write or EINTR) at once, or later (see flush_each_batch). Blocks while the
+  /// destination blocks. Never throws, and a closed pipe never raises SIGPIPE.
+  /// Per event: delivered once its line is written; invalid_argument when it cannot be
+  /// serialized (a string that is not valid UTF-8: the others are written); unavailable
+  /// when the write fails (disk full, closed pipe, ...: the lines of that write fail, some
+  /// may have been written, and the next write starts on a fresh line); closed after
+  /// terminate(); internal when memory runs out.
   void deliver(Delivery delivery) override;
 
-  // Writes what is pending and settles it. The write's error, if it failed. Blocks while
-  // the destination blocks (a write(2) is not interrupted at `deadline`).
+  /// Writes what is pending and settles it. The write's error, if it failed. Blocks while
+  /// the destination blocks (a write(2) is not interrupted at `deadline`).
   Status flush(Deadline deadline) override;
 
-  // Writes anything pending and closes the file; later deliveries fail with closed.
-  // Idempotent. Returns the write's or close's error, naming how many events were lost.
+  /// Writes anything pending and closes the file; later deliveries fail with closed.
+  /// Idempotent. Returns the write's or close's error, naming how many events were lost.
+  /// Like flush(), does not stop a blocked write(2) at `deadline`.
   Status terminate(Deadline deadline) override;
 
+  /// `options.name`.
   [[nodiscard]] std::string_view name() const override { return options_.name; }
-  // The path given in the options ("-" for standard output).
+  /// The path given in the options ("-" for standard output).
   [[nodiscard]] const std::string& path() const noexcept { return options_.path; }
 
  private:
