@@ -112,6 +112,30 @@ Status batch_flush_timeout_status(const BatchBufferSettings& s, std::size_t part
                              ms(s.flush_timeout) + ")"};
 }
 
+namespace {
+
+std::string describe_backlog(const BatchBacklog& left) {
+  std::string out = std::to_string(left.pending) + " items not yet flushed";
+  if (left.in_flight != 0) {
+    out += " (" + std::to_string(left.in_flight) + " of them in a flush that has not returned)";
+  }
+  return out;
+}
+
+}  // namespace
+
+Status batch_deadline_status(const BatchBufferSettings& s, std::size_t partition,
+                             const BatchBacklog& left) {
+  return {Errc::timeout, "BatchBuffer '" + s.name + "' partition " + std::to_string(partition) +
+                             ": " + describe_backlog(left) + " at the deadline"};
+}
+
+Status batch_shutdown_timeout_status(const BatchBufferSettings& s, const BatchBacklog& left) {
+  return {Errc::timeout, "BatchBuffer '" + s.name + "': " + std::to_string(left.partitions) +
+                             " partition(s) still flushing at the shutdown deadline, " +
+                             describe_backlog(left)};
+}
+
 void batch_insert_start(const BatchBufferSettings& s, std::optional<std::size_t> partition,
                         std::size_t size, std::int64_t start_ns) noexcept {
   try {

@@ -40,8 +40,10 @@
 // the buffer's destruction) waits for it, while inserts fill the fresh batch until it too is
 // full. None of these stop the buffer.
 //
-// Time. Every duration (intervals, timeouts, shutdown's) is measured on `clock`; with a
-// ManualClock, tests advance time instead of sleeping.
+// Time. The options' durations (intervals, flush_timeout, insert_timeout) are measured on
+// `clock`; with a ManualClock, tests advance time instead of sleeping. The limits a caller
+// puts on sync_flush() and shutdown() are real time (a Deadline, on the steady clock), so
+// that they hold whatever the buffer's clock does.
 //
 // Cost. 1 + `partitions` threads, parked when idle (the timer wakes once per partition per
 // interval, to find nothing to do). Each partition reserves min(max_size + max_size_jitter,
@@ -78,6 +80,7 @@
 #include <nlohmann/json.hpp>
 
 #include "emissions/clock.hpp"
+#include "emissions/deadline.hpp"
 #include "emissions/detail/batch_buffer.hpp"
 #include "emissions/status.hpp"
 #include "emissions/telemetry.hpp"
@@ -125,6 +128,7 @@ struct BatchBufferOptions {
 struct BatchBufferPartitionInfo {
   std::size_t partition = 0;
   std::size_t size = 0;                         // items waiting, not yet handed to a flush
+  std::size_t in_flight = 0;                    // items in the flush under way (0 if none)
   std::uint64_t flush_count = 0;                // flush calls that returned (or threw)
   std::optional<Clock::time_point> last_flush;  // when the latest of them returned
   Clock::time_point next_flush{};               // when the interval timer fires next
@@ -162,12 +166,14 @@ class BatchBuffer {
 
   // Asks every non-empty partition to flush what it holds. Returns at once (short locks).
   void flush();
-  // Flushes everything inserted before the call and waits for those flushes: one Status per
-  // partition, in partition order: ok when it had nothing to flush, else the first non-ok
-  // result of the flushes it waited for; timeout as soon as one of them runs past
-  // flush_timeout (so each wait is bounded); closed after shutdown. Blocks; safe to call
-  // from any thread but the flush callable's.
-  std::vector<Status> sync_flush();
+  // Flushes everything inserted before the call and waits for those flushes, until
+  // `deadline` at the latest: one Status per partition, in partition order: ok when it had
+  // nothing to flush, else the first non-ok result of the flushes it waited for; timeout as
+  // soon as one of them runs past flush_timeout, or when the deadline passes first (the
+  // message says how many items were still waiting and how many in a running flush; they
+  // are flushed later all the same); closed after shutdown. Blocks; safe to call from any
+  // thread but the flush callable's.
+  std::vector<Status> sync_flush(Deadline deadline = Deadline::max());
   // Removes and returns the items not yet handed to a flush, partition by partition, each
   // in insertion order, without calling flush. Short locks; wakes waiting inserts.
   std::vector<T> dump();
@@ -178,10 +184,14 @@ class BatchBuffer {
   [[nodiscard]] const std::string& name() const noexcept { return settings_.name; }
   [[nodiscard]] std::size_t partitions() const noexcept { return n_; }
 
-  // Stops accepting (insert returns closed), flushes what remains and joins the threads.
-  // timeout (on the buffer's clock) when flushes were still running after `timeout`; the
-  // threads then keep going and a later shutdown() or the destructor joins them. Blocks;
+  // Stops accepting (insert returns closed), flushes what remains and joins the threads,
+  // returning by `deadline`. timeout when flushes were still running then (the message
+  // counts the partitions and the items not yet flushed); the flushers then carry on with
+  // what remains, and a later shutdown() or the destructor joins them (a thread is never
+  // detached). dump() after a timeout takes back what no flush has taken yet. Blocks;
   // idempotent; must not be called from the flush callable.
+  Status shutdown(Deadline deadline);
+  // shutdown(deadline_after(timeout)); the default waits as long as it takes.
   Status shutdown(std::chrono::milliseconds timeout = std::chrono::milliseconds::max());
 
  private:
@@ -329,12 +339,17 @@ BatchBuffer<T>::BatchBuffer(BatchBufferOptions<T> options, Flush on_flush)
 
 template <typename T>
 BatchBuffer<T>::~BatchBuffer() {
-  (void)shutdown(std::chrono::milliseconds::max());
+  (void)shutdown(Deadline::max());
   subscription_.reset();
 }
 
 template <typename T>
 Status BatchBuffer<T>::shutdown(std::chrono::milliseconds timeout) {
+  return shutdown(detail::deadline_in(timeout));
+}
+
+template <typename T>
+Status BatchBuffer<T>::shutdown(Deadline deadline) {
   std::lock_guard guard(shutdown_mu_);
   if (joined_) return {};
   for (auto& p : parts_) {
@@ -346,16 +361,16 @@ Status BatchBuffer<T>::shutdown(std::chrono::milliseconds timeout) {
     p->changed_cv.notify_all();  // waiting inserts return closed
   }
   note_room();
-  const Clock::time_point deadline = detail::add_saturating(clock_->now(), timeout);
-  std::size_t running = 0;
+  detail::BatchBacklog left;
   for (auto& p : parts_) {
     Lock lock(p->mu);
-    if (!clock_->wait_until(lock, p->changed_cv, deadline, [&] { return p->exited; })) ++running;
+    if (detail::wait_until(lock, p->changed_cv, deadline, [&] { return p->exited; })) continue;
+    const std::size_t in_flight = p->busy ? p->slot_end - p->slot_base : 0;
+    ++left.partitions;
+    left.pending += p->items.size() + in_flight;
+    left.in_flight += in_flight;
   }
-  if (running != 0) {
-    return {Errc::timeout, "BatchBuffer '" + settings_.name + "': " + std::to_string(running) +
-                               " partition(s) still flushing at the shutdown timeout"};
-  }
+  if (left.partitions != 0) return detail::batch_shutdown_timeout_status(settings_, left);
   join_threads();
   joined_ = true;
   return {};
@@ -761,7 +776,7 @@ void BatchBuffer<T>::flush() {
 }
 
 template <typename T>
-std::vector<Status> BatchBuffer<T>::sync_flush() {
+std::vector<Status> BatchBuffer<T>::sync_flush(Deadline deadline) {
   const std::size_t n = parts_.size();
   std::vector<Status> results(n);
   std::vector<detail::SyncWaiter> waiters(n);  // never resized: partitions point into it
@@ -793,9 +808,19 @@ std::vector<Status> BatchBuffer<T>::sync_flush() {
     if (!waiting[i]) continue;
     Partition& p = *parts_[i];
     Lock lock(p.mu);
-    // Bounded: a flush that runs past flush_timeout completes its waiters with timeout.
-    p.changed_cv.wait(lock, [&] { return waiters[i].done; });
-    results[i] = std::move(waiters[i].result);
+    // Also bounded by flush_timeout: a flush that runs past it completes its waiters with
+    // timeout.
+    if (detail::wait_until(lock, p.changed_cv, deadline, [&] { return waiters[i].done; })) {
+      results[i] = std::move(waiters[i].result);
+      continue;
+    }
+    std::erase(p.waiters, &waiters[i]);  // it points into this frame
+    const std::uint64_t target = waiters[i].target;
+    const std::uint64_t earliest = p.busy ? p.slot_base : p.pos_items;
+    detail::BatchBacklog left{.partitions = 1,
+                              .pending = static_cast<std::size_t>(target - earliest)};
+    if (p.busy) left.in_flight = static_cast<std::size_t>(std::min(p.slot_end, target) - earliest);
+    results[i] = detail::batch_deadline_status(settings_, i, left);
   }
   return results;
 }
@@ -841,6 +866,7 @@ std::vector<BatchBufferPartitionInfo> BatchBuffer<T>::info() const {
     Lock lock(parts_[i]->mu);
     out[i].partition = i;
     out[i].size = p.items.size();
+    out[i].in_flight = p.busy ? static_cast<std::size_t>(p.slot_end - p.slot_base) : 0;
     out[i].flush_count = p.flush_count;
     out[i].last_flush = p.last_flush;
     out[i].flushing = p.busy;

@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "emissions/clock.hpp"
+#include "emissions/deadline.hpp"
 #include "emissions/status.hpp"
 #include "emissions/telemetry.hpp"
 
@@ -864,12 +865,51 @@ TEST(BatchBuffer, ShutdownTimesOutOnAStuckFlushAndCanBeRetried) {
   buf.flush();
   ASSERT_TRUE(gate.wait_entered(1));
   ASSERT_TRUE(buf.insert(2).ok());
-  const Status s = advance_until_done(*clock, 250ms, [&] { return buf.shutdown(1s); });
+  EXPECT_EQ(buf.info()[0].in_flight, 1u);
+  // The deadline is real time: the manual clock, never advanced here, does not hold it up.
+  const auto start = std::chrono::steady_clock::now();
+  const Status s = buf.shutdown(emissions::deadline_after(50ms));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, kWait);
   EXPECT_EQ(s.code(), Errc::timeout) << s.to_string();
+  EXPECT_NE(s.message().find("1 partition(s) still flushing"), std::string::npos) << s.message();
+  EXPECT_NE(
+      s.message().find("2 items not yet flushed (1 of them in a flush that has not returned)"),
+      std::string::npos)
+      << s.message();
   EXPECT_EQ(buf.insert(3).code(), Errc::closed);
   gate.open();
   EXPECT_TRUE(buf.shutdown().ok());
   EXPECT_EQ(rec.items(), (std::vector<int>{1, 2}));
+}
+
+TEST(BatchBuffer, SyncFlushReturnsAtItsDeadlineAndTheItemsAreFlushedLater) {
+  Recorder<int> rec;
+  Gate gate;
+  auto clock = std::make_shared<ManualClock>();  // flush_timeout never passes on its own
+  BatchBuffer<int> buf({.name = "late", .clock = clock}, rec.fn([&](const FlushContext&) {
+    gate.pass();
+    return Status{};
+  }));
+  ASSERT_TRUE(buf.insert(1).ok());
+  buf.flush();
+  ASSERT_TRUE(gate.wait_entered(1));
+  ASSERT_TRUE(buf.insert(2).ok());
+  ASSERT_TRUE(buf.insert(3).ok());
+
+  const auto start = std::chrono::steady_clock::now();
+  const auto results = buf.sync_flush(emissions::deadline_after(50ms));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, kWait);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].code(), Errc::timeout) << results[0].to_string();
+  EXPECT_NE(
+      results[0].message().find("partition 0: 3 items not yet flushed (1 of them in a flush that "
+                                "has not returned) at the deadline"),
+      std::string::npos)
+      << results[0].message();
+
+  gate.open();
+  EXPECT_TRUE(AllOk(buf.sync_flush(), 1));
+  EXPECT_EQ(rec.items(), (std::vector<int>{1, 2, 3}));
 }
 
 // --- concurrency --------------------------------------------------------------------------

@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "emissions/clock.hpp"
+#include "emissions/deadline.hpp"
 #include "emissions/status.hpp"
 
 // Inlining hints for BatchBuffer's insert path: the fast path inline, the rest out of line
@@ -109,6 +110,34 @@ std::string describe_exception(const std::exception_ptr& error) noexcept;
 Status batch_closed_status(const BatchBufferSettings& s);
 Status batch_insert_timeout_status(const BatchBufferSettings& s, std::size_t partition);
 Status batch_flush_timeout_status(const BatchBufferSettings& s, std::size_t partition);
+
+// What sync_flush() or shutdown() left behind at their deadline.
+struct BatchBacklog {
+  std::size_t partitions = 0;  // still flushing
+  std::size_t pending = 0;     // items not yet flushed...
+  std::size_t in_flight = 0;   // ...of which in a flush call that has not returned
+};
+Status batch_deadline_status(const BatchBufferSettings& s, std::size_t partition,
+                             const BatchBacklog& left);
+Status batch_shutdown_timeout_status(const BatchBufferSettings& s, const BatchBacklog& left);
+
+// now + timeout on the steady clock; a timeout too large to add means "no limit".
+inline Deadline deadline_in(std::chrono::milliseconds timeout) noexcept {
+  constexpr auto kLongest =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::nanoseconds::max());
+  return timeout >= kLongest ? Deadline::max() : deadline_after(timeout);
+}
+
+// Waits on `cv` (with `lock` held) until pred() holds (true) or the steady-clock `deadline`
+// passes (false). Deadline::max() waits without limit.
+template <typename Lock, typename CondVar, typename Predicate>
+bool wait_until(Lock& lock, CondVar& cv, Deadline deadline, Predicate pred) {
+  if (deadline == Deadline::max()) {
+    cv.wait(lock, pred);
+    return true;
+  }
+  return cv.wait_until(lock, deadline, pred);
+}
 
 // Each thread's round-robin partition per buffer, in a small direct-mapped cache keyed by
 // buffer id: no shared counter on the insert path. A thread alternating between buffers
