@@ -20,6 +20,7 @@
 
 #include "emissions/clock.hpp"
 #include "emissions/deadline.hpp"
+#include "emissions/detail/cpu_relax.hpp"
 #include "emissions/status.hpp"
 
 // Inlining hints for BatchBuffer's insert path: the fast path inline, the rest out of line
@@ -203,14 +204,6 @@ class PartitionMutex {
       state_.wait(kParked, std::memory_order_relaxed);
     }
   }
-  static void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield");
-#endif
-  }
-
   std::atomic<std::uint32_t> state_{kFree};
 };
 
