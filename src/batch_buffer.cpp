@@ -2,10 +2,11 @@
 // statuses and telemetry events.
 #include "emissions/batch_buffer.hpp"
 
+#include "common/config_check.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <limits>
 #include <random>
 #include <string>
 
@@ -17,15 +18,6 @@ namespace {
 // may still report, and these events are off the hot path (or telemetry is enabled).
 telemetry::EventName event(const char* action, const char* phase) {
   return {"batch_buffer", action, phase};
-}
-
-std::string ms(std::chrono::milliseconds d) {
-  return std::to_string(d.count()) + "ms";
-}
-
-[[noreturn]] void invalid(const char* field, const std::string& rule, const std::string& got) {
-  throw ConfigError(std::string("BatchBufferOptions.") + field + " must be " + rule + " (got " +
-                    got + ")");
 }
 
 nlohmann::json metadata(const BatchBufferSettings& s, std::optional<std::size_t> partition,
@@ -43,24 +35,19 @@ std::int64_t system_ns() {
 
 }  // namespace
 
-void validate_batch_buffer(const BatchBufferSettings& s) {
-  if (s.name.empty()) invalid("name", "non-empty", "\"\"");
-  if (s.partitions == 0) invalid("partitions", "> 0", "0");
-  if (s.partitions > kMaxBatchBufferPartitions) {
-    invalid("partitions", "<= " + std::to_string(kMaxBatchBufferPartitions),
-            std::to_string(s.partitions));
-  }
-  if (s.max_size == 0) invalid("max_size", "> 0", "0");
-  if (s.max_size_jitter > std::numeric_limits<std::size_t>::max() - s.max_size) {
-    invalid("max_size_jitter", "<= SIZE_MAX - max_size", std::to_string(s.max_size_jitter));
-  }
+void validate_batch_buffer(const BatchBufferSettings& s, bool has_flush) {
   using std::chrono::milliseconds;
-  if (s.flush_interval <= milliseconds::zero())
-    invalid("flush_interval", "> 0", ms(s.flush_interval));
-  if (s.flush_jitter < milliseconds::zero()) invalid("flush_jitter", ">= 0", ms(s.flush_jitter));
-  if (s.flush_timeout <= milliseconds::zero()) invalid("flush_timeout", "> 0", ms(s.flush_timeout));
-  if (s.insert_timeout < milliseconds::zero())
-    invalid("insert_timeout", ">= 0", ms(s.insert_timeout));
+  const std::string o = "BatchBufferOptions.";
+  if (s.name.empty()) config_error(o + "name", "non-empty", "\"\"");
+  check_range(o + "partitions", s.partitions, 1, kMaxBatchBufferPartitions);
+  // Both bounded, so that max_size + max_size_jitter cannot overflow.
+  check_range(o + "max_size", s.max_size, 1, kMaxBatchBufferSize);
+  check_range(o + "max_size_jitter", s.max_size_jitter, 0, kMaxBatchBufferSize);
+  check_range(o + "flush_interval", s.flush_interval, milliseconds(1), kMaxBatchBufferTimeout);
+  check_range(o + "flush_jitter", s.flush_jitter, milliseconds::zero(), kMaxBatchBufferTimeout);
+  check_range(o + "flush_timeout", s.flush_timeout, milliseconds(1), kMaxBatchBufferTimeout);
+  check_range(o + "insert_timeout", s.insert_timeout, milliseconds::zero(), kMaxBatchBufferTimeout);
+  if (!has_flush) config_error("BatchBuffer's flush callable", "non-empty", "an empty function");
 }
 
 std::uint64_t random_seed() noexcept {
@@ -102,14 +89,14 @@ Status batch_closed_status(const BatchBufferSettings& s) {
 
 Status batch_insert_timeout_status(const BatchBufferSettings& s, std::size_t partition) {
   return {Errc::timeout, "BatchBuffer '" + s.name + "' partition " + std::to_string(partition) +
-                             " stayed full for insert_timeout (" + ms(s.insert_timeout) +
+                             " stayed full for insert_timeout (" + describe(s.insert_timeout) +
                              ") while its previous flush ran"};
 }
 
 Status batch_flush_timeout_status(const BatchBufferSettings& s, std::size_t partition) {
   return {Errc::timeout, "BatchBuffer '" + s.name + "' partition " + std::to_string(partition) +
                              ": a flush has been running longer than flush_timeout (" +
-                             ms(s.flush_timeout) + ")"};
+                             describe(s.flush_timeout) + ")"};
 }
 
 namespace {
@@ -192,6 +179,16 @@ void batch_flush_exception(const BatchBufferSettings& s, std::size_t partition, 
     telemetry::execute(event("flush", "exception"),
                        {{"duration", now - start_ns}, {"monotonic_time", now}}, meta);
   } catch (...) {
+  }
+}
+
+void batch_flush_overdue(const BatchBufferSettings& s, std::size_t partition, std::size_t size,
+                         std::int64_t start_ns) noexcept {
+  try {
+    batch_flush_exception(
+        s, partition, size, start_ns, "timeout",
+        "flush still running after flush_timeout (" + describe(s.flush_timeout) + ")");
+  } catch (...) {  // building the reason may throw bad_alloc; telemetry must not
   }
 }
 

@@ -100,19 +100,31 @@ struct FlushContext {
   const nlohmann::json& meta;  // BatchBufferOptions::flush_meta
 };
 
-// Options, in DataBuffer's order, with its defaults. Validated by the constructor (a bad value
-// throws ConfigError naming the field and the value).
+// The largest accepted partitions (each one owns a thread).
+inline constexpr std::size_t kMaxBatchBufferPartitions = 1024;
+// The largest accepted max_size and max_size_jitter (items).
+inline constexpr std::size_t kMaxBatchBufferSize = std::size_t{1} << 24;
+// The longest accepted flush_interval, flush_jitter, flush_timeout and insert_timeout.
+inline constexpr std::chrono::milliseconds kMaxBatchBufferTimeout = std::chrono::hours(24);
+
+// Options, in the order and with the defaults of DataBuffer (the Elixir library this
+// buffer follows). Validated by the constructor: a value out of its range throws
+// ConfigError naming the field and the value ("BatchBufferOptions.max_size must be in
+// [1, 16777216] (got 0)").
 //
 //   BatchBufferOptions<Row>{.name = "rows", .max_size = 500, .flush_jitter = 0ms}
 template <typename T>
 struct BatchBufferOptions {
-  std::string name{};               // required, non-empty; in FlushContext and telemetry
-  std::size_t partitions = 1;       // 1..1024; each has its own flusher thread
-  std::size_t max_size = 5000;      // > 0: a partition flushes when it holds this many...
-  std::size_t max_size_jitter = 0;  // ...plus 0..jitter, drawn again after each flush
-  std::chrono::milliseconds flush_interval{10'000};  // > 0: flush at least this often...
+  std::string name{};          // required, non-empty; in FlushContext and telemetry
+  std::size_t partitions = 1;  // 1..kMaxBatchBufferPartitions; a flusher thread each
+  // 1..kMaxBatchBufferSize: a partition flushes when it holds this many...
+  std::size_t max_size = 5000;
+  // ...plus 0..jitter (0..kMaxBatchBufferSize), drawn again after each flush.
+  std::size_t max_size_jitter = 0;
+  // The durations, each at most kMaxBatchBufferTimeout (24 h):
+  std::chrono::milliseconds flush_interval{10'000};  // >= 1 ms: flush at least this often...
   std::chrono::milliseconds flush_jitter{2'000};     // ...plus 0..jitter (>= 0), redrawn
-  std::chrono::milliseconds flush_timeout{60'000};   // > 0: longer flushes are reported
+  std::chrono::milliseconds flush_timeout{60'000};   // >= 1 ms: longer flushes are reported
   std::chrono::milliseconds insert_timeout{5'000};   // >= 0: longest wait of a full insert
   nlohmann::json flush_meta = nullptr;               // FlushContext::meta
   // The partition key; empty means round-robin. Called on the inserting thread (not at all
@@ -290,9 +302,7 @@ BatchBuffer<T>::BatchBuffer(BatchBufferOptions<T> options, Flush on_flush)
       partition_by_(std::move(options.partition_by)),
       flush_(std::move(on_flush)),
       timer_rng_(detail::random_seed()) {
-  detail::validate_batch_buffer(settings_);
-  if (!flush_)
-    throw ConfigError("BatchBuffer flush callable must not be empty (got an empty function)");
+  detail::validate_batch_buffer(settings_, static_cast<bool>(flush_));
   if (!settings_.clock) settings_.clock = std::make_shared<SteadyClock>();
   clock_ = settings_.clock.get();
   constexpr std::size_t kReserveBytes = std::size_t{1} << 20;
@@ -1047,12 +1057,8 @@ void BatchBuffer<T>::run_timer() {
           }
         }
         p.changed_cv.notify_all();
-        if (telemetry::enabled()) {
-          detail::batch_flush_exception(settings_, e.partition, e.size, e.start_ns, "timeout",
-                                        "flush still running after flush_timeout (" +
-                                            std::to_string(settings_.flush_timeout.count()) +
-                                            "ms)");
-        }
+        if (telemetry::enabled())
+          detail::batch_flush_overdue(settings_, e.partition, e.size, e.start_ns);
       }
       lock.lock();
       continue;

@@ -27,23 +27,15 @@ std::string in_call(std::size_t events) {
   return std::to_string(events) + " in an inner call that has not returned";
 }
 
-[[noreturn]] void invalid(const std::string& field, const std::string& rule,
-                          const std::string& got) {
-  throw ConfigError("BatchingOptions." + field + " must be " + rule + " (got " + got + ")");
-}
-
-std::string ms(std::chrono::milliseconds d) {
-  return std::to_string(d.count()) + "ms";
-}
-
 void validate(const std::shared_ptr<Adapter>& inner, const BatchingOptions& o) {
-  if (!inner) throw ConfigError("Batching inner adapter must not be null (got nullptr)");
-  if (o.max_size == 0) invalid("max_size", "> 0", "0");
-  if (o.linger < std::chrono::milliseconds::zero()) invalid("linger", ">= 0", ms(o.linger));
-  if (o.insert_timeout < std::chrono::milliseconds::zero())
-    invalid("insert_timeout", ">= 0", ms(o.insert_timeout));
-  if (o.flush_timeout <= std::chrono::milliseconds::zero())
-    invalid("flush_timeout", "> 0", ms(o.flush_timeout));
+  using std::chrono::milliseconds;
+  if (!inner) detail::config_error("Batching's inner adapter", "non-null", "nullptr");
+  detail::check_range("BatchingOptions.max_size", o.max_size, 1, kMaxBufferSize);
+  detail::check_range("BatchingOptions.linger", o.linger, milliseconds::zero(), kMaxTimeout);
+  detail::check_range("BatchingOptions.insert_timeout", o.insert_timeout, milliseconds::zero(),
+                      kMaxTimeout);
+  detail::check_range("BatchingOptions.flush_timeout", o.flush_timeout, milliseconds(1),
+                      kMaxTimeout);
 }
 
 }  // namespace

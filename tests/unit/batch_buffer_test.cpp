@@ -261,20 +261,32 @@ TEST(BatchBufferOptions, InvalidValuesThrowConfigErrorNamingFieldAndValue) {
   };
   const std::vector<Case> cases = {
       {[](auto& o) { o.name = ""; }, "BatchBufferOptions.name must be non-empty (got \"\")"},
-      {[](auto& o) { o.partitions = 0; }, "BatchBufferOptions.partitions must be > 0 (got 0)"},
+      {[](auto& o) { o.partitions = 0; },
+       "BatchBufferOptions.partitions must be in [1, 1024] (got 0)"},
       {[](auto& o) { o.partitions = 5000; },
-       "BatchBufferOptions.partitions must be <= 1024 (got 5000)"},
-      {[](auto& o) { o.max_size = 0; }, "BatchBufferOptions.max_size must be > 0 (got 0)"},
+       "BatchBufferOptions.partitions must be in [1, 1024] (got 5000)"},
+      {[](auto& o) { o.max_size = 0; },
+       "BatchBufferOptions.max_size must be in [1, 16777216] (got 0)"},
+      {[](auto& o) { o.max_size = emissions::kMaxBatchBufferSize + 1; },
+       "BatchBufferOptions.max_size must be in [1, 16777216] (got 16777217)"},
       {[](auto& o) { o.max_size_jitter = std::numeric_limits<std::size_t>::max(); },
-       "BatchBufferOptions.max_size_jitter must be <= SIZE_MAX - max_size"},
+       "BatchBufferOptions.max_size_jitter must be in [0, 16777216] (got 18446744073709551615)"},
       {[](auto& o) { o.flush_interval = 0ms; },
-       "BatchBufferOptions.flush_interval must be > 0 (got 0ms)"},
+       "BatchBufferOptions.flush_interval must be in [1 ms, 86400000 ms] (got 0 ms)"},
+      {[](auto& o) { o.flush_interval = 24h + 1ms; },
+       "BatchBufferOptions.flush_interval must be in [1 ms, 86400000 ms] (got 86400001 ms)"},
       {[](auto& o) { o.flush_jitter = -1ms; },
-       "BatchBufferOptions.flush_jitter must be >= 0 (got -1ms)"},
+       "BatchBufferOptions.flush_jitter must be in [0 ms, 86400000 ms] (got -1 ms)"},
+      {[](auto& o) { o.flush_jitter = 25h; },
+       "BatchBufferOptions.flush_jitter must be in [0 ms, 86400000 ms] (got 90000000 ms)"},
       {[](auto& o) { o.flush_timeout = 0ms; },
-       "BatchBufferOptions.flush_timeout must be > 0 (got 0ms)"},
+       "BatchBufferOptions.flush_timeout must be in [1 ms, 86400000 ms] (got 0 ms)"},
+      {[](auto& o) { o.flush_timeout = std::chrono::milliseconds::max(); },
+       "BatchBufferOptions.flush_timeout must be in [1 ms, 86400000 ms] (got "},
       {[](auto& o) { o.insert_timeout = -5ms; },
-       "BatchBufferOptions.insert_timeout must be >= 0 (got -5ms)"},
+       "BatchBufferOptions.insert_timeout must be in [0 ms, 86400000 ms] (got -5 ms)"},
+      {[](auto& o) { o.insert_timeout = 48h; },
+       "BatchBufferOptions.insert_timeout must be in [0 ms, 86400000 ms] (got 172800000 ms)"},
   };
   for (const Case& c : cases) {
     BatchBufferOptions<int> o{.name = "cfg"};
@@ -287,16 +299,33 @@ TEST(BatchBufferOptions, InvalidValuesThrowConfigErrorNamingFieldAndValue) {
           << e.what() << " vs " << c.message;
     }
   }
-  EXPECT_THROW(BatchBuffer<int>({.name = "cfg"}, nullptr), emissions::ConfigError);
+  try {
+    BatchBuffer<int> buf({.name = "cfg"}, nullptr);
+    ADD_FAILURE() << "no ConfigError for an empty flush callable";
+  } catch (const emissions::ConfigError& e) {
+    EXPECT_STREQ(e.what(),
+                 "BatchBuffer's flush callable must be non-empty (got an empty function)");
+  }
   // Edge values that are valid.
-  BatchBuffer<int> ok({.name = "cfg",
-                       .partitions = 1024,
-                       .max_size = 1,
-                       .flush_jitter = 0ms,
-                       .insert_timeout = 0ms},
-                      rec.fn());
-  EXPECT_EQ(ok.partitions(), 1024u);
-  EXPECT_EQ(ok.name(), "cfg");
+  BatchBuffer<int> low({.name = "cfg",
+                        .partitions = emissions::kMaxBatchBufferPartitions,
+                        .max_size = 1,
+                        .flush_interval = 1ms,
+                        .flush_jitter = 0ms,
+                        .flush_timeout = 1ms,
+                        .insert_timeout = 0ms},
+                       rec.fn());
+  EXPECT_EQ(low.partitions(), 1024u);
+  EXPECT_EQ(low.name(), "cfg");
+  BatchBuffer<int> high({.name = "cfg",
+                         .max_size = emissions::kMaxBatchBufferSize,
+                         .max_size_jitter = emissions::kMaxBatchBufferSize,
+                         .flush_interval = emissions::kMaxBatchBufferTimeout,
+                         .flush_jitter = emissions::kMaxBatchBufferTimeout,
+                         .flush_timeout = emissions::kMaxBatchBufferTimeout,
+                         .insert_timeout = emissions::kMaxBatchBufferTimeout},
+                        rec.fn());
+  EXPECT_EQ(high.size(), 0u);
 }
 
 // --- triggers -----------------------------------------------------------------------------

@@ -332,15 +332,38 @@ TEST(BatchingTest, InvalidOptionsThrowConfigErrorNamingTheFieldAndValue) {
     }
     return "no ConfigError";
   };
-  EXPECT_THAT(message([&] { Batching b(nullptr); }), HasSubstr("inner adapter must not be null"));
-  EXPECT_THAT(message([&] { Batching b(inner, {.max_size = 0}); }),
-              HasSubstr("max_size must be > 0 (got 0)"));
-  EXPECT_THAT(message([&] { Batching b(inner, {.linger = -5ms}); }),
-              HasSubstr("linger must be >= 0 (got -5ms)"));
-  EXPECT_THAT(message([&] { Batching b(inner, {.insert_timeout = -1ms}); }),
-              HasSubstr("insert_timeout must be >= 0 (got -1ms)"));
-  EXPECT_THAT(message([&] { Batching b(inner, {.flush_timeout = 0ms}); }),
-              HasSubstr("flush_timeout must be > 0 (got 0ms)"));
+  EXPECT_EQ(message([&] { Batching b(nullptr); }),
+            "Batching's inner adapter must be non-null (got nullptr)");
+  EXPECT_EQ(message([&] { Batching b(inner, {.max_size = 0}); }),
+            "BatchingOptions.max_size must be in [1, 16777216] (got 0)");
+  EXPECT_EQ(message([&] { Batching b(inner, {.max_size = kMaxBufferSize + 1}); }),
+            "BatchingOptions.max_size must be in [1, 16777216] (got 16777217)");
+  EXPECT_EQ(message([&] { Batching b(inner, {.linger = -5ms}); }),
+            "BatchingOptions.linger must be in [0 ms, 86400000 ms] (got -5 ms)");
+  EXPECT_EQ(message([&] { Batching b(inner, {.linger = 24h + 1ms}); }),
+            "BatchingOptions.linger must be in [0 ms, 86400000 ms] (got 86400001 ms)");
+  EXPECT_EQ(message([&] { Batching b(inner, {.insert_timeout = -1ms}); }),
+            "BatchingOptions.insert_timeout must be in [0 ms, 86400000 ms] (got -1 ms)");
+  EXPECT_EQ(message([&] { Batching b(inner, {.insert_timeout = 25h}); }),
+            "BatchingOptions.insert_timeout must be in [0 ms, 86400000 ms] (got 90000000 ms)");
+  EXPECT_EQ(message([&] { Batching b(inner, {.flush_timeout = 0ms}); }),
+            "BatchingOptions.flush_timeout must be in [1 ms, 86400000 ms] (got 0 ms)");
+  EXPECT_EQ(message([&] { Batching b(inner, {.flush_timeout = 100h}); }),
+            "BatchingOptions.flush_timeout must be in [1 ms, 86400000 ms] (got 360000000 ms)");
+  // The bounds themselves are valid.
+  EXPECT_EQ(message([&] {
+              Batching b(inner, {.max_size = kMaxBufferSize,
+                                 .linger = kMaxTimeout,
+                                 .insert_timeout = kMaxTimeout,
+                                 .flush_timeout = kMaxTimeout});
+            }),
+            "no ConfigError");
+  EXPECT_EQ(message([&] {
+              Batching b(
+                  inner,
+                  {.max_size = 1, .linger = 0ms, .insert_timeout = 0ms, .flush_timeout = 1ms});
+            }),
+            "no ConfigError");
 }
 
 TEST(BatchingTest, FullBufferTimesOutAndRejectsTheWholeBatch) {

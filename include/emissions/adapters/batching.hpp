@@ -55,26 +55,29 @@
 #include "emissions/adapter.hpp"
 #include "emissions/batch_buffer.hpp"
 #include "emissions/clock.hpp"
+#include "emissions/config.hpp"
 #include "emissions/event.hpp"
 #include "emissions/status.hpp"
 
 namespace emissions::adapters {
 
-// How Batching groups events. Validated by Batching's constructor (ConfigError naming the
-// field and the value).
+// How Batching groups events. Validated by Batching's constructor: a value out of its
+// range throws ConfigError naming the field and the value. The bounds are the pipeline's
+// (config.hpp): kMaxBufferSize events, kMaxTimeout (24 h).
 //
 //   BatchingOptions{.max_size = 200, .linger = std::chrono::milliseconds(50)}
 struct BatchingOptions {
-  // > 0: the most events per inner handle_events call; a batch this full goes at once.
+  // 1..kMaxBufferSize: the most events per inner handle_events call; a batch this full
+  // goes at once.
   std::size_t max_size = 500;
-  // >= 0: how long events may wait for a batch to fill before they go anyway. 0 sends what
-  // is there at once (batches then form only while the inner is busy).
+  // 0..kMaxTimeout: how long events may wait for a batch to fill before they go anyway. 0
+  // sends what is there at once (batches then form only while the inner is busy).
   std::chrono::milliseconds linger{5};
-  // >= 0: how long handle_events waits for room when the buffer is full.
+  // 0..kMaxTimeout: how long handle_events waits for room when the buffer is full.
   std::chrono::milliseconds insert_timeout{5'000};
-  // > 0: an inner call running longer is reported ([batch_buffer, flush, exception], kind
-  // "timeout"), and flush() stops waiting for it and returns timeout. The call itself is
-  // not interrupted.
+  // 1 ms..kMaxTimeout: an inner call running longer is reported ([batch_buffer, flush,
+  // exception], kind "timeout"), and flush() stops waiting for it and returns timeout. The
+  // call itself is not interrupted.
   std::chrono::milliseconds flush_timeout{30'000};
   // The time source of linger and the timeouts; null means the real steady clock. Tests
   // pass a ManualClock.

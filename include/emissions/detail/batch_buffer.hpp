@@ -49,11 +49,9 @@ struct BatchBufferSettings {
   std::shared_ptr<Clock> clock;
 };
 
-// Throws ConfigError naming the first invalid field and its value. Partitions are capped
-// (each one owns a thread), as is max_size + max_size_jitter (it must not overflow).
-void validate_batch_buffer(const BatchBufferSettings& settings);
-
-inline constexpr std::size_t kMaxBatchBufferPartitions = 1024;
+// Throws ConfigError naming the first invalid field (or the missing flush callable) and
+// its value; the bounds are those documented in emissions/batch_buffer.hpp.
+void validate_batch_buffer(const BatchBufferSettings& settings, bool has_flush);
 
 // splitmix64: jitter needs speed and spread, not cryptographic quality. Not thread-safe;
 // each owner guards its own generator.
@@ -105,6 +103,9 @@ void batch_flush_stop(const BatchBufferSettings& s, std::size_t partition, std::
 void batch_flush_exception(const BatchBufferSettings& s, std::size_t partition, std::size_t size,
                            std::int64_t start_ns, std::string_view kind,
                            std::string_view reason) noexcept;
+// batch_flush_exception of kind "timeout": the flush has run past flush_timeout.
+void batch_flush_overdue(const BatchBufferSettings& s, std::size_t partition, std::size_t size,
+                         std::int64_t start_ns) noexcept;
 
 // what() of the exception, or "unknown exception".
 std::string describe_exception(const std::exception_ptr& error) noexcept;
