@@ -1,8 +1,9 @@
-// emissions/detail/batch_buffer.hpp: internals of BatchBuffer<T>; not part of the API.
+// emissions/detail/batch_buffer.hpp: the types BatchBuffer<T> is built from (settings,
+// partitions, round-robin cursors, jitter) and the parts of it compiled in
+// src/batch_buffer/ (option checks, statuses, telemetry, seeds). Not part of the API.
 #pragma once
 
 #include <array>
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -20,7 +21,7 @@
 
 #include "emissions/clock.hpp"
 #include "emissions/deadline.hpp"
-#include "emissions/detail/cpu_relax.hpp"
+#include "emissions/detail/partition_mutex.hpp"
 #include "emissions/status.hpp"
 
 // Inlining hints for BatchBuffer's insert path: the fast path inline, the rest out of line
@@ -49,9 +50,10 @@ struct BatchBufferSettings {
   std::shared_ptr<Clock> clock;
 };
 
-// Throws ConfigError naming the first invalid field (or the missing flush callable) and
-// its value; the bounds are those documented in emissions/batch_buffer.hpp.
-void validate_batch_buffer(const BatchBufferSettings& settings, bool has_flush);
+// The settings checked (ConfigError naming the first invalid field, or the missing flush
+// callable, and its value; the bounds are those documented in emissions/batch_buffer.hpp),
+// with the real steady clock when none was given.
+BatchBufferSettings checked_settings(BatchBufferSettings settings, bool has_flush);
 
 // splitmix64: jitter needs speed and spread, not cryptographic quality. Not thread-safe;
 // each owner guards its own generator.
@@ -153,61 +155,6 @@ struct RoundRobinCursor {
 inline constexpr std::size_t kRoundRobinSlots = 16;
 inline thread_local std::array<RoundRobinCursor, kRoundRobinSlots> t_round_robin{};
 
-// The partition lock: inline uncontended lock/unlock (one atomic RMW each, no call into
-// libc), a short spin when contended (critical sections are a few nanoseconds), then a
-// futex wait through std::atomic::wait. Meets Lockable; waits use condition_variable_any.
-// It also tells an inserter whether the lock is held by another inserter (round-robin then
-// moves to another partition) or by a flusher, the timer or a reader (worth waiting for).
-class PartitionMutex {
- public:
-  void lock() noexcept {
-    if (!acquire(kHeld)) [[unlikely]]
-      lock_contended(kHeld);
-  }
-  bool try_lock() noexcept { return acquire(kHeld); }
-  void unlock() noexcept {
-    if (state_.exchange(kFree, std::memory_order_release) == kParked) [[unlikely]] {
-      state_.notify_one();
-    }
-  }
-  // lock() and try_lock() for inserts. On failure, `inserter` tells whether another insert
-  // (or a waiter) holds the lock, rather than a flusher, the timer or a reader.
-  void lock_insert() noexcept {
-    if (!acquire(kInserting)) [[unlikely]]
-      lock_contended(kInserting);
-  }
-  bool try_lock_insert(bool& inserter) noexcept {
-    if (acquire(kInserting)) [[likely]]
-      return true;
-    inserter = state_.load(std::memory_order_relaxed) != kHeld;
-    return false;
-  }
-
- private:
-  static constexpr std::uint32_t kFree = 0;
-  static constexpr std::uint32_t kInserting = 1;  // held by an insert
-  static constexpr std::uint32_t kParked = 2;     // held, and someone may be waiting
-  static constexpr std::uint32_t kHeld = 3;       // held by anything else
-
-  bool acquire(std::uint32_t as) noexcept {
-    std::uint32_t expected = kFree;
-    return state_.compare_exchange_strong(expected, as, std::memory_order_acquire,
-                                          std::memory_order_relaxed);
-  }
-  void lock_contended(std::uint32_t as) noexcept {
-    for (int spin = 0; spin < 100; ++spin) {
-      if (state_.load(std::memory_order_relaxed) == kFree && acquire(as)) return;
-      cpu_relax();
-    }
-    // Whoever takes the lock through here leaves it marked kParked, so that its unlock
-    // wakes the next waiter.
-    while (state_.exchange(kParked, std::memory_order_acquire) != kFree) {
-      state_.wait(kParked, std::memory_order_relaxed);
-    }
-  }
-  std::atomic<std::uint32_t> state_{kFree};
-};
-
 // Moves from[first..] to the end of `to`, needing of T only that it is move-constructible
 // (vector::insert would also need move-assignment). Reserves first, so a bad_alloc leaves
 // both vectors unchanged; the moved-from elements stay in `from`.
@@ -256,17 +203,6 @@ struct alignas(64) BatchPartition {
   JitterRng size_rng;
   std::condition_variable_any flusher_cv;  // the flusher waits for work
   std::condition_variable_any changed_cv;  // room for inserts, flush done, flusher exited
-};
-
-// The timer thread's view of one partition (guarded by the buffer's timer mutex).
-struct BatchTimerSlot {
-  Clock::time_point deadline;  // the interval timer fires here
-  bool watching = false;       // a flush is running
-  bool reported = false;       // ... and its flush_timeout has been reported
-  std::uint64_t watch_batch = 0;
-  Clock::time_point watch_deadline;
-  std::size_t watch_size = 0;
-  std::int64_t watch_start_ns = 0;
 };
 
 }  // namespace emissions::detail

@@ -1,14 +1,18 @@
-// The parts of BatchBuffer<T> that do not depend on T: option validation, seeds, error
-// statuses and telemetry events.
-#include "emissions/batch_buffer.hpp"
-
-#include "common/config_check.hpp"
-
-#include <atomic>
+// What BatchBuffer reports: its error statuses and its telemetry events. Never on the
+// untraced insert path.
 #include <chrono>
 #include <cstdint>
-#include <random>
+#include <exception>
+#include <optional>
 #include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "common/config_check.hpp"
+#include "common/exceptions.hpp"
+#include "emissions/detail/batch_buffer.hpp"
+#include "emissions/telemetry.hpp"
 
 namespace emissions::detail {
 
@@ -27,60 +31,32 @@ nlohmann::json metadata(const BatchBufferSettings& s, std::optional<std::size_t>
   return meta;
 }
 
+// Wall-clock time for telemetry's "system_time". To become detail::system_time_ns() (being
+// added in src/time/) once that lands.
 std::int64_t system_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
+std::string describe_backlog(const BatchBacklog& left) {
+  std::string out = std::to_string(left.pending) + " items not yet flushed";
+  if (left.in_flight != 0) {
+    out += " (" + std::to_string(left.in_flight) + " of them in a flush that has not returned)";
+  }
+  return out;
+}
+
 }  // namespace
 
-void validate_batch_buffer(const BatchBufferSettings& s, bool has_flush) {
-  using std::chrono::milliseconds;
-  const std::string o = "BatchBufferOptions.";
-  if (s.name.empty()) config_error(o + "name", "non-empty", "\"\"");
-  check_range(o + "partitions", s.partitions, 1, kMaxBatchBufferPartitions);
-  // Both bounded, so that max_size + max_size_jitter cannot overflow.
-  check_range(o + "max_size", s.max_size, 1, kMaxBatchBufferSize);
-  check_range(o + "max_size_jitter", s.max_size_jitter, 0, kMaxBatchBufferSize);
-  check_range(o + "flush_interval", s.flush_interval, milliseconds(1), kMaxBatchBufferTimeout);
-  check_range(o + "flush_jitter", s.flush_jitter, milliseconds::zero(), kMaxBatchBufferTimeout);
-  check_range(o + "flush_timeout", s.flush_timeout, milliseconds(1), kMaxBatchBufferTimeout);
-  check_range(o + "insert_timeout", s.insert_timeout, milliseconds::zero(), kMaxBatchBufferTimeout);
-  if (!has_flush) config_error("BatchBuffer's flush callable", "non-empty", "an empty function");
-}
-
-std::uint64_t random_seed() noexcept {
-  // random_device may throw where no entropy source exists; time and a counter suffice
-  // for jitter.
-  static std::atomic<std::uint64_t> counter{0};
-  std::uint64_t seed =
-      static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
-      (counter.fetch_add(1, std::memory_order_relaxed) * 0x9e3779b97f4a7c15ULL);
-  try {
-    std::random_device rd;
-    seed ^= (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
-  } catch (...) {
-  }
-  return seed;
-}
-
-std::uint64_t next_batch_buffer_id() noexcept {
-  static std::atomic<std::uint64_t> next{1};
-  return next.fetch_add(1, std::memory_order_relaxed);
-}
+// --- statuses -------------------------------------------------------------------------------
 
 std::string describe_exception(const std::exception_ptr& error) noexcept {
   try {
     std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    try {
-      return e.what();
-    } catch (...) {
-    }
   } catch (...) {
+    return describe_current_exception();
   }
-  return "unknown exception";
 }
 
 Status batch_closed_status(const BatchBufferSettings& s) {
@@ -99,18 +75,6 @@ Status batch_flush_timeout_status(const BatchBufferSettings& s, std::size_t part
                              describe(s.flush_timeout) + ")"};
 }
 
-namespace {
-
-std::string describe_backlog(const BatchBacklog& left) {
-  std::string out = std::to_string(left.pending) + " items not yet flushed";
-  if (left.in_flight != 0) {
-    out += " (" + std::to_string(left.in_flight) + " of them in a flush that has not returned)";
-  }
-  return out;
-}
-
-}  // namespace
-
 Status batch_deadline_status(const BatchBufferSettings& s, std::size_t partition,
                              const BatchBacklog& left) {
   return {Errc::timeout, "BatchBuffer '" + s.name + "' partition " + std::to_string(partition) +
@@ -122,6 +86,8 @@ Status batch_shutdown_timeout_status(const BatchBufferSettings& s, const BatchBa
                              " partition(s) still flushing at the shutdown deadline, " +
                              describe_backlog(left)};
 }
+
+// --- telemetry ------------------------------------------------------------------------------
 
 void batch_insert_start(const BatchBufferSettings& s, std::optional<std::size_t> partition,
                         std::size_t size, std::int64_t start_ns) noexcept {
