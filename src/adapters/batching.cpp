@@ -1,17 +1,19 @@
 #include "emissions/adapters/batching.hpp"
 
-#include "common/config_check.hpp"
-#include "common/exceptions.hpp"
-#include "pipeline/adapter_call.hpp"
-
+#include <chrono>
 #include <exception>
 #include <new>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "common/config_check.hpp"
+#include "common/exceptions.hpp"
+#include "emissions/batch_buffer.hpp"
 #include "emissions/telemetry.hpp"
+#include "pipeline/adapter_call.hpp"
 
 namespace emissions::adapters {
 namespace {

@@ -53,11 +53,15 @@
 #include <vector>
 
 #include "emissions/adapter.hpp"
-#include "emissions/batch_buffer.hpp"
 #include "emissions/clock.hpp"
 #include "emissions/config.hpp"
 #include "emissions/event.hpp"
 #include "emissions/status.hpp"
+
+namespace emissions {
+template <typename T>
+class BatchBuffer;  // emissions/batch_buffer.hpp, needed only by batching.cpp
+}  // namespace emissions
 
 namespace emissions::adapters {
 
