@@ -111,7 +111,7 @@ std::vector<Status> BatchBufferCore<T>::sync_flush(Deadline deadline) {
     }
     std::erase(p.waiters, &waiters[i]);  // it points into this frame
     const std::uint64_t target = waiters[i].target;
-    const std::uint64_t earliest = p.busy ? p.slot_base : p.pos_items;
+    const std::uint64_t earliest = p.busy ? p.slot_base : p.pos_items;  // < target: not done
     BatchBacklog left{.partitions = 1, .pending = static_cast<std::size_t>(target - earliest)};
     if (p.busy) left.in_flight = static_cast<std::size_t>(std::min(p.slot_end, target) - earliest);
     results[i] = batch_deadline_status(settings_, i, left);
