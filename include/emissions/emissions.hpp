@@ -1,6 +1,8 @@
 /// @file
 /// emissions/emissions.hpp: the umbrella header. Everything a service needs to emit events
-/// and deliver them; adapters live in emissions/adapters/ and are included on their own.
+/// and deliver them. Included on their own: adapters (emissions/adapters/), and the
+/// standalone `BatchBuffer<T>` (emissions/batch_buffer.hpp) with its Clock
+/// (emissions/clock.hpp).
 ///
 /// @code
 ///   #include <emissions/emissions.hpp>
@@ -16,8 +18,6 @@
 
 #include "emissions/adapter.hpp"
 #include "emissions/ambient.hpp"
-#include "emissions/batch_buffer.hpp"
-#include "emissions/clock.hpp"
 #include "emissions/config.hpp"
 #include "emissions/deadline.hpp"
 #include "emissions/delivery.hpp"

@@ -1,15 +1,19 @@
 #include "emissions/adapters/batching.hpp"
 
-#include "pipeline/adapter_call.hpp"
-
+#include <chrono>
 #include <exception>
 #include <new>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "common/config_check.hpp"
+#include "common/exceptions.hpp"
+#include "emissions/batch_buffer.hpp"
 #include "emissions/telemetry.hpp"
+#include "pipeline/adapter_call.hpp"
 
 namespace emissions::adapters {
 namespace {
@@ -18,23 +22,22 @@ namespace {
 // has to catch what nothing else would; it need not wake often.
 constexpr std::chrono::milliseconds kZeroLingerInterval{1'000};
 
-[[noreturn]] void invalid(const std::string& field, const std::string& rule,
-                          const std::string& got) {
-  throw ConfigError("BatchingOptions." + field + " must be " + rule + " (got " + got + ")");
-}
+// How long terminate() gives the flusher, once no inner call runs, to notice that it is done.
+constexpr std::chrono::milliseconds kExitGrace{50};
 
-std::string ms(std::chrono::milliseconds d) {
-  return std::to_string(d.count()) + "ms";
+std::string in_call(std::size_t events) {
+  return std::to_string(events) + " in an inner call that has not returned";
 }
 
 void validate(const std::shared_ptr<Adapter>& inner, const BatchingOptions& o) {
-  if (!inner) throw ConfigError("Batching inner adapter must not be null (got nullptr)");
-  if (o.max_size == 0) invalid("max_size", "> 0", "0");
-  if (o.linger < std::chrono::milliseconds::zero()) invalid("linger", ">= 0", ms(o.linger));
-  if (o.insert_timeout < std::chrono::milliseconds::zero())
-    invalid("insert_timeout", ">= 0", ms(o.insert_timeout));
-  if (o.flush_timeout <= std::chrono::milliseconds::zero())
-    invalid("flush_timeout", "> 0", ms(o.flush_timeout));
+  using std::chrono::milliseconds;
+  if (!inner) detail::config_error("Batching's inner adapter", "non-null", "nullptr");
+  detail::check_range("BatchingOptions.max_size", o.max_size, 1, kMaxBufferSize);
+  detail::check_range("BatchingOptions.linger", o.linger, milliseconds::zero(), kMaxTimeout);
+  detail::check_range("BatchingOptions.insert_timeout", o.insert_timeout, milliseconds::zero(),
+                      kMaxTimeout);
+  detail::check_range("BatchingOptions.flush_timeout", o.flush_timeout, milliseconds(1),
+                      kMaxTimeout);
 }
 
 }  // namespace
@@ -83,28 +86,65 @@ Status Batching::handle_events(std::span<const Event> batch) {
 }
 
 Status Batching::flush(Deadline deadline) {
-  (void)deadline;
   if (closed_.load(std::memory_order_acquire)) return {};  // terminate() delivered everything
   Status first;
-  for (const Status& s : buffer_->sync_flush()) {
+  for (const Status& s : buffer_->sync_flush(deadline)) {
     // closed: terminate() raced this call; it delivers what is left.
     if (s.code() != Errc::closed) first.update(s);
   }
-  return first;
+  if (first.code() != Errc::timeout) return first;
+  const BatchBufferPartitionInfo now = buffer_->info().at(0);
+  const std::string held = std::to_string(now.size + now.in_flight) + " events still held (" +
+                           in_call(now.in_flight) + ")";
+  return Status(Errc::timeout,
+                "Batching '" + std::string(inner_->name()) + "': " + held +
+                    (expired(deadline) ? " at the deadline"
+                                       : ": an inner call ran longer than flush_timeout (" +
+                                             detail::describe(options_.flush_timeout) + ")"));
 }
 
 Status Batching::terminate(Deadline deadline) {
   std::lock_guard lock(terminate_mutex_);
-  if (terminated_) return {};
-  terminated_ = true;
+  if (inner_terminated_) return {};
   closed_.store(true, std::memory_order_release);
-  // Unbounded: the inner's terminate() must come after its last batch, so wait for it.
-  (void)buffer_->shutdown();
-  try {
-    return inner_->terminate(deadline);
-  } catch (...) {
-    return Status(Errc::internal, "the inner adapter's terminate() threw");
+  std::size_t dropped = 0;
+  Status stopped = buffer_->shutdown(deadline);
+  if (!stopped.ok() && !buffer_closed_) {
+    // Out of time: what no inner call has taken yet will not be delivered.
+    dropped = buffer_->dump().size();
+    failed_.fetch_add(dropped, std::memory_order_relaxed);
+    if (dropped != 0 && detail::delivery_reported()) {
+      detail::report_delivery(
+          inner_->name(), dropped,
+          {Status(Errc::timeout, "dropped: not delivered by terminate()'s deadline"), false, 0},
+          {{"batching", true}});
+    }
+    // With no inner call under way, the flusher only has to notice that it is done.
+    if (!buffer_->info().at(0).flushing) stopped = buffer_->shutdown(deadline_after(kExitGrace));
   }
+  buffer_closed_ = true;
+  std::string left;
+  if (dropped != 0) left = std::to_string(dropped) + " events dropped at the deadline";
+  if (!stopped.ok()) {
+    // The inner's terminate() must follow its last call: a later terminate() (the
+    // destructor's, say) makes it once that call has returned.
+    const std::size_t in_flight = buffer_->info().at(0).in_flight;
+    if (!left.empty()) left += ", ";
+    left += in_flight != 0 ? in_call(in_flight) + "; the inner's terminate() waits for that call"
+                           : "the flusher had not exited; the inner's terminate() waits for it";
+    return Status(Errc::timeout, "Batching '" + std::string(inner_->name()) + "': " + left);
+  }
+  inner_terminated_ = true;
+  Status status;
+  try {
+    status = inner_->terminate(deadline);
+  } catch (...) {
+    status = Status(Errc::internal, "the inner adapter's terminate() threw: " +
+                                        detail::describe_current_exception());
+  }
+  if (left.empty()) return status;
+  if (!status.ok()) left += "; the inner's terminate(): " + status.to_string();
+  return Status(Errc::timeout, "Batching '" + std::string(inner_->name()) + "': " + left);
 }
 
 Status Batching::deliver(std::vector<Event>&& batch) {

@@ -1,4 +1,5 @@
-// Internal: parking threads on a 32-bit word (Linux futex), and the CPU's spin-wait hint.
+// Internal: parking threads on a 32-bit word (Linux futex), and the CPU's spin-wait hint
+// (cpu_relax, defined in emissions/detail/cpu_relax.hpp).
 //
 // The library never busy-waits without bound: a waiting thread polls briefly, then parks
 // here until another thread changes the word and wakes it (see wait.hpp for the helper
@@ -15,17 +16,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "emissions/detail/cpu_relax.hpp"  // cpu_relax(), shared with the public headers
+
 namespace emissions::detail {
 
 static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
-
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  __asm__ volatile("yield");
-#endif
-}
 
 // Sleeps while `word == expected`, at most `timeout` (negative: no limit). May return
 // spuriously: callers re-check their condition.

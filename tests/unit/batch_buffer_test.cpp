@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "emissions/clock.hpp"
+#include "emissions/deadline.hpp"
 #include "emissions/status.hpp"
 #include "emissions/telemetry.hpp"
 
@@ -260,20 +261,32 @@ TEST(BatchBufferOptions, InvalidValuesThrowConfigErrorNamingFieldAndValue) {
   };
   const std::vector<Case> cases = {
       {[](auto& o) { o.name = ""; }, "BatchBufferOptions.name must be non-empty (got \"\")"},
-      {[](auto& o) { o.partitions = 0; }, "BatchBufferOptions.partitions must be > 0 (got 0)"},
+      {[](auto& o) { o.partitions = 0; },
+       "BatchBufferOptions.partitions must be in [1, 1024] (got 0)"},
       {[](auto& o) { o.partitions = 5000; },
-       "BatchBufferOptions.partitions must be <= 1024 (got 5000)"},
-      {[](auto& o) { o.max_size = 0; }, "BatchBufferOptions.max_size must be > 0 (got 0)"},
+       "BatchBufferOptions.partitions must be in [1, 1024] (got 5000)"},
+      {[](auto& o) { o.max_size = 0; },
+       "BatchBufferOptions.max_size must be in [1, 16777216] (got 0)"},
+      {[](auto& o) { o.max_size = emissions::kMaxBatchBufferSize + 1; },
+       "BatchBufferOptions.max_size must be in [1, 16777216] (got 16777217)"},
       {[](auto& o) { o.max_size_jitter = std::numeric_limits<std::size_t>::max(); },
-       "BatchBufferOptions.max_size_jitter must be <= SIZE_MAX - max_size"},
+       "BatchBufferOptions.max_size_jitter must be in [0, 16777216] (got 18446744073709551615)"},
       {[](auto& o) { o.flush_interval = 0ms; },
-       "BatchBufferOptions.flush_interval must be > 0 (got 0ms)"},
+       "BatchBufferOptions.flush_interval must be in [1 ms, 86400000 ms] (got 0 ms)"},
+      {[](auto& o) { o.flush_interval = 24h + 1ms; },
+       "BatchBufferOptions.flush_interval must be in [1 ms, 86400000 ms] (got 86400001 ms)"},
       {[](auto& o) { o.flush_jitter = -1ms; },
-       "BatchBufferOptions.flush_jitter must be >= 0 (got -1ms)"},
+       "BatchBufferOptions.flush_jitter must be in [0 ms, 86400000 ms] (got -1 ms)"},
+      {[](auto& o) { o.flush_jitter = 25h; },
+       "BatchBufferOptions.flush_jitter must be in [0 ms, 86400000 ms] (got 90000000 ms)"},
       {[](auto& o) { o.flush_timeout = 0ms; },
-       "BatchBufferOptions.flush_timeout must be > 0 (got 0ms)"},
+       "BatchBufferOptions.flush_timeout must be in [1 ms, 86400000 ms] (got 0 ms)"},
+      {[](auto& o) { o.flush_timeout = std::chrono::milliseconds::max(); },
+       "BatchBufferOptions.flush_timeout must be in [1 ms, 86400000 ms] (got "},
       {[](auto& o) { o.insert_timeout = -5ms; },
-       "BatchBufferOptions.insert_timeout must be >= 0 (got -5ms)"},
+       "BatchBufferOptions.insert_timeout must be in [0 ms, 86400000 ms] (got -5 ms)"},
+      {[](auto& o) { o.insert_timeout = 48h; },
+       "BatchBufferOptions.insert_timeout must be in [0 ms, 86400000 ms] (got 172800000 ms)"},
   };
   for (const Case& c : cases) {
     BatchBufferOptions<int> o{.name = "cfg"};
@@ -286,16 +299,33 @@ TEST(BatchBufferOptions, InvalidValuesThrowConfigErrorNamingFieldAndValue) {
           << e.what() << " vs " << c.message;
     }
   }
-  EXPECT_THROW(BatchBuffer<int>({.name = "cfg"}, nullptr), emissions::ConfigError);
+  try {
+    BatchBuffer<int> buf({.name = "cfg"}, nullptr);
+    ADD_FAILURE() << "no ConfigError for an empty flush callable";
+  } catch (const emissions::ConfigError& e) {
+    EXPECT_STREQ(e.what(),
+                 "BatchBuffer's flush callable must be non-empty (got an empty function)");
+  }
   // Edge values that are valid.
-  BatchBuffer<int> ok({.name = "cfg",
-                       .partitions = 1024,
-                       .max_size = 1,
-                       .flush_jitter = 0ms,
-                       .insert_timeout = 0ms},
-                      rec.fn());
-  EXPECT_EQ(ok.partitions(), 1024u);
-  EXPECT_EQ(ok.name(), "cfg");
+  BatchBuffer<int> low({.name = "cfg",
+                        .partitions = emissions::kMaxBatchBufferPartitions,
+                        .max_size = 1,
+                        .flush_interval = 1ms,
+                        .flush_jitter = 0ms,
+                        .flush_timeout = 1ms,
+                        .insert_timeout = 0ms},
+                       rec.fn());
+  EXPECT_EQ(low.partitions(), 1024u);
+  EXPECT_EQ(low.name(), "cfg");
+  BatchBuffer<int> high({.name = "cfg",
+                         .max_size = emissions::kMaxBatchBufferSize,
+                         .max_size_jitter = emissions::kMaxBatchBufferSize,
+                         .flush_interval = emissions::kMaxBatchBufferTimeout,
+                         .flush_jitter = emissions::kMaxBatchBufferTimeout,
+                         .flush_timeout = emissions::kMaxBatchBufferTimeout,
+                         .insert_timeout = emissions::kMaxBatchBufferTimeout},
+                        rec.fn());
+  EXPECT_EQ(high.size(), 0u);
 }
 
 // --- triggers -----------------------------------------------------------------------------
@@ -864,12 +894,51 @@ TEST(BatchBuffer, ShutdownTimesOutOnAStuckFlushAndCanBeRetried) {
   buf.flush();
   ASSERT_TRUE(gate.wait_entered(1));
   ASSERT_TRUE(buf.insert(2).ok());
-  const Status s = advance_until_done(*clock, 250ms, [&] { return buf.shutdown(1s); });
+  EXPECT_EQ(buf.info()[0].in_flight, 1u);
+  // The deadline is real time: the manual clock, never advanced here, does not hold it up.
+  const auto start = std::chrono::steady_clock::now();
+  const Status s = buf.shutdown(emissions::deadline_after(50ms));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, kWait);
   EXPECT_EQ(s.code(), Errc::timeout) << s.to_string();
+  EXPECT_NE(s.message().find("1 partition(s) still flushing"), std::string::npos) << s.message();
+  EXPECT_NE(
+      s.message().find("2 items not yet flushed (1 of them in a flush that has not returned)"),
+      std::string::npos)
+      << s.message();
   EXPECT_EQ(buf.insert(3).code(), Errc::closed);
   gate.open();
   EXPECT_TRUE(buf.shutdown().ok());
   EXPECT_EQ(rec.items(), (std::vector<int>{1, 2}));
+}
+
+TEST(BatchBuffer, SyncFlushReturnsAtItsDeadlineAndTheItemsAreFlushedLater) {
+  Recorder<int> rec;
+  Gate gate;
+  auto clock = std::make_shared<ManualClock>();  // flush_timeout never passes on its own
+  BatchBuffer<int> buf({.name = "late", .clock = clock}, rec.fn([&](const FlushContext&) {
+    gate.pass();
+    return Status{};
+  }));
+  ASSERT_TRUE(buf.insert(1).ok());
+  buf.flush();
+  ASSERT_TRUE(gate.wait_entered(1));
+  ASSERT_TRUE(buf.insert(2).ok());
+  ASSERT_TRUE(buf.insert(3).ok());
+
+  const auto start = std::chrono::steady_clock::now();
+  const auto results = buf.sync_flush(emissions::deadline_after(50ms));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, kWait);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].code(), Errc::timeout) << results[0].to_string();
+  EXPECT_NE(
+      results[0].message().find("partition 0: 3 items not yet flushed (1 of them in a flush that "
+                                "has not returned) at the deadline"),
+      std::string::npos)
+      << results[0].message();
+
+  gate.open();
+  EXPECT_TRUE(AllOk(buf.sync_flush(), 1));
+  EXPECT_EQ(rec.items(), (std::vector<int>{1, 2, 3}));
 }
 
 // --- concurrency --------------------------------------------------------------------------

@@ -5,10 +5,13 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -16,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include "emissions/clock.hpp"
+#include "emissions/deadline.hpp"
 #include "emissions/emitter.hpp"
 #include "emissions/event.hpp"
 #include "recording_adapter.hpp"
@@ -328,15 +332,38 @@ TEST(BatchingTest, InvalidOptionsThrowConfigErrorNamingTheFieldAndValue) {
     }
     return "no ConfigError";
   };
-  EXPECT_THAT(message([&] { Batching b(nullptr); }), HasSubstr("inner adapter must not be null"));
-  EXPECT_THAT(message([&] { Batching b(inner, {.max_size = 0}); }),
-              HasSubstr("max_size must be > 0 (got 0)"));
-  EXPECT_THAT(message([&] { Batching b(inner, {.linger = -5ms}); }),
-              HasSubstr("linger must be >= 0 (got -5ms)"));
-  EXPECT_THAT(message([&] { Batching b(inner, {.insert_timeout = -1ms}); }),
-              HasSubstr("insert_timeout must be >= 0 (got -1ms)"));
-  EXPECT_THAT(message([&] { Batching b(inner, {.flush_timeout = 0ms}); }),
-              HasSubstr("flush_timeout must be > 0 (got 0ms)"));
+  EXPECT_EQ(message([&] { Batching b(nullptr); }),
+            "Batching's inner adapter must be non-null (got nullptr)");
+  EXPECT_EQ(message([&] { Batching b(inner, {.max_size = 0}); }),
+            "BatchingOptions.max_size must be in [1, 16777216] (got 0)");
+  EXPECT_EQ(message([&] { Batching b(inner, {.max_size = kMaxBufferSize + 1}); }),
+            "BatchingOptions.max_size must be in [1, 16777216] (got 16777217)");
+  EXPECT_EQ(message([&] { Batching b(inner, {.linger = -5ms}); }),
+            "BatchingOptions.linger must be in [0 ms, 86400000 ms] (got -5 ms)");
+  EXPECT_EQ(message([&] { Batching b(inner, {.linger = 24h + 1ms}); }),
+            "BatchingOptions.linger must be in [0 ms, 86400000 ms] (got 86400001 ms)");
+  EXPECT_EQ(message([&] { Batching b(inner, {.insert_timeout = -1ms}); }),
+            "BatchingOptions.insert_timeout must be in [0 ms, 86400000 ms] (got -1 ms)");
+  EXPECT_EQ(message([&] { Batching b(inner, {.insert_timeout = 25h}); }),
+            "BatchingOptions.insert_timeout must be in [0 ms, 86400000 ms] (got 90000000 ms)");
+  EXPECT_EQ(message([&] { Batching b(inner, {.flush_timeout = 0ms}); }),
+            "BatchingOptions.flush_timeout must be in [1 ms, 86400000 ms] (got 0 ms)");
+  EXPECT_EQ(message([&] { Batching b(inner, {.flush_timeout = 100h}); }),
+            "BatchingOptions.flush_timeout must be in [1 ms, 86400000 ms] (got 360000000 ms)");
+  // The bounds themselves are valid.
+  EXPECT_EQ(message([&] {
+              Batching b(inner, {.max_size = kMaxBufferSize,
+                                 .linger = kMaxTimeout,
+                                 .insert_timeout = kMaxTimeout,
+                                 .flush_timeout = kMaxTimeout});
+            }),
+            "no ConfigError");
+  EXPECT_EQ(message([&] {
+              Batching b(
+                  inner,
+                  {.max_size = 1, .linger = 0ms, .insert_timeout = 0ms, .flush_timeout = 1ms});
+            }),
+            "no ConfigError");
 }
 
 TEST(BatchingTest, FullBufferTimesOutAndRejectsTheWholeBatch) {
@@ -430,6 +457,154 @@ TEST(BatchingTest, ConcurrentCommitsArriveCompleteAndInPerThreadOrder) {
     EXPECT_LE(size, 64U);
   EXPECT_FALSE(inner->overlapped());
   EXPECT_EQ(inner->calling_threads(), 1U) << "init and every batch come from the flusher";
+}
+
+// An inner adapter whose handle_events blocks until released (at most 5 s, so a broken
+// test still ends), as a destination that stopped answering would.
+class StuckAdapter final : public Adapter {
+ public:
+  std::string_view name() const override { return "stuck"; }
+  Status handle_events(std::span<const Event> batch) override {
+    std::unique_lock lock(mutex_);
+    ++entered_;
+    changed_.notify_all();
+    changed_.wait_for(lock, 5s, [&] { return released_; });
+    received_ += batch.size();
+    return {};
+  }
+  Status terminate(Deadline) override {
+    terminations_.fetch_add(1);
+    return {};
+  }
+  void release() {
+    {
+      std::lock_guard lock(mutex_);
+      released_ = true;
+    }
+    changed_.notify_all();
+  }
+  [[nodiscard]] bool wait_entered() {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, kDeadline, [&] { return entered_ > 0; });
+  }
+  [[nodiscard]] std::size_t received() const {
+    std::lock_guard lock(mutex_);
+    return received_;
+  }
+  [[nodiscard]] int terminations() const { return terminations_.load(); }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  bool released_ = false;
+  int entered_ = 0;
+  std::size_t received_ = 0;
+  std::atomic<int> terminations_{0};
+};
+
+// Releases the stuck call at the end of a scope (also when an assertion returns early), so
+// that the threads blocked in it can be joined.
+class ReleaseAtExit {
+ public:
+  explicit ReleaseAtExit(StuckAdapter& inner) : inner_(inner) {}
+  ~ReleaseAtExit() { inner_.release(); }
+  ReleaseAtExit(const ReleaseAtExit&) = delete;
+  ReleaseAtExit& operator=(const ReleaseAtExit&) = delete;
+
+ private:
+  StuckAdapter& inner_;
+};
+
+// A call that must return by its deadline: generous, since machines are noisy, yet far below
+// the 5 s the inner stays stuck.
+constexpr auto kDeadlineMargin = 2s;
+
+// Three events in the stuck inner call, four more held behind it.
+void fill_behind_a_stuck_call(Emitter& emitter, StuckAdapter& inner) {
+  commit_events(emitter, 3);
+  ASSERT_TRUE(inner.wait_entered());
+  commit_events(emitter, 4, 3);
+  ASSERT_TRUE(eventually([&] { return accepted_by_pipeline(emitter) == 7; }));
+}
+
+TEST(BatchingTest, DrainReturnsByItsDeadlineWhileTheInnerIsStuck) {
+  auto inner = std::make_shared<StuckAdapter>();
+  Emitter emitter(config_with(
+      std::make_shared<Batching>(inner, BatchingOptions{.max_size = 10, .linger = 0ms})));
+  const ReleaseAtExit release(*inner);  // destroyed before the emitter, which joins
+  fill_behind_a_stuck_call(emitter, *inner);
+
+  const auto start = std::chrono::steady_clock::now();
+  const Status drained = emitter.drain(100ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, kDeadlineMargin);
+  EXPECT_EQ(drained, Errc::timeout) << drained.to_string();
+  EXPECT_THAT(drained.message(), HasSubstr("7 events still held"));
+  EXPECT_THAT(drained.message(), HasSubstr("3 in an inner call that has not returned"));
+}
+
+TEST(BatchingTest, ShutdownReturnsByItsDeadlineWhileTheInnerIsStuck) {
+  auto inner = std::make_shared<StuckAdapter>();
+  auto batching = std::make_shared<Batching>(inner, BatchingOptions{.max_size = 10, .linger = 0ms});
+  {
+    Emitter emitter(config_with(batching));
+    const ReleaseAtExit release(*inner);
+    fill_behind_a_stuck_call(emitter, *inner);
+
+    const auto start = std::chrono::steady_clock::now();
+    const Status shut = emitter.shutdown(100ms);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, kDeadlineMargin);
+    EXPECT_EQ(shut, Errc::timeout) << shut.to_string();
+    EXPECT_EQ(inner->terminations(), 0) << "the inner's terminate must wait for its last call";
+  }
+  // Released, then the emitter destroyed. The flusher thread is joined by Batching's
+  // destructor, which terminates the inner now that its last call returned.
+  batching.reset();
+  EXPECT_EQ(inner->terminations(), 1);
+  EXPECT_EQ(inner->received(), 3U) << "what was held at the deadline is dropped, not sent late";
+}
+
+TEST(BatchingTest, TerminateReturnsByItsDeadlineAndReportsWhatWasLeft) {
+  auto inner = std::make_shared<StuckAdapter>();
+  auto batching = std::make_unique<Batching>(inner, BatchingOptions{.max_size = 10, .linger = 0ms});
+  {
+    const ReleaseAtExit release(*inner);
+    ASSERT_TRUE(batching->handle_events(make_events(3)).ok());
+    ASSERT_TRUE(inner->wait_entered());
+    ASSERT_TRUE(batching->handle_events(make_events(4, 3)).ok());
+
+    const auto start = std::chrono::steady_clock::now();
+    const Status terminated = batching->terminate(deadline_after(100ms));
+    EXPECT_LT(std::chrono::steady_clock::now() - start, kDeadlineMargin);
+    EXPECT_EQ(terminated, Errc::timeout) << terminated.to_string();
+    EXPECT_THAT(terminated.message(), HasSubstr("4 events dropped"));
+    EXPECT_THAT(terminated.message(), HasSubstr("3 in an inner call that has not returned"));
+    EXPECT_EQ(inner->terminations(), 0);
+    EXPECT_EQ(batching->failed(), 4U);
+    EXPECT_EQ(batching->handle_events(make_events(1)), Errc::closed);
+  }
+  batching.reset();  // joins the flusher, then terminates the inner
+  EXPECT_EQ(inner->terminations(), 1);
+  EXPECT_EQ(inner->received(), 3U);
+}
+
+TEST(BatchingTest, FlushReturnsByItsDeadlineAndDeliversLaterOnceTheInnerRecovers) {
+  auto inner = std::make_shared<StuckAdapter>();
+  Batching batching(inner, {.max_size = 10, .linger = 0ms});
+  const ReleaseAtExit release(*inner);
+  ASSERT_TRUE(batching.handle_events(make_events(3)).ok());
+  ASSERT_TRUE(inner->wait_entered());
+  ASSERT_TRUE(batching.handle_events(make_events(2, 3)).ok());
+
+  const auto start = std::chrono::steady_clock::now();
+  const Status flushed = batching.flush(deadline_after(100ms));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, kDeadlineMargin);
+  EXPECT_EQ(flushed, Errc::timeout) << flushed.to_string();
+  EXPECT_THAT(flushed.message(), HasSubstr("5 events still held"));
+
+  inner->release();
+  EXPECT_TRUE(batching.flush(deadline_after(kDeadline)).ok());
+  EXPECT_EQ(inner->received(), 5U);
+  EXPECT_EQ(batching.delivered(), 5U);
 }
 
 }  // namespace

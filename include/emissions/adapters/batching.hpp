@@ -25,8 +25,12 @@
 // Lifecycle. The inner's init() runs on the flusher thread before its first batch and again
 // before the next batch after handle_events threw (the pipeline's restart rule). flush()
 // (called by Emitter::drain, hence by shutdown) delivers everything held and returns the
-// first error. terminate() delivers the rest, stops the flusher and then calls the inner's
-// terminate(), once; the destructor does so if terminate() was not called.
+// first error, or timeout at its deadline. terminate() delivers what it can by its
+// deadline, drops the rest (counted in failed()), stops the flusher and then calls the
+// inner's terminate(), once, after the inner's last call returned. An inner call stuck past
+// the deadline is not waited for: terminate() returns timeout, and the inner's terminate()
+// waits for a later terminate(), such as the destructor's, which joins the flusher once
+// that call returns (so destroying a Batching blocks until then).
 //
 // Telemetry. Per inner batch: [emissions, adapter, success|error], measurements
 // {"duration"} (ns), metadata {"adapter": inner's name, "event_count", "batching": true}
@@ -49,28 +53,35 @@
 #include <vector>
 
 #include "emissions/adapter.hpp"
-#include "emissions/batch_buffer.hpp"
 #include "emissions/clock.hpp"
+#include "emissions/config.hpp"
 #include "emissions/event.hpp"
 #include "emissions/status.hpp"
 
+namespace emissions {
+template <typename T>
+class BatchBuffer;  // emissions/batch_buffer.hpp, needed only by batching.cpp
+}  // namespace emissions
+
 namespace emissions::adapters {
 
-// How Batching groups events. Validated by Batching's constructor (ConfigError naming the
-// field and the value).
+// How Batching groups events. Validated by Batching's constructor: a value out of its
+// range throws ConfigError naming the field and the value. The bounds are the pipeline's
+// (config.hpp): kMaxBufferSize events, kMaxTimeout (24 h).
 //
 //   BatchingOptions{.max_size = 200, .linger = std::chrono::milliseconds(50)}
 struct BatchingOptions {
-  // > 0: the most events per inner handle_events call; a batch this full goes at once.
+  // 1..kMaxBufferSize: the most events per inner handle_events call; a batch this full
+  // goes at once.
   std::size_t max_size = 500;
-  // >= 0: how long events may wait for a batch to fill before they go anyway. 0 sends what
-  // is there at once (batches then form only while the inner is busy).
+  // 0..kMaxTimeout: how long events may wait for a batch to fill before they go anyway. 0
+  // sends what is there at once (batches then form only while the inner is busy).
   std::chrono::milliseconds linger{5};
-  // >= 0: how long handle_events waits for room when the buffer is full.
+  // 0..kMaxTimeout: how long handle_events waits for room when the buffer is full.
   std::chrono::milliseconds insert_timeout{5'000};
-  // > 0: an inner call running longer is reported ([batch_buffer, flush, exception], kind
-  // "timeout"), and flush() stops waiting for it and returns timeout. The call itself is
-  // not interrupted.
+  // 1 ms..kMaxTimeout: an inner call running longer is reported ([batch_buffer, flush,
+  // exception], kind "timeout"), and flush() stops waiting for it and returns timeout. The
+  // call itself is not interrupted.
   std::chrono::milliseconds flush_timeout{30'000};
   // The time source of linger and the timeouts; null means the real steady clock. Tests
   // pass a ManualClock.
@@ -86,7 +97,7 @@ struct BatchingOptions {
 //
 // Thread-safety: every member may be called from any thread. The inner adapter is only
 // called from the flusher thread (init, handle_events), from the caller of interested(),
-// and from the thread that terminates (terminate, after the flusher stopped).
+// and from the thread that terminates (terminate, after the flusher's last call returned).
 class Batching final : public Adapter {
  public:
   // Starts the buffer's flusher and timer threads. Throws ConfigError for a null `inner` or
@@ -103,13 +114,20 @@ class Batching final : public Adapter {
   // accepted then. Never throws.
   Status handle_events(std::span<const Event> batch) override;
 
-  // Delivers everything accepted before the call and waits for it (up to flush_timeout per
-  // inner call). The first error of those inner calls, or timeout; ok when nothing was held
-  // or after terminate(). Blocks.
+  // Delivers everything accepted before the call and waits for it, until `deadline` (and
+  // at most flush_timeout per inner call). The first error of those inner calls; timeout
+  // at the deadline or past flush_timeout, saying how many events are still held and how
+  // many of them are in an inner call (they are delivered later all the same); ok when
+  // nothing was held or after terminate(). Blocks until the deadline at the latest.
   Status flush(Deadline deadline) override;
 
-  // Delivers what is held, stops and joins the buffer's threads, then calls the inner's
-  // terminate(), exactly once. Blocks until the inner's last batch returns. Idempotent.
+  // Stops accepting, delivers what it can by `deadline`, drops what is left, then joins
+  // the buffer's threads and calls the inner's terminate(deadline), exactly once, after the
+  // inner's last call returned. Returns by the deadline (+ up to 50 ms for an idle flusher
+  // to exit): timeout, naming the events dropped and those in an inner call that has not
+  // returned, when something was left; then a later call finishes the job (joins, then
+  // terminates the inner) and may block until that call returns. Otherwise the inner's
+  // terminate() result. Idempotent once it returned ok or terminated the inner.
   Status terminate(Deadline deadline) override;
 
   // The inner's interested(); it must be thread-safe as Adapter requires.
@@ -124,7 +142,8 @@ class Batching final : public Adapter {
     return delivered_.load(std::memory_order_relaxed);
   }
   // Accepted events that did not reach the inner: its handle_events returned an error or
-  // threw, or its init() failed before their batch.
+  // threw, its init() failed before their batch, or terminate() dropped them at its
+  // deadline.
   [[nodiscard]] std::uint64_t failed() const noexcept {
     return failed_.load(std::memory_order_relaxed);
   }
@@ -146,7 +165,8 @@ class Batching final : public Adapter {
   std::atomic<std::uint64_t> rejected_{0};
   bool need_init_ = true;  // touched only by deliver()
   std::mutex terminate_mutex_;
-  bool terminated_ = false;  // guarded by terminate_mutex_
+  bool buffer_closed_ = false;     // guarded by terminate_mutex_: the buffer was shut down
+  bool inner_terminated_ = false;  // guarded by terminate_mutex_
   std::atomic<bool> closed_{false};
   // Last: destroyed first, so its final flushes still see every member above.
   std::unique_ptr<BatchBuffer<Event>> buffer_;

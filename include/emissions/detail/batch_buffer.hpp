@@ -1,8 +1,9 @@
-// emissions/detail/batch_buffer.hpp: internals of BatchBuffer<T>; not part of the API.
+// emissions/detail/batch_buffer.hpp: the types BatchBuffer<T> is built from (settings,
+// partitions, round-robin cursors, jitter) and the parts of it compiled in
+// src/batch_buffer/ (option checks, statuses, telemetry, seeds). Not part of the API.
 #pragma once
 
 #include <array>
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -19,6 +20,8 @@
 #include <nlohmann/json.hpp>
 
 #include "emissions/clock.hpp"
+#include "emissions/deadline.hpp"
+#include "emissions/detail/partition_mutex.hpp"
 #include "emissions/status.hpp"
 
 // Inlining hints for BatchBuffer's insert path: the fast path inline, the rest out of line
@@ -47,11 +50,10 @@ struct BatchBufferSettings {
   std::shared_ptr<Clock> clock;
 };
 
-// Throws ConfigError naming the first invalid field and its value. Partitions are capped
-// (each one owns a thread), as is max_size + max_size_jitter (it must not overflow).
-void validate_batch_buffer(const BatchBufferSettings& settings);
-
-inline constexpr std::size_t kMaxBatchBufferPartitions = 1024;
+// The settings checked (ConfigError naming the first invalid field, or the missing flush
+// callable, and its value; the bounds are those documented in emissions/batch_buffer.hpp),
+// with the real steady clock when none was given.
+BatchBufferSettings checked_settings(BatchBufferSettings settings, bool has_flush);
 
 // splitmix64: jitter needs speed and spread, not cryptographic quality. Not thread-safe;
 // each owner guards its own generator.
@@ -103,12 +105,43 @@ void batch_flush_stop(const BatchBufferSettings& s, std::size_t partition, std::
 void batch_flush_exception(const BatchBufferSettings& s, std::size_t partition, std::size_t size,
                            std::int64_t start_ns, std::string_view kind,
                            std::string_view reason) noexcept;
+// batch_flush_exception of kind "timeout": the flush has run past flush_timeout.
+void batch_flush_overdue(const BatchBufferSettings& s, std::size_t partition, std::size_t size,
+                         std::int64_t start_ns) noexcept;
 
 // what() of the exception, or "unknown exception".
 std::string describe_exception(const std::exception_ptr& error) noexcept;
 Status batch_closed_status(const BatchBufferSettings& s);
 Status batch_insert_timeout_status(const BatchBufferSettings& s, std::size_t partition);
 Status batch_flush_timeout_status(const BatchBufferSettings& s, std::size_t partition);
+
+// What sync_flush() or shutdown() left behind at their deadline.
+struct BatchBacklog {
+  std::size_t partitions = 0;  // still flushing
+  std::size_t pending = 0;     // items not yet flushed...
+  std::size_t in_flight = 0;   // ...of which in a flush call that has not returned
+};
+Status batch_deadline_status(const BatchBufferSettings& s, std::size_t partition,
+                             const BatchBacklog& left);
+Status batch_shutdown_timeout_status(const BatchBufferSettings& s, const BatchBacklog& left);
+
+// now + timeout on the steady clock; a timeout too large to add means "no limit".
+inline Deadline deadline_in(std::chrono::milliseconds timeout) noexcept {
+  constexpr auto kLongest =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::nanoseconds::max());
+  return timeout >= kLongest ? Deadline::max() : deadline_after(timeout);
+}
+
+// Waits on `cv` (with `lock` held) until pred() holds (true) or the steady-clock `deadline`
+// passes (false). Deadline::max() waits without limit.
+template <typename Lock, typename CondVar, typename Predicate>
+bool wait_until(Lock& lock, CondVar& cv, Deadline deadline, Predicate pred) {
+  if (deadline == Deadline::max()) {
+    cv.wait(lock, pred);
+    return true;
+  }
+  return cv.wait_until(lock, deadline, pred);
+}
 
 // Each thread's round-robin partition per buffer, in a small direct-mapped cache keyed by
 // buffer id: no shared counter on the insert path. A thread alternating between buffers
@@ -121,69 +154,6 @@ struct RoundRobinCursor {
 };
 inline constexpr std::size_t kRoundRobinSlots = 16;
 inline thread_local std::array<RoundRobinCursor, kRoundRobinSlots> t_round_robin{};
-
-// The partition lock: inline uncontended lock/unlock (one atomic RMW each, no call into
-// libc), a short spin when contended (critical sections are a few nanoseconds), then a
-// futex wait through std::atomic::wait. Meets Lockable; waits use condition_variable_any.
-// It also tells an inserter whether the lock is held by another inserter (round-robin then
-// moves to another partition) or by a flusher, the timer or a reader (worth waiting for).
-class PartitionMutex {
- public:
-  void lock() noexcept {
-    if (!acquire(kHeld)) [[unlikely]]
-      lock_contended(kHeld);
-  }
-  bool try_lock() noexcept { return acquire(kHeld); }
-  void unlock() noexcept {
-    if (state_.exchange(kFree, std::memory_order_release) == kParked) [[unlikely]] {
-      state_.notify_one();
-    }
-  }
-  // lock() and try_lock() for inserts. On failure, `inserter` tells whether another insert
-  // (or a waiter) holds the lock, rather than a flusher, the timer or a reader.
-  void lock_insert() noexcept {
-    if (!acquire(kInserting)) [[unlikely]]
-      lock_contended(kInserting);
-  }
-  bool try_lock_insert(bool& inserter) noexcept {
-    if (acquire(kInserting)) [[likely]]
-      return true;
-    inserter = state_.load(std::memory_order_relaxed) != kHeld;
-    return false;
-  }
-
- private:
-  static constexpr std::uint32_t kFree = 0;
-  static constexpr std::uint32_t kInserting = 1;  // held by an insert
-  static constexpr std::uint32_t kParked = 2;     // held, and someone may be waiting
-  static constexpr std::uint32_t kHeld = 3;       // held by anything else
-
-  bool acquire(std::uint32_t as) noexcept {
-    std::uint32_t expected = kFree;
-    return state_.compare_exchange_strong(expected, as, std::memory_order_acquire,
-                                          std::memory_order_relaxed);
-  }
-  void lock_contended(std::uint32_t as) noexcept {
-    for (int spin = 0; spin < 100; ++spin) {
-      if (state_.load(std::memory_order_relaxed) == kFree && acquire(as)) return;
-      cpu_relax();
-    }
-    // Whoever takes the lock through here leaves it marked kParked, so that its unlock
-    // wakes the next waiter.
-    while (state_.exchange(kParked, std::memory_order_acquire) != kFree) {
-      state_.wait(kParked, std::memory_order_relaxed);
-    }
-  }
-  static void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield");
-#endif
-  }
-
-  std::atomic<std::uint32_t> state_{kFree};
-};
 
 // Moves from[first..] to the end of `to`, needing of T only that it is move-constructible
 // (vector::insert would also need move-assignment). Reserves first, so a bad_alloc leaves
@@ -233,17 +203,6 @@ struct alignas(64) BatchPartition {
   JitterRng size_rng;
   std::condition_variable_any flusher_cv;  // the flusher waits for work
   std::condition_variable_any changed_cv;  // room for inserts, flush done, flusher exited
-};
-
-// The timer thread's view of one partition (guarded by the buffer's timer mutex).
-struct BatchTimerSlot {
-  Clock::time_point deadline;  // the interval timer fires here
-  bool watching = false;       // a flush is running
-  bool reported = false;       // ... and its flush_timeout has been reported
-  std::uint64_t watch_batch = 0;
-  Clock::time_point watch_deadline;
-  std::size_t watch_size = 0;
-  std::int64_t watch_start_ns = 0;
 };
 
 }  // namespace emissions::detail

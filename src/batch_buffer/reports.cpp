@@ -1,13 +1,18 @@
-// The parts of BatchBuffer<T> that do not depend on T: option validation, seeds, error
-// statuses and telemetry events.
-#include "emissions/batch_buffer.hpp"
-
-#include <atomic>
+// What BatchBuffer reports: its error statuses and its telemetry events. Never on the
+// untraced insert path.
 #include <chrono>
 #include <cstdint>
-#include <limits>
-#include <random>
+#include <exception>
+#include <optional>
 #include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "common/config_check.hpp"
+#include "common/exceptions.hpp"
+#include "emissions/detail/batch_buffer.hpp"
+#include "emissions/telemetry.hpp"
 
 #include "time/system_time.hpp"
 
@@ -21,15 +26,6 @@ telemetry::EventName event(const char* action, const char* phase) {
   return {"batch_buffer", action, phase};
 }
 
-std::string ms(std::chrono::milliseconds d) {
-  return std::to_string(d.count()) + "ms";
-}
-
-[[noreturn]] void invalid(const char* field, const std::string& rule, const std::string& got) {
-  throw ConfigError(std::string("BatchBufferOptions.") + field + " must be " + rule + " (got " +
-                    got + ")");
-}
-
 nlohmann::json metadata(const BatchBufferSettings& s, std::optional<std::size_t> partition,
                         std::size_t size) {
   nlohmann::json meta = {{"buffer", s.name}, {"size", size}};
@@ -37,59 +33,24 @@ nlohmann::json metadata(const BatchBufferSettings& s, std::optional<std::size_t>
   return meta;
 }
 
+std::string describe_backlog(const BatchBacklog& left) {
+  std::string out = std::to_string(left.pending) + " items not yet flushed";
+  if (left.in_flight != 0) {
+    out += " (" + std::to_string(left.in_flight) + " of them in a flush that has not returned)";
+  }
+  return out;
+}
+
 }  // namespace
 
-void validate_batch_buffer(const BatchBufferSettings& s) {
-  if (s.name.empty()) invalid("name", "non-empty", "\"\"");
-  if (s.partitions == 0) invalid("partitions", "> 0", "0");
-  if (s.partitions > kMaxBatchBufferPartitions) {
-    invalid("partitions", "<= " + std::to_string(kMaxBatchBufferPartitions),
-            std::to_string(s.partitions));
-  }
-  if (s.max_size == 0) invalid("max_size", "> 0", "0");
-  if (s.max_size_jitter > std::numeric_limits<std::size_t>::max() - s.max_size) {
-    invalid("max_size_jitter", "<= SIZE_MAX - max_size", std::to_string(s.max_size_jitter));
-  }
-  using std::chrono::milliseconds;
-  if (s.flush_interval <= milliseconds::zero())
-    invalid("flush_interval", "> 0", ms(s.flush_interval));
-  if (s.flush_jitter < milliseconds::zero()) invalid("flush_jitter", ">= 0", ms(s.flush_jitter));
-  if (s.flush_timeout <= milliseconds::zero()) invalid("flush_timeout", "> 0", ms(s.flush_timeout));
-  if (s.insert_timeout < milliseconds::zero())
-    invalid("insert_timeout", ">= 0", ms(s.insert_timeout));
-}
-
-std::uint64_t random_seed() noexcept {
-  // random_device may throw where no entropy source exists; time and a counter suffice
-  // for jitter.
-  static std::atomic<std::uint64_t> counter{0};
-  std::uint64_t seed =
-      static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
-      (counter.fetch_add(1, std::memory_order_relaxed) * 0x9e3779b97f4a7c15ULL);
-  try {
-    std::random_device rd;
-    seed ^= (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
-  } catch (...) {
-  }
-  return seed;
-}
-
-std::uint64_t next_batch_buffer_id() noexcept {
-  static std::atomic<std::uint64_t> next{1};
-  return next.fetch_add(1, std::memory_order_relaxed);
-}
+// --- statuses -------------------------------------------------------------------------------
 
 std::string describe_exception(const std::exception_ptr& error) noexcept {
   try {
     std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    try {
-      return e.what();
-    } catch (...) {
-    }
   } catch (...) {
+    return describe_current_exception();
   }
-  return "unknown exception";
 }
 
 Status batch_closed_status(const BatchBufferSettings& s) {
@@ -98,15 +59,29 @@ Status batch_closed_status(const BatchBufferSettings& s) {
 
 Status batch_insert_timeout_status(const BatchBufferSettings& s, std::size_t partition) {
   return {Errc::timeout, "BatchBuffer '" + s.name + "' partition " + std::to_string(partition) +
-                             " stayed full for insert_timeout (" + ms(s.insert_timeout) +
+                             " stayed full for insert_timeout (" + describe(s.insert_timeout) +
                              ") while its previous flush ran"};
 }
 
 Status batch_flush_timeout_status(const BatchBufferSettings& s, std::size_t partition) {
   return {Errc::timeout, "BatchBuffer '" + s.name + "' partition " + std::to_string(partition) +
                              ": a flush has been running longer than flush_timeout (" +
-                             ms(s.flush_timeout) + ")"};
+                             describe(s.flush_timeout) + ")"};
 }
+
+Status batch_deadline_status(const BatchBufferSettings& s, std::size_t partition,
+                             const BatchBacklog& left) {
+  return {Errc::timeout, "BatchBuffer '" + s.name + "' partition " + std::to_string(partition) +
+                             ": " + describe_backlog(left) + " at the deadline"};
+}
+
+Status batch_shutdown_timeout_status(const BatchBufferSettings& s, const BatchBacklog& left) {
+  return {Errc::timeout, "BatchBuffer '" + s.name + "': " + std::to_string(left.partitions) +
+                             " partition(s) still flushing at the shutdown deadline, " +
+                             describe_backlog(left)};
+}
+
+// --- telemetry ------------------------------------------------------------------------------
 
 void batch_insert_start(const BatchBufferSettings& s, std::optional<std::size_t> partition,
                         std::size_t size, std::int64_t start_ns) noexcept {
@@ -164,6 +139,16 @@ void batch_flush_exception(const BatchBufferSettings& s, std::size_t partition, 
     telemetry::execute(event("flush", "exception"),
                        {{"duration", now - start_ns}, {"monotonic_time", now}}, meta);
   } catch (...) {
+  }
+}
+
+void batch_flush_overdue(const BatchBufferSettings& s, std::size_t partition, std::size_t size,
+                         std::int64_t start_ns) noexcept {
+  try {
+    batch_flush_exception(
+        s, partition, size, start_ns, "timeout",
+        "flush still running after flush_timeout (" + describe(s.flush_timeout) + ")");
+  } catch (...) {  // building the reason may throw bad_alloc; telemetry must not
   }
 }
 
