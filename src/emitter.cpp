@@ -1,8 +1,8 @@
 #include "emissions/emitter.hpp"
 
-#include "default_emitter.hpp"
+#include "transaction/default_emitter.hpp"
 #include "pipeline/core.hpp"
-#include "transaction_access.hpp"
+#include "transaction/transaction_access.hpp"
 
 namespace emissions {
 

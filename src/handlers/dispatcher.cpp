@@ -11,7 +11,7 @@
 #include "pipeline/core.hpp"
 #include "pipeline/thread_role.hpp"
 #include "telemetry/events.hpp"
-#include "transaction_access.hpp"
+#include "transaction/transaction_access.hpp"
 
 namespace emissions::detail {
 

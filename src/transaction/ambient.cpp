@@ -6,10 +6,10 @@
 #include <vector>
 
 #include "common/no_destroy.hpp"
-#include "default_emitter.hpp"
+#include "transaction/default_emitter.hpp"
 #include "emissions/transaction.hpp"
 #include "pipeline/core.hpp"
-#include "transaction_access.hpp"
+#include "transaction/transaction_access.hpp"
 
 namespace emissions {
 namespace detail {

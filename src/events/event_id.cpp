@@ -23,7 +23,7 @@
 #include <random>
 #include <thread>
 
-#include "event_id_text.hpp"
+#include "events/event_id_text.hpp"
 #include "time/system_time.hpp"
 #include "time/wall_clock.hpp"
 

@@ -18,7 +18,7 @@
 
 #include "common/no_destroy.hpp"
 
-#include "event_id_text.hpp"
+#include "events/event_id_text.hpp"
 
 namespace emissions {
 namespace detail {

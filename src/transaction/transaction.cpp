@@ -6,7 +6,7 @@
 #include "pipeline/core.hpp"
 #include "telemetry/events.hpp"
 #include "time/wall_clock.hpp"
-#include "transaction_access.hpp"
+#include "transaction/transaction_access.hpp"
 
 namespace emissions {
 
