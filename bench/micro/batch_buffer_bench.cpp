@@ -8,8 +8,8 @@
 //   bench/micro: emissions_micro_bench --benchmark_filter='BatchBuffer|MutexVector'
 //                --benchmark_counters_tabular=true
 //   standalone:  g++ -std=c++20 -O2 -DNDEBUG -Iinclude -Isrc src/status.cpp src/telemetry/*.cpp
-//                src/common/exceptions.cpp src/batch_buffer/*.cpp bench/micro/batch_buffer_bench.cpp
-//                -lbenchmark -lbenchmark_main -pthread
+//                src/common/exceptions.cpp src/batch_buffer/*.cpp
+//                bench/micro/batch_buffer_bench.cpp -lbenchmark -lbenchmark_main -pthread
 //
 // Three runs on an idle 2-vCPU KVM guest (AMD EPYC), standalone build, min_time 0.2 s,
 // inserts/s per thread:

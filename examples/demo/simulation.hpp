@@ -1,5 +1,6 @@
 // The simulated order service: request threads, each running orders one after another, one
-// transaction per order, with the ambient API of emissions (the seed's model):
+// transaction per order, with the ambient API of emissions (the Elixir Emissions library's
+// model):
 //
 //   emissions::start();
 //   emissions::emit("order_created", order);

@@ -152,7 +152,7 @@ TEST(HandlerTest, EventsOfAFailedIgnoredOrThrowingHandlerAreDiscarded) {
   EXPECT_EQ(f.emitter->stats().discarded, 3u);
 }
 
-TEST(HandlerTest, TelemetryReportsSuccessErrorAndIgnoredAsInTheSeed) {
+TEST(HandlerTest, TelemetryReportsSuccessErrorAndIgnoredWithTheDocumentedMetadata) {
   TelemetryRecorder rec("handler-telemetry", {{"emissions", "handler", "success"},
                                               {"emissions", "handler", "error"},
                                               {"emissions", "handler", "ignored"}});

@@ -15,7 +15,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
-// The seed's mappings, once per router kind.
+// The mappings from the Elixir Emissions README, once per router kind.
 constexpr auto kTopics =
     make_topic_router(topic("orders", "order_created", "order_updated", "order_shipped"),
                       topic("inventory", "item_received", "item_adjusted", "item_moved"),

@@ -18,6 +18,8 @@
 
 namespace emissions::detail {
 
+// Hands up to `limit` items to the flusher (all of them when splitting an over-full batch
+// runs out of memory). Needs: partition locked, not busy, not empty.
 template <typename T>
 void BatchBufferCore<T>::take_batch(Partition& p) {
   std::size_t n = std::min(p.items.size(), p.limit);

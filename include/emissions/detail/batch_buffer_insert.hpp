@@ -338,6 +338,4 @@ Status BatchBufferCore<T>::insert_groups(std::vector<Group>& groups) {
   }
 }
 
-// Hands up to `limit` items to the flusher. Needs: partition locked, not busy, not empty.
-
 }  // namespace emissions::detail
