@@ -14,6 +14,7 @@
 #include "emissions/batch_buffer.hpp"
 #include "emissions/telemetry.hpp"
 #include "pipeline/adapter_call.hpp"
+#include "pipeline/delivery_state.hpp"
 
 namespace emissions::adapters {
 namespace {
@@ -148,12 +149,57 @@ Status Batching::terminate(Deadline deadline) {
 }
 
 Status Batching::deliver(std::vector<Event>&& batch) {
+  if (auto* async = dynamic_cast<AsyncAdapter*>(inner_.get())) return deliver_async(*async, batch);
   const bool report = detail::delivery_reported();
   const detail::DeliveryOutcome outcome =
       detail::deliver_to(*inner_, std::span<const Event>(batch), need_init_, report);
   const auto count = static_cast<std::uint64_t>(batch.size());
   (outcome.status.ok() ? delivered_ : failed_).fetch_add(count, std::memory_order_relaxed);
   if (report) detail::report_delivery(inner_->name(), batch.size(), outcome, {{"batching", true}});
+  return outcome.status;
+}
+
+Status Batching::deliver_async(AsyncAdapter& inner, std::vector<Event>& batch) {
+  // An asynchronous inner (JsonLines, say) gets a Delivery of its own; the batch counts as
+  // delivered or failed event by event once the inner settles it (asked to flush at once),
+  // or as failed if it has not within flush_timeout.
+  const bool report = detail::delivery_reported();
+  const auto started = std::chrono::steady_clock::now();
+  const std::size_t count = batch.size();
+  detail::DeliveryOutcome outcome;
+  if (need_init_) {
+    try {
+      outcome.status = inner.init();
+    } catch (const std::exception& e) {
+      outcome.status = Status(Errc::internal, e.what());
+    } catch (...) {
+      outcome.status = Status(Errc::internal, "unknown exception");
+    }
+    if (!outcome.status.ok()) {
+      failed_.fetch_add(count, std::memory_order_relaxed);
+      outcome.status = Status(outcome.status.code(), "init failed: " + outcome.status.message());
+      if (report) detail::report_delivery(inner.name(), count, outcome, {{"batching", true}});
+      return outcome.status;
+    }
+    need_init_ = false;
+  }
+  const detail::DetachedOutcome settled =
+      detail::deliver_detached(inner, std::move(batch), deadline_after(options_.flush_timeout));
+  delivered_.fetch_add(settled.delivered, std::memory_order_relaxed);
+  failed_.fetch_add(settled.failed + settled.unsettled, std::memory_order_relaxed);
+  if (settled.unsettled != 0) {
+    outcome.status = Status(Errc::timeout, std::to_string(settled.unsettled) +
+                                               " events were not settled within flush_timeout");
+  } else if (settled.failed != 0) {
+    outcome.status =
+        settled.first_error.ok() ? Status(Errc::internal, "events failed") : settled.first_error;
+  }
+  if (report) {
+    outcome.duration_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                              std::chrono::steady_clock::now() - started)
+                              .count();
+    detail::report_delivery(inner.name(), count, outcome, {{"batching", true}});
+  }
   return outcome.status;
 }
 

@@ -2,6 +2,8 @@
 #include "pipeline/delivery_state.hpp"
 
 #include "common/best_effort.hpp"
+#include "common/exceptions.hpp"
+#include "common/wait.hpp"
 #include "pipeline/adapter_call.hpp"
 #include "telemetry/events.hpp"
 
@@ -113,6 +115,58 @@ void DeliveryState::complete() noexcept {
   // The events' storage goes back to the pool when the last handle is gone (~DeliveryState):
   // a settled handle's events() stay readable.
   (void)keep;
+}
+
+std::shared_ptr<DeliveryState> make_detached_delivery(std::string_view adapter_name,
+                                                      std::vector<Event> events) {
+  auto shared = std::make_shared<PipelineShared>();
+  BatchPtr owned = shared->pool.acquire();
+  owned->slots = std::move(events);
+  owned->size = owned->slots.size();
+  owned->refs.store(1, std::memory_order_relaxed);
+  Batch* batch = owned.release();
+  const std::span<const Event> run(batch->slots.data(), batch->size);
+  auto state = std::make_shared<DeliveryState>(
+      shared, std::make_shared<LaneCounters>(std::string(adapter_name)), std::make_shared<Window>(),
+      batch, run, 0);
+  std::lock_guard lock(state->window->mutex);
+  state->window->open.push_back(state);
+  state->window->size.store(1, std::memory_order_seq_cst);
+  return state;
+}
+
+DetachedOutcome deliver_detached(AsyncAdapter& adapter, std::vector<Event> events,
+                                 Deadline deadline) noexcept {
+  DetachedOutcome out;
+  const std::size_t n = events.size();
+  std::shared_ptr<DeliveryState> state;
+  try {
+    state = make_detached_delivery(adapter.name(), std::move(events));
+  } catch (...) {
+    out.failed = n;
+    out.first_error = Status(Errc::internal, std::string());
+    best_effort([&] { out.first_error = Status(Errc::internal, describe_current_exception()); });
+    return out;
+  }
+  try {
+    adapter.deliver(DeliveryAccess::make(state));
+    if (state->unsettled.load(std::memory_order_acquire) != 0) (void)adapter.flush(deadline);
+  } catch (...) {
+    Status error(Errc::internal, std::string());
+    best_effort([&] { error = Status(Errc::internal, describe_current_exception()); });
+    state->settle(DeliveryState::kAll, DeliveryState::Outcome::failed, &error, nullptr);
+  }
+  Window& window = *state->window;
+  wait_until(
+      window.freed, [&] { return state->unsettled.load(std::memory_order_acquire) == 0; },
+      deadline);
+  out.unsettled = state->unsettled.load(std::memory_order_acquire);
+  out.delivered = state->delivered.load(std::memory_order_relaxed);
+  out.failed = state->failed.load(std::memory_order_relaxed);
+  if (out.unsettled == 0 && state->has_error.load(std::memory_order_acquire)) {
+    best_effort([&] { out.first_error = state->first_error; });
+  }
+  return out;
 }
 
 }  // namespace detail

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string_view>
+#include <vector>
 
 #include "emissions/delivery.hpp"
 #include "pipeline/core.hpp"
@@ -51,6 +53,24 @@ struct DeliveryState {
  private:
   void complete() noexcept;
 };
+
+// A delivery attached to no pipeline (adapters::Batching driving an asynchronous inner,
+// testing::deliver_now): it owns `events`, in a batch of its own.
+std::shared_ptr<DeliveryState> make_detached_delivery(std::string_view adapter_name,
+                                                      std::vector<Event> events);
+
+// Hands a detached delivery of `events` to `adapter`, asks it to flush what it holds back,
+// and waits until every event is settled or `deadline` passes. The tallies and the first
+// failure's Status; events still unsettled at the deadline stay in the adapter's hands (their
+// later settlement is harmless). Never throws.
+struct DetachedOutcome {
+  std::uint64_t delivered = 0;
+  std::uint64_t failed = 0;
+  std::uint64_t unsettled = 0;
+  Status first_error;
+};
+DetachedOutcome deliver_detached(AsyncAdapter& adapter, std::vector<Event> events,
+                                 Deadline deadline) noexcept;
 
 struct DeliveryAccess {
   static Delivery make(std::shared_ptr<DeliveryState> state) noexcept {

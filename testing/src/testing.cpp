@@ -17,15 +17,14 @@ namespace emissions::testing {
 // --- deliver_now ---------------------------------------------------------------------
 
 Status deliver_now(AsyncAdapter& adapter, std::span<const Event> events) {
-  // A delivery of its own, attached to no pipeline: it references no batch storage.
-  auto state = std::make_shared<detail::DeliveryState>(
-      std::make_shared<detail::PipelineShared>(),
-      std::make_shared<detail::LaneCounters>(std::string(adapter.name())),
-      std::make_shared<detail::Window>(), nullptr, events, 0);
-  {
-    std::lock_guard lock(state->window->mutex);
-    state->window->open.push_back(state);
-    state->window->size.store(1);
+  // A delivery of its own, attached to no pipeline; it owns a copy of the events, so the
+  // adapter may keep it as long as it likes. Settlements that come later are not waited for.
+  std::shared_ptr<detail::DeliveryState> state;
+  try {
+    state = detail::make_detached_delivery(adapter.name(),
+                                           std::vector<Event>(events.begin(), events.end()));
+  } catch (const std::exception& e) {
+    return Status(Errc::internal, std::string("deliver_now: ") + e.what());
   }
   try {
     adapter.deliver(detail::DeliveryAccess::make(state));

@@ -23,8 +23,10 @@ prefix="$work/prefix"
 cmake -S "$root/examples" -B "$work/examples" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON >/dev/null
 cmake --build "$work/examples" -j2
-"$work/examples/example_quickstart" >/dev/null
-echo "package: examples built against the installed package (no GoogleTest) and quickstart ran"
+for example in "$work"/examples/example_*; do
+  (cd "$work" && "$example" >/dev/null) || { echo "package: $(basename "$example") failed"; exit 1; }
+done
+echo "package: examples built against the installed package (no GoogleTest) and each ran"
 # The demo just built (Release): Ctrl-C prints the partial summary and exits 130.
 bash "$root/tests/demo/sigint.sh" "$work/examples/demo/emissions-demo"
 

@@ -1,11 +1,14 @@
 // The Batching adapter: full batches by size, partial ones by linger, drain and shutdown,
 // the inner's errors and restarts, delegation, options, backpressure and concurrency.
 #include "emissions/adapters/batching.hpp"
+#include "emissions/adapters/json_lines.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -17,6 +20,8 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <unistd.h>
 
 #include "emissions/clock.hpp"
 #include "emissions/deadline.hpp"
@@ -605,6 +610,47 @@ TEST(BatchingTest, FlushReturnsByItsDeadlineAndDeliversLaterOnceTheInnerRecovers
   EXPECT_TRUE(batching.flush(deadline_after(kDeadline)).ok());
   EXPECT_EQ(inner->received(), 5U);
   EXPECT_EQ(batching.delivered(), 5U);
+}
+
+}  // namespace
+}  // namespace emissions::adapters
+
+namespace emissions::adapters {
+namespace {
+
+TEST(BatchingAsyncInnerTest, AnAsynchronousInnerSettlesEachEventAndCountsExactly) {
+  // Batching used to call handle_events on every inner, and an AsyncAdapter (JsonLines)
+  // failed every batch with internal.
+  const std::filesystem::path path =
+      std::filesystem::temp_directory_path() /
+      ("batching_async_inner_" + std::to_string(::getpid()) + ".jsonl");
+  std::filesystem::remove(path);
+  auto batching = std::make_shared<Batching>(
+      std::make_shared<JsonLines>(path.string()),
+      BatchingOptions{.max_size = 4, .linger = std::chrono::milliseconds(5)});
+  {
+    Config config;
+    config.make_default = false;
+    config.add_adapter(batching);
+    Emitter emitter(std::move(config));
+    for (int i = 0; i < 10; ++i) {
+      Transaction tx = emitter.start();
+      ASSERT_TRUE(tx.emit("e", i).ok());
+      if (i == 3) {
+        ASSERT_TRUE(tx.emit("bad", {{"text", "invalid \xff utf-8"}}).ok());
+      }
+      ASSERT_TRUE(tx.commit().ok());
+    }
+    ASSERT_TRUE(emitter.drain(10s).ok());
+  }
+  EXPECT_EQ(batching->delivered(), 10u);
+  EXPECT_EQ(batching->failed(), 1u);
+  std::ifstream in(path);
+  std::size_t lines = 0;
+  for (std::string line; std::getline(in, line);)
+    ++lines;
+  EXPECT_EQ(lines, 10u);
+  std::filesystem::remove(path);
 }
 
 }  // namespace

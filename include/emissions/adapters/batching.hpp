@@ -4,7 +4,7 @@
 /// Kafka producer's linger.ms). Built on BatchBuffer.
 ///
 /// @code
-///   auto sink = std::make_shared<MyAdapter>();  // a synchronous Adapter, see "Inner" below
+///   auto sink = std::make_shared<emissions::adapters::JsonLines>("events.jsonl");
 ///   emissions::Config config;
 ///   config.add_adapter(std::make_shared<emissions::adapters::Batching>(
 ///       sink, emissions::adapters::BatchingOptions{.max_size = 1000, .linger = 20ms}));
@@ -14,10 +14,11 @@
 ///   if (emissions::Status s = emitter.drain(); !s.ok()) log(s.to_string());
 /// @endcode
 ///
-/// Inner. Batching hands its batches to the inner's handle_events and settles them with the
-/// Status it returns, so the inner must be a synchronous Adapter. An AsyncAdapter (such as
-/// JsonLines) does not implement handle_events: every batch handed to one fails with
-/// internal. Batching never calls the inner's flush().
+/// Inner. A synchronous inner gets each batch through handle_events and settles it with the
+/// Status it returns. An asynchronous inner (an AsyncAdapter such as JsonLines) gets it as a
+/// Delivery, is asked to flush() at once, and Batching waits up to `flush_timeout` for its
+/// settlements: each event counts as delivered or failed as the inner settled it (one not
+/// settled in time counts as failed, and the batch's Status is timeout).
 ///
 /// Delivery. handle_events copies the pipeline's batch into the buffer and returns ok once
 /// it is accepted; from then on the pipeline counts those events as delivered. The inner
@@ -64,6 +65,7 @@
 #include "emissions/adapter.hpp"
 #include "emissions/clock.hpp"
 #include "emissions/config.hpp"
+#include "emissions/delivery.hpp"
 #include "emissions/event.hpp"
 #include "emissions/status.hpp"
 
@@ -174,6 +176,8 @@ class Batching final : public Adapter {
  private:
   // The buffer's flush callable: one call at a time, on the flusher thread.
   Status deliver(std::vector<Event>&& batch);
+  // deliver() for an asynchronous inner.
+  Status deliver_async(AsyncAdapter& inner, std::vector<Event>& batch);
 
   std::shared_ptr<Adapter> inner_;
   BatchingOptions options_;
