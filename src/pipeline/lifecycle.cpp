@@ -207,14 +207,19 @@ bool Core::wait_for_publishes(Deadline deadline) noexcept {
 }
 
 void Core::stop_consumers(bool drained, Deadline deadline) {
-  stop_.store(drained ? StopMode::when_empty : StopMode::abandon, std::memory_order_seq_cst);
-  for (Queue* queue : all_queues_)
-    queue->wakeup.notify();
-  for (auto& lane : lanes_) {
-    for (auto& consumer : lane->consumers) {
-      if (consumer->window) consumer->window->freed.notify();
+  // Consumers wait in two places: idle on their queue, and (asynchronous ones) on their
+  // window when it is full. Every change of stop_ wakes both.
+  auto wake_consumers = [&] {
+    for (Queue* queue : all_queues_)
+      queue->wakeup.notify();
+    for (auto& lane : lanes_) {
+      for (auto& consumer : lane->consumers) {
+        if (consumer->window) consumer->window->freed.notify();
+      }
     }
-  }
+  };
+  stop_.store(drained ? StopMode::when_empty : StopMode::abandon, std::memory_order_seq_cst);
+  wake_consumers();
   // Until the deadline, wait for every consumer; after it, only for those not inside an
   // adapter call (they exit at once), for a short grace. One stuck in a call is left to
   // finish().
@@ -224,7 +229,7 @@ void Core::stop_consumers(bool drained, Deadline deadline) {
         if (!consumer->thread.joinable() || consumer->exited.load(std::memory_order_acquire)) {
           continue;
         }
-        if (ignore_in_call && consumer->in_call_events.load(std::memory_order_relaxed) != 0) {
+        if (ignore_in_call && consumer->in_adapter_call.load(std::memory_order_seq_cst)) {
           continue;
         }
         return false;
@@ -236,8 +241,7 @@ void Core::stop_consumers(bool drained, Deadline deadline) {
           exits_, [&] { return all_exited(false); }, deadline)) {
     if (stop_.load(std::memory_order_relaxed) != StopMode::abandon) {
       stop_.store(StopMode::abandon, std::memory_order_seq_cst);
-      for (Queue* queue : all_queues_)
-        queue->wakeup.notify();
+      wake_consumers();
     }
     wait_until(
         exits_, [&] { return all_exited(true); }, deadline_after(kExitGrace));
