@@ -247,7 +247,10 @@ class Core : public std::enable_shared_from_this<Core> {
                      std::span<const Event> run, bool& need_init) noexcept;
 
   // ---- lifecycle.cpp
-  Status drain_until(Deadline deadline, std::chrono::milliseconds timeout);
+  // timeout when the deadline passed first; otherwise the first flush() error, if any.
+  // `completed` (when given) tells the two apart: a flush may itself return timeout.
+  Status drain_until(Deadline deadline, std::chrono::milliseconds timeout,
+                     bool* completed = nullptr);
   std::string pending_summary(const std::vector<std::size_t>& targets) const;
   Status flush_adapters(Deadline deadline);
   bool wait_for_publishes(Deadline deadline) noexcept;

@@ -41,7 +41,8 @@ Status Core::drain(std::chrono::milliseconds timeout) {
   return drain_until(deadline_after(timeout), timeout);
 }
 
-Status Core::drain_until(Deadline deadline, std::chrono::milliseconds timeout) {
+Status Core::drain_until(Deadline deadline, std::chrono::milliseconds timeout, bool* completed) {
+  if (completed != nullptr) *completed = false;
   // Round k delivers what was committed before it; with handlers, its invocations may
   // commit cascaded events (level k + 1), which the next round delivers. Cascades are at
   // most max_cascade_depth levels deep, so the rounds end.
@@ -77,6 +78,7 @@ Status Core::drain_until(Deadline deadline, std::chrono::milliseconds timeout) {
     }
     if (!dispatcher_ || cascade_commits_.load(std::memory_order_seq_cst) == cascades_before ||
         round >= max_cascade_depth_) {
+      if (completed != nullptr) *completed = true;
       return flush_error;
     }
   }
@@ -163,7 +165,10 @@ Status Core::shutdown_phases(std::chrono::milliseconds timeout) {
     queue->space.notify();
 
   // 2. Deliver what was committed, and what handlers cascade from it, until the deadline.
-  const Status drained = started_ ? drain_until(deadline, timeout) : Status();
+  // A flush() error is not a timeout: everything was handed over, so the consumers still
+  // stop after the last batch, and the error is part of the result.
+  bool drained_all = true;
+  const Status drained = started_ ? drain_until(deadline, timeout, &drained_all) : Status();
 
   // 3. Seal: refuse handlers' cascades too, and let the publishes under way finish.
   sealed_.store(true, std::memory_order_seq_cst);
@@ -173,7 +178,7 @@ Status Core::shutdown_phases(std::chrono::milliseconds timeout) {
   const bool publishes_done = wait_for_publishes(grace);
 
   // 4. Stop the consumers: after the last batch when everything drained, at once otherwise.
-  stop_consumers(drained.ok() && publishes_done, deadline);
+  stop_consumers(drained_all && publishes_done, deadline);
 
   // 5. Terminate the adapters whose consumers have exited (they get the deadline).
   const Status terminated = terminate_adapters(deadline);
@@ -193,12 +198,14 @@ Status Core::shutdown_phases(std::chrono::milliseconds timeout) {
     if (in_call > 0) undelivered << ", and " << in_call << " are in a call that has not returned";
     undelivered << ";";
   }
-  if (!drained.ok() || !undelivered.str().empty() || !publishes_done) {
+  if (!drained_all || !undelivered.str().empty() || !publishes_done) {
     return Status(Errc::timeout, "shutdown timed out after " + std::to_string(timeout.count()) +
                                      " ms;" + undelivered.str() +
                                      (publishes_done ? "" : " commits were still under way;"));
   }
-  return terminated;
+  Status result = drained;  // the first flush() error, if any
+  result.update(terminated);
+  return result;
 }
 
 bool Core::wait_for_publishes(Deadline deadline) noexcept {
