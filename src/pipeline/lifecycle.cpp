@@ -8,6 +8,7 @@
 #include "common/best_effort.hpp"
 #include "common/exceptions.hpp"
 #include "common/wait.hpp"
+#include "default_emitter.hpp"
 #include "handlers/dispatcher.hpp"
 #include "pipeline/adapter_call.hpp"
 #include "pipeline/core.hpp"
@@ -159,8 +160,11 @@ Status Core::shutdown(std::chrono::milliseconds timeout) {
 Status Core::shutdown_phases(std::chrono::milliseconds timeout) {
   const Deadline deadline = deadline_after(timeout);
 
-  // 1. Refuse new requests' commits; wake the commits blocked on full queues.
+  // 1. Refuse new requests' commits; wake the commits blocked on full queues. Threads that
+  // cached this emitter as their default re-resolve it now (the older one, if open, is the
+  // default again), not only once shutdown returns.
   closed_.store(true, std::memory_order_seq_cst);
+  default_core_changed();
   for (Queue* queue : all_queues_)
     queue->space.notify();
 
