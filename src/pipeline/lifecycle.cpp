@@ -219,8 +219,13 @@ bool Core::wait_for_publishes(Deadline deadline) noexcept {
 
 void Core::stop_consumers(bool drained, Deadline deadline) {
   // Consumers wait in two places: idle on their queue, and (asynchronous ones) on their
-  // window when it is full. Every change of stop_ wakes both.
+  // window when it is full. Every change of stop_ wakes both. When giving up, the handler
+  // dispatcher's consumer may also be waiting for room among the handler invocations in
+  // flight: those not started are dropped, so it is not held up by every one of them.
   auto wake_consumers = [&] {
+    if (dispatcher_ && stop_.load(std::memory_order_seq_cst) == StopMode::abandon) {
+      dispatcher_->abandon();
+    }
     for (Queue* queue : all_queues_)
       queue->wakeup.notify();
     for (auto& lane : lanes_) {
