@@ -87,8 +87,8 @@ class Emitter {
   /// at the deadline, returns timeout naming each adapter and how many events it did not
   /// deliver; those events are counted as dropped (reason "shutdown"); a consumer still
   /// inside an adapter call is left for the destructor to join. Otherwise returns the first
-  /// error of an adapter's terminate(). Idempotent: later calls return the first one's
-  /// result.
+  /// error of an adapter's flush() (during the drain) or terminate(). Idempotent: later
+  /// calls return the first one's result.
   Status shutdown(std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
   /// Whether shutdown has begun (commits are refused).

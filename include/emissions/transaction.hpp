@@ -15,6 +15,11 @@
 /// @endcode
 ///
 /// Thread-safety: a Transaction is used by one thread at a time (move it to hand it over).
+///
+/// Re-entry: while flush() or commit() hands the events over, user code runs on the
+/// committing thread (an adapter's interested(), a worker pool's partition_by). Emitting
+/// into, flushing or committing that same transaction from there returns invalid_argument
+/// and changes nothing; terminate() from there is ignored.
 #pragma once
 
 #include <cstddef>
@@ -88,7 +93,8 @@ class Transaction {
   // The buffered events; storage recycled through the emitter once delivered.
   std::unique_ptr<detail::Batch, detail::BatchDeleter> buffer_;
   bool active_ = false;
-  int cascade_depth_ = 0;  // > 0 for a handler invocation's buffer
+  bool handing_off_ = false;  // inside flush()/commit(): re-entrant calls are refused
+  int cascade_depth_ = 0;     // > 0 for a handler invocation's buffer
 };
 
 }  // namespace emissions

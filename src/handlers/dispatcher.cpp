@@ -82,7 +82,8 @@ void HandlerDispatcher::submit(Invocation invocation) {
     std::unique_lock lock(mutex_);
     // Backpressure: wait for room rather than queueing without bound. Woken by each
     // finished invocation, and by terminate().
-    changed_.wait(lock, [&] { return outstanding_.size() < max_in_flight_ || stopping_; });
+    changed_.wait(lock,
+                  [&] { return outstanding_.size() < max_in_flight_ || stopping_ || abandoned_; });
     invocation.seq = next_seq_++;
     outstanding_.insert(invocation.seq);
   }
@@ -242,6 +243,14 @@ Status HandlerDispatcher::terminate(Deadline deadline) {
   return Status(Errc::timeout, std::to_string(running) +
                                    " handler invocations had not finished; those not started "
                                    "were dropped");
+}
+
+void HandlerDispatcher::abandon() {
+  {
+    std::lock_guard lock(mutex_);
+    abandoned_ = true;
+  }
+  changed_.notify_all();
 }
 
 void HandlerDispatcher::join() {

@@ -47,6 +47,9 @@ class HandlerDispatcher final : public Adapter {
   // `deadline`; otherwise drops those not yet started and returns timeout (join() then
   // waits for the running ones). Callable again.
   Status terminate(Deadline deadline) override;
+  // Shutdown gave up: invocations not started yet are dropped, and handle_events no longer
+  // waits for room among the in-flight ones. The workers keep running until terminate().
+  void abandon();
   // Joins the pool, without limit (after terminate).
   void join();
 

@@ -59,6 +59,20 @@ void report_dropped(const std::string& lane, std::span<const Event> events, cons
   }
 }
 
+// Marks the consumer as inside adapter code for the scope (see Consumer::in_adapter_call).
+class AdapterCallScope {
+ public:
+  explicit AdapterCallScope(Consumer& consumer) noexcept : consumer_(consumer) {
+    consumer_.in_adapter_call.store(true, std::memory_order_seq_cst);
+  }
+  ~AdapterCallScope() { consumer_.in_adapter_call.store(false, std::memory_order_seq_cst); }
+  AdapterCallScope(const AdapterCallScope&) = delete;
+  AdapterCallScope& operator=(const AdapterCallScope&) = delete;
+
+ private:
+  Consumer& consumer_;
+};
+
 }  // namespace
 
 int delivering_depth() noexcept {
@@ -137,12 +151,17 @@ void Core::deliver(Lane& lane, Consumer& consumer, Batch& batch, std::size_t pos
     const std::span<const Event> run(begin + run_start, run_length);
     run_length = 0;
     if (lane.async == nullptr) {
-      deliver_sync(lane, run, need_init);
+      if (stop_.load(std::memory_order_acquire) != StopMode::abandon) {
+        const AdapterCallScope in_call(consumer);
+        deliver_sync(lane, run, need_init);
+        return true;
+      }
+    } else if (deliver_async(lane, consumer, batch, position, run, need_init)) {
       return true;
     }
-    if (deliver_async(lane, consumer, batch, position, run, need_init)) return true;
-    // Shutdown gave up while this consumer waited for its window: this run and the rest of
-    // the batch will not be delivered.
+    // Shutdown gave up (past its deadline) before this run was handed over, for instance
+    // while this consumer waited for its window: this run and the rest of the batch will
+    // not be delivered.
     std::uint64_t dropped = run.size();
     report_dropped(lane.name, run, "shutdown");
     for (std::size_t i = next; i < size; ++i) {
@@ -176,11 +195,15 @@ void Core::deliver_sync(Lane& lane, std::span<const Event> run, bool& need_init)
 
 bool Core::deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size_t position,
                          std::span<const Event> run, bool& need_init) noexcept {
+  if (stop_.load(std::memory_order_acquire) == StopMode::abandon) return false;
   Window& window = *consumer.window;
   // The window: at most max_in_flight unsettled deliveries. When it is full, ask the
   // adapter to send what it holds back, then wait for a settlement (or for shutdown).
   if (window.size.load(std::memory_order_seq_cst) >= lane.options.max_in_flight) {
-    best_effort([&] { (void)lane.adapter->flush(deadline_after(lane.options.block_timeout)); });
+    best_effort([&] {
+      const AdapterCallScope in_call(consumer);
+      (void)lane.adapter->flush(deadline_after(lane.options.block_timeout));
+    });
     wait_until(
         window.freed,
         [&] {
@@ -195,6 +218,7 @@ bool Core::deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size
   if (need_init) {
     DeliveryOutcome outcome;
     try {
+      const AdapterCallScope in_call(consumer);
       outcome.status = lane.adapter->init();
     } catch (...) {
       outcome.status = Status(Errc::internal, std::string());
@@ -234,6 +258,7 @@ bool Core::deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size
   }
   if (report) state->handed_at = SteadyClock::now();
   try {
+    const AdapterCallScope in_call(consumer);
     lane.async->deliver(DeliveryAccess::make(state));
   } catch (...) {
     Status error(Errc::internal, std::string());

@@ -88,8 +88,11 @@ struct Consumer {
   static constexpr std::size_t kNoClaim = static_cast<std::size_t>(-1);
   alignas(64) std::atomic<std::size_t> claim{kNoClaim};
   std::atomic<std::uint32_t> exited{0};
-  std::atomic<std::uint64_t> in_call_events{0};  // events inside an adapter call now
-  std::shared_ptr<Window> window;                // asynchronous adapters only
+  std::atomic<std::uint64_t> in_call_events{0};  // events of the batch being delivered now
+  // Inside adapter code now (init, handle_events, deliver, flush): what shutdown, past its
+  // deadline, leaves for finish(). A consumer waiting for room in its window is not.
+  std::atomic<bool> in_adapter_call{false};
+  std::shared_ptr<Window> window;  // asynchronous adapters only
   bool joined = false;
 };
 
@@ -238,12 +241,16 @@ class Core : public std::enable_shared_from_this<Core> {
   void deliver(Lane& lane, Consumer& consumer, Batch& batch, std::size_t position,
                bool& need_init) noexcept;
   void deliver_sync(Lane& lane, std::span<const Event> run, bool& need_init) noexcept;
-  // False when the consumer was told to abandon its work while it waited for its window.
+  // False when the consumer was told to abandon its work (before the call, or while it
+  // waited for its window).
   bool deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size_t position,
                      std::span<const Event> run, bool& need_init) noexcept;
 
   // ---- lifecycle.cpp
-  Status drain_until(Deadline deadline, std::chrono::milliseconds timeout);
+  // timeout when the deadline passed first; otherwise the first flush() error, if any.
+  // `completed` (when given) tells the two apart: a flush may itself return timeout.
+  Status drain_until(Deadline deadline, std::chrono::milliseconds timeout,
+                     bool* completed = nullptr);
   std::string pending_summary(const std::vector<std::size_t>& targets) const;
   Status flush_adapters(Deadline deadline);
   bool wait_for_publishes(Deadline deadline) noexcept;

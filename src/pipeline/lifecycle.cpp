@@ -8,6 +8,7 @@
 #include "common/best_effort.hpp"
 #include "common/exceptions.hpp"
 #include "common/wait.hpp"
+#include "default_emitter.hpp"
 #include "handlers/dispatcher.hpp"
 #include "pipeline/adapter_call.hpp"
 #include "pipeline/core.hpp"
@@ -41,7 +42,8 @@ Status Core::drain(std::chrono::milliseconds timeout) {
   return drain_until(deadline_after(timeout), timeout);
 }
 
-Status Core::drain_until(Deadline deadline, std::chrono::milliseconds timeout) {
+Status Core::drain_until(Deadline deadline, std::chrono::milliseconds timeout, bool* completed) {
+  if (completed != nullptr) *completed = false;
   // Round k delivers what was committed before it; with handlers, its invocations may
   // commit cascaded events (level k + 1), which the next round delivers. Cascades are at
   // most max_cascade_depth levels deep, so the rounds end.
@@ -77,6 +79,7 @@ Status Core::drain_until(Deadline deadline, std::chrono::milliseconds timeout) {
     }
     if (!dispatcher_ || cascade_commits_.load(std::memory_order_seq_cst) == cascades_before ||
         round >= max_cascade_depth_) {
+      if (completed != nullptr) *completed = true;
       return flush_error;
     }
   }
@@ -157,13 +160,19 @@ Status Core::shutdown(std::chrono::milliseconds timeout) {
 Status Core::shutdown_phases(std::chrono::milliseconds timeout) {
   const Deadline deadline = deadline_after(timeout);
 
-  // 1. Refuse new requests' commits; wake the commits blocked on full queues.
+  // 1. Refuse new requests' commits; wake the commits blocked on full queues. Threads that
+  // cached this emitter as their default re-resolve it now (the older one, if open, is the
+  // default again), not only once shutdown returns.
   closed_.store(true, std::memory_order_seq_cst);
+  default_core_changed();
   for (Queue* queue : all_queues_)
     queue->space.notify();
 
   // 2. Deliver what was committed, and what handlers cascade from it, until the deadline.
-  const Status drained = started_ ? drain_until(deadline, timeout) : Status();
+  // A flush() error is not a timeout: everything was handed over, so the consumers still
+  // stop after the last batch, and the error is part of the result.
+  bool drained_all = true;
+  const Status drained = started_ ? drain_until(deadline, timeout, &drained_all) : Status();
 
   // 3. Seal: refuse handlers' cascades too, and let the publishes under way finish.
   sealed_.store(true, std::memory_order_seq_cst);
@@ -173,7 +182,7 @@ Status Core::shutdown_phases(std::chrono::milliseconds timeout) {
   const bool publishes_done = wait_for_publishes(grace);
 
   // 4. Stop the consumers: after the last batch when everything drained, at once otherwise.
-  stop_consumers(drained.ok() && publishes_done, deadline);
+  stop_consumers(drained_all && publishes_done, deadline);
 
   // 5. Terminate the adapters whose consumers have exited (they get the deadline).
   const Status terminated = terminate_adapters(deadline);
@@ -193,12 +202,14 @@ Status Core::shutdown_phases(std::chrono::milliseconds timeout) {
     if (in_call > 0) undelivered << ", and " << in_call << " are in a call that has not returned";
     undelivered << ";";
   }
-  if (!drained.ok() || !undelivered.str().empty() || !publishes_done) {
+  if (!drained_all || !undelivered.str().empty() || !publishes_done) {
     return Status(Errc::timeout, "shutdown timed out after " + std::to_string(timeout.count()) +
                                      " ms;" + undelivered.str() +
                                      (publishes_done ? "" : " commits were still under way;"));
   }
-  return terminated;
+  Status result = drained;  // the first flush() error, if any
+  result.update(terminated);
+  return result;
 }
 
 bool Core::wait_for_publishes(Deadline deadline) noexcept {
@@ -207,14 +218,24 @@ bool Core::wait_for_publishes(Deadline deadline) noexcept {
 }
 
 void Core::stop_consumers(bool drained, Deadline deadline) {
-  stop_.store(drained ? StopMode::when_empty : StopMode::abandon, std::memory_order_seq_cst);
-  for (Queue* queue : all_queues_)
-    queue->wakeup.notify();
-  for (auto& lane : lanes_) {
-    for (auto& consumer : lane->consumers) {
-      if (consumer->window) consumer->window->freed.notify();
+  // Consumers wait in two places: idle on their queue, and (asynchronous ones) on their
+  // window when it is full. Every change of stop_ wakes both. When giving up, the handler
+  // dispatcher's consumer may also be waiting for room among the handler invocations in
+  // flight: those not started are dropped, so it is not held up by every one of them.
+  auto wake_consumers = [&] {
+    if (dispatcher_ && stop_.load(std::memory_order_seq_cst) == StopMode::abandon) {
+      dispatcher_->abandon();
     }
-  }
+    for (Queue* queue : all_queues_)
+      queue->wakeup.notify();
+    for (auto& lane : lanes_) {
+      for (auto& consumer : lane->consumers) {
+        if (consumer->window) consumer->window->freed.notify();
+      }
+    }
+  };
+  stop_.store(drained ? StopMode::when_empty : StopMode::abandon, std::memory_order_seq_cst);
+  wake_consumers();
   // Until the deadline, wait for every consumer; after it, only for those not inside an
   // adapter call (they exit at once), for a short grace. One stuck in a call is left to
   // finish().
@@ -224,7 +245,7 @@ void Core::stop_consumers(bool drained, Deadline deadline) {
         if (!consumer->thread.joinable() || consumer->exited.load(std::memory_order_acquire)) {
           continue;
         }
-        if (ignore_in_call && consumer->in_call_events.load(std::memory_order_relaxed) != 0) {
+        if (ignore_in_call && consumer->in_adapter_call.load(std::memory_order_seq_cst)) {
           continue;
         }
         return false;
@@ -236,8 +257,7 @@ void Core::stop_consumers(bool drained, Deadline deadline) {
           exits_, [&] { return all_exited(false); }, deadline)) {
     if (stop_.load(std::memory_order_relaxed) != StopMode::abandon) {
       stop_.store(StopMode::abandon, std::memory_order_seq_cst);
-      for (Queue* queue : all_queues_)
-        queue->wakeup.notify();
+      wake_consumers();
     }
     wait_until(
         exits_, [&] { return all_exited(true); }, deadline_after(kExitGrace));

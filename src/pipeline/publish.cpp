@@ -157,6 +157,12 @@ Status Core::publish(BatchPtr& buffer, int cascade_depth, DropReport& drops) {
   } catch (const std::exception& e) {
     return Status(Errc::internal, std::string("routing the commit failed: ") + e.what());
   }
+  // Shutdown may have begun while user code ran (even from that code: interested() calling
+  // shutdown(), which waits for this very publish). Nothing is reserved yet: refuse now
+  // rather than queue events for consumers that may be gone.
+  if ((cascade ? sealed_ : closed_).load(std::memory_order_seq_cst)) {
+    return Status(Errc::closed, "the emitter has been shut down");
+  }
 
   // 2. Blocking lanes: every queue that takes events must have room, or none gets any.
   Deadline wait_deadline{};

@@ -18,6 +18,12 @@ Status detail::not_started(EventName name) {
   return Status(Errc::not_started, "no active buffer: call start() first");
 }
 
+Status detail::handing_off() {
+  return Status(Errc::invalid_argument,
+                "the transaction is being flushed or committed on this thread (from user code "
+                "that the hand-off runs: interested(), partition_by); it cannot change now");
+}
+
 Transaction::Transaction() noexcept = default;
 
 Transaction::Transaction(std::shared_ptr<detail::Core> core, int cascade_depth) noexcept {
@@ -86,6 +92,7 @@ Status Transaction::emit(EventName name, nlohmann::json payload, nlohmann::json 
 // The body of emit, taking references so the ambient emit does not move the JSON values
 // through a second layer of by-value parameters.
 Status Transaction::append(EventName name, nlohmann::json&& payload, nlohmann::json&& metadata) {
+  if (handing_off_) return detail::handing_off();
   if (!active_) {
     if (core_ && !core_->accepting(cascade_depth_)) {
       return Status(Errc::closed, "the emitter has been shut down");
@@ -109,6 +116,7 @@ Status Transaction::append(EventName name, nlohmann::json&& payload, nlohmann::j
 }
 
 Status Transaction::hand_off(bool keep_open) {
+  if (handing_off_) return detail::handing_off();
   if (!active_) {
     if (core_ && !core_->accepting(cascade_depth_)) {
       return Status(Errc::closed, "the emitter has been shut down");
@@ -118,7 +126,20 @@ Status Transaction::hand_off(bool keep_open) {
   const std::size_t count = size();
   detail::DropReport drops;
   if (count > 0) {
-    Status status = core_->publish(buffer_, cascade_depth_, drops);
+    // publish() runs user code (interested, partition_by) on this thread while it routes
+    // this very buffer: until it returns, this transaction refuses to change.
+    struct HandingOff {
+      bool& flag;
+      explicit HandingOff(bool& f) : flag(f) { flag = true; }
+      ~HandingOff() { flag = false; }
+      HandingOff(const HandingOff&) = delete;
+      HandingOff& operator=(const HandingOff&) = delete;
+    };
+    Status status;
+    {
+      const HandingOff guard(handing_off_);
+      status = core_->publish(buffer_, cascade_depth_, drops);
+    }
     if (!status.ok()) return status;
   }
   if (!keep_open) active_ = false;
@@ -155,7 +176,7 @@ void Transaction::terminate() noexcept {
 }
 
 void Transaction::discard() noexcept {
-  if (!active_) return;
+  if (!active_ || handing_off_) return;
   const std::size_t count = size();
   if (buffer_) buffer_->reset();
   active_ = false;

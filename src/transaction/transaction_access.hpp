@@ -10,6 +10,8 @@ namespace emissions {
 namespace detail {
 // not_started, reported as [emissions, event, dropped] with reason not_started.
 Status not_started(EventName name);
+// invalid_argument: a flush() or commit() of this transaction is under way on this thread.
+Status handing_off();
 }  // namespace detail
 
 struct TransactionAccess {

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <future>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -123,6 +124,42 @@ TEST(AmbientTest, ADestroyedEmitterReleasesItsAdaptersAlthoughThreadsCachedIt) {
   }
   changed.notify_all();
   user.join();
+}
+
+TEST(AmbientTest, AnEmitterThatIsShuttingDownIsNoLongerTheDefaultForThreadsThatCachedIt) {
+  // The README: the default is the newest emitter "alive and not shut down", so when the
+  // newer one shuts down the older is the default again. Threads re-resolved their cached
+  // default only when shutdown() returned (up to its timeout later): meanwhile start()
+  // returned closed although an older emitter was open.
+  auto first_adapter = std::make_shared<RecordingAdapter>("first");
+  Emitter first(default_config(first_adapter));
+  auto second_adapter = std::make_shared<RecordingAdapter>("second");
+  Emitter second(default_config(second_adapter));
+  ASSERT_TRUE(emissions::start().ok());  // this thread caches `second` as its default
+  emissions::terminate();
+  second_adapter->block();
+  {
+    emissions::Transaction tx = second.start();
+    ASSERT_TRUE(tx.emit("pending").ok());
+    ASSERT_TRUE(tx.commit().ok());
+  }
+  ASSERT_TRUE(second_adapter->wait_until_blocked_in_call());
+  auto down = std::async(std::launch::async, [&] { return second.shutdown(5s); });
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (!second.closed() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  ASSERT_TRUE(second.closed());
+  const emissions::Status started = emissions::start();
+  EXPECT_TRUE(started.ok()) << started.to_string();
+  if (started.ok()) {
+    EXPECT_TRUE(emissions::emit("to_first").ok());
+    EXPECT_TRUE(emissions::commit().ok());
+  }
+  emissions::terminate();
+  second_adapter->unblock();
+  EXPECT_TRUE(down.get().ok());
+  ASSERT_TRUE(first.drain(5s).ok());
+  EXPECT_EQ(first_adapter->received(), started.ok() ? 1u : 0u);
 }
 
 }  // namespace

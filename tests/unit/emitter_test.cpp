@@ -5,9 +5,13 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
+#include <condition_variable>
+#include <deque>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 
+#include "emissions/delivery.hpp"
 #include "recording_adapter.hpp"
 
 namespace emissions {
@@ -450,6 +454,157 @@ TEST(EmitterConfigTest, SameAdapterObjectTwiceIsAConfigError) {
   config.add_adapter(a).add_adapter(a);
   expect_config_error(std::move(config),
                       "adapters[1] must be an adapter object added once (got 'a' again)");
+}
+
+// ---- adversarial review: exact counters under every failure path at once ----
+
+// A synchronous adapter that fails in every way it can, by event payload: interested()
+// throws for i % 11 == 0 (counts as wanted), handle_events throws when the batch holds an
+// i % 7 == 0, returns an error when it holds an i % 5 == 0, init fails every third time.
+class Chaotic final : public Adapter {
+ public:
+  explicit Chaotic(std::string name) : name_(std::move(name)) {}
+  std::string_view name() const override { return name_; }
+  Status init() override {
+    if (inits_.fetch_add(1) % 3 == 1) return Status(Errc::unavailable, "init refused");
+    return {};
+  }
+  bool interested(const Event& e) const override {
+    const int i = e.payload.get<int>();
+    if (i % 11 == 0) throw std::runtime_error("interested exploded");
+    return i % 4 != 1;
+  }
+  Status handle_events(std::span<const Event> batch) override {
+    for (const Event& e : batch) {
+      if (e.payload.get<int>() % 7 == 0) throw std::runtime_error("handle_events exploded");
+    }
+    for (const Event& e : batch) {
+      if (e.payload.get<int>() % 5 == 0) return Status(Errc::unavailable, "down");
+    }
+    return {};
+  }
+
+ private:
+  std::string name_;
+  std::atomic<int> inits_{0};
+};
+
+// An asynchronous adapter settling each event in a different way: ack, fail, abandon (the
+// handle is dropped), settled from another thread, or deliver() throws.
+class ChaoticAsync final : public AsyncAdapter {
+ public:
+  ChaoticAsync() : worker_([this] { run(); }) {}
+  ~ChaoticAsync() override {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    worker_.join();
+  }
+  std::string_view name() const override { return "chaotic_async"; }
+  Status init() override {
+    if (inits_.fetch_add(1) % 4 == 2) throw std::runtime_error("init exploded");
+    return {};
+  }
+  void deliver(Delivery d) override {
+    const int first = d.events()[0].payload.get<int>();
+    switch (first % 5) {
+      case 0:
+        d.ack();
+        return;
+      case 1:
+        d.fail(Status(Errc::unavailable, "nope"));
+        return;
+      case 2:
+        return;  // abandoned
+      case 3: {
+        std::lock_guard lock(mutex_);
+        later_.push_back(std::move(d));
+        cv_.notify_all();
+        return;
+      }
+      default:
+        if (d.events().size() > 1) d.ack(0);
+        throw std::runtime_error("deliver exploded");
+    }
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stop_ || !later_.empty(); });
+      if (later_.empty()) return;
+      Delivery d = std::move(later_.front());
+      later_.pop_front();
+      lock.unlock();
+      for (std::size_t i = 0; i < d.events().size(); i += 2)
+        d.ack(i);
+      for (std::size_t i = 1; i < d.events().size(); i += 2)
+        d.fail(i, Status(Errc::unavailable, "odd"));
+      lock.lock();
+    }
+  }
+  std::atomic<int> inits_{0};
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<Delivery> later_;
+  bool stop_ = false;
+  std::thread worker_;
+};
+
+void expect_exact(const EmitterStats& stats, const char* when) {
+  for (const auto& a : stats.adapters) {
+    EXPECT_EQ(a.delivered + a.failed + a.filtered + a.dropped, stats.committed)
+        << when << ": " << a.name << " delivered " << a.delivered << " failed " << a.failed
+        << " filtered " << a.filtered << " dropped " << a.dropped;
+    EXPECT_EQ(a.queued, 0u) << when << ": " << a.name;
+  }
+}
+
+TEST(EmitterTest, CountersStayExactUnderEveryFailurePathAtOnce) {
+  Config config = config_with({});
+  config.pipeline.idle_spin = std::chrono::microseconds(0);
+  config.add_adapter(std::make_shared<Chaotic>("drop_oldest"),
+                     {.max_demand = 3, .buffer_size = 8, .overflow = Overflow::drop_oldest});
+  config.add_adapter(std::make_shared<Chaotic>("partitioned"),
+                     {.max_demand = 4,
+                      .buffer_size = 12,
+                      .block_timeout = 20ms,
+                      .concurrency = 3,
+                      .partition_by = [](const Event& e) -> std::uint64_t {
+                        const int i = e.payload.get<int>();
+                        if (i % 13 == 0) throw std::runtime_error("partition_by exploded");
+                        return static_cast<std::uint64_t>(i);
+                      }});
+  config.add_adapter(
+      std::make_shared<ChaoticAsync>(),
+      {.max_demand = 2, .buffer_size = 16, .overflow = Overflow::drop_newest, .max_in_flight = 2});
+  Emitter emitter(std::move(config));
+  std::vector<std::thread> threads;
+  std::atomic<int> overloaded{0};
+  for (int t = 0; t < 3; ++t) {
+    threads.emplace_back([&, t] {
+      for (int c = 0; c < 150; ++c) {
+        Transaction tx = emitter.start();
+        const int n = 1 + (c * 7 + t) % 20;  // up to 20: more than some buffers hold
+        for (int i = 0; i < n; ++i)
+          (void)tx.emit("e", t * 100'000 + c * 100 + i);
+        if (Status s = tx.commit(); !s.ok()) {
+          if (s.code() == Errc::overloaded) overloaded.fetch_add(1);
+          tx.terminate();
+        }
+      }
+    });
+  }
+  for (auto& thread : threads)
+    thread.join();
+  const Status drained = emitter.drain(30s);
+  ASSERT_TRUE(drained.ok()) << drained.to_string();
+  expect_exact(emitter.stats(), "after drain");
+  EXPECT_TRUE(emitter.shutdown(30s).ok());
+  expect_exact(emitter.stats(), "after shutdown");
 }
 
 }  // namespace

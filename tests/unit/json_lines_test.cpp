@@ -447,5 +447,25 @@ TEST_F(JsonLinesTest, BufferedEventsCountAsDeliveredOnceWrittenAndDrainWritesThe
   EXPECT_EQ(emitter.stats().adapters[0].delivered, 5u);
 }
 
+TEST(JsonLinesEndToEnd, ABufferedWriterOnAFullDiskShutsDownWithTheWriteErrorNotATimeout) {
+  // The buffered lines are written by drain's flush(), which fails: shutdown() reported
+  // that as "shutdown timed out after 5000 ms" (at once) instead of the write error.
+  Config config;
+  config.make_default = false;
+  config.add_adapter(std::make_shared<JsonLines>(
+      JsonLinesOptions{.path = "/dev/full", .flush_each_batch = false}));
+  Emitter emitter(std::move(config));
+  Transaction tx = emitter.start();
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(tx.emit("e", i).ok());
+  ASSERT_TRUE(tx.commit().ok());
+  const Status down = emitter.shutdown(5s);
+  EXPECT_EQ(down.code(), Errc::unavailable) << down.to_string();
+  EXPECT_NE(down.message().find("No space left on device"), std::string::npos) << down.to_string();
+  const EmitterStats stats = emitter.stats();
+  EXPECT_EQ(stats.adapters[0].failed, 3u);
+  EXPECT_EQ(stats.adapters[0].dropped, 0u);
+}
+
 }  // namespace
 }  // namespace emissions::adapters

@@ -4,8 +4,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -234,6 +236,226 @@ TEST(LifecycleTest, DrainFromInsideADeliveryIsRefusedInsteadOfWaitingForItself) 
   ASSERT_TRUE(commit_one(emitter, "e").ok());
   ASSERT_TRUE(a->wait_for_received(1));
   EXPECT_EQ(code.load(), static_cast<int>(Errc::invalid_argument));
+}
+
+// ---- adversarial review ----
+
+// Holds every delivery until terminate(), which fails them, like a producer whose broker
+// never answers. interested() parks the first event named "late" until release(), so a test
+// can keep a commit under way while shutdown starts.
+class HoldsUntilTerminate final : public emissions::AsyncAdapter {
+ public:
+  std::string_view name() const override { return "holds"; }
+  bool interested(const Event& event) const override {
+    if (event.name == EventName("late") && !parked_once_.exchange(true)) {
+      std::unique_lock lock(mutex_);
+      in_interested_ = true;
+      changed_.notify_all();
+      changed_.wait_for(lock, 10s, [&] { return released_; });
+    }
+    return true;
+  }
+  void deliver(emissions::Delivery delivery) override {
+    std::lock_guard lock(mutex_);
+    held_.push_back(std::move(delivery));
+    changed_.notify_all();
+  }
+  Status terminate(Deadline) override {
+    terminations_.fetch_add(1);
+    std::vector<emissions::Delivery> held;
+    {
+      std::lock_guard lock(mutex_);
+      held.swap(held_);
+    }
+    for (auto& d : held)
+      d.fail(Status(Errc::unavailable, "closed before the broker answered"));
+    return {};
+  }
+  bool wait_in_interested(std::chrono::milliseconds timeout = 10s) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, timeout, [&] { return in_interested_; });
+  }
+  void release() {
+    std::lock_guard lock(mutex_);
+    released_ = true;
+    changed_.notify_all();
+  }
+  int terminations() const { return terminations_.load(); }
+
+ private:
+  mutable std::atomic<bool> parked_once_{false};
+  mutable std::mutex mutex_;
+  mutable std::condition_variable changed_;
+  mutable bool in_interested_ = false;
+  bool released_ = false;
+  std::vector<emissions::Delivery> held_;
+  std::atomic<int> terminations_{0};
+};
+
+TEST(LifecycleTest, ACommitStillRoutingWhenShutdownStartsIsRefusedAndShutdownStaysClean) {
+  // A commit still in interested() when shutdown starts used to be pushed after the drain
+  // (which therefore succeeded). Its consumer filled its window and waited for a
+  // settlement; at the deadline shutdown switched to abandoning but woke only the queues,
+  // not the windows, and its grace wait skipped every consumer holding a batch: the
+  // consumer was not joined, its adapter's terminate() was left to ~Emitter, and it handed
+  // the adapter the rest of the batch after shutdown had returned. Now publish re-checks
+  // after routing and refuses such a commit (its events stay in the transaction); the
+  // window wake-up is still fixed for the narrow race left (closed between that check and
+  // the push).
+  auto holds = std::make_shared<HoldsUntilTerminate>();
+  Config config = config_with({});
+  config.add_adapter(holds, {.max_demand = 1, .max_in_flight = 1});
+  Emitter emitter(std::move(config));
+  auto late = std::async(std::launch::async, [&] {
+    Transaction tx = emitter.start();
+    (void)tx.emit("late");
+    (void)tx.emit("late");
+    Status committed = tx.commit();
+    EXPECT_EQ(tx.size(), committed.ok() ? 0u : 2u);
+    return committed;
+  });
+  ASSERT_TRUE(holds->wait_in_interested());
+  auto down = std::async(std::launch::async, [&] { return emitter.shutdown(600ms); });
+  std::this_thread::sleep_for(150ms);  // shutdown has drained and waits for the commit
+  holds->release();
+  const Status committed = late.get();
+  EXPECT_EQ(committed.code(), Errc::closed) << committed.to_string();
+  const Status result = down.get();
+  EXPECT_TRUE(result.ok()) << result.to_string();
+  EXPECT_EQ(holds->terminations(), 1) << result.to_string();
+  const auto stats = emitter.stats();
+  EXPECT_EQ(stats.committed, 0u);
+  EXPECT_EQ(stats.discarded, 2u);
+  EXPECT_EQ(stats.adapters[0].queued, 0u);
+}
+
+// flush() always fails, as a buffered writer on a full disk does.
+class FlushFails final : public emissions::Adapter {
+ public:
+  std::string_view name() const override { return "flush_fails"; }
+  Status handle_events(std::span<const Event>) override { return {}; }
+  Status flush(Deadline) override { return Status(Errc::unavailable, "disk full"); }
+  Status terminate(Deadline) override {
+    terminations_.fetch_add(1);
+    return {};
+  }
+  int terminations() const { return terminations_.load(); }
+
+ private:
+  std::atomic<int> terminations_{0};
+};
+
+TEST(LifecycleTest, AFlushErrorDuringShutdownIsReportedAsItselfNotAsATimeout) {
+  // shutdown() took drain's flush error for a timeout: it returned "shutdown timed out after
+  // 5000 ms" at once, and stopped the consumers as if the deadline had passed.
+  auto adapter = std::make_shared<FlushFails>();
+  Emitter emitter(config_with({adapter}));
+  ASSERT_TRUE(commit_one(emitter, "e").ok());
+  const Status result = emitter.shutdown(5s);
+  EXPECT_NE(result.code(), Errc::timeout) << result.to_string();
+  EXPECT_EQ(result.code(), Errc::unavailable) << result.to_string();
+  EXPECT_NE(result.message().find("disk full"), std::string::npos) << result.to_string();
+  EXPECT_EQ(adapter->terminations(), 1);
+  const auto stats = emitter.stats();
+  EXPECT_EQ(stats.adapters[0].delivered, 1u);
+  EXPECT_EQ(stats.adapters[0].dropped, 0u);
+}
+
+TEST(LifecycleTest, AfterAShutdownThatGaveUpTheDestructorDoesNotRunEveryQueuedHandler) {
+  // Handlers slower than the shutdown: shutdown gives up at its deadline, but the
+  // dispatcher's consumer is parked in submit() waiting for room among the in-flight
+  // invocations. ~Emitter joined it before telling the pool to stop, so every invocation
+  // still to be submitted ran (a full window of them, one after the other).
+  std::atomic<int> calls{0};
+  class Slow final : public emissions::Handler {
+   public:
+    explicit Slow(std::atomic<int>& calls) : calls_(calls) {}
+    std::string_view name() const override { return "slow"; }
+    std::vector<EventName> events() const override { return {"e"}; }
+    HandlerResult handle_event(const Event&) override {
+      calls_.fetch_add(1);
+      std::this_thread::sleep_for(50ms);
+      return HandlerResult::ok();
+    }
+
+   private:
+    std::atomic<int>& calls_;
+  };
+  auto started = SteadyClock::now();
+  {
+    Config config = config_with({});
+    config.handler_concurrency = 1;
+    config.add_handler(std::make_shared<Slow>(calls));
+    Emitter emitter(std::move(config));
+    Transaction tx = emitter.start();
+    for (int i = 0; i < 200; ++i)
+      ASSERT_TRUE(tx.emit("e").ok());
+    ASSERT_TRUE(tx.commit().ok());
+    std::this_thread::sleep_for(100ms);  // the dispatcher has filled its in-flight window
+    const Status down = emitter.shutdown(50ms);
+    EXPECT_EQ(down.code(), Errc::timeout) << down.to_string();
+    started = SteadyClock::now();
+  }  // ~Emitter
+  const auto destroyed_after = SteadyClock::now() - started;
+  // One invocation may be running; 64 queued ones at 50 ms each take over 3 s.
+  EXPECT_LT(destroyed_after, 2s) << calls.load() << " handler calls";
+}
+
+TEST(LifecycleTest, TheLargestTimeoutsMeanNoLimitNotZero) {
+  // deadline_after() saturates, but drain() and shutdown() take milliseconds and passed them
+  // to deadline_after(nanoseconds): the conversion overflowed before it could saturate, so
+  // milliseconds::max() ("no limit") became a deadline in the past. drain() returned timeout
+  // at once and shutdown() dropped everything still queued.
+  auto a = std::make_shared<RecordingAdapter>("a");
+  Emitter emitter(config_with({a}));
+  a->block();
+  ASSERT_TRUE(commit_one(emitter, "e").ok());
+  ASSERT_TRUE(commit_one(emitter, "e").ok());
+  ASSERT_TRUE(a->wait_until_blocked_in_call());
+  auto drained = std::async(std::launch::async,
+                            [&] { return emitter.drain(std::chrono::milliseconds::max()); });
+  EXPECT_EQ(drained.wait_for(100ms), std::future_status::timeout);
+  auto down = std::async(std::launch::async,
+                         [&] { return emitter.shutdown(std::chrono::milliseconds::max()); });
+  EXPECT_EQ(down.wait_for(100ms), std::future_status::timeout);
+  a->unblock();
+  EXPECT_TRUE(drained.get().ok());
+  const Status result = down.get();
+  EXPECT_TRUE(result.ok()) << result.to_string();
+  EXPECT_EQ(a->received(), 2u);
+  EXPECT_EQ(emitter.stats().adapters[0].dropped, 0u);
+}
+
+TEST(LifecycleTest, ShutdownFromInterestedReturnsByItsDeadlineAndTheCommitIsRefused) {
+  // interested() runs inside the commit, which shutdown waits for (publishes under way).
+  // The commit then went on to queue its events for consumers that had already stopped: it
+  // returned ok ("queued for every adapter") for events nobody would deliver.
+  auto a = std::make_shared<RecordingAdapter>("a");
+  Emitter* target = nullptr;
+  Status shut;
+  std::atomic<bool> once{false};
+  SteadyClock::duration shutdown_took{};
+  a->set_filter([&](const Event&) {
+    if (!once.exchange(true)) {
+      const auto t0 = SteadyClock::now();
+      shut = target->shutdown(200ms);
+      shutdown_took = SteadyClock::now() - t0;
+    }
+    return true;
+  });
+  Emitter emitter(config_with({a}));
+  target = &emitter;
+  Transaction tx = emitter.start();
+  ASSERT_TRUE(tx.emit("e").ok());
+  const Status committed = tx.commit();
+  EXPECT_LT(shutdown_took, 2s);
+  EXPECT_EQ(shut.code(), Errc::timeout) << shut.to_string();
+  EXPECT_EQ(committed.code(), Errc::closed) << committed.to_string();
+  const auto stats = emitter.stats();
+  EXPECT_EQ(stats.adapters[0].queued, 0u);
+  EXPECT_EQ(stats.adapters[0].delivered + stats.adapters[0].failed + stats.adapters[0].dropped +
+                stats.adapters[0].filtered,
+            stats.committed);
 }
 
 }  // namespace

@@ -1,9 +1,11 @@
 // The producer side of the pipeline: routing, reservations, overflow policies, re-entry.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -221,6 +223,89 @@ TEST(PublishTest, MaxInFlightOnASynchronousAdapterIsAConfigError) {
     EXPECT_NE(std::string(e.what()).find("adapters[0] ('sync').max_in_flight"), std::string::npos)
         << e.what();
   }
+}
+
+// ---- adversarial review: user code that re-enters the transaction being committed ----
+
+// interested() runs on the committing thread while the transaction's own buffer is being
+// routed. These adapters use the thread's ambient transaction from inside interested().
+class ReentersWhileRouting final : public emissions::Adapter {
+ public:
+  enum class Action { emit, commit };
+  explicit ReentersWhileRouting(Action action) : action_(action) {}
+  std::string_view name() const override { return "reenters"; }
+  bool interested(const Event& event) const override {
+    if (event.name == emissions::EventName("first") && !done_.exchange(true)) {
+      result_ = action_ == Action::emit ? emissions::emit("sneaky") : emissions::commit();
+    }
+    return true;
+  }
+  Status handle_events(std::span<const Event> batch) override {
+    std::lock_guard lock(mutex_);
+    for (const Event& e : batch)
+      names_.push_back(e.name.str());
+    return {};
+  }
+  std::vector<std::string> names() const {
+    std::lock_guard lock(mutex_);
+    return names_;
+  }
+  Status result() const { return result_; }
+
+ private:
+  const Action action_;
+  mutable std::atomic<bool> done_{false};
+  mutable Status result_;
+  mutable std::mutex mutex_;
+  std::vector<std::string> names_;
+};
+
+TEST(PublishTest, AnInterestedThatEmitsIntoTheTransactionBeingCommittedLosesNothing) {
+  // The emit lands in the batch being routed, after routing sized its tables: the event was
+  // neither counted committed nor routed (the consumer read its route past the end of the
+  // routing table), and the emit still returned ok.
+  auto adapter = std::make_shared<ReentersWhileRouting>(ReentersWhileRouting::Action::emit);
+  Config config;
+  config.make_default = true;
+  config.add_adapter(adapter);
+  Emitter emitter(std::move(config));
+  ASSERT_TRUE(emissions::start().ok());
+  ASSERT_TRUE(emissions::emit("first").ok());
+  const Status committed = emissions::commit();
+  emissions::terminate();
+  ASSERT_TRUE(committed.ok()) << committed.to_string();
+  ASSERT_TRUE(emitter.drain(5s).ok());
+  const auto stats = emitter.stats();
+  expect_exact(stats);
+  const auto names = adapter->names();
+  EXPECT_EQ(names.size(), stats.committed);
+  const auto sneaky = std::count(names.begin(), names.end(), "sneaky");
+  if (adapter->result().ok()) {
+    EXPECT_EQ(sneaky, 1) << "emit() returned ok, so the event must be delivered exactly once";
+  } else {
+    EXPECT_EQ(sneaky, 0);
+  }
+}
+
+TEST(PublishTest, AnInterestedThatCommitsTheTransactionBeingCommittedIsRefused) {
+  // The nested commit published the very batch the outer commit was still routing; the outer
+  // one then reserved and pushed a batch it no longer owned (use after free, double delivery).
+  auto adapter = std::make_shared<ReentersWhileRouting>(ReentersWhileRouting::Action::commit);
+  Config config;
+  config.make_default = true;
+  config.add_adapter(adapter);
+  Emitter emitter(std::move(config));
+  ASSERT_TRUE(emissions::start().ok());
+  ASSERT_TRUE(emissions::emit("first").ok());
+  const Status committed = emissions::commit();
+  emissions::terminate();
+  EXPECT_TRUE(committed.ok()) << committed.to_string();
+  EXPECT_FALSE(adapter->result().ok());
+  ASSERT_TRUE(emitter.drain(5s).ok());
+  const auto stats = emitter.stats();
+  expect_exact(stats);
+  EXPECT_EQ(stats.committed, 1u);
+  EXPECT_EQ(adapter->names(), std::vector<std::string>{"first"});
 }
 
 }  // namespace
