@@ -162,6 +162,9 @@ struct LatencyResult {
   // CPU time of the adapter's consumer thread over the measured window (from just before the
   // first measured commit until drain() returned) / that window's wall time.
   double consumer_cores = 0.0;
+  // Times the consumer thread blocked (parked) over that window, per measured commit; -1
+  // when /proc could not be read.
+  double consumer_sleeps_per_commit = 0.0;
   // Wall time of the producer's commit() calls (what a commit pays, wake-ups included).
   double commit_p50_us = 0.0;
   double commit_p99_us = 0.0;

@@ -465,6 +465,7 @@ void run_latency(const Options& o, Report& r) {
   r.results["latency_p999_us"] = ten.p999_us;
   r.results["latency_max_us"] = ten.max_us;
   r.results["latency_consumer_cores"] = ten.consumer_cores;
+  r.results["latency_consumer_parks_per_commit"] = ten.consumer_sleeps_per_commit;
   r.results["latency_commit_p50_us"] = ten.commit_p50_us;
   r.results["latency_commit_p99_us"] = ten.commit_p99_us;
   r.results["latency_samples"] = ten.samples;
@@ -476,6 +477,7 @@ void run_latency(const Options& o, Report& r) {
   r.results["latency_1_per_commit_p999_us"] = one.p999_us;
   r.results["latency_1_per_commit_max_us"] = one.max_us;
   r.results["latency_1_per_commit_consumer_cores"] = one.consumer_cores;
+  r.results["latency_1_per_commit_consumer_parks_per_commit"] = one.consumer_sleeps_per_commit;
   r.results["latency_1_per_commit_commit_p50_us"] = one.commit_p50_us;
   r.results["latency_1_per_commit_offered_eps"] = one.offered_eps;
   add_target(r, "latency_p99_us", ten.p99_us, "<=", kLatencyP99TargetUs);
@@ -493,7 +495,10 @@ void run_latency(const Options& o, Report& r) {
       " warm-up events are not counted; percentiles over " + std::to_string(ten.samples) +
       " events (nearest rank). *_consumer_cores: CPU time (user + system) of the adapter's "
       "consumer thread (its pthread CPU clock) from the first measured commit until drain() "
-      "returned, divided by that wall time: 1.0 is a whole core. *_commit_p50_us: wall time "
+      "returned, divided by that wall time: 1.0 is a whole core. *_consumer_parks_per_commit: "
+      "the times that thread blocked (voluntary_ctxt_switches in /proc/self/task/<tid>/status) "
+      "per measured commit: 1 when it parks after every commit, 0 when it polls through every "
+      "gap. *_commit_p50_us: wall time "
       "of the producer's commit() call (a wake-up of a parked consumer is paid there).");
 }
 
@@ -550,23 +555,25 @@ void run_idle(const Options& o, Report& r) {
       return values;
     };
     const auto cores = figure(&LatencyResult::consumer_cores);
-    table.push_back(Json{{"commits_per_s", c.load.commits_per_s},
-                         {"events_per_commit", kEventsPerCommit},
-                         {"arrivals", describe(c.load.arrivals)},
-                         {"idle_spin_us", c.spin.count()},
-                         {"default", c.spin == default_spin},
-                         {"p50_us", median(figure(&LatencyResult::p50_us))},
-                         {"p99_us", median(figure(&LatencyResult::p99_us))},
-                         {"p999_us", median(figure(&LatencyResult::p999_us))},
-                         {"consumer_cores", median(cores)},
-                         {"consumer_cores_min", *std::min_element(cores.begin(), cores.end())},
-                         {"consumer_cores_max", *std::max_element(cores.begin(), cores.end())},
-                         {"commit_p50_us", median(figure(&LatencyResult::commit_p50_us))},
-                         {"offered_eps", median(figure(&LatencyResult::offered_eps))},
-                         {"samples_per_run", c.runs.front().samples},
-                         {"runs", Json{{"p50_us", figure(&LatencyResult::p50_us)},
-                                       {"p99_us", figure(&LatencyResult::p99_us)},
-                                       {"consumer_cores", cores}}}});
+    table.push_back(Json{
+        {"commits_per_s", c.load.commits_per_s},
+        {"events_per_commit", kEventsPerCommit},
+        {"arrivals", describe(c.load.arrivals)},
+        {"idle_spin_us", c.spin.count()},
+        {"default", c.spin == default_spin},
+        {"p50_us", median(figure(&LatencyResult::p50_us))},
+        {"p99_us", median(figure(&LatencyResult::p99_us))},
+        {"p999_us", median(figure(&LatencyResult::p999_us))},
+        {"consumer_cores", median(cores)},
+        {"consumer_cores_min", *std::min_element(cores.begin(), cores.end())},
+        {"consumer_cores_max", *std::max_element(cores.begin(), cores.end())},
+        {"consumer_parks_per_commit", median(figure(&LatencyResult::consumer_sleeps_per_commit))},
+        {"commit_p50_us", median(figure(&LatencyResult::commit_p50_us))},
+        {"offered_eps", median(figure(&LatencyResult::offered_eps))},
+        {"samples_per_run", c.runs.front().samples},
+        {"runs", Json{{"p50_us", figure(&LatencyResult::p50_us)},
+                      {"p99_us", figure(&LatencyResult::p99_us)},
+                      {"consumer_cores", cores}}}});
     if (c.spin == default_spin && c.load.arrivals == Arrivals::periodic &&
         c.load.commits_per_s == 10'000.0) {
       r.results["idle_default_10k_consumer_cores"] = median(cores);
@@ -708,6 +715,8 @@ void print_table(const Report& r, const Json& machine, double run_seconds) {
     row("latency p99 (us)", fixed(num("latency_p99_us"), 1) + ", " + cores, "",
         "<= " + fixed(kLatencyP99TargetUs, 0), "", pass_text(r.targets, "latency_p99_us"));
     row("latency p999 (us)", fixed(num("latency_p999_us"), 1) + ", " + cores, "", "", "", "");
+    row("  consumer parks per commit", fixed(num("latency_consumer_parks_per_commit"), 2), "", "",
+        "", "");
     row("  commit() p50 / p99 (us)",
         fixed(num("latency_commit_p50_us"), 1) + " / " + fixed(num("latency_commit_p99_us"), 1), "",
         "", "", "");
@@ -766,15 +775,16 @@ void print_table(const Report& r, const Json& machine, double run_seconds) {
     const auto sweep_row = [&](const std::string& load, const std::string& spin,
                                const std::string& p50, const std::string& p99,
                                const std::string& p999, const std::string& cores,
-                               const std::string& commit) {
-      out << std::left << std::setw(20) << load << ' ' << std::setw(14) << spin << ' '
+                               const std::string& parks, const std::string& commit) {
+      out << std::left << std::setw(13) << load << ' ' << std::setw(14) << spin << ' '
           << std::setw(8) << p50 << ' ' << std::setw(8) << p99 << ' ' << std::setw(9) << p999 << ' '
-          << std::setw(22) << cores << ' ' << commit << '\n';
+          << std::setw(22) << cores << ' ' << std::setw(12) << parks << ' ' << commit << '\n';
     };
     sweep_row("commits/s", "idle_spin (us)", "p50 us", "p99 us", "p999 us", "consumer cores",
-              "commit() p50 us");
-    sweep_row(std::string(20, '-'), std::string(14, '-'), std::string(8, '-'), std::string(8, '-'),
-              std::string(9, '-'), std::string(22, '-'), std::string(15, '-'));
+              "parks/commit", "commit() p50 us");
+    sweep_row(std::string(13, '-'), std::string(14, '-'), std::string(8, '-'), std::string(8, '-'),
+              std::string(9, '-'), std::string(22, '-'), std::string(12, '-'),
+              std::string(15, '-'));
     for (const Json& cell : x["idle_spin_sweep"]) {
       const auto value = [&](const char* key) { return cell[key].get<double>(); };
       sweep_row(fixed(value("commits_per_s") / 1e3, 0) + "k " + cell["arrivals"].get<std::string>(),
@@ -783,7 +793,7 @@ void print_table(const Report& r, const Json& machine, double run_seconds) {
                 fixed(value("p50_us"), 1), fixed(value("p99_us"), 1), fixed(value("p999_us"), 1),
                 fixed(value("consumer_cores"), 3) + " [" + fixed(value("consumer_cores_min"), 3) +
                     "-" + fixed(value("consumer_cores_max"), 3) + "]",
-                fixed(value("commit_p50_us"), 1));
+                fixed(value("consumer_parks_per_commit"), 2), fixed(value("commit_p50_us"), 1));
     }
   }
   out << "\nnotes\n";

@@ -3,9 +3,11 @@
 // paced load.
 #include <pthread.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <latch>
 #include <random>
 #include <thread>
@@ -85,6 +87,7 @@ class LatencyAdapter final : public Adapter {
   Status handle_events(std::span<const Event> batch) override {
     const std::int64_t now = steady_ns();  // the whole batch arrives at this moment
     if (!clock_known_.load(std::memory_order_relaxed)) {
+      tid_ = gettid();
       if (pthread_getcpuclockid(pthread_self(), &clock_) == 0) {
         clock_known_.store(true, std::memory_order_release);
       }
@@ -107,9 +110,21 @@ class LatencyAdapter final : public Adapter {
     if (clock_gettime(clock_, &ts) != 0) throw BenchFailure("latency: consumer CPU clock failed");
     return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
   }
+  // How many times the consumer thread has blocked so far (parked on its queue, or anything
+  // else that sleeps): voluntary_ctxt_switches in /proc/self/task/<tid>/status. -1 when it
+  // cannot be read.
+  [[nodiscard]] long consumer_sleeps() const {
+    std::ifstream in("/proc/self/task/" + std::to_string(tid_) + "/status");
+    const std::string key = "voluntary_ctxt_switches:";
+    for (std::string line; std::getline(in, line);) {
+      if (line.compare(0, key.size(), key) == 0) return std::stol(line.substr(key.size()));
+    }
+    return -1;
+  }
 
  private:
   std::vector<std::int64_t> samples_;
+  pid_t tid_ = 0;
   clockid_t clock_{};
   std::atomic<bool> clock_known_{false};
 };
@@ -260,6 +275,7 @@ LatencyResult measure_latency(const LatencySetup& setup) {
   std::int64_t measured_to = 0;
   double cpu_from = 0.0;
   std::int64_t window_from = 0;  // when cpu_from was read
+  long sleeps_from = 0;
   for (std::size_t c = 0; c < commits; ++c) {
     if (c == setup.warmup_commits) {
       // The consumer has been called by now (the warm-up's batches were delivered), unless
@@ -267,6 +283,7 @@ LatencyResult measure_latency(const LatencySetup& setup) {
       while (!adapter->clock_known())
         std::this_thread::yield();
       cpu_from = adapter->consumer_cpu_seconds();
+      sleeps_from = adapter->consumer_sleeps();
       window_from = steady_ns();
     }
     wait_until(next);
@@ -286,6 +303,7 @@ LatencyResult measure_latency(const LatencySetup& setup) {
   const Status drained = emitter.drain(kDrainTimeout);
   const std::int64_t drained_at = steady_ns();
   const double cpu_to = adapter->consumer_cpu_seconds();
+  const long sleeps_to = adapter->consumer_sleeps();
   if (!drained.ok()) throw BenchFailure("latency: " + drained.to_string());
   if (failed != 0) throw BenchFailure("latency: " + std::to_string(failed) + " calls failed");
   const std::vector<std::int64_t>& all = adapter->samples();
@@ -313,6 +331,10 @@ LatencyResult measure_latency(const LatencySetup& setup) {
   r.p999_us = percentile(sorted, 0.999) / 1e3;
   r.max_us = sorted.empty() ? 0.0 : static_cast<double>(sorted.back()) / 1e3;
   r.consumer_cores = window_s > 0.0 ? (cpu_to - cpu_from) / window_s : 0.0;
+  r.consumer_sleeps_per_commit =
+      sleeps_from >= 0 && sleeps_to >= sleeps_from
+          ? static_cast<double>(sleeps_to - sleeps_from) / measured_commits
+          : -1.0;
   r.commit_p50_us = percentile(commit_ns, 0.50) / 1e3;
   r.commit_p99_us = percentile(commit_ns, 0.99) / 1e3;
   return r;
