@@ -511,6 +511,7 @@ void run_idle(const Options& o, Report& r) {
   const Load loads[] = {{1'000.0, Arrivals::periodic},
                         {10'000.0, Arrivals::periodic},
                         {10'000.0, Arrivals::poisson},
+                        {25'000.0, Arrivals::periodic},
                         {50'000.0, Arrivals::periodic}};
   const auto default_spin = emissions::PipelineOptions{}.idle_spin;
   std::vector<std::chrono::microseconds> spins;
@@ -587,7 +588,7 @@ void run_idle(const Options& o, Report& r) {
   r.results["idle_spin_sweep_reps"] = o.sweep_reps;
   r.notes.push_back(
       "idle_spin sweep: the latency run (one producer, one adapter, 10 events per commit) at "
-      "1k, 10k and 50k commits/s on a fixed schedule and at 10k commits/s with Poisson "
+      "1k, 10k, 25k and 50k commits/s on a fixed schedule and at 10k commits/s with Poisson "
       "arrivals (exponential gaps, fixed seed), for idle_spin 0/20/50/100/200 us and the "
       "default (" +
       std::to_string(default_spin.count()) + " us); " + std::to_string(o.sweep_ms) +
