@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -82,6 +83,8 @@ struct Workload {
   std::size_t adapters = 1;   // no-op adapters, each receives every event
   std::size_t producers = 1;  // producer threads, each with its own loop
   Payload payload = Payload::integer;
+  // The adapters' idle_spin; unset: the library's default.
+  std::optional<std::chrono::microseconds> idle_spin = std::nullopt;
 };
 
 // Events per producer, rounded down to whole commits.
@@ -127,21 +130,49 @@ struct EmitResult {
 [[nodiscard]] EmitResult measure_emit(Payload payload, bool reserved, std::size_t samples,
                                       std::size_t per_sample);
 
+// How commits are spaced in a latency run.
+enum class Arrivals {
+  periodic,  // one commit every period, on a fixed schedule
+  poisson,   // exponential gaps with the same mean (a fixed seed): independent requests
+};
+
+[[nodiscard]] const char* describe(Arrivals arrivals);
+
+// One latency run: one producer thread commits `events_per_commit` events at
+// `commits_per_s` on a steady-clock schedule to one adapter that records latencies.
+struct LatencySetup {
+  std::size_t events_per_commit = 10;
+  double commits_per_s = 10'000.0;
+  Arrivals arrivals = Arrivals::periodic;
+  std::size_t commits = 20'000;        // measured commits
+  std::size_t warmup_commits = 2'000;  // not measured
+  // The adapter's idle_spin; unset: the library's default.
+  std::optional<std::chrono::microseconds> idle_spin = std::nullopt;
+};
+
 struct LatencyResult {
   std::size_t events_per_commit = 0;
-  double period_us = 0.0;    // one commit every period_us
+  double period_us = 0.0;    // mean time between commits
   double offered_eps = 0.0;  // measured rate the producer achieved
   std::size_t samples = 0;   // events measured (after the warm-up)
   double p50_us = 0.0;
   double p99_us = 0.0;
   double p999_us = 0.0;
   double max_us = 0.0;
+  // CPU time of the adapter's consumer thread over the measured window (from just before the
+  // first measured commit until drain() returned) / that window's wall time.
+  double consumer_cores = 0.0;
+  // Times the consumer thread blocked (parked) over that window, per measured commit; -1
+  // when /proc could not be read.
+  double consumer_sleeps_per_commit = 0.0;
+  // Wall time of the producer's commit() calls (what a commit pays, wake-ups included).
+  double commit_p50_us = 0.0;
+  double commit_p99_us = 0.0;
 };
 
-// One producer paced at `rate_eps` events/s offered, `events_per_commit` per commit, on a
-// steady-clock schedule; one adapter records (now - commit time) per event.
-[[nodiscard]] LatencyResult measure_latency(std::size_t events_per_commit, double rate_eps,
-                                            std::size_t samples, std::size_t warmup);
+// The run described by `setup`: the adapter records (now - commit time) per event and the
+// CPU time of the thread that calls it.
+[[nodiscard]] LatencyResult measure_latency(const LatencySetup& setup);
 
 // ---- baselines.cpp ---------------------------------------------------------------------
 

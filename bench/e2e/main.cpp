@@ -29,12 +29,14 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-const std::vector<std::string> kScenarios = {"emit", "throughput", "scaling", "latency", "stalled"};
+const std::vector<std::string> kScenarios = {"emit",    "throughput", "scaling",
+                                             "latency", "idle",       "stalled"};
 constexpr std::size_t kScalingAdapters[] = {1, 3, 8};
 constexpr std::size_t kScalingProducers[] = {1, 2, 8};
 constexpr std::size_t kEmitPerSample = 200;          // a typical transaction, recycled storage
 constexpr std::size_t kEmitLargeTransaction = 1000;  // larger than the batch pool keeps
 constexpr double kLatencyRate = 100'000.0;           // events/s offered
+constexpr long kSweepIdleSpinUs[] = {0, 20, 50, 100, 200};  // and the default
 
 // ---- targets from the issue ------------------------------------------------------------
 constexpr double kEmitTargetNs = 25.0;
@@ -42,6 +44,7 @@ constexpr double kThroughputTargetEps = 10e6;
 constexpr double kVsLimitTarget = 0.5;
 constexpr double kVsNaiveTarget = 3.0;
 constexpr double kLatencyP99TargetUs = 50.0;
+constexpr double kIdleCoresTarget = 0.2;  // consumer cores per adapter, 10k commits/s of 10
 
 struct Options {
   bool json = false;
@@ -55,6 +58,10 @@ struct Options {
   std::size_t scaling_reps = 3;
   std::size_t latency_samples = 200'000;
   std::size_t emit_samples = 2'000;
+  std::size_t sweep_ms = 1'000;
+  std::size_t sweep_reps = 3;
+  // --idle-spin: every scenario but the sweep and the stalled child runs with it.
+  std::optional<std::chrono::microseconds> idle_spin;
   StalledOptions stalled;
 };
 
@@ -66,13 +73,18 @@ condition variable + std::deque per adapter). Prints a table, or one JSON object
 
   --json                 print one JSON object instead of the table
   --quick                a much shorter run (CI smoke test, < 15 s)
-  --only LIST            comma-separated scenarios: emit,throughput,scaling,latency,stalled
+  --only LIST            comma-separated scenarios:
+                         emit,throughput,scaling,latency,idle,stalled
   --events N             events per throughput run (default 1000000; quick 200000)
   --reps N               throughput repetitions, median reported (default 5; quick 3)
   --scaling-events N     events per scaling configuration (default 1000000; quick 100000)
   --scaling-reps N       scaling repetitions, median reported (default 3; quick 1)
   --latency-samples N    measured events per latency run (default 200000; quick 100000)
   --emit-samples N       samples of 1000 emits (default 2000; quick 300)
+  --idle-spin US         run throughput, scaling and latency with this idle_spin
+                         (microseconds) instead of the library's default
+  --sweep-ms N           measured ms per idle_spin sweep run (default 1000; quick 100)
+  --sweep-reps N         idle_spin sweep repetitions, medians reported (default 3; quick 1)
   --stalled-events N     events committed while the adapter is stalled (default 10000000;
                          quick 1000000)
   --stalled-buffer N     the stalled adapter's buffer_size (default 10000)
@@ -101,6 +113,8 @@ std::optional<std::string> parse_flags(int argc, char** argv, Options& o) {
     o.scaling_reps = 1;
     o.latency_samples = 100'000;
     o.emit_samples = 300;
+    o.sweep_ms = 100;
+    o.sweep_reps = 1;
     o.stalled.events = 1'000'000;
     o.stalled.measure_events = 200'000;
   }
@@ -147,6 +161,21 @@ std::optional<std::string> parse_flags(int argc, char** argv, Options& o) {
       ok = count(o.latency_samples);
     } else if (arg == "--emit-samples") {
       ok = count(o.emit_samples);
+    } else if (arg == "--idle-spin") {
+      // 0 is a valid idle_spin, so not parse_count.
+      std::uint64_t us = 0;
+      const std::string_view text = i + 1 < args.size() ? args[++i] : std::string_view();
+      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), us);
+      if (text.empty() || ec != std::errc() || end != text.data() + text.size() ||
+          std::chrono::microseconds(us) > emissions::kMaxIdleSpin) {
+        return "--idle-spin needs microseconds, 0.." +
+               std::to_string(emissions::kMaxIdleSpin.count());
+      }
+      o.idle_spin = std::chrono::microseconds(us);
+    } else if (arg == "--sweep-ms") {
+      ok = count(o.sweep_ms);
+    } else if (arg == "--sweep-reps") {
+      ok = count(o.sweep_reps);
     } else if (arg == "--stalled-events") {
       ok = count(o.stalled.events);
     } else if (arg == "--stalled-buffer") {
@@ -254,6 +283,12 @@ void run_emit(const Options& o, Report& r) {
       "inside the timed region. Transactions are terminated outside the timed region.");
 }
 
+// "50 us (the default)" or "200 us (--idle-spin)".
+std::string describe_idle_spin(const Options& o) {
+  if (o.idle_spin) return std::to_string(o.idle_spin->count()) + " us (--idle-spin)";
+  return std::to_string(emissions::PipelineOptions{}.idle_spin.count()) + " us (the default)";
+}
+
 // "limit_eps" -> "limit_cpu_ns_per_event".
 std::string cpu_key(std::string key) {
   key.erase(key.size() - 4);  // "_eps"
@@ -273,7 +308,7 @@ void run_throughput(const Options& o, Report& r) {
   const auto add = [&](const char* key, std::size_t adapters, Payload payload, auto runner) {
     Series s;
     s.key = key;
-    s.run = [=] { return runner(Workload{n, adapters, 1, payload}); };
+    s.run = [=] { return runner(Workload{n, adapters, 1, payload, o.idle_spin}); };
     series.push_back(std::move(s));
   };
   add("throughput_1_adapter_eps", 1, Payload::integer, run_pipeline);
@@ -333,9 +368,8 @@ void run_throughput(const Options& o, Report& r) {
       " warm-up events per producer and drains them (not timed). Producer loop: "
       "emissions::start(), 10 x emissions::emit(name, payload), emissions::commit() (ambient "
       "API). Pipeline options are the defaults (max_demand 50, buffer_size 10000, overflow "
-      "block, idle_spin " +
-      std::to_string(emissions::PipelineOptions{}.idle_spin.count()) + " us). Median of " +
-      std::to_string(o.reps) +
+      "block), idle_spin " +
+      describe_idle_spin(o) + ". Median of " + std::to_string(o.reps) +
       " repetitions; each repetition runs pipeline(1), limit(1), pipeline(3), naive(3), "
       "pipeline(1, object payload), limit(3), naive(3, lock per commit) in that order. Every run "
       "checks that every "
@@ -383,7 +417,7 @@ void run_scaling(const Options& o, Report& r) {
              " configurations, " + std::to_string(o.scaling_events) + " events each)");
     for (Cell& c : cells) {
       const RunResult result =
-          run_pipeline({o.scaling_events, c.adapters, c.producers, Payload::integer});
+          run_pipeline({o.scaling_events, c.adapters, c.producers, Payload::integer, o.idle_spin});
       c.eps.push_back(result.eps());
       c.cpu_ns.push_back(result.cpu_ns_per_event());
     }
@@ -408,18 +442,32 @@ void run_scaling(const Options& o, Report& r) {
       "adapter).");
 }
 
+LatencySetup headline_latency(const Options& o, std::size_t events_per_commit) {
+  constexpr std::size_t kWarmupEvents = 20'000;
+  LatencySetup setup;
+  setup.events_per_commit = events_per_commit;
+  setup.commits_per_s = kLatencyRate / static_cast<double>(events_per_commit);
+  setup.commits = std::max<std::size_t>(o.latency_samples / events_per_commit, 1);
+  setup.warmup_commits = kWarmupEvents / events_per_commit;
+  setup.idle_spin = o.idle_spin;
+  return setup;
+}
+
 void run_latency(const Options& o, Report& r) {
-  const std::size_t warmup = 20'000;
   progress("latency: 10 events per commit every 100 us (" + std::to_string(o.latency_samples) +
            " samples)");
-  const LatencyResult ten = measure_latency(10, kLatencyRate, o.latency_samples, warmup);
+  const LatencyResult ten = measure_latency(headline_latency(o, 10));
   progress("latency: 1 event per commit every 10 us (" + std::to_string(o.latency_samples) +
            " samples)");
-  const LatencyResult one = measure_latency(1, kLatencyRate, o.latency_samples, warmup);
+  const LatencyResult one = measure_latency(headline_latency(o, 1));
   r.results["latency_p50_us"] = ten.p50_us;
   r.results["latency_p99_us"] = ten.p99_us;
   r.results["latency_p999_us"] = ten.p999_us;
   r.results["latency_max_us"] = ten.max_us;
+  r.results["latency_consumer_cores"] = ten.consumer_cores;
+  r.results["latency_consumer_parks_per_commit"] = ten.consumer_sleeps_per_commit;
+  r.results["latency_commit_p50_us"] = ten.commit_p50_us;
+  r.results["latency_commit_p99_us"] = ten.commit_p99_us;
   r.results["latency_samples"] = ten.samples;
   r.results["latency_offered_eps"] = ten.offered_eps;
   r.results["latency_shape"] =
@@ -428,22 +476,128 @@ void run_latency(const Options& o, Report& r) {
   r.results["latency_1_per_commit_p99_us"] = one.p99_us;
   r.results["latency_1_per_commit_p999_us"] = one.p999_us;
   r.results["latency_1_per_commit_max_us"] = one.max_us;
+  r.results["latency_1_per_commit_consumer_cores"] = one.consumer_cores;
+  r.results["latency_1_per_commit_consumer_parks_per_commit"] = one.consumer_sleeps_per_commit;
+  r.results["latency_1_per_commit_commit_p50_us"] = one.commit_p50_us;
   r.results["latency_1_per_commit_offered_eps"] = one.offered_eps;
   add_target(r, "latency_p99_us", ten.p99_us, "<=", kLatencyP99TargetUs);
   r.notes.push_back(
       "latency: one producer thread paced at 100000 events/s offered on a fixed steady-clock "
       "schedule (it yields while the next slot is > 2 us away, then spins with a pause; a "
       "late producer commits at once, without skipping slots). Headline shape: 10 events per "
-      "commit every 100 us, the throughput loop's shape. With the default idle_spin (" +
-      std::to_string(emissions::PipelineOptions{}.idle_spin.count()) +
-      " us) a consumer polls through gaps shorter than that and parks after longer ones (then "
-      "the next commit pays a wake-up). latency_1_per_commit_*: 1 event every 10 us. Each event "
-      "carries steady_clock ns read "
-      "just before the commit's emits (so the "
-      "figure includes emitting that commit's events); the adapter records (now - that) once "
-      "per handle_events call for every event in it. " +
-      std::to_string(warmup) + " warm-up events are not counted; percentiles over " +
-      std::to_string(ten.samples) + " events (nearest rank).");
+      "commit every 100 us, the throughput loop's shape; idle_spin " +
+      describe_idle_spin(o) +
+      ". latency_1_per_commit_*: 1 event every 10 us. Each event carries steady_clock ns "
+      "read just before the commit's emits (so the figure includes emitting that commit's "
+      "events); the adapter records (now - that) once per handle_events call for every event "
+      "in it. " +
+      std::to_string(headline_latency(o, 10).warmup_commits * 10) +
+      " warm-up events are not counted; percentiles over " + std::to_string(ten.samples) +
+      " events (nearest rank). *_consumer_cores: CPU time (user + system) of the adapter's "
+      "consumer thread (its pthread CPU clock) from the first measured commit until drain() "
+      "returned, divided by that wall time: 1.0 is a whole core. *_consumer_parks_per_commit: "
+      "the times that thread blocked (voluntary_ctxt_switches in /proc/self/task/<tid>/status) "
+      "per measured commit: 1 when it parks after every commit, 0 when it polls through every "
+      "gap. *_commit_p50_us: wall time "
+      "of the producer's commit() call (a wake-up of a parked consumer is paid there).");
+}
+
+// The idle_spin sweep: every value at each load, interleaved, `sweep_reps` times.
+void run_idle(const Options& o, Report& r) {
+  struct Load {
+    double commits_per_s;
+    Arrivals arrivals;
+  };
+  const Load loads[] = {{1'000.0, Arrivals::periodic},
+                        {10'000.0, Arrivals::periodic},
+                        {10'000.0, Arrivals::poisson},
+                        {25'000.0, Arrivals::periodic},
+                        {50'000.0, Arrivals::periodic}};
+  const auto default_spin = emissions::PipelineOptions{}.idle_spin;
+  std::vector<std::chrono::microseconds> spins;
+  for (const long us : kSweepIdleSpinUs)
+    spins.emplace_back(us);
+  if (std::find(spins.begin(), spins.end(), default_spin) == spins.end()) {
+    spins.push_back(default_spin);
+    std::sort(spins.begin(), spins.end());
+  }
+  struct Cell {
+    Load load;
+    std::chrono::microseconds spin;
+    std::vector<LatencyResult> runs;
+  };
+  std::vector<Cell> cells;
+  for (const Load& load : loads)
+    for (const auto spin : spins)
+      cells.push_back({load, spin, {}});
+  for (std::size_t rep = 0; rep < o.sweep_reps; ++rep) {
+    progress("idle_spin sweep: repetition " + std::to_string(rep + 1) + "/" +
+             std::to_string(o.sweep_reps) + " (" + std::to_string(cells.size()) + " runs of " +
+             std::to_string(o.sweep_ms) + " ms)");
+    for (Cell& c : cells) {
+      LatencySetup setup;
+      setup.events_per_commit = kEventsPerCommit;
+      setup.commits_per_s = c.load.commits_per_s;
+      setup.arrivals = c.load.arrivals;
+      setup.commits = std::max<std::size_t>(
+          static_cast<std::size_t>(c.load.commits_per_s * static_cast<double>(o.sweep_ms) / 1e3),
+          10);
+      setup.warmup_commits = std::max<std::size_t>(setup.commits / 5, 50);
+      setup.idle_spin = c.spin;
+      c.runs.push_back(measure_latency(setup));
+    }
+  }
+  Json table = Json::array();
+  for (const Cell& c : cells) {
+    const auto figure = [&](double LatencyResult::*field) {
+      std::vector<double> values;
+      for (const LatencyResult& run : c.runs)
+        values.push_back(run.*field);
+      return values;
+    };
+    const auto cores = figure(&LatencyResult::consumer_cores);
+    table.push_back(Json{
+        {"commits_per_s", c.load.commits_per_s},
+        {"events_per_commit", kEventsPerCommit},
+        {"arrivals", describe(c.load.arrivals)},
+        {"idle_spin_us", c.spin.count()},
+        {"default", c.spin == default_spin},
+        {"p50_us", median(figure(&LatencyResult::p50_us))},
+        {"p99_us", median(figure(&LatencyResult::p99_us))},
+        {"p999_us", median(figure(&LatencyResult::p999_us))},
+        {"consumer_cores", median(cores)},
+        {"consumer_cores_min", *std::min_element(cores.begin(), cores.end())},
+        {"consumer_cores_max", *std::max_element(cores.begin(), cores.end())},
+        {"consumer_parks_per_commit", median(figure(&LatencyResult::consumer_sleeps_per_commit))},
+        {"commit_p50_us", median(figure(&LatencyResult::commit_p50_us))},
+        {"offered_eps", median(figure(&LatencyResult::offered_eps))},
+        {"samples_per_run", c.runs.front().samples},
+        {"runs", Json{{"p50_us", figure(&LatencyResult::p50_us)},
+                      {"p99_us", figure(&LatencyResult::p99_us)},
+                      {"consumer_cores", cores}}}});
+    if (c.spin == default_spin && c.load.arrivals == Arrivals::periodic &&
+        c.load.commits_per_s == 10'000.0) {
+      r.results["idle_default_10k_consumer_cores"] = median(cores);
+      r.results["idle_default_10k_p50_us"] = median(figure(&LatencyResult::p50_us));
+      r.results["idle_default_10k_p99_us"] = median(figure(&LatencyResult::p99_us));
+      add_target(r, "idle_default_10k_consumer_cores", median(cores), "<=", kIdleCoresTarget);
+    }
+  }
+  r.results["idle_spin_sweep"] = table;
+  r.results["idle_spin_sweep_ms"] = o.sweep_ms;
+  r.results["idle_spin_sweep_reps"] = o.sweep_reps;
+  r.notes.push_back(
+      "idle_spin sweep: the latency run (one producer, one adapter, 10 events per commit) at "
+      "1k, 10k, 25k and 50k commits/s on a fixed schedule and at 10k commits/s with Poisson "
+      "arrivals (exponential gaps, fixed seed), for idle_spin 0/20/50/100/200 us and the "
+      "default (" +
+      std::to_string(default_spin.count()) + " us); " + std::to_string(o.sweep_ms) +
+      " ms measured per run after a fifth of that as warm-up; every configuration once per "
+      "repetition, in order, " +
+      std::to_string(o.sweep_reps) +
+      " repetitions; medians reported, consumer cores also as min-max over the repetitions. "
+      "Target from the issue: at 10k commits/s the default costs <= " +
+      fixed(kIdleCoresTarget, 1) + " cores per adapter.");
 }
 
 void run_stalled(const Options& o, Report& r) {
@@ -514,7 +668,8 @@ void print_table(const Report& r, const Json& machine, double run_seconds) {
       << machine["cpu_model"].get<std::string>() << ", load average "
       << machine["loadavg_at_start"].get<std::string>() << " at start, "
       << machine["loadavg_at_end"].get<std::string>() << " at end; run took "
-      << fixed(run_seconds, 1) << " s\n\n";
+      << fixed(run_seconds, 1) << " s; idle_spin " << x["idle_spin_us"].get<long>() << " us"
+      << (x["idle_spin_overridden"].get<bool>() ? " (--idle-spin)" : " (the default)") << "\n\n";
   row("figure", "measured", "CPU ns/ev", "target", "vs baseline", "result");
   row(std::string(42, '-'), std::string(24, '-'), std::string(9, '-'), std::string(13, '-'),
       std::string(20, '-'), "------");
@@ -555,16 +710,31 @@ void print_table(const Report& r, const Json& machine, double run_seconds) {
     rate_row("  limit, 3 adapters", "limit_3_adapters_eps", "", "", "");
   }
   if (has("latency_p50_us")) {
-    row("latency p50 (us), 10/commit @ 100k ev/s", fixed(num("latency_p50_us"), 1), "", "", "", "");
-    row("latency p99 (us)", fixed(num("latency_p99_us"), 1), "",
+    const std::string cores = fixed(num("latency_consumer_cores"), 2) + " consumer cores";
+    row("latency p50 (us), 10/commit @ 100k ev/s", fixed(num("latency_p50_us"), 1) + ", " + cores,
+        "", "", "", "");
+    row("latency p99 (us)", fixed(num("latency_p99_us"), 1) + ", " + cores, "",
         "<= " + fixed(kLatencyP99TargetUs, 0), "", pass_text(r.targets, "latency_p99_us"));
-    row("latency p999 (us)", fixed(num("latency_p999_us"), 1), "", "", "", "");
+    row("latency p999 (us)", fixed(num("latency_p999_us"), 1) + ", " + cores, "", "", "", "");
+    row("  consumer parks per commit", fixed(num("latency_consumer_parks_per_commit"), 2), "", "",
+        "", "");
+    row("  commit() p50 / p99 (us)",
+        fixed(num("latency_commit_p50_us"), 1) + " / " + fixed(num("latency_commit_p99_us"), 1), "",
+        "", "", "");
     row("  offered (measured)", meps(num("latency_offered_eps")), "", "", "", "");
     row("  1/commit @ 100k ev/s: p50/p99/p999",
         fixed(num("latency_1_per_commit_p50_us"), 1) + " / " +
             fixed(num("latency_1_per_commit_p99_us"), 1) + " / " +
             fixed(num("latency_1_per_commit_p999_us"), 1),
         "", "", "", "");
+    row("    consumer cores", fixed(num("latency_1_per_commit_consumer_cores"), 2), "", "", "", "");
+  }
+  if (has("idle_default_10k_consumer_cores")) {
+    row("default idle_spin @ 10k commits/s: cores",
+        fixed(num("idle_default_10k_consumer_cores"), 2), "", "<= " + fixed(kIdleCoresTarget, 1),
+        "p50 " + fixed(num("idle_default_10k_p50_us"), 1) + ", p99 " +
+            fixed(num("idle_default_10k_p99_us"), 1) + " us",
+        pass_text(r.targets, "idle_default_10k_consumer_cores"));
   }
   if (has("stalled_peak_rss_mib")) {
     row("stalled adapter: peak RSS (MiB)", fixed(num("stalled_peak_rss_mib"), 1), "",
@@ -598,6 +768,35 @@ void print_table(const Report& r, const Json& machine, double run_seconds) {
       out << '\n';
     }
   }
+  if (has("idle_spin_sweep")) {
+    out << "\nidle_spin sweep: 10 events per commit, 1 adapter; medians of "
+        << x["idle_spin_sweep_reps"].get<std::size_t>() << " runs of "
+        << x["idle_spin_sweep_ms"].get<std::size_t>()
+        << " ms; consumer cores also min-max over the runs\n";
+    const auto sweep_row = [&](const std::string& load, const std::string& spin,
+                               const std::string& p50, const std::string& p99,
+                               const std::string& p999, const std::string& cores,
+                               const std::string& parks, const std::string& commit) {
+      out << std::left << std::setw(13) << load << ' ' << std::setw(14) << spin << ' '
+          << std::setw(8) << p50 << ' ' << std::setw(8) << p99 << ' ' << std::setw(9) << p999 << ' '
+          << std::setw(22) << cores << ' ' << std::setw(12) << parks << ' ' << commit << '\n';
+    };
+    sweep_row("commits/s", "idle_spin (us)", "p50 us", "p99 us", "p999 us", "consumer cores",
+              "parks/commit", "commit() p50 us");
+    sweep_row(std::string(13, '-'), std::string(14, '-'), std::string(8, '-'), std::string(8, '-'),
+              std::string(9, '-'), std::string(22, '-'), std::string(12, '-'),
+              std::string(15, '-'));
+    for (const Json& cell : x["idle_spin_sweep"]) {
+      const auto value = [&](const char* key) { return cell[key].get<double>(); };
+      sweep_row(fixed(value("commits_per_s") / 1e3, 0) + "k " + cell["arrivals"].get<std::string>(),
+                std::to_string(cell["idle_spin_us"].get<long>()) +
+                    (cell["default"].get<bool>() ? " (default)" : ""),
+                fixed(value("p50_us"), 1), fixed(value("p99_us"), 1), fixed(value("p999_us"), 1),
+                fixed(value("consumer_cores"), 3) + " [" + fixed(value("consumer_cores_min"), 3) +
+                    "-" + fixed(value("consumer_cores_max"), 3) + "]",
+                fixed(value("consumer_parks_per_commit"), 2), fixed(value("commit_p50_us"), 1));
+    }
+  }
   out << "\nnotes\n";
   for (const std::string& note : r.notes)
     out << "- " << note << '\n';
@@ -613,6 +812,7 @@ int run(const Options& o) {
     if (o.scenarios.count("throughput") != 0) run_throughput(o, report);
     if (o.scenarios.count("scaling") != 0) run_scaling(o, report);
     if (o.scenarios.count("latency") != 0) run_latency(o, report);
+    if (o.scenarios.count("idle") != 0) run_idle(o, report);
     if (o.scenarios.count("stalled") != 0) run_stalled(o, report);
   } catch (const BenchFailure& e) {
     std::cerr << "emissions-bench: FAILED: " << e.what() << '\n';
@@ -620,6 +820,9 @@ int run(const Options& o) {
   }
   const double run_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  report.results["idle_spin_us"] =
+      o.idle_spin.value_or(emissions::PipelineOptions{}.idle_spin).count();
+  report.results["idle_spin_overridden"] = o.idle_spin.has_value();
   const Json machine = machine_info(load_at_start);
   report.notes.push_back("machine: load average " + load_at_start + " at start, " +
                          machine["loadavg_at_end"].get<std::string>() +

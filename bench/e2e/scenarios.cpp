@@ -1,9 +1,15 @@
 // The pipeline's own scenarios: emit cost, commit-to-delivery throughput (and the scaling
 // table, which is the same run with more producers and adapters), and latency under a
 // paced load.
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <latch>
+#include <random>
 #include <thread>
 
 #include "bench.hpp"
@@ -71,13 +77,21 @@ double percentile(const std::vector<std::int64_t>& sorted, double q) {
 }
 
 // Records (delivery time - commit time) per event; the commit time travels as the
-// payload. Written only by the consumer thread; read after drain().
+// payload. Written only by the consumer thread; read after drain(). It also publishes the
+// CPU clock of the thread that calls it (the adapter's consumer), so the producer can read
+// that thread's CPU time while it runs.
 class LatencyAdapter final : public Adapter {
  public:
   explicit LatencyAdapter(std::size_t capacity) { samples_.reserve(capacity); }
   [[nodiscard]] std::string_view name() const override { return "latency"; }
   Status handle_events(std::span<const Event> batch) override {
     const std::int64_t now = steady_ns();  // the whole batch arrives at this moment
+    if (!clock_known_.load(std::memory_order_relaxed)) {
+      tid_ = gettid();
+      if (pthread_getcpuclockid(pthread_self(), &clock_) == 0) {
+        clock_known_.store(true, std::memory_order_release);
+      }
+    }
     for (const Event& event : batch) {
       if (samples_.size() < samples_.capacity())
         samples_.push_back(now - event.payload.get<std::int64_t>());
@@ -85,9 +99,34 @@ class LatencyAdapter final : public Adapter {
     return {};
   }
   [[nodiscard]] const std::vector<std::int64_t>& samples() const noexcept { return samples_; }
+  // Whether the consumer thread's CPU clock is known (it has been called at least once).
+  [[nodiscard]] bool clock_known() const noexcept {
+    return clock_known_.load(std::memory_order_acquire);
+  }
+  // CPU time (user + system) the consumer thread has used so far, in seconds; the thread
+  // must still be running (it is until the Emitter is destroyed) and clock_known().
+  [[nodiscard]] double consumer_cpu_seconds() const {
+    timespec ts{};
+    if (clock_gettime(clock_, &ts) != 0) throw BenchFailure("latency: consumer CPU clock failed");
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+  }
+  // How many times the consumer thread has blocked so far (parked on its queue, or anything
+  // else that sleeps): voluntary_ctxt_switches in /proc/self/task/<tid>/status. -1 when it
+  // cannot be read.
+  [[nodiscard]] long consumer_sleeps() const {
+    std::ifstream in("/proc/self/task/" + std::to_string(tid_) + "/status");
+    const std::string key = "voluntary_ctxt_switches:";
+    for (std::string line; std::getline(in, line);) {
+      if (line.compare(0, key.size(), key) == 0) return std::stol(line.substr(key.size()));
+    }
+    return -1;
+  }
 
  private:
   std::vector<std::int64_t> samples_;
+  pid_t tid_ = 0;
+  clockid_t clock_{};
+  std::atomic<bool> clock_known_{false};
 };
 
 // A spin-wait hint to the CPU (frees the sibling hyper-thread's resources).
@@ -120,6 +159,7 @@ RunResult run_pipeline(const Workload& w) {
   const auto adapters = make_adapters(w.adapters);
   Config config;
   config.make_default = true;  // the producers use the ambient API
+  if (w.idle_spin) config.pipeline.idle_spin = *w.idle_spin;
   for (const auto& adapter : adapters)
     config.add_adapter(adapter);
   Emitter emitter(std::move(config));
@@ -209,64 +249,105 @@ EmitResult measure_emit(Payload payload_kind, bool reserved, std::size_t samples
   return EmitResult{median(per_event), at(0.10), at(0.90), per_event.size(), per_sample};
 }
 
-LatencyResult measure_latency(std::size_t events_per_commit, double rate_eps, std::size_t samples,
-                              std::size_t warmup) {
-  const std::size_t total = samples + warmup;
-  const std::size_t commits = (total + events_per_commit - 1) / events_per_commit;
-  auto adapter = std::make_shared<LatencyAdapter>(commits * events_per_commit);
+LatencyResult measure_latency(const LatencySetup& setup) {
+  const std::size_t per_commit = setup.events_per_commit;
+  const std::size_t commits = setup.warmup_commits + setup.commits;
+  auto adapter = std::make_shared<LatencyAdapter>(commits * per_commit);
   Config config;
   config.make_default = true;
+  if (setup.idle_spin) config.pipeline.idle_spin = *setup.idle_spin;
   config.add_adapter(adapter);
   Emitter emitter(std::move(config));
   const EventName name = bench_event_name();
-  const auto period_ns = static_cast<std::int64_t>(
-      std::llround(1e9 * static_cast<double>(events_per_commit) / rate_eps));
-  const std::size_t warmup_commits = warmup / events_per_commit;
+  const double period_ns = 1e9 / setup.commits_per_s;
+  // Poisson arrivals: exponential gaps of the same mean, the same sequence in every run.
+  std::mt19937_64 random(20'240'601);
+  std::exponential_distribution<double> gap(1.0 / period_ns);
+  const auto next_gap = [&]() -> std::int64_t {
+    return std::llround(setup.arrivals == Arrivals::poisson ? gap(random) : period_ns);
+  };
+  std::vector<std::int64_t> commit_ns;
+  commit_ns.reserve(setup.commits);
 
   std::uint64_t failed = 0;
-  std::int64_t next = steady_ns() + period_ns;
+  std::int64_t next = steady_ns() + next_gap();
   std::int64_t measured_from = 0;
   std::int64_t measured_to = 0;
+  double cpu_from = 0.0;
+  std::int64_t window_from = 0;  // when cpu_from was read
+  long sleeps_from = 0;
   for (std::size_t c = 0; c < commits; ++c) {
+    if (c == setup.warmup_commits) {
+      // The consumer has been called by now (the warm-up's batches were delivered), unless
+      // it is far behind: then wait for its first call, off the schedule.
+      while (!adapter->clock_known())
+        std::this_thread::yield();
+      cpu_from = adapter->consumer_cpu_seconds();
+      sleeps_from = adapter->consumer_sleeps();
+      window_from = steady_ns();
+    }
     wait_until(next);
-    next += period_ns;
+    next += next_gap();
     // Read just before the emits: the figure includes emitting this commit's events.
     const std::int64_t committed_at = steady_ns();
-    if (c == warmup_commits) measured_from = committed_at;
+    if (c == setup.warmup_commits) measured_from = committed_at;
     if (!emissions::start().ok()) ++failed;
-    for (std::size_t i = 0; i < events_per_commit; ++i) {
+    for (std::size_t i = 0; i < per_commit; ++i) {
       if (!emissions::emit(name, nlohmann::json(committed_at)).ok()) ++failed;
     }
+    const std::int64_t commit_start = steady_ns();
     if (!emissions::commit().ok()) ++failed;
+    if (c >= setup.warmup_commits) commit_ns.push_back(steady_ns() - commit_start);
     measured_to = committed_at;
   }
   const Status drained = emitter.drain(kDrainTimeout);
+  const std::int64_t drained_at = steady_ns();
+  const double cpu_to = adapter->consumer_cpu_seconds();
+  const long sleeps_to = adapter->consumer_sleeps();
   if (!drained.ok()) throw BenchFailure("latency: " + drained.to_string());
   if (failed != 0) throw BenchFailure("latency: " + std::to_string(failed) + " calls failed");
   const std::vector<std::int64_t>& all = adapter->samples();
-  if (all.size() != commits * events_per_commit) {
+  if (all.size() != commits * per_commit) {
     throw BenchFailure("latency: adapter saw " + std::to_string(all.size()) + " events, expected " +
-                       std::to_string(commits * events_per_commit));
+                       std::to_string(commits * per_commit));
   }
 
   std::vector<std::int64_t> sorted(
-      all.begin() + static_cast<std::ptrdiff_t>(warmup_commits * events_per_commit), all.end());
+      all.begin() + static_cast<std::ptrdiff_t>(setup.warmup_commits * per_commit), all.end());
   std::sort(sorted.begin(), sorted.end());
-  const double measured_commits = static_cast<double>(commits - warmup_commits);
+  std::sort(commit_ns.begin(), commit_ns.end());
+  const double measured_commits = static_cast<double>(setup.commits);
   const double span_s = static_cast<double>(measured_to - measured_from) / 1e9;
+  const double window_s = static_cast<double>(drained_at - window_from) / 1e9;
   LatencyResult r;
-  r.events_per_commit = events_per_commit;
-  r.period_us = static_cast<double>(period_ns) / 1e3;
+  r.events_per_commit = per_commit;
+  r.period_us = period_ns / 1e3;
   // Commits - 1 intervals between the first and the last measured commit.
-  r.offered_eps = span_s > 0.0
-                      ? (measured_commits - 1.0) * static_cast<double>(events_per_commit) / span_s
-                      : 0.0;
+  r.offered_eps =
+      span_s > 0.0 ? (measured_commits - 1.0) * static_cast<double>(per_commit) / span_s : 0.0;
   r.samples = sorted.size();
   r.p50_us = percentile(sorted, 0.50) / 1e3;
   r.p99_us = percentile(sorted, 0.99) / 1e3;
   r.p999_us = percentile(sorted, 0.999) / 1e3;
   r.max_us = sorted.empty() ? 0.0 : static_cast<double>(sorted.back()) / 1e3;
+  r.consumer_cores = window_s > 0.0 ? (cpu_to - cpu_from) / window_s : 0.0;
+  r.consumer_sleeps_per_commit =
+      sleeps_from >= 0 && sleeps_to >= sleeps_from
+          ? static_cast<double>(sleeps_to - sleeps_from) / measured_commits
+          : -1.0;
+  r.commit_p50_us = percentile(commit_ns, 0.50) / 1e3;
+  r.commit_p99_us = percentile(commit_ns, 0.99) / 1e3;
   return r;
+}
+
+const char* describe(Arrivals arrivals) {
+  switch (arrivals) {
+    case Arrivals::periodic:
+      return "periodic";
+    case Arrivals::poisson:
+      return "poisson";
+  }
+  return "?";
 }
 
 }  // namespace emissions::bench
