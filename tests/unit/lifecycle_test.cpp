@@ -458,4 +458,39 @@ TEST(LifecycleTest, ShutdownFromInterestedReturnsByItsDeadlineAndTheCommitIsRefu
             stats.committed);
 }
 
+TEST(LifecycleTest, CommitsBlockedOnFullQueuesReturnClosedWhenShutdownStarts) {
+  // Two lanes: each commit reserves room in the first (which has it) and then waits for the
+  // second (full, its adapter stuck), with the longest block_timeout there is. Shutdown from
+  // another thread must release them at once with closed, undo their reservations, and
+  // itself return by its deadline.
+  auto free_lane = std::make_shared<RecordingAdapter>("free");
+  auto stuck = std::make_shared<RecordingAdapter>("stuck");
+  Config config = config_with({});
+  config.add_adapter(free_lane, {.buffer_size = 100});
+  config.add_adapter(stuck, {.buffer_size = 1, .block_timeout = emissions::kMaxTimeout});
+  Emitter emitter(std::move(config));
+  stuck->block();
+  ASSERT_TRUE(commit_one(emitter, "first").ok());  // in the stuck call
+  ASSERT_TRUE(stuck->wait_until_blocked_in_call());
+  ASSERT_TRUE(commit_one(emitter, "second").ok());  // fills the stuck lane's queue
+  std::vector<std::future<Status>> blocked;
+  for (int i = 0; i < 4; ++i)
+    blocked.push_back(std::async(std::launch::async, [&] { return commit_one(emitter, "third"); }));
+  std::this_thread::sleep_for(100ms);  // they are all waiting for room
+  const auto started = SteadyClock::now();
+  auto down = std::async(std::launch::async, [&] { return emitter.shutdown(200ms); });
+  for (auto& b : blocked) {
+    ASSERT_EQ(b.wait_for(2s), std::future_status::ready);
+    EXPECT_EQ(b.get().code(), Errc::closed);
+  }
+  ASSERT_EQ(down.wait_for(2s), std::future_status::ready);
+  EXPECT_EQ(down.get().code(), Errc::timeout);
+  EXPECT_LT(SteadyClock::now() - started, 2s);
+  const auto stats = emitter.stats();
+  EXPECT_EQ(stats.committed, 2u);
+  EXPECT_EQ(stats.adapters[0].queued, 0u) << "a refused commit left its reservation behind";
+  EXPECT_EQ(stats.adapters[0].delivered, 2u);
+  stuck->unblock();
+}
+
 }  // namespace
