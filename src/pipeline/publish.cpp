@@ -272,17 +272,21 @@ Status Core::publish(BatchPtr& buffer, int cascade_depth, DropReport& drops) {
     batch.cascade_depth = cascade_depth;
     batch.refs.store(accepted + self_references, std::memory_order_relaxed);
     Batch* shared = buffer.release();  // owned by its references from here on
+    // Once the last push is done, every reference may be released and the batch recycled
+    // (and reused by another commit) before this thread looks at it again: it is not read
+    // after the last push. Until then the queues not yet pushed hold their references.
+    std::uint32_t pushes_left = accepted;
     for (Queue* queue : all_queues_) {
+      if (pushes_left == 0) break;
       if (shared->take[queue->flat] == 0) continue;
+      --pushes_left;
       // Room is reserved, so a full ring is transient: a consumer is between taking a
       // cell and releasing it.
       while (!queue->ring.try_push(shared))
         sched_yield();
-    }
-    // The push (seq_cst) then notify's seq_cst load pair with idle_wait's prepare then
-    // check: either we see the consumer waiting, or it sees our push.
-    for (Queue* queue : all_queues_) {
-      if (shared->take[queue->flat] != 0) queue->wakeup.notify(1);
+      // The push (seq_cst) then notify's seq_cst load pair with idle_wait's prepare then
+      // check: either we see the consumer waiting, or it sees our push.
+      queue->wakeup.notify(1);
     }
   }
   if (cascade) cascade_commits_.fetch_add(1, std::memory_order_relaxed);
