@@ -1,7 +1,7 @@
 #include "emissions/emitter.hpp"
 
-#include "transaction/default_emitter.hpp"
 #include "pipeline/core.hpp"
+#include "transaction/default_emitter.hpp"
 #include "transaction/transaction_access.hpp"
 
 namespace emissions {

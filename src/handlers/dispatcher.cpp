@@ -145,13 +145,15 @@ void HandlerDispatcher::invoke(const Invocation& invocation) noexcept {
     } catch (...) {
       result = HandlerResult::error(describe_current_exception());
     }
-    if (result.is_ok()) {
+    // A handler may have ended its buffer itself (commit() or terminate() in shared
+    // request code): then there is nothing left to commit.
+    if (result.is_ok() && ambient.active()) {
       if (Status committed = ambient.commit(); !committed.ok()) {
         result = HandlerResult::error("commit of the events it emitted failed: " +
                                       committed.to_string());
         ambient.terminate();
       }
-    } else {
+    } else if (!result.is_ok()) {
       ambient.terminate();
     }
     ambient = std::move(saved);

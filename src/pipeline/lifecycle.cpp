@@ -8,13 +8,13 @@
 #include "common/best_effort.hpp"
 #include "common/exceptions.hpp"
 #include "common/wait.hpp"
-#include "default_emitter.hpp"
 #include "handlers/dispatcher.hpp"
 #include "pipeline/adapter_call.hpp"
 #include "pipeline/core.hpp"
 #include "pipeline/delivery_state.hpp"
 #include "pipeline/thread_role.hpp"
 #include "telemetry/events.hpp"
+#include "transaction/default_emitter.hpp"
 
 namespace emissions::detail {
 namespace {

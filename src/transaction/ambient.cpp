@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "common/no_destroy.hpp"
-#include "transaction/default_emitter.hpp"
 #include "emissions/transaction.hpp"
 #include "pipeline/core.hpp"
+#include "transaction/default_emitter.hpp"
 #include "transaction/transaction_access.hpp"
 
 namespace emissions {

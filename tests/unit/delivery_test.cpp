@@ -278,4 +278,56 @@ TEST(DeliveryTest, RetriableCodesAreTheTransientOnes) {
   EXPECT_FALSE(emissions::retriable(Errc::closed));
 }
 
+TEST(DeliveryTest, SettlingOneHandleFromManyThreadsAtOnceCountsEachEventOnce) {
+  auto adapter = std::make_shared<Parking>();
+  Emitter emitter(config_with(adapter, {.max_demand = 64}));
+  Transaction tx = emitter.start();
+  for (int i = 0; i < 64; ++i)
+    ASSERT_TRUE(tx.emit("e", i).ok());
+  ASSERT_TRUE(tx.commit().ok());
+  ASSERT_TRUE(adapter->wait_for(1));
+  auto shared = std::make_shared<Delivery>(std::move(adapter->take()[0]));
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([shared, t] {
+      for (std::size_t i = 0; i < 64; ++i) {
+        if ((i + static_cast<std::size_t>(t)) % 3 == 0) {
+          shared->fail(i, Status(Errc::unavailable, "t" + std::to_string(t)));
+        } else {
+          shared->ack(i);
+        }
+      }
+      if (t == 7) shared->ack();
+      if (t == 6) shared->fail(Status(Errc::internal, "all"));
+    });
+  }
+  for (auto& thread : threads)
+    thread.join();
+  EXPECT_TRUE(shared->settled());
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  const auto stats = emitter.stats();
+  EXPECT_EQ(stats.adapters[0].delivered + stats.adapters[0].failed, 64u);
+  EXPECT_EQ(shared->events().size(), 64u);  // still readable after settlement
+}
+
+TEST(DeliveryTest, MoveAssigningOverAnUnsettledHandleFailsItsEventsAndTakesTheOther) {
+  auto adapter = std::make_shared<Parking>();
+  Emitter emitter(config_with(adapter));
+  ASSERT_TRUE(commit(emitter, {1, 2}).ok());
+  ASSERT_TRUE(commit(emitter, {3}).ok());
+  ASSERT_TRUE(adapter->wait_for(2));
+  std::vector<Delivery> held = adapter->take();
+  held[0].ack(0);
+  held[0] = std::move(held[1]);    // {1, 2}: 2 is abandoned
+  EXPECT_TRUE(held[1].settled());  // empty now
+  EXPECT_TRUE(held[1].events().empty());
+  ASSERT_EQ(held[0].events().size(), 1u);
+  EXPECT_EQ(held[0].events()[0].payload, 3);
+  held[0].ack();
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  const auto stats = emitter.stats();
+  EXPECT_EQ(stats.adapters[0].delivered, 2u);
+  EXPECT_EQ(stats.adapters[0].failed, 1u);
+}
+
 }  // namespace

@@ -11,7 +11,9 @@
 #include <stdexcept>
 #include <thread>
 
+#include "emissions/ambient.hpp"
 #include "emissions/delivery.hpp"
+#include "emissions/telemetry.hpp"
 #include "recording_adapter.hpp"
 
 namespace emissions {
@@ -605,6 +607,88 @@ TEST(EmitterTest, CountersStayExactUnderEveryFailurePathAtOnce) {
   expect_exact(emitter.stats(), "after drain");
   EXPECT_TRUE(emitter.shutdown(30s).ok());
   expect_exact(emitter.stats(), "after shutdown");
+}
+
+TEST(EmitterTest, TelemetryHandlersThatCallBackIntoTheEmitterOnEveryEventNeitherHangNorMiscount) {
+  // A handler on every library event calls stats(), drain(0) and, on request threads,
+  // commits a transaction of its own, while commits overflow, adapters fail, handlers
+  // cascade and the emitter shuts down.
+  std::atomic<Emitter*> target{nullptr};
+  thread_local int depth = 0;
+  std::atomic<int> calls{0};
+  const std::vector<telemetry::EventName> every = {
+      {"emissions", "buffer", "started"},    {"emissions", "buffer", "committed"},
+      {"emissions", "buffer", "terminated"}, {"emissions", "event", "dropped"},
+      {"emissions", "adapter", "success"},   {"emissions", "adapter", "error"},
+      {"emissions", "handler", "success"},   {"emissions", "handler", "error"},
+      {"emissions", "handler", "ignored"}};
+  ASSERT_TRUE(telemetry::attach_many(
+                  "reentrant", every,
+                  [&](const telemetry::EventName&, const nlohmann::json&, const nlohmann::json&) {
+                    calls.fetch_add(1);
+                    Emitter* e = target.load();
+                    if (e == nullptr || depth > 0) return;
+                    ++depth;
+                    (void)e->stats();
+                    (void)e->drain(0ms);
+                    Transaction tx = e->start();
+                    (void)tx.emit("from_telemetry");
+                    (void)tx.commit();
+                    --depth;
+                  })
+                  .ok());
+  class Echo final : public Handler {
+   public:
+    std::string_view name() const override { return "echo"; }
+    std::vector<EventName> events() const override { return {"e"}; }
+    HandlerResult handle_event(const Event& e) override {
+      if (e.payload.get<int>() % 3 == 0) return HandlerResult::error("no");
+      if (e.payload.get<int>() % 3 == 1) return HandlerResult::ignored();
+      (void)emit("echoed");
+      return HandlerResult::ok();
+    }
+  };
+  auto failing = std::make_shared<RecordingAdapter>("failing");
+  failing->fail_next(1000);
+  {
+    Config config = config_with({});
+    config.handler_concurrency = 2;
+    config.add_handler(std::make_shared<Echo>());
+    config.add_adapter(failing, {.max_demand = 2});
+    config.add_adapter(std::make_shared<RecordingAdapter>("tiny"),
+                       {.buffer_size = 2, .overflow = Overflow::drop_oldest});
+    Emitter emitter(std::move(config));
+    target.store(&emitter);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 2; ++t) {
+      threads.emplace_back([&] {
+        for (int c = 0; c < 50; ++c) {
+          Transaction tx = emitter.start();
+          for (int i = 0; i < 4; ++i)
+            (void)tx.emit("e", c * 4 + i);
+          if (c % 5 == 0) {
+            tx.terminate();
+          } else {
+            (void)tx.commit();
+          }
+        }
+      });
+    }
+    for (auto& thread : threads)
+      thread.join();
+    const Status drained = emitter.drain(30s);
+    EXPECT_TRUE(drained.ok()) << drained.to_string();
+    const Status down = emitter.shutdown(30s);
+    EXPECT_TRUE(down.ok()) << down.to_string();
+    target.store(nullptr);
+    const auto stats = emitter.stats();
+    for (const auto& a : stats.adapters) {
+      EXPECT_EQ(a.delivered + a.failed + a.filtered + a.dropped, stats.committed) << a.name;
+      EXPECT_EQ(a.queued, 0u) << a.name;
+    }
+  }
+  ASSERT_TRUE(telemetry::detach("reentrant").ok());
+  EXPECT_GT(calls.load(), 0);
 }
 
 }  // namespace

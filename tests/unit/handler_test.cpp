@@ -374,6 +374,26 @@ void expect_config_error(std::function<void(Config&)> setup, const std::string& 
   }
 }
 
+TEST(HandlerTest, AHandlerThatCommitsItsOwnBufferIsASuccess) {
+  // Code shared with request paths commits the ambient buffer itself. The dispatcher then
+  // committed the (already ended) buffer again, got not_started, and reported the
+  // invocation as an error although its events were committed and delivered.
+  TelemetryRecorder rec("handler-commits",
+                        {{"emissions", "handler", "success"}, {"emissions", "handler", "error"}});
+  auto h = std::make_shared<FnHandler>("commits", std::vector<EventName>{"a"}, [](const Event&) {
+    EXPECT_TRUE(emit("b").ok());
+    EXPECT_TRUE(commit().ok());
+    return HandlerResult::ok();
+  });
+  Fixture f({h});
+  f.commit({"a"});
+  f.drain();
+  EXPECT_EQ(f.received(), (std::multiset<std::string>{"a", "b"}));
+  EXPECT_EQ(rec.records({"emissions", "handler", "success"}).size(), 1u);
+  const auto errors = rec.records({"emissions", "handler", "error"});
+  EXPECT_TRUE(errors.empty()) << errors.at(0).metadata;
+}
+
 TEST(HandlerConfigTest, MistakesFailLoudlyAtConstruction) {
   auto noop = [](const Event&) { return HandlerResult::ok(); };
   expect_config_error([](Config& c) { c.add_handler(nullptr); },

@@ -458,4 +458,104 @@ TEST(LifecycleTest, ShutdownFromInterestedReturnsByItsDeadlineAndTheCommitIsRefu
             stats.committed);
 }
 
+TEST(LifecycleTest, CommitsBlockedOnFullQueuesReturnClosedWhenShutdownStarts) {
+  // Two lanes: each commit reserves room in the first (which has it) and then waits for the
+  // second (full, its adapter stuck), with the longest block_timeout there is. Shutdown from
+  // another thread must release them at once with closed, undo their reservations, and
+  // itself return by its deadline.
+  auto free_lane = std::make_shared<RecordingAdapter>("free");
+  auto stuck = std::make_shared<RecordingAdapter>("stuck");
+  Config config = config_with({});
+  config.add_adapter(free_lane, {.buffer_size = 100});
+  config.add_adapter(stuck, {.buffer_size = 1, .block_timeout = emissions::kMaxTimeout});
+  Emitter emitter(std::move(config));
+  stuck->block();
+  ASSERT_TRUE(commit_one(emitter, "first").ok());  // in the stuck call
+  ASSERT_TRUE(stuck->wait_until_blocked_in_call());
+  ASSERT_TRUE(commit_one(emitter, "second").ok());  // fills the stuck lane's queue
+  std::vector<std::future<Status>> blocked;
+  for (int i = 0; i < 4; ++i)
+    blocked.push_back(std::async(std::launch::async, [&] { return commit_one(emitter, "third"); }));
+  std::this_thread::sleep_for(100ms);  // they are all waiting for room
+  const auto started = SteadyClock::now();
+  auto down = std::async(std::launch::async, [&] { return emitter.shutdown(200ms); });
+  for (auto& b : blocked) {
+    ASSERT_EQ(b.wait_for(2s), std::future_status::ready);
+    EXPECT_EQ(b.get().code(), Errc::closed);
+  }
+  ASSERT_EQ(down.wait_for(2s), std::future_status::ready);
+  EXPECT_EQ(down.get().code(), Errc::timeout);
+  EXPECT_LT(SteadyClock::now() - started, 2s);
+  const auto stats = emitter.stats();
+  EXPECT_EQ(stats.committed, 2u);
+  EXPECT_EQ(stats.adapters[0].queued, 0u) << "a refused commit left its reservation behind";
+  EXPECT_EQ(stats.adapters[0].delivered, 2u);
+  stuck->unblock();
+}
+
+TEST(LifecycleTest, ShutdownFromInsideADeliveryReturnsByItsDeadline) {
+  // The delivery that calls shutdown() is one shutdown waits for: it cannot finish before
+  // shutdown gives up, but shutdown must still return by its deadline, and the adapter
+  // must still be terminated exactly once (by ~Emitter, once the call has returned).
+  auto a = std::make_shared<RecordingAdapter>("a");
+  std::unique_ptr<Emitter> emitter;
+  Status shut;
+  SteadyClock::duration took{};
+  a->set_on_event([&](const Event&) {
+    const auto t0 = SteadyClock::now();
+    shut = emitter->shutdown(200ms);
+    took = SteadyClock::now() - t0;
+  });
+  emitter = std::make_unique<Emitter>(config_with({a}));
+  ASSERT_TRUE(commit_one(*emitter, "e").ok());
+  ASSERT_TRUE(a->wait_for_received(1));
+  EXPECT_LT(took, 2s);
+  EXPECT_EQ(shut.code(), Errc::timeout) << shut.to_string();
+  const auto started = SteadyClock::now();
+  emitter.reset();
+  EXPECT_LT(SteadyClock::now() - started, 2s);
+  EXPECT_EQ(a->terminations(), 1);
+}
+
+TEST(LifecycleTest, ZeroTimeoutsAreHonouredAndKeepCountsExact) {
+  {
+    auto a = std::make_shared<RecordingAdapter>("idle");
+    Emitter emitter(config_with({a}));
+    EXPECT_TRUE(emitter.drain(0ms).ok());
+    const Status down = emitter.shutdown(0ms);
+    EXPECT_TRUE(down.ok()) << down.to_string();  // nothing was pending
+    EXPECT_EQ(a->terminations(), 1);
+  }
+  {
+    auto a = std::make_shared<RecordingAdapter>("busy");
+    Config config = config_with({});
+    config.add_adapter(a, {.max_demand = 1, .buffer_size = 2, .block_timeout = 0ms});
+    Emitter emitter(std::move(config));
+    a->block();
+    ASSERT_TRUE(commit_one(emitter, "e").ok());
+    ASSERT_TRUE(a->wait_until_blocked_in_call());
+    ASSERT_TRUE(commit_one(emitter, "e").ok());
+    ASSERT_TRUE(commit_one(emitter, "e").ok());
+    const auto started = SteadyClock::now();
+    EXPECT_EQ(commit_one(emitter, "e").code(), Errc::overloaded);  // full, no wait
+    EXPECT_EQ(emitter.drain(0ms).code(), Errc::timeout);
+    const Status down = emitter.shutdown(0ms);
+    EXPECT_LT(SteadyClock::now() - started, 2s);
+    EXPECT_EQ(down.code(), Errc::timeout) << down.to_string();
+    a->unblock();
+    const auto deadline = SteadyClock::now() + 10s;
+    auto settled = [&] {
+      const auto s = emitter.stats();
+      return s.adapters[0].delivered + s.adapters[0].failed + s.adapters[0].dropped == s.committed;
+    };
+    while (!settled() && SteadyClock::now() < deadline)
+      std::this_thread::sleep_for(1ms);
+    const auto stats = emitter.stats();
+    EXPECT_EQ(stats.committed, 3u);
+    EXPECT_EQ(stats.adapters[0].delivered, 1u);  // the one in the call when shutdown gave up
+    EXPECT_EQ(stats.adapters[0].dropped, 2u);
+    EXPECT_EQ(stats.adapters[0].queued, 0u);
+  }
+}
+
 }  // namespace
