@@ -642,7 +642,10 @@ TEST(BatchingAsyncInnerTest, AnAsynchronousInnerSettlesEachEventAndCountsExactly
       }
       ASSERT_TRUE(tx.commit().ok());
     }
-    ASSERT_TRUE(emitter.drain(10s).ok());
+    // flush() returns the first failure of the inner batches it delivered: the bad event's,
+    // when drain is what flushed it (and ok when the linger already had).
+    const Status drained = emitter.drain(10s);
+    EXPECT_TRUE(drained.ok() || drained.code() == Errc::invalid_argument) << drained.to_string();
   }
   EXPECT_EQ(batching->delivered(), 10u);
   EXPECT_EQ(batching->failed(), 1u);
