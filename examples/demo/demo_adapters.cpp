@@ -5,19 +5,34 @@
 
 namespace demo {
 
-emissions::Status Measured::handle_events(std::span<const emissions::Event> batch) {
-  emissions::Status status = inner_->handle_events(batch);
-  if (!status.ok()) return status;
-  // One clock read per batch: every event of the batch was delivered when the call returned.
+void Measured::deliver(emissions::Delivery delivery) {
+  std::vector<std::size_t> slots;
+  slots.reserve(delivery.events().size());
+  for (const emissions::Event& event : delivery.events()) {
+    if (const std::optional<std::size_t> slot = CommitLog::slot_of(event)) slots.push_back(*slot);
+  }
+  if (auto* async = dynamic_cast<emissions::AsyncAdapter*>(inner_.get())) {
+    async->deliver(std::move(delivery));  // it settles each event itself
+    record(slots);
+    return;
+  }
+  const emissions::Status status = inner_->handle_events(delivery.events());
+  if (!status.ok()) {
+    delivery.fail(status);
+    return;
+  }
+  record(slots);
+  delivery.ack();
+}
+
+void Measured::record(const std::vector<std::size_t>& slots) {
+  // One clock read per batch: every event of the batch was handed over when the call returned.
   const std::int64_t delivered_at = steady_now_ns();
-  for (const emissions::Event& event : batch) {
-    const std::optional<std::size_t> slot = CommitLog::slot_of(event);
-    if (!slot) continue;
-    if (const std::optional<std::int64_t> committed = commits_->committed_at(*slot)) {
+  for (const std::size_t slot : slots) {
+    if (const std::optional<std::int64_t> committed = commits_->committed_at(slot)) {
       latency_.record(delivered_at - *committed);
     }
   }
-  return status;
 }
 
 emissions::Status Summary::handle_events(std::span<const emissions::Event> batch) {

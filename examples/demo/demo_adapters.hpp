@@ -11,18 +11,21 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "emissions/adapter.hpp"
+#include "emissions/delivery.hpp"
 #include "emissions/event.hpp"
 #include "emissions/status.hpp"
 #include "latency.hpp"
 
 namespace demo {
 
-// Forwards every call to `inner` and, for each event `inner` handled successfully, records
-// the time from its request's commit to the end of the handle_events call. Lets us measure
-// adapters we did not write, such as emissions::adapters::JsonLines.
-class Measured final : public emissions::Adapter {
+// Forwards every call to `inner` and records, for each event, the time from its request's
+// commit to the end of the delivery call (for a synchronous inner, only for the events it
+// handled successfully). Lets us measure adapters we did not write, such as
+// emissions::adapters::JsonLines (asynchronous: it settles each event itself).
+class Measured final : public emissions::AsyncAdapter {
  public:
   Measured(std::shared_ptr<emissions::Adapter> inner, std::shared_ptr<const CommitLog> commits)
       : inner_(std::move(inner)), commits_(std::move(commits)) {}
@@ -31,7 +34,8 @@ class Measured final : public emissions::Adapter {
   [[nodiscard]] bool interested(const emissions::Event& event) const override {
     return inner_->interested(event);
   }
-  emissions::Status handle_events(std::span<const emissions::Event> batch) override;
+  void deliver(emissions::Delivery delivery) override;
+  emissions::Status flush(emissions::Deadline deadline) override { return inner_->flush(deadline); }
   emissions::Status terminate(emissions::Deadline deadline) override {
     return inner_->terminate(deadline);
   }
@@ -41,6 +45,8 @@ class Measured final : public emissions::Adapter {
   [[nodiscard]] const LatencyHistogram& latency() const noexcept { return latency_; }
 
  private:
+  void record(const std::vector<std::size_t>& slots);
+
   std::shared_ptr<emissions::Adapter> inner_;
   std::shared_ptr<const CommitLog> commits_;
   LatencyHistogram latency_;
