@@ -165,9 +165,10 @@ struct LatencyResult {
   // Times the consumer thread blocked (parked) over that window, per measured commit; -1
   // when /proc could not be read.
   double consumer_sleeps_per_commit = 0.0;
-  // Wall time of the producer's commit() calls (what a commit pays, wake-ups included).
-  double commit_p50_us = 0.0;
-  double commit_p99_us = 0.0;
+  // Wall time the producer spends per commit, from just before its emits until commit()
+  // returned (what the committing thread pays, wake-ups of parked consumers included).
+  double producer_p50_us = 0.0;
+  double producer_p99_us = 0.0;
 };
 
 // The run described by `setup`: the adapter records (now - commit time) per event and the

@@ -73,10 +73,16 @@ struct PipelineOptions {
   std::chrono::milliseconds block_timeout{5'000};  ///< Overflow::block's wait (0..kMaxTimeout)
   /// The longest an idle consumer polls for the next batch before it parks (0..kMaxIdleSpin).
   /// Adaptive: a consumer polls only while batches have recently been arriving closer
-  /// together than this; when the gaps are longer it parks at once, and the committing
-  /// thread pays one futex wake-up (a few microseconds) per batch that finds it parked.
-  /// So a steady stream faster than idle_spin gets the lowest latency, and a slower one
-  /// costs almost no CPU. docs/BENCHMARKS.md shows the trade-off; 0 always parks.
+  /// together than this (a moving average of the gaps); when they arrive further apart it
+  /// parks at once, and the commit that finds it parked pays a futex wake-up (2-5 us).
+  /// Polling costs a whole core on an otherwise idle machine (less on a busy one: it yields
+  /// to anything runnable) and delivers within a few microseconds; parking costs 3-13 us of
+  /// consumer CPU per batch and delivers after a wake-up (~5 us on a busy machine, ~30 us
+  /// on a VM whose idle vCPU must be woken). With the default 50 us, an adapter fed 10k
+  /// commits/s (100 us apart) parks: 0.03-0.13 cores; from ~20k commits/s it polls. 200 us
+  /// polls down to 5k commits/s; 0 always parks, so at high rates every commit pays a
+  /// wake-up (emissions-bench throughput: 5x lower with one adapter, 13x with three).
+  /// Figures and how to choose: docs/BENCHMARKS.md.
   std::chrono::microseconds idle_spin{50};
 };
 
