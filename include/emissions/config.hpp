@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "emissions/adapter.hpp"
+#include "emissions/clock.hpp"
 #include "emissions/handler.hpp"
 
 namespace emissions {
@@ -61,6 +62,23 @@ inline constexpr std::chrono::microseconds kMaxIdleSpin = std::chrono::seconds(1
 /// The deepest accepted max_cascade_depth.
 inline constexpr int kMaxCascadeDepth = 64;
 
+/// How failed deliveries are tried again (see emissions/delivery.hpp for what is retriable).
+///
+/// The delay before attempt k+1 (k failed attempts so far) is max(b, r): b drawn uniformly
+/// from [d/2, d] with d = min(max_backoff, initial_backoff * multiplier^(k-1)), r the largest
+/// Delivery::retry_after() given for those events (not capped by max_backoff). Delays run on
+/// Config::clock.
+///
+/// @code
+///   config.pipeline.retry = {.max_attempts = 5, .initial_backoff = std::chrono::milliseconds(50)};
+/// @endcode
+struct RetryPolicy {
+  std::uint32_t max_attempts = 8;  ///< deliveries of one event in all; 1 = never retry, 0 = until shutdown
+  std::chrono::milliseconds initial_backoff{100};  ///< > 0
+  std::chrono::milliseconds max_backoff{30'000};   ///< >= initial_backoff
+  double multiplier = 2.0;                         ///< >= 1, finite
+};
+
 /// Defaults for every adapter of an Emitter.
 ///
 /// @code
@@ -84,6 +102,9 @@ struct PipelineOptions {
   /// wake-up (emissions-bench throughput: 5x lower with one adapter, 13x with three).
   /// Figures and how to choose: docs/BENCHMARKS.md.
   std::chrono::microseconds idle_spin{50};
+  /// How events an adapter failed with a retriable code are tried again (an adapter's
+  /// AdapterOptions::retry overrides it).
+  RetryPolicy retry = {};
 };
 
 /// Per-adapter overrides of PipelineOptions; unset fields take the pipeline default.
@@ -113,6 +134,13 @@ struct AdapterOptions {
   /// event the adapter wants, on the committing thread, with no lock of the library held.
   /// Must be thread-safe; an exception sends the event to consumer 0.
   std::function<std::uint64_t(const Event&)> partition_by = {};
+  /// PipelineOptions::retry when unset.
+  std::optional<RetryPolicy> retry = {};
+  /// Where events this adapter failed for good go: a copy of each, whose metadata gains
+  /// "dead_letter" {adapter, reason, attempts, first_failed_at, last_failed_at}. Runs on its
+  /// own consumer with the pipeline's default options and no dead letter of its own; may
+  /// serve several adapters; must not be a configured adapter (ConfigError). Null: none.
+  std::shared_ptr<Adapter> dead_letter = {};
   /// AsyncAdapter only (a ConfigError on a synchronous adapter): batches handed to
   /// deliver() and not yet settled, per consumer (1..kMaxInFlight; default 16).
   std::optional<std::size_t> max_in_flight = {};
@@ -149,6 +177,13 @@ struct Config {
   int max_cascade_depth = 8;
   /// The handler dispatcher's options (a synchronous adapter: leave max_in_flight unset).
   AdapterOptions handler_options = {};
+  /// How a handler invocation that returned HandlerResult::retry() is run again
+  /// (default: never).
+  RetryPolicy handler_retry = {.max_attempts = 1};
+  /// The clock of retry delays (adapters' and handlers'); null = the steady clock. Tests
+  /// pass a ManualClock to drive backoff without sleeping. drain() and shutdown() deadlines
+  /// are real time whatever this is.
+  std::shared_ptr<Clock> clock = {};
 
   /// Adds a destination. Chainable. A null adapter, an adapter added twice, or one whose
   /// name() is empty or already used is a ConfigError at Emitter construction.

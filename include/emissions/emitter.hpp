@@ -26,30 +26,17 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "emissions/config.hpp"
+#include "emissions/settlement.hpp"
 #include "emissions/status.hpp"
 #include "emissions/transaction.hpp"
 
 namespace emissions {
-
-/// Counters of one adapter. Once drained:
-/// committed == delivered + failed + filtered + dropped.
-/// (The handler dispatcher, when handlers are configured, is listed as the adapter
-/// "emissions.handlers": its `delivered` counts events dispatched to handlers.)
-struct AdapterStats {
-  std::string name;             ///< the adapter's name()
-  std::uint64_t delivered = 0;  ///< handle_events returned ok, or an AsyncAdapter acked them
-  /// handle_events returned an error or threw (or init() failed), or an AsyncAdapter
-  /// failed them
-  std::uint64_t failed = 0;
-  std::uint64_t filtered = 0;  ///< not wanted: interested() returned false
-  std::uint64_t dropped = 0;   ///< dropped by the overflow policy or by a timed-out shutdown
-  std::uint64_t queued = 0;    ///< waiting in the adapter's queue now
-};
 
 /// Counters of an Emitter; see Emitter::stats().
 struct EmitterStats {
@@ -74,6 +61,21 @@ class Emitter {
   /// A new active transaction on this emitter. When the emitter is shut down the
   /// transaction's emit and commit return closed.
   [[nodiscard]] Transaction start();
+
+  /// Hands events that already have an id and a time (read back from a spool, an outbox
+  /// table, a Kafka topic or a dead-letter file) to the pipeline unchanged, as one commit:
+  /// all of them or none, with the same overflow rules. `on_settled`, when given, is called
+  /// as for Transaction::commit(on_settled). Errors: invalid_argument naming the first event
+  /// without an id or name, or with metadata that is neither null nor an object (nothing is
+  /// published); closed; overloaded. Retries and dead letters apply as to any commit.
+  ///
+  /// @code
+  ///   std::vector<emissions::Event> events;
+  ///   if (emissions::adapters::read_json_lines("dead.jsonl", events).ok())
+  ///     (void)emitter.publish(std::move(events));
+  /// @endcode
+  Status publish(std::vector<Event> events,
+                 std::function<void(const Settlement&)> on_settled = {});
 
   /// Waits until everything committed before the call has been handled (delivered, failed,
   /// filtered or dropped) by every adapter, including what handlers cascade from it.

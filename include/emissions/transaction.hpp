@@ -23,11 +23,13 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 
 #include <nlohmann/json.hpp>
 
 #include "emissions/event.hpp"
+#include "emissions/settlement.hpp"
 #include "emissions/status.hpp"
 
 namespace emissions {
@@ -70,6 +72,13 @@ class Transaction {
   Status flush();
   /// Like flush(), then ends the buffer. On error the buffer stays active.
   Status commit();
+  /// As commit(); moreover, once every adapter has settled every event of this commit
+  /// (delivered, failed for good, filtered or dropped; retries included), calls
+  /// `on_settled` once, on a pipeline thread (or on the thread whose settlement was the last
+  /// one: an AsyncAdapter's callback thread). Never called if this commit returns an error.
+  /// A commit of no event calls it at once, on this thread. `on_settled` must not block for
+  /// long: it holds up whichever thread settled last.
+  Status commit(std::function<void(const Settlement&)> on_settled);
   /// Discards the buffered events and ends the buffer. A no-op when not active.
   void terminate() noexcept;
 
@@ -85,7 +94,7 @@ class Transaction {
   void begin(std::shared_ptr<detail::Core> core, int cascade_depth) noexcept;
   void discard() noexcept;
   void give_back_buffer() noexcept;
-  Status hand_off(bool keep_open);
+  Status hand_off(bool keep_open, std::function<void(const Settlement&)>* on_settled);
   Status append(EventName name, nlohmann::json&& payload, nlohmann::json&& metadata);
   Status cascade_limit(EventName name);
 

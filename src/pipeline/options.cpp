@@ -1,5 +1,8 @@
 #include "pipeline/options.hpp"
 
+#include <cmath>
+#include <sstream>
+
 #include "common/config_check.hpp"
 
 namespace emissions::detail {
@@ -18,7 +21,9 @@ LaneOptions resolve_lane_options(const std::string& where, const PipelineOptions
                   p.idle_spin,
                   o.concurrency,
                   o.partition_by,
-                  o.max_in_flight.value_or(kDefaultMaxInFlight)};
+                  o.max_in_flight.value_or(kDefaultMaxInFlight),
+                  o.retry.value_or(p.retry),
+                  o.dead_letter};
   check_range(where + ".max_demand", out.max_demand, 1, kMaxBufferSize);
   check_range(where + ".buffer_size", out.buffer_size, 1, kMaxBufferSize);
   check_range(where + ".block_timeout", out.block_timeout, std::chrono::milliseconds::zero(),
@@ -36,11 +41,30 @@ LaneOptions resolve_lane_options(const std::string& where, const PipelineOptions
                  std::to_string(*o.max_in_flight));
   }
   check_range(where + ".max_in_flight", out.max_in_flight, 1, kMaxInFlight);
+  if (o.retry) check_retry_policy(where + ".retry", *o.retry);
   return out;
+}
+
+void check_retry_policy(const std::string& where, const RetryPolicy& policy) {
+  if (policy.initial_backoff <= std::chrono::milliseconds::zero()) {
+    config_error(where + ".initial_backoff", "> 0 ms", describe(policy.initial_backoff));
+  }
+  if (policy.max_backoff < policy.initial_backoff) {
+    config_error(where + ".max_backoff",
+                 ">= initial_backoff (" + describe(policy.initial_backoff) + ")",
+                 describe(policy.max_backoff));
+  }
+  if (!std::isfinite(policy.multiplier) || policy.multiplier < 1.0) {
+    std::ostringstream got;
+    got << policy.multiplier;
+    config_error(where + ".multiplier", "finite and >= 1", got.str());
+  }
 }
 
 void validate_pipeline(const Config& config) {
   const PipelineOptions& p = config.pipeline;
+  check_retry_policy("pipeline.retry", p.retry);
+  check_retry_policy("handler_retry", config.handler_retry);
   (void)resolve_lane_options("pipeline", p, AdapterOptions{}, false);
   check_range("pipeline.idle_spin", p.idle_spin, std::chrono::microseconds::zero(), kMaxIdleSpin);
   check_range("shutdown_timeout", config.shutdown_timeout, std::chrono::milliseconds::zero(),

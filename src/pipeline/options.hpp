@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "emissions/config.hpp"
@@ -21,7 +22,13 @@ struct LaneOptions {
   std::size_t concurrency;
   std::function<std::uint64_t(const Event&)> partition_by;
   std::size_t max_in_flight;  // asynchronous adapters only
+  RetryPolicy retry;
+  std::shared_ptr<Adapter> dead_letter;  // null: none
 };
+
+// Throws ConfigError naming `where` (e.g. "pipeline.retry") and the field for a RetryPolicy
+// out of its rules.
+void check_retry_policy(const std::string& where, const RetryPolicy& policy);
 
 // The pipeline's defaults overridden by `o`. Throws ConfigError (naming `where`) for a value
 // out of its documented bounds, or max_in_flight on a synchronous adapter.

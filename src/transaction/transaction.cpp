@@ -115,7 +115,9 @@ Status Transaction::append(EventName name, nlohmann::json&& payload, nlohmann::j
   return {};
 }
 
-Status Transaction::hand_off(bool keep_open) {
+Status Transaction::hand_off(bool keep_open,
+                             std::function<void(const Settlement&)>* on_settled) {
+  (void)on_settled;  // TODO(settlement): tracked in publish
   if (handing_off_) return detail::handing_off();
   if (!active_) {
     if (core_ && !core_->accepting(cascade_depth_)) {
@@ -164,11 +166,15 @@ Status Transaction::cascade_limit(EventName name) {
 }
 
 Status Transaction::flush() {
-  return hand_off(true);
+  return hand_off(true, nullptr);
 }
 
 Status Transaction::commit() {
-  return hand_off(false);
+  return hand_off(false, nullptr);
+}
+
+Status Transaction::commit(std::function<void(const Settlement&)> on_settled) {
+  return hand_off(false, on_settled ? &on_settled : nullptr);
 }
 
 void Transaction::terminate() noexcept {
