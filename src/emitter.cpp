@@ -24,6 +24,29 @@ Transaction Emitter::start() {
   return TransactionAccess::make(core_);
 }
 
+Status Emitter::publish(std::vector<Event> events,
+                        std::function<void(const Settlement&)> on_settled) {
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    const Event& e = events[i];
+    const std::string which = "publish: events[" + std::to_string(i) + "]";
+    if (e.id.is_nil()) {
+      return Status(Errc::invalid_argument, which + " has no id (nil); nothing was published");
+    }
+    if (e.name.empty()) {
+      return Status(Errc::invalid_argument, which + " has an empty name; nothing was published");
+    }
+    if (!e.metadata.is_null() && !e.metadata.is_object()) {
+      return Status(Errc::invalid_argument, which + " ('" + e.name.str() +
+                                                "') has metadata that is neither null nor an "
+                                                "object but " +
+                                                std::string(e.metadata.type_name()) +
+                                                "; nothing was published");
+    }
+  }
+  Transaction tx = TransactionAccess::make(core_);
+  return TransactionAccess::publish(tx, events, on_settled ? &on_settled : nullptr);
+}
+
 Status Emitter::drain(std::chrono::milliseconds timeout) {
   return core_->drain(timeout);
 }

@@ -73,7 +73,8 @@ inline constexpr int kMaxCascadeDepth = 64;
 ///   config.pipeline.retry = {.max_attempts = 5, .initial_backoff = std::chrono::milliseconds(50)};
 /// @endcode
 struct RetryPolicy {
-  std::uint32_t max_attempts = 8;  ///< deliveries of one event in all; 1 = never retry, 0 = until shutdown
+  std::uint32_t max_attempts =
+      8;  ///< deliveries of one event in all; 1 = never retry, 0 = until shutdown
   std::chrono::milliseconds initial_backoff{100};  ///< > 0
   std::chrono::milliseconds max_backoff{30'000};   ///< >= initial_backoff
   double multiplier = 2.0;                         ///< >= 1, finite

@@ -74,8 +74,7 @@ class Emitter {
   ///   if (emissions::adapters::read_json_lines("dead.jsonl", events).ok())
   ///     (void)emitter.publish(std::move(events));
   /// @endcode
-  Status publish(std::vector<Event> events,
-                 std::function<void(const Settlement&)> on_settled = {});
+  Status publish(std::vector<Event> events, std::function<void(const Settlement&)> on_settled = {});
 
   /// Waits until everything committed before the call has been handled (delivered, failed,
   /// filtered or dropped) by every adapter, including what handlers cascade from it.

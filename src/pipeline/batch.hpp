@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -19,6 +20,15 @@
 #include "pipeline/batch_ring.hpp"
 
 namespace emissions::detail {
+
+class SettlementTracker;
+struct LaneCounters;
+
+// When an event being retried first and last failed (wall clock, for dead-letter metadata).
+struct FailureHistory {
+  std::chrono::system_clock::time_point first_failed_at;
+  std::chrono::system_clock::time_point last_failed_at;
+};
 
 struct Batch {
   std::vector<Event> slots;  // [0, size) are live; the rest are recycled, with {} metadata
@@ -42,6 +52,17 @@ struct Batch {
   }
 
   [[nodiscard]] std::span<const Event> events() const noexcept { return {slots.data(), size}; }
+
+  // At-least-once bookkeeping, all empty/default on the happy path:
+  // - tracker: the commit's settlement callback (Transaction::commit(on_settled)), shared by
+  //   the batch and the retry batches copied from it;
+  // - attempt/history: a retry batch (a copy of the events one delivery failed) holds the
+  //   attempt its next delivery is and, per event, when it first and last failed;
+  // - dead_letter_of: a dead-letter batch names, per event, the lane whose failure it copies.
+  std::shared_ptr<SettlementTracker> tracker;
+  std::uint32_t attempt = 1;
+  std::vector<FailureHistory> history;
+  std::vector<std::shared_ptr<LaneCounters>> dead_letter_of;
 
   // Appends an event, reusing a recycled slot when there is one. `metadata` null means
   // none: the slot's empty object is kept.
@@ -115,6 +136,12 @@ class BatchPool {
   void recycle(Batch* batch) noexcept {
     batch->reset();
     batch->cascade_depth = 0;
+    if (batch->tracker) batch->tracker.reset();
+    if (batch->attempt != 1 || !batch->dead_letter_of.empty()) {
+      batch->attempt = 1;
+      batch->history.clear();
+      batch->dead_letter_of.clear();
+    }
     batch->refs.store(0, std::memory_order_relaxed);
     if (batch->slots.size() > kMaxSlots || !ring_.try_push(batch)) BatchDeleter{}(batch);
   }

@@ -87,20 +87,33 @@ int delivering_depth() noexcept {
   return t_delivering_depth;
 }
 
+void set_delivering_depth(int depth) noexcept {
+  t_delivering_depth = depth;
+}
+
 void Core::run_consumer(Lane& lane, Consumer& consumer) noexcept {
   const ThreadRole role(this);
   Queue& queue = *consumer.queue;
   bool need_init = true;
   IdlePolicy idle(lane.options.idle_spin);
+  RetryBox& retries = *consumer.retries;
+  // A manual clock's jumps wake this consumer when it sleeps until a retry is due.
+  Clock::Subscription on_clock;
+  best_effort([&] { on_clock = clock_->subscribe([&queue] { queue.wakeup.notify(); }); });
   for (;;) {
     if (stop_.load(std::memory_order_acquire) == StopMode::abandon) break;
+    // Retries first: while any waits, no new batch is taken (head-of-line).
+    if (retries.size.load(std::memory_order_seq_cst) != 0) {
+      serve_retries(lane, consumer, need_init);
+      continue;
+    }
     Batch* batch = queue.ring.try_pop(consumer.claim);
     if (batch == nullptr) {
       // Holding nothing: no claim (a drain may have seen the one just tried).
       consumer.claim.store(Consumer::kNoClaim, std::memory_order_seq_cst);
       shared_->progress.notify();
       if (stop_.load(std::memory_order_acquire) != StopMode::running) break;
-      idle_wait(queue, idle.spin());
+      idle_wait(queue, retries, idle.spin());
       continue;
     }
     idle.on_batch();
@@ -119,16 +132,19 @@ void Core::run_consumer(Lane& lane, Consumer& consumer) noexcept {
     shared_->release(batch);
     shared_->progress.notify();
   }
+  on_clock.reset();
   consumer.exited.store(1, std::memory_order_release);
   exits_.notify();
 }
 
-void Core::idle_wait(Queue& queue, std::chrono::nanoseconds spin) noexcept {
+void Core::idle_wait(Queue& queue, const RetryBox& retries,
+                     std::chrono::nanoseconds spin) noexcept {
   if (spin.count() > 0) {
     // Poll politely (yielding the core to anything runnable), then park.
     const auto start = SteadyClock::now();
     for (unsigned i = 0;; ++i) {
-      if (queue.ring.has_item() || stop_.load(std::memory_order_acquire) != StopMode::running) {
+      if (queue.ring.has_item() || retries.size.load(std::memory_order_relaxed) != 0 ||
+          stop_.load(std::memory_order_acquire) != StopMode::running) {
         return;
       }
       if (i < 64) {
@@ -141,7 +157,8 @@ void Core::idle_wait(Queue& queue, std::chrono::nanoseconds spin) noexcept {
   }
   // Parked until a commit pushes (publish notifies) or shutdown stops the consumers.
   const std::uint32_t token = queue.wakeup.prepare();
-  if (!queue.ring.has_item() && stop_.load(std::memory_order_seq_cst) == StopMode::running) {
+  if (!queue.ring.has_item() && retries.size.load(std::memory_order_seq_cst) == 0 &&
+      stop_.load(std::memory_order_seq_cst) == StopMode::running) {
     queue.wakeup.wait(token, std::chrono::nanoseconds(-1));
   }
   queue.wakeup.done();
@@ -160,8 +177,7 @@ void Core::deliver(Lane& lane, Consumer& consumer, Batch& batch, std::size_t pos
     run_length = 0;
     if (lane.async == nullptr) {
       if (stop_.load(std::memory_order_acquire) != StopMode::abandon) {
-        const AdapterCallScope in_call(consumer);
-        deliver_sync(lane, run, need_init);
+        deliver_sync(lane, consumer, batch, position, run, need_init);
         return true;
       }
     } else if (deliver_async(lane, consumer, batch, position, run, need_init)) {
@@ -178,6 +194,7 @@ void Core::deliver(Lane& lane, Consumer& consumer, Batch& batch, std::size_t pos
       report_dropped(lane.name, {begin + i, 1}, "shutdown");
     }
     lane.counters->dropped.fetch_add(dropped, std::memory_order_relaxed);
+    if (batch.tracker) batch.tracker->add(lane.index, SettlementTracker::Outcome::dropped, dropped);
     return false;
   };
   for (std::size_t i = 0; i < size; ++i) {
@@ -191,13 +208,28 @@ void Core::deliver(Lane& lane, Consumer& consumer, Batch& batch, std::size_t pos
   if (run_length > 0) (void)hand_over(size);
 }
 
-void Core::deliver_sync(Lane& lane, std::span<const Event> run, bool& need_init) noexcept {
+void Core::deliver_sync(Lane& lane, Consumer& consumer, Batch& batch, std::size_t position,
+                        std::span<const Event> run, bool& need_init) noexcept {
   // Clock reads and JSON only when someone listens.
   const bool report = delivery_reported();
-  const DeliveryOutcome outcome = deliver_to(*lane.adapter, run, need_init, report);
+  DeliveryOutcome outcome;
+  {
+    const AdapterCallScope in_call(consumer);
+    outcome = deliver_to(*lane.adapter, run, need_init, report);
+  }
   const auto count = static_cast<std::uint64_t>(run.size());
-  (outcome.status.ok() ? lane.counters->delivered : lane.counters->failed)
-      .fetch_add(count, std::memory_order_relaxed);
+  if (outcome.status.ok()) {
+    lane.counters->delivered.fetch_add(count, std::memory_order_relaxed);
+    if (batch.tracker) batch.tracker->add(lane.index, SettlementTracker::Outcome::delivered, count);
+    if (!batch.dead_letter_of.empty()) credit_dead_letters(batch, run);
+  } else if (lane.decides_failures()) {
+    if (report) report_delivery(lane.name, run.size(), outcome);
+    fail_run(lane, consumer, batch, position, run, outcome.status);
+    return;
+  } else {
+    lane.counters->failed.fetch_add(count, std::memory_order_relaxed);
+    if (batch.tracker) batch.tracker->add(lane.index, SettlementTracker::Outcome::failed, count);
+  }
   if (report) report_delivery(lane.name, run.size(), outcome);
 }
 
@@ -236,8 +268,8 @@ bool Core::deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size
       best_effort([&] {
         outcome.status = Status(outcome.status.code(), "init failed: " + outcome.status.message());
       });
-      lane.counters->failed.fetch_add(run.size(), std::memory_order_relaxed);
       if (report) report_delivery(lane.name, run.size(), outcome);
+      fail_run(lane, consumer, batch, position, run, outcome.status);
       return true;
     }
     need_init = false;
@@ -248,6 +280,8 @@ bool Core::deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size
   try {
     state = std::make_shared<DeliveryState>(shared_, lane.counters, consumer.window, &batch, run,
                                             position);
+    state->lane_index = lane.index;
+    if (lane.decides_failures()) state->retries = consumer.retries;
     std::lock_guard lock(window.mutex);
     window.open.push_back(state);
     window.size.store(window.open.size(), std::memory_order_seq_cst);
@@ -256,6 +290,8 @@ bool Core::deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size
     if (!state) shared_->release(&batch);
     state.reset();
     lane.counters->failed.fetch_add(run.size(), std::memory_order_relaxed);
+    if (batch.tracker)
+      batch.tracker->add(lane.index, SettlementTracker::Outcome::failed, run.size());
     if (report) {
       best_effort([&] {
         report_delivery(lane.name, run.size(),

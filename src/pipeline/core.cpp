@@ -39,6 +39,10 @@ bool Queue::handed_over_below(std::size_t target) const noexcept {
 
 bool Queue::settled_below(std::size_t target) const {
   for (const Consumer* consumer : consumers) {
+    if (consumer->retries && consumer->retries->size.load(std::memory_order_seq_cst) != 0 &&
+        consumer->retries->holds_below(target)) {
+      return false;
+    }
     const Window* window = consumer->window.get();
     if (window == nullptr || window->size.load(std::memory_order_seq_cst) == 0) continue;
     std::lock_guard lock(consumer->window->mutex);
@@ -49,7 +53,9 @@ bool Queue::settled_below(std::size_t target) const {
   return true;
 }
 
-Core::Core(Config config) : shared_(std::make_shared<PipelineShared>()) {
+Core::Core(Config config)
+    : shared_(std::make_shared<PipelineShared>()),
+      clock_(config.clock ? config.clock : std::make_shared<SteadyClock>()) {
   validate_pipeline(config);
   const PipelineOptions& p = config.pipeline;
   std::set<std::string> names;
@@ -71,6 +77,39 @@ Core::Core(Config config) : shared_(std::make_shared<PipelineShared>()) {
     specs.emplace_back(std::move(entry.adapter),
                        resolve_lane_options(where + " ('" + name + "')", p, entry.options, async));
   }
+  // Dead-letter adapters: distinct instances, none of them a configured adapter or sharing
+  // a name with one; each gets a lane of its own with the pipeline's defaults.
+  std::vector<std::pair<std::shared_ptr<Adapter>, LaneOptions>> dead_letters;
+  std::vector<std::size_t> dead_letter_of(specs.size(), static_cast<std::size_t>(-1));
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    const std::shared_ptr<Adapter>& dl = specs[i].second.dead_letter;
+    if (!dl) continue;
+    const std::string where = "adapters[" + std::to_string(i) + "].dead_letter";
+    const std::string source = "'" + std::string(specs[i].first->name()) + "'";
+    if (instances.count(dl.get()) != 0) {
+      config_error(where, "an adapter that is not also configured (of adapter " + source + ")",
+                   "'" + std::string(dl->name()) + "', a configured adapter");
+    }
+    std::size_t found = dead_letters.size();
+    for (std::size_t d = 0; d < dead_letters.size(); ++d) {
+      if (dead_letters[d].first == dl) found = d;
+    }
+    if (found == dead_letters.size()) {
+      const std::string name(dl->name());
+      if (name.empty())
+        config_error(where + ".name()", "non-empty (of adapter " + source + ")", "\"\"");
+      if (names.count(name) != 0 || name == HandlerDispatcher::kName) {
+        config_error(where + ".name()", "unique among adapters (of adapter " + source + ")",
+                     "'" + name + "'");
+      }
+      names.insert(name);
+      const bool async = dynamic_cast<AsyncAdapter*>(dl.get()) != nullptr;
+      dead_letters.emplace_back(
+          dl, resolve_lane_options(where + " ('" + name + "')", p, AdapterOptions{}, async));
+      dead_letters.back().second.dead_letter.reset();
+    }
+    dead_letter_of[i] = found;
+  }
   max_cascade_depth_ = config.max_cascade_depth;
   if (!config.handlers.empty()) {
     if (names.count(std::string(HandlerDispatcher::kName)) != 0) {
@@ -82,8 +121,13 @@ Core::Core(Config config) : shared_(std::make_shared<PipelineShared>()) {
     dispatcher_ = std::make_shared<HandlerDispatcher>(
         config.handlers, config.handler_concurrency,
         std::max(config.handler_concurrency * options.max_demand, std::size_t{64}));
+    options.dead_letter.reset();  // handlers' failures are their own (handler_retry)
     specs.emplace_back(dispatcher_, std::move(options));
+    dead_letter_of.push_back(static_cast<std::size_t>(-1));
   }
+  routed_lanes_ = specs.size();
+  for (auto& spec : dead_letters)
+    specs.push_back(std::move(spec));
   for (auto& [adapter, options] : specs) {
     auto lane = std::make_unique<Lane>(std::move(adapter), std::move(options), lanes_.size());
     const bool is_dispatcher = dispatcher_ && lane->adapter == dispatcher_;
@@ -102,10 +146,22 @@ Core::Core(Config config) : shared_(std::make_shared<PipelineShared>()) {
       consumer->queue = lane->queues[i % queue_count].get();
       consumer->queue->consumers.push_back(consumer.get());
       if (lane->async) consumer->window = std::make_shared<Window>();
+      consumer->retries = std::make_shared<RetryBox>(shared_);
+      consumer->retries->wakeup = &consumer->queue->wakeup;
+      consumer->random_state =
+          static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+          (reinterpret_cast<std::uintptr_t>(consumer.get()) << 16U);
       lane->consumers.push_back(std::move(consumer));
     }
     if (is_dispatcher) dispatcher_lane_ = lane.get();
+    lane->is_dead_letter = lanes_.size() >= routed_lanes_;
     lanes_.push_back(std::move(lane));
+  }
+  for (std::size_t i = 0; i < routed_lanes_; ++i) {
+    if (dead_letter_of[i] != static_cast<std::size_t>(-1)) {
+      lanes_[i]->dead_letter = lanes_[routed_lanes_ + dead_letter_of[i]].get();
+    }
+    settled_names_.push_back(lanes_[i]->name);
   }
 }
 
@@ -173,8 +229,21 @@ EmitterStats Core::stats() const {
     s.failed = c.failed.load(std::memory_order_relaxed);
     s.filtered = c.filtered.load(std::memory_order_relaxed);
     s.dropped = c.dropped.load(std::memory_order_relaxed);
+    s.received = lane->is_dead_letter ? c.received.load(std::memory_order_relaxed) : out.committed;
+    s.retried = c.retried.load(std::memory_order_relaxed);
+    s.dead_lettered = c.dead_lettered.load(std::memory_order_relaxed);
     for (const auto& queue : lane->queues)
       s.queued += queue->occupancy.load(std::memory_order_relaxed);
+    out.adapters.push_back(std::move(s));
+  }
+  return out;
+}
+
+Settlement Core::empty_settlement() const {
+  Settlement out;
+  for (const std::string& name : settled_names_) {
+    AdapterStats s;
+    s.name = name;
     out.adapters.push_back(std::move(s));
   }
   return out;

@@ -25,6 +25,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -33,6 +34,7 @@
 #include <vector>
 
 #include "common/parking.hpp"
+#include "emissions/clock.hpp"
 #include "emissions/config.hpp"
 #include "emissions/deadline.hpp"
 #include "emissions/delivery.hpp"
@@ -41,6 +43,7 @@
 #include "pipeline/batch.hpp"
 #include "pipeline/batch_ring.hpp"
 #include "pipeline/options.hpp"
+#include "pipeline/settlement_tracker.hpp"
 
 namespace emissions::detail {
 
@@ -49,6 +52,11 @@ struct DeliveryState;
 
 // The cascade depth of the batch being delivered on this thread (handlers read it).
 int delivering_depth() noexcept;
+void set_delivering_depth(int depth) noexcept;
+
+// A dead-letter lane delivered `run` (a part of `batch`): each source adapter's
+// dead_lettered counts its events.
+void credit_dead_letters(const Batch& batch, std::span<const Event> run) noexcept;
 
 // What deliveries in users' hands still reference after the Core is gone: the storage
 // their events live in and the channel that wakes drains.
@@ -62,6 +70,12 @@ struct PipelineShared {
   }
 };
 
+// An event of a delivery that failed, waiting for the consumer's decision.
+struct FailedEvent {
+  std::size_t index;  // in the delivery's run
+  Status error;
+};
+
 // One adapter's counters; shared with its deliveries, which may settle after the Core died.
 struct LaneCounters {
   explicit LaneCounters(std::string n) : name(std::move(n)) {}
@@ -70,6 +84,36 @@ struct LaneCounters {
   std::atomic<std::uint64_t> failed{0};
   std::atomic<std::uint64_t> filtered{0};
   std::atomic<std::uint64_t> dropped{0};
+  std::atomic<std::uint64_t> received{0};  // dead-letter lanes only (others: committed)
+  std::atomic<std::uint64_t> retried{0};
+  std::atomic<std::uint64_t> dead_lettered{0};
+};
+
+// A consumer's events waiting to be tried again, and the asynchronous deliveries that
+// finished with failures it has not decided on yet (retry, fail for good, dead-letter).
+// Shared with those deliveries, which may finish after the Core died.
+struct RetryBox {
+  struct Waiting {
+    Batch* batch;           // a retry batch (one reference), see Batch::attempt
+    Clock::time_point due;  // on Config::clock
+    std::size_t ticket;     // the original batch's ring position (drain watermarks)
+    bool in_hand = false;   // being delivered by the consumer now
+  };
+  explicit RetryBox(std::shared_ptr<PipelineShared> s) : shared(std::move(s)) {}
+  ~RetryBox();
+  RetryBox(const RetryBox&) = delete;
+  RetryBox& operator=(const RetryBox&) = delete;
+
+  // Whether any entry holds work from before ring position `target`.
+  [[nodiscard]] bool holds_below(std::size_t target) const;
+
+  std::shared_ptr<PipelineShared> shared;
+  mutable std::mutex mutex;
+  std::vector<std::shared_ptr<DeliveryState>> undecided;  // guarded by mutex
+  std::size_t undecided_in_hand = 0;  // the first ones, being decided by the consumer
+  std::deque<Waiting> waiting;        // guarded; in ticket order (head-of-line)
+  std::atomic<std::size_t> size{0};   // undecided.size() + waiting.size()
+  WaitChannel* wakeup = nullptr;      // the consumer's; null once the Core is finished
 };
 
 // An asynchronous consumer's deliveries that are not settled yet.
@@ -93,6 +137,8 @@ struct Consumer {
   // deadline, leaves for finish(). A consumer waiting for room in its window is not.
   std::atomic<bool> in_adapter_call{false};
   std::shared_ptr<Window> window;  // asynchronous adapters only
+  std::shared_ptr<RetryBox> retries;
+  std::uint64_t random_state = 0;  // backoff jitter (splitmix64), consumer thread only
   bool joined = false;
 };
 
@@ -132,7 +178,13 @@ struct Lane {
   std::shared_ptr<LaneCounters> counters;
   const std::string& name;  // counters->name
   const LaneOptions options;
-  const std::size_t index;  // position in Core::lanes_
+  const std::size_t index;      // position in Core::lanes_
+  Lane* dead_letter = nullptr;  // where this lane's failures for good go
+  bool is_dead_letter = false;  // a dead-letter lane: takes only dead-letter copies
+  // Whether failures go through the consumer's decision (retry or dead letter).
+  [[nodiscard]] bool decides_failures() const noexcept {
+    return options.retry.max_attempts != 1 || dead_letter != nullptr;
+  }
   std::vector<std::unique_ptr<Queue>> queues;
   std::vector<std::unique_ptr<Consumer>> consumers;
   // flush() and terminate() never overlap, and nothing is called after terminate(): a
@@ -146,7 +198,8 @@ struct Lane {
 };
 
 // Drops decided by one publish, reported ([emissions, event, dropped]) by the caller once
-// the transaction's own state is settled, so a telemetry handler may commit again.
+// the transaction's own state is settled, so a telemetry handler may commit again. Their
+// settlement trackers are told then too (a drop may complete another commit's settlement).
 class DropReport {
  public:
   DropReport() = default;
@@ -186,7 +239,11 @@ class Core : public std::enable_shared_from_this<Core> {
   // seals the pipeline, and never wait for room in the handler dispatcher's own queue
   // (the pool that emits them is what drains it): when it is full they fail at once.
   // Drops are counted here and left in `drops` for the caller to fire().
-  Status publish(BatchPtr& batch, int cascade_depth, DropReport& drops);
+  // With `on_settled`, the batch gets a SettlementTracker (left in `tracker`, whose hold the
+  // caller releases after firing the drops).
+  Status publish(BatchPtr& batch, int cascade_depth, DropReport& drops,
+                 std::function<void(const Settlement&)>* on_settled = nullptr,
+                 std::shared_ptr<SettlementTracker>* tracker = nullptr);
 
   // Event storage for a transaction, recycled from delivered batches when possible.
   BatchPtr acquire_batch() { return shared_->pool.acquire(); }
@@ -207,6 +264,8 @@ class Core : public std::enable_shared_from_this<Core> {
   }
   [[nodiscard]] int max_cascade_depth() const noexcept { return max_cascade_depth_; }
   [[nodiscard]] EmitterStats stats() const;
+  // A Settlement of no event: the settled lanes' names, every count 0.
+  [[nodiscard]] Settlement empty_settlement() const;
   void count_discarded(std::size_t events) noexcept;
   void count_cascade_dropped() noexcept;
 
@@ -235,12 +294,32 @@ class Core : public std::enable_shared_from_this<Core> {
   void record_drop(DropReport& drops, Lane& lane, const Queue& queue, Batch* batch) noexcept;
   [[nodiscard]] bool publishes_in_flight() const noexcept;
 
+  // ---- retry.cpp
+  // Decides what becomes of `failed` events of `run` (a part of `batch`, at ring position
+  // `ticket`): tried again later, failed for good (and dead-lettered), or dropped when
+  // shutdown gave up. `failed` lists (index in run, error); `retry_after_ms` is the
+  // adapter's lower bound. Consumer thread only; may block (a full dead-letter queue).
+  void decide_failures(Lane& lane, Consumer& consumer, Batch& batch, std::size_t ticket,
+                       std::span<const Event> run, std::span<FailedEvent> failed,
+                       std::int64_t retry_after_ms) noexcept;
+  // The same for a whole run failed with one Status.
+  void fail_run(Lane& lane, Consumer& consumer, Batch& batch, std::size_t ticket,
+                std::span<const Event> run, const Status& error) noexcept;
+  // Decides the asynchronous deliveries that finished with failures, then delivers the
+  // first waiting retry when it is due, or sleeps until it is (or until woken).
+  void serve_retries(Lane& lane, Consumer& consumer, bool& need_init) noexcept;
+  void send_dead_letters(Lane& source, BatchPtr copies) noexcept;
+  std::uint64_t drop_retries(Lane& lane, bool all, const char* reason) noexcept;
+  std::chrono::nanoseconds backoff(const RetryPolicy& policy, std::uint32_t failed_attempts,
+                                   Consumer& consumer) const noexcept;
+
   // ---- consumer.cpp
   void run_consumer(Lane& lane, Consumer& consumer) noexcept;
-  void idle_wait(Queue& queue, std::chrono::nanoseconds spin) noexcept;
+  void idle_wait(Queue& queue, const RetryBox& retries, std::chrono::nanoseconds spin) noexcept;
   void deliver(Lane& lane, Consumer& consumer, Batch& batch, std::size_t position,
                bool& need_init) noexcept;
-  void deliver_sync(Lane& lane, std::span<const Event> run, bool& need_init) noexcept;
+  void deliver_sync(Lane& lane, Consumer& consumer, Batch& batch, std::size_t position,
+                    std::span<const Event> run, bool& need_init) noexcept;
   // False when the consumer was told to abandon its work (before the call, or while it
   // waited for its window).
   bool deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size_t position,
@@ -262,7 +341,13 @@ class Core : public std::enable_shared_from_this<Core> {
   Status shutdown_phases(std::chrono::milliseconds timeout);
 
   std::shared_ptr<PipelineShared> shared_;  // first: outlives every queue's batches
+  std::shared_ptr<Clock> clock_;            // retry delays
+  // Configured adapters, then the handler dispatcher, then dead-letter lanes (which
+  // commits do not route to).
   std::vector<std::unique_ptr<Lane>> lanes_;
+  std::size_t routed_lanes_ = 0;            // lanes_[0, routed_lanes_) take commits
+  std::vector<std::string> settled_names_;  // a Settlement's entries: the routed lanes
+  std::atomic<std::uint64_t> dead_letter_pushes_{0};
   std::vector<Queue*> all_queues_;  // flattened (Queue::flat), for routing and drains
   std::shared_ptr<HandlerDispatcher> dispatcher_;
   Lane* dispatcher_lane_ = nullptr;

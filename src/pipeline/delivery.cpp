@@ -39,21 +39,48 @@ DeliveryState::~DeliveryState() {
   if (batch != nullptr) shared->release(batch);
 }
 
+namespace {
+
+void report_dropped_event(const std::string& lane, const Event& event, const char* reason) {
+  if (!events::kEventDropped.enabled()) return;
+  best_effort([&] {
+    events::kEventDropped.execute(
+        {{"count", 1}}, {{"event_name", event.name.str()}, {"reason", reason}, {"adapter", lane}});
+  });
+}
+
+}  // namespace
+
+void credit_dead_letters(const Batch& batch, std::span<const Event> run) noexcept {
+  const auto first = static_cast<std::size_t>(run.data() - batch.slots.data());
+  for (std::size_t i = first; i < first + run.size() && i < batch.dead_letter_of.size(); ++i) {
+    batch.dead_letter_of[i]->dead_lettered.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
 std::size_t DeliveryState::settle(std::size_t index, Outcome outcome, Status* error,
                                   const char* reason) noexcept {
   const std::size_t first = index == kAll ? 0 : index;
   const std::size_t last = index == kAll ? events.size() : index + 1;
   if (first >= events.size()) return 0;
+  // A failure the consumer decides on (retry, dead letter) is recorded, not counted.
+  const bool defer = outcome == Outcome::failed && retries != nullptr;
   std::size_t count = 0;
   for (std::size_t i = first; i < last; ++i) {
     if (settled[i].exchange(1, std::memory_order_acq_rel) != 0) continue;  // first one wins
     ++count;
-    if (outcome == Outcome::dropped && events::kEventDropped.enabled()) {
-      best_effort([&] {
-        events::kEventDropped.execute({{"count", 1}}, {{"event_name", events[i].name.str()},
-                                                       {"reason", reason},
-                                                       {"adapter", counters->name}});
-      });
+    if (outcome == Outcome::dropped) report_dropped_event(counters->name, events[i], reason);
+    if (defer) {
+      try {
+        std::lock_guard lock(failures_mutex);
+        failures.push_back({i, error != nullptr ? *error : Status(Errc::internal, "failed")});
+      } catch (...) {
+        // Out of memory: this one fails for good, undecided.
+        counters->failed.fetch_add(1, std::memory_order_relaxed);
+        if (batch != nullptr && batch->tracker) {
+          batch->tracker->add(lane_index, SettlementTracker::Outcome::failed, 1);
+        }
+      }
     }
   }
   if (count == 0) return 0;
@@ -61,9 +88,25 @@ std::size_t DeliveryState::settle(std::size_t index, Outcome outcome, Status* er
     case Outcome::delivered:
       counters->delivered.fetch_add(count, std::memory_order_relaxed);
       delivered.fetch_add(count, std::memory_order_relaxed);
+      if (batch != nullptr) {
+        if (batch->tracker)
+          batch->tracker->add(lane_index, SettlementTracker::Outcome::delivered, count);
+        if (!batch->dead_letter_of.empty()) {
+          if (index == kAll) {
+            credit_dead_letters(*batch, events);
+          } else {
+            credit_dead_letters(*batch, events.subspan(index, 1));
+          }
+        }
+      }
       break;
     case Outcome::failed:
-      counters->failed.fetch_add(count, std::memory_order_relaxed);
+      if (!defer) {
+        counters->failed.fetch_add(count, std::memory_order_relaxed);
+        if (batch != nullptr && batch->tracker) {
+          batch->tracker->add(lane_index, SettlementTracker::Outcome::failed, count);
+        }
+      }
       failed.fetch_add(count, std::memory_order_relaxed);
       if (error != nullptr && !has_error.exchange(true, std::memory_order_acq_rel)) {
         first_error = std::move(*error);
@@ -71,13 +114,66 @@ std::size_t DeliveryState::settle(std::size_t index, Outcome outcome, Status* er
       break;
     case Outcome::dropped:
       counters->dropped.fetch_add(count, std::memory_order_relaxed);
+      if (batch != nullptr && batch->tracker) {
+        batch->tracker->add(lane_index, SettlementTracker::Outcome::dropped, count);
+      }
       break;
   }
   if (unsettled.fetch_sub(count, std::memory_order_acq_rel) == count) complete();
   return count;
 }
 
+std::size_t DeliveryState::drop_failures(const char* reason) noexcept {
+  std::vector<FailedEvent> undecided;
+  {
+    std::lock_guard lock(failures_mutex);
+    undecided.swap(failures);
+  }
+  if (undecided.empty()) return 0;
+  for (const FailedEvent& f : undecided)
+    report_dropped_event(counters->name, events[f.index], reason);
+  counters->dropped.fetch_add(undecided.size(), std::memory_order_relaxed);
+  if (batch != nullptr && batch->tracker) {
+    batch->tracker->add(lane_index, SettlementTracker::Outcome::dropped, undecided.size());
+  }
+  return undecided.size();
+}
+
 void DeliveryState::complete() noexcept {
+  // Failures wait for the consumer's decision in its retry box; they enter it before the
+  // delivery leaves the window, so a drain never sees neither.
+  std::shared_ptr<DeliveryState> self;
+  {
+    std::lock_guard lock(window->mutex);
+    for (const auto& open : window->open) {
+      if (open.get() == this) self = open;
+    }
+  }
+  bool undecided = false;
+  if (retries != nullptr && self != nullptr) {
+    {
+      std::lock_guard lock(failures_mutex);
+      undecided = !failures.empty();
+    }
+    if (undecided) {
+      bool queued = false;
+      {
+        std::lock_guard lock(retries->mutex);
+        if (retries->wakeup != nullptr) {
+          try {
+            retries->undecided.push_back(self);
+            retries->size.fetch_add(1, std::memory_order_seq_cst);
+            retries->wakeup->notify();
+            queued = true;
+          } catch (...) {
+          }
+        }
+      }
+      // The pipeline is finished (or out of memory): nobody will decide; they are dropped.
+      if (!queued) (void)drop_failures("shutdown");
+    }
+  }
+  self.reset();
   // Out of the window first, so the consumer and drains see the room at once.
   std::shared_ptr<DeliveryState> keep;  // the window's reference, dropped after the lock
   {
@@ -213,7 +309,7 @@ std::span<const Event> Delivery::events() const noexcept {
 }
 
 std::uint32_t Delivery::attempt() const noexcept {
-  return 1;
+  return state_ && state_->batch != nullptr ? state_->batch->attempt : 1;
 }
 
 void Delivery::ack() noexcept {

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -49,6 +50,16 @@ struct DeliveryState {
   // The first failure's Status, written once by whoever wins `has_error`.
   std::atomic<bool> has_error{false};
   Status first_error;
+
+  // At-least-once: when set (the lane retries or dead-letters), a failure is not counted
+  // here but left in `failures` for the consumer to decide (Core::decide_failures); the
+  // delivery, once complete, waits in `retries` until then.
+  std::size_t lane_index = static_cast<std::size_t>(-1);  // for the commit's tracker
+  std::shared_ptr<RetryBox> retries;
+  std::mutex failures_mutex;
+  std::vector<FailedEvent> failures;  // guarded by failures_mutex
+  // Counts what is still undecided in `failures` as dropped (shutdown). Returns how many.
+  std::size_t drop_failures(const char* reason) noexcept;
 
  private:
   void complete() noexcept;

@@ -50,6 +50,7 @@ Status Core::drain_until(Deadline deadline, std::chrono::milliseconds timeout, b
   Status flush_error;
   for (int round = 0;; ++round) {
     const std::uint64_t cascades_before = cascade_commits_.load(std::memory_order_seq_cst);
+    const std::uint64_t dead_letters_before = dead_letter_pushes_.load(std::memory_order_seq_cst);
     std::vector<std::size_t> targets;
     targets.reserve(all_queues_.size());
     for (const Queue* queue : all_queues_)
@@ -77,6 +78,9 @@ Status Core::drain_until(Deadline deadline, std::chrono::milliseconds timeout, b
       return Status(Errc::timeout, "drain timed out after " + std::to_string(timeout.count()) +
                                        " ms;" + pending_summary(targets));
     }
+    // Dead-letter copies made during this round were queued after its targets: one more
+    // round waits for them (dead-letter lanes make none of their own, so it ends).
+    if (dead_letter_pushes_.load(std::memory_order_seq_cst) != dead_letters_before) continue;
     if (!dispatcher_ || cascade_commits_.load(std::memory_order_seq_cst) == cascades_before ||
         round >= max_cascade_depth_) {
       if (completed != nullptr) *completed = true;
@@ -94,7 +98,9 @@ std::string Core::pending_summary(const std::vector<std::size_t>& targets) const
       const std::size_t head = queue->ring.head();
       if (head < targets[queue->flat]) batches += targets[queue->flat] - head;
     }
+    std::uint64_t retrying = 0;
     for (const auto& consumer : lane->consumers) {
+      retrying += consumer->retries->size.load(std::memory_order_relaxed);
       if (consumer->window) unsettled += consumer->window->size.load(std::memory_order_relaxed);
       if (consumer->in_call_events.load(std::memory_order_relaxed) != 0) ++batches;
     }
@@ -102,6 +108,10 @@ std::string Core::pending_summary(const std::vector<std::size_t>& targets) const
       out << " adapter '" << lane->name << "' has " << batches << " batches pending;";
     if (unsettled > 0) {
       out << " adapter '" << lane->name << "' has " << unsettled << " deliveries unsettled;";
+    }
+    if (retrying > 0) {
+      out << " adapter '" << lane->name << "' has " << retrying
+          << " failed deliveries waiting to be retried;";
     }
   }
   if (dispatcher_ && !dispatcher_->idle()) out << " handler invocations are still running;";
@@ -191,7 +201,8 @@ Status Core::shutdown_phases(std::chrono::milliseconds timeout) {
   std::ostringstream undelivered;
   for (auto& lane : lanes_) {
     const std::uint64_t queued = discard_queued(*lane, "shutdown");
-    const std::uint64_t unsettled = drop_unsettled(*lane, "shutdown");
+    const std::uint64_t unsettled =
+        drop_unsettled(*lane, "shutdown") + drop_retries(*lane, /*all=*/false, "shutdown");
     std::uint64_t in_call = 0;
     for (auto& consumer : lane->consumers) {
       if (!consumer->joined) in_call += consumer->in_call_events.load(std::memory_order_relaxed);
@@ -388,6 +399,13 @@ void Core::finish() {
     // A consumer that came back after an abandoning shutdown may leave work behind.
     discard_queued(*lane, "shutdown");
     drop_unsettled(*lane, "shutdown");
+    // Every consumer is joined: nobody decides failures any more. Deliveries that finish
+    // from now on count theirs as dropped themselves.
+    for (auto& consumer : lane->consumers) {
+      std::lock_guard box_lock(consumer->retries->mutex);
+      consumer->retries->wakeup = nullptr;
+    }
+    drop_retries(*lane, /*all=*/true, "shutdown");
   }
   if (dispatcher_) dispatcher_->join();
   // Let go of every adapter and handler: a Core kept alive by a thread's cache of the

@@ -30,7 +30,12 @@ void Core::route(Batch& batch) const {
   batch.route.resize(n * lane_count);
   batch.take.assign(all_queues_.size(), 0);
   batch.skipped.assign(lane_count, 0);
-  for (std::size_t l = 0; l < lane_count; ++l) {
+  // Dead-letter lanes take no commits (only the copies send_dead_letters makes).
+  for (std::size_t l = routed_lanes_; l < lane_count; ++l) {
+    for (std::size_t i = 0; i < n; ++i)
+      batch.route[i * lane_count + l] = Batch::kSkip;
+  }
+  for (std::size_t l = 0; l < routed_lanes_; ++l) {
     const Lane& lane = *lanes_[l];
     const Adapter& adapter = *lane.adapter;
     const std::size_t partitions = lane.queues.size();
@@ -128,7 +133,9 @@ void Core::record_drop(DropReport& drops, Lane& lane, const Queue& queue, Batch*
   }
 }
 
-Status Core::publish(BatchPtr& buffer, int cascade_depth, DropReport& drops) {
+Status Core::publish(BatchPtr& buffer, int cascade_depth, DropReport& drops,
+                     std::function<void(const Settlement&)>* on_settled,
+                     std::shared_ptr<SettlementTracker>* tracker) {
   Batch& batch = *buffer;
   const std::size_t n = batch.size;
   if (n == 0) return {};
@@ -163,6 +170,25 @@ Status Core::publish(BatchPtr& buffer, int cascade_depth, DropReport& drops) {
   if ((cascade ? sealed_ : closed_).load(std::memory_order_seq_cst)) {
     return Status(Errc::closed, "the emitter has been shut down");
   }
+
+  // The commit's settlement tracker (only when someone asked): made before anything is
+  // reserved, so running out of memory refuses the commit cleanly.
+  if (on_settled != nullptr) {
+    try {
+      batch.tracker =
+          std::make_shared<SettlementTracker>(settled_names_, n, std::move(*on_settled));
+    } catch (const std::exception& e) {
+      return Status(Errc::internal,
+                    std::string("tracking the commit's settlement failed: ") + e.what());
+    }
+  }
+  struct ForgetTracker {  // on every refusal below: the callback must never be called
+    Batch& batch;
+    bool keep = false;
+    ~ForgetTracker() {
+      if (!keep) batch.tracker.reset();
+    }
+  } forget_tracker{batch};
 
   // 2. Blocking lanes: every queue that takes events must have room, or none gets any.
   Deadline wait_deadline{};
@@ -263,11 +289,20 @@ Status Core::publish(BatchPtr& buffer, int cascade_depth, DropReport& drops) {
       lanes_[l]->counters->filtered.fetch_add(batch.skipped[l], std::memory_order_relaxed);
     }
   }
+  forget_tracker.keep = true;
+  if (batch.tracker) {
+    // The caller holds the tracker's hold, so nothing here completes it (no user code runs).
+    for (std::size_t l = 0; l < routed_lanes_; ++l) {
+      batch.tracker->add(l, SettlementTracker::Outcome::filtered, batch.skipped[l]);
+    }
+    if (tracker != nullptr) *tracker = batch.tracker;
+  }
   std::uint32_t accepted = 0;
   for (const Queue* queue : all_queues_)
     accepted += batch.take[queue->flat] != 0 ? 1U : 0U;
   if (accepted + self_references == 0) {
     batch.reset();  // nobody wants it: keep the storage for the next transaction
+    batch.tracker.reset();
   } else {
     batch.cascade_depth = cascade_depth;
     batch.refs.store(accepted + self_references, std::memory_order_relaxed);
@@ -323,8 +358,16 @@ void DropReport::fire() noexcept {
 }
 
 void DropReport::release() noexcept {
-  for (const Entry& entry : entries_)
+  for (const Entry& entry : entries_) {
+    const Batch& batch = *entry.batch;
+    if (batch.tracker) {
+      std::uint64_t k = 0;
+      for (std::size_t i = 0; i < batch.size; ++i)
+        k += batch.route_of(i, entry.lane_index) == entry.partition ? 1U : 0U;
+      batch.tracker->add(entry.lane_index, SettlementTracker::Outcome::dropped, k);
+    }
     shared_->release(entry.batch);
+  }
   entries_.clear();
 }
 

@@ -22,6 +22,8 @@ struct LibraryProbes {
   telemetry::Probe event_dropped{{"emissions", "event", "dropped"}};
   telemetry::Probe adapter_success{{"emissions", "adapter", "success"}};
   telemetry::Probe adapter_error{{"emissions", "adapter", "error"}};
+  telemetry::Probe adapter_retry{{"emissions", "adapter", "retry"}};
+  telemetry::Probe event_dead_lettered{{"emissions", "event", "dead_lettered"}};
   telemetry::Probe handler_success{{"emissions", "handler", "success"}};
   telemetry::Probe handler_error{{"emissions", "handler", "error"}};
   telemetry::Probe handler_ignored{{"emissions", "handler", "ignored"}};
@@ -35,6 +37,9 @@ inline constinit const telemetry::Probe& kBufferTerminated = g_library_probes->b
 inline constinit const telemetry::Probe& kEventDropped = g_library_probes->event_dropped;
 inline constinit const telemetry::Probe& kAdapterSuccess = g_library_probes->adapter_success;
 inline constinit const telemetry::Probe& kAdapterError = g_library_probes->adapter_error;
+inline constinit const telemetry::Probe& kAdapterRetry = g_library_probes->adapter_retry;
+inline constinit const telemetry::Probe& kEventDeadLettered =
+    g_library_probes->event_dead_lettered;
 inline constinit const telemetry::Probe& kHandlerSuccess = g_library_probes->handler_success;
 inline constinit const telemetry::Probe& kHandlerError = g_library_probes->handler_error;
 inline constinit const telemetry::Probe& kHandlerIgnored = g_library_probes->handler_ignored;

@@ -115,9 +115,17 @@ Status Transaction::append(EventName name, nlohmann::json&& payload, nlohmann::j
   return {};
 }
 
-Status Transaction::hand_off(bool keep_open,
-                             std::function<void(const Settlement&)>* on_settled) {
-  (void)on_settled;  // TODO(settlement): tracked in publish
+Status TransactionAccess::publish(Transaction& tx, std::vector<Event>& events,
+                                  std::function<void(const Settlement&)>* on_settled) {
+  if (!tx.active_) return Status(Errc::closed, "the emitter has been shut down");
+  if (!tx.buffer_) tx.buffer_ = tx.core_->acquire_batch();
+  for (Event& e : events) {
+    tx.buffer_->append(e.name, std::move(e.payload), std::move(e.metadata), e.id, e.emitted_at);
+  }
+  return tx.hand_off(false, on_settled);
+}
+
+Status Transaction::hand_off(bool keep_open, std::function<void(const Settlement&)>* on_settled) {
   if (handing_off_) return detail::handing_off();
   if (!active_) {
     if (core_ && !core_->accepting(cascade_depth_)) {
@@ -127,6 +135,7 @@ Status Transaction::hand_off(bool keep_open,
   }
   const std::size_t count = size();
   detail::DropReport drops;
+  std::shared_ptr<detail::SettlementTracker> tracker;
   if (count > 0) {
     // publish() runs user code (interested, partition_by) on this thread while it routes
     // this very buffer: until it returns, this transaction refuses to change.
@@ -140,7 +149,7 @@ Status Transaction::hand_off(bool keep_open,
     Status status;
     {
       const HandingOff guard(handing_off_);
-      status = core_->publish(buffer_, cascade_depth_, drops);
+      status = core_->publish(buffer_, cascade_depth_, drops, on_settled, &tracker);
     }
     if (!status.ok()) return status;
   }
@@ -148,6 +157,11 @@ Status Transaction::hand_off(bool keep_open,
   // Only now, with this transaction's state settled, run telemetry handlers: they may
   // commit again, on this thread, even through this very transaction.
   drops.fire();
+  if (tracker) {
+    tracker->release_hold();  // may call on_settled here, when nothing was left to settle
+  } else if (on_settled != nullptr && count == 0) {
+    detail::best_effort([&] { (*on_settled)(core_->empty_settlement()); });
+  }
   if (detail::events::kBufferCommitted.enabled()) {
     detail::events::kBufferCommitted.execute({{"count", count}}, {{"event_count", count}});
   }

@@ -1,7 +1,9 @@
 // Internal: what the library (not users) may do to a Transaction.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <vector>
 
 #include "emissions/transaction.hpp"
 
@@ -24,6 +26,9 @@ struct TransactionAccess {
                      nlohmann::json&& metadata) {
     return tx.append(name, std::move(payload), std::move(metadata));
   }
+  // Emitter::publish: commits `events` (already validated) as they are, ids and times kept.
+  static Status publish(Transaction& tx, std::vector<Event>& events,
+                        std::function<void(const Settlement&)>* on_settled);
   static Transaction make(std::shared_ptr<detail::Core> core, int cascade_depth = 0) {
     return Transaction(std::move(core), cascade_depth);
   }

@@ -105,6 +105,8 @@ Config config_with(std::shared_ptr<emissions::Adapter> adapter,
                    emissions::AdapterOptions options = {}) {
   Config config;
   config.make_default = false;
+  // These tests count each failure once: retries have tests of their own (retry_test.cpp).
+  config.pipeline.retry.max_attempts = 1;
   config.add_adapter(std::move(adapter), std::move(options));
   return config;
 }

@@ -26,6 +26,8 @@ using namespace std::chrono_literals;
 Config config_with(std::initializer_list<std::shared_ptr<Adapter>> adapters) {
   Config config;
   config.make_default = false;
+  // These tests count each failure once: retries have tests of their own (retry_test.cpp).
+  config.pipeline.retry.max_attempts = 1;
   for (const auto& a : adapters)
     config.add_adapter(a);
   return config;

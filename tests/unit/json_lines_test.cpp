@@ -388,6 +388,7 @@ TEST_F(JsonLinesTest, EndToEndThroughAnEmitter) {
 TEST(JsonLinesEndToEnd, WriteFailuresAreCountedAsFailed) {
   Config config;
   config.make_default = false;
+  config.pipeline.retry.max_attempts = 1;  // a full disk is retriable: count it once
   config.add_adapter(std::make_shared<JsonLines>("/dev/full"));
   Emitter emitter(std::move(config));
   Transaction tx = emitter.start();
@@ -452,6 +453,7 @@ TEST(JsonLinesEndToEnd, ABufferedWriterOnAFullDiskShutsDownWithTheWriteErrorNotA
   // that as "shutdown timed out after 5000 ms" (at once) instead of the write error.
   Config config;
   config.make_default = false;
+  config.pipeline.retry.max_attempts = 1;  // a full disk is retriable: count it once
   config.add_adapter(std::make_shared<JsonLines>(
       JsonLinesOptions{.path = "/dev/full", .flush_each_batch = false}));
   Emitter emitter(std::move(config));
