@@ -32,7 +32,9 @@ int main(int argc, char** argv) {
       emissions::adapters::BatchingOptions{.max_size = 100, .linger = 10ms});
 
   emissions::Config config;
-  config.add_adapter(batching);
+  // Each transaction's events stay unsettled in Batching until their inner batch is
+  // written: a window of 64 transactions lets batches of 100 events fill.
+  config.add_adapter(batching, {.max_in_flight = 64});
   emissions::Emitter emitter(std::move(config));
 
   for (int order = 0; order < 50; ++order) {

@@ -14,42 +14,65 @@
 ///   if (emissions::Status s = emitter.drain(); !s.ok()) log(s.to_string());
 /// @endcode
 ///
-/// Inner. A synchronous inner gets each batch through handle_events and settles it with the
-/// Status it returns. An asynchronous inner (an AsyncAdapter such as JsonLines) gets it as a
-/// Delivery, is asked to flush() at once, and Batching waits up to `flush_timeout` for its
-/// settlements: each event counts as delivered or failed as the inner settled it (one not
-/// settled in time counts as failed, and the batch's Status is timeout).
+/// Settlement. Batching is an AsyncAdapter: each event handed to it is acknowledged only
+/// once the inner batch that contains it has settled, with that batch's outcome. A pipeline
+/// batch (one Delivery) may be spread over several inner batches, and one inner batch may
+/// hold events of several Deliveries: each event is settled by itself, by its index. When
+/// an inner batch fails, exactly its events fail, with the inner's Status (so the pipeline
+/// retries them when the code is retriable); the events of the other inner batches are
+/// delivered. `drain()` therefore returns once the inner has really taken the events.
 ///
-/// Delivery. handle_events copies the pipeline's batch into the buffer and returns ok once
-/// it is accepted; from then on the pipeline counts those events as delivered. The inner
-/// adapter receives them later, on the buffer's flusher thread: in commit order, one call
-/// at a time, each batch at most `max_size` events (exactly `max_size` while events arrive
-/// faster than the inner drains them). Its outcome is reported per batch as
-/// `[emissions, adapter, success|error]` (see Telemetry) and counted in delivered()/failed().
+/// Inner. A synchronous inner gets each batch through handle_events; its Status settles the
+/// batch. An asynchronous inner (an AsyncAdapter such as JsonLines) gets it as a Delivery, is
+/// asked to flush() at once, and Batching waits up to `flush_timeout` for its settlements.
+/// All delivered: the batch's events are acknowledged. Otherwise every event of that batch
+/// fails, with the inner's first failure (or timeout, for events not settled in time): an
+/// inner that acknowledges some events of a batch and fails others (JsonLines with one event
+/// it cannot serialize) has all of that batch's events failed here, since a detached
+/// Delivery does not yet tell Batching which events failed. At-least-once holds (a retry
+/// may repeat the ones the inner did write); delivered() and failed() count what the inner
+/// reported.
+///
+/// Delivery. deliver() keeps the Delivery and puts references to its events into the
+/// buffer (no copy yet); the inner receives them later, on the buffer's flusher thread, as
+/// copies: in commit order, one call at a time, each batch at most `max_size` events
+/// (exactly `max_size` while events arrive faster than the inner drains them). Its outcome
+/// is reported per batch as `[emissions, adapter, success|error]` (see Telemetry) and
+/// counted in delivered()/failed().
+///
+/// Window. The pipeline hands an AsyncAdapter at most `AdapterOptions::max_in_flight`
+/// (default 16) unsettled Deliveries per consumer, and calls flush() when that window is
+/// full. A Delivery here stays unsettled until its inner batch settled, so an inner batch
+/// gathers at most `max_in_flight` pipeline batches: raise it to let batches fill, e.g.
+/// `{.max_in_flight = 256}` for `max_size = 500` and transactions of a few events.
 ///
 /// Backpressure. At most about `2 * max_size` events are held (one batch being delivered,
-/// one filling, which may overshoot by one pipeline batch). When both are full,
-/// handle_events waits up to `insert_timeout`, then returns timeout and accepts none of the
-/// batch (the pipeline counts it as failed, and rejected() counts it here).
+/// one filling, which may overshoot by one pipeline batch). When both are full, deliver()
+/// waits up to `insert_timeout`, then fails every event of that Delivery with timeout
+/// (retriable) and accepts none of them (rejected() counts them).
 ///
 /// Lifecycle. The inner's init() runs on the flusher thread before its first batch, and
 /// again before the next batch after handle_events threw or init() failed (the pipeline's
 /// restart rule). flush() (called by Emitter::drain, hence by shutdown) delivers everything
 /// held and returns the first error, or timeout at its deadline. terminate() delivers what
-/// it can by its deadline, drops the rest (counted in failed()), stops the flusher and then
+/// it can by its deadline; the events still waiting then are not handed to the inner and
+/// are left unsettled (counted in dropped()), so the pipeline's shutdown counts them as
+/// dropped (reason "shutdown"); outside a pipeline they fail as "delivery abandoned" when
+/// Batching is destroyed. Either way each is counted once. It then stops the flusher and
 /// calls the inner's terminate(), once, after the inner's last call returned. An inner call
-/// stuck past the deadline is not waited for: terminate() returns timeout, and the inner's
-/// terminate() waits for a later terminate(), such as the destructor's, which joins the
-/// flusher once that call returns (so destroying a Batching blocks until then).
+/// stuck past the deadline is not waited for: terminate() returns timeout, its events are
+/// settled when that call returns, and the inner's terminate() waits for a later
+/// terminate(), such as the destructor's, which joins the flusher once that call returns
+/// (so destroying a Batching blocks until then).
 ///
 /// Telemetry. Per inner batch: `[emissions, adapter, success|error]`, measurements
 /// `{"duration"}` (ns), metadata `{"adapter": inner's name, "event_count", "batching": true}`
 /// (+ "reason" for errors). "batching" tells these apart from the pipeline's own events for
-/// this adapter, which carry the same name and only mean "accepted by Batching". The buffer
-/// adds its own `[batch_buffer, ...]` events under the name `"batching:<inner name>"`.
+/// this adapter, which carry the same name and report the settlement of its Deliveries. The
+/// buffer adds its own `[batch_buffer, ...]` events under the name `"batching:<inner name>"`.
 ///
-/// Not for: delivery that must survive a crash: accepted events live in memory until the
-/// inner has them.
+/// Not for: delivery that must survive a crash: held events live in memory until the inner
+/// has them.
 #pragma once
 
 #include <atomic>
@@ -102,20 +125,24 @@ struct BatchingOptions {
   std::shared_ptr<Clock> clock = {};
 };
 
-/// Wraps `inner` and delivers to it in batches of up to max_size events, or after linger.
+/// Wraps `inner` and delivers to it in batches of up to max_size events, or after linger;
+/// settles each event when its inner batch settled.
 ///
 /// @code
 ///   auto batching = std::make_shared<emissions::adapters::Batching>(
 ///       std::make_shared<KafkaAdapter>(), emissions::adapters::BatchingOptions{.max_size = 500});
+///   config.add_adapter(batching, {.max_in_flight = 256});  // let inner batches fill
 ///   batching->name();       // the inner's name
 ///   batching->delivered();  // events the inner accepted so far
 /// @endcode
 ///
 /// Thread-safety: every member may be called from any thread. The inner adapter is only
-/// called from the flusher thread (init, handle_events), from the caller of interested(),
-/// and from the thread that terminates (terminate, after the flusher's last call returned);
-/// its name() also from the callers of name() and flush().
-class Batching final : public Adapter {
+/// called from the flusher thread (init, handle_events or deliver, flush), from the caller
+/// of interested(), and from the thread that terminates (terminate, after the flusher's
+/// last call returned); its name() also from the callers of name() and flush(). Events are
+/// settled on the flusher thread (for an asynchronous inner: after its settlements), with
+/// no lock held.
+class Batching final : public AsyncAdapter {
  public:
   /// Starts the buffer's flusher and timer threads. Throws ConfigError for a null `inner` or
   /// an invalid option.
@@ -125,27 +152,29 @@ class Batching final : public Adapter {
   Batching(const Batching&) = delete;
   Batching& operator=(const Batching&) = delete;
 
-  /// Copies `batch` into the buffer, all or nothing, and returns ok once it is accepted.
-  /// Blocks only while the buffer is full (up to insert_timeout). Errors: timeout (the
-  /// buffer stayed full), closed (after terminate), internal (out of memory); none of the
-  /// batch was accepted then. Never throws.
-  Status handle_events(std::span<const Event> batch) override;
+  /// Keeps `delivery` and puts its events into the buffer, all or nothing; they are settled
+  /// when their inner batch settles. Blocks only while the buffer is full (up to
+  /// insert_timeout). When none can be accepted, fails them all at once: timeout (the buffer
+  /// stayed full), closed (after terminate), internal (out of memory); rejected() counts
+  /// them. Never throws.
+  void deliver(Delivery delivery) override;
 
   /// Delivers everything accepted before the call and waits for it, until `deadline` (and
   /// at most flush_timeout per inner call). The first error of those inner calls; timeout
   /// at the deadline or past flush_timeout, saying how many events are still held and how
   /// many of them are in an inner call (they are delivered later all the same); ok when
   /// nothing was held or after terminate(). Blocks until the deadline at the latest. Does
-  /// not call the inner's flush().
+  /// not call the inner's flush() (an asynchronous inner's is called after each batch).
   Status flush(Deadline deadline) override;
 
-  /// Stops accepting, delivers what it can by `deadline`, drops what is left, then joins
-  /// the buffer's threads and calls the inner's terminate(deadline), exactly once, after the
-  /// inner's last call returned. Returns by the deadline (+ up to 50 ms for an idle flusher
-  /// to exit): timeout, naming the events dropped and those in an inner call that has not
-  /// returned, when something was left; then a later call finishes the job (joins, then
-  /// terminates the inner) and may block until that call returns. Otherwise the inner's
-  /// terminate() result. Idempotent once it returned ok or terminated the inner.
+  /// Stops accepting, delivers what it can by `deadline`, leaves the rest unsettled (see
+  /// Lifecycle), then joins the buffer's threads and calls the inner's terminate(deadline),
+  /// exactly once, after the inner's last call returned. Returns by the deadline (+ up to
+  /// 50 ms for an idle flusher to exit): timeout, naming the events left and those in an
+  /// inner call that has not returned, when something was left; then a later call finishes
+  /// the job (joins, then terminates the inner) and may block until that call returns.
+  /// Otherwise the inner's terminate() result. Idempotent once it returned ok or terminated
+  /// the inner.
   Status terminate(Deadline deadline) override;
 
   /// The inner's interested(); it must be thread-safe as Adapter requires.
@@ -155,42 +184,57 @@ class Batching final : public Adapter {
   /// The inner's name.
   [[nodiscard]] std::string_view name() const override { return inner_->name(); }
 
-  /// Events handed to the inner's handle_events that returned ok.
+  /// Events in inner batches the inner took: handle_events returned ok, or the inner
+  /// acknowledged them.
   [[nodiscard]] std::uint64_t delivered() const noexcept {
     return delivered_.load(std::memory_order_relaxed);
   }
-  /// Accepted events the inner did not take: its handle_events returned an error or threw,
-  /// its init() failed before their batch, or terminate() dropped them at its deadline.
+  /// Events in inner batches the inner did not take: its handle_events returned an error or
+  /// threw, its init() failed before their batch, it failed them or did not settle them
+  /// within flush_timeout.
   [[nodiscard]] std::uint64_t failed() const noexcept {
     return failed_.load(std::memory_order_relaxed);
   }
-  /// Events refused by handle_events (buffer full past insert_timeout, closed, or out of
-  /// memory): the pipeline counts them as failed too. Once flushed,
-  /// `accepted == delivered + failed`.
+  /// Events deliver() failed at once (buffer full past insert_timeout, closed, or out of
+  /// memory).
   [[nodiscard]] std::uint64_t rejected() const noexcept {
     return rejected_.load(std::memory_order_relaxed);
   }
+  /// Events terminate() left unsettled at its deadline, never handed to the inner. Once
+  /// flushed or terminated, `handed to deliver() == delivered + failed + rejected + dropped`.
+  [[nodiscard]] std::uint64_t dropped() const noexcept {
+    return dropped_.load(std::memory_order_relaxed);
+  }
+  /// Events accepted and not yet settled: waiting in the buffer or in an inner call. Short
+  /// locks.
+  [[nodiscard]] std::size_t held() const;
   /// The wrapped adapter.
   [[nodiscard]] const std::shared_ptr<Adapter>& inner() const noexcept { return inner_; }
 
  private:
+  struct Item;  // one event of a kept Delivery (batching.cpp)
+
   // The buffer's flush callable: one call at a time, on the flusher thread.
-  Status deliver(std::vector<Event>&& batch);
-  // deliver() for an asynchronous inner.
-  Status deliver_async(AsyncAdapter& inner, std::vector<Event>& batch);
+  Status deliver_batch(std::vector<Item>&& items);
+  // Delivers `events` to the inner; the Status that settles them all.
+  Status call_inner(std::vector<Event>&& events);
+  // call_inner() for an asynchronous inner.
+  Status call_async(AsyncAdapter& inner, std::vector<Event>&& events);
 
   std::shared_ptr<Adapter> inner_;
   BatchingOptions options_;
   std::atomic<std::uint64_t> delivered_{0};
   std::atomic<std::uint64_t> failed_{0};
   std::atomic<std::uint64_t> rejected_{0};
-  bool need_init_ = true;  // touched only by deliver()
+  std::atomic<std::uint64_t> dropped_{0};
+  bool need_init_ = true;  // touched only by the flusher
   std::mutex terminate_mutex_;
   bool buffer_closed_ = false;     // guarded by terminate_mutex_: the buffer was shut down
   bool inner_terminated_ = false;  // guarded by terminate_mutex_
+  std::vector<Item> left_;         // guarded by terminate_mutex_: what terminate() left
   std::atomic<bool> closed_{false};
   // Last: destroyed first, so its final flushes still see every member above.
-  std::unique_ptr<BatchBuffer<Event>> buffer_;
+  std::unique_ptr<BatchBuffer<Item>> buffer_;
 };
 
 }  // namespace emissions::adapters

@@ -20,9 +20,17 @@
 /// rather than at the first event. Each batch is written with a single write(2) on a file
 /// opened with O_APPEND: on a local file system, lines from several processes appending to
 /// the same file never interleave within a batch.
+///
+/// read_json_lines() reads such a file back (dead letters to inspect or replay):
+/// @code
+///   std::vector<emissions::Event> events;
+///   if (emissions::Status s = emissions::adapters::read_json_lines("dead.jsonl", events); !s.ok())
+///     log(s.to_string());  // "invalid_argument: dead.jsonl:3: ..."
+/// @endcode
 #pragma once
 
 #include <cstddef>
+#include <filesystem>
 #include <mutex>
 #include <span>
 #include <string>
@@ -31,6 +39,7 @@
 #include <vector>
 
 #include "emissions/delivery.hpp"
+#include "emissions/event.hpp"
 #include "emissions/status.hpp"
 
 namespace emissions::adapters {
@@ -150,5 +159,34 @@ class JsonLines final : public AsyncAdapter {
   bool line_broken_ = false;    // a failed write left the destination mid-line
   bool terminated_ = false;
 };
+
+/// Reads a file written by JsonLines back into events, appending them to `out` in file
+/// order, with their ids, names, payloads, metadata and times as written.
+///
+/// Precision: JsonLines writes `emitted_at` in microseconds (floored), while an Event holds
+/// the system clock's resolution (nanoseconds on Linux), so a round trip keeps `emitted_at`
+/// to the microsecond: `floor<microseconds>(read) == floor<microseconds>(written)`. Every
+/// other field comes back equal. A hand-built event whose metadata was null is written, and
+/// so read back, as `{}`.
+///
+/// Format: one envelope per line, exactly the five keys of `serialize(event)`: `emitted_at`
+/// (`YYYY-MM-DDTHH:MM:SS[.f...]Z`, UTC, 0 to 9 fraction digits), `id` (a canonical UUID),
+/// `metadata` (an object), `name` (a non-empty string) and `payload` (any value). Lines that
+/// are empty or only blanks are skipped (JsonLines never writes one; a hand-edited file may
+/// end with one). A last line without its newline is read like any other when it is a
+/// whole envelope.
+///
+/// Errors (then `out` is left exactly as it was: all or nothing):
+/// - `not_found`: the file does not exist (or a directory on its path does not);
+/// - `invalid_argument`: the path is a directory, or a line is not an envelope; the
+///   message is `<path>:<line>: <what is wrong>`, 1-based, e.g. `dead.jsonl:3: missing key
+///   "id"`, and says when the bad line is the last one and has no newline (a write cut short
+///   by a crash: remove that line to read the rest);
+/// - `unavailable`: any other error opening or reading the file (permissions, I/O);
+/// - `internal`: out of memory.
+///
+/// Reads the whole file before it returns; memory is about the file's size in events. Never
+/// throws. Thread-safe (it shares nothing); the file must not be written meanwhile.
+[[nodiscard]] Status read_json_lines(const std::filesystem::path& path, std::vector<Event>& out);
 
 }  // namespace emissions::adapters

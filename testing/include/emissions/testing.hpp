@@ -62,6 +62,7 @@
 #include "emissions/delivery.hpp"
 #include "emissions/emitter.hpp"
 #include "emissions/event.hpp"
+#include "emissions/testing/faulty_adapter.hpp"
 
 /// Test helpers: a capturing adapter, a process-wide test emitter, and assertions on what
 /// was emitted (the GoogleTest macros are in emissions/testing/gtest.hpp).
