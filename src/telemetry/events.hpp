@@ -38,8 +38,7 @@ inline constinit const telemetry::Probe& kEventDropped = g_library_probes->event
 inline constinit const telemetry::Probe& kAdapterSuccess = g_library_probes->adapter_success;
 inline constinit const telemetry::Probe& kAdapterError = g_library_probes->adapter_error;
 inline constinit const telemetry::Probe& kAdapterRetry = g_library_probes->adapter_retry;
-inline constinit const telemetry::Probe& kEventDeadLettered =
-    g_library_probes->event_dead_lettered;
+inline constinit const telemetry::Probe& kEventDeadLettered = g_library_probes->event_dead_lettered;
 inline constinit const telemetry::Probe& kHandlerSuccess = g_library_probes->handler_success;
 inline constinit const telemetry::Probe& kHandlerError = g_library_probes->handler_error;
 inline constinit const telemetry::Probe& kHandlerIgnored = g_library_probes->handler_ignored;

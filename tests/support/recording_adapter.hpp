@@ -150,10 +150,14 @@ class TelemetryRecorder {
   ~TelemetryRecorder();
   std::vector<Record> records() const;
   std::vector<Record> records(const std::vector<std::string>& event) const;
+  // Waits until `n` records of `event` arrived, or `timeout` passed: whether they did.
+  bool wait_for(const std::vector<std::string>& event, std::size_t n,
+                std::chrono::milliseconds timeout) const;
 
  private:
   std::string id_;
   mutable std::mutex mutex_;
+  mutable std::condition_variable arrived_;
   std::vector<Record> records_;
 };
 
