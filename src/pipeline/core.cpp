@@ -81,7 +81,8 @@ Core::Core(Config config) : shared_(std::make_shared<PipelineShared>()) {
                                                /*async=*/false);
     dispatcher_ = std::make_shared<HandlerDispatcher>(
         config.handlers, config.handler_concurrency,
-        std::max(config.handler_concurrency * options.max_demand, std::size_t{64}));
+        std::max(config.handler_concurrency * options.max_demand, std::size_t{64}),
+        config.handler_retry, config.clock);
     specs.emplace_back(dispatcher_, std::move(options));
   }
   for (auto& [adapter, options] : specs) {
