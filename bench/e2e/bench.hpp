@@ -2,15 +2,18 @@
 //
 // Every figure the binary prints is measured in the same run; nothing here holds a
 // number. The scenarios live in scenarios.cpp (emit, pipeline throughput and scaling,
-// latency), baselines.cpp (the synchronous limit and the naive mutex pipeline) and
-// stalled.cpp (peak RSS with a stalled adapter, run in a child process); main.cpp parses
-// the flags and prints the table or the JSON object.
+// latency), baselines.cpp (the synchronous limit, the fair and the naive mutex pipelines),
+// adapters.cpp (the counting adapters: synchronous, asynchronous acking inline or from a
+// thread of their own, failing on purpose) and stalled.cpp (peak RSS with a stalled adapter,
+// run in a child process); main.cpp parses the flags and prints the table or the JSON
+// object.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -22,6 +25,8 @@
 #include <nlohmann/json.hpp>
 
 #include "emissions/adapter.hpp"
+#include "emissions/clock.hpp"
+#include "emissions/config.hpp"
 #include "emissions/event.hpp"
 #include "emissions/event_name.hpp"
 #include "emissions/status.hpp"
@@ -77,14 +82,61 @@ class NoOpAdapter final : public Adapter {
 // `count` no-op adapters named noop-0, noop-1, ...
 [[nodiscard]] std::vector<std::shared_ptr<NoOpAdapter>> make_adapters(std::size_t count);
 
+// ---- adapters.cpp ----------------------------------------------------------------------
+
+// What the adapters of a pipeline run are. Each counts the events it accepted.
+enum class AdapterKind {
+  sync,          // NoOpAdapter
+  async_inline,  // an AsyncAdapter that acks the whole Delivery inside deliver()
+  // An AsyncAdapter in the style of a client library's delivery reports: deliver() pushes
+  // the Delivery into a queue (mutex + condition variable + deque) that one thread the
+  // adapter owns drains, acking each.
+  async_thread,
+  // Synchronous; fails every 10th batch it has not failed before with `unavailable`,
+  // accepts everything else (a retried batch is recognised by its first event's id).
+  sync_flaky,
+};
+
+[[nodiscard]] const char* describe(AdapterKind kind);
+
+// One adapter of a run and its counters (all thread-safe; read them after a drain).
+struct BenchAdapter {
+  std::shared_ptr<Adapter> adapter;
+  std::function<std::uint64_t()> accepted;  // events acked or returned ok
+  std::function<std::uint64_t()> injected;  // events failed on purpose (sync_flaky only)
+};
+
+// `count` adapters of `kind` named <kind>-0, <kind>-1, ...
+[[nodiscard]] std::vector<BenchAdapter> make_bench_adapters(AdapterKind kind, std::size_t count);
+
+// A Clock that runs `speedup` times faster than the steady clock (wake_time scales back),
+// so that retry delays, which a RetryPolicy bounds below by 1 ms, take `speedup` times
+// less real time.
+class FastClock final : public Clock {
+ public:
+  explicit FastClock(double speedup);
+  [[nodiscard]] time_point now() const noexcept override;
+  [[nodiscard]] time_point wake_time(time_point deadline) const noexcept override;
+
+ private:
+  time_point origin_;
+  double speedup_;
+};
+
 // The shape of one throughput run.
 struct Workload {
   std::uint64_t events = 0;   // timed events, all producers together
-  std::size_t adapters = 1;   // no-op adapters, each receives every event
+  std::size_t adapters = 1;   // counting adapters, each receives every event
   std::size_t producers = 1;  // producer threads, each with its own loop
   Payload payload = Payload::integer;
   // The adapters' idle_spin; unset: the library's default.
   std::optional<std::chrono::microseconds> idle_spin = std::nullopt;
+  AdapterKind kind = AdapterKind::sync;
+  // PipelineOptions::retry; unset: the library's default.
+  std::optional<RetryPolicy> retry = std::nullopt;
+  // AdapterOptions::max_in_flight (asynchronous kinds only); unset: the library's default.
+  std::optional<std::size_t> max_in_flight = std::nullopt;
+  std::shared_ptr<Clock> clock = nullptr;  // Config::clock; null: the steady clock
 };
 
 // Events per producer, rounded down to whole commits.
@@ -94,7 +146,7 @@ struct RunResult {
   std::uint64_t events = 0;         // timed events committed (and delivered to every adapter)
   double seconds = 0.0;             // first timed commit until everything was delivered
   double cpu_seconds = 0.0;         // CPU time of the whole process (all threads) in that window
-  std::size_t max_queue_depth = 0;  // naive pipeline only: deepest deque seen
+  std::size_t max_queue_depth = 0;  // fair and naive pipelines only: deepest queue, events
   // CPU time per event: robust to a loaded machine where wall time is not.
   [[nodiscard]] double cpu_ns_per_event() const {
     return events > 0 ? cpu_seconds * 1e9 / static_cast<double>(events) : 0.0;
@@ -109,9 +161,11 @@ inline constexpr std::uint64_t kWarmupEvents = 20'000;
 
 // ---- scenarios.cpp ---------------------------------------------------------------------
 
-// The real pipeline: an Emitter with `w.adapters` no-op adapters and default options,
-// `w.producers` threads each running start(), 10 × emit(), commit() through the ambient
-// API. Throws BenchFailure unless every adapter received exactly every event.
+// The real pipeline: an Emitter with `w.adapters` adapters of `w.kind` and default options
+// (but for the Workload's overrides), `w.producers` threads each running start(),
+// 10 × emit(), commit() through the ambient API. Throws BenchFailure unless every adapter
+// accepted exactly every event once, and the emitter counted every event delivered, none
+// failed or dropped, and exactly the injected failures retried.
 [[nodiscard]] RunResult run_pipeline(const Workload& w);
 
 struct EmitResult {
@@ -181,10 +235,15 @@ struct LatencyResult {
 // "commit" on the producer's thread. Single producer only.
 [[nodiscard]] RunResult run_limit(const Workload& w);
 
-// The naive pipeline: per adapter a mutex + condition variable + std::deque and one
-// consumer thread. The producer locks, pushes and notifies per event, or, with
-// `lock_per_commit`, once per commit and adapter. Single producer only.
-[[nodiscard]] RunResult run_naive(const Workload& w, bool lock_per_commit);
+// The fair pipeline: one shared immutable batch per commit; per adapter a mutex +
+// condition variable + std::deque of batch pointers and one consumer thread, which hands
+// spans of at most max_demand events to handle_events. Single producer only.
+[[nodiscard]] RunResult run_fair(const Workload& w);
+
+// The naive pipeline: per adapter a mutex + condition variable + std::deque of Event copies
+// and one consumer thread. The producer locks, pushes a copy and notifies per event and
+// adapter. Single producer only.
+[[nodiscard]] RunResult run_naive(const Workload& w);
 
 // ---- stalled.cpp -----------------------------------------------------------------------
 

@@ -46,7 +46,7 @@ std::uint64_t produce(std::uint64_t events, const nlohmann::json& payload) {
 }
 
 void check_pipeline(const char* what, const Emitter& emitter,
-                    const std::vector<std::shared_ptr<NoOpAdapter>>& adapters,
+                    const std::vector<BenchAdapter>& adapters,
                     const std::vector<std::uint64_t>& before, std::uint64_t expected,
                     std::uint64_t expected_committed) {
   const EmitterStats stats = emitter.stats();
@@ -56,15 +56,19 @@ void check_pipeline(const char* what, const Emitter& emitter,
                        std::to_string(expected_committed));
   }
   for (std::size_t i = 0; i < adapters.size(); ++i) {
-    const std::uint64_t got = adapters[i]->count() - before[i];
+    const std::uint64_t got = adapters[i].accepted() - before[i];
+    // Every injected failure is one event failed once: retried exactly once.
+    const std::uint64_t injected = adapters[i].injected();
     const AdapterStats& s = stats.adapters[i];
     if (got != expected || s.dropped != 0 || s.failed != 0 || s.filtered != 0 ||
-        s.delivered != expected_committed) {
-      throw BenchFailure(std::string(what) + ": adapter " + s.name + " received " +
-                         std::to_string(got) + " timed events (expected " +
-                         std::to_string(expected) + "); stats delivered " +
-                         std::to_string(s.delivered) + ", dropped " + std::to_string(s.dropped) +
-                         ", failed " + std::to_string(s.failed));
+        s.delivered != expected_committed || s.retried != injected) {
+      throw BenchFailure(
+          std::string(what) + ": adapter " + s.name + " accepted " + std::to_string(got) +
+          " timed events (expected " + std::to_string(expected) + "); stats delivered " +
+          std::to_string(s.delivered) + " (expected " + std::to_string(expected_committed) +
+          "), dropped " + std::to_string(s.dropped) + ", failed " + std::to_string(s.failed) +
+          ", retried " + std::to_string(s.retried) + " (expected " + std::to_string(injected) +
+          ")");
     }
   }
 }
@@ -156,12 +160,14 @@ void wait_until(std::int64_t deadline) {
 }  // namespace
 
 RunResult run_pipeline(const Workload& w) {
-  const auto adapters = make_adapters(w.adapters);
+  const auto adapters = make_bench_adapters(w.kind, w.adapters);
   Config config;
   config.make_default = true;  // the producers use the ambient API
   if (w.idle_spin) config.pipeline.idle_spin = *w.idle_spin;
+  if (w.retry) config.pipeline.retry = *w.retry;
+  config.clock = w.clock;
   for (const auto& adapter : adapters)
-    config.add_adapter(adapter);
+    config.add_adapter(adapter.adapter, {.max_in_flight = w.max_in_flight});
   Emitter emitter(std::move(config));
 
   const nlohmann::json payload = make_payload(w.payload);
@@ -185,7 +191,7 @@ RunResult run_pipeline(const Workload& w) {
   const Status warm_drained = emitter.drain(kDrainTimeout);
   std::vector<std::uint64_t> before;
   for (const auto& adapter : adapters)
-    before.push_back(adapter->count());
+    before.push_back(adapter.accepted());
 
   const double cpu_start = process_cpu_seconds();
   const auto start = Clock::now();

@@ -4,7 +4,9 @@
 /// A Handler names the events it wants; each (handler, event) invocation runs on the
 /// Emitter's handler thread pool with its own ambient buffer, so `emissions::emit` inside a
 /// handler cascades: those events are committed when the handler returns ok, and discarded
-/// when it returns an error, is ignored, or throws.
+/// when it returns an error, is ignored, or throws. A handler that returns
+/// HandlerResult::retry() is run again later (per Config::handler_retry), each attempt with a
+/// fresh buffer.
 ///
 /// @code
 ///   class SearchIndexer final : public emissions::Handler {
@@ -37,27 +39,40 @@ namespace emissions {
 /// What a handler invocation came to.
 class HandlerResult {
  public:
-  /// The three outcomes.
+  /// The four outcomes.
   enum class Kind {
     ok,       ///< handled: the invocation's buffer is committed
-    error,    ///< failed, with a reason: the buffer is discarded
+    error,    ///< failed for good, with a reason: the buffer is discarded
     ignored,  ///< not acted on: the buffer is discarded
+    retry,    ///< failed for now, with a reason: the buffer is discarded, the invocation runs
+              ///< again (Config::handler_retry)
   };
 
   /// Handled: reported as [emissions, handler, success]; the invocation's events cascade.
   static HandlerResult ok() { return HandlerResult(Kind::ok, {}); }
-  /// Failed: reported as [emissions, handler, error] with `reason`.
+  /// Failed for good (never run again): reported as [emissions, handler, error] with
+  /// `reason`.
   static HandlerResult error(std::string reason) {
     return HandlerResult(Kind::error, std::move(reason));
+  }
+  /// Failed for now (a dependency is down): what this attempt emitted is discarded and the
+  /// invocation runs again after a delay, on a pool thread, with a fresh buffer, per
+  /// Config::handler_retry (whose default, max_attempts = 1, never retries). Each such
+  /// attempt is reported as [emissions, handler, error] with `reason`, `attempt` and
+  /// `retrying` (true while another attempt is scheduled); the last one counts as an error.
+  /// An ordered() handler's later invocations wait for the retried one. drain() waits for
+  /// scheduled retries; shutdown() drops those not run by its deadline.
+  static HandlerResult retry(std::string reason) {
+    return HandlerResult(Kind::retry, std::move(reason));
   }
   /// The handler chose not to act on this event (reported as [emissions, handler, ignored]).
   static HandlerResult ignored() { return HandlerResult(Kind::ignored, {}); }
 
-  /// Which of the three outcomes this is.
+  /// Which of the four outcomes this is.
   [[nodiscard]] Kind kind() const noexcept { return kind_; }
   /// `kind() == Kind::ok`.
   [[nodiscard]] bool is_ok() const noexcept { return kind_ == Kind::ok; }
-  /// Why an error happened; empty for ok and ignored.
+  /// Why an error or a retry happened; empty for ok and ignored.
   [[nodiscard]] const std::string& reason() const noexcept { return reason_; }
 
  private:

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <set>
 
+#include "common/backoff.hpp"
 #include "common/best_effort.hpp"
 #include "common/exceptions.hpp"
 #include "emissions/ambient.hpp"
@@ -16,8 +17,11 @@
 namespace emissions::detail {
 
 HandlerDispatcher::HandlerDispatcher(const std::vector<std::shared_ptr<Handler>>& handlers,
-                                     std::size_t threads, std::size_t max_in_flight)
-    : max_in_flight_(max_in_flight) {
+                                     std::size_t threads, std::size_t max_in_flight,
+                                     RetryPolicy retry, std::shared_ptr<Clock> clock)
+    : max_in_flight_(max_in_flight),
+      retry_(retry),
+      clock_(clock ? std::move(clock) : std::make_shared<SteadyClock>()) {
   std::set<std::string> names;
   for (std::size_t i = 0; i < handlers.size(); ++i) {
     const std::string where = "handlers[" + std::to_string(i) + "]";
@@ -41,6 +45,12 @@ HandlerDispatcher::HandlerDispatcher(const std::vector<std::shared_ptr<Handler>>
     }
     entries_.push_back(std::move(entry));
   }
+  // Taking mutex_ before notifying: a worker that read the clock under it is waiting by the
+  // time this notifies, so no advance is missed.
+  clock_subscription_ = clock_->subscribe([this] {
+    { const std::lock_guard lock(mutex_); }
+    work_ready_.notify_all();
+  });
   workers_.reserve(threads);
   try {
     for (std::size_t i = 0; i < threads; ++i)
@@ -96,20 +106,24 @@ void HandlerDispatcher::submit(Invocation invocation) {
     }
     entry->running = true;
   }
+  std::function<void()> task = make_task(std::move(invocation));
   std::lock_guard lock(mutex_);
-  if (entry->ordered) {
-    tasks_.emplace_back(
-        [this, inv = std::move(invocation)]() mutable { run_ordered(std::move(inv)); });
-  } else {
-    tasks_.emplace_back([this, inv = std::move(invocation)] { invoke(inv); });
-  }
+  tasks_.push_back(std::move(task));
   work_ready_.notify_one();
+}
+
+std::function<void()> HandlerDispatcher::make_task(Invocation invocation) {
+  if (invocation.entry->ordered) {
+    return [this, inv = std::move(invocation)]() mutable { run_ordered(std::move(inv)); };
+  }
+  return [this, inv = std::move(invocation)]() mutable { (void)invoke(inv); };
 }
 
 void HandlerDispatcher::run_ordered(Invocation invocation) {
   Entry* entry = invocation.entry;
   for (;;) {
-    invoke(invocation);
+    // Waiting for a retry: the strand stays held, the retry's task continues it.
+    if (!invoke(invocation)) return;
     std::unique_lock strand(entry->mutex);
     if (entry->pending.empty()) {
       entry->running = false;
@@ -120,9 +134,14 @@ void HandlerDispatcher::run_ordered(Invocation invocation) {
   }
 }
 
-void HandlerDispatcher::invoke(const Invocation& invocation) noexcept {
-  const Event& event = (*invocation.events)[invocation.index];
+bool HandlerDispatcher::invoke(Invocation& invocation) noexcept {
+  // Copies: a scheduled retry takes `invocation` (and may even run) before the report.
+  const std::shared_ptr<const std::vector<Event>> events = invocation.events;
+  const std::uint64_t seq = invocation.seq;
+  const std::uint32_t attempt = invocation.attempt;
+  const Event& event = (*events)[invocation.index];
   Entry& entry = *invocation.entry;
+  bool retrying = false;
   bool abandoned = false;
   {
     std::lock_guard lock(mutex_);
@@ -154,9 +173,11 @@ void HandlerDispatcher::invoke(const Invocation& invocation) noexcept {
         ambient.terminate();
       }
     } else if (!result.is_ok()) {
-      ambient.terminate();
+      ambient.terminate();  // a retry's next attempt starts from a fresh buffer
     }
     ambient = std::move(saved);
+    std::chrono::nanoseconds delay{0};
+    if (result.kind() == HandlerResult::Kind::retry) retrying = schedule_retry(invocation, delay);
     if (report)
       best_effort([&] {
         const auto duration = std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -168,10 +189,16 @@ void HandlerDispatcher::invoke(const Invocation& invocation) noexcept {
                                             {{"handler", entry.name}, {"event", event.name.str()}});
             break;
           case HandlerResult::Kind::error:
-            events::kHandlerError.execute({{"duration", duration}}, {{"handler", entry.name},
-                                                                     {"event", event.name.str()},
-                                                                     {"reason", result.reason()}});
+          case HandlerResult::Kind::retry: {
+            nlohmann::json measurements{{"duration", duration}};
+            if (retrying) measurements["delay"] = delay.count();
+            events::kHandlerError.execute(std::move(measurements), {{"handler", entry.name},
+                                                                    {"event", event.name.str()},
+                                                                    {"reason", result.reason()},
+                                                                    {"attempt", attempt},
+                                                                    {"retrying", retrying}});
             break;
+          }
           case HandlerResult::Kind::ignored:
             events::kHandlerIgnored.execute({{"count", 1}},
                                             {{"handler", entry.name}, {"event", event.name.str()}});
@@ -179,7 +206,30 @@ void HandlerDispatcher::invoke(const Invocation& invocation) noexcept {
         }
       });
   }
-  complete(invocation.seq);
+  if (retrying) return false;
+  complete(seq);
+  return true;
+}
+
+bool HandlerDispatcher::schedule_retry(Invocation& invocation,
+                                       std::chrono::nanoseconds& delay) noexcept {
+  if (retry_.max_attempts != 0 && invocation.attempt >= retry_.max_attempts) return false;
+  try {
+    {
+      std::lock_guard lock(mutex_);
+      if (abandoned_) return false;
+      delay = backoff_delay(retry_, invocation.attempt, random_);
+      const Clock::time_point due = clock_->now() + delay;
+      ++invocation.attempt;
+      retries_.emplace(due, std::move(invocation));
+    }
+    // Every idle worker re-reads the earliest due time (one may be sleeping until a later
+    // one).
+    work_ready_.notify_all();
+    return true;
+  } catch (...) {
+    return false;  // no memory for the entry: the attempt counts as the last one
+  }
 }
 
 void HandlerDispatcher::complete(std::uint64_t seq) noexcept {
@@ -205,10 +255,32 @@ void HandlerDispatcher::worker_loop() {
     std::function<void()> task;
     {
       std::unique_lock lock(mutex_);
-      work_ready_.wait(lock, [&] { return !tasks_.empty() || stopping_; });
-      if (tasks_.empty()) return;  // stopping, and nothing left to run
-      task = std::move(tasks_.front());
-      tasks_.pop_front();
+      for (;;) {
+        if (!tasks_.empty()) {
+          task = std::move(tasks_.front());
+          tasks_.pop_front();
+          break;
+        }
+        if (!retries_.empty()) {
+          // The earliest retry: run it once due; abandoned, at once (invoke() drops it).
+          const auto first = retries_.begin();
+          if (abandoned_ || clock_->now() >= first->first) {
+            task = make_task(std::move(first->second));
+            retries_.erase(first);
+            break;
+          }
+          // Until it is due, a new task or retry, the clock moving, or abandon().
+          const Clock::time_point wake = clock_->wake_time(first->first);
+          if (wake == Clock::time_point::max()) {
+            work_ready_.wait(lock);
+          } else {
+            work_ready_.wait_until(lock, wake);
+          }
+          continue;
+        }
+        if (stopping_) return;  // nothing left to run, and no retry waiting
+        work_ready_.wait(lock);
+      }
     }
     task();
   }
@@ -238,13 +310,16 @@ Status HandlerDispatcher::terminate(Deadline deadline) {
     join();
     return {};
   }
-  // Out of time: what has not started will not run (each still completes its bookkeeping,
-  // quickly); the running invocations are joined by join().
+  // Out of time: what has not started will not run, nor will waiting retries (each still
+  // completes its bookkeeping, quickly); the running invocations are joined by join().
   abandoned_ = true;
   const std::size_t running = outstanding_.size();
-  return Status(Errc::timeout, std::to_string(running) +
-                                   " handler invocations had not finished; those not started "
-                                   "were dropped");
+  const std::size_t waiting = retries_.size();
+  lock.unlock();
+  work_ready_.notify_all();
+  std::string message = std::to_string(running) + " handler invocations had not finished";
+  if (waiting > 0) message += " (" + std::to_string(waiting) + " waiting for a retry)";
+  return Status(Errc::timeout, message + "; those not started were dropped");
 }
 
 void HandlerDispatcher::abandon() {
@@ -253,12 +328,15 @@ void HandlerDispatcher::abandon() {
     abandoned_ = true;
   }
   changed_.notify_all();
+  work_ready_.notify_all();  // waiting retries are released (and dropped) at once
 }
 
 void HandlerDispatcher::join() {
+  clock_subscription_.reset();  // its callback must not run while members go away
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
+    abandoned_ = true;  // waiting retries are dropped: nothing waits for the clock any more
   }
   work_ready_.notify_all();
   changed_.notify_all();

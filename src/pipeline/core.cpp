@@ -120,7 +120,8 @@ Core::Core(Config config)
                                                /*async=*/false);
     dispatcher_ = std::make_shared<HandlerDispatcher>(
         config.handlers, config.handler_concurrency,
-        std::max(config.handler_concurrency * options.max_demand, std::size_t{64}));
+        std::max(config.handler_concurrency * options.max_demand, std::size_t{64}),
+        config.handler_retry, clock_);
     options.dead_letter.reset();  // handlers' failures are their own (handler_retry)
     specs.emplace_back(dispatcher_, std::move(options));
     dead_letter_of.push_back(static_cast<std::size_t>(-1));
