@@ -49,6 +49,9 @@ constexpr auto kDeadline = 10s;
 Config config_with(std::shared_ptr<Adapter> adapter, AdapterOptions options = {}) {
   Config config;
   config.make_default = false;
+  // Failures are counted once here; the pipeline's retries through Batching are tested in
+  // BatchingTest.AFailedInnerBatchIsRetriedByThePipelineAndEndsDelivered.
+  config.pipeline.retry.max_attempts = 1;
   config.add_adapter(std::move(adapter), std::move(options));
   return config;
 }
@@ -221,6 +224,33 @@ TEST(BatchingTest, DeliveriesAfterTerminateFailAsClosedAndAreCounted) {
   EXPECT_EQ(batching.rejected(), 2U);
   EXPECT_TRUE(batching.flush(emissions::Deadline::max()).ok()) << "nothing is held after terminate";
   EXPECT_EQ(inner->terminations(), 1);
+}
+
+TEST(BatchingTest, AFailedInnerBatchIsRetriedByThePipelineAndEndsDelivered) {
+  auto inner = std::make_shared<RecordingAdapter>("warehouse");
+  inner->fail_next(1);  // unavailable: retriable
+  auto linger_clock = std::make_shared<ManualClock>();
+  auto retry_clock = std::make_shared<ManualClock>();
+  auto batching = std::make_shared<Batching>(
+      inner, BatchingOptions{.max_size = 10, .linger = 1h, .clock = linger_clock});
+  Config config = config_with(batching);
+  config.pipeline.retry = {.max_attempts = 3, .initial_backoff = std::chrono::milliseconds(10)};
+  config.clock = retry_clock;
+  Emitter emitter(std::move(config));
+  commit_events(emitter, 10);
+  // The inner batch of these ten fails; the pipeline hands them to Batching again once the
+  // retry clock passes the backoff, and the second inner batch delivers them.
+  // (The clock moves until they are: when the retry is scheduled is up to the consumer.)
+  ASSERT_TRUE(eventually([&] {
+    retry_clock->advance(std::chrono::milliseconds(10));
+    return emitter.stats().adapters.at(0).delivered == 10;
+  }));
+  ASSERT_TRUE(emitter.drain(kDeadline).ok());
+  const auto stats = emitter.stats().adapters.at(0);
+  EXPECT_EQ(stats.delivered, 10U);
+  EXPECT_EQ(stats.failed, 0U);
+  EXPECT_EQ(stats.retried, 10U);
+  EXPECT_EQ(payload_indexes(*inner), iota(10));
 }
 
 TEST(BatchingTest, InnerErrorIsReportedWithTheInnersNameAndLaterBatchesStillArrive) {
