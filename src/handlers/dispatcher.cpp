@@ -78,13 +78,27 @@ Status HandlerDispatcher::handle_events(std::span<const Event> batch) {
   // Invocations outlive this call, so they share one copy of the batch.
   auto events = std::make_shared<const std::vector<Event>>(batch.begin(), batch.end());
   const int depth = delivering_depth();
+  const DeliveringSettlement settlement = delivering_settlement();
+  const std::shared_ptr<SettlementTracker>* tracker =
+      settlement.tracker != nullptr && *settlement.tracker ? settlement.tracker : nullptr;
   for (std::size_t i = 0; i < events->size(); ++i) {
     const auto it = subscriptions_.find((*events)[i].name);
-    if (it == subscriptions_.end()) continue;
+    if (it == subscriptions_.end()) {
+      if (tracker != nullptr) {
+        (*tracker)->add(settlement.lane, SettlementTracker::Outcome::delivered, 1);
+      }
+      continue;
+    }
+    std::shared_ptr<SettleWhenDone> settle;
+    if (tracker != nullptr) settle = std::make_shared<SettleWhenDone>(*tracker, settlement.lane);
     for (Entry* entry : it->second)
-      submit(Invocation{entry, events, i, depth});
+      submit(Invocation{entry, events, i, depth, 0, 1, settle});
   }
   return {};
+}
+
+HandlerDispatcher::SettleWhenDone::~SettleWhenDone() {
+  tracker->add(lane, SettlementTracker::Outcome::delivered, 1);
 }
 
 void HandlerDispatcher::submit(Invocation invocation) {
@@ -207,6 +221,9 @@ bool HandlerDispatcher::invoke(Invocation& invocation) noexcept {
       });
   }
   if (retrying) return false;
+  // The event's settlement (when its commit asked for one) before the drain watermark moves,
+  // so a drain that returns has seen every callback of what it waited for.
+  invocation.settle.reset();
   complete(seq);
   return true;
 }

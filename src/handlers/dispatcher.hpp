@@ -35,6 +35,7 @@
 #include "emissions/clock.hpp"
 #include "emissions/config.hpp"
 #include "emissions/handler.hpp"
+#include "pipeline/settlement_tracker.hpp"
 
 namespace emissions::detail {
 
@@ -76,6 +77,17 @@ class HandlerDispatcher final : public Adapter {
 
  private:
   struct Entry;
+  // Settles one event for its commit's on_settled callback when the last invocation of it
+  // is gone (finished, or dropped by a shutdown). Made only when the commit has a callback.
+  struct SettleWhenDone {
+    std::shared_ptr<SettlementTracker> tracker;
+    std::size_t lane;
+    SettleWhenDone(std::shared_ptr<SettlementTracker> t, std::size_t l)
+        : tracker(std::move(t)), lane(l) {}
+    ~SettleWhenDone();
+    SettleWhenDone(const SettleWhenDone&) = delete;
+    SettleWhenDone& operator=(const SettleWhenDone&) = delete;
+  };
   struct Invocation {
     Entry* entry;
     std::shared_ptr<const std::vector<Event>> events;
@@ -83,6 +95,7 @@ class HandlerDispatcher final : public Adapter {
     int depth;
     std::uint64_t seq = 0;      // assigned by submit(); kept by every attempt
     std::uint32_t attempt = 1;  // 1 on the first run
+    std::shared_ptr<SettleWhenDone> settle = {};
   };
   struct Entry {
     std::shared_ptr<Handler> handler;

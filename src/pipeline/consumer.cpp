@@ -20,6 +20,7 @@ namespace emissions::detail {
 namespace {
 
 thread_local int t_delivering_depth = 0;
+thread_local DeliveringSettlement t_delivering_settlement;
 
 using SteadyClock = std::chrono::steady_clock;
 
@@ -89,6 +90,10 @@ int delivering_depth() noexcept {
 
 void set_delivering_depth(int depth) noexcept {
   t_delivering_depth = depth;
+}
+
+DeliveringSettlement delivering_settlement() noexcept {
+  return t_delivering_settlement;
 }
 
 void Core::run_consumer(Lane& lane, Consumer& consumer) noexcept {
@@ -215,12 +220,17 @@ void Core::deliver_sync(Lane& lane, Consumer& consumer, Batch& batch, std::size_
   DeliveryOutcome outcome;
   {
     const AdapterCallScope in_call(consumer);
+    t_delivering_settlement = {batch.tracker ? &batch.tracker : nullptr, lane.index};
     outcome = deliver_to(*lane.adapter, run, need_init, report);
+    t_delivering_settlement = {};
   }
   const auto count = static_cast<std::uint64_t>(run.size());
   if (outcome.status.ok()) {
     lane.counters->delivered.fetch_add(count, std::memory_order_relaxed);
-    if (batch.tracker) batch.tracker->add(lane.index, SettlementTracker::Outcome::delivered, count);
+    // The handler dispatcher settles its events itself, as their invocations finish.
+    if (batch.tracker && &lane != dispatcher_lane_) {
+      batch.tracker->add(lane.index, SettlementTracker::Outcome::delivered, count);
+    }
     if (!batch.dead_letter_of.empty()) credit_dead_letters(batch, run);
   } else if (lane.decides_failures()) {
     if (report) report_delivery(lane.name, run.size(), outcome);

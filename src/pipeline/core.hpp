@@ -54,6 +54,15 @@ struct DeliveryState;
 int delivering_depth() noexcept;
 void set_delivering_depth(int depth) noexcept;
 
+// The settlement tracker of the batch being delivered on this thread (null when its commit
+// asked for none) and the delivering lane's index: the handler dispatcher settles each
+// event for the commit's callback only once its invocations have finished.
+struct DeliveringSettlement {
+  const std::shared_ptr<SettlementTracker>* tracker = nullptr;
+  std::size_t lane = 0;
+};
+DeliveringSettlement delivering_settlement() noexcept;
+
 // A dead-letter lane delivered `run` (a part of `batch`): each source adapter's
 // dead_lettered counts its events.
 void credit_dead_letters(const Batch& batch, std::span<const Event> run) noexcept;

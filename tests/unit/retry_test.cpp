@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -587,6 +588,72 @@ TEST(PublishEventsTest, EventsKeepTheirIdsAndTimesAndOneWithoutAnIdPublishesNoth
   EXPECT_EQ(got[0].emitted_at, good.emitted_at);
   EXPECT_EQ(got[0].payload, good.payload);
   EXPECT_EQ(emitter.stats().committed, 1u);
+}
+
+}  // namespace
+
+namespace {
+
+// Blocks every invocation until released.
+class GateHandler final : public emissions::Handler {
+ public:
+  std::vector<emissions::EventName> events() const override { return {"paid"}; }
+  std::string_view name() const override { return "gate"; }
+  emissions::HandlerResult handle_event(const Event&) override {
+    std::unique_lock lock(mutex_);
+    ++entered_;
+    changed_.notify_all();
+    changed_.wait(lock, [&] { return open_; });
+    return emissions::HandlerResult::ok();
+  }
+  bool wait_entered(int n) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, 10s, [&] { return entered_ >= n; });
+  }
+  void open() {
+    std::lock_guard lock(mutex_);
+    open_ = true;
+    changed_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  int entered_ = 0;
+  bool open_ = false;
+};
+
+TEST(SettlementTest, HandlersSettleAnEventOnlyOnceItsInvocationsHaveFinished) {
+  auto gate = std::make_shared<GateHandler>();
+  auto sink = std::make_shared<RecordingAdapter>("sink");
+  Config config;
+  config.make_default = false;
+  config.handler_concurrency = 2;
+  config.add_adapter(sink).add_handler(gate);
+  Emitter emitter(std::move(config));
+  std::atomic<int> calls{0};
+  emissions::Settlement seen;
+  std::mutex mutex;
+  Transaction tx = emitter.start();
+  ASSERT_TRUE(tx.emit("paid", 1).ok());
+  ASSERT_TRUE(tx.emit("shipped", 2).ok());  // no handler wants it: settled when dispatched
+  ASSERT_TRUE(tx.commit([&](const emissions::Settlement& s) {
+                  std::lock_guard lock(mutex);
+                  seen = s;
+                  calls.fetch_add(1);
+                }).ok());
+  ASSERT_TRUE(gate->wait_entered(1));
+  EXPECT_EQ(emitter.drain(100ms).code(), Errc::timeout);
+  EXPECT_EQ(calls.load(), 0);  // the invocation of "paid" is still running
+  gate->open();
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  ASSERT_EQ(calls.load(), 1);
+  std::lock_guard lock(mutex);
+  ASSERT_EQ(seen.adapters.size(), 2u);
+  EXPECT_EQ(seen.adapters[0].name, "sink");
+  EXPECT_EQ(seen.adapters[0].delivered, 2u);
+  EXPECT_EQ(seen.adapters[1].name, "emissions.handlers");
+  EXPECT_EQ(seen.adapters[1].delivered + seen.adapters[1].filtered, 2u);
 }
 
 }  // namespace
