@@ -74,6 +74,7 @@ std::size_t DeliveryState::settle(std::size_t index, Outcome outcome, Status* er
       try {
         std::lock_guard lock(failures_mutex);
         failures.push_back({i, error != nullptr ? *error : Status(Errc::internal, "failed")});
+        deferred.store(true, std::memory_order_release);
       } catch (...) {
         // Out of memory: this one fails for good, undecided.
         counters->failed.fetch_add(1, std::memory_order_relaxed);
@@ -142,20 +143,23 @@ std::size_t DeliveryState::drop_failures(const char* reason) noexcept {
 void DeliveryState::complete() noexcept {
   // Failures wait for the consumer's decision in its retry box; they enter it before the
   // delivery leaves the window, so a drain never sees neither.
-  std::shared_ptr<DeliveryState> self;
-  {
-    std::lock_guard lock(window->mutex);
-    for (const auto& open : window->open) {
-      if (open.get() == this) self = open;
+  // (The happy path, nothing failed, takes no lock here.)
+  if (retries != nullptr && deferred.load(std::memory_order_acquire)) {
+    std::shared_ptr<DeliveryState> self;
+    {
+      std::lock_guard lock(window->mutex);
+      for (const auto& open : window->open) {
+        if (open.get() == this) self = open;
+      }
     }
-  }
-  bool undecided = false;
-  if (retries != nullptr && self != nullptr) {
+    bool undecided = false;
     {
       std::lock_guard lock(failures_mutex);
       undecided = !failures.empty();
     }
-    if (undecided) {
+    if (undecided && self == nullptr) {
+      (void)drop_failures("shutdown");  // not in a window: nobody will decide
+    } else if (undecided) {
       bool queued = false;
       {
         std::lock_guard lock(retries->mutex);
@@ -173,7 +177,6 @@ void DeliveryState::complete() noexcept {
       if (!queued) (void)drop_failures("shutdown");
     }
   }
-  self.reset();
   // Out of the window first, so the consumer and drains see the room at once.
   std::shared_ptr<DeliveryState> keep;  // the window's reference, dropped after the lock
   {

@@ -58,6 +58,7 @@ struct DeliveryState {
   std::shared_ptr<RetryBox> retries;
   std::mutex failures_mutex;
   std::vector<FailedEvent> failures;  // guarded by failures_mutex
+  std::atomic<bool> deferred{false};  // some failure went to `failures` (read without lock)
   // Counts what is still undecided in `failures` as dropped (shutdown). Returns how many.
   std::size_t drop_failures(const char* reason) noexcept;
 
