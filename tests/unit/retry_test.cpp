@@ -283,6 +283,89 @@ TEST(RetryTest, WithPartitionsOnlyTheFailedEventsConsumerWaits) {
   EXPECT_EQ(emitter.stats().adapters[0].retried, 1u);
 }
 
+// Known bugs (disabled until fixed; run with --gtest_also_run_disabled_tests). The consumer
+// checks for waiting retries only at the top of its loop (src/pipeline/consumer.cpp,
+// Core::run_consumer), not before each hand-over in Core::deliver: so the rest of a batch
+// it is cutting into runs, and a batch it took while waiting in deliver_async() for room in
+// its window, are handed before a retry that became due in the meantime.
+
+// Head-of-line within one commit: with max_demand 1 the commit is two runs.
+TEST(RetryTest, DISABLED_ARetriedEventIsDeliveredBeforeTheRestOfItsCommit) {
+  TelemetryRecorder retries("retry-runs", {kRetry});
+  auto clock = std::make_shared<ManualClock>();
+  auto adapter = std::make_shared<FaultyAdapter>("runs");
+  adapter->fail_batch(1, Status(Errc::unavailable, "down"));
+  Config config = manual_config(clock);
+  config.add_adapter(adapter, {.max_demand = 1});
+  Emitter emitter(std::move(config));
+  Transaction tx = emitter.start();
+  ASSERT_TRUE(tx.emit("first", 1).ok());
+  ASSERT_TRUE(tx.emit("second", 2).ok());
+  ASSERT_TRUE(tx.commit().ok());
+  ASSERT_TRUE(retries.wait_for(kRetry, 1, 10s));
+  clock->advance(100ms);
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  // Today: first, second, first.
+  EXPECT_EQ(names_of(adapter->received()), (std::vector<std::string>{"first", "first", "second"}));
+}
+
+// The same with partitions: one key's events are separate runs when another key's event
+// sits between them in the commit, and lose their order on a retry.
+TEST(RetryTest, DISABLED_PerKeyOrderWithinACommitSurvivesARetry) {
+  TelemetryRecorder retries("retry-runs-key", {kRetry});
+  auto clock = std::make_shared<ManualClock>();
+  auto adapter = std::make_shared<FaultyAdapter>("keyed");
+  adapter->fail_events([](const Event& e) { return e.name.str() == "created"; },
+                       Status(Errc::unavailable, "down"));
+  Config config = manual_config(clock);
+  config.add_adapter(
+      adapter,
+      {.concurrency = 2,
+       .partition_by = [](const Event& e) { return e.payload.at("customer").get<std::uint64_t>(); },
+       .retry = RetryPolicy{.max_attempts = 2, .initial_backoff = 100ms}});
+  Emitter emitter(std::move(config));
+  Transaction tx = emitter.start();
+  ASSERT_TRUE(tx.emit("created", {{"customer", 2}}).ok());
+  ASSERT_TRUE(tx.emit("other", {{"customer", 1}}).ok());
+  ASSERT_TRUE(tx.emit("paid", {{"customer", 2}}).ok());
+  ASSERT_TRUE(tx.commit().ok());
+  ASSERT_TRUE(retries.wait_for(kRetry, 1, 10s));
+  clock->advance(100ms);
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  std::vector<std::string> customer2;
+  for (const auto& r : adapter->received()) {
+    if (r.event.payload.at("customer") == 2) customer2.push_back(r.event.name.str());
+  }
+  // Today: created, paid, created.
+  EXPECT_EQ(customer2, (std::vector<std::string>{"created", "created", "paid"}));
+}
+
+// With max_in_flight 1 nothing but the failed delivery is in flight, yet the batch the
+// consumer took while its window was full goes first.
+TEST(RetryTest, DISABLED_ARetryIsNotOvertakenByABatchTakenWhileTheWindowWasFull) {
+  TelemetryRecorder retries("retry-window", {kRetry});
+  auto clock = std::make_shared<ManualClock>();
+  auto adapter = std::make_shared<FaultyAdapter>("windowed");
+  adapter->stall().fail_batch(1, Status(Errc::unavailable, "down"));
+  Config config = manual_config(clock);
+  config.add_adapter(adapter, {.max_in_flight = 1});
+  Emitter emitter(std::move(config));
+  ASSERT_TRUE(commit(emitter, "a", 1).ok());
+  ASSERT_TRUE(commit(emitter, "b", 1).ok());
+  // "a" is held in flight; the consumer takes "b" and waits for room in its window.
+  ASSERT_TRUE(adapter->wait_for_batches(1, 10s));
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (emitter.stats().adapters[0].queued != 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  ASSERT_EQ(emitter.stats().adapters[0].queued, 0u);
+  ASSERT_EQ(adapter->release(), 1u);  // "a" fails with unavailable: a retry is scheduled
+  ASSERT_TRUE(retries.wait_for(kRetry, 1, 10s));
+  clock->advance(100ms);
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  // Today: a, b, a.
+  EXPECT_EQ(names_of(adapter->received()), (std::vector<std::string>{"a", "a", "b"}));
+}
+
 TEST(RetryTest, ASynchronousAdapterErrorIsRetriedToo) {
   auto clock = std::make_shared<ManualClock>();
   auto adapter = std::make_shared<RecordingAdapter>("sync");
