@@ -109,7 +109,7 @@ void Core::run_consumer(Lane& lane, Consumer& consumer) noexcept {
     if (stop_.load(std::memory_order_acquire) == StopMode::abandon) break;
     // Retries first: while any waits, no new batch is taken (head-of-line).
     if (retries.size.load(std::memory_order_seq_cst) != 0) {
-      serve_retries(lane, consumer, need_init);
+      serve_retries_first(lane, consumer, need_init);
       continue;
     }
     Batch* batch = queue.ring.try_pop(consumer.claim);
@@ -180,6 +180,11 @@ void Core::deliver(Lane& lane, Consumer& consumer, Batch& batch, std::size_t pos
   auto hand_over = [&](std::size_t next) {
     const std::span<const Event> run(begin + run_start, run_length);
     run_length = 0;
+    // An earlier run of this batch (or a batch before it) failed and waits for a retry:
+    // that goes first (head-of-line), also for the rest of this batch.
+    if (consumer.retries->size.load(std::memory_order_seq_cst) != 0) {
+      serve_retries_first(lane, consumer, need_init);
+    }
     if (lane.async == nullptr) {
       if (stop_.load(std::memory_order_acquire) != StopMode::abandon) {
         deliver_sync(lane, consumer, batch, position, run, need_init);
@@ -249,7 +254,7 @@ bool Core::deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size
   Window& window = *consumer.window;
   // The window: at most max_in_flight unsettled deliveries. When it is full, ask the
   // adapter to send what it holds back, then wait for a settlement (or for shutdown).
-  if (window.size.load(std::memory_order_seq_cst) >= lane.options.max_in_flight) {
+  while (window.size.load(std::memory_order_seq_cst) >= lane.options.max_in_flight) {
     best_effort([&] {
       const AdapterCallScope in_call(consumer);
       (void)lane.adapter->flush(deadline_after(lane.options.block_timeout));
@@ -262,6 +267,11 @@ bool Core::deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size
         },
         Deadline::max());
     if (window.size.load(std::memory_order_seq_cst) >= lane.options.max_in_flight) return false;
+    // The delivery that made room may have failed: its retry goes before this run.
+    if (!consumer.serving_retries && consumer.retries->size.load(std::memory_order_seq_cst) != 0) {
+      serve_retries_first(lane, consumer, need_init);
+      if (stop_.load(std::memory_order_acquire) == StopMode::abandon) return false;
+    }
   }
 
   const bool report = delivery_reported();

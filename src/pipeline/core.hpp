@@ -148,6 +148,7 @@ struct Consumer {
   std::shared_ptr<Window> window;  // asynchronous adapters only
   std::shared_ptr<RetryBox> retries;
   std::uint64_t random_state = 0;  // backoff jitter (splitmix64), consumer thread only
+  bool serving_retries = false;    // inside serve_retries_first (consumer thread only)
   bool joined = false;
 };
 
@@ -317,6 +318,10 @@ class Core : public std::enable_shared_from_this<Core> {
   // Decides the asynchronous deliveries that finished with failures, then delivers the
   // first waiting retry when it is due, or sleeps until it is (or until woken).
   void serve_retries(Lane& lane, Consumer& consumer, bool& need_init) noexcept;
+  // Before handing over the next run of a batch: serves every waiting retry (sleeping until
+  // each is due) so that no event is handed before an earlier one's retry (head-of-line).
+  // Does nothing inside a retry's own delivery.
+  void serve_retries_first(Lane& lane, Consumer& consumer, bool& need_init) noexcept;
   void send_dead_letters(Lane& source, BatchPtr copies) noexcept;
   std::uint64_t drop_retries(Lane& lane, bool all, const char* reason) noexcept;
   std::chrono::nanoseconds backoff(const RetryPolicy& policy, std::uint32_t failed_attempts,

@@ -339,6 +339,16 @@ void Core::serve_retries(Lane& lane, Consumer& consumer, bool& need_init) noexce
   shared_->progress.notify();
 }
 
+void Core::serve_retries_first(Lane& lane, Consumer& consumer, bool& need_init) noexcept {
+  if (consumer.serving_retries) return;
+  consumer.serving_retries = true;
+  while (consumer.retries->size.load(std::memory_order_seq_cst) != 0 &&
+         stop_.load(std::memory_order_acquire) != StopMode::abandon) {
+    serve_retries(lane, consumer, need_init);
+  }
+  consumer.serving_retries = false;
+}
+
 std::uint64_t Core::drop_retries(Lane& lane, bool all, const char* reason) noexcept {
   std::uint64_t dropped = 0;
   for (auto& consumer : lane.consumers) {

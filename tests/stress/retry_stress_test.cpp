@@ -66,13 +66,10 @@ constexpr double kTransientRate = 0.05;
 constexpr int kPoisonThread = 5;
 constexpr std::size_t kPartitions = 4;
 // How many other commits may be handed fresh between two attempts of an event, per consumer.
-// The documented head-of-line rule (AdapterOptions::retry) allows none with max_in_flight 1,
-// and a synchronous adapter keeps it. An asynchronous consumer does not yet: it checks for
-// retries only between batches (src/pipeline/consumer.cpp, Core::run_consumer), so the batch
-// it took while its one delivery was in flight, waiting in deliver_async() for room in the
-// window, is handed as soon as that delivery fails, before the retry. One such batch per
-// failure; see RetryTest.DISABLED_ARetryIsNotOvertakenByABatchTakenWhileTheWindowWasFull.
-constexpr std::size_t kAsyncOvertaking = 1;
+// The documented head-of-line rule (AdapterOptions::retry) allows none with max_in_flight 1:
+// a consumer serves waiting retries before every run it hands over, also after waiting for
+// room in its window (RetryTest.ARetryIsNotOvertakenByABatchTakenWhileTheWindowWasFull).
+constexpr std::size_t kAsyncOvertaking = 0;
 
 std::uint64_t env_number(const char* name, std::uint64_t fallback) {
   const char* text = std::getenv(name);  // NOLINT(concurrency-mt-unsafe): read before threads
@@ -351,7 +348,7 @@ struct Sampled {
 // - head-of-line: between attempt k of an event and attempt k+1, the fresh events handed
 //   belong to the event's own commit (its other runs) or to at most `overtaking` other
 //   commits. The documented rule allows none (with max_in_flight 1 nothing else is in
-//   flight); see kAsyncOvertaking for what the pipeline does today.
+//   flight); see kAsyncOvertaking.
 // Returns the violations (at most 10) and counts the retries that other commits overtook.
 struct OrderReport {
   std::vector<std::string> violations;

@@ -290,7 +290,7 @@ TEST(RetryTest, WithPartitionsOnlyTheFailedEventsConsumerWaits) {
 // its window, are handed before a retry that became due in the meantime.
 
 // Head-of-line within one commit: with max_demand 1 the commit is two runs.
-TEST(RetryTest, DISABLED_ARetriedEventIsDeliveredBeforeTheRestOfItsCommit) {
+TEST(RetryTest, ARetriedEventIsDeliveredBeforeTheRestOfItsCommit) {
   TelemetryRecorder retries("retry-runs", {kRetry});
   auto clock = std::make_shared<ManualClock>();
   auto adapter = std::make_shared<FaultyAdapter>("runs");
@@ -311,7 +311,7 @@ TEST(RetryTest, DISABLED_ARetriedEventIsDeliveredBeforeTheRestOfItsCommit) {
 
 // The same with partitions: one key's events are separate runs when another key's event
 // sits between them in the commit, and lose their order on a retry.
-TEST(RetryTest, DISABLED_PerKeyOrderWithinACommitSurvivesARetry) {
+TEST(RetryTest, PerKeyOrderWithinACommitSurvivesARetry) {
   TelemetryRecorder retries("retry-runs-key", {kRetry});
   auto clock = std::make_shared<ManualClock>();
   auto adapter = std::make_shared<FaultyAdapter>("keyed");
@@ -342,7 +342,7 @@ TEST(RetryTest, DISABLED_PerKeyOrderWithinACommitSurvivesARetry) {
 
 // With max_in_flight 1 nothing but the failed delivery is in flight, yet the batch the
 // consumer took while its window was full goes first.
-TEST(RetryTest, DISABLED_ARetryIsNotOvertakenByABatchTakenWhileTheWindowWasFull) {
+TEST(RetryTest, ARetryIsNotOvertakenByABatchTakenWhileTheWindowWasFull) {
   TelemetryRecorder retries("retry-window", {kRetry});
   auto clock = std::make_shared<ManualClock>();
   auto adapter = std::make_shared<FaultyAdapter>("windowed");
