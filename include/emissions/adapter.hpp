@@ -42,7 +42,8 @@ class Adapter {
 
   /// Called on the consumer thread before the first batch, and again before the next batch
   /// after `handle_events` threw (a supervisor's restart). A non-ok result is reported as an
-  /// adapter error and `init()` is retried before the following batch; that batch fails.
+  /// adapter error and `init()` is retried before the following batch; that batch fails
+  /// with the result's code (and is retried if the code is retriable, see delivery.hpp).
   virtual Status init() { return {}; }
 
   /// Whether this adapter wants `event`. Default: every event. Called once per committed
@@ -56,9 +57,11 @@ class Adapter {
   }
 
   /// Delivers a batch (1..max_demand events, in commit order). The returned Status settles
-  /// every event of the batch: ok = delivered, an error = failed (reported as
-  /// `[emissions, adapter, error]`). An exception counts as an `internal` failure and makes
-  /// the consumer call init() before the next batch. The events are valid during the call.
+  /// every event of the batch: ok = delivered; an error (reported as
+  /// `[emissions, adapter, error]`) with a retriable code (unavailable, timeout, overloaded)
+  /// = handed over again later, per AdapterOptions::retry; any other error = failed. An
+  /// exception counts as an `internal` failure (not retried) and makes the consumer call
+  /// init() before the next batch. The events are valid during the call.
   virtual Status handle_events(std::span<const Event> batch) = 0;
 
   /// Called by Emitter::drain() (and so by shutdown) once every event committed before the

@@ -135,7 +135,12 @@ struct AdapterOptions {
   /// event the adapter wants, on the committing thread, with no lock of the library held.
   /// Must be thread-safe; an exception sends the event to consumer 0.
   std::function<std::uint64_t(const Event&)> partition_by = {};
-  /// PipelineOptions::retry when unset.
+  /// PipelineOptions::retry when unset. Order: per consumer, a retried event is delivered
+  /// again before any event committed after it that this consumer has not been handed yet
+  /// (head-of-line: the consumer takes no new batch while a retry waits, so its queue fills
+  /// and `overflow` applies). An AsyncAdapter's batches already in flight (max_in_flight >
+  /// 1) may be settled before the retry. With partition_by only the failed events'
+  /// consumer waits.
   std::optional<RetryPolicy> retry = {};
   /// Where events this adapter failed for good go: a copy of each, whose metadata gains
   /// "dead_letter" {adapter, reason, attempts, first_failed_at, last_failed_at}. Runs on its

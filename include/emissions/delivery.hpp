@@ -2,11 +2,14 @@
 /// emissions/delivery.hpp: settling events one by one, later, from any thread.
 ///
 /// Every committed event is settled exactly once for each adapter: delivered,
-/// failed, filtered (the adapter did not want it) or dropped (an overflow policy or a
-/// shutdown that timed out). A synchronous Adapter settles a whole batch with the Status its
-/// handle_events returns. An AsyncAdapter is handed each batch as a Delivery and settles its
-/// events when the destination confirms them: per event, from a client library's callback
-/// thread, after deliver() has returned.
+/// failed for good, filtered (the adapter did not want it) or dropped (an overflow policy or
+/// a shutdown that timed out). A synchronous Adapter settles a whole batch with the Status
+/// its handle_events returns. An AsyncAdapter is handed each batch as a Delivery and settles
+/// its events when the destination confirms them: per event, from a client library's
+/// callback thread, after deliver() has returned. An event failed with a retriable code (see
+/// retriable()) is not settled yet: the pipeline hands it over again later, per the
+/// adapter's RetryPolicy (emissions/config.hpp), in a new Delivery whose attempt() is one
+/// higher.
 ///
 /// @code
 ///   class Producer final : public emissions::AsyncAdapter {
@@ -42,7 +45,9 @@ struct DeliveryState;
 struct DeliveryAccess;
 }  // namespace detail
 
-/// Whether trying again may succeed: true for unavailable, timeout and overloaded.
+/// Whether trying again may succeed: true for unavailable, timeout and overloaded. The
+/// pipeline retries events failed with these codes (per RetryPolicy) and fails the others
+/// for good at once.
 [[nodiscard]] bool retriable(Errc code) noexcept;
 
 /// A move-only handle on one batch handed to an AsyncAdapter.
@@ -76,8 +81,8 @@ class Delivery {
   /// The batch's events, in commit order. Valid while this handle, or any unsettled event
   /// of it, lives: the handle keeps the batch's storage.
   [[nodiscard]] std::span<const Event> events() const noexcept;
-  /// 1 on the first delivery of these events. Always 1 for now: the pipeline does not
-  /// retry failed events yet.
+  /// 1 on the first delivery of these events; k + 1 when they failed k times with a
+  /// retriable code and are delivered again (a retry brings only the events that failed).
   [[nodiscard]] std::uint32_t attempt() const noexcept;
 
   /// Every unsettled event was delivered.
@@ -89,8 +94,9 @@ class Delivery {
   /// events()[index] failed with `error`. An index out of range is ignored.
   void fail(std::size_t index, Status error) noexcept;
   /// A lower bound on the delay before the events this handle fails afterwards are tried
-  /// again (a server's Retry-After). Call it before the fail() it qualifies. Recorded only:
-  /// the pipeline does not retry failed events yet, so today it has no effect.
+  /// again (a server's Retry-After). Call it before the fail() it qualifies. The largest one
+  /// given wins; it is not capped by RetryPolicy::max_backoff. No effect on events failed
+  /// with a code that is not retriable, or on their last attempt.
   void retry_after(std::chrono::milliseconds delay) noexcept;
   /// True once every event is settled, including by a shutdown that counted it dropped.
   [[nodiscard]] bool settled() const noexcept;
@@ -109,6 +115,13 @@ class Delivery {
 /// is full the consumer calls flush() (an adapter that holds batches back should send them)
 /// and waits for a settlement. drain() waits until the events committed before it are
 /// settled; shutdown counts what is still unsettled at its deadline as dropped.
+///
+/// Retries and order: events failed with a retriable code come back in a new Delivery
+/// after their backoff, before any batch this consumer has not been handed yet
+/// (head-of-line). Batches already handed over when the failure is decided (up to
+/// max_in_flight - 1 of them) are not held back and may be settled first (use
+/// max_in_flight = 1 where order matters more than throughput), nor is the rest of the
+/// same commit when max_demand cut it into several batches.
 ///
 /// @code
 ///   class Sink final : public emissions::AsyncAdapter {

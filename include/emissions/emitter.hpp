@@ -16,9 +16,12 @@
 ///   // the destructor shuts down gracefully (drain, terminate adapters, join threads)
 /// @endcode
 ///
-/// Every committed event reaches every interested adapter exactly once, in batches of at
-/// most max_demand; one transaction's events arrive in emit order and one thread's
-/// transactions in commit order (with concurrency > 1, per consumer: see AdapterOptions).
+/// Every committed event is handed to every interested adapter, in batches of at most
+/// max_demand, and settled exactly once for it (emissions/settlement.hpp); an event failed
+/// with a retriable code is handed over again after a backoff (AdapterOptions::retry), so
+/// delivery is at least once. One transaction's events arrive in emit order and one
+/// thread's transactions in commit order (with concurrency > 1, per consumer: see
+/// AdapterOptions), a retried event before the later events of its consumer.
 /// Each adapter has its own queue, so a slow adapter never delays the others; a full queue
 /// applies that adapter's Overflow policy, and every drop is counted in stats() and
 /// reported as `[emissions, event, dropped]`.
@@ -77,14 +80,17 @@ class Emitter {
   Status publish(std::vector<Event> events, std::function<void(const Settlement&)> on_settled = {});
 
   /// Waits until everything committed before the call has been handled (delivered, failed,
-  /// filtered or dropped) by every adapter, including what handlers cascade from it.
+  /// filtered or dropped) by every adapter, including what handlers cascade from it, the
+  /// retries of what failed with a retriable code (a retry waiting for its backoff is not
+  /// handled yet) and the dead-letter copies of what failed for good.
   /// timeout when the deadline passes first; closed once shutdown has begun;
   /// invalid_argument from one of this emitter's delivery or handler threads (it would
   /// wait for itself); otherwise the first error of an adapter's flush(), if any.
   Status drain(std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
-  /// Stops accepting commits (later emit/commit return closed), drains until the deadline,
-  /// calls every adapter's terminate() and joins every thread. When an adapter is still busy
+  /// Stops accepting commits (later emit/commit return closed), drains until the deadline
+  /// (retrying on schedule meanwhile), calls every adapter's terminate() and joins every
+  /// thread. When an adapter is still busy
   /// at the deadline, returns timeout naming each adapter and how many events it did not
   /// deliver; those events are counted as dropped (reason "shutdown"); a consumer still
   /// inside an adapter call is left for the destructor to join. Otherwise returns the first
