@@ -120,8 +120,8 @@ class Delivery {
 /// after their backoff, before any batch this consumer has not been handed yet
 /// (head-of-line). Batches already handed over when the failure is decided (up to
 /// max_in_flight - 1 of them) are not held back and may be settled first (use
-/// max_in_flight = 1 where order matters more than throughput), nor is the rest of the
-/// same commit when max_demand cut it into several batches.
+/// max_in_flight = 1 where order matters more than throughput). The rest of the same
+/// commit, when max_demand cut it into runs, waits behind the retry unless already handed.
 ///
 /// @code
 ///   class Sink final : public emissions::AsyncAdapter {
