@@ -1,8 +1,11 @@
 #include "emissions/adapters/batching.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
+#include <functional>
 #include <iterator>
+#include <limits>
 #include <memory>
 #include <new>
 #include <string>
@@ -11,8 +14,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/best_effort.hpp"
 #include "common/config_check.hpp"
 #include "common/exceptions.hpp"
+#include "common/parking.hpp"
+#include "common/wait.hpp"
 #include "emissions/batch_buffer.hpp"
 #include "emissions/telemetry.hpp"
 #include "pipeline/adapter_call.hpp"
@@ -88,9 +94,98 @@ void settle(Items& items, const Status& status) noexcept {
 
 }  // namespace
 
+// Counters, and what an asynchronous inner's settlements report to flush() and held(). The
+// settlement callbacks share it: they may run after Batching is gone.
+struct Batching::Shared {
+  static constexpr std::uint64_t kNone = std::numeric_limits<std::uint64_t>::max();
+
+  explicit Shared(std::string inner_name) : name(std::move(inner_name)) {}
+
+  const std::string name;  // the inner's, for telemetry
+  std::atomic<std::uint64_t> delivered{0};
+  std::atomic<std::uint64_t> failed{0};
+  std::atomic<std::size_t> unsettled{0};  // events an asynchronous inner has not settled yet
+  // Inner batches handed to an asynchronous inner, numbered from 1 by the flusher.
+  std::atomic<std::uint64_t> handed{0};           // the last one's number
+  std::atomic<std::uint64_t> oldest_open{kNone};  // the oldest one not settled, or kNone
+  std::mutex mutex;
+  std::vector<std::uint64_t> open;  // guarded by mutex: the unsettled ones, ascending
+  detail::WaitChannel settled;      // notified when an inner batch is settled
+
+  // One batch handed to an asynchronous inner: its items, settled one by one as the inner
+  // settles the event of the same index.
+  struct InnerBatch {
+    std::shared_ptr<Shared> shared;
+    std::vector<Item> items;
+    std::uint64_t number = 0;
+    bool report = false;
+    std::chrono::steady_clock::time_point started;
+    std::atomic<std::size_t> unsettled{0};
+    std::atomic<std::uint64_t> delivered{0};
+    std::atomic<std::uint64_t> failed{0};
+    std::atomic<bool> has_error{false};
+    Status first_error;  // written once, by whoever wins has_error
+
+    // The inner settled its event `index`: settles the item as it was (counted first).
+    void settle(std::size_t index, bool ok, const Status* error) noexcept {
+      if (index >= items.size()) return;
+      const Item& item = items[index];
+      shared->unsettled.fetch_sub(1, std::memory_order_seq_cst);
+      if (ok) {
+        delivered.fetch_add(1, std::memory_order_relaxed);
+        shared->delivered.fetch_add(1, std::memory_order_relaxed);
+        item.delivery->ack(item.index);
+      } else {
+        Status status(Errc::internal, std::string());
+        detail::best_effort([&] {
+          status = error != nullptr ? *error : Status(Errc::internal, "not delivered by the inner");
+        });
+        if (!has_error.exchange(true, std::memory_order_acq_rel)) {
+          detail::best_effort([&] { first_error = status; });
+        }
+        failed.fetch_add(1, std::memory_order_relaxed);
+        shared->failed.fetch_add(1, std::memory_order_relaxed);
+        item.delivery->fail(item.index, std::move(status));
+      }
+      // Last, so that whoever completes the batch knows every item was settled.
+      if (unsettled.fetch_sub(1, std::memory_order_acq_rel) == 1) complete();
+    }
+
+    // Every item settled: telemetry, then flush() may see the batch settled.
+    void complete() noexcept {
+      const std::uint64_t ok = delivered.load(std::memory_order_relaxed);
+      const std::uint64_t bad = failed.load(std::memory_order_relaxed);
+      if (report) {
+        detail::best_effort([&] {
+          detail::DeliveryOutcome outcome;
+          outcome.duration_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    std::chrono::steady_clock::now() - started)
+                                    .count();
+          const nlohmann::json extra = {{"batching", true}};
+          if (ok != 0) detail::report_delivery(shared->name, ok, outcome, extra);
+          if (bad != 0) {
+            outcome.status = first_error.ok() ? Status(Errc::internal, "failed") : first_error;
+            detail::report_delivery(shared->name, bad, outcome, extra);
+          }
+        });
+      }
+      {
+        std::lock_guard lock(shared->mutex);
+        auto& open = shared->open;
+        open.erase(std::remove(open.begin(), open.end(), number), open.end());
+        shared->oldest_open.store(open.empty() ? kNone : open.front(), std::memory_order_seq_cst);
+      }
+      shared->settled.notify();
+      items.clear();  // lets go of the pipeline's Deliveries now
+    }
+  };
+};
+
 Batching::Batching(std::shared_ptr<Adapter> inner, BatchingOptions options)
     : inner_(std::move(inner)), options_(std::move(options)) {
   validate(inner_, options_);
+  async_inner_ = dynamic_cast<AsyncAdapter*>(inner_.get());
+  shared_ = std::make_shared<Shared>(std::string(inner_->name()));
   BatchBufferOptions<Item> buffer_options{
       .name = "batching:" + std::string(inner_->name()),
       .partitions = 1,  // one flusher: the inner sees one call at a time, in order
@@ -141,8 +236,16 @@ void Batching::deliver(Delivery delivery) {
   if (options_.linger.count() == 0) buffer_->flush();
 }
 
+std::uint64_t Batching::delivered() const noexcept {
+  return shared_->delivered.load(std::memory_order_relaxed);
+}
+
+std::uint64_t Batching::failed() const noexcept {
+  return shared_->failed.load(std::memory_order_relaxed);
+}
+
 std::size_t Batching::held() const {
-  std::size_t count = 0;
+  std::size_t count = shared_->unsettled.load(std::memory_order_seq_cst);
   for (const BatchBufferPartitionInfo& partition : buffer_->info())
     count += partition.size + partition.in_flight;
   return count;
@@ -155,7 +258,27 @@ Status Batching::flush(Deadline deadline) {
     // closed: terminate() raced this call; it delivers what is left.
     if (s.code() != Errc::closed) first.update(s);
   }
-  if (first.code() != Errc::timeout) return first;
+  if (first.code() != Errc::timeout) {
+    if (async_inner_ == nullptr) return first;
+    // Everything is handed over; wait for the inner to settle it (not past flush_timeout).
+    const std::uint64_t last = shared_->handed.load(std::memory_order_seq_cst);
+    const Deadline limit = std::min(deadline, deadline_after(options_.flush_timeout));
+    const bool settled = detail::wait_until(
+        shared_->settled,
+        [&] { return shared_->oldest_open.load(std::memory_order_seq_cst) > last; }, limit);
+    if (!settled) {
+      return Status(Errc::timeout,
+                    "Batching '" + std::string(inner_->name()) +
+                        "': " + std::to_string(shared_->unsettled.load(std::memory_order_seq_cst)) +
+                        " events handed to the inner not settled by it " +
+                        (expired(deadline) ? "at the deadline"
+                                           : "within flush_timeout (" +
+                                                 detail::describe(options_.flush_timeout) + ")"));
+    }
+    // The inner's failures are not returned: each settled its event (which the pipeline
+    // retries or counts), like the failures of any AsyncAdapter.
+    return first;
+  }
   const BatchBufferPartitionInfo now = buffer_->info().at(0);
   const std::string held = std::to_string(now.size + now.in_flight) + " events still held (" +
                            in_call(now.in_flight) + ")";
@@ -217,7 +340,6 @@ Status Batching::terminate(Deadline deadline) {
 }
 
 Status Batching::deliver_batch(std::vector<Item>&& items) {
-  Status status;
   std::vector<Event> events;
   try {
     // The inner needs the events side by side: copies, read through the kept Deliveries.
@@ -225,75 +347,97 @@ Status Batching::deliver_batch(std::vector<Item>&& items) {
     for (const Item& item : items)
       events.push_back(item.delivery->events()[item.index]);
   } catch (const std::exception& e) {
-    status = Status(Errc::internal, std::string("Batching could not copy the batch: ") + e.what());
-    failed_.fetch_add(items.size(), std::memory_order_relaxed);
+    const Status status(Errc::internal,
+                        std::string("Batching could not copy the batch: ") + e.what());
+    shared_->failed.fetch_add(items.size(), std::memory_order_relaxed);
+    settle(items, status);
+    return status;
   }
-  if (status.ok()) status = call_inner(std::move(events));
+  if (async_inner_ != nullptr)
+    return call_async(*async_inner_, std::move(items), std::move(events));
+  const Status status = call_inner(std::move(events));
   settle(items, status);
   return status;
 }
 
 Status Batching::call_inner(std::vector<Event>&& events) {
-  if (auto* async = dynamic_cast<AsyncAdapter*>(inner_.get())) {
-    return call_async(*async, std::move(events));
-  }
   const bool report = detail::delivery_reported();
   const detail::DeliveryOutcome outcome =
       detail::deliver_to(*inner_, std::span<const Event>(events), need_init_, report);
   const auto count = static_cast<std::uint64_t>(events.size());
-  (outcome.status.ok() ? delivered_ : failed_).fetch_add(count, std::memory_order_relaxed);
+  (outcome.status.ok() ? shared_->delivered : shared_->failed)
+      .fetch_add(count, std::memory_order_relaxed);
   if (report) detail::report_delivery(inner_->name(), events.size(), outcome, {{"batching", true}});
   return outcome.status;
 }
 
-Status Batching::call_async(AsyncAdapter& inner, std::vector<Event>&& events) {
-  // An asynchronous inner gets a Delivery of its own (asked to flush at once); the batch is
-  // delivered when it acknowledged every event within flush_timeout, and failed otherwise.
+Status Batching::call_async(AsyncAdapter& inner, std::vector<Item>&& items,
+                            std::vector<Event>&& events) {
+  // The inner gets a Delivery of its own and is asked to flush at once; each of its
+  // settlements settles the item of the same index, on the settling thread (Shared).
   const bool report = detail::delivery_reported();
-  const auto started = std::chrono::steady_clock::now();
-  const std::size_t count = events.size();
-  detail::DeliveryOutcome outcome;
+  const std::size_t count = items.size();
+  Status status;
   if (need_init_) {
     try {
-      outcome.status = inner.init();
+      status = inner.init();
     } catch (const std::exception& e) {
-      outcome.status = Status(Errc::internal, e.what());
+      status = Status(Errc::internal, e.what());
     } catch (...) {
-      outcome.status = Status(Errc::internal, "unknown exception");
+      status = Status(Errc::internal, "unknown exception");
     }
-    if (!outcome.status.ok()) {
-      failed_.fetch_add(count, std::memory_order_relaxed);
-      outcome.status = Status(outcome.status.code(), "init failed: " + outcome.status.message());
-      if (report) detail::report_delivery(inner.name(), count, outcome, {{"batching", true}});
-      return outcome.status;
+    if (!status.ok()) {
+      status = Status(status.code(), "init failed: " + status.message());
+    } else {
+      need_init_ = false;
     }
-    need_init_ = false;
   }
-  const detail::DetachedOutcome settled =
-      detail::deliver_detached(inner, std::move(events), deadline_after(options_.flush_timeout));
-  delivered_.fetch_add(settled.delivered, std::memory_order_relaxed);
-  failed_.fetch_add(settled.failed + settled.unsettled, std::memory_order_relaxed);
-  if (settled.failed != 0) {
-    outcome.status =
-        settled.first_error.ok() ? Status(Errc::internal, "events failed") : settled.first_error;
-  } else if (settled.unsettled != 0) {
-    outcome.status = Status(Errc::timeout, std::to_string(settled.unsettled) +
-                                               " events were not settled within flush_timeout");
+  std::shared_ptr<Shared::InnerBatch> batch;
+  detail::DeliveryState::SettledCallback on_settled;
+  if (status.ok()) {
+    try {
+      batch = std::make_shared<Shared::InnerBatch>();
+      on_settled = [batch](std::size_t index, bool ok, const Status* error) noexcept {
+        batch->settle(index, ok, error);
+      };
+      std::lock_guard lock(shared_->mutex);
+      const std::uint64_t number = shared_->handed.load(std::memory_order_relaxed) + 1;
+      shared_->open.push_back(number);
+      batch->number = number;
+      if (shared_->open.size() == 1) {
+        shared_->oldest_open.store(number, std::memory_order_seq_cst);
+      }
+      shared_->handed.store(number, std::memory_order_seq_cst);
+    } catch (const std::exception& e) {
+      status = Status(Errc::internal,
+                      std::string("Batching could not hand the batch over: ") + e.what());
+    }
   }
-  if (!outcome.status.ok() && settled.delivered != 0) {
-    // Some of the batch was delivered: all of it fails here (see the header).
-    outcome.status = Status(outcome.status.code(),
-                            outcome.status.message() + " (" +
-                                std::to_string(settled.failed + settled.unsettled) + " of " +
-                                std::to_string(count) + " events of this inner batch)");
+  if (!status.ok()) {
+    shared_->failed.fetch_add(count, std::memory_order_relaxed);
+    if (report) {
+      detail::report_delivery(inner.name(), count, {status, false, 0}, {{"batching", true}});
+    }
+    settle(items, status);
+    return status;
   }
-  if (report) {
-    outcome.duration_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                              std::chrono::steady_clock::now() - started)
-                              .count();
-    detail::report_delivery(inner.name(), count, outcome, {{"batching", true}});
+  // The inner's attempt: the highest of the pipeline Deliveries its events come from.
+  std::uint32_t attempt = 1;
+  for (const Item& item : items)
+    attempt = std::max(attempt, item.delivery->attempt());
+  batch->shared = shared_;
+  batch->items = std::move(items);
+  batch->report = report;
+  if (report) batch->started = std::chrono::steady_clock::now();
+  batch->unsettled.store(count, std::memory_order_relaxed);
+  shared_->unsettled.fetch_add(count, std::memory_order_seq_cst);
+  // A throw has failed the events already (through on_settled); init() runs again next.
+  if (!detail::deliver_detached(inner, std::move(events), attempt, std::move(on_settled)).ok()) {
+    need_init_ = true;
+  } else if (batch->unsettled.load(std::memory_order_acquire) != 0) {
+    detail::best_effort([&] { (void)inner.flush(deadline_after(options_.flush_timeout)); });
   }
-  return outcome.status;
+  return {};
 }
 
 }  // namespace emissions::adapters

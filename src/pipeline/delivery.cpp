@@ -3,7 +3,6 @@
 
 #include "common/best_effort.hpp"
 #include "common/exceptions.hpp"
-#include "common/wait.hpp"
 #include "pipeline/adapter_call.hpp"
 #include "telemetry/events.hpp"
 
@@ -65,10 +64,14 @@ std::size_t DeliveryState::settle(std::size_t index, Outcome outcome, Status* er
   if (first >= events.size()) return 0;
   // A failure the consumer decides on (retry, dead letter) is recorded, not counted.
   const bool defer = outcome == Outcome::failed && retries != nullptr;
+  const bool notify = static_cast<bool>(on_settled);  // a detached delivery's listener
   std::size_t count = 0;
   for (std::size_t i = first; i < last; ++i) {
     if (settled[i].exchange(1, std::memory_order_acq_rel) != 0) continue;  // first one wins
     ++count;
+    if (notify) {
+      on_settled(i, outcome == Outcome::delivered, outcome == Outcome::failed ? error : nullptr);
+    }
     if (outcome == Outcome::dropped) report_dropped_event(counters->name, events[i], reason);
     if (defer) {
       try {
@@ -234,38 +237,34 @@ std::shared_ptr<DeliveryState> make_detached_delivery(std::string_view adapter_n
   return state;
 }
 
-DetachedOutcome deliver_detached(AsyncAdapter& adapter, std::vector<Event> events,
-                                 Deadline deadline) noexcept {
-  DetachedOutcome out;
+Status deliver_detached(AsyncAdapter& adapter, std::vector<Event> events, std::uint32_t attempt,
+                        DeliveryState::SettledCallback on_settled) noexcept {
   const std::size_t n = events.size();
   std::shared_ptr<DeliveryState> state;
   try {
     state = make_detached_delivery(adapter.name(), std::move(events));
   } catch (...) {
-    out.failed = n;
-    out.first_error = Status(Errc::internal, std::string());
-    best_effort([&] { out.first_error = Status(Errc::internal, describe_current_exception()); });
-    return out;
+    Status error(Errc::internal, std::string());
+    best_effort([&] { error = Status(Errc::internal, describe_current_exception()); });
+    if (on_settled) {
+      for (std::size_t i = 0; i < n; ++i)
+        on_settled(i, false, &error);
+    }
+    return error;
   }
+  state->batch->attempt = attempt;
+  state->on_settled = std::move(on_settled);  // before anyone else sees the state
   try {
     adapter.deliver(DeliveryAccess::make(state));
-    if (state->unsettled.load(std::memory_order_acquire) != 0) (void)adapter.flush(deadline);
   } catch (...) {
     Status error(Errc::internal, std::string());
     best_effort([&] { error = Status(Errc::internal, describe_current_exception()); });
+    Status returned(Errc::internal, std::string());
+    best_effort([&] { returned = error; });  // settle() may take its argument
     state->settle(DeliveryState::kAll, DeliveryState::Outcome::failed, &error, nullptr);
+    return returned;
   }
-  Window& window = *state->window;
-  wait_until(
-      window.freed, [&] { return state->unsettled.load(std::memory_order_acquire) == 0; },
-      deadline);
-  out.unsettled = state->unsettled.load(std::memory_order_acquire);
-  out.delivered = state->delivered.load(std::memory_order_relaxed);
-  out.failed = state->failed.load(std::memory_order_relaxed);
-  if (out.unsettled == 0 && state->has_error.load(std::memory_order_acquire)) {
-    best_effort([&] { out.first_error = state->first_error; });
-  }
-  return out;
+  return {};
 }
 
 }  // namespace detail

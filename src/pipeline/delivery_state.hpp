@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -62,6 +63,15 @@ struct DeliveryState {
   // Counts what is still undecided in `failures` as dropped (shutdown). Returns how many.
   std::size_t drop_failures(const char* reason) noexcept;
 
+  // Detached deliveries only (empty in a pipeline): called by settle() for each event it
+  // settles, with the event's index, whether it was delivered, and its failure's Status
+  // (null when delivered or dropped), on the settling thread, with no lock of the library
+  // held, before the delivery's tallies count it. Set before the handle is given out; must
+  // not throw.
+  using SettledCallback =
+      std::function<void(std::size_t index, bool delivered, const Status* error)>;
+  SettledCallback on_settled;
+
  private:
   void complete() noexcept;
 };
@@ -71,18 +81,15 @@ struct DeliveryState {
 std::shared_ptr<DeliveryState> make_detached_delivery(std::string_view adapter_name,
                                                       std::vector<Event> events);
 
-// Hands a detached delivery of `events` to `adapter`, asks it to flush what it holds back,
-// and waits until every event is settled or `deadline` passes. The tallies and the first
-// failure's Status; events still unsettled at the deadline stay in the adapter's hands (their
-// later settlement is harmless). Never throws.
-struct DetachedOutcome {
-  std::uint64_t delivered = 0;
-  std::uint64_t failed = 0;
-  std::uint64_t unsettled = 0;
-  Status first_error;
-};
-DetachedOutcome deliver_detached(AsyncAdapter& adapter, std::vector<Event> events,
-                                 Deadline deadline) noexcept;
+// Hands a detached delivery of `events` to `adapter`, its attempt() being `attempt`, and
+// returns at once: `on_settled` (see DeliveryState) reports each event as it is settled,
+// from whichever thread settles it (inline, for what deliver() settles itself). When the
+// delivery cannot be made (out of memory) or deliver() throws, the events not yet settled
+// fail with `internal` through `on_settled`, and that Status is returned (a throw means
+// init() again); otherwise ok. Events the adapter never settles are never reported. Never
+// throws.
+Status deliver_detached(AsyncAdapter& adapter, std::vector<Event> events, std::uint32_t attempt,
+                        DeliveryState::SettledCallback on_settled) noexcept;
 
 struct DeliveryAccess {
   static Delivery make(std::shared_ptr<DeliveryState> state) noexcept {

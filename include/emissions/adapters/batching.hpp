@@ -20,18 +20,22 @@
 /// hold events of several Deliveries: each event is settled by itself, by its index. When
 /// an inner batch fails, exactly its events fail, with the inner's Status (so the pipeline
 /// retries them when the code is retriable); the events of the other inner batches are
-/// delivered. `drain()` therefore returns once the inner has really taken the events.
+/// delivered. An asynchronous inner settles event by event, and so does Batching: each
+/// event exactly as the inner settled its copy. `drain()` therefore returns once the inner
+/// has really taken the events.
 ///
 /// Inner. A synchronous inner gets each batch through handle_events; its Status settles the
-/// batch. An asynchronous inner (an AsyncAdapter such as JsonLines) gets it as a Delivery, is
-/// asked to flush() at once, and Batching waits up to `flush_timeout` for its settlements.
-/// All delivered: the batch's events are acknowledged. Otherwise every event of that batch
-/// fails, with the inner's first failure (or timeout, for events not settled in time): an
-/// inner that acknowledges some events of a batch and fails others (JsonLines with one event
-/// it cannot serialize) has all of that batch's events failed here, since a detached
-/// Delivery does not yet tell Batching which events failed. At-least-once holds (a retry
-/// may repeat the ones the inner did write); delivered() and failed() count what the inner
-/// reported.
+/// batch. An asynchronous inner (an AsyncAdapter such as JsonLines) gets it as a Delivery of
+/// its own and is asked to flush() at once (so an inner that holds batches back sends it);
+/// Batching does not wait for its settlements: each event is settled as the inner settles
+/// its copy, on the thread that settles it (inline, for an inner that settles in deliver()),
+/// acknowledged or failed with that event's own Status. An inner that acknowledges some
+/// events of a batch and fails others (JsonLines with one event it cannot serialize) thus
+/// fails exactly those. The inner's Delivery::attempt() is the highest attempt among the
+/// pipeline Deliveries its events come from (1 unless one of them is a retry). The inner
+/// gets its next batch while earlier ones are unsettled; how many it holds is bounded by
+/// the pipeline's window (see Window). Events it never settles stay unsettled here too:
+/// drain() times out and shutdown counts them as dropped, as for any AsyncAdapter.
 ///
 /// Delivery. deliver() keeps the Delivery and puts references to its events into the
 /// buffer (no copy yet); the inner receives them later, on the buffer's flusher thread, as
@@ -44,7 +48,8 @@
 /// (default 16) unsettled Deliveries per consumer, and calls flush() when that window is
 /// full. A Delivery here stays unsettled until its inner batch settled, so an inner batch
 /// gathers at most `max_in_flight` pipeline batches: raise it to let batches fill, e.g.
-/// `{.max_in_flight = 256}` for `max_size = 500` and transactions of a few events.
+/// `{.max_in_flight = 256}` for `max_size = 500` and transactions of a few events. The same
+/// window bounds what an asynchronous inner holds unsettled.
 ///
 /// Backpressure. At most about `2 * max_size` events are held (one batch being delivered,
 /// one filling, which may overshoot by one pipeline batch). When both are full, deliver()
@@ -53,8 +58,9 @@
 ///
 /// Lifecycle. The inner's init() runs on the flusher thread before its first batch, and
 /// again before the next batch after handle_events threw or init() failed (the pipeline's
-/// restart rule). flush() (called by Emitter::drain, hence by shutdown) delivers everything
-/// held and returns the first error, or timeout at its deadline. terminate() delivers what
+/// restart rule), and after its deliver() threw. flush() (called by Emitter::drain, hence by
+/// shutdown) delivers everything held and returns the first error, or timeout at its
+/// deadline. terminate() delivers what
 /// it can by its deadline; the events still waiting then are not handed to the inner and
 /// are left unsettled (counted in dropped()), so the pipeline's shutdown counts them as
 /// dropped (reason "shutdown"); outside a pipeline they fail as "delivery abandoned" when
@@ -67,9 +73,12 @@
 ///
 /// Telemetry. Per inner batch: `[emissions, adapter, success|error]`, measurements
 /// `{"duration"}` (ns), metadata `{"adapter": inner's name, "event_count", "batching": true}`
-/// (+ "reason" for errors). "batching" tells these apart from the pipeline's own events for
-/// this adapter, which carry the same name and report the settlement of its Deliveries. The
-/// buffer adds its own `[batch_buffer, ...]` events under the name `"batching:<inner name>"`.
+/// (+ "reason" for errors); an asynchronous inner's batch, once all its events are settled,
+/// reports its delivered events as success and its failed ones as error (with the first
+/// failure's reason), on the thread that settled the last one. "batching" tells these apart from
+/// the pipeline's own events for this adapter, which carry the same name and report the settlement
+/// of its Deliveries. The buffer adds its own `[batch_buffer, ...]` events under the name
+/// `"batching:<inner name>"`.
 ///
 /// Not for: delivery that must survive a crash: held events live in memory until the inner
 /// has them.
@@ -117,7 +126,9 @@ struct BatchingOptions {
   std::chrono::milliseconds insert_timeout{5'000};
   /// 1 ms..kMaxTimeout: an inner call running longer is reported (`[batch_buffer, flush,
   /// exception]`, kind "timeout"), and flush() stops waiting for it and returns timeout.
-  /// The call itself is not interrupted.
+  /// The call itself is not interrupted. For an asynchronous inner, also the deadline of the
+  /// inner's flush() after each batch, and the longest flush() waits for its settlements
+  /// (what is still unsettled then is not failed: it stays in the inner's hands).
   std::chrono::milliseconds flush_timeout{30'000};
   /// The time source of linger, insert_timeout and flush_timeout; null means the real
   /// steady clock. Tests pass a ManualClock. (The deadlines of flush() and terminate() are
@@ -140,8 +151,9 @@ struct BatchingOptions {
 /// called from the flusher thread (init, handle_events or deliver, flush), from the caller
 /// of interested(), and from the thread that terminates (terminate, after the flusher's
 /// last call returned); its name() also from the callers of name() and flush(). Events are
-/// settled on the flusher thread (for an asynchronous inner: after its settlements), with
-/// no lock held.
+/// settled with no lock held: on the flusher thread, or, for an asynchronous inner, on the
+/// thread that settles the inner's event (which may be after Batching is gone: that
+/// settlement touches only state it shares).
 class Batching final : public AsyncAdapter {
  public:
   /// Starts the buffer's flusher and timer threads. Throws ConfigError for a null `inner` or
@@ -160,11 +172,15 @@ class Batching final : public AsyncAdapter {
   void deliver(Delivery delivery) override;
 
   /// Delivers everything accepted before the call and waits for it, until `deadline` (and
-  /// at most flush_timeout per inner call). The first error of those inner calls; timeout
-  /// at the deadline or past flush_timeout, saying how many events are still held and how
-  /// many of them are in an inner call (they are delivered later all the same); ok when
-  /// nothing was held or after terminate(). Blocks until the deadline at the latest. Does
-  /// not call the inner's flush() (an asynchronous inner's is called after each batch).
+  /// at most flush_timeout per inner call; for an asynchronous inner, until the inner has
+  /// settled the batches handed to it before, at most flush_timeout more). The first error
+  /// of those inner calls (for an asynchronous inner: of its init() or of handing a batch
+  /// over; the events it fails are settled so, as any AsyncAdapter's, and not returned
+  /// here); timeout at the deadline or past flush_timeout, saying
+  /// how many events are still held and how many of them are in an inner call or unsettled
+  /// by the inner (they are settled later all the same); ok when nothing was held or after
+  /// terminate(). Blocks until the deadline at the latest. Does not call the inner's flush()
+  /// (an asynchronous inner's is called after each batch).
   Status flush(Deadline deadline) override;
 
   /// Stops accepting, delivers what it can by `deadline`, leaves the rest unsettled (see
@@ -184,17 +200,13 @@ class Batching final : public AsyncAdapter {
   /// The inner's name.
   [[nodiscard]] std::string_view name() const override { return inner_->name(); }
 
-  /// Events in inner batches the inner took: handle_events returned ok, or the inner
-  /// acknowledged them.
-  [[nodiscard]] std::uint64_t delivered() const noexcept {
-    return delivered_.load(std::memory_order_relaxed);
-  }
-  /// Events in inner batches the inner did not take: its handle_events returned an error or
-  /// threw, its init() failed before their batch, it failed them or did not settle them
-  /// within flush_timeout.
-  [[nodiscard]] std::uint64_t failed() const noexcept {
-    return failed_.load(std::memory_order_relaxed);
-  }
+  /// Events the inner took: in a batch whose handle_events returned ok, or acknowledged by
+  /// an asynchronous inner. Counted before the event is settled.
+  [[nodiscard]] std::uint64_t delivered() const noexcept;
+  /// Events the inner did not take: in a batch whose handle_events returned an error or
+  /// threw or whose init() failed, or failed by an asynchronous inner (also when its
+  /// deliver() threw). Counted before the event is settled.
+  [[nodiscard]] std::uint64_t failed() const noexcept;
   /// Events deliver() failed at once (buffer full past insert_timeout, closed, or out of
   /// memory).
   [[nodiscard]] std::uint64_t rejected() const noexcept {
@@ -205,26 +217,29 @@ class Batching final : public AsyncAdapter {
   [[nodiscard]] std::uint64_t dropped() const noexcept {
     return dropped_.load(std::memory_order_relaxed);
   }
-  /// Events accepted and not yet settled: waiting in the buffer or in an inner call. Short
-  /// locks.
+  /// Events accepted and not yet settled: waiting in the buffer, in an inner call, or handed
+  /// to an asynchronous inner that has not settled them. Short locks.
   [[nodiscard]] std::size_t held() const;
   /// The wrapped adapter.
   [[nodiscard]] const std::shared_ptr<Adapter>& inner() const noexcept { return inner_; }
 
  private:
-  struct Item;  // one event of a kept Delivery (batching.cpp)
+  struct Item;    // one event of a kept Delivery (batching.cpp)
+  struct Shared;  // what an asynchronous inner's settlements touch (batching.cpp)
 
   // The buffer's flush callable: one call at a time, on the flusher thread.
   Status deliver_batch(std::vector<Item>&& items);
-  // Delivers `events` to the inner; the Status that settles them all.
+  // Delivers `events` to a synchronous inner; the Status that settles them all.
   Status call_inner(std::vector<Event>&& events);
-  // call_inner() for an asynchronous inner.
-  Status call_async(AsyncAdapter& inner, std::vector<Event>&& events);
+  // Hands `items` (as `events`) to an asynchronous inner, which settles them later; a
+  // Status that is not ok when init() failed or deliver() threw (the items are settled).
+  Status call_async(AsyncAdapter& inner, std::vector<Item>&& items, std::vector<Event>&& events);
 
   std::shared_ptr<Adapter> inner_;
+  AsyncAdapter* async_inner_ = nullptr;  // inner_, when it is asynchronous
   BatchingOptions options_;
-  std::atomic<std::uint64_t> delivered_{0};
-  std::atomic<std::uint64_t> failed_{0};
+  // Shared with the settlement callbacks of an asynchronous inner, which may outlive this.
+  std::shared_ptr<Shared> shared_;
   std::atomic<std::uint64_t> rejected_{0};
   std::atomic<std::uint64_t> dropped_{0};
   bool need_init_ = true;  // touched only by the flusher
