@@ -142,8 +142,8 @@ struct BatchingOptions {
 /// @code
 ///   auto batching = std::make_shared<emissions::adapters::Batching>(
 ///       std::make_shared<KafkaAdapter>(), emissions::adapters::BatchingOptions{.max_size = 500});
-///   config.add_adapter(batching, {.max_in_flight = 256});  // let inner batches fill
-///   batching->name();       // the inner's name
+///   config.add_adapter(batching, {.max_in_flight = 256});  // room for full inner batches
+///   batching->name();       // the name of the inner
 ///   batching->delivered();  // events the inner accepted so far
 /// @endcode
 ///
