@@ -43,7 +43,9 @@ Status Emitter::publish(std::vector<Event> events,
                                                 "; nothing was published");
     }
   }
-  Transaction tx = TransactionAccess::make(core_);
+  // From a handler of this emitter, a cascade like its own emits: drains wait for it and
+  // max_cascade_depth bounds it.
+  Transaction tx = TransactionAccess::make(core_, TransactionAccess::depth_here(core_.get()));
   return TransactionAccess::publish(tx, events, on_settled ? &on_settled : nullptr);
 }
 

@@ -29,9 +29,16 @@ namespace emissions {
 
 /// A monotonic time source that can wake the threads waiting on it.
 ///
+/// A clock whose now() is not `std::chrono::steady_clock::now()` must also say when a
+/// waiter should wake (wake_time) or notify its subscribers when its time moves (subscribe):
+/// with the defaults, waiters sleep until that time on the steady clock, too early or too
+/// late for a clock of its own.
+///
 /// @code
-///   class MyClock : public emissions::Clock {
-///     time_point now() const noexcept override { return read_my_time(); }
+///   class OffsetClock : public emissions::Clock {  // the steady clock, shifted
+///     time_point now() const noexcept override { return std::chrono::steady_clock::now() + offset;
+///     } time_point wake_time(time_point deadline) const noexcept override { return deadline -
+///     offset; } duration offset{std::chrono::hours(1)};
 ///   };
 /// @endcode
 class Clock {

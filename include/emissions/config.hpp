@@ -75,8 +75,8 @@ inline constexpr int kMaxCascadeDepth = 64;
 struct RetryPolicy {
   std::uint32_t max_attempts =
       8;  ///< deliveries of one event in all; 1 = never retry, 0 = until shutdown
-  std::chrono::milliseconds initial_backoff{100};  ///< > 0
-  std::chrono::milliseconds max_backoff{30'000};   ///< >= initial_backoff
+  std::chrono::milliseconds initial_backoff{100};  ///< in (0, kMaxTimeout]
+  std::chrono::milliseconds max_backoff{30'000};   ///< in [initial_backoff, kMaxTimeout]
   double multiplier = 2.0;                         ///< >= 1, finite
 };
 

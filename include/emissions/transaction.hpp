@@ -77,7 +77,9 @@ class Transaction {
   /// `on_settled` once, on a pipeline thread (or on the thread whose settlement was the last
   /// one: an AsyncAdapter's callback thread). Never called if this commit returns an error.
   /// A commit of no event calls it at once, on this thread. `on_settled` must not block for
-  /// long: it holds up whichever thread settled last.
+  /// long: it holds up whichever thread settled last, often a consumer thread of this
+  /// emitter (a commit from it to an adapter whose queue is full waits its block_timeout
+  /// against itself).
   Status commit(std::function<void(const Settlement&)> on_settled);
   /// Discards the buffered events and ends the buffer. A no-op when not active.
   void terminate() noexcept;

@@ -127,7 +127,8 @@ struct Batching::Shared {
     Status first_error;  // written once, by whoever wins has_error
 
     // The inner settled its event `index`: settles the item as it was (counted first).
-    void settle(std::size_t index, bool ok, const Status* error) noexcept {
+    void settle(std::size_t index, bool ok, const Status* error,
+                std::chrono::milliseconds retry_after = std::chrono::milliseconds(0)) noexcept {
       if (index >= items.size()) return;
       const Item& item = items[index];
       shared->unsettled.fetch_sub(1, std::memory_order_seq_cst);
@@ -145,6 +146,8 @@ struct Batching::Shared {
         }
         failed.fetch_add(1, std::memory_order_relaxed);
         shared->failed.fetch_add(1, std::memory_order_relaxed);
+        // The inner's Retry-After bounds the pipeline's retry of the outer event too.
+        if (retry_after.count() > 0) item.delivery->retry_after(retry_after);
         item.delivery->fail(item.index, std::move(status));
       }
       // Last, so that whoever completes the batch knows every item was settled.
@@ -397,8 +400,9 @@ Status Batching::call_async(AsyncAdapter& inner, std::vector<Item>&& items,
   if (status.ok()) {
     try {
       batch = std::make_shared<Shared::InnerBatch>();
-      on_settled = [batch](std::size_t index, bool ok, const Status* error) noexcept {
-        batch->settle(index, ok, error);
+      on_settled = [batch](std::size_t index, bool ok, const Status* error,
+                           std::chrono::milliseconds retry_after) noexcept {
+        batch->settle(index, ok, error, retry_after);
       };
       std::lock_guard lock(shared_->mutex);
       const std::uint64_t number = shared_->handed.load(std::memory_order_relaxed) + 1;

@@ -98,7 +98,10 @@ Status HandlerDispatcher::handle_events(std::span<const Event> batch) {
 }
 
 HandlerDispatcher::SettleWhenDone::~SettleWhenDone() {
-  tracker->add(lane, SettlementTracker::Outcome::delivered, 1);
+  tracker->add(lane,
+               dropped.load(std::memory_order_acquire) ? SettlementTracker::Outcome::dropped
+                                                       : SettlementTracker::Outcome::delivered,
+               1);
 }
 
 void HandlerDispatcher::submit(Invocation invocation) {
@@ -162,6 +165,7 @@ bool HandlerDispatcher::invoke(Invocation& invocation) noexcept {
     abandoned = abandoned_;
   }
   std::shared_ptr<Core> core = abandoned ? nullptr : core_.lock();
+  if (!core && invocation.settle) invocation.settle->dropped.store(true, std::memory_order_release);
   if (core) {
     const ThreadRole role(core.get());  // drain() from a handler would wait for itself
     // The invocation's own ambient buffer; whatever this worker had is put back after.

@@ -82,6 +82,7 @@ class HandlerDispatcher final : public Adapter {
   struct SettleWhenDone {
     std::shared_ptr<SettlementTracker> tracker;
     std::size_t lane;
+    std::atomic<bool> dropped{false};  // an invocation of it was dropped by a shutdown
     SettleWhenDone(std::shared_ptr<SettlementTracker> t, std::size_t l)
         : tracker(std::move(t)), lane(l) {}
     ~SettleWhenDone();

@@ -104,7 +104,7 @@ void Core::run_consumer(Lane& lane, Consumer& consumer) noexcept {
   RetryBox& retries = *consumer.retries;
   // A manual clock's jumps wake this consumer when it sleeps until a retry is due.
   Clock::Subscription on_clock;
-  best_effort([&] { on_clock = clock_->subscribe([&queue] { queue.wakeup.notify(); }); });
+  best_effort([&] { on_clock = clock_->subscribe([&retries] { retries.wake.notify(); }); });
   for (;;) {
     if (stop_.load(std::memory_order_acquire) == StopMode::abandon) break;
     // Retries first: while any waits, no new batch is taken (head-of-line).

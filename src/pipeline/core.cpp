@@ -116,13 +116,17 @@ Core::Core(Config config)
       config_error("adapters[].name()", "other than the handler dispatcher's reserved name",
                    "'" + std::string(HandlerDispatcher::kName) + "'");
     }
+    if (config.handler_options.dead_letter) {
+      config_error("handler_options.dead_letter",
+                   "unset (a handler's failures are retried per handler_retry)",
+                   "'" + std::string(config.handler_options.dead_letter->name()) + "'");
+    }
     LaneOptions options = resolve_lane_options("handler_options", p, config.handler_options,
                                                /*async=*/false);
     dispatcher_ = std::make_shared<HandlerDispatcher>(
         config.handlers, config.handler_concurrency,
         std::max(config.handler_concurrency * options.max_demand, std::size_t{64}),
         config.handler_retry, clock_);
-    options.dead_letter.reset();  // handlers' failures are their own (handler_retry)
     specs.emplace_back(dispatcher_, std::move(options));
     dead_letter_of.push_back(static_cast<std::size_t>(-1));
   }

@@ -122,7 +122,11 @@ struct RetryBox {
   std::size_t undecided_in_hand = 0;  // the first ones, being decided by the consumer
   std::deque<Waiting> waiting;        // guarded; in ticket order (head-of-line)
   std::atomic<std::size_t> size{0};   // undecided.size() + waiting.size()
-  WaitChannel* wakeup = nullptr;      // the consumer's; null once the Core is finished
+  WaitChannel* wakeup = nullptr;      // the consumer's queue's; null once the Core is finished
+  // A consumer sleeping until its first retry is due waits here, not on its queue's
+  // channel: commits wake one waiter there, and must reach an idle consumer of the pool.
+  // Notified by the clock's subscription, by undecided failures and by shutdown.
+  WaitChannel wake;
 };
 
 // An asynchronous consumer's deliveries that are not settled yet.

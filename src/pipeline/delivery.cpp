@@ -70,7 +70,8 @@ std::size_t DeliveryState::settle(std::size_t index, Outcome outcome, Status* er
     if (settled[i].exchange(1, std::memory_order_acq_rel) != 0) continue;  // first one wins
     ++count;
     if (notify) {
-      on_settled(i, outcome == Outcome::delivered, outcome == Outcome::failed ? error : nullptr);
+      on_settled(i, outcome == Outcome::delivered, outcome == Outcome::failed ? error : nullptr,
+                 std::chrono::milliseconds(retry_after_ms.load(std::memory_order_relaxed)));
     }
     if (outcome == Outcome::dropped) report_dropped_event(counters->name, events[i], reason);
     if (defer) {
@@ -171,6 +172,7 @@ void DeliveryState::complete() noexcept {
             retries->undecided.push_back(self);
             retries->size.fetch_add(1, std::memory_order_seq_cst);
             retries->wakeup->notify();
+            retries->wake.notify();
             queued = true;
           } catch (...) {
           }
@@ -248,7 +250,7 @@ Status deliver_detached(AsyncAdapter& adapter, std::vector<Event> events, std::u
     best_effort([&] { error = Status(Errc::internal, describe_current_exception()); });
     if (on_settled) {
       for (std::size_t i = 0; i < n; ++i)
-        on_settled(i, false, &error);
+        on_settled(i, false, &error, std::chrono::milliseconds(0));
     }
     return error;
   }

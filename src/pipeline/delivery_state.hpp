@@ -68,8 +68,9 @@ struct DeliveryState {
   // (null when delivered or dropped), on the settling thread, with no lock of the library
   // held, before the delivery's tallies count it. Set before the handle is given out; must
   // not throw.
-  using SettledCallback =
-      std::function<void(std::size_t index, bool delivered, const Status* error)>;
+  // `retry_after`: the adapter's Delivery::retry_after() so far (0 when none), for a failure.
+  using SettledCallback = std::function<void(std::size_t index, bool delivered, const Status* error,
+                                             std::chrono::milliseconds retry_after)>;
   SettledCallback on_settled;
 
  private:

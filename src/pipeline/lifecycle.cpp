@@ -242,6 +242,7 @@ void Core::stop_consumers(bool drained, Deadline deadline) {
     for (auto& lane : lanes_) {
       for (auto& consumer : lane->consumers) {
         if (consumer->window) consumer->window->freed.notify();
+        consumer->retries->wake.notify();
       }
     }
   };
@@ -341,6 +342,7 @@ std::uint64_t Core::discard_queued(Lane& lane, const char* reason) noexcept {
       }
       queue.evicting.fetch_sub(1, std::memory_order_seq_cst);
       if (batch == nullptr) break;
+      if (batch->tracker) batch->tracker->add(lane.index, SettlementTracker::Outcome::dropped, k);
       dropped += k;
       if (events::kEventDropped.enabled()) {
         for (std::size_t i = 0; i < batch->size; ++i) {

@@ -46,8 +46,14 @@ LaneOptions resolve_lane_options(const std::string& where, const PipelineOptions
 }
 
 void check_retry_policy(const std::string& where, const RetryPolicy& policy) {
-  if (policy.initial_backoff <= std::chrono::milliseconds::zero()) {
-    config_error(where + ".initial_backoff", "> 0 ms", describe(policy.initial_backoff));
+  if (policy.initial_backoff <= std::chrono::milliseconds::zero() ||
+      policy.initial_backoff > kMaxTimeout) {
+    config_error(where + ".initial_backoff", "in (0 ms, " + describe(kMaxTimeout) + "]",
+                 describe(policy.initial_backoff));
+  }
+  if (policy.max_backoff > kMaxTimeout) {
+    config_error(where + ".max_backoff", "<= " + describe(kMaxTimeout),
+                 describe(policy.max_backoff));
   }
   if (policy.max_backoff < policy.initial_backoff) {
     config_error(where + ".max_backoff",

@@ -7,6 +7,7 @@
 // for good; with a dead letter configured, copies of them go to the dead-letter lane's
 // queue. Decisions run on the consumer thread, never on an adapter's callback thread: a
 // full dead-letter queue blocks the consumer, not a client library.
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -126,10 +127,14 @@ void Core::decide_failures(Lane& lane, Consumer& consumer, Batch& batch, std::si
         if (!retry) {
           retry = shared_->pool.acquire();
           retry->history.clear();
+          retry->dead_letter_of.clear();
         }
         retry->append(event.name, nlohmann::json(event.payload), nlohmann::json(event.metadata),
                       event.id, event.emitted_at);
         retry->history.push_back(history);
+        // A dead-letter copy being retried still credits its source once delivered.
+        if (!batch.dead_letter_of.empty())
+          retry->dead_letter_of.push_back(batch.dead_letter_of[slot]);
         if (retry_reason == nullptr) retry_reason = &f.error;
         continue;
       }
@@ -175,8 +180,11 @@ void Core::decide_failures(Lane& lane, Consumer& consumer, Batch& batch, std::si
     retry->refs.store(1, std::memory_order_relaxed);
     const Queue& queue = *consumer.queue;
     auto delay = backoff(policy, attempt, consumer);
-    const auto floor = std::chrono::duration_cast<std::chrono::nanoseconds>(
-        std::chrono::milliseconds(retry_after_ms));
+    // A server's Retry-After is honoured up to kMaxTimeout (beyond, the nanoseconds
+    // would overflow).
+    const auto floor =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::milliseconds(
+            std::clamp<std::int64_t>(retry_after_ms, 0, kMaxTimeout.count())));
     if (floor > delay) delay = floor;
     const std::size_t n = retry->size;
     std::string reason;
@@ -293,12 +301,12 @@ void Core::serve_retries(Lane& lane, Consumer& consumer, bool& need_init) noexce
     due = first.due;
   }
   if (clock_->now() < due) {
-    Queue& queue = *consumer.queue;
-    const std::uint32_t token = queue.wakeup.prepare();
+    const std::uint32_t token = box.wake.prepare();
     const bool wake_now =
         clock_->now() >= due || stop_.load(std::memory_order_seq_cst) == StopMode::abandon || [&] {
           std::lock_guard lock(box.mutex);
-          return !box.undecided.empty() || box.waiting.front().batch != batch;
+          return !box.undecided.empty() || box.waiting.empty() ||
+                 box.waiting.front().batch != batch;
         }();
     if (!wake_now) {
       const Clock::time_point wake = clock_->wake_time(due);
@@ -308,16 +316,16 @@ void Core::serve_retries(Lane& lane, Consumer& consumer, bool& need_init) noexce
                            std::chrono::duration_cast<std::chrono::nanoseconds>(
                                wake - std::chrono::steady_clock::now()));
       }
-      queue.wakeup.wait(token, timeout);
+      box.wake.wait(token, timeout);
     }
-    queue.wakeup.done();
+    box.wake.done();
     return;  // the caller loops: re-check stop, then come back
   }
   {
+    // Still the first one? (A shutdown past its deadline may have dropped it meanwhile.)
     std::lock_guard lock(box.mutex);
-    for (auto& w : box.waiting) {
-      if (w.batch == batch) w.in_hand = true;
-    }
+    if (box.waiting.empty() || box.waiting.front().batch != batch) return;
+    box.waiting.front().in_hand = true;
   }
   const std::size_t n = batch->size;
   lane.counters->retried.fetch_add(n, std::memory_order_relaxed);

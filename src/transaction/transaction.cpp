@@ -1,6 +1,7 @@
 #include "emissions/transaction.hpp"
 
 #include "common/best_effort.hpp"
+#include "emissions/ambient.hpp"
 #include "emissions/telemetry.hpp"
 #include "pipeline/batch.hpp"
 #include "pipeline/core.hpp"
@@ -115,9 +116,20 @@ Status Transaction::append(EventName name, nlohmann::json&& payload, nlohmann::j
   return {};
 }
 
+int TransactionAccess::depth_here(const detail::Core* core) noexcept {
+  const Transaction& ambient = current();
+  return ambient.core_.get() == core ? ambient.cascade_depth_ : 0;
+}
+
 Status TransactionAccess::publish(Transaction& tx, std::vector<Event>& events,
                                   std::function<void(const Settlement&)>* on_settled) {
   if (!tx.active_) return Status(Errc::closed, "the emitter has been shut down");
+  if (tx.cascade_depth_ > tx.core_->max_cascade_depth()) {
+    return Status(Errc::overloaded, "publish from a handler " + std::to_string(tx.cascade_depth_) +
+                                        " levels deep exceeds max_cascade_depth " +
+                                        std::to_string(tx.core_->max_cascade_depth()) +
+                                        "; nothing was published");
+  }
   if (!tx.buffer_) tx.buffer_ = tx.core_->acquire_batch();
   for (Event& e : events) {
     tx.buffer_->append(e.name, std::move(e.payload), std::move(e.metadata), e.id, e.emitted_at);

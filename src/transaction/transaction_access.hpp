@@ -29,6 +29,9 @@ struct TransactionAccess {
   // Emitter::publish: commits `events` (already validated) as they are, ids and times kept.
   static Status publish(Transaction& tx, std::vector<Event>& events,
                         std::function<void(const Settlement&)>* on_settled);
+  // The cascade depth a new transaction of `core` gets on this thread: inside a handler
+  // invocation of `core`, its ambient transaction's depth; otherwise 0.
+  static int depth_here(const detail::Core* core) noexcept;
   static Transaction make(std::shared_ptr<detail::Core> core, int cascade_depth = 0) {
     return Transaction(std::move(core), cascade_depth);
   }

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "emissions/adapters/batching.hpp"
 #include "emissions/adapters/json_lines.hpp"
 #include "emissions/emissions.hpp"
 #include "emissions/testing.hpp"
@@ -47,7 +48,7 @@ Config manual_config(const std::shared_ptr<ManualClock>& clock) {
   return config;
 }
 
-Status commit(Emitter& emitter, const std::string& name, int count) {
+Status commit(Emitter& emitter, const std::string& name, int count = 1) {
   Transaction tx = emitter.start();
   for (int i = 0; i < count; ++i) {
     if (Status s = tx.emit(emissions::EventName(name), i); !s.ok()) return s;
@@ -737,6 +738,214 @@ TEST(SettlementTest, HandlersSettleAnEventOnlyOnceItsInvocationsHaveFinished) {
   EXPECT_EQ(seen.adapters[0].delivered, 2u);
   EXPECT_EQ(seen.adapters[1].name, "emissions.handlers");
   EXPECT_EQ(seen.adapters[1].delivered + seen.adapters[1].filtered, 2u);
+}
+
+}  // namespace
+
+// Regression tests from the adversarial review of at-least-once delivery: each reproduced a
+// defect (described above it) before its fix.
+namespace {
+
+template <typename Pred>
+bool eventually(Pred pred, std::chrono::milliseconds timeout) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(2ms);
+  }
+  return pred();
+}
+
+// DEFECT (lost wake-up, publish.cpp:325 + retry.cpp:311): a consumer that sleeps until its
+// retry is due parks on the same Queue::wakeup as the idle consumers of its queue, and
+// publish() wakes only one waiter (notify(1)). With concurrency > 1 (no partition_by) the
+// one woken may be the retry sleeper, which goes back to sleep: the idle consumer never
+// learns of the batch, which stays queued until some later commit (with a ManualClock, or a
+// long backoff, forever). drain() then times out although a consumer was free.
+TEST(RetryRegressionTest, ACommitIsTakenByAnIdleConsumerWhileAnotherOfItsPoolWaitsForARetry) {
+  auto clock = std::make_shared<ManualClock>();
+  auto adapter = std::make_shared<FaultyAdapter>("pool");
+  adapter->fail_batch(1, Status(Errc::unavailable, "down"));
+  TelemetryRecorder retries("review8-lost-wakeup", {kRetry});
+  Config config = manual_config(clock);
+  config.pipeline.idle_spin = 0us;  // park at once (the futex queue order decides)
+  config.add_adapter(adapter, {.concurrency = 2});
+  Emitter emitter(std::move(config));
+  std::this_thread::sleep_for(50ms);  // both consumers parked
+  ASSERT_TRUE(commit(emitter, "first").ok());
+  ASSERT_TRUE(retries.wait_for(kRetry, 1, 5s));  // one consumer now sleeps on its retry
+  std::this_thread::sleep_for(50ms);
+  // Every later commit must reach the other (idle) consumer promptly.
+  for (std::uint64_t i = 1; i <= 6; ++i) {
+    ASSERT_TRUE(commit(emitter, "later").ok());
+    EXPECT_TRUE(eventually([&] { return adapter->delivered().size() >= i; }, 1s))
+        << "commit " << i << " of 'later' stayed queued while a consumer was idle";
+    std::this_thread::sleep_for(20ms);  // let the consumer park again
+  }
+  clock->advance(1s);
+}
+
+// DEFECT (retry.cpp:125-133): a retry batch copies the events, their history, tracker and
+// attempt, but not Batch::dead_letter_of. When the dead-letter adapter fails a copy with a
+// retriable code and delivers it on the retry, credit_dead_letters finds nothing to credit:
+// the source adapter's `dead_lettered` stays 0 although its dead letter was delivered.
+TEST(RetryRegressionTest, ADeadLetterDeliveredOnItsRetryStillCountsAsDeadLettered) {
+  auto clock = std::make_shared<ManualClock>();
+  auto source = std::make_shared<FaultyAdapter>("source");
+  source->fail_events([](const Event&) { return true; },
+                      Status(Errc::invalid_argument, "rejected"));
+  auto dlq = std::make_shared<FaultyAdapter>("dlq");
+  dlq->fail_batch(1, Status(Errc::unavailable, "dlq briefly down"));
+  TelemetryRecorder retries("review8-dlq-retry", {kRetry});
+  Config config = manual_config(clock);
+  config.add_adapter(source, {.dead_letter = dlq});
+  Emitter emitter(std::move(config));
+  ASSERT_TRUE(commit(emitter, "poison").ok());
+  ASSERT_TRUE(retries.wait_for(kRetry, 1, 5s));  // the dead letter's retry
+  clock->advance(1s);
+  ASSERT_TRUE(dlq->wait_for_batches(2, 5s));
+  ASSERT_TRUE(emitter.drain(5s).ok());
+  const auto stats = emitter.stats();
+  ASSERT_EQ(stats.adapters.size(), 2u);
+  EXPECT_EQ(stats.adapters[1].name, "dlq");
+  EXPECT_EQ(stats.adapters[1].delivered, 1u);
+  EXPECT_EQ(stats.adapters[0].failed, 1u);
+  EXPECT_EQ(stats.adapters[0].dead_lettered, 1u);  // 0 on main
+}
+
+// DEFECT (lifecycle.cpp:329-361, discard_queued): what shutdown (and finish) discard from
+// the queues is counted dropped on the lane but never reported to the batch's
+// SettlementTracker, so a commit(on_settled) whose events were still queued when shutdown
+// gave up never gets its callback, although every event of it is settled (dropped).
+TEST(RetryRegressionTest, OnSettledFiresForACommitThatShutdownDiscardedFromTheQueue) {
+  auto adapter = std::make_shared<RecordingAdapter>("slow");
+  Config config;
+  config.make_default = false;
+  config.pipeline.retry = RetryPolicy{.max_attempts = 1};
+  config.add_adapter(adapter);
+  std::atomic<int> calls{0};
+  std::atomic<std::uint64_t> dropped{0};
+  {
+    Emitter emitter(std::move(config));
+    adapter->block();
+    ASSERT_TRUE(commit(emitter, "first").ok());
+    ASSERT_TRUE(adapter->wait_until_blocked_in_call(5s));  // the consumer is stuck in handle_events
+    Transaction tx = emitter.start();
+    ASSERT_TRUE(tx.emit("second", 1).ok());
+    ASSERT_TRUE(tx.commit([&](const emissions::Settlement& s) {
+                    dropped.store(s.adapters.at(0).dropped);
+                    calls.fetch_add(1);
+                  }).ok());
+    EXPECT_EQ(emitter.shutdown(100ms).code(), Errc::timeout);
+    EXPECT_EQ(emitter.stats().adapters[0].dropped, 1u);  // counted on the lane...
+    EXPECT_EQ(calls.load(), 1);                          // ...but never settled: 0 on main
+    adapter->unblock();
+  }
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_EQ(dropped.load(), 1u);
+}
+
+// DEFECT (batching.cpp:374-441 + delivery_state.hpp:434): adapters::Batching hands its
+// asynchronous inner a detached Delivery; a Retry-After the inner gives on it
+// (Delivery::retry_after) is stored in the detached state and never forwarded to the
+// pipeline's Deliveries, so the pipeline retries after its own short backoff, ignoring the
+// server's hint (a 429 with Retry-After: 10 is retried after ~100 ms).
+class RetryAfterInner final : public emissions::AsyncAdapter {
+ public:
+  std::string_view name() const override { return "inner"; }
+  void deliver(Delivery delivery) override {
+    if (calls.fetch_add(1) == 0) {
+      delivery.retry_after(10s);
+      delivery.fail(Status(Errc::overloaded, "429 Retry-After: 10"));
+    } else {
+      delivery.ack();
+    }
+  }
+  std::atomic<int> calls{0};
+};
+
+TEST(RetryRegressionTest, RetryAfterGivenByBatchingsInnerDelaysThePipelinesRetry) {
+  auto clock = std::make_shared<ManualClock>();
+  auto inner = std::make_shared<RetryAfterInner>();
+  auto batching = std::make_shared<emissions::adapters::Batching>(
+      inner, emissions::adapters::BatchingOptions{.linger = 0ms});
+  TelemetryRecorder retries("review8-batching-retry-after", {kRetry});
+  Config config = manual_config(clock);
+  config.add_adapter(batching);
+  Emitter emitter(std::move(config));
+  ASSERT_TRUE(commit(emitter, "req").ok());
+  ASSERT_TRUE(retries.wait_for(kRetry, 1, 5s));
+  clock->advance(1s);  // past the 100 ms backoff, well before the 10 s Retry-After
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(inner->calls.load(), 1) << "retried before the inner's Retry-After";
+  clock->advance(10s);
+  EXPECT_TRUE(eventually([&] { return inner->calls.load() == 2; }, 5s));
+  EXPECT_TRUE(emitter.drain(5s).ok());
+}
+
+// DEFECT (retry.cpp:70-80, options.cpp:48-62): RetryPolicy durations have no upper bound
+// (config.hpp promises one for every duration), and backoff() converts them to nanoseconds
+// with duration_cast, which overflows: max_backoff = milliseconds::max() ("no cap") becomes
+// a negative cap of -1 ms, every delay is negative, and each retry is made at once, without
+// any backoff (signed overflow: UB, reported by UBSan). Either a ConfigError naming
+// pipeline.retry.max_backoff, or a retry that waits for its backoff, is acceptable.
+TEST(RetryRegressionTest, AHugeMaxBackoffIsAConfigErrorOrStillWaitsForTheBackoff) {
+  auto clock = std::make_shared<ManualClock>();
+  auto adapter = std::make_shared<FaultyAdapter>("flaky");
+  adapter->fail_batch(1, Status(Errc::unavailable, "down"));
+  Config config = manual_config(clock);
+  config.pipeline.retry.max_backoff = std::chrono::milliseconds::max();
+  config.add_adapter(adapter);
+  std::unique_ptr<Emitter> emitter;
+  try {
+    emitter = std::make_unique<Emitter>(std::move(config));
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("pipeline.retry.max_backoff"), std::string::npos);
+    return;
+  }
+  ASSERT_TRUE(commit(*emitter, "order").ok());
+  // The clock never moves: a retry must not happen (initial_backoff is 100 ms).
+  EXPECT_FALSE(adapter->wait_for_batches(2, 300ms)) << "retried at once, without backoff";
+  clock->advance(1h);
+}
+
+// DEFECT (emitter.cpp:27-48): Emitter::publish always commits at cascade depth 0, even from a
+// handler invocation. Its events are then neither limited by max_cascade_depth nor counted
+// as a cascade (Core::cascade_commits_), so drain() ends its rounds before delivering them:
+// a handler that republishes (a relay, a replayer) makes drain() return ok with the
+// republished events still queued.
+class Republisher final : public emissions::Handler {
+ public:
+  std::vector<emissions::EventName> events() const override { return {"in"}; }
+  std::string_view name() const override { return "republisher"; }
+  emissions::HandlerResult handle_event(const Event& event) override {
+    Event out = event;
+    out.name = "out";
+    out.id = emissions::EventId::generate(std::chrono::system_clock::now());
+    const Status s = emitter->publish({out});
+    return s.ok() ? emissions::HandlerResult::ok() : emissions::HandlerResult::error(s.message());
+  }
+  Emitter* emitter = nullptr;
+};
+
+TEST(RetryRegressionTest, DrainWaitsForEventsAHandlerRepublished) {
+  auto handler = std::make_shared<Republisher>();
+  auto sink = std::make_shared<RecordingAdapter>("sink");
+  sink->set_on_event([](const Event& e) {
+    if (e.name == "out") std::this_thread::sleep_for(200ms);
+  });
+  Config config;
+  config.make_default = false;
+  config.handler_concurrency = 1;
+  config.add_adapter(sink).add_handler(handler);
+  Emitter emitter(std::move(config));
+  handler->emitter = &emitter;
+  ASSERT_TRUE(commit(emitter, "in").ok());
+  ASSERT_TRUE(emitter.drain(5s).ok());
+  bool got_out = false;
+  for (const std::string& n : sink->names())
+    got_out = got_out || n == "out";
+  EXPECT_TRUE(got_out) << "drain() returned before the republished event was delivered";
 }
 
 }  // namespace
