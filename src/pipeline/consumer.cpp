@@ -225,9 +225,11 @@ void Core::deliver_sync(Lane& lane, Consumer& consumer, Batch& batch, std::size_
   DeliveryOutcome outcome;
   {
     const AdapterCallScope in_call(consumer);
-    t_delivering_settlement = {batch.tracker ? &batch.tracker : nullptr, lane.index};
+    const bool dispatching = &lane == dispatcher_lane_;  // only the dispatcher reads it
+    if (dispatching)
+      t_delivering_settlement = {batch.tracker ? &batch.tracker : nullptr, lane.index};
     outcome = deliver_to(*lane.adapter, run, need_init, report);
-    t_delivering_settlement = {};
+    if (dispatching) t_delivering_settlement = {};
   }
   const auto count = static_cast<std::uint64_t>(run.size());
   if (outcome.status.ok()) {

@@ -153,9 +153,9 @@ Core::Core(Config config)
       if (lane->async) consumer->window = std::make_shared<Window>();
       consumer->retries = std::make_shared<RetryBox>(shared_);
       consumer->retries->wakeup = &consumer->queue->wakeup;
-      consumer->random_state =
+      consumer->random.seed(static_cast<std::minstd_rand::result_type>(
           static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
-          (reinterpret_cast<std::uintptr_t>(consumer.get()) << 16U);
+          reinterpret_cast<std::uintptr_t>(consumer.get())));
       lane->consumers.push_back(std::move(consumer));
     }
     if (is_dispatcher) dispatcher_lane_ = lane.get();

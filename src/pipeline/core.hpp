@@ -29,6 +29,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -151,8 +152,8 @@ struct Consumer {
   std::atomic<bool> in_adapter_call{false};
   std::shared_ptr<Window> window;  // asynchronous adapters only
   std::shared_ptr<RetryBox> retries;
-  std::uint64_t random_state = 0;  // backoff jitter (splitmix64), consumer thread only
-  bool serving_retries = false;    // inside serve_retries_first (consumer thread only)
+  std::minstd_rand random;       // backoff jitter (common/backoff.hpp), consumer thread only
+  bool serving_retries = false;  // inside serve_retries_first (consumer thread only)
   bool joined = false;
 };
 
@@ -328,8 +329,6 @@ class Core : public std::enable_shared_from_this<Core> {
   void serve_retries_first(Lane& lane, Consumer& consumer, bool& need_init) noexcept;
   void send_dead_letters(Lane& source, BatchPtr copies) noexcept;
   std::uint64_t drop_retries(Lane& lane, bool all, const char* reason) noexcept;
-  std::chrono::nanoseconds backoff(const RetryPolicy& policy, std::uint32_t failed_attempts,
-                                   Consumer& consumer) const noexcept;
 
   // ---- consumer.cpp
   void run_consumer(Lane& lane, Consumer& consumer) noexcept;

@@ -8,9 +8,9 @@
 // queue. Decisions run on the consumer thread, never on an adapter's callback thread: a
 // full dead-letter queue blocks the consumer, not a client library.
 #include <algorithm>
-#include <cmath>
 #include <string>
 
+#include "common/backoff.hpp"
 #include "common/best_effort.hpp"
 #include "common/wait.hpp"
 #include "pipeline/core.hpp"
@@ -19,13 +19,6 @@
 
 namespace emissions::detail {
 namespace {
-
-std::uint64_t next_random(std::uint64_t& state) noexcept {
-  std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30U)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27U)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31U);
-}
 
 void report_dropped_one(const std::string& lane, const Event& event, const char* reason) {
   if (!events::kEventDropped.enabled()) return;
@@ -63,22 +56,6 @@ bool RetryBox::holds_below(std::size_t target) const {
     if (w.ticket < target) return true;
   }
   return false;
-}
-
-std::chrono::nanoseconds Core::backoff(const RetryPolicy& policy, std::uint32_t failed_attempts,
-                                       Consumer& consumer) const noexcept {
-  // d = min(max_backoff, initial * multiplier^(k-1)), drawn uniformly from [d/2, d].
-  const double initial = static_cast<double>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(policy.initial_backoff).count());
-  const double cap = static_cast<double>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(policy.max_backoff).count());
-  const double exponent = failed_attempts > 0 ? static_cast<double>(failed_attempts - 1) : 0.0;
-  double d = initial * std::pow(policy.multiplier, exponent);
-  if (!(d <= cap)) d = cap;  // also catches overflow to infinity
-  const double unit =
-      static_cast<double>(next_random(consumer.random_state) >> 11U) * 0x1.0p-53;  // [0, 1)
-  const double b = d / 2 + unit * (d / 2);
-  return std::chrono::nanoseconds(static_cast<std::int64_t>(b));
 }
 
 void Core::fail_run(Lane& lane, Consumer& consumer, Batch& batch, std::size_t ticket,
@@ -179,7 +156,7 @@ void Core::decide_failures(Lane& lane, Consumer& consumer, Batch& batch, std::si
     retry->cascade_depth = batch.cascade_depth;
     retry->refs.store(1, std::memory_order_relaxed);
     const Queue& queue = *consumer.queue;
-    auto delay = backoff(policy, attempt, consumer);
+    auto delay = backoff_delay(policy, attempt, consumer.random);
     // A server's Retry-After is honoured up to kMaxTimeout (beyond, the nanoseconds
     // would overflow).
     const auto floor =

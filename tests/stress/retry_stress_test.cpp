@@ -52,6 +52,8 @@
 #include "emissions/clock.hpp"
 #include "emissions/emissions.hpp"
 
+#include "clock_driver.hpp"
+
 namespace emissions {
 namespace {
 
@@ -106,29 +108,7 @@ struct Poison {
   }
 };
 
-// Advances `clock` by `step` every millisecond of real time while it lives.
-class ClockDriver {
- public:
-  ClockDriver(std::shared_ptr<ManualClock> clock, std::chrono::milliseconds step)
-      : clock_(std::move(clock)), step_(step), thread_([this] {
-          while (!stop_.load()) {
-            clock_->advance(step_);
-            std::this_thread::sleep_for(1ms);
-          }
-        }) {}
-  ~ClockDriver() {
-    stop_.store(true);
-    thread_.join();
-  }
-  ClockDriver(const ClockDriver&) = delete;
-  ClockDriver& operator=(const ClockDriver&) = delete;
-
- private:
-  std::shared_ptr<ManualClock> clock_;
-  std::chrono::milliseconds step_;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-};
+using emissions::test_support::ClockDriver;
 
 // Delivery-report style: deliver() records what it was handed and queues the Delivery; the
 // adapter's own thread settles each event (ack, transient failure, or the poison's error).

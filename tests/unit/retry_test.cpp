@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "clock_driver.hpp"
 #include "emissions/adapters/batching.hpp"
 #include "emissions/adapters/json_lines.hpp"
 #include "emissions/emissions.hpp"
@@ -63,30 +64,7 @@ std::vector<std::string> names_of(const std::vector<emissions::testing::Received
   return out;
 }
 
-// Advances `clock` by `step` every millisecond of real time while it lives, so a drain can
-// wait for backoffs of any length without the test sleeping through them.
-class ClockDriver {
- public:
-  ClockDriver(std::shared_ptr<ManualClock> clock, std::chrono::milliseconds step)
-      : clock_(std::move(clock)), step_(step), thread_([this] {
-          while (!stop_.load()) {
-            clock_->advance(step_);
-            std::this_thread::sleep_for(1ms);
-          }
-        }) {}
-  ~ClockDriver() {
-    stop_.store(true);
-    thread_.join();
-  }
-  ClockDriver(const ClockDriver&) = delete;
-  ClockDriver& operator=(const ClockDriver&) = delete;
-
- private:
-  std::shared_ptr<ManualClock> clock_;
-  std::chrono::milliseconds step_;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-};
+using emissions::test_support::ClockDriver;
 
 const std::vector<std::string> kRetry{"emissions", "adapter", "retry"};
 
