@@ -91,9 +91,11 @@ struct PipelineOptions {
   Overflow overflow = Overflow::block;  ///< what a commit does when a queue is full
   std::chrono::milliseconds block_timeout{5'000};  ///< Overflow::block's wait (0..kMaxTimeout)
   /// The longest an idle consumer polls for the next batch before it parks (0..kMaxIdleSpin).
-  /// Adaptive: a consumer polls only while batches have recently been arriving closer
-  /// together than this (a moving average of the gaps); when they arrive further apart it
-  /// parks at once, and the commit that finds it parked pays a futex wake-up (2-5 us).
+  /// Adaptive: a consumer polls only while its recent polls have found the next batch
+  /// (a moving average of its idle spells, a spell counted as zero when a poll ended it);
+  /// when batches come further apart it parks at once, and the commit that finds it parked
+  /// pays a futex wake-up (2-5 us). A parked consumer still polls one spell in up to 64, to
+  /// notice that batches come close together again.
   /// Polling costs a whole core on an otherwise idle machine (less on a busy one: it yields
   /// to anything runnable) and delivers within a few microseconds; parking costs 3-13 us of
   /// consumer CPU per batch and delivers after a wake-up (~5 us on a busy machine, ~30 us

@@ -38,17 +38,30 @@ struct Batch {
   std::atomic<std::uint32_t> refs{0};
 
   // Routing, decided once per commit on the committing thread, before anything is
-  // reserved (Core::route): route[i * lane_count + l] is the queue of lane l (its partition)
-  // that takes event i, or kSkip when lane l does not want it. take[q] is how many events
-  // queue q (the pipeline's flattened queue index) takes; 0 = the batch is not pushed there.
-  // The vectors keep their capacity across recycling: no allocation in steady state.
+  // reserved (Core::route). A lane in `whole_lanes` (bit l, for l < 64) takes every event
+  // into its queue 0: the common case (no filter, no partitions), which writes no per-event
+  // entry, so consumers read no more of the batch than its events. For any other lane l,
+  // route[i * lane_count + l] is the queue of lane l (its partition) that takes event i, or
+  // kSkip when lane l does not want it. take[q] is how many events queue q (the pipeline's
+  // flattened queue index) takes; 0 = the batch is not pushed there. The vectors keep their
+  // capacity across recycling: no allocation in steady state.
   static constexpr std::uint32_t kSkip = 0xffffffffU;
+  static constexpr std::size_t kWholeLaneBits = 64;
+  std::uint64_t whole_lanes = 0;
   std::vector<std::uint32_t> route;
   std::vector<std::uint32_t> take;
   std::vector<std::uint32_t> skipped;  // per lane: events it did not want (filtered)
   std::size_t lane_count = 0;
+  [[nodiscard]] bool takes_whole(std::size_t lane) const noexcept {
+    return lane < kWholeLaneBits && ((whole_lanes >> lane) & 1U) != 0;
+  }
   [[nodiscard]] std::uint32_t route_of(std::size_t event, std::size_t lane) const noexcept {
-    return route[event * lane_count + lane];
+    return takes_whole(lane) ? 0U : route[event * lane_count + lane];
+  }
+  // How many events the queue `queue_flat` of lane `lane` takes (what take[] holds), read
+  // from the header for a whole lane: consumers then touch no routing memory at all.
+  [[nodiscard]] std::size_t taken_by(std::size_t lane, std::size_t queue_flat) const noexcept {
+    return takes_whole(lane) ? size : take[queue_flat];
   }
 
   [[nodiscard]] std::span<const Event> events() const noexcept { return {slots.data(), size}; }

@@ -58,15 +58,20 @@ class BoundedRing {
   // the item at `claim` or later may be in this caller's hands, not yet finished. A drain
   // reads head() first, then every claim, and so never counts a taken item as finished
   // too early (see Queue::finished_below).
+  //
+  // Ordering: the claim is a release store (no fence on x86) and the head advances with a
+  // release CAS, so a drain that acquires a head past `pos` sees this claim, and one that
+  // reads a later claim sees everything this consumer finished before making it.
   T* try_pop(std::atomic<std::size_t>& claim) noexcept {
     std::size_t pos = head_.load(std::memory_order_relaxed);
     for (;;) {
-      claim.store(pos, std::memory_order_seq_cst);
+      claim.store(pos, std::memory_order_release);
       Cell& cell = cells_[pos & mask_];
       const std::size_t seq = cell.seq.load(std::memory_order_acquire);
       const auto diff = static_cast<std::ptrdiff_t>(seq) - static_cast<std::ptrdiff_t>(pos + 1);
       if (diff == 0) {
-        if (head_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
+        if (head_.compare_exchange_weak(pos, pos + 1, std::memory_order_acq_rel,
+                                        std::memory_order_relaxed)) {
           T* item = cell.item;
           cell.seq.store(pos + capacity_, std::memory_order_release);
           return item;

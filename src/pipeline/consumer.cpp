@@ -13,6 +13,7 @@
 #include "pipeline/adapter_call.hpp"
 #include "pipeline/core.hpp"
 #include "pipeline/delivery_state.hpp"
+#include "pipeline/idle_policy.hpp"
 #include "pipeline/thread_role.hpp"
 #include "telemetry/events.hpp"
 
@@ -23,39 +24,6 @@ thread_local int t_delivering_depth = 0;
 thread_local DeliveringSettlement t_delivering_settlement;
 
 using SteadyClock = std::chrono::steady_clock;
-
-// When to poll for the next batch instead of parking: only while batches have recently been
-// arriving closer together than the idle_spin budget (a moving average of the gaps, each gap
-// counted as at most kGapCap budgets). Polling through a gap shorter than the budget costs
-// less than parking (a futex wait here, a futex wake in the commit) and keeps latency at a
-// poll's; polling through a longer one, as with steady commits every 100 us and a 50 us
-// budget, would burn the whole budget for nothing, so then the consumer parks at once and the
-// next commit wakes it. The cap only bounds how long the average remembers a quiet spell:
-// after any pause the consumer polls again within a few short gaps instead of dozens.
-class IdlePolicy {
- public:
-  explicit IdlePolicy(std::chrono::microseconds budget)
-      : budget_(std::chrono::duration_cast<std::chrono::nanoseconds>(budget)) {}
-
-  void on_batch() noexcept {
-    if (budget_.count() == 0) return;
-    const auto now = SteadyClock::now();
-    const auto gap = std::min<std::chrono::nanoseconds>(now - last_, budget_ * kGapCap);
-    last_ = now;
-    average_ = average_ == kUnknown ? gap : (average_ * 3 + gap) / 4;
-  }
-  // How long to poll before parking.
-  [[nodiscard]] std::chrono::nanoseconds spin() const noexcept {
-    return average_ <= budget_ ? budget_ : std::chrono::nanoseconds::zero();
-  }
-
- private:
-  static constexpr std::chrono::nanoseconds kUnknown = std::chrono::nanoseconds::max();
-  static constexpr int kGapCap = 8;
-  const std::chrono::nanoseconds budget_;
-  SteadyClock::time_point last_ = SteadyClock::now();
-  std::chrono::nanoseconds average_ = kUnknown;
-};
 
 void report_dropped(const std::string& lane, std::span<const Event> events, const char* reason) {
   if (!events::kEventDropped.enabled()) return;
@@ -69,12 +37,15 @@ void report_dropped(const std::string& lane, std::span<const Event> events, cons
 }
 
 // Marks the consumer as inside adapter code for the scope (see Consumer::in_adapter_call).
+// Relaxed: the flag orders nothing. A shutdown past its deadline that misses a consumer
+// just entering a call waits for it at most its short exit grace; one that misses it just
+// leaving waits for the exit that follows at once.
 class AdapterCallScope {
  public:
   explicit AdapterCallScope(Consumer& consumer) noexcept : consumer_(consumer) {
-    consumer_.in_adapter_call.store(true, std::memory_order_seq_cst);
+    consumer_.in_adapter_call.store(true, std::memory_order_relaxed);
   }
-  ~AdapterCallScope() { consumer_.in_adapter_call.store(false, std::memory_order_seq_cst); }
+  ~AdapterCallScope() { consumer_.in_adapter_call.store(false, std::memory_order_relaxed); }
   AdapterCallScope(const AdapterCallScope&) = delete;
   AdapterCallScope& operator=(const AdapterCallScope&) = delete;
 
@@ -118,12 +89,11 @@ void Core::run_consumer(Lane& lane, Consumer& consumer) noexcept {
       consumer.claim.store(Consumer::kNoClaim, std::memory_order_seq_cst);
       shared_->progress.notify();
       if (stop_.load(std::memory_order_acquire) != StopMode::running) break;
-      idle_wait(queue, retries, idle.spin());
+      idle.on_idle_spell(idle_wait(queue, retries, idle.next_spin()));
       continue;
     }
-    idle.on_batch();
     const std::size_t position = consumer.claim.load(std::memory_order_relaxed);
-    const std::size_t n = batch->take[queue.flat];
+    const std::size_t n = batch->taken_by(lane.index, queue.flat);
     const std::size_t left = queue.occupancy.fetch_sub(n, std::memory_order_acq_rel) - n;
     // Wake blocked commits only once a quarter of the queue is free (or it is empty):
     // waking them on every pop makes them fight over one batch's worth of room.
@@ -142,20 +112,25 @@ void Core::run_consumer(Lane& lane, Consumer& consumer) noexcept {
   exits_.notify();
 }
 
-void Core::idle_wait(Queue& queue, const RetryBox& retries,
-                     std::chrono::nanoseconds spin) noexcept {
+std::chrono::nanoseconds Core::idle_wait(Queue& queue, const RetryBox& retries,
+                                         std::chrono::nanoseconds spin) noexcept {
+  auto ready = [&] {
+    return queue.ring.has_item() || retries.size.load(std::memory_order_relaxed) != 0 ||
+           stop_.load(std::memory_order_acquire) != StopMode::running;
+  };
+  // Poll politely (yielding the core to anything runnable), then park. The clock is read
+  // only once the first iterations found nothing. Returns the spell only when the consumer
+  // parked: from the start of polling to the wake-up.
+  for (unsigned i = 0; i < kQuickPolls; ++i) {
+    if (ready()) return std::chrono::nanoseconds::zero();
+    cpu_relax();
+  }
+  const auto start = SteadyClock::now();
   if (spin.count() > 0) {
-    // Poll politely (yielding the core to anything runnable), then park.
-    const auto start = SteadyClock::now();
-    for (unsigned i = 0;; ++i) {
-      if (queue.ring.has_item() || retries.size.load(std::memory_order_relaxed) != 0 ||
-          stop_.load(std::memory_order_acquire) != StopMode::running) {
-        return;
-      }
-      if (i < 64) {
-        cpu_relax();
-        continue;
-      }
+    for (;;) {
+      // Found while polling, however long that took (the consumer may have lost its core
+      // meanwhile): polling paid off, a spell as good as none.
+      if (ready()) return std::chrono::nanoseconds::zero();
       if (SteadyClock::now() - start >= spin) break;
       sched_yield();
     }
@@ -167,6 +142,7 @@ void Core::idle_wait(Queue& queue, const RetryBox& retries,
     queue.wakeup.wait(token, std::chrono::nanoseconds(-1));
   }
   queue.wakeup.done();
+  return SteadyClock::now() - start;
 }
 
 void Core::deliver(Lane& lane, Consumer& consumer, Batch& batch, std::size_t position,

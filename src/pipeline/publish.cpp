@@ -27,18 +27,28 @@ void Core::route(Batch& batch) const {
   const std::size_t n = batch.size;
   const std::size_t lane_count = lanes_.size();
   batch.lane_count = lane_count;
-  batch.route.resize(n * lane_count);
+  batch.whole_lanes = 0;
   batch.take.assign(all_queues_.size(), 0);
   batch.skipped.assign(lane_count, 0);
-  // Dead-letter lanes take no commits (only the copies send_dead_letters makes).
-  for (std::size_t l = routed_lanes_; l < lane_count; ++l) {
-    for (std::size_t i = 0; i < n; ++i)
-      batch.route[i * lane_count + l] = Batch::kSkip;
-  }
+  // The per-event table, made only when some lane filters or partitions this batch's
+  // events. Dead-letter lanes take no commits (only the copies send_dead_letters makes).
+  bool table = false;
+  auto make_table = [&] {
+    if (table) return;
+    batch.route.resize(n * lane_count);
+    for (std::size_t l = routed_lanes_; l < lane_count; ++l) {
+      for (std::size_t i = 0; i < n; ++i)
+        batch.route[i * lane_count + l] = Batch::kSkip;
+    }
+    table = true;
+  };
   for (std::size_t l = 0; l < routed_lanes_; ++l) {
     const Lane& lane = *lanes_[l];
     const Adapter& adapter = *lane.adapter;
     const std::size_t partitions = lane.queues.size();
+    // Whole until an event is not wanted (or the lane is partitioned): then the entries of
+    // the events before it are written, and every later one.
+    bool whole = partitions == 1 && l < Batch::kWholeLaneBits;
     for (std::size_t i = 0; i < n; ++i) {
       const Event& event = batch.slots[i];
       bool wanted = true;
@@ -46,6 +56,16 @@ void Core::route(Batch& batch) const {
         wanted = adapter.interested(event);
       } catch (...) {
         wanted = true;  // let the adapter see it rather than silently losing the event
+      }
+      if (whole) {
+        if (wanted) continue;
+        make_table();
+        for (std::size_t j = 0; j < i; ++j)
+          batch.route[j * lane_count + l] = 0;
+        batch.take[lane.queues[0]->flat] += static_cast<std::uint32_t>(i);
+        whole = false;
+      } else if (!table) {
+        make_table();
       }
       std::uint32_t queue = Batch::kSkip;
       if (wanted) {
@@ -64,6 +84,10 @@ void Core::route(Batch& batch) const {
         ++batch.skipped[l];
       }
       batch.route[i * lane_count + l] = queue;
+    }
+    if (whole) {
+      batch.whole_lanes |= std::uint64_t{1} << l;
+      batch.take[lane.queues[0]->flat] += static_cast<std::uint32_t>(n);
     }
   }
 }

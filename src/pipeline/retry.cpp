@@ -32,6 +32,7 @@ void report_dropped_one(const std::string& lane, const Event& event, const char*
 void route_all_to(Batch& batch, std::size_t lane_count, std::size_t lane, std::uint32_t queue,
                   std::size_t queue_flat, std::size_t queue_total) {
   batch.lane_count = lane_count;
+  batch.whole_lanes = 0;
   batch.route.assign(batch.size * lane_count, Batch::kSkip);
   for (std::size_t i = 0; i < batch.size; ++i)
     batch.route[i * lane_count + lane] = queue;

@@ -147,6 +147,69 @@ TEST(PublishTest, APartitionedPoolQueuesEachEventOnce) {
   EXPECT_EQ(pool->received(), 14u);
 }
 
+TEST(PublishTest, EachAdapterGetsExactlyTheEventsItWantsWhenItsInterestChangesWithinACommit) {
+  // Routing writes no per-event entries for a lane that takes a whole commit; it switches
+  // to them at the first event a lane does not want. Lanes that want everything, want
+  // all but the first event, want a prefix, want every other event, want nothing, or are
+  // partitioned, side by side, over commits of 1 to 12 events.
+  auto all = std::make_shared<RecordingAdapter>("all");
+  auto not_first = std::make_shared<RecordingAdapter>("not_first");
+  auto prefix = std::make_shared<RecordingAdapter>("prefix");
+  auto even = std::make_shared<RecordingAdapter>("even");
+  auto none = std::make_shared<RecordingAdapter>("none");
+  auto pool = std::make_shared<RecordingAdapter>("pool");
+  auto index_of = [](const Event& e) { return e.payload.at("i").get<int>(); };
+  not_first->set_filter([=](const Event& e) { return index_of(e) != 0; });
+  prefix->set_filter([=](const Event& e) { return index_of(e) < 3; });
+  even->set_filter([=](const Event& e) { return index_of(e) % 2 == 0; });
+  none->set_filter([](const Event&) { return false; });
+  Config config = config_with({all, not_first, prefix, even, none});
+  config.add_adapter(pool, {.concurrency = 3, .partition_by = [](const Event& e) {
+                              return e.payload.at("n").get<std::uint64_t>();
+                            }});
+  Emitter emitter(std::move(config));
+
+  std::vector<int> want_all, want_not_first, want_prefix, want_even;
+  int serial = 0;
+  for (int size = 1; size <= 12; ++size) {
+    Transaction tx = emitter.start();
+    for (int i = 0; i < size; ++i, ++serial) {
+      ASSERT_TRUE(tx.emit("routed", {{"i", i}, {"n", serial}}).ok());
+      want_all.push_back(serial);
+      if (i != 0) want_not_first.push_back(serial);
+      if (i < 3) want_prefix.push_back(serial);
+      if (i % 2 == 0) want_even.push_back(serial);
+    }
+    ASSERT_TRUE(tx.commit().ok());
+  }
+  ASSERT_TRUE(emitter.drain(10s).ok());
+
+  auto serials = [](const RecordingAdapter& adapter) {
+    std::vector<int> out;
+    for (const auto& payload : adapter.payloads())
+      out.push_back(payload.at("n").get<int>());
+    return out;
+  };
+  EXPECT_EQ(serials(*all), want_all);
+  EXPECT_EQ(serials(*not_first), want_not_first);
+  EXPECT_EQ(serials(*prefix), want_prefix);
+  EXPECT_EQ(serials(*even), want_even);
+  EXPECT_TRUE(serials(*none).empty());
+  std::vector<int> pooled = serials(*pool);
+  std::sort(pooled.begin(), pooled.end());
+  EXPECT_EQ(pooled, want_all);
+
+  const auto stats = emitter.stats();
+  const auto committed = static_cast<std::uint64_t>(serial);
+  ASSERT_EQ(stats.committed, committed);
+  expect_exact(stats);
+  EXPECT_EQ(stats.adapters[1].filtered, committed - want_not_first.size());
+  EXPECT_EQ(stats.adapters[2].filtered, committed - want_prefix.size());
+  EXPECT_EQ(stats.adapters[3].filtered, committed - want_even.size());
+  EXPECT_EQ(stats.adapters[4].filtered, committed);
+  EXPECT_EQ(stats.adapters[5].delivered, committed);
+}
+
 TEST(PublishTest, DropOldestUnderContentionCountsEveryEventExactly) {
   // Defect 13: the drop_oldest loop could spin without bound; counters must stay exact.
   auto slow = std::make_shared<RecordingAdapter>("slow");
