@@ -121,7 +121,8 @@ std::chrono::nanoseconds Core::idle_wait(Queue& queue, const RetryBox& retries,
   // Poll politely (yielding the core to anything runnable), then park. The clock is read
   // only once the first iterations found nothing. Returns the spell only when the consumer
   // parked: from the start of polling to the wake-up.
-  for (unsigned i = 0; i < kQuickPolls; ++i) {
+  // A zero spin parks at once (idle_spin 0, or a parked consumer not probing).
+  for (unsigned i = 0; spin.count() > 0 && i < kQuickPolls; ++i) {
     if (ready()) return std::chrono::nanoseconds::zero();
     cpu_relax();
   }

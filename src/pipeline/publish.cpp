@@ -28,6 +28,7 @@ void Core::route(Batch& batch) const {
   const std::size_t lane_count = lanes_.size();
   batch.lane_count = lane_count;
   batch.whole_lanes = 0;
+  batch.route.clear();  // nothing of an earlier commit's table survives (capacity does)
   batch.take.assign(all_queues_.size(), 0);
   batch.skipped.assign(lane_count, 0);
   // The per-event table, made only when some lane filters or partitions this batch's

@@ -210,6 +210,65 @@ TEST(PublishTest, EachAdapterGetsExactlyTheEventsItWantsWhenItsInterestChangesWi
   EXPECT_EQ(stats.adapters[5].delivered, committed);
 }
 
+TEST(PublishTest, RecycledBatchesRouteEachCommitAfreshAndQueueExactlyWhatEachLaneTakes) {
+  // Lanes whose wishes change from one commit to the next, with a drain between commits so
+  // every batch comes back from the pool holding the previous commit's routing: a lane
+  // that took a whole commit must not inherit the previous table, nor a filtering lane the
+  // previous whole bit. While the adapters are blocked, `queued` shows exactly how many
+  // events routing gave each queue (the count consumers give back).
+  auto whole = std::make_shared<RecordingAdapter>("whole");
+  auto alternating = std::make_shared<RecordingAdapter>("alternating");
+  auto suffix = std::make_shared<RecordingAdapter>("suffix");
+  auto commit_of = [](const Event& e) { return e.payload.at("c").get<int>(); };
+  auto index_of = [](const Event& e) { return e.payload.at("i").get<int>(); };
+  alternating->set_filter([=](const Event& e) { return commit_of(e) % 2 == 0; });
+  suffix->set_filter([=](const Event& e) { return index_of(e) >= commit_of(e) % 5; });
+  Emitter emitter(config_with({whole, alternating, suffix}));
+
+  auto commit = [&](int c, int size) {
+    Transaction tx = emitter.start();
+    for (int i = 0; i < size; ++i)
+      ASSERT_TRUE(tx.emit("routed", {{"c", c}, {"i", i}}).ok());
+    ASSERT_TRUE(tx.commit().ok());
+  };
+  std::uint64_t want_alternating = 0;
+  std::uint64_t want_suffix = 0;
+  std::uint64_t committed = 0;
+  for (int c = 0; c < 20; ++c) {
+    commit(c, 8);
+    committed += 8;
+    want_alternating += c % 2 == 0 ? 8 : 0;
+    want_suffix += static_cast<std::uint64_t>(8 - c % 5);
+    ASSERT_TRUE(emitter.drain(10s).ok());
+    ASSERT_EQ(whole->received(), committed) << "commit " << c;
+    ASSERT_EQ(alternating->received(), want_alternating) << "commit " << c;
+    ASSERT_EQ(suffix->received(), want_suffix) << "commit " << c;
+  }
+
+  // Wedge each consumer inside a call, then look at what waits in the queues.
+  whole->block();
+  alternating->block();
+  suffix->block();
+  commit(0, 1);  // every lane wants it (c = 0, i = 0)
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  auto queued = [&](std::size_t lane) { return emitter.stats().adapters[lane].queued; };
+  while ((queued(0) + queued(1) + queued(2)) != 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  commit(3, 8);  // alternating wants none; suffix wants i >= 3: 5 events
+  commit(4, 8);  // alternating wants all 8; suffix wants i >= 4: 4 events
+  EXPECT_EQ(queued(0), 16u);
+  EXPECT_EQ(queued(1), 8u);
+  EXPECT_EQ(queued(2), 9u);
+  whole->unblock();
+  alternating->unblock();
+  suffix->unblock();
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  expect_exact(emitter.stats());
+  EXPECT_EQ(whole->received(), committed + 17);
+  EXPECT_EQ(alternating->received(), want_alternating + 1 + 8);
+  EXPECT_EQ(suffix->received(), want_suffix + 1 + 5 + 4);
+}
+
 TEST(PublishTest, DropOldestUnderContentionCountsEveryEventExactly) {
   // Defect 13: the drop_oldest loop could spin without bound; counters must stay exact.
   auto slow = std::make_shared<RecordingAdapter>("slow");
