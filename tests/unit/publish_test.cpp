@@ -237,7 +237,7 @@ TEST(PublishTest, RecycledBatchesRouteEachCommitAfreshAndQueueExactlyWhatEachLan
   for (int c = 0; c < 20; ++c) {
     commit(c, 8);
     committed += 8;
-    want_alternating += c % 2 == 0 ? 8 : 0;
+    want_alternating += c % 2 == 0 ? 8U : 0U;
     want_suffix += static_cast<std::uint64_t>(8 - c % 5);
     ASSERT_TRUE(emitter.drain(10s).ok());
     ASSERT_EQ(whole->received(), committed) << "commit " << c;
