@@ -25,6 +25,9 @@ thread_local DeliveringSettlement t_delivering_settlement;
 
 using SteadyClock = std::chrono::steady_clock;
 
+// Polls (a pause each) before an idle consumer first reads the clock.
+constexpr unsigned kQuickPolls = 64;
+
 void report_dropped(const std::string& lane, std::span<const Event> events, const char* reason) {
   if (!events::kEventDropped.enabled()) return;
   for (const Event& event : events) {
@@ -118,10 +121,9 @@ std::chrono::nanoseconds Core::idle_wait(Queue& queue, const RetryBox& retries,
     return queue.ring.has_item() || retries.size.load(std::memory_order_relaxed) != 0 ||
            stop_.load(std::memory_order_acquire) != StopMode::running;
   };
-  // Poll politely (yielding the core to anything runnable), then park. The clock is read
-  // only once the first iterations found nothing. Returns the spell only when the consumer
-  // parked: from the start of polling to the wake-up.
-  // A zero spin parks at once (idle_spin 0, or a parked consumer not probing).
+  // Poll politely (yielding the core to anything runnable), then park; the clock is read
+  // only once the quick polls found nothing. A zero spin parks at once (idle_spin 0, or a
+  // parked consumer not probing).
   for (unsigned i = 0; spin.count() > 0 && i < kQuickPolls; ++i) {
     if (ready()) return std::chrono::nanoseconds::zero();
     cpu_relax();

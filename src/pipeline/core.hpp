@@ -333,10 +333,10 @@ class Core : public std::enable_shared_from_this<Core> {
   // ---- consumer.cpp
   void run_consumer(Lane& lane, Consumer& consumer) noexcept;
   // Waits for the next batch (or retry, or shutdown): polls for up to `spin`, then parks.
-  // Returns how long it waited (zero when a batch came within the first quick polls).
+  // Returns the idle spell for IdlePolicy: zero when polling found the work, otherwise how
+  // long it waited, parked included.
   std::chrono::nanoseconds idle_wait(Queue& queue, const RetryBox& retries,
                                      std::chrono::nanoseconds spin) noexcept;
-  static constexpr unsigned kQuickPolls = 64;
   void deliver(Lane& lane, Consumer& consumer, Batch& batch, std::size_t position,
                bool& need_init) noexcept;
   void deliver_sync(Lane& lane, Consumer& consumer, Batch& batch, std::size_t position,

@@ -47,9 +47,10 @@ void Core::route(Batch& batch) const {
     const Lane& lane = *lanes_[l];
     const Adapter& adapter = *lane.adapter;
     const std::size_t partitions = lane.queues.size();
-    // Whole until an event is not wanted (or the lane is partitioned): then the entries of
-    // the events before it are written, and every later one.
+    // Whole until an event is not wanted: then the entries of the events before it are
+    // written, and every later one. A partitioned lane writes them all.
     bool whole = partitions == 1 && l < Batch::kWholeLaneBits;
+    if (!whole) make_table();
     for (std::size_t i = 0; i < n; ++i) {
       const Event& event = batch.slots[i];
       bool wanted = true;
@@ -65,8 +66,6 @@ void Core::route(Batch& batch) const {
           batch.route[j * lane_count + l] = 0;
         batch.take[lane.queues[0]->flat] += static_cast<std::uint32_t>(i);
         whole = false;
-      } else if (!table) {
-        make_table();
       }
       std::uint32_t queue = Batch::kSkip;
       if (wanted) {
