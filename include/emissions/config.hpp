@@ -150,7 +150,8 @@ struct AdapterOptions {
   /// serve several adapters; must not be a configured adapter (ConfigError). Null: none.
   std::shared_ptr<Adapter> dead_letter = {};
   /// AsyncAdapter only (a ConfigError on a synchronous adapter): batches handed to
-  /// deliver() and not yet settled, per consumer (1..kMaxInFlight; default 16).
+  /// deliver() and not yet settled, per consumer (1..kMaxInFlight; default 16). A full
+  /// window is refilled once half of it is settled.
   std::optional<std::size_t> max_in_flight = {};
 };
 

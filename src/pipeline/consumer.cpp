@@ -243,7 +243,7 @@ bool Core::deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size
     wait_until(
         window.freed,
         [&] {
-          return window.size.load(std::memory_order_seq_cst) < lane.options.max_in_flight ||
+          return window.size.load(std::memory_order_seq_cst) <= window.resume_at ||
                  stop_.load(std::memory_order_seq_cst) == StopMode::abandon;
         },
         Deadline::max());
@@ -279,10 +279,13 @@ bool Core::deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size
   std::shared_ptr<DeliveryState> state;
   batch.refs.fetch_add(1, std::memory_order_relaxed);  // the delivery's own reference
   try {
-    state = std::make_shared<DeliveryState>(shared_, lane.counters, consumer.window, &batch, run,
-                                            position);
+    if (!consumer.delivery_home) {
+      consumer.delivery_home = std::make_shared<const DeliveryHome>(
+          DeliveryHome{shared_, lane.counters, consumer.window,
+                       lane.decides_failures() ? consumer.retries : nullptr});
+    }
+    state = std::make_shared<DeliveryState>(consumer.delivery_home, &batch, run, position);
     state->lane_index = lane.index;
-    if (lane.decides_failures()) state->retries = consumer.retries;
     std::lock_guard lock(window.mutex);
     window.open.push_back(state);
     window.size.store(window.open.size(), std::memory_order_seq_cst);

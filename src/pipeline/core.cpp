@@ -150,7 +150,10 @@ Core::Core(Config config)
       auto consumer = std::make_unique<Consumer>();
       consumer->queue = lane->queues[i % queue_count].get();
       consumer->queue->consumers.push_back(consumer.get());
-      if (lane->async) consumer->window = std::make_shared<Window>();
+      if (lane->async) {
+        consumer->window = std::make_shared<Window>();
+        consumer->window->resume_at = resume_size(o.max_in_flight);
+      }
       consumer->retries = std::make_shared<RetryBox>(shared_);
       consumer->retries->wakeup = &consumer->queue->wakeup;
       consumer->random.seed(static_cast<std::minstd_rand::result_type>(

@@ -1,6 +1,8 @@
 // Delivery handles and their settlement.
 #include "pipeline/delivery_state.hpp"
 
+#include <bit>
+
 #include "common/best_effort.hpp"
 #include "common/exceptions.hpp"
 #include "pipeline/adapter_call.hpp"
@@ -21,18 +23,25 @@ Status AsyncAdapter::handle_events(std::span<const Event> batch) {
 
 namespace detail {
 
-DeliveryState::DeliveryState(std::shared_ptr<PipelineShared> shared_storage,
-                             std::shared_ptr<LaneCounters> lane_counters,
-                             std::shared_ptr<Window> consumer_window, Batch* batch_ref,
+DeliveryState::DeliveryState(std::shared_ptr<const DeliveryHome> delivery_home, Batch* batch_ref,
                              std::span<const Event> run, std::size_t position)
-    : shared(std::move(shared_storage)),
-      counters(std::move(lane_counters)),
-      window(std::move(consumer_window)),
+    : home(std::move(delivery_home)),
+      shared(home->shared.get()),
+      counters(home->counters.get()),
+      window(home->window.get()),
       batch(batch_ref),
       events(run),
       ticket(position),
-      settled(std::make_unique<std::atomic<std::uint8_t>[]>(run.size())),
-      unsettled(run.size()) {}
+      unsettled(run.size()),
+      retries(home->retries.get()) {
+  const std::size_t words = (run.size() + 63) / 64;
+  if (words > kInlineWords) {
+    heap_settled = std::make_unique<std::atomic<std::uint64_t>[]>(words);
+    settled_words = heap_settled.get();
+  } else {
+    settled_words = inline_settled;
+  }
+}
 
 DeliveryState::~DeliveryState() {
   if (batch != nullptr) shared->release(batch);
@@ -65,25 +74,39 @@ std::size_t DeliveryState::settle(std::size_t index, Outcome outcome, Status* er
   // A failure the consumer decides on (retry, dead letter) is recorded, not counted.
   const bool defer = outcome == Outcome::failed && retries != nullptr;
   const bool notify = static_cast<bool>(on_settled);  // a detached delivery's listener
+  const bool credit = outcome == Outcome::delivered && batch != nullptr &&
+                      !batch->dead_letter_of.empty();  // a dead-letter lane's delivery
+  const bool each = notify || defer || credit || outcome == Outcome::dropped;
   std::size_t count = 0;
-  for (std::size_t i = first; i < last; ++i) {
-    if (settled[i].exchange(1, std::memory_order_acq_rel) != 0) continue;  // first one wins
-    ++count;
-    if (notify) {
-      on_settled(i, outcome == Outcome::delivered, outcome == Outcome::failed ? error : nullptr,
-                 std::chrono::milliseconds(retry_after_ms.load(std::memory_order_relaxed)));
-    }
-    if (outcome == Outcome::dropped) report_dropped_event(counters->name, events[i], reason);
-    if (defer) {
-      try {
-        std::lock_guard lock(failures_mutex);
-        failures.push_back({i, error != nullptr ? *error : Status(Errc::internal, "failed")});
-        deferred.store(true, std::memory_order_release);
-      } catch (...) {
-        // Out of memory: this one fails for good, undecided.
-        counters->failed.fetch_add(1, std::memory_order_relaxed);
-        if (batch != nullptr && batch->tracker) {
-          batch->tracker->add(lane_index, SettlementTracker::Outcome::failed, 1);
+  // Claim the range's bits a word at a time (first one wins), then, when something is done
+  // per event, visit the events this call won, in order.
+  for (std::size_t word = first / 64; word * 64 < last; ++word) {
+    const std::size_t base = word * 64;
+    const std::size_t lo = first > base ? first - base : 0;
+    const std::size_t hi = last - base < 64 ? last - base : 64;
+    const std::uint64_t mask = (hi == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << hi) - 1) &
+                               ~((std::uint64_t{1} << lo) - 1);
+    std::uint64_t won = mask & ~settled_words[word].fetch_or(mask, std::memory_order_acq_rel);
+    count += static_cast<std::size_t>(std::popcount(won));
+    for (; each && won != 0; won &= won - 1) {
+      const std::size_t i = base + static_cast<std::size_t>(std::countr_zero(won));
+      if (notify) {
+        on_settled(i, outcome == Outcome::delivered, outcome == Outcome::failed ? error : nullptr,
+                   std::chrono::milliseconds(retry_after_ms.load(std::memory_order_relaxed)));
+      }
+      if (outcome == Outcome::dropped) report_dropped_event(counters->name, events[i], reason);
+      if (credit) credit_dead_letters(*batch, events.subspan(i, 1));
+      if (defer) {
+        try {
+          std::lock_guard lock(failures_mutex);
+          failures.push_back({i, error != nullptr ? *error : Status(Errc::internal, "failed")});
+          deferred.store(true, std::memory_order_release);
+        } catch (...) {
+          // Out of memory: this one fails for good, undecided.
+          counters->failed.fetch_add(1, std::memory_order_relaxed);
+          if (batch != nullptr && batch->tracker) {
+            batch->tracker->add(lane_index, SettlementTracker::Outcome::failed, 1);
+          }
         }
       }
     }
@@ -93,17 +116,8 @@ std::size_t DeliveryState::settle(std::size_t index, Outcome outcome, Status* er
     case Outcome::delivered:
       counters->delivered.fetch_add(count, std::memory_order_relaxed);
       delivered.fetch_add(count, std::memory_order_relaxed);
-      if (batch != nullptr) {
-        if (batch->tracker)
-          batch->tracker->add(lane_index, SettlementTracker::Outcome::delivered, count);
-        if (!batch->dead_letter_of.empty()) {
-          if (index == kAll) {
-            credit_dead_letters(*batch, events);
-          } else {
-            credit_dead_letters(*batch, events.subspan(index, 1));
-          }
-        }
-      }
+      if (batch != nullptr && batch->tracker)
+        batch->tracker->add(lane_index, SettlementTracker::Outcome::delivered, count);
       break;
     case Outcome::failed:
       if (!defer) {
@@ -184,6 +198,7 @@ void DeliveryState::complete() noexcept {
   }
   // Out of the window first, so the consumer and drains see the room at once.
   std::shared_ptr<DeliveryState> keep;  // the window's reference, dropped after the lock
+  std::size_t left = 0;
   {
     std::lock_guard lock(window->mutex);
     auto& open = window->open;
@@ -195,9 +210,10 @@ void DeliveryState::complete() noexcept {
         break;
       }
     }
-    window->size.store(open.size(), std::memory_order_seq_cst);
+    left = open.size();
+    window->size.store(left, std::memory_order_seq_cst);
   }
-  window->freed.notify();
+  if (left <= window->resume_at) window->freed.notify();
   shared->progress.notify();
   const std::uint64_t ok = delivered.load(std::memory_order_relaxed);
   const std::uint64_t bad = failed.load(std::memory_order_relaxed);
@@ -230,9 +246,10 @@ std::shared_ptr<DeliveryState> make_detached_delivery(std::string_view adapter_n
   owned->refs.store(1, std::memory_order_relaxed);
   Batch* batch = owned.release();
   const std::span<const Event> run(batch->slots.data(), batch->size);
-  auto state = std::make_shared<DeliveryState>(
-      shared, std::make_shared<LaneCounters>(std::string(adapter_name)), std::make_shared<Window>(),
-      batch, run, 0);
+  auto home = std::make_shared<DeliveryHome>(
+      DeliveryHome{shared, std::make_shared<LaneCounters>(std::string(adapter_name)),
+                   std::make_shared<Window>(), nullptr});
+  auto state = std::make_shared<DeliveryState>(std::move(home), batch, run, 0);
   std::lock_guard lock(state->window->mutex);
   state->window->open.push_back(state);
   state->window->size.store(1, std::memory_order_seq_cst);

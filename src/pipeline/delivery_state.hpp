@@ -21,10 +21,17 @@
 
 namespace emissions::detail {
 
+// What every delivery of one consumer needs to settle, kept alive together: one reference
+// per delivery instead of one per part (each a contended atomic on the settling thread).
+struct DeliveryHome {
+  std::shared_ptr<PipelineShared> shared;
+  std::shared_ptr<LaneCounters> counters;
+  std::shared_ptr<Window> window;
+  std::shared_ptr<RetryBox> retries;  // null unless the lane decides failures
+};
+
 struct DeliveryState {
-  DeliveryState(std::shared_ptr<PipelineShared> shared_storage,
-                std::shared_ptr<LaneCounters> lane_counters,
-                std::shared_ptr<Window> consumer_window, Batch* batch_ref,
+  DeliveryState(std::shared_ptr<const DeliveryHome> delivery_home, Batch* batch_ref,
                 std::span<const Event> run, std::size_t position);
   ~DeliveryState();
 
@@ -34,15 +41,26 @@ struct DeliveryState {
   std::size_t settle(std::size_t index, Outcome outcome, Status* error,
                      const char* reason) noexcept;
   static constexpr std::size_t kAll = static_cast<std::size_t>(-1);
+  // Whether events()[index] is settled (index < events.size()).
+  [[nodiscard]] bool is_settled(std::size_t index) const noexcept {
+    return (settled_words[index / 64].load(std::memory_order_acquire) >> (index % 64) & 1U) != 0;
+  }
 
-  std::shared_ptr<PipelineShared> shared;
-  std::shared_ptr<LaneCounters> counters;
-  std::shared_ptr<Window> window;
+  const std::shared_ptr<const DeliveryHome> home;  // keeps the four below alive
+  PipelineShared* const shared;
+  LaneCounters* const counters;
+  Window* const window;
   Batch* batch;  // one reference (null outside a pipeline), released with the state
   const std::span<const Event> events;
   const std::size_t ticket;  // the batch's ring position (drain watermarks)
   std::chrono::steady_clock::time_point handed_at{};  // set when someone listens
-  std::unique_ptr<std::atomic<std::uint8_t>[]> settled;
+  // One bit per event, set by the settlement that wins it. Runs of up to 64 events (the
+  // default max_demand is 50) keep theirs inline: no allocation, and ack() of a whole run
+  // is one atomic OR.
+  static constexpr std::size_t kInlineWords = 1;
+  std::atomic<std::uint64_t> inline_settled[kInlineWords]{};
+  std::unique_ptr<std::atomic<std::uint64_t>[]> heap_settled;
+  std::atomic<std::uint64_t>* settled_words;
   std::atomic<std::size_t> unsettled;
   std::atomic<std::int64_t> retry_after_ms{0};
   // Per-delivery tallies, for the completion's telemetry.
@@ -56,7 +74,7 @@ struct DeliveryState {
   // here but left in `failures` for the consumer to decide (Core::decide_failures); the
   // delivery, once complete, waits in `retries` until then.
   std::size_t lane_index = static_cast<std::size_t>(-1);  // for the commit's tracker
-  std::shared_ptr<RetryBox> retries;
+  RetryBox* const retries;                                // home->retries
   std::mutex failures_mutex;
   std::vector<FailedEvent> failures;  // guarded by failures_mutex
   std::atomic<bool> deferred{false};  // some failure went to `failures` (read without lock)

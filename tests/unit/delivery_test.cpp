@@ -202,6 +202,35 @@ TEST(DeliveryTest, TheWindowBoundsUnsettledBatchesPerConsumer) {
   EXPECT_EQ(emitter.stats().adapters[0].delivered, 5u);
 }
 
+// A full window is refilled once half of it is settled, not on every settlement: the
+// consumer sleeps once per few settlements instead of once per batch.
+TEST(DeliveryTest, AFullWindowIsRefilledOnceHalfOfItIsSettled) {
+  auto adapter = std::make_shared<Parking>();
+  Emitter emitter(config_with(adapter, {.max_in_flight = 4}));
+  for (int i = 0; i < 8; ++i)
+    ASSERT_TRUE(commit(emitter, {i}).ok());
+  ASSERT_TRUE(adapter->wait_for(4));
+  std::vector<Delivery> held = adapter->take();
+  ASSERT_EQ(held.size(), 4u);
+  held[0].ack();  // 3 of 4 in flight: not yet half free
+  std::this_thread::sleep_for(50ms);
+  EXPECT_TRUE(adapter->take().empty()) << "refilled after one settlement of four";
+  held[1].ack();  // half free: the consumer hands over two more
+  ASSERT_TRUE(adapter->wait_for(2));
+  std::this_thread::sleep_for(50ms);
+  std::vector<Delivery> refill = adapter->take();
+  EXPECT_EQ(refill.size(), 2u);
+  held[2].ack();
+  held[3].ack();
+  for (auto& d : refill)
+    d.ack();
+  ASSERT_TRUE(adapter->wait_for(2));
+  for (auto& d : adapter->take())
+    d.ack();
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  EXPECT_EQ(emitter.stats().adapters[0].delivered, 8u);
+}
+
 TEST(DeliveryTest, ShutdownCountsWhatIsStillUnsettledAsDroppedAndLaterSettlementsAreNoOps) {
   auto adapter = std::make_shared<Parking>();
   std::vector<Delivery> held;
@@ -280,36 +309,64 @@ TEST(DeliveryTest, RetriableCodesAreTheTransientOnes) {
   EXPECT_FALSE(emissions::retriable(Errc::closed));
 }
 
+// Runs up to 64 events keep their settlement bits in one inline word; longer ones in
+// several words: 200 covers a whole word, a partial one and the boundaries between them.
 TEST(DeliveryTest, SettlingOneHandleFromManyThreadsAtOnceCountsEachEventOnce) {
+  for (const std::size_t n : {std::size_t{64}, std::size_t{200}}) {
+    auto adapter = std::make_shared<Parking>();
+    Emitter emitter(config_with(adapter, {.max_demand = n}));
+    Transaction tx = emitter.start();
+    for (std::size_t i = 0; i < n; ++i)
+      ASSERT_TRUE(tx.emit("e", i).ok());
+    ASSERT_TRUE(tx.commit().ok());
+    ASSERT_TRUE(adapter->wait_for(1));
+    auto shared = std::make_shared<Delivery>(std::move(adapter->take()[0]));
+    ASSERT_EQ(shared->events().size(), n);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+      threads.emplace_back([shared, t, n] {
+        for (std::size_t i = 0; i < n; ++i) {
+          if ((i + static_cast<std::size_t>(t)) % 3 == 0) {
+            shared->fail(i, Status(Errc::unavailable, "t" + std::to_string(t)));
+          } else {
+            shared->ack(i);
+          }
+        }
+        if (t == 7) shared->ack();
+        if (t == 6) shared->fail(Status(Errc::internal, "all"));
+      });
+    }
+    for (auto& thread : threads)
+      thread.join();
+    EXPECT_TRUE(shared->settled());
+    ASSERT_TRUE(emitter.drain(10s).ok());
+    const auto stats = emitter.stats();
+    EXPECT_EQ(stats.adapters[0].delivered + stats.adapters[0].failed, n) << n;
+    EXPECT_EQ(shared->events().size(), n);  // still readable after settlement
+  }
+}
+
+TEST(DeliveryTest, EventsSettledOneByOneAcrossWordBoundariesAreLeftOutOfTheWholeAck) {
   auto adapter = std::make_shared<Parking>();
-  Emitter emitter(config_with(adapter, {.max_demand = 64}));
+  Emitter emitter(config_with(adapter, {.max_demand = 200}));
   Transaction tx = emitter.start();
-  for (int i = 0; i < 64; ++i)
+  for (int i = 0; i < 200; ++i)
     ASSERT_TRUE(tx.emit("e", i).ok());
   ASSERT_TRUE(tx.commit().ok());
   ASSERT_TRUE(adapter->wait_for(1));
-  auto shared = std::make_shared<Delivery>(std::move(adapter->take()[0]));
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 8; ++t) {
-    threads.emplace_back([shared, t] {
-      for (std::size_t i = 0; i < 64; ++i) {
-        if ((i + static_cast<std::size_t>(t)) % 3 == 0) {
-          shared->fail(i, Status(Errc::unavailable, "t" + std::to_string(t)));
-        } else {
-          shared->ack(i);
-        }
-      }
-      if (t == 7) shared->ack();
-      if (t == 6) shared->fail(Status(Errc::internal, "all"));
-    });
-  }
-  for (auto& thread : threads)
-    thread.join();
-  EXPECT_TRUE(shared->settled());
+  Delivery delivery = std::move(adapter->take()[0]);
+  for (const std::size_t i : {63U, 64U, 128U, 199U})
+    delivery.fail(i, Status(Errc::invalid_argument, "bad " + std::to_string(i)));
+  delivery.ack(127);
+  delivery.fail(63, Status(Errc::internal, "again"));  // already settled: ignored
+  delivery.ack(200);                                   // out of range: ignored
+  EXPECT_FALSE(delivery.settled());
+  delivery.ack();
+  EXPECT_TRUE(delivery.settled());
   ASSERT_TRUE(emitter.drain(10s).ok());
-  const auto stats = emitter.stats();
-  EXPECT_EQ(stats.adapters[0].delivered + stats.adapters[0].failed, 64u);
-  EXPECT_EQ(shared->events().size(), 64u);  // still readable after settlement
+  const auto stats = emitter.stats().adapters[0];
+  EXPECT_EQ(stats.delivered, 196u);
+  EXPECT_EQ(stats.failed, 4u);
 }
 
 TEST(DeliveryTest, MoveAssigningOverAnUnsettledHandleFailsItsEventsAndTakesTheOther) {

@@ -791,6 +791,35 @@ TEST(RetryRegressionTest, ADeadLetterDeliveredOnItsRetryStillCountsAsDeadLettere
   EXPECT_EQ(stats.adapters[0].dead_lettered, 1u);  // 0 on main
 }
 
+// DEFECT (delivery.cpp, DeliveryState::settle): an asynchronous dead-letter adapter that
+// acks one event of a delivery and then the rest with ack() credited the source adapter's
+// `dead_lettered` for every event of the delivery on the ack(), including the one already
+// credited: 4 dead letters counted for 3.
+TEST(RetryRegressionTest, ADeadLetterAckedPartlyThenWhollyCountsEachEventOnce) {
+  class AckFirstThenAll final : public emissions::AsyncAdapter {
+   public:
+    [[nodiscard]] std::string_view name() const override { return "dlq"; }
+    void deliver(Delivery delivery) override {
+      delivery.ack(0);
+      delivery.ack();
+    }
+  };
+  auto clock = std::make_shared<ManualClock>();
+  auto source = std::make_shared<FaultyAdapter>("source");
+  source->fail_events([](const Event&) { return true; },
+                      Status(Errc::invalid_argument, "rejected"));
+  Config config = manual_config(clock);
+  config.add_adapter(source, {.dead_letter = std::make_shared<AckFirstThenAll>()});
+  Emitter emitter(std::move(config));
+  ASSERT_TRUE(commit(emitter, "poison", 3).ok());
+  ASSERT_TRUE(emitter.drain(5s).ok());
+  const auto stats = emitter.stats();
+  ASSERT_EQ(stats.adapters.size(), 2u);
+  EXPECT_EQ(stats.adapters[1].delivered, 3u);
+  EXPECT_EQ(stats.adapters[0].failed, 3u);
+  EXPECT_EQ(stats.adapters[0].dead_lettered, 3u);  // 4 before the fix
+}
+
 // DEFECT (lifecycle.cpp:329-361, discard_queued): what shutdown (and finish) discard from
 // the queues is counted dropped on the lane but never reported to the batch's
 // SettlementTracker, so a commit(on_settled) whose events were still queued when shutdown
