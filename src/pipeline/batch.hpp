@@ -33,6 +33,11 @@ struct FailureHistory {
 struct Batch {
   std::vector<Event> slots;  // [0, size) are live; the rest are recycled, with {} metadata
   std::size_t size = 0;
+  // Every live event has a payload that owns no memory (number, boolean, null) and the
+  // empty metadata its slot keeps: reset() then has nothing to free and touches no event.
+  // Whoever recycles a batch (a consumer, an acking thread) would otherwise read and write
+  // each slot's cache lines just before the committing thread writes them again.
+  bool plain = true;
   int cascade_depth = 0;  // 0 for a request's events, k for events of a level-k handler
   // Queues holding the batch, plus deliveries and drop reports still reading it.
   std::atomic<std::uint32_t> refs{0};
@@ -85,6 +90,7 @@ struct Batch {
       if (slots.capacity() == 0) slots.reserve(kInitialSlots);
       slots.emplace_back();
     }
+    if (plain && (owns_memory(payload) || !metadata.is_null())) plain = false;
     Event& e = slots[size];
     e.name = name;
     // swap, not assignment: nlohmann's operator= builds and destroys a temporary. The
@@ -106,11 +112,8 @@ struct Batch {
   // Payloads that own no memory (numbers, booleans, null) are left for append() to
   // overwrite: nothing to free.
   void reset() noexcept {
-    for (std::size_t i = 0; i < size; ++i) {
-      if (slots[i].payload.is_structured() || slots[i].payload.is_string() ||
-          slots[i].payload.is_binary()) {
-        slots[i].payload = nullptr;
-      }
+    for (std::size_t i = 0; !plain && i < size; ++i) {
+      if (owns_memory(slots[i].payload)) slots[i].payload = nullptr;
       if (slots[i].metadata.is_object()) {
         slots[i].metadata.get_ref<nlohmann::json::object_t&>().clear();
       } else {
@@ -118,6 +121,11 @@ struct Batch {
       }
     }
     size = 0;
+    plain = true;
+  }
+
+  [[nodiscard]] static bool owns_memory(const nlohmann::json& value) noexcept {
+    return value.is_structured() || value.is_string() || value.is_binary();
   }
 
   static constexpr std::size_t kInitialSlots = 16;

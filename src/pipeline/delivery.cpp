@@ -243,6 +243,7 @@ std::shared_ptr<DeliveryState> make_detached_delivery(std::string_view adapter_n
   BatchPtr owned = shared->pool.acquire();
   owned->slots = std::move(events);
   owned->size = owned->slots.size();
+  owned->plain = false;  // events of any kind, moved in whole
   owned->refs.store(1, std::memory_order_relaxed);
   Batch* batch = owned.release();
   const std::span<const Event> run(batch->slots.data(), batch->size);

@@ -1,0 +1,79 @@
+// A transaction's batch (pipeline/batch.hpp): what reset() keeps and what it frees, and the
+// "plain" shortcut that lets whoever recycles a batch of primitive payloads skip its events.
+#include "pipeline/batch.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+
+namespace {
+
+using emissions::EventId;
+using emissions::EventName;
+using emissions::detail::Batch;
+
+void append(Batch& batch, nlohmann::json payload, nlohmann::json metadata = nullptr) {
+  const auto now = std::chrono::system_clock::now();
+  batch.append(EventName("e"), std::move(payload), std::move(metadata), EventId::generate(now),
+               now);
+}
+
+TEST(BatchTest, PrimitivePayloadsWithoutMetadataKeepTheBatchPlain) {
+  Batch batch;
+  append(batch, 1);
+  append(batch, true);
+  append(batch, 2.5);
+  append(batch, nullptr);
+  EXPECT_TRUE(batch.plain);
+  for (std::size_t i = 0; i < batch.size; ++i) {
+    EXPECT_TRUE(batch.slots[i].metadata.is_object()) << i;
+    EXPECT_TRUE(batch.slots[i].metadata.empty()) << i;
+  }
+  batch.reset();
+  EXPECT_EQ(batch.size, 0u);
+  EXPECT_TRUE(batch.plain);
+}
+
+TEST(BatchTest, APayloadThatOwnsMemoryOrAnyMetadataMakesResetFreeAndEmptyEverySlot) {
+  for (int kind = 0; kind < 4; ++kind) {
+    Batch batch;
+    append(batch, 1);
+    switch (kind) {
+      case 0:
+        append(batch, nlohmann::json{{"id", 7}});
+        break;
+      case 1:
+        append(batch, std::string(100, 'x'));
+        break;
+      case 2:
+        append(batch, nlohmann::json::array({1, 2}));
+        break;
+      default:
+        append(batch, 2, nlohmann::json{{"trace", "t-1"}});
+        break;
+    }
+    EXPECT_FALSE(batch.plain) << kind;
+    batch.reset();
+    EXPECT_TRUE(batch.plain) << kind;
+    EXPECT_TRUE(batch.slots[1].metadata.is_object()) << kind;
+    EXPECT_TRUE(batch.slots[1].metadata.empty()) << kind;
+    EXPECT_FALSE(Batch::owns_memory(batch.slots[1].payload)) << kind;
+  }
+}
+
+TEST(BatchTest, ARecycledSlotTakesNewEventsWithoutKeepingTheOldOnesMetadata) {
+  Batch batch;
+  append(batch, nlohmann::json{{"id", 1}}, nlohmann::json{{"trace", "old"}});
+  batch.reset();
+  append(batch, 5);
+  EXPECT_TRUE(batch.plain);
+  EXPECT_EQ(batch.slots[0].payload, 5);
+  EXPECT_TRUE(batch.slots[0].metadata.empty());
+  batch.reset();
+  append(batch, 6);
+  EXPECT_EQ(batch.slots[0].payload, 6);
+  EXPECT_TRUE(batch.slots[0].metadata.empty());
+}
+
+}  // namespace
