@@ -35,9 +35,22 @@ class Parking final : public AsyncAdapter {
     }
     changed_.notify_all();
   }
+  // Called by the consumer when it finds its window full, just before it waits for room.
+  Status flush(emissions::Deadline) override {
+    {
+      std::lock_guard lock(mutex_);
+      ++flushes_;
+    }
+    changed_.notify_all();
+    return {};
+  }
   bool wait_for(std::size_t deliveries, std::chrono::milliseconds timeout = 10s) {
     std::unique_lock lock(mutex_);
     return changed_.wait_for(lock, timeout, [&] { return held_.size() >= deliveries; });
+  }
+  bool wait_for_flushes(std::size_t flushes, std::chrono::milliseconds timeout = 10s) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, timeout, [&] { return flushes_ >= flushes; });
   }
   std::vector<Delivery> take() {
     std::lock_guard lock(mutex_);
@@ -52,6 +65,7 @@ class Parking final : public AsyncAdapter {
   std::mutex mutex_;
   std::condition_variable changed_;
   std::deque<Delivery> held_;
+  std::size_t flushes_ = 0;
 };
 
 // Acknowledges every event from a thread of its own, like a client library's callback.
@@ -210,14 +224,17 @@ TEST(DeliveryTest, AFullWindowIsRefilledOnceHalfOfItIsSettled) {
   for (int i = 0; i < 8; ++i)
     ASSERT_TRUE(commit(emitter, {i}).ok());
   ASSERT_TRUE(adapter->wait_for(4));
+  // The consumer found the window full (it flushes first): settlements from here on are
+  // what it waits for. (Settled before that, it would simply find room.)
+  ASSERT_TRUE(adapter->wait_for_flushes(1));
   std::vector<Delivery> held = adapter->take();
   ASSERT_EQ(held.size(), 4u);
   held[0].ack();  // 3 of 4 in flight: not yet half free
   std::this_thread::sleep_for(50ms);
   EXPECT_TRUE(adapter->take().empty()) << "refilled after one settlement of four";
-  held[1].ack();  // half free: the consumer hands over two more
+  held[1].ack();  // half free: the consumer hands over two more, and finds it full again
   ASSERT_TRUE(adapter->wait_for(2));
-  std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(adapter->wait_for_flushes(2));
   std::vector<Delivery> refill = adapter->take();
   EXPECT_EQ(refill.size(), 2u);
   held[2].ack();
