@@ -9,7 +9,7 @@ function(emissions_set_warnings target)
         -Wdouble-promotion -Wimplicit-fallthrough
         $<$<BOOL:${EMISSIONS_WERROR}>:-Werror>)
     # GCC 12 at -O3 reports std::string concatenation as an overlapping memcpy (GCC bug
-    # 105329, fixed in 13): a false positive that breaks -Werror builds of the tests.
+    # 105329): a false positive that broke -Werror builds of the tests (release preset).
     if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
       target_compile_options(${target} PRIVATE -Wno-restrict)
     endif()

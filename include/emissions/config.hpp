@@ -151,7 +151,7 @@ struct AdapterOptions {
   std::shared_ptr<Adapter> dead_letter = {};
   /// AsyncAdapter only (a ConfigError on a synchronous adapter): batches handed to
   /// deliver() and not yet settled, per consumer (1..kMaxInFlight; default 16). A full
-  /// window is refilled once half of it is settled.
+  /// window is refilled once half of it (rounded down, at least one) is settled.
   std::optional<std::size_t> max_in_flight = {};
 };
 

@@ -113,10 +113,10 @@ class Delivery {
 /// keep the handle) and settle the events later. At most `AdapterOptions::max_in_flight`
 /// batches (default 16) are handed over and not yet settled per consumer; when that window
 /// is full the consumer calls flush() (an adapter that holds batches back should send them)
-/// and waits until half of it is free (for max_in_flight 1, until it is empty): it wakes
-/// once per few settlements, not on every one. drain() waits until the events committed
-/// before it are settled; shutdown counts what is still unsettled at its deadline as
-/// dropped.
+/// and waits until half of it is free (rounded down, at least one slot), or until a
+/// failed delivery needs a decision: it wakes once per few settlements, not on every one.
+/// drain() waits until the events committed before it are settled; shutdown counts what
+/// is still unsettled at its deadline as dropped.
 ///
 /// Retries and order: events failed with a retriable code come back in a new Delivery
 /// after their backoff, before any batch this consumer has not been handed yet

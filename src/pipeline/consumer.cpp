@@ -234,7 +234,8 @@ bool Core::deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size
   if (stop_.load(std::memory_order_acquire) == StopMode::abandon) return false;
   Window& window = *consumer.window;
   // The window: at most max_in_flight unsettled deliveries. When it is full, ask the
-  // adapter to send what it holds back, then wait for a settlement (or for shutdown).
+  // adapter to send what it holds back, then wait until half of it is free, a failed
+  // delivery waits for this consumer's decision, or shutdown gives up.
   while (window.size.load(std::memory_order_seq_cst) >= lane.options.max_in_flight) {
     best_effort([&] {
       const AdapterCallScope in_call(consumer);
@@ -244,11 +245,14 @@ bool Core::deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size
         window.freed,
         [&] {
           return window.size.load(std::memory_order_seq_cst) <= window.resume_at ||
+                 (!consumer.serving_retries &&
+                  consumer.retries->size.load(std::memory_order_seq_cst) != 0) ||
                  stop_.load(std::memory_order_seq_cst) == StopMode::abandon;
         },
         Deadline::max());
-    if (window.size.load(std::memory_order_seq_cst) >= lane.options.max_in_flight) return false;
-    // The delivery that made room may have failed: its retry goes before this run.
+    // Woken with room left (shutdown gave up): hand over nothing more.
+    if (stop_.load(std::memory_order_seq_cst) == StopMode::abandon) return false;
+    // A delivery that failed is decided (retried, dead-lettered) before this run.
     if (!consumer.serving_retries && consumer.retries->size.load(std::memory_order_seq_cst) != 0) {
       serve_retries_first(lane, consumer, need_init);
       if (stop_.load(std::memory_order_acquire) == StopMode::abandon) return false;

@@ -136,15 +136,17 @@ struct Window {
   mutable std::mutex mutex;
   std::vector<std::shared_ptr<DeliveryState>> open;  // guarded by mutex
   std::atomic<std::size_t> size{0};                  // open.size(), readable without the lock
-  WaitChannel freed;  // the window shrank to resume_at or below (or shutdown gave up)
+  // The window shrank to resume_at or below, a failure awaits the consumer's decision, or
+  // shutdown gave up.
+  WaitChannel freed;
   // A consumer that found its window full waits until it is back at this size, so that it
   // wakes once per few settlements, not once per settlement (see resume_size).
   std::size_t resume_at = static_cast<std::size_t>(-1);
 };
 
 // The size a full window of `max_in_flight` must shrink to before its consumer resumes:
-// half of it free (at least one slot). Waking on every settlement costs a futex wake-up per
-// batch when acks stream in from another thread (2.4 M events/s against 5+ with half).
+// half of it free, rounded down (at least one slot). Waking on every settlement cost a
+// futex wake-up per batch when acks stream in from another thread (docs/BENCHMARKS.md).
 constexpr std::size_t resume_size(std::size_t max_in_flight) noexcept {
   return max_in_flight - (max_in_flight / 2 > 0 ? max_in_flight / 2 : 1);
 }

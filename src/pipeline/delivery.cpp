@@ -187,6 +187,7 @@ void DeliveryState::complete() noexcept {
             retries->size.fetch_add(1, std::memory_order_seq_cst);
             retries->wakeup->notify();
             retries->wake.notify();
+            window->freed.notify();  // a consumer waiting for room decides it first
             queued = true;
           } catch (...) {
           }

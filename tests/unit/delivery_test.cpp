@@ -248,6 +248,68 @@ TEST(DeliveryTest, AFullWindowIsRefilledOnceHalfOfItIsSettled) {
   EXPECT_EQ(emitter.stats().adapters[0].delivered, 8u);
 }
 
+// A consumer that waits for its window to get down to half must not hand over anything
+// once shutdown gives up, although the window has room by then.
+TEST(DeliveryTest, AConsumerWaitingForHalfItsWindowHandsOverNothingAfterShutdownGivesUp) {
+  auto adapter = std::make_shared<Parking>();
+  Emitter emitter(config_with(adapter, {.max_in_flight = 4}));
+  for (int i = 0; i < 8; ++i)
+    ASSERT_TRUE(commit(emitter, {i}).ok());
+  ASSERT_TRUE(adapter->wait_for(4));
+  ASSERT_TRUE(adapter->wait_for_flushes(1));
+  std::vector<Delivery> held = adapter->take();
+  ASSERT_EQ(held.size(), 4u);
+  held[0].ack();  // room for one, but the consumer waits for two
+  EXPECT_EQ(emitter.shutdown(100ms).code(), Errc::timeout);
+  std::this_thread::sleep_for(50ms);
+  EXPECT_TRUE(adapter->take().empty()) << "a run was handed over after shutdown gave up";
+  const auto stats = emitter.stats().adapters[0];
+  EXPECT_EQ(stats.delivered, 1u);
+  EXPECT_EQ(stats.dropped, 7u);  // 3 unsettled, 4 queued
+  EXPECT_EQ(stats.received, stats.delivered + stats.failed + stats.filtered + stats.dropped);
+}
+
+// A failed delivery is decided at once, not when half the window is free: its retry takes
+// the slot it freed while the other deliveries are still in flight.
+TEST(DeliveryTest, AFailureInAFullWindowIsRetriedWithoutWaitingForHalfOfIt) {
+  auto clock = std::make_shared<emissions::ManualClock>();
+  auto adapter = std::make_shared<Parking>();
+  Config config;
+  config.make_default = false;
+  config.clock = clock;  // the default RetryPolicy: up to 8 attempts
+  config.add_adapter(adapter, {.max_in_flight = 4});
+  Emitter emitter(std::move(config));
+  for (int i = 0; i < 4; ++i)
+    ASSERT_TRUE(commit(emitter, {i}).ok());
+  ASSERT_TRUE(adapter->wait_for(4));
+  ASSERT_TRUE(commit(emitter, {4}).ok());  // waits behind the full window
+  ASSERT_TRUE(adapter->wait_for_flushes(1));
+  std::vector<Delivery> held = adapter->take();
+  ASSERT_EQ(held.size(), 4u);
+  held[0].fail(Status(Errc::unavailable, "broker busy"));
+  // The retry is due after its backoff on the manual clock: move it on until it comes.
+  bool retried = false;
+  for (int i = 0; i < 50 && !retried; ++i) {
+    clock->advance(1s);
+    retried = adapter->wait_for(1, 100ms);
+  }
+  ASSERT_TRUE(retried) << "the retry waited for half the window";
+  std::vector<Delivery> retry = adapter->take();
+  ASSERT_EQ(retry.size(), 1u);
+  EXPECT_EQ(retry[0].attempt(), 2u);
+  EXPECT_EQ(retry[0].events()[0].payload, 0);
+  for (std::size_t i = 1; i < held.size(); ++i)
+    held[i].ack();
+  retry[0].ack();
+  ASSERT_TRUE(adapter->wait_for(1));
+  for (auto& d : adapter->take())
+    d.ack();
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  const auto stats = emitter.stats().adapters[0];
+  EXPECT_EQ(stats.delivered, 5u);
+  EXPECT_EQ(stats.retried, 1u);
+}
+
 TEST(DeliveryTest, ShutdownCountsWhatIsStillUnsettledAsDroppedAndLaterSettlementsAreNoOps) {
   auto adapter = std::make_shared<Parking>();
   std::vector<Delivery> held;
