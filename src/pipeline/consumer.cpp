@@ -235,7 +235,10 @@ bool Core::deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size
   Window& window = *consumer.window;
   // The window: at most max_in_flight unsettled deliveries. When it is full, ask the
   // adapter to send what it holds back, then wait until half of it is free, a failed
-  // delivery waits for this consumer's decision, or shutdown gives up.
+  // delivery waits for this consumer's decision, or shutdown gives up. Once a failure is
+  // decided, the slot its delivery frees is enough (it may leave the window only after
+  // waking us: drains must always see it somewhere).
+  std::size_t resume_at = window.resume_at;
   while (window.size.load(std::memory_order_seq_cst) >= lane.options.max_in_flight) {
     best_effort([&] {
       const AdapterCallScope in_call(consumer);
@@ -244,7 +247,7 @@ bool Core::deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size
     wait_until(
         window.freed,
         [&] {
-          return window.size.load(std::memory_order_seq_cst) <= window.resume_at ||
+          return window.size.load(std::memory_order_seq_cst) <= resume_at ||
                  (!consumer.serving_retries &&
                   consumer.retries->size.load(std::memory_order_seq_cst) != 0) ||
                  stop_.load(std::memory_order_seq_cst) == StopMode::abandon;
@@ -256,6 +259,7 @@ bool Core::deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size
     if (!consumer.serving_retries && consumer.retries->size.load(std::memory_order_seq_cst) != 0) {
       serve_retries_first(lane, consumer, need_init);
       if (stop_.load(std::memory_order_acquire) == StopMode::abandon) return false;
+      resume_at = lane.options.max_in_flight - 1;
     }
   }
 

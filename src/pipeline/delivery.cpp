@@ -162,6 +162,7 @@ void DeliveryState::complete() noexcept {
   // Failures wait for the consumer's decision in its retry box; they enter it before the
   // delivery leaves the window, so a drain never sees neither.
   // (The happy path, nothing failed, takes no lock here.)
+  bool decision_pending = false;  // queued for the consumer, which may wait for this slot
   if (retries != nullptr && deferred.load(std::memory_order_acquire)) {
     std::shared_ptr<DeliveryState> self;
     {
@@ -189,6 +190,7 @@ void DeliveryState::complete() noexcept {
             retries->wake.notify();
             window->freed.notify();  // a consumer waiting for room decides it first
             queued = true;
+            decision_pending = true;
           } catch (...) {
           }
         }
@@ -214,7 +216,7 @@ void DeliveryState::complete() noexcept {
     left = open.size();
     window->size.store(left, std::memory_order_seq_cst);
   }
-  if (left <= window->resume_at) window->freed.notify();
+  if (left <= window->resume_at || decision_pending) window->freed.notify();
   shared->progress.notify();
   const std::uint64_t ok = delivered.load(std::memory_order_relaxed);
   const std::uint64_t bad = failed.load(std::memory_order_relaxed);
