@@ -264,6 +264,12 @@ TEST(BatchingTest, InnerErrorIsReportedWithTheInnersNameAndLaterBatchesStillArri
   for (int c = 0; c < 3; ++c)
     commit_events(emitter, 10, c * 10);
   ASSERT_TRUE(eventually([&] { return batching->delivered() + batching->failed() == 30; }));
+  // Each inner batch is counted, then reported: wait for the reports too.
+  ASSERT_TRUE(eventually([&] {
+    return batching_records(recorder, kError).size() +
+               batching_records(recorder, kSuccess).size() ==
+           3;
+  }));
 
   EXPECT_EQ(batching->failed(), 10U);
   EXPECT_EQ(batching->delivered(), 20U);
