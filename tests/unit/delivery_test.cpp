@@ -216,19 +216,26 @@ TEST(DeliveryTest, TheWindowBoundsUnsettledBatchesPerConsumer) {
   EXPECT_EQ(emitter.stats().adapters[0].delivered, 5u);
 }
 
+// Commits 8 events, one per batch, to `adapter` (max_in_flight 4) and takes the 4 it is
+// handed once the consumer found its window full (it flushes first): settlements from then
+// on are what it waits for (settled before that, it would simply find room).
+[[nodiscard]] bool fill_window_of_four(Emitter& emitter, Parking& adapter,
+                                       std::vector<Delivery>& held) {
+  for (int i = 0; i < 8; ++i) {
+    if (!commit(emitter, {i}).ok()) return false;
+  }
+  if (!adapter.wait_for(4) || !adapter.wait_for_flushes(1)) return false;
+  held = adapter.take();
+  return held.size() == 4;
+}
+
 // A full window is refilled once half of it is settled, not on every settlement: the
 // consumer sleeps once per few settlements instead of once per batch.
 TEST(DeliveryTest, AFullWindowIsRefilledOnceHalfOfItIsSettled) {
   auto adapter = std::make_shared<Parking>();
   Emitter emitter(config_with(adapter, {.max_in_flight = 4}));
-  for (int i = 0; i < 8; ++i)
-    ASSERT_TRUE(commit(emitter, {i}).ok());
-  ASSERT_TRUE(adapter->wait_for(4));
-  // The consumer found the window full (it flushes first): settlements from here on are
-  // what it waits for. (Settled before that, it would simply find room.)
-  ASSERT_TRUE(adapter->wait_for_flushes(1));
-  std::vector<Delivery> held = adapter->take();
-  ASSERT_EQ(held.size(), 4u);
+  std::vector<Delivery> held;
+  ASSERT_TRUE(fill_window_of_four(emitter, *adapter, held));
   held[0].ack();  // 3 of 4 in flight: not yet half free
   std::this_thread::sleep_for(50ms);
   EXPECT_TRUE(adapter->take().empty()) << "refilled after one settlement of four";
@@ -253,12 +260,8 @@ TEST(DeliveryTest, AFullWindowIsRefilledOnceHalfOfItIsSettled) {
 TEST(DeliveryTest, AConsumerWaitingForHalfItsWindowHandsOverNothingAfterShutdownGivesUp) {
   auto adapter = std::make_shared<Parking>();
   Emitter emitter(config_with(adapter, {.max_in_flight = 4}));
-  for (int i = 0; i < 8; ++i)
-    ASSERT_TRUE(commit(emitter, {i}).ok());
-  ASSERT_TRUE(adapter->wait_for(4));
-  ASSERT_TRUE(adapter->wait_for_flushes(1));
-  std::vector<Delivery> held = adapter->take();
-  ASSERT_EQ(held.size(), 4u);
+  std::vector<Delivery> held;
+  ASSERT_TRUE(fill_window_of_four(emitter, *adapter, held));
   held[0].ack();  // room for one, but the consumer waits for two
   EXPECT_EQ(emitter.shutdown(100ms).code(), Errc::timeout);
   // A starved consumer may count the run in its hand as dropped after shutdown returned.
