@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the build and test dependencies from Debian 12's packages. Run as root.
+# clang and libclang-rt-14-dev (libFuzzer's runtime, only recommended by clang) are for
+# scripts/fuzz.sh.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   build-essential cmake ninja-build git ca-certificates pkg-config \
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev \
-  clang-format doxygen >/dev/null
+  clang-format doxygen clang libclang-rt-14-dev >/dev/null
 echo "dependencies installed"

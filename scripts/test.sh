@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian 12 machine (as root): installs what is needed,
 # checks formatting and the API reference (doxygen), then builds and runs the tests in
-# three configurations (Debug with warnings as errors, ASan+UBSan, TSan), and builds the
-# examples against an installed package as a user would (and stops the demo with Ctrl-C).
+# three configurations (Debug with warnings as errors, ASan+UBSan, TSan), fuzzes the spool's
+# decoders for 60 s (scripts/fuzz.sh), and builds the examples against an installed package
+# as a user would (and stops the demo with Ctrl-C).
 # CI runs exactly this (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,8 @@ for preset in dev asan tsan; do
   echo "=== $preset: test"
   ctest --preset "$preset"
 done
+echo "=== fuzz: the spool decoders, 60 s (clang, libFuzzer, ASan+UBSan)"
+bash scripts/fuzz.sh 60
 echo "=== package: install, then build examples/ against the installed tree"
 bash tests/package/run.sh
 echo "all test stages passed"

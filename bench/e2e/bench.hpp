@@ -137,6 +137,9 @@ struct Workload {
   // AdapterOptions::max_in_flight (asynchronous kinds only); unset: the library's default.
   std::optional<std::size_t> max_in_flight = std::nullopt;
   std::shared_ptr<Clock> clock = nullptr;  // Config::clock; null: the steady clock
+  // Config::spool with this durability, in a fresh temporary directory (removed after the
+  // run); unset: no spool.
+  std::optional<Durability> spool = std::nullopt;
 };
 
 // Events per producer, rounded down to whole commits.

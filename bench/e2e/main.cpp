@@ -29,7 +29,7 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-const std::vector<std::string> kScenarios = {"emit",    "throughput", "delivery", "faults",
+const std::vector<std::string> kScenarios = {"emit",    "throughput", "delivery", "faults", "spool",
                                              "scaling", "latency",    "idle",     "stalled"};
 constexpr std::size_t kScalingAdapters[] = {1, 3, 8};
 constexpr std::size_t kScalingProducers[] = {1, 2, 8};
@@ -49,6 +49,10 @@ constexpr double kRetryOnVsOffTarget = 0.95;      // happy path, retry policy on
 constexpr double kAsyncInlineVsSyncTarget = 0.8;  // AsyncAdapter acking inline vs sync
 constexpr double kAsyncThreadTargetEps = 5e6;     // AsyncAdapter acking from its thread
 constexpr double kFlakyVsNoFailureTarget = 0.5;   // 10% of batches failing once
+constexpr double kSpoolProcessTargetEps = 5e6;    // Durability::process, 1 producer
+constexpr double kSpoolVsMemoryTarget = 0.4;      // ... against the in-memory pipeline
+constexpr double kSpoolMachineTargetEps = 1e6;    // Durability::machine, 8 producers
+constexpr std::size_t kSpoolMachineProducers = 8;
 constexpr std::size_t kAsyncThreadMaxInFlight = 16;
 // The flaky run's retry delays run on a clock this much faster than real time (see notes).
 constexpr double kRetryClockSpeedup = 1e6;
@@ -83,7 +87,7 @@ object.
   --json                 print one JSON object instead of the table
   --quick                a much shorter run (CI smoke test, < 15 s)
   --only LIST            comma-separated scenarios:
-                         emit,throughput,delivery,faults,scaling,latency,
+                         emit,throughput,delivery,faults,spool,scaling,latency,
                          idle,stalled
   --events N             events per throughput, delivery and faults run (default 1000000;
                          quick 200000)
@@ -546,6 +550,37 @@ void run_faults(const Options& o, Report& r) {
       "failures retried; otherwise the binary exits 2.");
 }
 
+// The durable spool: the in-memory pipeline against Durability::process (1 producer) and
+// Durability::machine (8 producers), same loop, same run.
+void run_spool(const Options& o, Report& r) {
+  std::vector<DeliverySeries> series;
+  series.push_back({"spool_memory_1_adapter_eps", single_adapter(o, AdapterKind::sync), {}, {}});
+  Workload process = single_adapter(o, AdapterKind::sync);
+  process.spool = Durability::process;
+  series.push_back({"spool_process_1_adapter_eps", process, {}, {}});
+  Workload machine = single_adapter(o, AdapterKind::sync);
+  machine.spool = Durability::machine;
+  machine.producers = kSpoolMachineProducers;
+  series.push_back({"spool_machine_8_producers_eps", machine, {}, {}});
+  measure_series("spool", series, o, r);
+  const double vs_memory = ratio_of(r, "spool_process_1_adapter_eps", "spool_memory_1_adapter_eps");
+  r.results["spool_process_vs_memory"] = vs_memory;
+  add_target(r, "spool_process_1_adapter_eps",
+             r.results["spool_process_1_adapter_eps"].get<double>(), ">=", kSpoolProcessTargetEps);
+  add_target(r, "spool_process_vs_memory", vs_memory, ">=", kSpoolVsMemoryTarget);
+  add_target(r, "spool_machine_8_producers_eps",
+             r.results["spool_machine_8_producers_eps"].get<double>(),
+             ">=", kSpoolMachineTargetEps);
+  r.notes.push_back(
+      "spool: " + delivery_loop_note(o) +
+      ". spool_memory_1_adapter_eps: no spool (the baseline); spool_process_1_adapter_eps: "
+      "Config::spool with Durability::process in a fresh temporary directory, the same "
+      "loop (every commit appended to the memory-mapped log, a relay thread handing it to "
+      "the adapter); spool_process_vs_memory their ratio; spool_machine_8_producers_eps: "
+      "Durability::machine (fdatasync per group of commits) with 8 producer threads. The "
+      "drain that ends each run includes the relays handing everything over.");
+}
+
 void run_scaling(const Options& o, Report& r) {
   struct Cell {
     std::size_t adapters;
@@ -877,6 +912,19 @@ void print_table(const Report& r, const Json& machine, double run_seconds) {
         pass_text(r.targets, "flaky_10pct_vs_no_failure"));
     rate_row("  no failure (same run)", "faults_no_failure_1_adapter_eps", "", "", "");
   }
+  if (has("spool_process_1_adapter_eps")) {
+    rate_row("spool, process durability, 1 adapter", "spool_process_1_adapter_eps",
+             ">= " + fixed(kSpoolProcessTargetEps / 1e6, 0) + " M/s",
+             fixed(num("spool_process_vs_memory"), 2) + "x in memory",
+             pass_text(r.targets, "spool_process_1_adapter_eps"));
+    row("  ratio to the in-memory pipeline", fixed(num("spool_process_vs_memory"), 2) + "x", "",
+        ">= " + fixed(kSpoolVsMemoryTarget, 1) + "x", "",
+        pass_text(r.targets, "spool_process_vs_memory"));
+    rate_row("  in memory (same run)", "spool_memory_1_adapter_eps", "", "", "");
+    rate_row("spool, machine durability, 8 producers", "spool_machine_8_producers_eps",
+             ">= " + fixed(kSpoolMachineTargetEps / 1e6, 0) + " M/s", "",
+             pass_text(r.targets, "spool_machine_8_producers_eps"));
+  }
   if (has("latency_p50_us")) {
     const std::string cores = fixed(num("latency_consumer_cores"), 2) + " consumer cores";
     row("latency p50 (us), 10/commit @ 100k ev/s", fixed(num("latency_p50_us"), 1) + ", " + cores,
@@ -983,6 +1031,7 @@ int run(const Options& o) {
     if (o.scenarios.count("throughput") != 0) run_throughput(o, report);
     if (o.scenarios.count("delivery") != 0) run_delivery(o, report);
     if (o.scenarios.count("faults") != 0) run_faults(o, report);
+    if (o.scenarios.count("spool") != 0) run_spool(o, report);
     if (o.scenarios.count("scaling") != 0) run_scaling(o, report);
     if (o.scenarios.count("latency") != 0) run_latency(o, report);
     if (o.scenarios.count("idle") != 0) run_idle(o, report);

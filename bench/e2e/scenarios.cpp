@@ -1,9 +1,12 @@
 // The pipeline's own scenarios: emit cost, commit-to-delivery throughput (and the scaling
 // table, which is the same run with more producers and adapters), and latency under a
 // paced load.
+#include <stdlib.h>
+
 #include <pthread.h>
 #include <time.h>
 #include <unistd.h>
+#include <filesystem>
 
 #include <algorithm>
 #include <cmath>
@@ -168,6 +171,21 @@ RunResult run_pipeline(const Workload& w) {
   config.clock = w.clock;
   for (const auto& adapter : adapters)
     config.add_adapter(adapter.adapter, {.max_in_flight = w.max_in_flight});
+  // The spool's directory: made before the Emitter, removed after it (declared first).
+  struct SpoolDir {
+    std::filesystem::path path;
+    ~SpoolDir() {
+      std::error_code ignored;
+      if (!path.empty()) std::filesystem::remove_all(path, ignored);
+    }
+  } spool_dir;
+  if (w.spool) {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "emissions-bench-spool-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw BenchFailure("mkdtemp failed");
+    spool_dir.path = pattern;
+    config.spool = SpoolOptions{.dir = spool_dir.path, .durability = *w.spool};
+  }
   Emitter emitter(std::move(config));
 
   const nlohmann::json payload = make_payload(w.payload);

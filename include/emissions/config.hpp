@@ -27,6 +27,7 @@
 #include "emissions/adapter.hpp"
 #include "emissions/clock.hpp"
 #include "emissions/handler.hpp"
+#include "emissions/spool.hpp"
 
 namespace emissions {
 
@@ -193,6 +194,10 @@ struct Config {
   /// pass a ManualClock to drive backoff without sleeping. drain() and shutdown() deadlines
   /// are real time whatever this is.
   std::shared_ptr<Clock> clock = {};
+  /// A durable spool: commit() returns once the events are on disk, and every adapter gets
+  /// each of them at least once across crashes and restarts (emissions/spool.hpp). Unset:
+  /// the pipeline holds events in memory only.
+  std::optional<SpoolOptions> spool = {};
 
   /// Adds a destination. Chainable. A null adapter, an adapter added twice, or one whose
   /// name() is empty or already used is a ConfigError at Emitter construction.

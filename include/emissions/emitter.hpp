@@ -43,10 +43,18 @@ namespace emissions {
 
 /// Counters of an Emitter; see Emitter::stats().
 struct EmitterStats {
-  std::uint64_t committed = 0;         ///< events handed to the pipeline
-  std::uint64_t transactions = 0;      ///< successful commits and flushes of at least one event
-  std::uint64_t discarded = 0;         ///< events thrown away by terminate() or abandonment
-  std::uint64_t cascade_dropped = 0;   ///< handler emits refused by max_cascade_depth
+  std::uint64_t committed = 0;        ///< events handed to the pipeline
+  std::uint64_t transactions = 0;     ///< successful commits and flushes of at least one event
+  std::uint64_t discarded = 0;        ///< events thrown away by terminate() or abandonment
+  std::uint64_t cascade_dropped = 0;  ///< handler emits refused by max_cascade_depth
+  /// With a spool: events held back for adapters that are no longer configured (their
+  /// positions are kept; SpoolOptions::forget_missing_adapters), counted at construction.
+  std::uint64_t spool_orphaned_events = 0;
+  /// With a spool: commits skipped because a record was corrupt on disk (found when the
+  /// spool was opened or when an adapter read past it).
+  std::uint64_t spool_corrupt_records = 0;
+  /// With a spool: bytes of segment files on disk.
+  std::uint64_t spool_bytes = 0;
   std::vector<AdapterStats> adapters;  ///< in configuration order
 };
 

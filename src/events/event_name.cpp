@@ -59,7 +59,7 @@ InternTable& table() {
 // Never destroyed, so it outlives every static EventName; built on first use, so it also
 // exists before this file's own statics are initialised.
 const InternedName* empty_name() noexcept {
-  static const NoDestroy<InternedName> kEmpty{std::string(), hash_text({})};
+  static const NoDestroy<InternedName> kEmpty{InternedName{std::string(), hash_text({})}};
   return &kEmpty.get();
 }
 

@@ -82,6 +82,13 @@ struct Batch {
   std::vector<FailureHistory> history;
   std::vector<std::shared_ptr<LaneCounters>> dead_letter_of;
 
+  // With a spool: a relayed batch is routed to this lane only (kAllLanes: every routed
+  // lane, as for a commit), and `spool_body` is the commit path's encoding scratch, kept
+  // with the storage so that steady traffic allocates nothing for it.
+  static constexpr std::size_t kAllLanes = static_cast<std::size_t>(-1);
+  std::size_t only_lane = kAllLanes;
+  std::vector<std::uint8_t> spool_body;
+
   // Appends an event, reusing a recycled slot when there is one. `metadata` null means
   // none: the slot's empty object is kept.
   void append(EventName name, nlohmann::json&& payload, nlohmann::json&& metadata, EventId id,
@@ -157,6 +164,7 @@ class BatchPool {
   void recycle(Batch* batch) noexcept {
     batch->reset();
     batch->cascade_depth = 0;
+    batch->only_lane = Batch::kAllLanes;
     if (batch->tracker) batch->tracker.reset();
     if (batch->attempt != 1 || !batch->dead_letter_of.empty()) {
       batch->attempt = 1;

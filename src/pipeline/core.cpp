@@ -2,11 +2,14 @@
 // and the lifecycle (drain, shutdown) have files of their own in this folder.
 #include "pipeline/core.hpp"
 
+#include "spool/spool.hpp"
+
 #include <set>
 
 #include "common/config_check.hpp"
 #include "handlers/dispatcher.hpp"
 #include "pipeline/delivery_state.hpp"
+#include "spool/spool.hpp"
 
 namespace emissions::detail {
 namespace {
@@ -171,6 +174,11 @@ Core::Core(Config config)
     }
     settled_names_.push_back(lanes_[i]->name);
   }
+  if (config.spool) {
+    // Last: every other mistake is reported before the directory is locked and opened.
+    spool_ = spool::Spool::open(*config.spool, settled_names_);
+    spool_wait_ = p.block_timeout;
+  }
 }
 
 Core::~Core() {
@@ -191,7 +199,11 @@ void Core::start() {
         c->thread = std::thread([this, l, c] { run_consumer(*l, *c); });
       }
     }
+    for (std::size_t l = 0; spool_ && l < routed_lanes_; ++l) {
+      relays_.emplace_back([this, l] { run_relay(l); });
+    }
   } catch (...) {
+    stop_relays();
     // Could not start a thread: stop and join the ones that did start, then report.
     stop_.store(StopMode::abandon, std::memory_order_seq_cst);
     for (Queue* queue : all_queues_)
@@ -228,6 +240,11 @@ EmitterStats Core::stats() const {
     out.discarded += shard.discarded.load(std::memory_order_relaxed);
     out.cascade_dropped += shard.cascade_dropped.load(std::memory_order_relaxed);
   }
+  if (spool_) {
+    out.spool_orphaned_events = spool_->orphaned_events();
+    out.spool_corrupt_records = spool_->corrupt_records();
+    out.spool_bytes = spool_->disk_bytes();
+  }
   out.adapters.reserve(lanes_.size());
   for (const auto& lane : lanes_) {
     const LaneCounters& c = *lane->counters;
@@ -237,7 +254,9 @@ EmitterStats Core::stats() const {
     s.failed = c.failed.load(std::memory_order_relaxed);
     s.filtered = c.filtered.load(std::memory_order_relaxed);
     s.dropped = c.dropped.load(std::memory_order_relaxed);
-    s.received = lane->is_dead_letter ? c.received.load(std::memory_order_relaxed) : out.committed;
+    // With a spool a routed lane counts what its relay handed it (recovered backlogs too).
+    s.received =
+        lane->is_dead_letter || spool_ ? c.received.load(std::memory_order_relaxed) : out.committed;
     s.retried = c.retried.load(std::memory_order_relaxed);
     s.dead_lettered = c.dead_lettered.load(std::memory_order_relaxed);
     for (const auto& queue : lane->queues)

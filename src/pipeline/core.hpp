@@ -48,6 +48,9 @@
 
 namespace emissions::detail {
 
+namespace spool {
+class Spool;
+}
 class HandlerDispatcher;
 struct DeliveryState;
 struct DeliveryHome;
@@ -346,6 +349,21 @@ class Core : public std::enable_shared_from_this<Core> {
   void send_dead_letters(Lane& source, BatchPtr copies) noexcept;
   std::uint64_t drop_retries(Lane& lane, bool all, const char* reason) noexcept;
 
+  // ---- spool_relay.cpp (only with Config::spool)
+  // The commit path with a spool: appends the batch to the log (its events are on disk when
+  // this returns ok), counts it and recycles the batch. Relays deliver it.
+  Status publish_to_spool(BatchPtr& batch, int cascade_depth,
+                          std::function<void(const Settlement&)>* on_settled);
+  // One routed lane's relay thread: reads the log from the lane's position and hands each
+  // commit to that lane alone (publish_relayed), until relays_stop_.
+  void run_relay(std::size_t lane) noexcept;
+  // Routes `batch` (commit `seq` of the log) to `lane` only, waits for room in its queues
+  // (never drops: the backlog is on disk), and pushes it. closed once the relays stop.
+  Status publish_relayed(Lane& lane, BatchPtr& batch, std::uint64_t seq, int cascade_depth);
+  // Waits until every relay handed over every commit appended before this call.
+  bool wait_for_relays(Deadline deadline) noexcept;
+  void stop_relays() noexcept;
+
   // ---- consumer.cpp
   void run_consumer(Lane& lane, Consumer& consumer) noexcept;
   // Waits for the next batch (or retry, or shutdown): polls for up to `spin`, then parks.
@@ -378,7 +396,13 @@ class Core : public std::enable_shared_from_this<Core> {
   Status shutdown_phases(std::chrono::milliseconds timeout);
 
   std::shared_ptr<PipelineShared> shared_;  // first: outlives every queue's batches
-  std::shared_ptr<Clock> clock_;            // retry delays
+  // With Config::spool: the log, and one relay thread per routed lane (joined by
+  // stop_relays). Shared with settlement trackers, which may outlive the Core.
+  std::shared_ptr<spool::Spool> spool_;
+  std::vector<std::thread> relays_;
+  std::atomic<bool> relays_stop_{false};
+  std::chrono::milliseconds spool_wait_{0};  // pipeline.block_timeout: a full spool's wait
+  std::shared_ptr<Clock> clock_;             // retry delays
   // Configured adapters, then the handler dispatcher, then dead-letter lanes (which
   // commits do not route to).
   std::vector<std::unique_ptr<Lane>> lanes_;

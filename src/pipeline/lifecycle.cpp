@@ -13,6 +13,7 @@
 #include "pipeline/core.hpp"
 #include "pipeline/delivery_state.hpp"
 #include "pipeline/thread_role.hpp"
+#include "spool/spool.hpp"
 #include "telemetry/events.hpp"
 #include "transaction/default_emitter.hpp"
 
@@ -51,6 +52,13 @@ Status Core::drain_until(Deadline deadline, std::chrono::milliseconds timeout, b
   for (int round = 0;; ++round) {
     const std::uint64_t cascades_before = cascade_commits_.load(std::memory_order_seq_cst);
     const std::uint64_t dead_letters_before = dead_letter_pushes_.load(std::memory_order_seq_cst);
+    // With a spool, commits reach the queues through the relays: first every commit in the
+    // log when this round began is handed over to its lanes.
+    if (!wait_for_relays(deadline)) {
+      return Status(Errc::timeout, "drain timed out after " + std::to_string(timeout.count()) +
+                                       " ms; the spool's relays were still handing over the "
+                                       "backlog");
+    }
     std::vector<std::size_t> targets;
     targets.reserve(all_queues_.size());
     for (const Queue* queue : all_queues_)
@@ -84,6 +92,7 @@ Status Core::drain_until(Deadline deadline, std::chrono::milliseconds timeout, b
     if (!dispatcher_ || cascade_commits_.load(std::memory_order_seq_cst) == cascades_before ||
         round >= max_cascade_depth_) {
       if (completed != nullptr) *completed = true;
+      if (spool_) flush_error.update(spool_->checkpoint());  // positions on disk at once
       return flush_error;
     }
   }
@@ -188,6 +197,9 @@ Status Core::shutdown_phases(std::chrono::milliseconds timeout) {
   sealed_.store(true, std::memory_order_seq_cst);
   for (Queue* queue : all_queues_)
     queue->space.notify();
+  // The spool's relays stop handing over: what they have not is delivered by the next
+  // Emitter on the directory.
+  stop_relays();
   const Deadline grace = std::max(deadline, deadline_after(kExitGrace));
   const bool publishes_done = wait_for_publishes(grace);
 
@@ -390,6 +402,7 @@ void Core::finish() {
   // stuck inside user code (interested, partition_by, a telemetry handler).
   wait_until(
       publishes_, [&] { return !publishes_in_flight(); }, Deadline::max());
+  stop_relays();  // joined already unless shutdown never ran its phases
   for (auto& lane : lanes_) {
     for (auto& consumer : lane->consumers) {
       if (consumer->thread.joinable()) consumer->thread.join();

@@ -44,6 +44,13 @@ void Core::route(Batch& batch) const {
     table = true;
   };
   for (std::size_t l = 0; l < routed_lanes_; ++l) {
+    if (batch.only_lane != Batch::kAllLanes && l != batch.only_lane) {
+      // A relayed batch is another lane's business: this one takes none of it.
+      make_table();
+      for (std::size_t i = 0; i < n; ++i)
+        batch.route[i * lane_count + l] = Batch::kSkip;
+      continue;
+    }
     const Lane& lane = *lanes_[l];
     const Adapter& adapter = *lane.adapter;
     const std::size_t partitions = lane.queues.size();
@@ -180,6 +187,7 @@ Status Core::publish(BatchPtr& buffer, int cascade_depth, DropReport& drops,
   if ((cascade ? sealed_ : closed_).load(std::memory_order_seq_cst)) {
     return Status(Errc::closed, "the emitter has been shut down");
   }
+  if (spool_) return publish_to_spool(buffer, cascade_depth, on_settled);
 
   // 1. Routing: user code, with nothing reserved. May allocate (the batch's routing
   //    vectors grow to the largest commit seen, then stay).

@@ -5,15 +5,17 @@
 namespace emissions::detail {
 
 SettlementTracker::SettlementTracker(const std::vector<std::string>& lanes, std::size_t events,
-                                     std::function<void(const Settlement&)> callback)
-    : names_(lanes),
-      counts_(std::make_unique<Counts[]>(lanes.size())),
-      remaining_(static_cast<std::uint64_t>(events) * lanes.size() + 1),
+                                     std::function<void(const Settlement&)> callback,
+                                     std::size_t only_lane)
+    : names_(only_lane == kAllLanes ? lanes : std::vector<std::string>{lanes.at(only_lane)}),
+      first_(only_lane == kAllLanes ? 0 : only_lane),
+      counts_(std::make_unique<Counts[]>(names_.size())),
+      remaining_(static_cast<std::uint64_t>(events) * names_.size() + 1),
       callback_(std::move(callback)) {}
 
 void SettlementTracker::add(std::size_t lane, Outcome outcome, std::uint64_t n) noexcept {
-  if (lane >= names_.size() || n == 0) return;
-  Counts& c = counts_[lane];
+  if (lane < first_ || lane - first_ >= names_.size() || n == 0) return;
+  Counts& c = counts_[lane - first_];
   switch (outcome) {
     case Outcome::delivered:
       c.delivered.fetch_add(n, std::memory_order_relaxed);

@@ -24,8 +24,12 @@ class SettlementTracker {
   // `lanes` names the lanes that settle (configured adapters, then the handler dispatcher);
   // `events` is the commit's size. Starts with one extra hold, released by the committing
   // thread after publish (release_hold), so the callback never runs inside publish.
+  // With `only_lane`, only that lane settles (a spool relay's commit to one lane): the
+  // Settlement has its one entry, and add() ignores every other lane.
+  static constexpr std::size_t kAllLanes = static_cast<std::size_t>(-1);
   SettlementTracker(const std::vector<std::string>& lanes, std::size_t events,
-                    std::function<void(const Settlement&)> callback);
+                    std::function<void(const Settlement&)> callback,
+                    std::size_t only_lane = kAllLanes);
 
   // Records `n` events of lane `lane` settled with `outcome`. Lanes past the tracked ones
   // (dead-letter lanes) are ignored. The settlement that completes the commit calls the
@@ -44,6 +48,7 @@ class SettlementTracker {
   void countdown(std::uint64_t n) noexcept;
 
   std::vector<std::string> names_;
+  std::size_t first_ = 0;  // the lane index of names_[0]
   std::unique_ptr<Counts[]> counts_;
   std::atomic<std::uint64_t> remaining_;
   std::function<void(const Settlement&)> callback_;

@@ -27,6 +27,7 @@ struct LibraryProbes {
   telemetry::Probe handler_success{{"emissions", "handler", "success"}};
   telemetry::Probe handler_error{{"emissions", "handler", "error"}};
   telemetry::Probe handler_ignored{{"emissions", "handler", "ignored"}};
+  telemetry::Probe spool_corrupt{{"emissions", "spool", "corrupt"}};
 };
 
 inline NoDestroy<LibraryProbes> g_library_probes;
@@ -42,5 +43,6 @@ inline constinit const telemetry::Probe& kEventDeadLettered = g_library_probes->
 inline constinit const telemetry::Probe& kHandlerSuccess = g_library_probes->handler_success;
 inline constinit const telemetry::Probe& kHandlerError = g_library_probes->handler_error;
 inline constinit const telemetry::Probe& kHandlerIgnored = g_library_probes->handler_ignored;
+inline constinit const telemetry::Probe& kSpoolCorrupt = g_library_probes->spool_corrupt;
 
 }  // namespace emissions::detail::events

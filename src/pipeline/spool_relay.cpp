@@ -1,0 +1,238 @@
+// The pipeline's side of the spool (Config::spool): the commit path appends to the log,
+// and one relay thread per routed lane reads the log and hands each commit to its lane.
+// src/spool/ is the log itself; docs/SPOOL.md the guarantees.
+#include <sched.h>
+
+#include <algorithm>
+
+#include "common/best_effort.hpp"
+#include "common/wait.hpp"
+#include "pipeline/core.hpp"
+#include "pipeline/thread_role.hpp"
+#include "spool/spool.hpp"
+#include "telemetry/events.hpp"
+
+namespace emissions::detail {
+
+namespace {
+
+// A relay that found nothing to do wakes after this long when positions moved since the
+// last checkpoint (a settlement came in), to save them; otherwise it sleeps until woken.
+constexpr auto kCheckpointEvery = std::chrono::milliseconds(10);
+// A relay waiting for room in its lane's queue re-checks whether relays stop this often.
+constexpr auto kRoomCheck = std::chrono::milliseconds(100);
+// A drain waiting for the relays re-checks at least this often.
+constexpr auto kRelayWaitSlice = std::chrono::milliseconds(5);
+// How long a relay that caught up with the log polls (yielding) before it parks.
+constexpr auto kRelaySpin = std::chrono::microseconds(50);
+
+}  // namespace
+
+Status Core::publish_to_spool(BatchPtr& buffer, int cascade_depth,
+                              std::function<void(const Settlement&)>* on_settled) {
+  Batch& batch = *buffer;
+  const std::size_t n = batch.size;
+  if (Status s = spool_->append(batch.events(), static_cast<std::uint32_t>(cascade_depth),
+                                batch.spool_body, spool_wait_, on_settled);
+      !s) {
+    return s;
+  }
+  if (cascade_depth > 0) cascade_commits_.fetch_add(1, std::memory_order_relaxed);
+  Shard& shard = my_shard();
+  shard.events.fetch_add(n, std::memory_order_relaxed);
+  shard.transactions.fetch_add(1, std::memory_order_relaxed);
+  shared_->pool.recycle(buffer.release());  // the events are in the log now
+  return {};
+}
+
+Status Core::publish_relayed(Lane& lane, BatchPtr& buffer, std::uint64_t seq, int cascade_depth) {
+  Batch& batch = *buffer;
+  const std::size_t n = batch.size;
+  batch.only_lane = lane.index;
+  try {
+    route(batch);
+  } catch (const std::exception& e) {
+    return Status(Errc::internal, std::string("routing the commit failed: ") + e.what());
+  }
+  // The lane's settlement of this commit moves its position in the spool. The tracker may
+  // outlive the Core (a late ack): it holds the spool, not the Core.
+  std::shared_ptr<SettlementTracker> tracker;
+  try {
+    tracker = std::make_shared<SettlementTracker>(
+        settled_names_, n,
+        [spool = spool_, lane = lane.index, seq](const Settlement& settled) {
+          spool->settled(lane, seq, settled.adapters.front());
+        },
+        lane.index);
+  } catch (const std::exception& e) {
+    return Status(Errc::internal,
+                  std::string("tracking the commit's settlement failed: ") + e.what());
+  }
+  // Room in every queue of the lane that takes events: wait as long as it takes (the
+  // backlog waits on disk), until relays stop.
+  std::size_t reserved = 0;
+  for (auto& queue_ptr : lane.queues) {
+    Queue& queue = *queue_ptr;
+    const std::size_t k = batch.take[queue.flat];
+    if (k == 0) continue;
+    for (;;) {
+      Deadline wait_deadline{};
+      if (reserve_blocking(queue, k, wait_deadline, kRoomCheck, /*cascade=*/true)) break;
+      if (relays_stop_.load(std::memory_order_seq_cst) || sealed_.load(std::memory_order_seq_cst)) {
+        for (auto& undo : lane.queues) {
+          const std::size_t taken = batch.take[undo->flat];
+          if (taken == 0 || reserved == 0) continue;
+          unreserve(*undo, taken);
+          --reserved;
+        }
+        return Status(Errc::closed, "the emitter has been shut down");
+      }
+    }
+    ++reserved;
+  }
+  lane.counters->received.fetch_add(n, std::memory_order_relaxed);
+  if (batch.skipped[lane.index] != 0) {
+    lane.counters->filtered.fetch_add(batch.skipped[lane.index], std::memory_order_relaxed);
+    tracker->add(lane.index, SettlementTracker::Outcome::filtered, batch.skipped[lane.index]);
+  }
+  std::uint32_t accepted = 0;
+  for (const auto& queue : lane.queues)
+    accepted += batch.take[queue->flat] != 0 ? 1U : 0U;
+  if (accepted == 0) {
+    shared_->pool.recycle(buffer.release());
+  } else {
+    batch.tracker = tracker;
+    batch.cascade_depth = cascade_depth;
+    batch.refs.store(accepted, std::memory_order_relaxed);
+    Queue* last = nullptr;
+    for (const auto& queue : lane.queues) {
+      if (batch.take[queue->flat] != 0) last = queue.get();
+    }
+    Batch* shared = buffer.release();
+    for (const auto& queue_ptr : lane.queues) {
+      Queue& queue = *queue_ptr;
+      if (shared->take[queue.flat] == 0) continue;
+      const bool is_last = &queue == last;
+      while (!queue.ring.try_push(shared))
+        sched_yield();
+      queue.wakeup.notify(1);
+      if (is_last) break;  // the batch may be consumed and recycled from here on
+    }
+  }
+  tracker->release_hold();  // no lock held: this may complete the settlement
+  return {};
+}
+
+void Core::run_relay(std::size_t lane_index) noexcept {
+  const ThreadRole role(this);  // user code it runs (interested) may not drain this emitter
+  Lane& lane = *lanes_[lane_index];
+  spool::Spool& spool = *spool_;
+  spool::LogReader reader(spool.log(), spool.start(lane_index));
+  std::vector<Event> events;
+  std::uint64_t corrupt_reported = 0;
+  auto last_checkpoint = std::chrono::steady_clock::now();
+  while (!relays_stop_.load(std::memory_order_acquire)) {
+    spool::LogReader::Next next{};
+    spool::LogPosition at;
+    events.clear();
+    const std::uint64_t from = reader.cursor().seq;
+    const Status read = reader.next(next, events, at);
+    if (reader.corrupt_commits() != corrupt_reported) {
+      // The commits in [from, upto) could not be read: skipped whole, counted once per
+      // commit however many lanes come across them.
+      const std::uint64_t skipped = reader.corrupt_commits() - corrupt_reported;
+      corrupt_reported = reader.corrupt_commits();
+      const std::uint64_t upto =
+          read && next == spool::LogReader::Next::commit ? at.seq : reader.cursor().seq;
+      spool.skipped(lane_index, from, upto, reader.cursor());
+      if (events::kSpoolCorrupt.enabled()) {
+        best_effort([&] {
+          events::kSpoolCorrupt.execute({{"count", skipped}}, {{"adapter", lane.name}});
+        });
+      }
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_checkpoint >= kCheckpointEvery) {
+      (void)spool.checkpoint();  // an I/O error is retried at the next one
+      last_checkpoint = now;
+    }
+    if (!read || next == spool::LogReader::Next::end) {
+      // Caught up (or the disk failed a read: try again shortly). Sleep until a commit is
+      // appended, or until a checkpoint is due if positions moved.
+      const std::uint64_t cursor = reader.cursor().seq;
+      // Commits usually follow each other within microseconds: yield the core a while
+      // before parking, so a steady stream costs no wake-up per commit (a futex wake is
+      // several microseconds on a virtual machine).
+      if (read) {
+        const auto spin_until = std::chrono::steady_clock::now() + kRelaySpin;
+        bool more = false;
+        while (!more && std::chrono::steady_clock::now() < spin_until &&
+               !relays_stop_.load(std::memory_order_acquire)) {
+          sched_yield();
+          more = spool.log().end_seq() > cursor;
+        }
+        if (more) continue;
+      }
+      const Deadline wake =
+          !read || spool.moved() ? deadline_after(kCheckpointEvery) : Deadline::max();
+      wait_until(
+          spool.appended,
+          [&] {
+            return relays_stop_.load(std::memory_order_acquire) || spool.log().end_seq() > cursor;
+          },
+          wake);
+      continue;
+    }
+    BatchPtr batch = acquire_batch();
+    for (Event& e : events) {
+      // Empty metadata goes in as null: the recycled slot keeps its own empty object, and
+      // the batch stays plain (recycled without touching its events).
+      nlohmann::json metadata;
+      if (!e.metadata.is_object() || !e.metadata.empty()) metadata = std::move(e.metadata);
+      batch->append(e.name, std::move(e.payload), std::move(metadata), e.id, e.emitted_at);
+    }
+    spool.published(lane_index, at);
+    const Status published =
+        publish_relayed(lane, batch, at.seq, static_cast<int>(reader.last_flags()));
+    if (!published && published.code() == Errc::closed) break;
+    // Otherwise handed over; or routing threw or memory ran out: then the commit stays
+    // unsettled, and the next Emitter on this directory delivers it again.
+    spool.handed_over(lane_index, reader.cursor());
+  }
+  (void)spool.checkpoint();
+}
+
+bool Core::wait_for_relays(Deadline deadline) noexcept {
+  if (!spool_) return true;
+  const std::uint64_t end = spool_->log().end().seq;
+  auto reached = [&] {
+    for (std::size_t l = 0; l < spool_->lanes(); ++l) {
+      if (!spool_->published_before(l, end)) return false;
+    }
+    return true;
+  };
+  spool_->wake_relays_waiter_at(end);
+  bool done = false;
+  // Woken when a relay reaches `end`; re-checked every few milliseconds too, since a
+  // concurrent drain may have moved the wake-up mark.
+  while (!(done = reached()) && std::chrono::steady_clock::now() < deadline) {
+    const Deadline slice = std::min(deadline, std::chrono::steady_clock::now() + kRelayWaitSlice);
+    if ((done = wait_until(spool_->progress, reached, slice))) break;
+  }
+  spool_->clear_relays_waiter(end);
+  return done;
+}
+
+void Core::stop_relays() noexcept {
+  relays_stop_.store(true, std::memory_order_seq_cst);
+  if (!spool_) return;
+  spool_->appended.notify();
+  for (Queue* queue : all_queues_)
+    queue->space.notify();
+  for (std::thread& relay : relays_) {
+    if (relay.joinable()) relay.join();
+  }
+  (void)spool_->checkpoint();
+}
+
+}  // namespace emissions::detail

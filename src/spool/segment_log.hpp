@@ -1,0 +1,176 @@
+// Internal: the spool's log. Commits are appended once, whatever the number of adapters, as
+// frames (codec.hpp) in segment files `<base seq, 20 digits>.log` in one directory; each
+// reader (one per adapter consumer) keeps its own cursor. docs/SPOOL.md describes the
+// format and the recovery rules.
+//
+// Writing: the active segment is preallocated (a full disk fails when a segment is created,
+// never through the mapping) and mapped; append() copies a frame into the mapping under one
+// mutex, so with Durability::process a commit costs no system call and survives a crash of
+// the process (the page cache holds it). With sync_commits (Durability::machine), append()
+// returns once an fdatasync covering its frame has returned: the first waiter syncs for all
+// the others that wrote before it started (group commit).
+//
+// Thread-safety: every member may be called from any thread. append() blocks only for a
+// sync (sync_commits) or to create a segment. No user code runs here.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include "emissions/event.hpp"
+#include "emissions/status.hpp"
+#include "spool/codec.hpp"
+#include "spool/files.hpp"
+
+namespace emissions::detail::spool {
+
+// Where a commit's frame is: its sequence number (the first commit is 1), the segment that
+// holds it (by base seq) and the byte offset of its frame there. As a cursor, the commit to
+// read next.
+struct LogPosition {
+  std::uint64_t seq = 1;
+  std::uint64_t segment = 1;
+  std::uint64_t offset = kSegmentHeaderSize;
+  friend bool operator==(const LogPosition&, const LogPosition&) = default;
+};
+
+// What opening a log found.
+struct LogRecovery {
+  std::uint64_t segments = 0;         // segment files found
+  std::uint64_t torn_bytes = 0;       // cut from the end of the last segment
+  std::uint64_t corrupt_commits = 0;  // commits skipped in the last segment (its scan)
+};
+
+class SegmentLog {
+ public:
+  struct Options {
+    std::filesystem::path dir;
+    bool sync_commits = false;                  // Durability::machine
+    std::uint64_t max_bytes = 1ull << 30;       // segments' total size on disk
+    std::uint64_t segment_bytes = 64ull << 20;  // a new segment's size
+  };
+
+  // Opens (or creates) the log in options.dir, which must exist: finds the segments, scans
+  // the last one to its end, truncates a torn tail, and makes a new active segment after
+  // it. `unavailable` on an I/O error; the log is then not usable.
+  static Status open(std::shared_ptr<FileLayer> files, Options options,
+                     std::unique_ptr<SegmentLog>& out, LogRecovery& recovery);
+
+  struct Key {  // only open() makes a SegmentLog
+   private:
+    friend class SegmentLog;
+    Key() = default;
+  };
+  SegmentLog(Key key, std::shared_ptr<FileLayer> files, Options options);
+  SegmentLog(const SegmentLog&) = delete;
+  SegmentLog& operator=(const SegmentLog&) = delete;
+  ~SegmentLog();
+
+  // Appends one commit whose records `body` holds (codec.hpp's encode_body, done by the
+  // caller outside any lock). `at` receives its position. Errors: `overloaded` when the
+  // segments would exceed max_bytes (nothing written), `unavailable` on an I/O error (with
+  // sync_commits, a failed sync: the frame may survive; see docs/SPOOL.md).
+  // `flags` is stored in the frame header (readers get it back: LogReader::last_flags).
+  Status append(std::span<const std::uint8_t> body, std::uint32_t event_count, std::uint32_t flags,
+                LogPosition& at);
+
+  // The position the next commit will get: readers have everything before it.
+  [[nodiscard]] LogPosition end() const;
+  // Its seq alone, without the lock (acquire: the commits before it are readable).
+  [[nodiscard]] std::uint64_t end_seq() const noexcept {
+    return end_seq_.load(std::memory_order_acquire);
+  }
+
+  // Deletes the segments all of whose commits are before `seq` (never the active one).
+  // Returns the number of bytes freed through `freed`.
+  Status release_before(std::uint64_t seq, std::uint64_t& freed);
+
+  // Bytes of segment files on disk (preallocated sizes).
+  [[nodiscard]] std::uint64_t disk_bytes() const;
+  [[nodiscard]] const Options& options() const noexcept { return options_; }
+  [[nodiscard]] const std::shared_ptr<FileLayer>& files() const noexcept { return files_; }
+
+  // The name of the segment whose first commit is `base_seq`.
+  [[nodiscard]] static std::string segment_name(std::uint64_t base_seq);
+
+  // The base seqs of the segments on disk, ascending.
+  [[nodiscard]] std::vector<std::uint64_t> segments() const;
+
+ private:
+  struct Segment;
+  Status scan_last(std::uint64_t base, LogRecovery& recovery);
+  Status start_segment(std::uint64_t base_seq, std::uint64_t size);  // with mutex_ held
+  Status wait_durable(std::uint64_t logical_end);
+
+  std::shared_ptr<FileLayer> files_;
+  Options options_;
+
+  mutable std::mutex mutex_;  // guards everything below except the sync state
+  std::shared_ptr<Segment> active_;
+  std::uint8_t* map_ = nullptr;  // active_'s mapping
+  std::uint64_t write_offset_ = 0;
+  std::uint64_t next_seq_ = 1;
+  std::atomic<std::uint64_t> end_seq_{1};         // next_seq_, readable without the lock
+  std::map<std::uint64_t, std::uint64_t> sizes_;  // base seq -> bytes on disk, every segment
+  std::uint64_t disk_bytes_ = 0;
+  std::uint64_t logical_written_ = 0;  // bytes of frames ever appended (group commit's clock)
+
+  std::mutex sync_mutex_;
+  std::condition_variable synced_;
+  bool syncing_ = false;
+  std::uint64_t logical_durable_ = 0;
+};
+
+// Reads commits from a log, in order, from a cursor. One reader per consumer; not
+// thread-safe. Reads through its own file handles (pread, in chunks), so it may run
+// while the log appends: it never reads at or past the log's end().
+class LogReader {
+ public:
+  LogReader(const SegmentLog& log, LogPosition from);
+
+  enum class Next {
+    commit,  // `events` holds the commit at `at`; the cursor moved past it
+    end,     // nothing more has been appended yet
+  };
+  // Reads the next commit. A corrupt frame is skipped whole (its commits counted in
+  // `corrupt_commits`) and the next valid one is returned. `unavailable` on an I/O error
+  // (the cursor stays: call again).
+  Status next(Next& result, std::vector<Event>& events, LogPosition& at) {
+    std::uint32_t count = 0;
+    return advance(result, &events, count, at);
+  }
+  // As next(), without decoding: `events` gets the commit's event count.
+  Status skip(Next& result, std::uint32_t& events, LogPosition& at) {
+    return advance(result, nullptr, events, at);
+  }
+
+  [[nodiscard]] const LogPosition& cursor() const noexcept { return cursor_; }
+  [[nodiscard]] std::uint64_t corrupt_commits() const noexcept { return corrupt_commits_; }
+  // The flags of the commit the last next() or skip() returned.
+  [[nodiscard]] std::uint32_t last_flags() const noexcept { return last_flags_; }
+
+ private:
+  Status advance(Next& result, std::vector<Event>* events, std::uint32_t& count, LogPosition& at);
+  Status open_segment(std::uint64_t base);
+  Status fill(std::uint64_t offset, std::size_t want, std::uint64_t limit);
+  Status locate(std::uint64_t seq);
+
+  const SegmentLog& log_;
+  LogPosition cursor_;
+  std::unique_ptr<SpoolFile> file_;
+  std::uint64_t file_base_ = 0;
+  std::vector<std::uint8_t> buffer_;
+  std::uint64_t buffer_offset_ = 0;  // file offset of buffer_[0]
+  std::uint64_t corrupt_commits_ = 0;
+  std::uint32_t last_flags_ = 0;
+  LogPosition end_;  // the log's end() when last read: refreshed once the cursor reaches it
+};
+
+}  // namespace emissions::detail::spool

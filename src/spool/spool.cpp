@@ -1,0 +1,337 @@
+#include "spool/spool.hpp"
+
+#include <algorithm>
+#include <limits>
+#include <utility>
+
+#include "common/best_effort.hpp"
+#include "common/config_check.hpp"
+#include "common/wait.hpp"
+
+namespace emissions::detail::spool {
+
+namespace {
+
+constexpr std::uint64_t kMinSegmentBytes = 1ull << 20;
+
+std::string describe_bytes(std::uint64_t n) {
+  return std::to_string(n) + " bytes";
+}
+
+}  // namespace
+
+// One routed lane's progress: the commits its relay handed over and not yet settled, in
+// log order, and the cursor after the last one. Its position is the first unsettled one.
+struct Spool::Track {
+  struct Entry {
+    LogPosition at;
+    bool settled = false;
+  };
+  std::string name;
+  LogPosition start;
+  mutable std::mutex mutex;
+  std::deque<Entry> in_flight;  // guarded by mutex
+  LogPosition next;             // guarded by mutex
+
+  [[nodiscard]] LogPosition position() const {  // with mutex held
+    return in_flight.empty() ? next : in_flight.front().at;
+  }
+};
+
+struct Spool::Pending {
+  std::function<void(const Settlement&)> callback;
+  Settlement settlement;
+  std::size_t remaining = 0;
+};
+
+Spool::Spool(Key /*unused*/, const SpoolOptions& options, std::shared_ptr<FileLayer> files)
+    : options_(options), files_(std::move(files)) {}
+
+Spool::~Spool() {
+  // Commits whose lanes will not settle in this process: their callbacks learn that the
+  // rest was dropped here (the next Emitter on the directory delivers it).
+  std::unordered_map<std::uint64_t, std::unique_ptr<Pending>> left;
+  {
+    std::lock_guard lock(pending_mutex_);
+    left.swap(pending_);
+  }
+  for (auto& entry : left) {
+    Pending& pending = *entry.second;
+    best_effort([&] { pending.callback(pending.settlement); });
+  }
+}
+
+std::unique_ptr<Spool> Spool::open(const SpoolOptions& options,
+                                   const std::vector<std::string>& lanes,
+                                   std::shared_ptr<FileLayer> files) {
+  if (options.dir.empty()) config_error("spool.dir", "a directory path", "an empty path");
+  if (options.segment_bytes < kMinSegmentBytes) {
+    config_error("spool.segment_bytes", "at least 1 MiB (" + describe_bytes(kMinSegmentBytes) + ")",
+                 describe_bytes(options.segment_bytes));
+  }
+  if (options.segment_bytes > options.max_bytes) {
+    config_error("spool.segment_bytes",
+                 "at most spool.max_bytes (" + describe_bytes(options.max_bytes) + ")",
+                 describe_bytes(options.segment_bytes));
+  }
+  if (options.durability != Durability::process && options.durability != Durability::machine) {
+    config_error("spool.durability", "process or machine",
+                 std::to_string(static_cast<int>(options.durability)));
+  }
+  auto spool = std::make_unique<Spool>(Key{}, options, std::move(files));
+  auto fail = [&](const Status& s) {
+    throw ConfigError("spool.dir " + options.dir.string() + " cannot be used: " + s.message());
+  };
+  if (Status s = spool->files_->make_dirs(options.dir); !s) fail(s);
+  if (Status s = spool->files_->lock(options.dir, spool->lock_); !s) {
+    throw ConfigError("spool.dir: " + s.message());
+  }
+  SegmentLog::Options log_options;
+  log_options.dir = options.dir;
+  log_options.sync_commits = options.durability == Durability::machine;
+  log_options.max_bytes = options.max_bytes;
+  log_options.segment_bytes = options.segment_bytes;
+  if (Status s = SegmentLog::open(spool->files_, log_options, spool->log_, spool->recovery_); !s) {
+    fail(s);
+  }
+  spool->positions_ = std::make_unique<PositionStore>(spool->files_, options.dir);
+  LoadedPositions loaded;
+  if (Status s = spool->positions_->load(loaded); !s) fail(s);
+
+  const LogPosition end = spool->log_->end();
+  // Both position slots damaged: nothing says what was delivered, so every adapter starts
+  // at the oldest commit on disk (duplicates, never loss).
+  const std::vector<std::uint64_t> segments = spool->log_->segments();
+  const bool lost_positions = !loaded.found && loaded.damaged_slots > 0 && !segments.empty();
+  const LogPosition oldest{segments.empty() ? end.seq : segments.front(),
+                           segments.empty() ? end.segment : segments.front(), kSegmentHeaderSize};
+  for (const std::string& name : lanes) {
+    auto track = std::make_unique<Track>();
+    track->name = name;
+    // New to this directory: only what is committed from now on.
+    track->start = lost_positions ? oldest : end;
+    for (const AdapterPosition& saved : loaded.adapters) {
+      if (saved.name == name) track->start = saved.next.seq <= end.seq ? saved.next : end;
+    }
+    track->next = track->start;
+    spool->tracks_.push_back(std::move(track));
+  }
+  for (const AdapterPosition& saved : loaded.adapters) {
+    const bool configured = std::find(lanes.begin(), lanes.end(), saved.name) != lanes.end();
+    if (configured || options.forget_missing_adapters || saved.next.seq >= end.seq) continue;
+    spool->orphans_.push_back(saved);
+    // What it holds back: counted from the frames' headers, without decoding.
+    LogReader reader(*spool->log_, saved.next);
+    for (;;) {
+      LogReader::Next next{};
+      std::uint32_t events = 0;
+      LogPosition at;
+      if (Status s = reader.skip(next, events, at); !s) fail(s);
+      if (next == LogReader::Next::end) break;
+      spool->orphaned_events_ += events;
+    }
+  }
+  // The set of adapters is recorded before the first commit.
+  if (Status s = spool->checkpoint_now(true); !s) fail(s);
+  return spool;
+}
+
+Status Spool::append(std::span<const Event> events, std::uint32_t flags,
+                     std::vector<std::uint8_t>& scratch, std::chrono::milliseconds wait,
+                     std::function<void(const Settlement&)>* on_settled) {
+  scratch.clear();
+  if (Status s = encode_body(events, scratch); !s) return s;
+  const auto count = static_cast<std::uint32_t>(events.size());
+  const Deadline deadline = std::chrono::steady_clock::now() + wait;
+  bool checkpointed = false;
+  for (;;) {
+    LogPosition at;
+    Status s;
+    std::unique_ptr<Pending> at_once;  // no lane to wait for
+    if (on_settled == nullptr) {
+      s = log_->append(scratch, count, flags, at);
+    } else {
+      // Registered under the lock that settle_pending takes, so no lane can settle the
+      // commit before its callback is known.
+      std::lock_guard lock(pending_mutex_);
+      s = log_->append(scratch, count, flags, at);
+      if (s) {
+        auto pending = std::make_unique<Pending>();
+        pending->callback = std::move(*on_settled);
+        pending->remaining = tracks_.size();
+        pending->settlement.adapters.resize(tracks_.size());
+        for (std::size_t l = 0; l < tracks_.size(); ++l) {
+          pending->settlement.adapters[l].name = tracks_[l]->name;
+        }
+        if (tracks_.empty()) {
+          at_once = std::move(pending);
+        } else {
+          pending_.emplace(at.seq, std::move(pending));
+        }
+      }
+    }
+    if (s) {
+      appended.notify();
+      if (at_once) best_effort([&] { at_once->callback(at_once->settlement); });
+      return s;
+    }
+    if (s.code() != Errc::overloaded) return s;
+    // The disk budget is spent: free what every lane has settled, then wait for a lane to
+    // settle more (each settlement that moves a position notifies `progress`).
+    if (!checkpointed) {
+      checkpointed = true;
+      if (Status c = checkpoint_now(false); !c) return c;
+      continue;
+    }
+    checkpointed = false;
+    if (!wait_until(
+            progress, [&] { return moved_.load(std::memory_order_relaxed); }, deadline)) {
+      return Status(Errc::overloaded, s.message() + "; waited " + std::to_string(wait.count()) +
+                                          " ms for an adapter to settle its backlog");
+    }
+  }
+}
+
+LogPosition Spool::start(std::size_t lane) const {
+  std::lock_guard lock(tracks_[lane]->mutex);
+  return tracks_[lane]->start;
+}
+
+void Spool::published(std::size_t lane, const LogPosition& at) {
+  Track& track = *tracks_[lane];
+  std::lock_guard lock(track.mutex);
+  track.in_flight.push_back(Track::Entry{at, false});
+}
+
+void Spool::handed_over(std::size_t lane, const LogPosition& next) {
+  Track& track = *tracks_[lane];
+  {
+    std::lock_guard lock(track.mutex);
+    track.next = next;
+  }
+  if (next.seq >= wake_at_.load(std::memory_order_seq_cst)) progress.notify();
+}
+
+void Spool::wake_relays_waiter_at(std::uint64_t seq) noexcept {
+  std::uint64_t current = wake_at_.load(std::memory_order_seq_cst);
+  while (seq < current && !wake_at_.compare_exchange_weak(current, seq)) {
+  }
+}
+
+void Spool::clear_relays_waiter(std::uint64_t seq) noexcept {
+  std::uint64_t expected = seq;
+  (void)wake_at_.compare_exchange_strong(expected, std::numeric_limits<std::uint64_t>::max());
+}
+
+void Spool::skipped(std::size_t lane, std::uint64_t from, std::uint64_t upto,
+                    const LogPosition& next) {
+  {
+    std::lock_guard lock(corrupt_mutex_);
+    // A lost stretch (a segment gone) can be long: past a bound its commits are counted
+    // without remembering each (another lane coming across them counts them again).
+    constexpr std::uint64_t kRemembered = 1u << 16;
+    const std::uint64_t remembered = std::min(upto - std::min(from, upto), kRemembered);
+    for (std::uint64_t seq = from; seq < from + remembered; ++seq)
+      corrupt_seqs_.insert(seq);
+    corrupt_unremembered_ += (upto - std::min(from, upto)) - remembered;
+    corrupt_.store(corrupt_seqs_.size() + corrupt_unremembered_, std::memory_order_relaxed);
+  }
+  Track& track = *tracks_[lane];
+  {
+    std::lock_guard lock(track.mutex);
+    track.next = next;
+  }
+  moved_.store(true, std::memory_order_relaxed);
+  progress.notify();
+}
+
+void Spool::settled(std::size_t lane, std::uint64_t seq, const AdapterStats& settlement) {
+  Track& track = *tracks_[lane];
+  bool moved = false;
+  if (settlement.dropped == 0) {
+    std::lock_guard lock(track.mutex);
+    const auto it =
+        std::lower_bound(track.in_flight.begin(), track.in_flight.end(), seq,
+                         [](const Track::Entry& e, std::uint64_t s) { return e.at.seq < s; });
+    if (it != track.in_flight.end() && it->at.seq == seq) it->settled = true;
+    while (!track.in_flight.empty() && track.in_flight.front().settled) {
+      track.in_flight.pop_front();
+      moved = true;
+    }
+  }
+  if (moved) moved_.store(true, std::memory_order_relaxed);
+  settle_pending(seq, lane, settlement);
+  progress.notify();
+}
+
+void Spool::settle_pending(std::uint64_t seq, std::size_t lane, const AdapterStats& stats) {
+  std::unique_ptr<Pending> done;
+  {
+    std::lock_guard lock(pending_mutex_);
+    const auto it = pending_.find(seq);
+    if (it == pending_.end()) return;
+    Pending& pending = *it->second;
+    AdapterStats& entry = pending.settlement.adapters[lane];
+    entry.delivered = stats.delivered;
+    entry.failed = stats.failed;
+    entry.filtered = stats.filtered;
+    entry.dropped = stats.dropped;
+    entry.received = stats.received;
+    if (--pending.remaining == 0) {
+      done = std::move(it->second);
+      pending_.erase(it);
+    }
+  }
+  if (done) best_effort([&] { done->callback(done->settlement); });
+}
+
+bool Spool::settled_before(std::size_t lane, std::uint64_t seq) const {
+  const Track& track = *tracks_[lane];
+  std::lock_guard lock(track.mutex);
+  return track.position().seq >= seq;
+}
+
+bool Spool::published_before(std::size_t lane, std::uint64_t seq) const {
+  const Track& track = *tracks_[lane];
+  std::lock_guard lock(track.mutex);
+  return track.next.seq >= seq;
+}
+
+Status Spool::checkpoint() {
+  if (!moved_.load(std::memory_order_relaxed)) return {};
+  return checkpoint_now(false);
+}
+
+Status Spool::checkpoint_now(bool force) {
+  std::lock_guard lock(checkpoint_mutex_);
+  return checkpoint_locked(force);
+}
+
+Status Spool::checkpoint_locked(bool force) {
+  moved_.store(false, std::memory_order_relaxed);
+  std::vector<AdapterPosition> now;
+  now.reserve(tracks_.size() + orphans_.size());
+  std::uint64_t oldest = std::numeric_limits<std::uint64_t>::max();
+  for (const auto& track : tracks_) {
+    std::lock_guard lock(track->mutex);
+    now.push_back(AdapterPosition{track->name, track->position()});
+  }
+  for (const AdapterPosition& orphan : orphans_)
+    now.push_back(orphan);
+  for (const AdapterPosition& p : now)
+    oldest = std::min(oldest, p.next.seq);
+  if (force || now != last_saved_) {
+    if (Status s = positions_->save(now, options_.durability == Durability::machine); !s) {
+      moved_.store(true, std::memory_order_relaxed);  // try again next time
+      return s;
+    }
+    last_saved_ = std::move(now);
+  }
+  if (oldest == std::numeric_limits<std::uint64_t>::max()) oldest = log_->end().seq;
+  std::uint64_t freed = 0;
+  Status s = log_->release_before(oldest, freed);
+  if (freed != 0) progress.notify();
+  return s;
+}
+
+}  // namespace emissions::detail::spool

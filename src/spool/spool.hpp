@@ -1,0 +1,143 @@
+// Internal: the spool behind Config::spool (include/emissions/spool.hpp): one log, each
+// routed lane's progress through it, and the positions that survive a restart.
+//
+// The commit path appends (append); one relay thread per routed lane (Core::run_relay,
+// src/pipeline/spool_relay.cpp) reads the log from its lane's position and publishes each
+// commit to that lane alone, waiting for room in its queue (the backlog stays on disk).
+// Each relayed commit's settlement comes back through settled(); a lane's position is the
+// first commit it has not settled, saved by checkpoint(). Segments every position has
+// passed are deleted.
+//
+// Thread-safety: every member may be called from any thread. No user code runs inside.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/parking.hpp"
+#include "emissions/settlement.hpp"
+#include "emissions/spool.hpp"
+#include "emissions/status.hpp"
+#include "spool/files.hpp"
+#include "spool/positions.hpp"
+#include "spool/segment_log.hpp"
+
+namespace emissions::detail::spool {
+
+class Spool {
+ public:
+  // Validates `options` (ConfigError naming the field), takes the directory's lock, opens
+  // the log and the positions, and records `lanes` (the routed lanes' names, in order) as
+  // the spool's adapters before any commit: a lane new to the directory starts at the end
+  // of the log; one that disappeared keeps its backlog unless forget_missing_adapters.
+  // An I/O error is a ConfigError too (the Emitter cannot start on this directory).
+  static std::unique_ptr<Spool> open(const SpoolOptions& options,
+                                     const std::vector<std::string>& lanes,
+                                     std::shared_ptr<FileLayer> files = posix_files());
+
+  struct Key {
+   private:
+    friend class Spool;
+    Key() = default;
+  };
+  Spool(Key key, const SpoolOptions& options, std::shared_ptr<FileLayer> files);
+  Spool(const Spool&) = delete;
+  Spool& operator=(const Spool&) = delete;
+  ~Spool();
+
+  // ---- the commit path
+  // Encodes `events` into `scratch` (reused) and appends them as one commit; `seq` gets its
+  // sequence number. With `on_settled`, the callback is called once every lane settled the
+  // commit (merge of the lanes' settlements, in lane order). Errors: invalid_argument (an
+  // event that cannot be encoded), overloaded (max_bytes, after waiting up to `wait`),
+  // unavailable (I/O). On error nothing was written and the callback is dropped.
+  // `flags` is stored with the commit (the pipeline's cascade depth) and read back by
+  // LogReader::last_flags().
+  Status append(std::span<const Event> events, std::uint32_t flags,
+                std::vector<std::uint8_t>& scratch, std::chrono::milliseconds wait,
+                std::function<void(const Settlement&)>* on_settled = nullptr);
+
+  // ---- relays
+  [[nodiscard]] const SegmentLog& log() const noexcept { return *log_; }
+  [[nodiscard]] std::size_t lanes() const noexcept { return tracks_.size(); }
+  [[nodiscard]] LogPosition start(std::size_t lane) const;
+  // The relay of `lane` is about to hand the commit at `at` to the pipeline (its
+  // settlement may come back at once). Call in log order.
+  void published(std::size_t lane, const LogPosition& at);
+  // ... and has handed it over: `next` is its reader's cursor after it.
+  void handed_over(std::size_t lane, const LogPosition& next);
+  // The relay of `lane` found the commits [from, upto) corrupt and skipped them; `next` is
+  // its reader's cursor. Each commit is counted once, whichever lanes find it.
+  void skipped(std::size_t lane, std::uint64_t from, std::uint64_t upto, const LogPosition& next);
+  // Lane `lane` settled commit `seq`: `settlement` has its one entry. A commit with events
+  // dropped by shutdown is not settled: it stays before the position and is delivered
+  // again by the next Emitter on this directory.
+  void settled(std::size_t lane, std::uint64_t seq, const AdapterStats& settlement);
+  // Whether `lane` has handed over every commit before `seq` and settled it.
+  [[nodiscard]] bool settled_before(std::size_t lane, std::uint64_t seq) const;
+  // Whether `lane`'s relay has handed over every commit before `seq`.
+  [[nodiscard]] bool published_before(std::size_t lane, std::uint64_t seq) const;
+  // A drain waits for relays to reach `seq`: handed_over() notifies `progress` only from
+  // then on (not once per commit). Waiters re-check now and then as well, since another
+  // drain may lower or clear this.
+  void wake_relays_waiter_at(std::uint64_t seq) noexcept;
+  void clear_relays_waiter(std::uint64_t seq) noexcept;
+
+  // Saves the positions when they moved and deletes the segments every position passed.
+  // Called by relays when idle, by drain and by shutdown. Serialised internally.
+  Status checkpoint();
+  // Whether a position moved since the last checkpoint.
+  [[nodiscard]] bool moved() const noexcept { return moved_.load(std::memory_order_relaxed); }
+
+  // Woken when a commit is appended (relays wait here for more), when space is freed, and
+  // when a lane settles (drains wait here).
+  WaitChannel appended;
+  WaitChannel progress;
+
+  [[nodiscard]] std::uint64_t corrupt_records() const noexcept {
+    return corrupt_.load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint64_t orphaned_events() const noexcept { return orphaned_events_; }
+  [[nodiscard]] std::uint64_t disk_bytes() const { return log_->disk_bytes(); }
+  [[nodiscard]] const LogRecovery& recovery() const noexcept { return recovery_; }
+
+ private:
+  struct Track;
+  struct Pending;
+  void settle_pending(std::uint64_t seq, std::size_t lane, const AdapterStats& stats);
+  Status checkpoint_now(bool force);
+  Status checkpoint_locked(bool force);  // with checkpoint_mutex_ held
+
+  SpoolOptions options_;
+  std::shared_ptr<FileLayer> files_;
+  std::unique_ptr<SpoolLock> lock_;
+  std::unique_ptr<SegmentLog> log_;
+  std::unique_ptr<PositionStore> positions_;
+  std::vector<std::unique_ptr<Track>> tracks_;
+  std::vector<AdapterPosition> orphans_;  // positions of adapters no longer configured
+  std::uint64_t orphaned_events_ = 0;
+  LogRecovery recovery_;
+  std::atomic<std::uint64_t> corrupt_{0};  // corrupt_seqs_.size() + unremembered
+  std::mutex corrupt_mutex_;
+  std::set<std::uint64_t> corrupt_seqs_;
+  std::uint64_t corrupt_unremembered_ = 0;
+  std::atomic<bool> moved_{false};  // a position moved since the last checkpoint
+  std::atomic<std::uint64_t> wake_at_{std::numeric_limits<std::uint64_t>::max()};
+
+  std::mutex checkpoint_mutex_;
+  std::vector<AdapterPosition> last_saved_;
+
+  mutable std::mutex pending_mutex_;
+  std::unordered_map<std::uint64_t, std::unique_ptr<Pending>> pending_;
+};
+
+}  // namespace emissions::detail::spool

@@ -1,0 +1,303 @@
+// Config::spool end to end (src/pipeline/spool_relay.cpp, src/spool/spool.*): commits go
+// through the on-disk log, every adapter gets every event, and an Emitter constructed on the
+// same directory delivers what the previous one had not settled.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+#include "emissions/emissions.hpp"
+#include "emissions/testing/faulty_adapter.hpp"
+#include "recording_adapter.hpp"
+#include "temp_dir.hpp"
+
+namespace emissions {
+namespace {
+
+using test_support::RecordingAdapter;
+using test_support::TempDir;
+using testing::FaultyAdapter;
+
+constexpr auto kWait = std::chrono::seconds(30);
+
+Config spooled(const std::filesystem::path& dir) {
+  Config config;
+  config.make_default = false;
+  config.spool = SpoolOptions{.dir = dir, .segment_bytes = 1u << 20};
+  return config;
+}
+
+// Commits `count` transactions of two events each: "e<k>.a" and "e<k>.b" (payload k).
+void commit_pairs(Emitter& emitter, int first, int count) {
+  for (int k = first; k < first + count; ++k) {
+    Transaction tx = emitter.start();
+    ASSERT_TRUE(tx.emit("e.a", k).ok());
+    ASSERT_TRUE(tx.emit("e.b", k).ok());
+    ASSERT_TRUE(tx.commit().ok());
+  }
+}
+
+std::vector<int> payloads(const std::vector<Event>& events) {
+  std::vector<int> out;
+  for (const Event& e : events)
+    out.push_back(e.payload.get<int>());
+  return out;
+}
+
+std::vector<int> pairs(int first, int count) {
+  std::vector<int> out;
+  for (int k = first; k < first + count; ++k) {
+    out.push_back(k);
+    out.push_back(k);
+  }
+  return out;
+}
+
+TEST(SpoolTest, EveryAdapterGetsEveryCommittedEventInOrder) {
+  TempDir dir;
+  auto a = std::make_shared<FaultyAdapter>("a");
+  auto b = std::make_shared<FaultyAdapter>("b");
+  Config config = spooled(dir.path());
+  config.add_adapter(a).add_adapter(b);
+  Emitter emitter(std::move(config));
+  commit_pairs(emitter, 0, 500);
+  ASSERT_TRUE(emitter.drain(kWait).ok());
+  EXPECT_EQ(payloads(a->delivered()), pairs(0, 500));
+  EXPECT_EQ(payloads(b->delivered()), pairs(0, 500));
+  const EmitterStats stats = emitter.stats();
+  EXPECT_EQ(stats.committed, 1000u);
+  EXPECT_EQ(stats.transactions, 500u);
+  for (const AdapterStats& s : stats.adapters) {
+    EXPECT_EQ(s.received, 1000u) << s.name;
+    EXPECT_EQ(s.delivered, 1000u) << s.name;
+  }
+  EXPECT_GT(stats.spool_bytes, 0u);
+  EXPECT_EQ(stats.spool_corrupt_records, 0u);
+}
+
+TEST(SpoolTest, ARestartDeliversWhatAnAdapterHadNotSettledWithTheOriginalEvents) {
+  TempDir dir;
+  std::vector<Event> committed;
+  {
+    auto fast = std::make_shared<FaultyAdapter>("fast");
+    auto stuck = std::make_shared<FaultyAdapter>("stuck");
+    stuck->stall();
+    Config config = spooled(dir.path());
+    config.shutdown_timeout = std::chrono::milliseconds(200);
+    config.add_adapter(fast).add_adapter(stuck);
+    Emitter emitter(std::move(config));
+    commit_pairs(emitter, 0, 100);
+    // `fast` settles everything; `stuck` holds what it got unsettled.
+    for (int i = 0; i < 1000 && fast->delivered().size() < 200; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    committed = fast->delivered();
+    ASSERT_EQ(committed.size(), 200u);
+  }  // shutdown gives up on `stuck`: its events stay in the spool
+  auto fast = std::make_shared<FaultyAdapter>("fast");
+  auto stuck = std::make_shared<FaultyAdapter>("stuck");
+  Config config = spooled(dir.path());
+  config.add_adapter(fast).add_adapter(stuck);
+  Emitter emitter(std::move(config));
+  ASSERT_TRUE(emitter.drain(kWait).ok());
+  EXPECT_TRUE(fast->delivered().empty()) << "fast had settled everything";
+  const std::vector<Event> recovered = stuck->delivered();
+  ASSERT_EQ(recovered.size(), committed.size());
+  for (std::size_t i = 0; i < recovered.size(); ++i) {
+    EXPECT_EQ(recovered[i].id, committed[i].id);
+    EXPECT_EQ(recovered[i].name, committed[i].name);
+    EXPECT_EQ(recovered[i].payload, committed[i].payload);
+    EXPECT_EQ(recovered[i].metadata, committed[i].metadata);
+    EXPECT_EQ(recovered[i].emitted_at, committed[i].emitted_at);
+  }
+  // Anything newer comes after the recovered backlog.
+  commit_pairs(emitter, 100, 5);
+  ASSERT_TRUE(emitter.drain(kWait).ok());
+  std::vector<int> want = pairs(0, 105);
+  EXPECT_EQ(payloads(stuck->delivered()), want);
+  EXPECT_EQ(payloads(fast->delivered()), pairs(100, 5));
+}
+
+TEST(SpoolTest, ANewAdapterGetsOnlyWhatIsCommittedAfterItJoins) {
+  TempDir dir;
+  {
+    auto a = std::make_shared<FaultyAdapter>("a");
+    Config config = spooled(dir.path());
+    config.add_adapter(a);
+    Emitter emitter(std::move(config));
+    commit_pairs(emitter, 0, 10);
+    ASSERT_TRUE(emitter.drain(kWait).ok());
+  }
+  auto a = std::make_shared<FaultyAdapter>("a");
+  auto late = std::make_shared<FaultyAdapter>("late");
+  Config config = spooled(dir.path());
+  config.add_adapter(a).add_adapter(late);
+  Emitter emitter(std::move(config));
+  commit_pairs(emitter, 10, 3);
+  ASSERT_TRUE(emitter.drain(kWait).ok());
+  EXPECT_EQ(payloads(late->delivered()), pairs(10, 3));
+  EXPECT_EQ(payloads(a->delivered()), pairs(10, 3));
+}
+
+TEST(SpoolTest, AnAdapterThatLeftKeepsItsBacklogUnlessForgotten) {
+  TempDir dir;
+  {
+    auto a = std::make_shared<FaultyAdapter>("a");
+    auto gone = std::make_shared<FaultyAdapter>("gone");
+    gone->stall();
+    Config config = spooled(dir.path());
+    config.shutdown_timeout = std::chrono::milliseconds(100);
+    config.add_adapter(a).add_adapter(gone);
+    Emitter emitter(std::move(config));
+    commit_pairs(emitter, 0, 20);
+  }
+  {
+    auto a = std::make_shared<FaultyAdapter>("a");
+    Config config = spooled(dir.path());
+    config.add_adapter(a);
+    Emitter emitter(std::move(config));
+    EXPECT_EQ(emitter.stats().spool_orphaned_events, 40u);
+  }
+  {
+    auto a = std::make_shared<FaultyAdapter>("a");
+    Config config = spooled(dir.path());
+    config.spool->forget_missing_adapters = true;
+    config.add_adapter(a);
+    Emitter emitter(std::move(config));
+    EXPECT_EQ(emitter.stats().spool_orphaned_events, 0u);
+  }
+  auto a = std::make_shared<FaultyAdapter>("a");
+  auto gone = std::make_shared<FaultyAdapter>("gone");
+  Config config = spooled(dir.path());
+  config.add_adapter(a).add_adapter(gone);
+  Emitter emitter(std::move(config));
+  ASSERT_TRUE(emitter.drain(kWait).ok());
+  EXPECT_TRUE(gone->delivered().empty()) << "forgotten: it came back as a new adapter";
+}
+
+TEST(SpoolTest, ASecondEmitterOnTheDirectoryIsAConfigErrorNamingTheHolder) {
+  TempDir dir;
+  Config first = spooled(dir.path());
+  first.add_adapter(std::make_shared<FaultyAdapter>("a"));
+  Emitter emitter(std::move(first));
+  Config second = spooled(dir.path());
+  second.add_adapter(std::make_shared<FaultyAdapter>("a"));
+  try {
+    Emitter other(std::move(second));
+    FAIL() << "a second Emitter opened a spool in use";
+  } catch (const ConfigError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("spool.dir"), std::string::npos) << message;
+    EXPECT_NE(message.find(dir.path().string()), std::string::npos) << message;
+    EXPECT_NE(message.find(std::to_string(::getpid())), std::string::npos) << message;
+  }
+}
+
+TEST(SpoolTest, BadOptionsAreConfigErrorsNamingTheField) {
+  TempDir dir;
+  auto expect_error = [&](SpoolOptions options, const std::string& field) {
+    Config config;
+    config.make_default = false;
+    config.spool = options;
+    config.add_adapter(std::make_shared<FaultyAdapter>("a"));
+    try {
+      Emitter emitter(std::move(config));
+      ADD_FAILURE() << field << " was accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(field), std::string::npos) << e.what();
+    }
+  };
+  expect_error(SpoolOptions{}, "spool.dir");
+  expect_error(SpoolOptions{.dir = dir.path(), .segment_bytes = 1000}, "spool.segment_bytes");
+  expect_error(SpoolOptions{.dir = dir.path(), .max_bytes = 1u << 20, .segment_bytes = 2u << 20},
+               "spool.segment_bytes");
+  expect_error(SpoolOptions{.dir = "/proc/emissions-cannot-be-here"}, "spool.dir");
+}
+
+TEST(SpoolTest, OnSettledIsCalledOnceEveryAdapterSettled) {
+  TempDir dir;
+  auto a = std::make_shared<FaultyAdapter>("a");
+  auto b = std::make_shared<FaultyAdapter>("b");
+  b->fail_events([](const Event& e) { return e.name == "e.b"; },
+                 Status(Errc::invalid_argument, "poison"));
+  Config config = spooled(dir.path());
+  config.add_adapter(a).add_adapter(b);
+  Emitter emitter(std::move(config));
+  std::atomic<int> calls{0};
+  Settlement seen;
+  Transaction tx = emitter.start();
+  ASSERT_TRUE(tx.emit("e.a", 1).ok());
+  ASSERT_TRUE(tx.emit("e.b", 1).ok());
+  ASSERT_TRUE(tx.commit([&](const Settlement& s) {
+                  seen = s;
+                  ++calls;
+                }).ok());
+  ASSERT_TRUE(emitter.drain(kWait).ok());
+  ASSERT_EQ(calls.load(), 1);
+  ASSERT_EQ(seen.adapters.size(), 2u);
+  EXPECT_EQ(seen.adapters[0].name, "a");
+  EXPECT_EQ(seen.adapters[0].delivered, 2u);
+  EXPECT_EQ(seen.adapters[1].name, "b");
+  EXPECT_EQ(seen.adapters[1].delivered, 1u);
+  EXPECT_EQ(seen.adapters[1].failed, 1u);
+}
+
+// Emits "e.echo" with the same payload for every "e.a" it handles.
+class EchoHandler final : public Handler {
+ public:
+  [[nodiscard]] std::vector<EventName> events() const override { return {"e.a"}; }
+  HandlerResult handle_event(const Event& event) override {
+    if (Status s = emit("e.echo", event.payload); !s) return HandlerResult::error(s.message());
+    return HandlerResult::ok();
+  }
+  [[nodiscard]] std::string_view name() const override { return "echo"; }
+};
+
+TEST(SpoolTest, HandlersCascadesGoThroughTheSpoolAndDrainWaitsForThem) {
+  TempDir dir;
+  auto a = std::make_shared<FaultyAdapter>("a");
+  Config config = spooled(dir.path());
+  config.add_adapter(a);
+  config.add_handler(std::make_shared<EchoHandler>());
+  Emitter emitter(std::move(config));
+  commit_pairs(emitter, 0, 20);
+  ASSERT_TRUE(emitter.drain(kWait).ok());
+  std::size_t echoes = 0;
+  for (const Event& e : a->delivered())
+    echoes += e.name == "e.echo" ? 1u : 0u;
+  EXPECT_EQ(echoes, 20u);
+  EXPECT_EQ(a->delivered().size(), 60u);
+}
+
+TEST(SpoolTest, AFullSpoolRefusesTheCommitAfterBlockTimeoutAndKeepsItsEvents) {
+  TempDir dir;
+  auto stuck = std::make_shared<FaultyAdapter>("stuck");
+  stuck->stall();
+  Config config = spooled(dir.path());
+  config.spool->max_bytes = 2u << 20;
+  config.pipeline.block_timeout = std::chrono::milliseconds(50);
+  config.shutdown_timeout = std::chrono::milliseconds(100);
+  config.add_adapter(stuck, AdapterOptions{.buffer_size = 10});
+  Emitter emitter(std::move(config));
+  const std::string big(64 * 1024, 'x');
+  Status refused;
+  int accepted = 0;
+  for (int i = 0; i < 200 && refused.ok(); ++i) {
+    Transaction tx = emitter.start();
+    ASSERT_TRUE(tx.emit("big", big).ok());
+    refused = tx.commit();
+    if (refused.ok()) {
+      ++accepted;
+    } else {
+      EXPECT_EQ(tx.size(), 1u) << "the transaction keeps its events";
+    }
+  }
+  EXPECT_EQ(refused.code(), Errc::overloaded);
+  EXPECT_NE(refused.message().find("max_bytes"), std::string::npos) << refused.message();
+  EXPECT_GT(accepted, 10);
+  EXPECT_EQ(emitter.stats().committed, static_cast<std::uint64_t>(accepted));
+}
+
+}  // namespace
+}  // namespace emissions
