@@ -58,7 +58,8 @@ struct SpoolOptions {
   /// pipeline's block_timeout for the slowest adapter to free a segment, then return
   /// overloaded (nothing is written).
   std::uint64_t max_bytes = 1ull << 30;
-  /// The size of one segment file: at least 1 MiB, at most max_bytes.
+  /// The size of one segment file: at least 1 MiB, at most half of max_bytes (the segment
+  /// being written is never deleted, so the budget must hold two).
   std::uint64_t segment_bytes = 64ull << 20;
   /// An adapter that had a position in `dir` and is no longer configured keeps its backlog
   /// (and the disk it holds) unless this is true; EmitterStats::spool_orphaned_events

@@ -431,6 +431,9 @@ void Core::finish() {
   }
   dispatcher_lane_ = nullptr;
   dispatcher_.reset();
+  // The spool's last checkpoint, its lock and files: the directory is free for the next
+  // Emitter at once, even while trackers of late settlements still hold the object.
+  if (spool_) spool_->close();
   phase_.store(Phase::finished, std::memory_order_release);
 }
 

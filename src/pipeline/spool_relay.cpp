@@ -144,7 +144,9 @@ void Core::run_relay(std::size_t lane_index) noexcept {
       corrupt_reported = reader.corrupt_commits();
       const std::uint64_t upto =
           read && next == spool::LogReader::Next::commit ? at.seq : reader.cursor().seq;
-      spool.skipped(lane_index, from, upto, reader.cursor());
+      // The lane's position stops at the commit returned (it is not handed over yet).
+      spool.skipped(lane_index, from, upto,
+                    read && next == spool::LogReader::Next::commit ? at : reader.cursor());
       if (events::kSpoolCorrupt.enabled()) {
         best_effort([&] {
           events::kSpoolCorrupt.execute({{"count", skipped}}, {{"adapter", lane.name}});

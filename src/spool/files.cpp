@@ -133,8 +133,13 @@ class PosixFiles final : public FileLayer {
  public:
   Status make_dirs(const std::filesystem::path& dir) override {
     std::error_code ec;
-    std::filesystem::create_directories(dir, ec);
+    const bool created = std::filesystem::create_directories(dir, ec);
     if (ec) return io_error("create directory", dir, ec.value());
+    if (created) {  // owner only, whatever the umask
+      std::filesystem::permissions(dir, std::filesystem::perms::owner_all,
+                                   std::filesystem::perm_options::replace, ec);
+      if (ec) return io_error("set the mode of", dir, ec.value());
+    }
     if (!std::filesystem::is_directory(dir, ec)) return io_error("create directory", dir, ENOTDIR);
     return {};
   }

@@ -116,6 +116,25 @@ Status SegmentLog::scan_last(std::uint64_t base, LogRecovery& recovery) {
     if (Status s = segment->file->read_at(0, head, got); !s) return s;
     if (got < kSegmentHeaderSize || !decode_segment_header(head, header) ||
         header.base_seq != base) {
+      // Damaged: when a valid frame follows, the header alone was hit (a bad sector, a bit
+      // flip): rewrite it from the name and keep the commits. Otherwise the segment was
+      // being created when the power went, and holds no acknowledged commit.
+      bool holds_commits = false;
+      if (segment->size >= kSegmentHeaderSize + kFrameHeaderSize) {
+        std::vector<std::uint8_t> bytes(static_cast<std::size_t>(segment->size));
+        std::size_t read = 0;
+        if (Status s = segment->file->read_at(0, bytes, read); !s) return s;
+        bytes.resize(read);
+        holds_commits = resync(bytes, kSegmentHeaderSize, base) < bytes.size();
+      }
+      if (holds_commits) {
+        encode_segment_header(SegmentHeader{base, now_ns()}, head);
+        if (Status s = segment->file->write_at(0, head); !s) return s;
+        ++recovery.damaged_headers;
+      }
+    }
+    if (got < kSegmentHeaderSize || !decode_segment_header(head, header) ||
+        header.base_seq != base) {
       segment.reset();
       if (Status s = files_->remove(options_.dir / segment_name(base)); !s) return s;
       if (Status s = files_->sync_dir(options_.dir); !s) return s;
@@ -174,6 +193,7 @@ Status SegmentLog::scan_last(std::uint64_t base, LogRecovery& recovery) {
     write_offset_ = offset;
     next_seq_ = next_seq;
     end_seq_.store(next_seq_, std::memory_order_release);
+    durable_end_ = LogPosition{next_seq_, base, offset};  // what is on disk is durable now
     return {};
   }
 }
@@ -213,6 +233,12 @@ Status SegmentLog::append(std::span<const std::uint8_t> body, std::uint32_t even
   }
   const std::uint64_t frame = frame_size(body.size());
   std::uint64_t logical_end = 0;
+  if (failed_.load(std::memory_order_acquire)) {
+    std::lock_guard sync_lock(sync_mutex_);
+    return Status(Errc::unavailable, sync_error_.message() +
+                                         " (an earlier sync failed: the spool takes no more "
+                                         "commits until it is opened again)");
+  }
   {
     std::lock_guard lock(mutex_);
     if (active_ == nullptr || write_offset_ + frame > active_->size) {
@@ -225,10 +251,18 @@ Status SegmentLog::append(std::span<const std::uint8_t> body, std::uint32_t even
       }
       if (active_ != nullptr && options_.sync_commits) {
         // Everything before the new segment must be durable before anything in it is.
-        if (Status s = active_->file->sync(); !s) return s;
+        Status synced = active_->file->sync();
         std::lock_guard sync_lock(sync_mutex_);
-        logical_durable_ = std::max(logical_durable_, logical_written_);
+        if (!synced) {
+          sync_error_ = synced;
+          failed_.store(true, std::memory_order_release);
+        } else {
+          logical_durable_ = std::max(logical_durable_, logical_written_);
+          durable_end_ = LogPosition{next_seq_, active_->base, write_offset_};
+          end_seq_.store(next_seq_, std::memory_order_release);
+        }
         synced_.notify_all();
+        if (!synced) return synced;
       }
       if (Status s = start_segment(next_seq_, size); !s) return s;
     }
@@ -241,7 +275,8 @@ Status SegmentLog::append(std::span<const std::uint8_t> body, std::uint32_t even
     at = LogPosition{next_seq_, active_->base, write_offset_};
     write_offset_ += frame;
     ++next_seq_;
-    end_seq_.store(next_seq_, std::memory_order_release);
+    // With synced commits, readers see a frame only once it is durable (wait_durable).
+    if (!options_.sync_commits) end_seq_.store(next_seq_, std::memory_order_release);
     logical_written_ += frame;
     logical_end = logical_written_;
   }
@@ -254,6 +289,9 @@ Status SegmentLog::append(std::span<const std::uint8_t> body, std::uint32_t even
 Status SegmentLog::wait_durable(std::uint64_t logical_end) {
   std::unique_lock lock(sync_mutex_);
   for (;;) {
+    // A failed sync fails every commit not known durable, now and later: the kernel may
+    // have dropped the pages, and a later sync of the same file can report success.
+    if (!sync_error_.ok() && logical_durable_ < logical_end) return sync_error_;
     if (logical_durable_ >= logical_end) return {};
     if (syncing_) {
       synced_.wait(lock);
@@ -263,22 +301,37 @@ Status SegmentLog::wait_durable(std::uint64_t logical_end) {
     lock.unlock();
     std::shared_ptr<Segment> segment;
     std::uint64_t target = 0;
+    LogPosition written;
     {
       std::lock_guard log_lock(mutex_);
       segment = active_;
       target = logical_written_;
+      written =
+          LogPosition{next_seq_, active_ != nullptr ? active_->base : next_seq_, write_offset_};
     }
     Status status = segment != nullptr ? segment->file->sync() : Status{};
-    lock.lock();
-    syncing_ = false;
-    if (status) logical_durable_ = std::max(logical_durable_, target);
+    {
+      std::lock_guard log_lock(mutex_);  // the order everywhere: mutex_, then sync_mutex_
+      lock.lock();
+      syncing_ = false;
+      if (status) {
+        logical_durable_ = std::max(logical_durable_, target);
+        if (written.seq > durable_end_.seq) {
+          durable_end_ = written;
+          end_seq_.store(written.seq, std::memory_order_release);
+        }
+      } else {
+        sync_error_ = status;
+        failed_.store(true, std::memory_order_release);
+      }
+    }
     synced_.notify_all();
-    if (!status) return status;
   }
 }
 
 LogPosition SegmentLog::end() const {
   std::lock_guard lock(mutex_);
+  if (options_.sync_commits) return durable_end_;
   return LogPosition{next_seq_, active_ != nullptr ? active_->base : next_seq_,
                      active_ != nullptr ? write_offset_ : kSegmentHeaderSize};
 }

@@ -46,6 +46,7 @@ struct LogRecovery {
   std::uint64_t segments = 0;         // segment files found
   std::uint64_t torn_bytes = 0;       // cut from the end of the last segment
   std::uint64_t corrupt_commits = 0;  // commits skipped in the last segment (its scan)
+  std::uint64_t damaged_headers = 0;  // the last segment's header rewritten (frames followed)
 };
 
 class SegmentLog {
@@ -81,7 +82,8 @@ class SegmentLog {
   Status append(std::span<const std::uint8_t> body, std::uint32_t event_count, std::uint32_t flags,
                 LogPosition& at);
 
-  // The position the next commit will get: readers have everything before it.
+  // What readers may read up to: the position the next commit will get, or with
+  // sync_commits the end of what is durable (a commit is visible once synced).
   [[nodiscard]] LogPosition end() const;
   // Its seq alone, without the lock (acquire: the commits before it are readable).
   [[nodiscard]] std::uint64_t end_seq() const noexcept {
@@ -117,7 +119,10 @@ class SegmentLog {
   std::uint8_t* map_ = nullptr;  // active_'s mapping
   std::uint64_t write_offset_ = 0;
   std::uint64_t next_seq_ = 1;
-  std::atomic<std::uint64_t> end_seq_{1};         // next_seq_, readable without the lock
+  // What readers may read: next_seq_ (process), or the durable end (sync_commits), whose
+  // seq is also end_seq_, readable without the lock.
+  LogPosition durable_end_;
+  std::atomic<std::uint64_t> end_seq_{1};
   std::map<std::uint64_t, std::uint64_t> sizes_;  // base seq -> bytes on disk, every segment
   std::uint64_t disk_bytes_ = 0;
   std::uint64_t logical_written_ = 0;  // bytes of frames ever appended (group commit's clock)
@@ -126,6 +131,8 @@ class SegmentLog {
   std::condition_variable synced_;
   bool syncing_ = false;
   std::uint64_t logical_durable_ = 0;
+  Status sync_error_;                // the first failed sync: sticky (see wait_durable)
+  std::atomic<bool> failed_{false};  // sync_error_ is set
 };
 
 // Reads commits from a log, in order, from a cursor. One reader per consumer; not

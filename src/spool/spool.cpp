@@ -74,6 +74,13 @@ std::unique_ptr<Spool> Spool::open(const SpoolOptions& options,
                  "at most spool.max_bytes (" + describe_bytes(options.max_bytes) + ")",
                  describe_bytes(options.segment_bytes));
   }
+  if (options.max_bytes / 2 < options.segment_bytes) {
+    // The active segment is never deleted: a budget of one segment would fill for good.
+    config_error(
+        "spool.max_bytes",
+        "at least twice spool.segment_bytes (" + describe_bytes(2 * options.segment_bytes) + ")",
+        describe_bytes(options.max_bytes));
+  }
   if (options.durability != Durability::process && options.durability != Durability::machine) {
     config_error("spool.durability", "process or machine",
                  std::to_string(static_cast<int>(options.durability)));
@@ -184,8 +191,10 @@ Status Spool::append(std::span<const Event> events, std::uint32_t flags,
       continue;
     }
     checkpointed = false;
+    const std::uint64_t epoch = progress_epoch_.load(std::memory_order_seq_cst);
     if (!wait_until(
-            progress, [&] { return moved_.load(std::memory_order_relaxed); }, deadline)) {
+            progress, [&] { return progress_epoch_.load(std::memory_order_seq_cst) != epoch; },
+            deadline)) {
       return Status(Errc::overloaded, s.message() + "; waited " + std::to_string(wait.count()) +
                                           " ms for an adapter to settle its backlog");
     }
@@ -259,7 +268,11 @@ void Spool::settled(std::size_t lane, std::uint64_t seq, const AdapterStats& set
       moved = true;
     }
   }
-  if (moved) moved_.store(true, std::memory_order_relaxed);
+  if (moved) {
+    progress_epoch_.fetch_add(1, std::memory_order_seq_cst);
+    // An idle relay sleeps without a deadline until positions move: wake one to save them.
+    if (!moved_.exchange(true, std::memory_order_relaxed)) appended.notify();
+  }
   settle_pending(seq, lane, settlement);
   progress.notify();
 }
@@ -304,6 +317,7 @@ Status Spool::checkpoint() {
 
 Status Spool::checkpoint_now(bool force) {
   std::lock_guard lock(checkpoint_mutex_);
+  if (closed_.load(std::memory_order_acquire)) return {};
   return checkpoint_locked(force);
 }
 
@@ -330,8 +344,42 @@ Status Spool::checkpoint_locked(bool force) {
   if (oldest == std::numeric_limits<std::uint64_t>::max()) oldest = log_->end().seq;
   std::uint64_t freed = 0;
   Status s = log_->release_before(oldest, freed);
-  if (freed != 0) progress.notify();
+  if (freed != 0) {
+    progress_epoch_.fetch_add(1, std::memory_order_seq_cst);
+    progress.notify();
+  }
   return s;
+}
+
+}  // namespace emissions::detail::spool
+
+namespace emissions::detail::spool {
+
+std::uint64_t Spool::disk_bytes() const {
+  if (closed_.load(std::memory_order_acquire)) return closed_bytes_;
+  return log_->disk_bytes();
+}
+
+void Spool::close() noexcept {
+  std::unique_lock lock(checkpoint_mutex_);
+  if (closed_.load(std::memory_order_acquire)) return;
+  (void)checkpoint_locked(false);  // best effort: an I/O error leaves older positions
+  closed_bytes_ = log_->disk_bytes();
+  closed_.store(true, std::memory_order_release);
+  lock.unlock();
+  std::unordered_map<std::uint64_t, std::unique_ptr<Pending>> left;
+  {
+    std::lock_guard pending_lock(pending_mutex_);
+    left.swap(pending_);
+  }
+  for (auto& entry : left) {
+    Pending& pending = *entry.second;
+    best_effort([&] { pending.callback(pending.settlement); });
+  }
+  lock.lock();
+  positions_.reset();
+  log_.reset();
+  lock_.reset();
 }
 
 }  // namespace emissions::detail::spool

@@ -92,6 +92,11 @@ class Spool {
   void wake_relays_waiter_at(std::uint64_t seq) noexcept;
   void clear_relays_waiter(std::uint64_t seq) noexcept;
 
+  // After the relays stopped and the pipeline finished: a last checkpoint, then the
+  // callbacks of commits no lane will settle now, then the log, the positions and the lock
+  // are let go (the directory is free for another Emitter). Later settlements are no-ops.
+  void close() noexcept;
+
   // Saves the positions when they moved and deletes the segments every position passed.
   // Called by relays when idle, by drain and by shutdown. Serialised internally.
   Status checkpoint();
@@ -107,7 +112,7 @@ class Spool {
     return corrupt_.load(std::memory_order_relaxed);
   }
   [[nodiscard]] std::uint64_t orphaned_events() const noexcept { return orphaned_events_; }
-  [[nodiscard]] std::uint64_t disk_bytes() const { return log_->disk_bytes(); }
+  [[nodiscard]] std::uint64_t disk_bytes() const;
   [[nodiscard]] const LogRecovery& recovery() const noexcept { return recovery_; }
 
  private:
@@ -130,7 +135,10 @@ class Spool {
   std::mutex corrupt_mutex_;
   std::set<std::uint64_t> corrupt_seqs_;
   std::uint64_t corrupt_unremembered_ = 0;
-  std::atomic<bool> moved_{false};  // a position moved since the last checkpoint
+  std::atomic<bool> moved_{false};                // a position moved since the last checkpoint
+  std::atomic<std::uint64_t> progress_epoch_{0};  // bumped when a position moves or space frees
+  std::atomic<bool> closed_{false};
+  std::uint64_t closed_bytes_ = 0;  // disk_bytes() once closed
   std::atomic<std::uint64_t> wake_at_{std::numeric_limits<std::uint64_t>::max()};
 
   std::mutex checkpoint_mutex_;

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <unistd.h>
+#include <algorithm>
 #include <atomic>
 #include <random>
 #include <thread>
@@ -439,6 +440,44 @@ TEST(SegmentLogTest, ReleaseBeforeDeletesOnlySegmentsWhollyBeforeTheSeq) {
   // Everything: the active segment stays.
   ASSERT_TRUE(log->release_before(1000, freed).ok());
   EXPECT_EQ(log->segments().size(), 1u);
+}
+
+TEST(SegmentLogTest, ADamagedHeaderOfTheLastSegmentIsRewrittenWhenCommitsFollowIt) {
+  auto files = std::make_shared<MemoryFiles>();
+  {
+    auto log = open_log(files, small_segments());
+    for (std::uint64_t k = 1; k <= 200; ++k)
+      ASSERT_TRUE(append_commit(*log, k).ok());
+  }
+  std::vector<std::string> names;
+  ASSERT_TRUE(files->list(kDir, names).ok());
+  std::sort(names.begin(), names.end());
+  files->node(kDir / names.back())->current[3] ^= 0x40;  // the magic of the last segment
+  LogRecovery recovery;
+  auto log = open_log(files, small_segments(), &recovery);
+  EXPECT_EQ(recovery.damaged_headers, 1u);
+  expect_commits(read_all(*log), 1, 200);
+  EXPECT_EQ(log->end().seq, 201u);
+}
+
+TEST(SegmentLogTest, AFailedSyncFailsItsCommitsAndEveryLaterOneAndHidesThem) {
+  auto files = std::make_shared<MemoryFiles>();
+  SegmentLog::Options options = small_segments();
+  options.sync_commits = true;
+  options.segment_bytes = 64 * 1024;
+  auto log = open_log(files, options);
+  for (std::uint64_t k = 1; k <= 5; ++k)
+    ASSERT_TRUE(append_commit(*log, k).ok());
+  files->fail("sync", EIO);
+  const Status failed = append_commit(*log, 6);
+  EXPECT_EQ(failed.code(), Errc::unavailable);
+  EXPECT_NE(failed.message().find("Input/output error"), std::string::npos) << failed.message();
+  // A later sync of the same file would succeed: the spool does not trust it.
+  const Status later = append_commit(*log, 7);
+  EXPECT_EQ(later.code(), Errc::unavailable);
+  EXPECT_NE(later.message().find("earlier sync failed"), std::string::npos) << later.message();
+  // Readers never saw the commit that was not made durable.
+  expect_commits(read_all(*log), 1, 5);
 }
 
 // ---- the real file system ----------------------------------------------------------------

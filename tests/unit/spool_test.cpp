@@ -176,6 +176,25 @@ TEST(SpoolTest, AnAdapterThatLeftKeepsItsBacklogUnlessForgotten) {
   EXPECT_TRUE(gone->delivered().empty()) << "forgotten: it came back as a new adapter";
 }
 
+TEST(SpoolTest, TheDirectoryItCreatesIsTheOwnersOnlyAndFreedWhenTheEmitterGoes) {
+  TempDir parent;
+  const std::filesystem::path dir = parent.path() / "a" / "spool";
+  {
+    Config config = spooled(dir);
+    config.add_adapter(std::make_shared<FaultyAdapter>("a"));
+    Emitter emitter(std::move(config));
+    EXPECT_EQ(std::filesystem::status(dir).permissions() & std::filesystem::perms::all,
+              std::filesystem::perms::owner_all);
+    Transaction tx = emitter.start();
+    ASSERT_TRUE(tx.emit("e.a", 1).ok());
+    ASSERT_TRUE(tx.commit([](const Settlement&) {}).ok());
+  }
+  // The same process opens it again at once: nothing kept the lock.
+  Config config = spooled(dir);
+  config.add_adapter(std::make_shared<FaultyAdapter>("a"));
+  EXPECT_NO_THROW(Emitter emitter(std::move(config)));
+}
+
 TEST(SpoolTest, ASecondEmitterOnTheDirectoryIsAConfigErrorNamingTheHolder) {
   TempDir dir;
   Config first = spooled(dir.path());
@@ -212,6 +231,8 @@ TEST(SpoolTest, BadOptionsAreConfigErrorsNamingTheField) {
   expect_error(SpoolOptions{.dir = dir.path(), .segment_bytes = 1000}, "spool.segment_bytes");
   expect_error(SpoolOptions{.dir = dir.path(), .max_bytes = 1u << 20, .segment_bytes = 2u << 20},
                "spool.segment_bytes");
+  expect_error(SpoolOptions{.dir = dir.path(), .max_bytes = 3u << 20, .segment_bytes = 2u << 20},
+               "spool.max_bytes");
   expect_error(SpoolOptions{.dir = "/proc/emissions-cannot-be-here"}, "spool.dir");
 }
 
