@@ -97,7 +97,7 @@ class PosixFile final : public SpoolFile {
     return {};
   }
 
-  Status sync() override {
+  Status sync(std::uint64_t /*written_below*/) override {
     // Through the mapping or write(): the page cache is one, so fdatasync covers both.
     if (::fdatasync(fd_.get()) != 0) return io_error("sync", path_, errno);
     return {};

@@ -37,8 +37,11 @@ class SpoolFile {
   // write through the mapping (which would raise SIGBUS).
   virtual Status allocate(std::uint64_t size) = 0;
   virtual Status truncate(std::uint64_t size) = 0;
-  // Writes what was written (through write_at or the mapping) to stable storage.
-  virtual Status sync() = 0;
+  // Writes what was written (through write_at or the mapping) to stable storage. Bytes at
+  // or past `written_below` may be being written through the mapping by another thread
+  // and need not be covered (the real file system syncs the whole file anyway; a test
+  // layer copies only what it may read).
+  virtual Status sync(std::uint64_t written_below = UINT64_MAX) = 0;
   // Maps [0, size) shared and writable; the file must be at least `size` bytes (allocate).
   // The mapping lives until the SpoolFile is destroyed; one mapping per file.
   virtual Status map(std::uint64_t size, std::uint8_t*& out) = 0;

@@ -77,7 +77,6 @@ Status SegmentLog::open(std::shared_ptr<FileLayer> files, Options options,
     if (const std::uint64_t base = parse_segment_name(name); base != 0) bases.push_back(base);
   }
   std::sort(bases.begin(), bases.end());
-  recovery.segments = bases.size();
   for (const std::uint64_t base : bases) {
     std::unique_ptr<SpoolFile> file;
     if (Status s = log->files_->open(log->options_.dir / segment_name(base), false, file); !s) {
@@ -309,7 +308,8 @@ Status SegmentLog::wait_durable(std::uint64_t logical_end) {
       written =
           LogPosition{next_seq_, active_ != nullptr ? active_->base : next_seq_, write_offset_};
     }
-    Status status = segment != nullptr ? segment->file->sync() : Status{};
+    // Only the frames below `written` are known whole: later ones may be being copied in.
+    Status status = segment != nullptr ? segment->file->sync(written.offset) : Status{};
     {
       std::lock_guard log_lock(mutex_);  // the order everywhere: mutex_, then sync_mutex_
       lock.lock();

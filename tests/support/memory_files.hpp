@@ -190,10 +190,15 @@ class MemoryFiles final : public detail::spool::FileLayer {
       node_->current.resize(size, 0);
       return {};
     }
-    Status sync() override {
+    Status sync(std::uint64_t written_below) override {
       std::lock_guard lock(owner_.mutex_);
       if (int err = owner_.take_failure("sync")) return detail::spool::io_error("sync", path_, err);
-      node_->durable = node_->current;
+      // Bytes past `written_below` may be being written through the mapping: they stay as
+      // the disk last had them (like pages not yet written back).
+      const std::size_t size = node_->current.size();
+      const auto upto = static_cast<std::ptrdiff_t>(std::min<std::uint64_t>(written_below, size));
+      node_->durable.resize(size, 0);
+      std::copy(node_->current.begin(), node_->current.begin() + upto, node_->durable.begin());
       return {};
     }
     Status map(std::uint64_t size, std::uint8_t*& out) override {
