@@ -14,12 +14,10 @@ constexpr std::uint32_t kVersion = 1;
 constexpr std::size_t kMaxSlotBytes = 16u << 20;  // far above any real set of adapters
 constexpr std::size_t kMaxNameBytes = 4096;
 
-void put_u32(std::vector<std::uint8_t>& out, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i)
-    out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
-}
-void put_u64(std::vector<std::uint8_t>& out, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i)
+// Little-endian, sizeof(T) bytes.
+template <typename T>
+void put_fixed(std::vector<std::uint8_t>& out, T v) {
+  for (std::size_t i = 0; i < sizeof(T); ++i)
     out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
 }
 void put_varint(std::vector<std::uint8_t>& out, std::uint64_t v) {
@@ -34,20 +32,13 @@ void put_varint(std::vector<std::uint8_t>& out, std::uint64_t v) {
 struct Reader {
   std::span<const std::uint8_t> bytes;
   std::size_t at = 0;
-  bool u32(std::uint32_t& v) {
-    if (bytes.size() - at < 4) return false;
+  template <typename T>
+  bool fixed(T& v) {
+    if (bytes.size() - at < sizeof(T)) return false;
     v = 0;
-    for (int i = 0; i < 4; ++i)
-      v |= static_cast<std::uint32_t>(bytes[at + static_cast<std::size_t>(i)]) << (8 * i);
-    at += 4;
-    return true;
-  }
-  bool u64(std::uint64_t& v) {
-    if (bytes.size() - at < 8) return false;
-    v = 0;
-    for (int i = 0; i < 8; ++i)
-      v |= static_cast<std::uint64_t>(bytes[at + static_cast<std::size_t>(i)]) << (8 * i);
-    at += 8;
+    for (std::size_t i = 0; i < sizeof(T); ++i)
+      v |= static_cast<T>(static_cast<T>(bytes[at + i]) << (8 * i));
+    at += sizeof(T);
     return true;
   }
   bool varint(std::uint64_t& v) {
@@ -78,17 +69,17 @@ std::string PositionStore::slot_name(int slot) {
 std::vector<std::uint8_t> PositionStore::encode(std::uint64_t generation,
                                                 const std::vector<AdapterPosition>& adapters) {
   std::vector<std::uint8_t> out(std::begin(kMagic), std::end(kMagic));
-  put_u32(out, kVersion);
-  put_u32(out, static_cast<std::uint32_t>(adapters.size()));
-  put_u64(out, generation);
+  put_fixed<std::uint32_t>(out, kVersion);
+  put_fixed<std::uint32_t>(out, static_cast<std::uint32_t>(adapters.size()));
+  put_fixed<std::uint64_t>(out, generation);
   for (const AdapterPosition& a : adapters) {
     put_varint(out, a.name.size());
     out.insert(out.end(), a.name.begin(), a.name.end());
-    put_u64(out, a.next.seq);
-    put_u64(out, a.next.segment);
-    put_u64(out, a.next.offset);
+    put_fixed<std::uint64_t>(out, a.next.seq);
+    put_fixed<std::uint64_t>(out, a.next.segment);
+    put_fixed<std::uint64_t>(out, a.next.offset);
   }
-  put_u32(out, crc32c(out));
+  put_fixed<std::uint32_t>(out, crc32c(out));
   return out;
 }
 
@@ -99,13 +90,13 @@ Status PositionStore::decode(std::span<const std::uint8_t> bytes, std::uint64_t&
   const std::size_t body = bytes.size() - 4;
   Reader crc_reader{bytes, body};
   std::uint32_t stored = 0;
-  (void)crc_reader.u32(stored);
+  (void)crc_reader.fixed(stored);
   if (crc32c(bytes.first(body)) != stored) return invalid("checksum mismatch");
   Reader r{bytes.first(body), sizeof kMagic};
   std::uint32_t version = 0;
   std::uint32_t count = 0;
   std::uint64_t gen = 0;
-  if (!r.u32(version) || !r.u32(count) || !r.u64(gen)) return invalid("truncated header");
+  if (!r.fixed(version) || !r.fixed(count) || !r.fixed(gen)) return invalid("truncated header");
   if (version != kVersion) return invalid("unknown version " + std::to_string(version));
   std::vector<AdapterPosition> decoded;
   for (std::uint32_t i = 0; i < count; ++i) {
@@ -118,7 +109,7 @@ Status PositionStore::decode(std::span<const std::uint8_t> bytes, std::uint64_t&
     a.name.assign(reinterpret_cast<const char*>(r.bytes.data() + r.at),
                   static_cast<std::size_t>(length));
     r.at += static_cast<std::size_t>(length);
-    if (!r.u64(a.next.seq) || !r.u64(a.next.segment) || !r.u64(a.next.offset)) {
+    if (!r.fixed(a.next.seq) || !r.fixed(a.next.segment) || !r.fixed(a.next.offset)) {
       return invalid("truncated entry " + std::to_string(i));
     }
     decoded.push_back(std::move(a));

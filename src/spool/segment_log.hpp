@@ -43,7 +43,6 @@ struct LogPosition {
 
 // What opening a log found.
 struct LogRecovery {
-  std::uint64_t segments = 0;         // segment files found
   std::uint64_t torn_bytes = 0;       // cut from the end of the last segment
   std::uint64_t corrupt_commits = 0;  // commits skipped in the last segment (its scan)
   std::uint64_t damaged_headers = 0;  // the last segment's header rewritten (frames followed)

@@ -48,8 +48,12 @@ Spool::Spool(Key /*unused*/, const SpoolOptions& options, std::shared_ptr<FileLa
     : options_(options), files_(std::move(files)) {}
 
 Spool::~Spool() {
-  // Commits whose lanes will not settle in this process: their callbacks learn that the
-  // rest was dropped here (the next Emitter on the directory delivers it).
+  abandon_pending();
+}
+
+// Commits whose lanes will not settle in this process: their callbacks learn so now (the
+// lanes that did not settle count zero; the next Emitter on the directory delivers them).
+void Spool::abandon_pending() noexcept {
   std::unordered_map<std::uint64_t, std::unique_ptr<Pending>> left;
   {
     std::lock_guard lock(pending_mutex_);
@@ -98,7 +102,8 @@ std::unique_ptr<Spool> Spool::open(const SpoolOptions& options,
   log_options.sync_commits = options.durability == Durability::machine;
   log_options.max_bytes = options.max_bytes;
   log_options.segment_bytes = options.segment_bytes;
-  if (Status s = SegmentLog::open(spool->files_, log_options, spool->log_, spool->recovery_); !s) {
+  LogRecovery recovery;
+  if (Status s = SegmentLog::open(spool->files_, log_options, spool->log_, recovery); !s) {
     fail(s);
   }
   spool->positions_ = std::make_unique<PositionStore>(spool->files_, options.dir);
@@ -298,12 +303,6 @@ void Spool::settle_pending(std::uint64_t seq, std::size_t lane, const AdapterSta
   if (done) best_effort([&] { done->callback(done->settlement); });
 }
 
-bool Spool::settled_before(std::size_t lane, std::uint64_t seq) const {
-  const Track& track = *tracks_[lane];
-  std::lock_guard lock(track.mutex);
-  return track.position().seq >= seq;
-}
-
 bool Spool::published_before(std::size_t lane, std::uint64_t seq) const {
   const Track& track = *tracks_[lane];
   std::lock_guard lock(track.mutex);
@@ -367,15 +366,7 @@ void Spool::close() noexcept {
   closed_bytes_ = log_->disk_bytes();
   closed_.store(true, std::memory_order_release);
   lock.unlock();
-  std::unordered_map<std::uint64_t, std::unique_ptr<Pending>> left;
-  {
-    std::lock_guard pending_lock(pending_mutex_);
-    left.swap(pending_);
-  }
-  for (auto& entry : left) {
-    Pending& pending = *entry.second;
-    best_effort([&] { pending.callback(pending.settlement); });
-  }
+  abandon_pending();
   lock.lock();
   positions_.reset();
   log_.reset();

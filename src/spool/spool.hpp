@@ -82,8 +82,6 @@ class Spool {
   // dropped by shutdown is not settled: it stays before the position and is delivered
   // again by the next Emitter on this directory.
   void settled(std::size_t lane, std::uint64_t seq, const AdapterStats& settlement);
-  // Whether `lane` has handed over every commit before `seq` and settled it.
-  [[nodiscard]] bool settled_before(std::size_t lane, std::uint64_t seq) const;
   // Whether `lane`'s relay has handed over every commit before `seq`.
   [[nodiscard]] bool published_before(std::size_t lane, std::uint64_t seq) const;
   // A drain waits for relays to reach `seq`: handed_over() notifies `progress` only from
@@ -113,12 +111,12 @@ class Spool {
   }
   [[nodiscard]] std::uint64_t orphaned_events() const noexcept { return orphaned_events_; }
   [[nodiscard]] std::uint64_t disk_bytes() const;
-  [[nodiscard]] const LogRecovery& recovery() const noexcept { return recovery_; }
 
  private:
   struct Track;
   struct Pending;
   void settle_pending(std::uint64_t seq, std::size_t lane, const AdapterStats& stats);
+  void abandon_pending() noexcept;
   Status checkpoint_now(bool force);
   Status checkpoint_locked(bool force);  // with checkpoint_mutex_ held
 
@@ -130,7 +128,6 @@ class Spool {
   std::vector<std::unique_ptr<Track>> tracks_;
   std::vector<AdapterPosition> orphans_;  // positions of adapters no longer configured
   std::uint64_t orphaned_events_ = 0;
-  LogRecovery recovery_;
   std::atomic<std::uint64_t> corrupt_{0};  // corrupt_seqs_.size() + unremembered
   std::mutex corrupt_mutex_;
   std::set<std::uint64_t> corrupt_seqs_;
