@@ -50,8 +50,8 @@ struct EmitterStats {
   /// With a spool: events held back for adapters that are no longer configured (their
   /// positions are kept; SpoolOptions::forget_missing_adapters), counted at construction.
   std::uint64_t spool_orphaned_events = 0;
-  /// With a spool: commits skipped because a record was corrupt on disk (found when the
-  /// spool was opened or when an adapter read past it).
+  /// With a spool: commits skipped because a record was corrupt on disk, counted once each
+  /// when the first adapter reads past them.
   std::uint64_t spool_corrupt_records = 0;
   /// With a spool: bytes of segment files on disk.
   std::uint64_t spool_bytes = 0;
