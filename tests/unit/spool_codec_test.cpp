@@ -76,9 +76,10 @@ Bytes make_frame(const Bytes& body, std::uint32_t count, std::uint64_t seq = 7,
                  std::uint32_t flags = 0) {
   std::uint8_t header[kFrameHeaderSize];
   encode_frame_header(seq, body, count, flags, header);
-  Bytes frame(std::begin(header), std::end(header));
-  frame.insert(frame.end(), body.begin(), body.end());
-  frame.resize(frame_size(body.size()), 0);
+  // Sized once, then filled: GCC 12's -O3 warns (falsely) about growing a vector by insert.
+  Bytes frame(frame_size(body.size()), 0);
+  std::copy(std::begin(header), std::end(header), frame.begin());
+  std::copy(body.begin(), body.end(), frame.begin() + kFrameHeaderSize);
   return frame;
 }
 
