@@ -172,11 +172,11 @@ Core::Core(Config config)
     if (dead_letter_of[i] != static_cast<std::size_t>(-1)) {
       lanes_[i]->dead_letter = lanes_[routed_lanes_ + dead_letter_of[i]].get();
     }
-    settled_names_.push_back(lanes_[i]->name);
+    settled_names_->push_back(lanes_[i]->name);
   }
   if (config.spool) {
     // Last: every other mistake is reported before the directory is locked and opened.
-    spool_ = spool::Spool::open(*config.spool, settled_names_);
+    spool_ = spool::Spool::open(*config.spool, *settled_names_);
     spool_wait_ = p.block_timeout;
   }
 }
@@ -268,7 +268,7 @@ EmitterStats Core::stats() const {
 
 Settlement Core::empty_settlement() const {
   Settlement out;
-  for (const std::string& name : settled_names_) {
+  for (const std::string& name : *settled_names_) {
     AdapterStats s;
     s.name = name;
     out.adapters.push_back(std::move(s));

@@ -50,7 +50,8 @@ namespace emissions::detail {
 
 namespace spool {
 class Spool;
-}
+struct LogPosition;
+}  // namespace spool
 class HandlerDispatcher;
 struct DeliveryState;
 struct DeliveryHome;
@@ -354,6 +355,13 @@ class Core : public std::enable_shared_from_this<Core> {
   // this returns ok), counts it and recycles the batch. Relays deliver it.
   Status publish_to_spool(BatchPtr& batch, int cascade_depth,
                           std::function<void(const Settlement&)>* on_settled);
+  class LiveHandoff;  // the Spool::AppendHook of one commit
+  // Under the spool's append lock (live handoff): hands the committed batch, commit `at` of
+  // the log, to every live lane with room in its queues; the others fall behind (their
+  // relays read it back). True when some queue took the batch (`buffer` is then released).
+  bool hand_over_live(BatchPtr& buffer, const std::shared_ptr<SettlementTracker>& tracker,
+                      int cascade_depth, const spool::LogPosition& at,
+                      const spool::LogPosition& next) noexcept;
   // One routed lane's relay thread: reads the log from the lane's position and hands each
   // commit to that lane alone (publish_relayed), until relays_stop_.
   void run_relay(std::size_t lane) noexcept;
@@ -406,8 +414,10 @@ class Core : public std::enable_shared_from_this<Core> {
   // Configured adapters, then the handler dispatcher, then dead-letter lanes (which
   // commits do not route to).
   std::vector<std::unique_ptr<Lane>> lanes_;
-  std::size_t routed_lanes_ = 0;            // lanes_[0, routed_lanes_) take commits
-  std::vector<std::string> settled_names_;  // a Settlement's entries: the routed lanes
+  std::size_t routed_lanes_ = 0;  // lanes_[0, routed_lanes_) take commits
+  // A Settlement's entries: the routed lanes (shared with the commits' trackers).
+  std::shared_ptr<std::vector<std::string>> settled_names_ =
+      std::make_shared<std::vector<std::string>>();
   std::atomic<std::uint64_t> dead_letter_pushes_{0};
   std::vector<Queue*> all_queues_;  // flattened (Queue::flat), for routing and drains
   std::shared_ptr<HandlerDispatcher> dispatcher_;

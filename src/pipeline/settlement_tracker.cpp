@@ -1,21 +1,34 @@
 #include "pipeline/settlement_tracker.hpp"
 
 #include "common/best_effort.hpp"
+#include "spool/spool.hpp"
 
 namespace emissions::detail {
 
-SettlementTracker::SettlementTracker(const std::vector<std::string>& lanes, std::size_t events,
-                                     std::function<void(const Settlement&)> callback,
-                                     std::size_t only_lane)
-    : names_(only_lane == kAllLanes ? lanes : std::vector<std::string>{lanes.at(only_lane)}),
-      first_(only_lane == kAllLanes ? 0 : only_lane),
-      counts_(std::make_unique<Counts[]>(names_.size())),
-      remaining_(static_cast<std::uint64_t>(events) * names_.size() + 1),
+SettlementTracker::SettlementTracker(Names lanes, std::size_t events,
+                                     std::function<void(const Settlement&)> callback)
+    : names_(std::move(lanes)),
+      lanes_(names_->size()),
+      events_(events),
+      counts_(std::make_unique<Counts[]>(lanes_)),
+      remaining_(static_cast<std::uint64_t>(events) * lanes_ + 1),
       callback_(std::move(callback)) {}
 
+SettlementTracker::SettlementTracker(std::shared_ptr<spool::Spool> spool, std::uint64_t seq,
+                                     std::size_t events, std::size_t lane_count)
+    : lanes_(lane_count),
+      events_(events),
+      counts_(std::make_unique<Counts[]>(lane_count)),
+      spool_(std::move(spool)),
+      seq_(seq) {}
+
+void SettlementTracker::hand_to(std::size_t lane) noexcept {
+  counts_[lane].remaining.store(events_ + 1, std::memory_order_relaxed);
+}
+
 void SettlementTracker::add(std::size_t lane, Outcome outcome, std::uint64_t n) noexcept {
-  if (lane < first_ || lane - first_ >= names_.size() || n == 0) return;
-  Counts& c = counts_[lane - first_];
+  if (lane >= lanes_ || n == 0) return;
+  Counts& c = counts_[lane];
   switch (outcome) {
     case Outcome::delivered:
       c.delivered.fetch_add(n, std::memory_order_relaxed);
@@ -30,11 +43,39 @@ void SettlementTracker::add(std::size_t lane, Outcome outcome, std::uint64_t n) 
       c.dropped.fetch_add(n, std::memory_order_relaxed);
       break;
   }
-  countdown(n);
+  if (spool_) {
+    lane_countdown(lane, n);
+  } else {
+    countdown(n);
+  }
 }
 
 void SettlementTracker::release_hold() noexcept {
-  countdown(1);
+  if (!spool_) {
+    countdown(1);
+    return;
+  }
+  for (std::size_t l = 0; l < lanes_; ++l) {
+    if (counts_[l].remaining.load(std::memory_order_relaxed) != 0) lane_countdown(l, 1);
+  }
+}
+
+AdapterStats SettlementTracker::stats_of(std::size_t lane) const {
+  AdapterStats s;
+  if (names_) s.name = (*names_)[lane];
+  const Counts& c = counts_[lane];
+  s.delivered = c.delivered.load(std::memory_order_relaxed);
+  s.failed = c.failed.load(std::memory_order_relaxed);
+  s.filtered = c.filtered.load(std::memory_order_relaxed);
+  s.dropped = c.dropped.load(std::memory_order_relaxed);
+  s.received = s.delivered + s.failed + s.filtered + s.dropped;
+  return s;
+}
+
+void SettlementTracker::lane_countdown(std::size_t lane, std::uint64_t n) noexcept {
+  // acq_rel: the thread that reaches zero sees every other settler's counts of the lane.
+  if (counts_[lane].remaining.fetch_sub(n, std::memory_order_acq_rel) != n) return;
+  best_effort([&] { spool_->settled(lane, seq_, stats_of(lane)); });
 }
 
 void SettlementTracker::countdown(std::uint64_t n) noexcept {
@@ -44,17 +85,9 @@ void SettlementTracker::countdown(std::uint64_t n) noexcept {
   if (!callback) return;
   best_effort([&] {
     Settlement settlement;
-    settlement.adapters.reserve(names_.size());
-    for (std::size_t l = 0; l < names_.size(); ++l) {
-      AdapterStats s;
-      s.name = names_[l];
-      s.delivered = counts_[l].delivered.load(std::memory_order_relaxed);
-      s.failed = counts_[l].failed.load(std::memory_order_relaxed);
-      s.filtered = counts_[l].filtered.load(std::memory_order_relaxed);
-      s.dropped = counts_[l].dropped.load(std::memory_order_relaxed);
-      s.received = s.delivered + s.failed + s.filtered + s.dropped;
-      settlement.adapters.push_back(std::move(s));
-    }
+    settlement.adapters.reserve(lanes_);
+    for (std::size_t l = 0; l < lanes_; ++l)
+      settlement.adapters.push_back(stats_of(l));
     callback(settlement);
   });
 }

@@ -1,8 +1,10 @@
-// Internal: counts one commit's settlements across lanes and calls the commit's
-// on_settled callback once every lane has settled every event (Transaction::commit(cb),
-// Emitter::publish(events, cb)).
+// Internal: counts one commit's settlements across lanes, and says when they are complete:
+// - for Transaction::commit(cb) and Emitter::publish(events, cb), it calls the commit's
+//   on_settled callback once every lane has settled every event;
+// - with a spool, it tells the spool as soon as each lane that was handed the commit has
+//   settled all of it (Spool::settled), so that the lane's position moves on.
 //
-// Nothing is tracked without a callback: batches carry a null tracker and every settlement
+// Nothing is tracked without either: batches carry a null tracker and every settlement
 // point skips it with one branch.
 #pragma once
 
@@ -17,25 +19,38 @@
 
 namespace emissions::detail {
 
+namespace spool {
+class Spool;
+}
+
 class SettlementTracker {
  public:
   enum class Outcome { delivered, failed, filtered, dropped };
+  using Names = std::shared_ptr<const std::vector<std::string>>;
 
   // `lanes` names the lanes that settle (configured adapters, then the handler dispatcher);
   // `events` is the commit's size. Starts with one extra hold, released by the committing
   // thread after publish (release_hold), so the callback never runs inside publish.
-  // With `only_lane`, only that lane settles (a spool relay's commit to one lane): the
-  // Settlement has its one entry, and add() ignores every other lane.
-  static constexpr std::size_t kAllLanes = static_cast<std::size_t>(-1);
-  SettlementTracker(const std::vector<std::string>& lanes, std::size_t events,
-                    std::function<void(const Settlement&)> callback,
-                    std::size_t only_lane = kAllLanes);
+  SettlementTracker(Names lanes, std::size_t events,
+                    std::function<void(const Settlement&)> callback);
+
+  // With a spool: commit `seq` of its log, with `events` events, of which lanes
+  // [0, lane_count) may be handed (hand_to) the commit. Each handed lane's settlement goes to
+  // `spool` once that lane settled every event (after release_hold).
+  SettlementTracker(std::shared_ptr<spool::Spool> spool, std::uint64_t seq, std::size_t events,
+                    std::size_t lane_count);
+
+  // Spool mode, before the commit is handed to any lane: its sequence number, when it was
+  // not known at construction.
+  void set_seq(std::uint64_t seq) noexcept { seq_ = seq; }
+  // Spool mode: `lane` is handed the commit (before any of its events can settle).
+  void hand_to(std::size_t lane) noexcept;
 
   // Records `n` events of lane `lane` settled with `outcome`. Lanes past the tracked ones
-  // (dead-letter lanes) are ignored. The settlement that completes the commit calls the
-  // callback on this thread: call with no internal state held.
+  // (dead-letter lanes) are ignored. The settlement that completes the commit (or, with a
+  // spool, the lane) reports it on this thread: call with no internal state held.
   void add(std::size_t lane, Outcome outcome, std::uint64_t n) noexcept;
-  // The committing thread's hold (see the constructor).
+  // The committing thread's hold (see the constructors).
   void release_hold() noexcept;
 
  private:
@@ -44,14 +59,20 @@ class SettlementTracker {
     std::atomic<std::uint64_t> failed{0};
     std::atomic<std::uint64_t> filtered{0};
     std::atomic<std::uint64_t> dropped{0};
+    std::atomic<std::uint64_t> remaining{0};  // spool mode: events + hold, once handed
   };
   void countdown(std::uint64_t n) noexcept;
+  void lane_countdown(std::size_t lane, std::uint64_t n) noexcept;
+  [[nodiscard]] AdapterStats stats_of(std::size_t lane) const;
 
-  std::vector<std::string> names_;
-  std::size_t first_ = 0;  // the lane index of names_[0]
+  Names names_;
+  std::size_t lanes_ = 0;
+  std::uint64_t events_ = 0;
   std::unique_ptr<Counts[]> counts_;
-  std::atomic<std::uint64_t> remaining_;
+  std::atomic<std::uint64_t> remaining_{0};
   std::function<void(const Settlement&)> callback_;
+  std::shared_ptr<spool::Spool> spool_;  // spool mode
+  std::uint64_t seq_ = 0;
 };
 
 }  // namespace emissions::detail

@@ -4,6 +4,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "common/best_effort.hpp"
 #include "common/wait.hpp"
@@ -28,12 +29,51 @@ constexpr auto kRelaySpin = std::chrono::microseconds(50);
 
 }  // namespace
 
+// Hands a commit to the live lanes, under the spool's append lock (Spool::AppendHook): a lane
+// whose queues have room takes it as the in-memory pipeline would; one that has none falls
+// behind, and its relay reads the commit back from the log. Runs no user code.
+class Core::LiveHandoff final : public spool::Spool::AppendHook {
+ public:
+  LiveHandoff(Core& core, BatchPtr& buffer, std::shared_ptr<SettlementTracker> tracker,
+              int cascade_depth)
+      : core_(core), buffer_(buffer), tracker_(std::move(tracker)), cascade_depth_(cascade_depth) {}
+
+  void appended(const spool::LogPosition& at, const spool::LogPosition& next) noexcept override {
+    handed_ = core_.hand_over_live(buffer_, tracker_, cascade_depth_, at, next);
+  }
+  // Whether some queue took the batch (then it is no longer the caller's).
+  [[nodiscard]] bool handed() const noexcept { return handed_; }
+
+ private:
+  Core& core_;
+  BatchPtr& buffer_;
+  std::shared_ptr<SettlementTracker> tracker_;
+  int cascade_depth_;
+  bool handed_ = false;
+};
+
 Status Core::publish_to_spool(BatchPtr& buffer, int cascade_depth,
                               std::function<void(const Settlement&)>* on_settled) {
   Batch& batch = *buffer;
   const std::size_t n = batch.size;
-  if (Status s = spool_->append(batch.events(), static_cast<std::uint32_t>(cascade_depth),
-                                batch.spool_body, spool_wait_, on_settled);
+  std::shared_ptr<SettlementTracker> tracker;
+  if (spool_->live_handoff()) {
+    // Routing is user code: done before the append lock is taken, for every lane (which of
+    // them is live is known only under it).
+    try {
+      route(batch);
+      tracker = std::make_shared<SettlementTracker>(spool_, 0, n, routed_lanes_);
+    } catch (const std::exception& e) {
+      return Status(Errc::internal, std::string("routing the commit failed: ") + e.what());
+    }
+    if ((cascade_depth > 0 ? sealed_ : closed_).load(std::memory_order_seq_cst)) {
+      return Status(Errc::closed, "the emitter has been shut down");
+    }
+  }
+  LiveHandoff handoff(*this, buffer, tracker, cascade_depth);
+  if (Status s =
+          spool_->append(batch.events(), static_cast<std::uint32_t>(cascade_depth),
+                         batch.spool_body, spool_wait_, on_settled, tracker ? &handoff : nullptr);
       !s) {
     return s;
   }
@@ -41,8 +81,92 @@ Status Core::publish_to_spool(BatchPtr& buffer, int cascade_depth,
   Shard& shard = my_shard();
   shard.events.fetch_add(n, std::memory_order_relaxed);
   shard.transactions.fetch_add(1, std::memory_order_relaxed);
-  shared_->pool.recycle(buffer.release());  // the events are in the log now
+  // Not handed to any queue: the events are in the log, relays deliver them.
+  if (!handoff.handed()) shared_->pool.recycle(buffer.release());
+  if (tracker) tracker->release_hold();  // no lock held: this may settle the commit
   return {};
+}
+
+bool Core::hand_over_live(BatchPtr& buffer, const std::shared_ptr<SettlementTracker>& tracker,
+                          int cascade_depth, const spool::LogPosition& at,
+                          const spool::LogPosition& next) noexcept {
+  Batch& batch = *buffer;
+  const std::size_t n = batch.size;
+  tracker->set_seq(at.seq);
+  std::uint32_t accepted = 0;
+  for (std::size_t l = 0; l < routed_lanes_; ++l) {
+    Lane& lane = *lanes_[l];
+    bool takes = spool_->live(l);
+    if (takes) {
+      // Room in every queue of the lane that takes events, or the lane falls behind.
+      std::size_t reserved = 0;
+      for (auto& queue_ptr : lane.queues) {
+        const std::size_t k = batch.take[queue_ptr->flat];
+        if (k == 0) continue;
+        if (!try_reserve(*queue_ptr, k, queue_ptr->capacity)) {
+          takes = false;
+          break;
+        }
+        ++reserved;
+      }
+      if (!takes) {
+        for (auto& undo : lane.queues) {
+          const std::size_t k = batch.take[undo->flat];
+          if (k == 0 || reserved == 0) continue;
+          unreserve(*undo, k);
+          --reserved;
+        }
+        spool_->fall_behind(l, at);
+      }
+    }
+    if (!takes) {
+      for (auto& queue_ptr : lane.queues)
+        batch.take[queue_ptr->flat] = 0;
+      continue;
+    }
+    tracker->hand_to(l);
+    lane.counters->received.fetch_add(n, std::memory_order_relaxed);
+    if (batch.skipped[l] != 0) {
+      lane.counters->filtered.fetch_add(batch.skipped[l], std::memory_order_relaxed);
+      tracker->add(l, SettlementTracker::Outcome::filtered, batch.skipped[l]);
+    }
+    try {
+      spool_->handed_over_live(l, at, next);
+    } catch (...) {
+      // Out of memory for the lane's bookkeeping: hand it nothing; its relay reads the
+      // commit back once memory allows (its position has not passed it).
+      for (auto& queue_ptr : lane.queues) {
+        const std::size_t k = batch.take[queue_ptr->flat];
+        if (k != 0) unreserve(*queue_ptr, k);
+        batch.take[queue_ptr->flat] = 0;
+      }
+      spool_->fall_behind(l, at);
+      continue;
+    }
+    for (auto& queue_ptr : lane.queues)
+      accepted += batch.take[queue_ptr->flat] != 0 ? 1U : 0U;
+  }
+  if (accepted == 0) return false;
+  batch.tracker = tracker;
+  batch.cascade_depth = cascade_depth;
+  batch.refs.store(accepted, std::memory_order_relaxed);
+  // Once the last push is done the batch may be consumed and recycled at once: find the
+  // last queue first, and read nothing of the batch after pushing to it.
+  std::size_t last = 0;
+  for (std::size_t q = 0; q < all_queues_.size(); ++q) {
+    if (batch.take[q] != 0) last = q;
+  }
+  Batch* shared = buffer.release();  // owned by its references from here on
+  for (std::size_t q = 0; q <= last; ++q) {
+    Queue& queue = *all_queues_[q];
+    if (shared->take[q] == 0) continue;
+    // Room is reserved, so a full ring is transient: a consumer is between taking a cell
+    // and releasing it.
+    while (!queue.ring.try_push(shared))
+      sched_yield();
+    queue.wakeup.notify(1);
+  }
+  return true;
 }
 
 Status Core::publish_relayed(Lane& lane, BatchPtr& buffer, std::uint64_t seq, int cascade_depth) {
@@ -58,12 +182,8 @@ Status Core::publish_relayed(Lane& lane, BatchPtr& buffer, std::uint64_t seq, in
   // outlive the Core (a late ack): it holds the spool, not the Core.
   std::shared_ptr<SettlementTracker> tracker;
   try {
-    tracker = std::make_shared<SettlementTracker>(
-        settled_names_, n,
-        [spool = spool_, lane = lane.index, seq](const Settlement& settled) {
-          spool->settled(lane, seq, settled.adapters.front());
-        },
-        lane.index);
+    tracker = std::make_shared<SettlementTracker>(spool_, seq, n, routed_lanes_);
+    tracker->hand_to(lane.index);
   } catch (const std::exception& e) {
     return Status(Errc::internal,
                   std::string("tracking the commit's settlement failed: ") + e.what());
@@ -127,11 +247,32 @@ void Core::run_relay(std::size_t lane_index) noexcept {
   const ThreadRole role(this);  // user code it runs (interested) may not drain this emitter
   Lane& lane = *lanes_[lane_index];
   spool::Spool& spool = *spool_;
-  spool::LogReader reader(spool.log(), spool.start(lane_index));
+  std::optional<spool::LogReader> reading;
+  reading.emplace(spool.log(), spool.start(lane_index));
   std::vector<Event> events;
   std::uint64_t corrupt_reported = 0;
   auto last_checkpoint = std::chrono::steady_clock::now();
-  while (!relays_stop_.load(std::memory_order_acquire)) {
+  auto stopping = [&] { return relays_stop_.load(std::memory_order_acquire); };
+  while (!stopping()) {
+    if (spool.is_live(lane_index)) {
+      // The commit path hands this lane its commits: sleep until it falls behind, saving
+      // positions every kCheckpointEvery while they move.
+      if (std::chrono::steady_clock::now() - last_checkpoint >= kCheckpointEvery) {
+        (void)spool.checkpoint();
+        last_checkpoint = std::chrono::steady_clock::now();
+      }
+      const bool moved = spool.moved();
+      wait_until(
+          spool.relay_wake(lane_index),
+          [&] { return stopping() || !spool.is_live(lane_index) || (!moved && spool.moved()); },
+          moved ? deadline_after(kCheckpointEvery) : Deadline::max());
+      if (!stopping() && !spool.is_live(lane_index)) {
+        reading.emplace(spool.log(), spool.resume_at(lane_index));
+        corrupt_reported = 0;
+      }
+      continue;
+    }
+    spool::LogReader& reader = *reading;
     spool::LogReader::Next next{};
     spool::LogPosition at;
     events.clear();
@@ -159,6 +300,12 @@ void Core::run_relay(std::size_t lane_index) noexcept {
       last_checkpoint = now;
     }
     if (!read || next == spool::LogReader::Next::end) {
+      // Caught up: with live handoff the commit path hands the lane what comes next, unless
+      // a commit came in meanwhile (then read on).
+      if (read && spool.live_handoff()) {
+        (void)spool.go_live(lane_index, reader.cursor());
+        continue;
+      }
       // Caught up (or the disk failed a read: try again shortly). Sleep until a commit is
       // appended, or until a checkpoint is due if positions moved.
       const std::uint64_t cursor = reader.cursor().seq;
@@ -229,6 +376,7 @@ void Core::stop_relays() noexcept {
   relays_stop_.store(true, std::memory_order_seq_cst);
   if (!spool_) return;
   spool_->appended.notify();
+  spool_->wake_relays();
   for (Queue* queue : all_queues_)
     queue->space.notify();
   for (std::thread& relay : relays_) {

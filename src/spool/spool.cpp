@@ -32,6 +32,10 @@ struct Spool::Track {
   mutable std::mutex mutex;
   std::deque<Entry> in_flight;  // guarded by mutex
   LogPosition next;             // guarded by mutex
+  // Live handoff: written under Spool::append_mutex_; `live` read by the relay without it.
+  std::atomic<bool> live{false};
+  LogPosition resume;
+  WaitChannel wake;
 
   [[nodiscard]] LogPosition position() const {  // with mutex held
     return in_flight.empty() ? next : in_flight.front().at;
@@ -150,7 +154,10 @@ std::unique_ptr<Spool> Spool::open(const SpoolOptions& options,
 
 Status Spool::append(std::span<const Event> events, std::uint32_t flags,
                      std::vector<std::uint8_t>& scratch, std::chrono::milliseconds wait,
-                     std::function<void(const Settlement&)>* on_settled) {
+                     std::function<void(const Settlement&)>* on_settled, AppendHook* hook) {
+  if (!live_handoff()) hook = nullptr;
+  // With live handoff every append takes the append lock, so that go_live() knows the end
+  // of the log is not moving.
   scratch.clear();
   if (Status s = encode_body(events, scratch); !s) return s;
   const auto count = static_cast<std::uint32_t>(events.size());
@@ -160,6 +167,8 @@ Status Spool::append(std::span<const Event> events, std::uint32_t flags,
     LogPosition at;
     Status s;
     std::unique_ptr<Pending> at_once;  // no lane to wait for
+    std::unique_lock<std::mutex> append_lock;
+    if (live_handoff()) append_lock = std::unique_lock(append_mutex_);
     if (on_settled == nullptr) {
       s = log_->append(scratch, count, flags, at);
     } else {
@@ -182,6 +191,13 @@ Status Spool::append(std::span<const Event> events, std::uint32_t flags,
         }
       }
     }
+    if (s && hook != nullptr) {
+      // The frame follows the commit at once in the same segment; a reader handed this
+      // position finds the next commit there (or moves on to the next segment).
+      const LogPosition next{at.seq + 1, at.segment, at.offset + frame_size(scratch.size())};
+      hook->appended(at, next);
+    }
+    if (append_lock.owns_lock()) append_lock.unlock();
     if (s) {
       appended.notify();
       if (at_once) best_effort([&] { at_once->callback(at_once->settlement); });
@@ -209,6 +225,52 @@ Status Spool::append(std::span<const Event> events, std::uint32_t flags,
 LogPosition Spool::start(std::size_t lane) const {
   std::lock_guard lock(tracks_[lane]->mutex);
   return tracks_[lane]->start;
+}
+
+bool Spool::live(std::size_t lane) const noexcept {
+  return tracks_[lane]->live.load(std::memory_order_relaxed);
+}
+
+bool Spool::is_live(std::size_t lane) const noexcept {
+  return tracks_[lane]->live.load(std::memory_order_acquire);
+}
+
+LogPosition Spool::resume_at(std::size_t lane) const {
+  std::lock_guard lock(append_mutex_);
+  return tracks_[lane]->resume;
+}
+
+WaitChannel& Spool::relay_wake(std::size_t lane) noexcept {
+  return tracks_[lane]->wake;
+}
+
+void Spool::wake_relays() noexcept {
+  for (const auto& track : tracks_)
+    track->wake.notify();
+}
+
+void Spool::handed_over_live(std::size_t lane, const LogPosition& at, const LogPosition& next) {
+  Track& track = *tracks_[lane];
+  {
+    std::lock_guard lock(track.mutex);
+    track.in_flight.push_back(Track::Entry{at, false});
+    track.next = next;
+  }
+  if (next.seq >= wake_at_.load(std::memory_order_seq_cst)) progress.notify();
+}
+
+void Spool::fall_behind(std::size_t lane, const LogPosition& at) noexcept {
+  Track& track = *tracks_[lane];
+  track.resume = at;
+  track.live.store(false, std::memory_order_release);
+  track.wake.notify();
+}
+
+bool Spool::go_live(std::size_t lane, const LogPosition& cursor) {
+  std::lock_guard lock(append_mutex_);
+  if (log_->end_seq() != cursor.seq) return false;
+  tracks_[lane]->live.store(true, std::memory_order_release);
+  return true;
 }
 
 void Spool::published(std::size_t lane, const LogPosition& at) {
@@ -275,8 +337,11 @@ void Spool::settled(std::size_t lane, std::uint64_t seq, const AdapterStats& set
   }
   if (moved) {
     progress_epoch_.fetch_add(1, std::memory_order_seq_cst);
-    // An idle relay sleeps without a deadline until positions move: wake one to save them.
-    if (!moved_.exchange(true, std::memory_order_relaxed)) appended.notify();
+    // An idle relay sleeps without a deadline until positions move: wake them to save them.
+    if (!moved_.exchange(true, std::memory_order_relaxed)) {
+      appended.notify();
+      wake_relays();
+    }
   }
   settle_pending(seq, lane, settlement);
   progress.notify();

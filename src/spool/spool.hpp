@@ -55,16 +55,53 @@ class Spool {
   ~Spool();
 
   // ---- the commit path
-  // Encodes `events` into `scratch` (reused) and appends them as one commit; `seq` gets its
-  // sequence number. With `on_settled`, the callback is called once every lane settled the
-  // commit (merge of the lanes' settlements, in lane order). Errors: invalid_argument (an
-  // event that cannot be encoded), overloaded (max_bytes, after waiting up to `wait`),
-  // unavailable (I/O). On error nothing was written and the callback is dropped.
+  // Told, under the append lock, where a commit went: the commit path hands it to the live
+  // lanes there, so each lane gets commits in log order. No user code may run inside.
+  class AppendHook {
+   public:
+    virtual void appended(const LogPosition& at, const LogPosition& next) noexcept = 0;
+
+   protected:
+    ~AppendHook() = default;
+  };
+  // Encodes `events` into `scratch` (reused) and appends them as one commit. With
+  // `on_settled`, the callback is called once every lane settled the commit (merge of the
+  // lanes' settlements, in lane order). Errors: invalid_argument (an event that cannot be
+  // encoded), overloaded (max_bytes, after waiting up to `wait`), unavailable (I/O). On
+  // error nothing was written, the callback is dropped and `hook` is not called.
   // `flags` is stored with the commit (the pipeline's cascade depth) and read back by
-  // LogReader::last_flags().
+  // LogReader::last_flags(). `hook` is called only with live_handoff().
   Status append(std::span<const Event> events, std::uint32_t flags,
                 std::vector<std::uint8_t>& scratch, std::chrono::milliseconds wait,
-                std::function<void(const Settlement&)>* on_settled = nullptr);
+                std::function<void(const Settlement&)>* on_settled = nullptr,
+                AppendHook* hook = nullptr);
+
+  // ---- live handoff
+  // With Durability::process a lane whose relay caught up with the log is live: the commit
+  // path hands it each new commit directly (AppendHook), with no read back from disk. When
+  // its queue has no room the lane falls behind: its relay reads on from that commit, and
+  // makes the lane live again once it reaches the end of the log. (With machine durability
+  // a commit may not be handed over before it is synced, so relays read every commit.)
+  [[nodiscard]] bool live_handoff() const noexcept {
+    return options_.durability == Durability::process;
+  }
+  // Inside AppendHook::appended only (the append lock held):
+  [[nodiscard]] bool live(std::size_t lane) const noexcept;
+  // `lane` took the commit at `at` (published and handed_over in one).
+  void handed_over_live(std::size_t lane, const LogPosition& at, const LogPosition& next);
+  // `lane` could not take the commit at `at`: its relay reads from there.
+  void fall_behind(std::size_t lane, const LogPosition& at) noexcept;
+  // Relays: makes `lane` live if `cursor` is the end of the log (nothing appended since the
+  // relay read its last commit). Takes the append lock.
+  bool go_live(std::size_t lane, const LogPosition& cursor);
+  // Whether `lane` is live (acquire). Once it is not, resume_at() is where its relay reads
+  // from; both change only under the append lock.
+  [[nodiscard]] bool is_live(std::size_t lane) const noexcept;
+  [[nodiscard]] LogPosition resume_at(std::size_t lane) const;
+  // A live lane's relay parks here: woken when the lane falls behind, when a checkpoint is
+  // wanted (positions moved) and by wake_relays().
+  [[nodiscard]] WaitChannel& relay_wake(std::size_t lane) noexcept;
+  void wake_relays() noexcept;
 
   // ---- relays
   [[nodiscard]] const SegmentLog& log() const noexcept { return *log_; }
@@ -138,6 +175,7 @@ class Spool {
   std::uint64_t closed_bytes_ = 0;  // disk_bytes() once closed
   std::atomic<std::uint64_t> wake_at_{std::numeric_limits<std::uint64_t>::max()};
 
+  mutable std::mutex append_mutex_;  // with live_handoff(): log order = handoff order
   std::mutex checkpoint_mutex_;
   std::vector<AdapterPosition> last_saved_;
 

@@ -5,7 +5,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <mutex>
+#include <span>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "emissions/emissions.hpp"
 #include "emissions/testing/faulty_adapter.hpp"
@@ -318,6 +322,122 @@ TEST(SpoolTest, AFullSpoolRefusesTheCommitAfterBlockTimeoutAndKeepsItsEvents) {
   EXPECT_NE(refused.message().find("max_bytes"), std::string::npos) << refused.message();
   EXPECT_GT(accepted, 10);
   EXPECT_EQ(emitter.stats().committed, static_cast<std::uint64_t>(accepted));
+}
+
+// A synchronous adapter that records payloads and takes its time, so that a small queue
+// fills and its lane falls behind the log (its relay reads the backlog back) and then
+// catches up (the commit path hands it commits directly again).
+class SlowRecorder final : public Adapter {
+ public:
+  explicit SlowRecorder(std::string name) : name_(std::move(name)) {}
+  [[nodiscard]] std::string_view name() const override { return name_; }
+  Status handle_events(std::span<const Event> events) override {
+    if (++calls_ % 8 == 0) std::this_thread::sleep_for(std::chrono::microseconds(300));
+    std::lock_guard lock(mutex_);
+    for (const Event& e : events)
+      seen_.push_back(e.payload.get<std::int64_t>());
+    return {};
+  }
+  [[nodiscard]] std::vector<std::int64_t> seen() const {
+    std::lock_guard lock(mutex_);
+    return seen_;
+  }
+
+ private:
+  std::string name_;
+  std::uint64_t calls_ = 0;  // the consumer thread only
+  mutable std::mutex mutex_;
+  std::vector<std::int64_t> seen_;
+};
+
+TEST(SpoolTest, ALaneThatFallsBehindReadsItsBacklogBackAndCatchesUpInOrder) {
+  TempDir dir;
+  auto slow = std::make_shared<SlowRecorder>("slow");
+  auto fast = std::make_shared<SlowRecorder>("fast");
+  Config config = spooled(dir.path());
+  config.add_adapter(slow, {.buffer_size = 8}).add_adapter(fast);
+  Emitter emitter(std::move(config));
+  // Bursts with pauses: the slow lane falls behind in each burst and catches up (goes live
+  // again) in the pause after it.
+  constexpr int kBursts = 5;
+  constexpr int kPerBurst = 400;
+  for (int burst = 0; burst < kBursts; ++burst) {
+    commit_pairs(emitter, burst * kPerBurst, kPerBurst);
+    ASSERT_TRUE(emitter.drain(kWait).ok());
+  }
+  std::vector<std::int64_t> want;
+  for (int k : pairs(0, kBursts * kPerBurst))
+    want.push_back(k);
+  EXPECT_EQ(slow->seen(), want);
+  EXPECT_EQ(fast->seen(), want);
+  const EmitterStats stats = emitter.stats();
+  for (const AdapterStats& s : stats.adapters) {
+    EXPECT_EQ(s.received, want.size()) << s.name;
+    EXPECT_EQ(s.delivered, want.size()) << s.name;
+    EXPECT_EQ(s.dropped, 0u) << s.name;
+  }
+}
+
+TEST(SpoolTest, ConcurrentCommitsReachALaggingAdapterExactlyOnceInEachThreadsOrder) {
+  TempDir dir;
+  auto slow = std::make_shared<SlowRecorder>("slow");
+  auto fast = std::make_shared<SlowRecorder>("fast");
+  Config config = spooled(dir.path());
+  config.add_adapter(slow, {.buffer_size = 16}).add_adapter(fast);
+  Emitter emitter(std::move(config));
+  constexpr int kThreads = 4;
+  constexpr std::int64_t kPerThread = 1500;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (std::int64_t k = 0; k < kPerThread; ++k) {
+        Transaction tx = emitter.start();
+        const std::int64_t value = t * 1'000'000 + k;
+        if (!tx.emit("e.a", value).ok() || !tx.commit().ok()) failures.fetch_add(1);
+      }
+    });
+  }
+  for (std::thread& thread : threads)
+    thread.join();
+  ASSERT_EQ(failures.load(), 0);
+  ASSERT_TRUE(emitter.drain(kWait).ok());
+  for (const auto& adapter : {slow, fast}) {
+    const std::vector<std::int64_t> seen = adapter->seen();
+    ASSERT_EQ(seen.size(), static_cast<std::size_t>(kThreads * kPerThread)) << adapter->name();
+    std::vector<std::int64_t> next(kThreads, 0);  // each thread's next expected value
+    for (const std::int64_t value : seen) {
+      const auto t = static_cast<std::size_t>(value / 1'000'000);
+      ASSERT_LT(t, next.size());
+      ASSERT_EQ(value % 1'000'000, next[t]) << adapter->name() << ": thread " << t;
+      ++next[t];
+    }
+  }
+  for (const AdapterStats& s : emitter.stats().adapters)
+    EXPECT_EQ(s.delivered, static_cast<std::uint64_t>(kThreads * kPerThread)) << s.name;
+}
+
+TEST(SpoolTest, AStalledAdapterBuildsABacklogOnDiskAndARestartDeliversIt) {
+  TempDir dir;
+  {
+    auto stalled = std::make_shared<FaultyAdapter>("a");
+    Config config = spooled(dir.path());
+    config.add_adapter(stalled, {.buffer_size = 8, .max_in_flight = 1});
+    Emitter emitter(std::move(config));
+    stalled->stall();
+    commit_pairs(emitter, 0, 1000);  // never blocks: the backlog waits on disk
+    EXPECT_EQ(emitter.stats().committed, 2000u);
+    EXPECT_EQ(emitter.stats().adapters[0].dropped, 0u);
+    // Shut down without its settlements: what it held is delivered by the next Emitter.
+    EXPECT_FALSE(emitter.shutdown(std::chrono::milliseconds(200)).ok());
+    stalled->release();
+  }
+  auto again = std::make_shared<FaultyAdapter>("a");
+  Config config = spooled(dir.path());
+  config.add_adapter(again);
+  Emitter emitter(std::move(config));
+  ASSERT_TRUE(emitter.drain(kWait).ok());
+  EXPECT_EQ(payloads(again->delivered()), pairs(0, 1000));
 }
 
 }  // namespace
