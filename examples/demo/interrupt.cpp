@@ -51,11 +51,16 @@ void InterruptWatcher::watch(const std::stop_token& own) {
     const int got = ::sigtimedwait(&watched_, nullptr, &kTick);
     if (got < 0) continue;  // EAGAIN: no signal within kTick; EINTR: try again
     if (signal_.load(std::memory_order_relaxed) == 0) {
+      // With stderr locked, the progress bar (which samples signal() with it locked too)
+      // either drew before both or sees the signal after the message: it never redraws
+      // its lines over the message.
+      ::flockfile(stderr);
       signal_.store(got, std::memory_order_release);
       std::fprintf(stderr,
                    "\nemissions-demo: %s: no new orders; draining what was committed, then the "
                    "summary (press Ctrl-C again to quit at once)\n",
                    name_of(got));
+      ::funlockfile(stderr);
       interrupted_.request_stop();
     } else {
       std::fprintf(stderr, "\nemissions-demo: %s again: quitting without a summary\n",

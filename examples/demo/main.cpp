@@ -4,6 +4,7 @@
 //   $ emissions-demo                      # 4 request threads, 500,000 events, a few seconds
 //   $ emissions-demo --threads 8 --adapters 6 --slow --out /tmp/orders.jsonl
 //   $ emissions-demo --events 20000 --verify   # a quick smoke test: every line is parsed
+//   $ emissions-demo --slow --spool /tmp/spool   # the slow adapter's backlog waits on disk
 //
 // The events go to emissions-demo.jsonl in the temporary directory unless --out says
 // otherwise (scripts/demo.sh puts them in build/release/).
@@ -12,15 +13,20 @@
 // terminate their transaction. Committed events go to a JSON-lines file, a summary and N
 // no-op replicas (demo_adapters.hpp), optionally a slow archive with a drop_oldest queue.
 // A progress bar runs on stderr (progress.cpp); the table and the consistency checks that
-// make the demo a smoke test are in report.cpp. Ctrl-C stops the orders early and still
-// prints the summary (interrupt.cpp). Exit status: 0, 1 when a check fails, 2 for a bad
-// command line, 128 + the signal's number (130 for SIGINT) when stopped by a signal.
+// make the demo a smoke test are in report.cpp. With --spool DIR, commits go to a durable
+// spool in DIR: what an earlier run left there is delivered before the first order, and a
+// second progress line shows the spool (spool_backlog.hpp says how its figures are
+// derived). Ctrl-C stops the orders early and still prints the summary (interrupt.cpp).
+// Exit status: 0, 1 when a check fails or the run cannot start (a bad --out or --spool),
+// 2 for a bad command line, 128 + the signal's number (130 for SIGINT) when stopped by a
+// signal.
 #include <atomic>
 #include <chrono>
 #include <exception>
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -33,6 +39,7 @@
 #include "emissions/adapters/json_lines.hpp"
 #include "emissions/config.hpp"
 #include "emissions/emitter.hpp"
+#include "emissions/spool.hpp"
 #include "emissions/status.hpp"
 #include "emissions/telemetry.hpp"
 #include "interrupt.hpp"
@@ -42,6 +49,7 @@
 #include "progress.hpp"
 #include "report.hpp"
 #include "simulation.hpp"
+#include "spool_backlog.hpp"
 
 namespace {
 
@@ -52,7 +60,8 @@ using Clock = std::chrono::steady_clock;
 constexpr std::chrono::microseconds kSlowEventTime{50};
 constexpr std::size_t kSlowQueueEvents = 1'000;
 
-// How long the end of the run waits for adapters before calling it a failure.
+// How long the start of the run (an earlier run's backlog in the spool) and its end wait
+// for adapters before calling it a failure.
 constexpr std::chrono::seconds kDrainTimeout{60};
 constexpr std::chrono::seconds kShutdownTimeout{10};
 
@@ -131,41 +140,83 @@ int run(const demo::Options& options) {
     config.add_adapter(measured.back(), {.buffer_size = kSlowQueueEvents,
                                          .overflow = emissions::Overflow::drop_oldest});
   }
+  if (!options.spool.empty()) {
+    config.spool = emissions::SpoolOptions{.dir = options.spool, .durability = options.durability};
+  }
+  const std::optional<emissions::SpoolOptions> spool_options = config.spool;
   const std::size_t adapter_count = config.adapters.size();
+  // With a spool, a bad DIR or one another run holds is a ConfigError here (main prints it).
   emissions::Emitter emitter(std::move(config));
 
   const std::string out_path = std::filesystem::absolute(options.out).string();
   std::cout << "emissions-demo: " << options.threads << " request threads, "
             << demo::with_commas(options.events) << " events, seed " << options.seed << ", "
             << options.fail_rate * 100 << "% of orders failing, " << adapter_count << " adapters\n"
-            << "events go to " << out_path << "\n\n"
-            << std::flush;
+            << "events go to " << out_path << '\n';
+  std::string spool_dir;
+  if (spool_options) {
+    spool_dir = std::filesystem::absolute(spool_options->dir).string();
+    std::cout << "spool in " << spool_dir << " (durability "
+              << (spool_options->durability == emissions::Durability::machine ? "machine"
+                                                                              : "process")
+              << ")\n";
+  }
+  std::cout << '\n' << std::flush;
 
   demo::Simulation simulation(sim_options, commits);
-  std::atomic<bool> draining{false};
   std::vector<std::string> problems;
+  std::atomic<demo::Phase> phase{spool_options ? demo::Phase::recovering : demo::Phase::emitting};
+  // Set once an earlier run's backlog is delivered, before `phase` leaves recovering
+  // (release); the progress bar reads it only after seeing that (acquire).
+  std::optional<demo::SpoolBacklog> backlog;
 
-  const Clock::time_point started = Clock::now();
+  Clock::time_point started;
   Clock::time_point emitted_at;
   Clock::time_point drained_at;
   {
     demo::ProgressBar bar([&] {
-      std::uint64_t backlog = 0;
-      for (const emissions::AdapterStats& a : emitter.stats().adapters)
-        backlog += a.queued;
-      return demo::ProgressSample{.emitted = simulation.emitted(),
+      const emissions::EmitterStats stats = emitter.stats();
+      const demo::Phase now = phase.load(std::memory_order_acquire);
+      demo::ProgressSample sample{.emitted = simulation.emitted(),
                                   .target = options.events,
-                                  .backlog = backlog,
-                                  .draining = draining.load(std::memory_order_relaxed),
+                                  .phase = now,
                                   .interrupted = interrupt.signal() != 0};
+      for (const emissions::AdapterStats& a : stats.adapters)
+        sample.queued += a.queued;
+      if (spool_options) {
+        sample.spool = demo::SpoolSample{.bytes = stats.spool_bytes,
+                                         .max_bytes = spool_options->max_bytes,
+                                         .adapters = now == demo::Phase::recovering
+                                                         ? demo::handled_per_adapter(stats)
+                                                         : backlog->behind(stats)};
+      }
+      return sample;
     });
-    simulation.run(interrupt.stop_token());
-    emitted_at = Clock::now();
-    draining.store(true, std::memory_order_relaxed);
-    if (const emissions::Status s = emitter.drain(kDrainTimeout); !s.ok()) {
-      problems.push_back("drain: " + s.to_string());
+    // What an earlier run left in the spool is delivered first, on its own, so that each
+    // adapter's backlog can be told from the stats afterwards (spool_backlog.hpp). A first
+    // Ctrl-C lets it finish (it was committed) and then places no orders.
+    bool may_place_orders = true;
+    if (spool_options) {
+      if (const emissions::Status s = emitter.drain(kDrainTimeout); s.ok()) {
+        backlog.emplace(emitter.stats());
+      } else {
+        problems.push_back("delivering what an earlier run left in the spool: " + s.to_string());
+        may_place_orders = false;  // the phase stays `recovering`: that is what goes on
+      }
     }
-    drained_at = Clock::now();
+    started = Clock::now();
+    emitted_at = started;
+    drained_at = started;
+    if (may_place_orders) {
+      phase.store(demo::Phase::emitting, std::memory_order_release);
+      simulation.run(interrupt.stop_token());
+      emitted_at = Clock::now();
+      phase.store(demo::Phase::draining, std::memory_order_release);
+      if (const emissions::Status s = emitter.drain(kDrainTimeout); !s.ok()) {
+        problems.push_back("drain: " + s.to_string());
+      }
+      drained_at = Clock::now();
+    }
     bar.stop();
   }
   // Terminates the adapters (JsonLines closes its file) and joins their threads: from here
@@ -193,6 +244,19 @@ int run(const demo::Options& options) {
   report.out_path = out_path;
   report.output = demo::inspect_output(options.out, options.verify);
   report.problems = std::move(problems);
+  if (spool_options) {
+    demo::SpoolReport spool{.dir = spool_dir, .options = *spool_options};
+    if (backlog) {
+      spool.recovery_complete = true;
+      spool.recovered = backlog->recovered();
+      spool.unsettled = backlog->unsettled(report.stats);
+    } else {
+      // No order was placed: every event the adapters settled was the earlier run's.
+      for (const emissions::AdapterStats& a : report.stats.adapters)
+        spool.recovered.push_back({a.name, a.delivered + a.failed + a.filtered});
+    }
+    report.spool = std::move(spool);
+  }
 
   const std::vector<std::string> failures = demo::check_run(report);
   demo::print_report(std::cout, report, failures);
@@ -213,7 +277,8 @@ int main(int argc, char** argv) {
   try {
     return run(*parsed.options);
   } catch (const std::exception& e) {
-    // ConfigError from the Emitter or JsonLines (a bad --out), or running out of memory.
+    // ConfigError from the Emitter (a bad --spool DIR, or one another run holds) or
+    // JsonLines (a bad --out), or running out of memory.
     std::cerr << "emissions-demo: " << e.what() << '\n';
     return 1;
   }

@@ -32,14 +32,23 @@ options:
   --seed N        seed of the simulation; the same seed gives the same orders (default 42)
   --fail-rate P   share of orders that fail, 0..1 (default 0.1)
   --slow          add a slow adapter with a small drop_oldest queue: memory stays bounded
-                  and its drops are counted
+                  and its drops are counted (with --spool nothing is dropped: its
+                  backlog waits on disk and the run ends once it is delivered)
   --verify        after the run, parse every line of --out and check it against the stats
+  --spool DIR     keep committed events in a durable spool in DIR (created if missing;
+                  one run at a time): a second progress line shows its bytes on disk
+                  against max_bytes and each adapter's backlog. A run first delivers what
+                  an earlier one left in DIR; the summary says what is left for the next
+  --durability D  with --spool: process (survives a crash of the process; the default)
+                  or machine (fdatasync before commit returns; survives a power loss)
   -h, --help      show this help
 
 Ctrl-C (SIGINT) or SIGTERM stops the run early: no new orders start, what was committed
-is delivered, and the summary covers what ran. Press Ctrl-C again to quit at once.
+is delivered, and the summary covers what ran. Press Ctrl-C again to quit at once (with
+--spool, what was not delivered stays in DIR for the next run).
 
-exit status: 0 ok, 1 a check failed or the run could not start, 2 bad command line,
+exit status: 0 ok, 1 a check failed or the run could not start (a bad --out, a --spool
+DIR that cannot be used or that another run holds), 2 bad command line,
 130 (128 + the signal's number) stopped by SIGINT, 143 by SIGTERM
 )";
 
@@ -106,6 +115,7 @@ std::string default_output_path() {
 
 ParseResult parse_options(std::span<const char* const> args, std::ostream& out, std::ostream& err) {
   Options options;
+  bool durability_given = false;
   Args it(args);
   const auto fail = [&err](std::string_view message) {
     err << "emissions-demo: " << message << "\nTry 'emissions-demo --help'.\n";
@@ -126,7 +136,8 @@ ParseResult parse_options(std::span<const char* const> args, std::ostream& out, 
     }
 
     const bool known = flag == "--events" || flag == "--threads" || flag == "--adapters" ||
-                       flag == "--out" || flag == "--seed" || flag == "--fail-rate";
+                       flag == "--out" || flag == "--seed" || flag == "--fail-rate" ||
+                       flag == "--spool" || flag == "--durability";
     if (!known) return fail("unknown option '" + std::string(flag) + "'");
     const std::optional<std::string_view> value = it.take_value();
     if (!value) return fail(std::string(flag) + " needs a value");
@@ -149,6 +160,18 @@ ParseResult parse_options(std::span<const char* const> args, std::ostream& out, 
       // Standard output carries the report; mixing events into it would garble both.
       if (*value == "-") return fail("--out - is not supported: stdout carries the report");
       options.out = std::string(*value);
+    } else if (flag == "--spool") {
+      if (value->empty()) return fail("--spool needs a directory");
+      options.spool = std::string(*value);
+    } else if (flag == "--durability") {
+      if (*value == "process") {
+        options.durability = emissions::Durability::process;
+      } else if (*value == "machine") {
+        options.durability = emissions::Durability::machine;
+      } else {
+        return fail("--durability must be process or machine" + got);
+      }
+      durability_given = true;
     } else if (flag == "--seed") {
       const auto n = parse_int<std::uint64_t>(*value, 0, std::numeric_limits<std::uint64_t>::max());
       if (!n) return fail("--seed must be a whole number" + got);
@@ -159,6 +182,7 @@ ParseResult parse_options(std::span<const char* const> args, std::ostream& out, 
       options.fail_rate = *p;
     }
   }
+  if (durability_given && options.spool.empty()) return fail("--durability needs --spool DIR");
   return ParseResult{options, 0};
 }
 

@@ -8,6 +8,8 @@
 #include <span>
 #include <string>
 
+#include "emissions/spool.hpp"
+
 namespace demo {
 
 // Where the events go without --out: emissions-demo.jsonl in the temporary directory
@@ -23,6 +25,8 @@ struct Options {
   double fail_rate = 0.10;  // share of orders that fail and terminate their transaction
   bool slow = false;        // add a slow adapter with a small drop_oldest queue
   bool verify = false;      // parse every line of --out after the run
+  std::string spool;        // --spool DIR: the durable spool's directory; empty: no spool
+  emissions::Durability durability = emissions::Durability::process;  // with --spool
 };
 
 // What parse_options decided.

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,8 +13,20 @@
 #include "options.hpp"
 #include "output_file.hpp"
 #include "simulation.hpp"
+#include "spool_backlog.hpp"
 
 namespace demo {
+
+// With --spool: what the spool held at the start and holds at the end.
+struct SpoolReport {
+  std::string dir;  // absolute
+  emissions::SpoolOptions options;
+  // Whether the backlog an earlier run left was delivered (a drain returned ok) before the
+  // first order. Without it, `recovered` is what was handled so far and `unsettled` is empty.
+  bool recovery_complete = false;
+  std::vector<AdapterCount> recovered = {};  // per adapter, the earlier run's events it handled
+  std::vector<AdapterCount> unsettled = {};  // per adapter, events left on disk for the next run
+};
 
 // Everything the report shows, gathered once the emitter has shut down.
 struct RunReport {
@@ -33,6 +46,7 @@ struct RunReport {
   std::string out_path;                      // absolute
   OutputCheck output;
   std::vector<std::string> problems;  // found while running (drain or shutdown errors)
+  std::optional<SpoolReport> spool;   // with --spool
 };
 
 // Checks that both sides' counters agree (see the comments in the implementation) and
@@ -47,6 +61,8 @@ void print_report(std::ostream& out, const RunReport& report,
 [[nodiscard]] std::string with_commas(std::uint64_t n);
 // 1234.5 -> "1.23k", 2.5e6 -> "2.50M".
 [[nodiscard]] std::string format_rate(double per_second);
+// 512 -> "512 B", 3 << 20 -> "3.0 MiB", 1 << 30 -> "1.00 GiB".
+[[nodiscard]] std::string format_bytes(std::uint64_t bytes);
 // Nanoseconds -> "850 ns", "18.4 us", "1.21 ms", "2.41 s".
 [[nodiscard]] std::string format_ns(std::int64_t ns);
 
