@@ -4,9 +4,9 @@
 // number. The scenarios live in scenarios.cpp (emit, pipeline throughput and scaling,
 // latency), baselines.cpp (the synchronous limit, the fair and the naive mutex pipelines),
 // adapters.cpp (the counting adapters: synchronous, asynchronous acking inline or from a
-// thread of their own, failing on purpose) and stalled.cpp (peak RSS with a stalled adapter,
-// run in a child process); main.cpp parses the flags and prints the table or the JSON
-// object.
+// thread of their own, failing on purpose), stalled.cpp (peak RSS with a stalled adapter,
+// run in a child process) and restart.cpp (a spool's backlog handed back by a new
+// Emitter); main.cpp parses the flags and prints the table or the JSON object.
 #pragma once
 
 #include <atomic>
@@ -140,6 +140,8 @@ struct Workload {
   // Config::spool with this durability, in a fresh temporary directory (removed after the
   // run); unset: no spool.
   std::optional<Durability> spool = std::nullopt;
+  // Each producer times its timed commit() calls (RunResult::commit_*).
+  bool time_commits = false;
 };
 
 // Events per producer, rounded down to whole commits.
@@ -150,6 +152,11 @@ struct RunResult {
   double seconds = 0.0;             // first timed commit until everything was delivered
   double cpu_seconds = 0.0;         // CPU time of the whole process (all threads) in that window
   std::size_t max_queue_depth = 0;  // fair and naive pipelines only: deepest queue, events
+  // Workload::time_commits: the wall time of each timed commit() call, over every producer
+  // (nearest-rank percentiles, microseconds).
+  double commit_p50_us = 0.0;
+  double commit_p99_us = 0.0;
+  std::size_t commit_samples = 0;
   // CPU time per event: robust to a loaded machine where wall time is not.
   [[nodiscard]] double cpu_ns_per_event() const {
     return events > 0 ? cpu_seconds * 1e9 / static_cast<double>(events) : 0.0;
@@ -275,6 +282,44 @@ struct StalledResult {
 
 // The child's entry point: runs the scenario, prints one JSON line on stdout.
 int stalled_child_main(const StalledOptions& options);
+
+// ---- restart.cpp -----------------------------------------------------------------------
+
+struct RestartOptions {
+  // The backlog: commits go on until the spool's segment files pass this size.
+  std::uint64_t backlog_bytes = 1ull << 30;
+};
+
+struct RestartResult {
+  std::uint64_t events = 0;        // the backlog, committed 10 per commit
+  double fill_seconds = 0.0;       // committing it
+  std::uint64_t frame_bytes = 0;   // bytes of the segments up to their last frame
+  std::uint64_t file_bytes = 0;    // the segment files' sizes (preallocated)
+  std::uint64_t segments = 0;      // segment files
+  double first_event_warm_ms = 0;  // constructor start -> first event, page cache as left
+  double first_event_cold_ms = 0;  // the same after the segments left the page cache
+  double open_ms = 0.0;            // the cold Emitter's constructor
+  double redeliver_seconds = 0.0;  // cold constructor start -> drain() returned
+  std::uint64_t bytes_after = 0;   // spool_bytes once the backlog was delivered
+  std::uint64_t segments_after = 0;
+  std::uint64_t written_bytes = 0;  // /proc/self/io write_bytes over the whole scenario
+  [[nodiscard]] double bytes_per_event() const {
+    return events > 0 ? static_cast<double>(frame_bytes) / static_cast<double>(events) : 0.0;
+  }
+  [[nodiscard]] double write_amplification() const {
+    return frame_bytes > 0 ? static_cast<double>(written_bytes) / static_cast<double>(frame_bytes)
+                           : 0.0;
+  }
+  [[nodiscard]] double redeliver_eps() const {
+    return redeliver_seconds > 0.0 ? static_cast<double>(events) / redeliver_seconds : 0.0;
+  }
+};
+
+// Builds a backlog in a spool (an Emitter whose adapter settles nothing, shut down with a
+// 100 ms timeout), then measures how soon new Emitters on the directory hand it back (see
+// restart.cpp). Throws BenchFailure unless every event of the backlog is delivered exactly
+// once, in order.
+[[nodiscard]] RestartResult run_spool_restart(const RestartOptions& options);
 
 // ---- helpers ---------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 // emissions-bench: the end-to-end benchmark of the issue's performance targets.
 //
-//   emissions-bench            all scenarios, a table (under two minutes on 2 cores)
+//   emissions-bench            all scenarios, a table (about four and a half minutes on 2 cores)
 //   emissions-bench --json     the same run, one JSON object on stdout
 //   emissions-bench --quick    a much shorter run for CI smoke tests
 //   emissions-bench --help
@@ -29,8 +29,9 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-const std::vector<std::string> kScenarios = {"emit",    "throughput", "delivery", "faults", "spool",
-                                             "scaling", "latency",    "idle",     "stalled"};
+const std::vector<std::string> kScenarios = {"emit",  "throughput",    "delivery", "faults",
+                                             "spool", "spool-restart", "scaling",  "latency",
+                                             "idle",  "stalled"};
 constexpr std::size_t kScalingAdapters[] = {1, 3, 8};
 constexpr std::size_t kScalingProducers[] = {1, 2, 8};
 constexpr std::size_t kEmitPerSample = 200;          // a typical transaction, recycled storage
@@ -52,6 +53,8 @@ constexpr double kFlakyVsNoFailureTarget = 0.5;   // 10% of batches failing once
 constexpr double kSpoolProcessTargetEps = 5e6;    // Durability::process, 1 producer
 constexpr double kSpoolVsMemoryTarget = 0.4;      // ... against the in-memory pipeline
 constexpr double kSpoolMachineTargetEps = 1e6;    // Durability::machine, 8 producers
+constexpr double kSpoolMachineCommitP99TargetUs = 2000.0;  // ... commit() p99
+constexpr double kRestartFirstEventTargetMs = 1000.0;      // restart -> first redelivered event
 constexpr std::size_t kSpoolMachineProducers = 8;
 constexpr std::size_t kAsyncThreadMaxInFlight = 16;
 // The flaky run's retry delays run on a clock this much faster than real time (see notes).
@@ -74,6 +77,7 @@ struct Options {
   // --idle-spin: every scenario but the sweep and the stalled child runs with it.
   std::optional<std::chrono::microseconds> idle_spin;
   StalledOptions stalled;
+  RestartOptions restart;
 };
 
 const char* const kUsage = R"(usage: emissions-bench [--json] [--quick] [options]
@@ -85,10 +89,10 @@ one (the same with a copy of every event, locked per event). Prints a table, or 
 object.
 
   --json                 print one JSON object instead of the table
-  --quick                a much shorter run (CI smoke test, < 15 s)
+  --quick                a much shorter run (CI smoke test, < 30 s)
   --only LIST            comma-separated scenarios:
-                         emit,throughput,delivery,faults,spool,scaling,latency,
-                         idle,stalled
+                         emit,throughput,delivery,faults,spool,spool-restart,
+                         scaling,latency,idle,stalled
   --events N             events per throughput, delivery and faults run (default 1000000;
                          quick 200000)
   --reps N               throughput, delivery and faults repetitions, median reported
@@ -106,6 +110,8 @@ object.
   --stalled-buffer N     the stalled adapter's buffer_size (default 10000)
   --stalled-measure N    events held open to measure bytes per event (default 1000000;
                          quick 200000)
+  --restart-mib N        spool-restart: the backlog's size on disk, MiB (default 1024;
+                         quick 64)
   --help                 this text
 )";
 
@@ -133,6 +139,7 @@ std::optional<std::string> parse_flags(int argc, char** argv, Options& o) {
     o.sweep_reps = 1;
     o.stalled.events = 1'000'000;
     o.stalled.measure_events = 200'000;
+    o.restart.backlog_bytes = 64ull << 20;
   }
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string_view arg = args[i];
@@ -198,6 +205,10 @@ std::optional<std::string> parse_flags(int argc, char** argv, Options& o) {
       ok = count(o.stalled.buffer_size);
     } else if (arg == "--stalled-measure") {
       ok = count(o.stalled.measure_events);
+    } else if (arg == "--restart-mib") {
+      std::uint64_t mib = 0;
+      ok = count(mib);
+      o.restart.backlog_bytes = mib << 20;
     } else {
       return "unknown flag '" + std::string(arg) + "'";
     }
@@ -426,10 +437,13 @@ void run_throughput(const Options& o, Report& r) {
 
 // One named pipeline configuration of the delivery and faults scenarios.
 struct DeliverySeries {
+  DeliverySeries(const char* k, Workload w) : key(k), workload(std::move(w)) {}
   const char* key = "";
   Workload workload;
   std::vector<double> eps;
   std::vector<double> cpu_ns;
+  std::vector<double> commit_p50_us;  // Workload::time_commits only
+  std::vector<double> commit_p99_us;
 };
 
 // The throughput loop with 1 producer and 1 adapter of `kind`, options as given.
@@ -440,7 +454,9 @@ Workload single_adapter(const Options& o, AdapterKind kind) {
 }
 
 // Runs every series once per repetition, in order (interleaved, like the throughput runs),
-// and stores each median (events/s and CPU ns per event) under its key.
+// and stores each median (events/s and CPU ns per event) under its key; with
+// Workload::time_commits also the medians of each run's commit p50 and p99 ("<key without
+// _eps>_commit_p50_us", "..._commit_p99_us").
 void measure_series(const std::string& scenario, std::vector<DeliverySeries>& series,
                     const Options& o, Report& r) {
   for (std::size_t rep = 0; rep < o.reps; ++rep) {
@@ -451,6 +467,10 @@ void measure_series(const std::string& scenario, std::vector<DeliverySeries>& se
       const RunResult result = run_pipeline(s.workload);
       s.eps.push_back(result.eps());
       s.cpu_ns.push_back(result.cpu_ns_per_event());
+      if (s.workload.time_commits) {
+        s.commit_p50_us.push_back(result.commit_p50_us);
+        s.commit_p99_us.push_back(result.commit_p99_us);
+      }
     }
   }
   Json samples = Json::object();
@@ -458,6 +478,13 @@ void measure_series(const std::string& scenario, std::vector<DeliverySeries>& se
     r.results[s.key] = median(s.eps);
     r.results[cpu_key(s.key)] = median(s.cpu_ns);
     samples[s.key] = s.eps;
+    if (s.workload.time_commits) {
+      std::string base(s.key);
+      base.erase(base.size() - 4);  // "_eps"
+      r.results[base + "_commit_p50_us"] = median(s.commit_p50_us);
+      r.results[base + "_commit_p99_us"] = median(s.commit_p99_us);
+      samples[base + "_commit_p99_us"] = s.commit_p99_us;
+    }
   }
   r.results[scenario + "_samples_eps"] = samples;
 }
@@ -482,13 +509,12 @@ void run_delivery(const Options& o, Report& r) {
   std::vector<DeliverySeries> series;
   Workload off = single_adapter(o, AdapterKind::sync);
   off.retry = RetryPolicy{.max_attempts = 1};
-  series.push_back({"retry_off_1_adapter_eps", off, {}, {}});
-  series.push_back({"retry_on_1_adapter_eps", single_adapter(o, AdapterKind::sync), {}, {}});
-  series.push_back(
-      {"async_inline_1_adapter_eps", single_adapter(o, AdapterKind::async_inline), {}, {}});
+  series.push_back({"retry_off_1_adapter_eps", off});
+  series.push_back({"retry_on_1_adapter_eps", single_adapter(o, AdapterKind::sync)});
+  series.push_back({"async_inline_1_adapter_eps", single_adapter(o, AdapterKind::async_inline)});
   Workload thread = single_adapter(o, AdapterKind::async_thread);
   thread.max_in_flight = kAsyncThreadMaxInFlight;
-  series.push_back({"async_thread_ack_1_adapter_eps", thread, {}, {}});
+  series.push_back({"async_thread_ack_1_adapter_eps", thread});
   measure_series("delivery", series, o, r);
 
   const double on_vs_off = ratio_of(r, "retry_on_1_adapter_eps", "retry_off_1_adapter_eps");
@@ -522,11 +548,10 @@ void run_delivery(const Options& o, Report& r) {
 // batches once with `unavailable`; every event must end up delivered exactly once.
 void run_faults(const Options& o, Report& r) {
   std::vector<DeliverySeries> series;
-  series.push_back(
-      {"faults_no_failure_1_adapter_eps", single_adapter(o, AdapterKind::sync), {}, {}});
+  series.push_back({"faults_no_failure_1_adapter_eps", single_adapter(o, AdapterKind::sync)});
   Workload flaky = single_adapter(o, AdapterKind::sync_flaky);
   flaky.clock = std::make_shared<FastClock>(kRetryClockSpeedup);
-  series.push_back({"flaky_10pct_1_adapter_eps", flaky, {}, {}});
+  series.push_back({"flaky_10pct_1_adapter_eps", flaky});
   measure_series("faults", series, o, r);
 
   const double flaky_vs_ok =
@@ -554,14 +579,15 @@ void run_faults(const Options& o, Report& r) {
 // Durability::machine (8 producers), same loop, same run.
 void run_spool(const Options& o, Report& r) {
   std::vector<DeliverySeries> series;
-  series.push_back({"spool_memory_1_adapter_eps", single_adapter(o, AdapterKind::sync), {}, {}});
+  series.push_back({"spool_memory_1_adapter_eps", single_adapter(o, AdapterKind::sync)});
   Workload process = single_adapter(o, AdapterKind::sync);
   process.spool = Durability::process;
-  series.push_back({"spool_process_1_adapter_eps", process, {}, {}});
+  series.push_back({"spool_process_1_adapter_eps", process});
   Workload machine = single_adapter(o, AdapterKind::sync);
   machine.spool = Durability::machine;
   machine.producers = kSpoolMachineProducers;
-  series.push_back({"spool_machine_8_producers_eps", machine, {}, {}});
+  machine.time_commits = true;
+  series.push_back({"spool_machine_8_producers_eps", machine});
   measure_series("spool", series, o, r);
   const double vs_memory = ratio_of(r, "spool_process_1_adapter_eps", "spool_memory_1_adapter_eps");
   r.results["spool_process_vs_memory"] = vs_memory;
@@ -571,6 +597,9 @@ void run_spool(const Options& o, Report& r) {
   add_target(r, "spool_machine_8_producers_eps",
              r.results["spool_machine_8_producers_eps"].get<double>(),
              ">=", kSpoolMachineTargetEps);
+  add_target(r, "spool_machine_8_producers_commit_p99_us",
+             r.results["spool_machine_8_producers_commit_p99_us"].get<double>(),
+             "<=", kSpoolMachineCommitP99TargetUs);
   r.notes.push_back(
       "spool: " + delivery_loop_note(o) +
       ". spool_memory_1_adapter_eps: no spool (the baseline); spool_process_1_adapter_eps: "
@@ -578,7 +607,59 @@ void run_spool(const Options& o, Report& r) {
       "loop (every commit appended to the memory-mapped log, a relay thread handing it to "
       "the adapter); spool_process_vs_memory their ratio; spool_machine_8_producers_eps: "
       "Durability::machine (fdatasync per group of commits) with 8 producer threads. The "
-      "drain that ends each run includes the relays handing everything over.");
+      "drain that ends each run includes the relays handing everything over. "
+      "spool_machine_8_producers_commit_p50_us / _p99_us: in that run, each producer "
+      "thread reads the steady clock around each of its timed commit() calls (the encode, "
+      "the append and the wait for the fdatasync that covers it); nearest-rank percentiles "
+      "over every producer's commits, median over the repetitions.");
+}
+
+// A spool's restart with a large backlog (restart.cpp): how soon a new Emitter hands the
+// first event back, and how long the whole backlog takes.
+void run_spool_restart_scenario(const Options& o, Report& r) {
+  progress("spool-restart: a backlog of " + std::to_string(o.restart.backlog_bytes >> 20) +
+           " MiB, then a new emitter on the directory");
+  const RestartResult x = run_spool_restart(o.restart);
+  r.results["spool_restart_backlog_events"] = x.events;
+  r.results["spool_restart_backlog_frame_bytes"] = x.frame_bytes;
+  r.results["spool_restart_backlog_file_bytes"] = x.file_bytes;
+  r.results["spool_restart_backlog_segments"] = x.segments;
+  r.results["spool_restart_fill_seconds"] = x.fill_seconds;
+  r.results["spool_restart_bytes_per_event"] = x.bytes_per_event();
+  r.results["spool_restart_written_bytes"] = x.written_bytes;
+  r.results["spool_restart_write_amplification"] = x.write_amplification();
+  r.results["spool_restart_first_event_warm_ms"] = x.first_event_warm_ms;
+  r.results["spool_restart_first_event_cold_ms"] = x.first_event_cold_ms;
+  r.results["spool_restart_open_cold_ms"] = x.open_ms;
+  r.results["spool_restart_redeliver_seconds"] = x.redeliver_seconds;
+  r.results["spool_restart_redeliver_eps"] = x.redeliver_eps();
+  r.results["spool_restart_bytes_after"] = x.bytes_after;
+  r.results["spool_restart_segments_after"] = x.segments_after;
+  add_target(r, "spool_restart_first_event_warm_ms", x.first_event_warm_ms,
+             "<=", kRestartFirstEventTargetMs);
+  add_target(r, "spool_restart_first_event_cold_ms", x.first_event_cold_ms,
+             "<=", kRestartFirstEventTargetMs);
+  r.notes.push_back(
+      "spool-restart: emitter A (Config::spool, Durability::process, default segment_bytes, "
+      "max_bytes = backlog + 4 segments) whose one adapter holds every Delivery without "
+      "settling it; one producer commits 10 events per commit (payload: the event's number) "
+      "until the segment files pass " +
+      std::to_string(o.restart.backlog_bytes >> 20) +
+      " MiB (spool_restart_fill_seconds), then A shuts down with a 100 ms timeout, so the "
+      "backlog stays on disk. Emitter B on the same directory, page cache as A left it: "
+      "spool_restart_first_event_warm_ms = from the start of B's constructor to the first "
+      "event reaching its adapter (which holds it; B shuts down the same way). The segments "
+      "are then synced and dropped from the page cache (fdatasync, posix_fadvise DONTNEED). "
+      "Emitter C: spool_restart_first_event_cold_ms the same way, spool_restart_open_cold_ms "
+      "its constructor, spool_restart_redeliver_seconds until drain() returned with every "
+      "event of the backlog delivered (the run fails unless exactly once and in order). "
+      "spool_restart_bytes_per_event = bytes of the segments up to their last frame / "
+      "events (spool_restart_backlog_file_bytes: the preallocated files). "
+      "spool_restart_write_amplification = /proc/self/io write_bytes over A, B and C (the "
+      "pages this process dirtied, each counted once per clean-to-dirty change, so what the "
+      "kernel has to write back: the log and the position slots) / the frames' bytes. "
+      "spool_restart_bytes_after: spool_bytes once C drained (the segments behind the "
+      "adapter deleted).");
 }
 
 void run_scaling(const Options& o, Report& r) {
@@ -924,6 +1005,27 @@ void print_table(const Report& r, const Json& machine, double run_seconds) {
     rate_row("spool, machine durability, 8 producers", "spool_machine_8_producers_eps",
              ">= " + fixed(kSpoolMachineTargetEps / 1e6, 0) + " M/s", "",
              pass_text(r.targets, "spool_machine_8_producers_eps"));
+    row("  commit() p99 (us), same run", fixed(num("spool_machine_8_producers_commit_p99_us"), 0),
+        "", "<= " + fixed(kSpoolMachineCommitP99TargetUs, 0),
+        "p50 " + fixed(num("spool_machine_8_producers_commit_p50_us"), 0) + " us",
+        pass_text(r.targets, "spool_machine_8_producers_commit_p99_us"));
+  }
+  if (has("spool_restart_first_event_cold_ms")) {
+    const double backlog_mib = num("spool_restart_backlog_frame_bytes") / (1024.0 * 1024.0);
+    row("spool restart: first event (ms), cold", fixed(num("spool_restart_first_event_cold_ms"), 1),
+        "", "<= " + fixed(kRestartFirstEventTargetMs, 0), fixed(backlog_mib, 0) + " MiB backlog",
+        pass_text(r.targets, "spool_restart_first_event_cold_ms"));
+    row("  first event (ms), page cache warm", fixed(num("spool_restart_first_event_warm_ms"), 1),
+        "", "<= " + fixed(kRestartFirstEventTargetMs, 0), "",
+        pass_text(r.targets, "spool_restart_first_event_warm_ms"));
+    row("  whole backlog redelivered (s)", fixed(num("spool_restart_redeliver_seconds"), 2), "", "",
+        meps(num("spool_restart_redeliver_eps")), "");
+    row("  backlog events, bytes per event on disk",
+        std::to_string(x["spool_restart_backlog_events"].get<std::uint64_t>()) + ", " +
+            fixed(num("spool_restart_bytes_per_event"), 1),
+        "", "", "", "");
+    row("  write amplification (written / frames)",
+        fixed(num("spool_restart_write_amplification"), 3), "", "", "", "");
   }
   if (has("latency_p50_us")) {
     const std::string cores = fixed(num("latency_consumer_cores"), 2) + " consumer cores";
@@ -1032,6 +1134,7 @@ int run(const Options& o) {
     if (o.scenarios.count("delivery") != 0) run_delivery(o, report);
     if (o.scenarios.count("faults") != 0) run_faults(o, report);
     if (o.scenarios.count("spool") != 0) run_spool(o, report);
+    if (o.scenarios.count("spool-restart") != 0) run_spool_restart_scenario(o, report);
     if (o.scenarios.count("scaling") != 0) run_scaling(o, report);
     if (o.scenarios.count("latency") != 0) run_latency(o, report);
     if (o.scenarios.count("idle") != 0) run_idle(o, report);

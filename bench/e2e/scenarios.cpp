@@ -28,8 +28,10 @@ constexpr auto kDrainTimeout = std::chrono::seconds(120);
 
 // start(), 10 × emit(), commit() through the ambient API (the per-thread transaction,
 // which reuses its emitter reference: no shared reference count per request). Returns
-// the number of calls that did not return ok.
-std::uint64_t produce(std::uint64_t events, const nlohmann::json& payload) {
+// the number of calls that did not return ok. With `commit_ns`, each commit() call's wall
+// time is appended to it.
+std::uint64_t produce(std::uint64_t events, const nlohmann::json& payload,
+                      std::vector<std::int64_t>* commit_ns = nullptr) {
   const EventName name = bench_event_name();
   std::uint64_t failed = 0;
   for (std::uint64_t done = 0; done < events; done += kEventsPerCommit) {
@@ -40,7 +42,10 @@ std::uint64_t produce(std::uint64_t events, const nlohmann::json& payload) {
     for (std::size_t i = 0; i < kEventsPerCommit; ++i) {
       if (!emissions::emit(name, payload).ok()) ++failed;
     }
-    if (!emissions::commit().ok()) {
+    const std::int64_t before = commit_ns != nullptr ? steady_ns() : 0;
+    const Status committed = emissions::commit();
+    if (commit_ns != nullptr) commit_ns->push_back(steady_ns() - before);
+    if (!committed.ok()) {
       ++failed;
       emissions::terminate();
     }
@@ -194,14 +199,17 @@ RunResult run_pipeline(const Workload& w) {
   std::latch warmed(static_cast<std::ptrdiff_t>(producers));
   std::latch go(1);
   std::atomic<std::uint64_t> failures{0};
+  // Per producer, its timed commits' wall times (Workload::time_commits), reserved ahead.
+  std::vector<std::vector<std::int64_t>> commit_ns(producers);
   std::vector<std::jthread> threads;
   threads.reserve(producers);
   for (std::size_t p = 0; p < producers; ++p) {
-    threads.emplace_back([&] {
+    if (w.time_commits) commit_ns[p].reserve(per_producer / kEventsPerCommit);
+    threads.emplace_back([&, p] {
       std::uint64_t failed = produce(kWarmupEvents, payload);
       warmed.count_down();
       go.wait();
-      failed += produce(per_producer, payload);
+      failed += produce(per_producer, payload, w.time_commits ? &commit_ns[p] : nullptr);
       failures.fetch_add(failed, std::memory_order_relaxed);
     });
   }
@@ -229,7 +237,17 @@ RunResult run_pipeline(const Workload& w) {
   }
   const std::uint64_t events = per_producer * producers;
   check_pipeline("pipeline", emitter, adapters, before, events, events + kWarmupEvents * producers);
-  return RunResult{events, seconds, cpu_seconds};
+  RunResult result{events, seconds, cpu_seconds};
+  if (w.time_commits) {
+    std::vector<std::int64_t> all;
+    for (const auto& one : commit_ns)
+      all.insert(all.end(), one.begin(), one.end());
+    std::sort(all.begin(), all.end());
+    result.commit_p50_us = percentile(all, 0.50) / 1e3;
+    result.commit_p99_us = percentile(all, 0.99) / 1e3;
+    result.commit_samples = all.size();
+  }
+  return result;
 }
 
 EmitResult measure_emit(Payload payload_kind, bool reserved, std::size_t samples,

@@ -3,7 +3,9 @@
 // Each file has the bytes a process sees (`current`) and the bytes on stable storage
 // (`durable`, updated by sync()); each directory entry exists for the process at once and
 // on stable storage only after sync_dir(). power_loss() throws away everything that was
-// not synced, as a machine that lost power would. A byte budget turns allocations and
+// not synced, as a machine that lost power would; write_back() and write_back_metadata()
+// stand for what the kernel writes back on its own before that, and stable_copy() takes a
+// power loss at any moment, even while a spool writes. A byte budget turns allocations and
 // writes beyond it into ENOSPC, and fail() makes the next calls of one operation fail with
 // an errno, so tests can drive disk-full and EIO paths.
 //
@@ -40,6 +42,64 @@ class MemoryFiles final : public detail::spool::FileLayer {
     entries_ = durable_entries_;
     for (auto& [path, node] : entries_)
       node->current = node->durable;
+  }
+
+  // A new layer holding what stable storage holds now: the state a power loss at this
+  // moment leaves. Unlike power_loss() it may be called while spool objects use this layer
+  // (it reads only synced bytes, which are written under the layer's mutex).
+  std::shared_ptr<MemoryFiles> stable_copy() {
+    std::lock_guard lock(mutex_);
+    auto out = std::make_shared<MemoryFiles>();
+    for (const auto& [path, node] : durable_entries_) {
+      auto copy = std::make_shared<Node>();
+      copy->current = node->durable;
+      copy->durable = node->durable;
+      out->entries_[path] = copy;
+      out->durable_entries_[path] = copy;
+    }
+    return out;
+  }
+
+  // A new layer with the same files, both what the process sees and what stable storage
+  // holds, to try several power losses from one state. No spool object may use this layer.
+  std::shared_ptr<MemoryFiles> copy() {
+    std::lock_guard lock(mutex_);
+    auto out = std::make_shared<MemoryFiles>();
+    std::map<const Node*, std::shared_ptr<Node>> copies;
+    auto copy_of = [&](const std::shared_ptr<Node>& node) {
+      auto& copy = copies[node.get()];
+      if (!copy) copy = std::make_shared<Node>(Node{node->current, node->durable, false});
+      return copy;
+    };
+    for (const auto& [path, node] : entries_)
+      out->entries_[path] = copy_of(node);
+    for (const auto& [path, node] : durable_entries_)
+      out->durable_entries_[path] = copy_of(node);
+    out->capacity_ = capacity_;
+    return out;
+  }
+
+  // What the kernel writes back on its own between syncs, in any order. write_back_metadata:
+  // every directory entry and every file's size reach stable storage (bytes not written back
+  // read as zeros, as preallocated blocks do). write_back: the bytes [offset, offset +
+  // length) of `path` do (dirty pages). No spool object may be writing the file.
+  void write_back_metadata() {
+    std::lock_guard lock(mutex_);
+    durable_entries_ = entries_;
+    for (auto& [path, node] : entries_)
+      node->durable.resize(node->current.size(), 0);
+  }
+  void write_back(const std::filesystem::path& file, std::uint64_t offset, std::uint64_t length) {
+    std::lock_guard lock(mutex_);
+    const auto it = entries_.find(file.string());
+    if (it == entries_.end()) return;
+    Node& node = *it->second;
+    const std::uint64_t end = std::min<std::uint64_t>(offset + length, node.current.size());
+    if (offset >= end) return;
+    if (node.durable.size() < end) node.durable.resize(end, 0);
+    std::copy(node.current.begin() + static_cast<std::ptrdiff_t>(offset),
+              node.current.begin() + static_cast<std::ptrdiff_t>(end),
+              node.durable.begin() + static_cast<std::ptrdiff_t>(offset));
   }
 
   // Allocations and writes that would make the files larger than `bytes` fail with ENOSPC.
