@@ -161,11 +161,14 @@ Status PositionStore::save(const std::vector<AdapterPosition>& adapters, bool sy
   if (Status s = files_->open(path, true, file); !s) return s;
   if (Status s = file->write_at(0, bytes); !s) return s;
   if (Status s = file->truncate(bytes.size()); !s) return s;
-  if (sync) {
+  const auto slot = static_cast<std::size_t>(generation % 2);
+  // A slot file's first save is synced, its directory entry too, whatever the durability:
+  // a power loss must not leave a log without positions (every adapter would then start
+  // at the end of the log and skip what survived). Later saves sync only when asked.
+  if (sync || !dir_synced_[slot]) {
     if (Status s = file->sync(); !s) return s;
   }
-  const auto slot = static_cast<std::size_t>(generation % 2);
-  if (sync && !dir_synced_[slot]) {  // the slot file may be new: its entry must be durable
+  if (!dir_synced_[slot]) {  // the slot file may be new: its entry must be durable
     if (Status s = files_->sync_dir(dir_); !s) return s;
     dir_synced_[slot] = true;
   }

@@ -127,7 +127,11 @@ std::unique_ptr<Spool> Spool::open(const SpoolOptions& options,
     // New to this directory: only what is committed from now on.
     track->start = lost_positions ? oldest : end;
     for (const AdapterPosition& saved : loaded.adapters) {
-      if (saved.name == name) track->start = saved.next.seq <= end.seq ? saved.next : end;
+      if (saved.name != name) continue;
+      track->start = saved.next.seq <= end.seq ? saved.next : end;
+      // An older slot's position may point into segments deleted since (every position had
+      // passed them): start at the oldest one on disk, not counting the gap as corrupt.
+      if (!segments.empty() && track->start.seq < segments.front()) track->start = oldest;
     }
     track->next = track->start;
     spool->tracks_.push_back(std::move(track));
