@@ -353,8 +353,11 @@ class Core : public std::enable_shared_from_this<Core> {
   // ---- spool_relay.cpp (only with Config::spool)
   // The commit path with a spool: appends the batch to the log (its events are on disk when
   // this returns ok), counts it and recycles the batch. Relays deliver it.
+  // With `tracker`, the live handoff's tracker is left there for the caller to release
+  // (as publish does).
   Status publish_to_spool(BatchPtr& batch, int cascade_depth,
-                          std::function<void(const Settlement&)>* on_settled);
+                          std::function<void(const Settlement&)>* on_settled,
+                          std::shared_ptr<SettlementTracker>* tracker = nullptr);
   class LiveHandoff;  // the Spool::AppendHook of one commit
   // Under the spool's append lock (live handoff): hands the committed batch, commit `at` of
   // the log, to every live lane with room in its queues; the others fall behind (their

@@ -187,7 +187,7 @@ Status Core::publish(BatchPtr& buffer, int cascade_depth, DropReport& drops,
   if ((cascade ? sealed_ : closed_).load(std::memory_order_seq_cst)) {
     return Status(Errc::closed, "the emitter has been shut down");
   }
-  if (spool_) return publish_to_spool(buffer, cascade_depth, on_settled);
+  if (spool_) return publish_to_spool(buffer, cascade_depth, on_settled, tracker);
 
   // 1. Routing: user code, with nothing reserved. May allocate (the batch's routing
   //    vectors grow to the largest commit seen, then stay).

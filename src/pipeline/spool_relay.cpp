@@ -24,6 +24,11 @@ constexpr auto kCheckpointEvery = std::chrono::milliseconds(10);
 constexpr auto kRoomCheck = std::chrono::milliseconds(100);
 // A drain waiting for the relays re-checks at least this often.
 constexpr auto kRelayWaitSlice = std::chrono::milliseconds(5);
+// How long a relay waits before handing over again a commit it could not (out of memory).
+constexpr auto kRetryPublish = std::chrono::milliseconds(10);
+// A live lane's relay re-checks its state this often even without a wake-up (a bound on
+// any wake-up it might miss).
+constexpr auto kLiveRecheck = std::chrono::milliseconds(100);
 // How long a relay that caught up with the log polls (yielding) before it parks.
 constexpr auto kRelaySpin = std::chrono::microseconds(50);
 
@@ -53,7 +58,8 @@ class Core::LiveHandoff final : public spool::Spool::AppendHook {
 };
 
 Status Core::publish_to_spool(BatchPtr& buffer, int cascade_depth,
-                              std::function<void(const Settlement&)>* on_settled) {
+                              std::function<void(const Settlement&)>* on_settled,
+                              std::shared_ptr<SettlementTracker>* tracker_out) {
   Batch& batch = *buffer;
   const std::size_t n = batch.size;
   std::shared_ptr<SettlementTracker> tracker;
@@ -83,7 +89,15 @@ Status Core::publish_to_spool(BatchPtr& buffer, int cascade_depth,
   shard.transactions.fetch_add(1, std::memory_order_relaxed);
   // Not handed to any queue: the events are in the log, relays deliver them.
   if (!handoff.handed()) shared_->pool.recycle(buffer.release());
-  if (tracker) tracker->release_hold();  // no lock held: this may settle the commit
+  if (tracker) {
+    if (tracker_out != nullptr) {
+      // The caller releases the hold once its transaction is handed off: on_settled may
+      // run then (every live lane filtered every event), never inside publish.
+      *tracker_out = std::move(tracker);
+    } else {
+      tracker->release_hold();  // no lock held: this may settle the commit
+    }
+  }
   return {};
 }
 
@@ -124,17 +138,12 @@ bool Core::hand_over_live(BatchPtr& buffer, const std::shared_ptr<SettlementTrac
         batch.take[queue_ptr->flat] = 0;
       continue;
     }
-    tracker->hand_to(l);
-    lane.counters->received.fetch_add(n, std::memory_order_relaxed);
-    if (batch.skipped[l] != 0) {
-      lane.counters->filtered.fetch_add(batch.skipped[l], std::memory_order_relaxed);
-      tracker->add(l, SettlementTracker::Outcome::filtered, batch.skipped[l]);
-    }
     try {
+      // First, as the only step that can fail (memory for the lane's bookkeeping): then
+      // the lane is handed nothing, and its relay reads the commit back once memory
+      // allows (its position has not passed it).
       spool_->handed_over_live(l, at, next);
     } catch (...) {
-      // Out of memory for the lane's bookkeeping: hand it nothing; its relay reads the
-      // commit back once memory allows (its position has not passed it).
       for (auto& queue_ptr : lane.queues) {
         const std::size_t k = batch.take[queue_ptr->flat];
         if (k != 0) unreserve(*queue_ptr, k);
@@ -142,6 +151,12 @@ bool Core::hand_over_live(BatchPtr& buffer, const std::shared_ptr<SettlementTrac
       }
       spool_->fall_behind(l, at);
       continue;
+    }
+    tracker->hand_to(l);
+    lane.counters->received.fetch_add(n, std::memory_order_relaxed);
+    if (batch.skipped[l] != 0) {
+      lane.counters->filtered.fetch_add(batch.skipped[l], std::memory_order_relaxed);
+      tracker->add(l, SettlementTracker::Outcome::filtered, batch.skipped[l]);
     }
     for (auto& queue_ptr : lane.queues)
       accepted += batch.take[queue_ptr->flat] != 0 ? 1U : 0U;
@@ -252,9 +267,13 @@ void Core::run_relay(std::size_t lane_index) noexcept {
   std::vector<Event> events;
   std::uint64_t corrupt_reported = 0;
   auto last_checkpoint = std::chrono::steady_clock::now();
+  // Set once the lane went live: the reader's cursor is then behind what the commit path
+  // handed over, and the relay reads on from where the lane falls behind (resume_at).
+  bool reader_stale = false;
   auto stopping = [&] { return relays_stop_.load(std::memory_order_acquire); };
   while (!stopping()) {
-    if (spool.is_live(lane_index)) {
+    const bool live = spool.is_live(lane_index);  // read once: it may change any time
+    if (live) {
       // The commit path hands this lane its commits: sleep until it falls behind, saving
       // positions every kCheckpointEvery while they move.
       if (std::chrono::steady_clock::now() - last_checkpoint >= kCheckpointEvery) {
@@ -265,12 +284,13 @@ void Core::run_relay(std::size_t lane_index) noexcept {
       wait_until(
           spool.relay_wake(lane_index),
           [&] { return stopping() || !spool.is_live(lane_index) || (!moved && spool.moved()); },
-          moved ? deadline_after(kCheckpointEvery) : Deadline::max());
-      if (!stopping() && !spool.is_live(lane_index)) {
-        reading.emplace(spool.log(), spool.resume_at(lane_index));
-        corrupt_reported = 0;
-      }
+          deadline_after(moved ? kCheckpointEvery : kLiveRecheck));
       continue;
+    }
+    if (reader_stale) {
+      reading.emplace(spool.log(), spool.resume_at(lane_index));
+      corrupt_reported = 0;
+      reader_stale = false;
     }
     spool::LogReader& reader = *reading;
     spool::LogReader::Next next{};
@@ -303,7 +323,7 @@ void Core::run_relay(std::size_t lane_index) noexcept {
       // Caught up: with live handoff the commit path hands the lane what comes next, unless
       // a commit came in meanwhile (then read on).
       if (read && spool.live_handoff()) {
-        (void)spool.go_live(lane_index, reader.cursor());
+        if (spool.go_live(lane_index, reader.cursor())) reader_stale = true;
         continue;
       }
       // Caught up (or the disk failed a read: try again shortly). Sleep until a commit is
@@ -344,8 +364,15 @@ void Core::run_relay(std::size_t lane_index) noexcept {
     const Status published =
         publish_relayed(lane, batch, at.seq, static_cast<int>(reader.last_flags()));
     if (!published && published.code() == Errc::closed) break;
-    // Otherwise handed over; or routing threw or memory ran out: then the commit stays
-    // unsettled, and the next Emitter on this directory delivers it again.
+    if (!published) {
+      // Routing threw or memory ran out: withdraw the commit (its position must not stick
+      // at a commit nobody will settle) and try it again shortly.
+      spool.withdraw(lane_index, at);
+      reading.emplace(spool.log(), at);
+      corrupt_reported = 0;
+      wait_until(spool.relay_wake(lane_index), stopping, deadline_after(kRetryPublish));
+      continue;
+    }
     spool.handed_over(lane_index, reader.cursor());
   }
   (void)spool.checkpoint();

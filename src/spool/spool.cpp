@@ -167,6 +167,22 @@ Status Spool::append(std::span<const Event> events, std::uint32_t flags,
   const auto count = static_cast<std::uint32_t>(events.size());
   const Deadline deadline = std::chrono::steady_clock::now() + wait;
   bool checkpointed = false;
+  // The callback's entry is made before anything is written: once the commit is in the
+  // log nothing may throw before the hook has handed it to the live lanes (a live lane
+  // that missed it would move its position past it).
+  using PendingMap = decltype(pending_);
+  PendingMap::node_type entry;
+  if (on_settled != nullptr) {
+    auto pending = std::make_unique<Pending>();
+    pending->remaining = tracks_.size();
+    pending->settlement.adapters.resize(tracks_.size());
+    for (std::size_t l = 0; l < tracks_.size(); ++l) {
+      pending->settlement.adapters[l].name = tracks_[l]->name;
+    }
+    PendingMap one;
+    one.emplace(0, std::move(pending));
+    entry = one.extract(one.begin());
+  }
   for (;;) {
     LogPosition at;
     Status s;
@@ -179,19 +195,16 @@ Status Spool::append(std::span<const Event> events, std::uint32_t flags,
       // Registered under the lock that settle_pending takes, so no lane can settle the
       // commit before its callback is known.
       std::lock_guard lock(pending_mutex_);
+      pending_.reserve(pending_.size() + 1);  // may throw: nothing is written yet
       s = log_->append(scratch, count, flags, at);
       if (s) {
-        auto pending = std::make_unique<Pending>();
-        pending->callback = std::move(*on_settled);
-        pending->remaining = tracks_.size();
-        pending->settlement.adapters.resize(tracks_.size());
-        for (std::size_t l = 0; l < tracks_.size(); ++l) {
-          pending->settlement.adapters[l].name = tracks_[l]->name;
-        }
+        // No allocation from here: the node exists and the table has room for it.
+        entry.mapped()->callback = std::move(*on_settled);
         if (tracks_.empty()) {
-          at_once = std::move(pending);
+          at_once = std::move(entry.mapped());
         } else {
-          pending_.emplace(at.seq, std::move(pending));
+          entry.key() = at.seq;
+          pending_.insert(std::move(entry));
         }
       }
     }
@@ -236,7 +249,7 @@ bool Spool::live(std::size_t lane) const noexcept {
 }
 
 bool Spool::is_live(std::size_t lane) const noexcept {
-  return tracks_[lane]->live.load(std::memory_order_acquire);
+  return tracks_[lane]->live.load(std::memory_order_seq_cst);
 }
 
 LogPosition Spool::resume_at(std::size_t lane) const {
@@ -266,14 +279,16 @@ void Spool::handed_over_live(std::size_t lane, const LogPosition& at, const LogP
 void Spool::fall_behind(std::size_t lane, const LogPosition& at) noexcept {
   Track& track = *tracks_[lane];
   track.resume = at;
-  track.live.store(false, std::memory_order_release);
+  // seq_cst: with the relay's WaitChannel::prepare then is_live(), either the relay sees
+  // the lane not live or this notify sees the relay waiting.
+  track.live.store(false, std::memory_order_seq_cst);
   track.wake.notify();
 }
 
 bool Spool::go_live(std::size_t lane, const LogPosition& cursor) {
   std::lock_guard lock(append_mutex_);
   if (log_->end_seq() != cursor.seq) return false;
-  tracks_[lane]->live.store(true, std::memory_order_release);
+  tracks_[lane]->live.store(true, std::memory_order_seq_cst);
   return true;
 }
 
@@ -281,6 +296,14 @@ void Spool::published(std::size_t lane, const LogPosition& at) {
   Track& track = *tracks_[lane];
   std::lock_guard lock(track.mutex);
   track.in_flight.push_back(Track::Entry{at, false});
+}
+
+void Spool::withdraw(std::size_t lane, const LogPosition& at) {
+  Track& track = *tracks_[lane];
+  std::lock_guard lock(track.mutex);
+  if (!track.in_flight.empty() && track.in_flight.back().at.seq == at.seq) {
+    track.in_flight.pop_back();
+  }
 }
 
 void Spool::handed_over(std::size_t lane, const LogPosition& next) {

@@ -94,8 +94,8 @@ class Spool {
   // Relays: makes `lane` live if `cursor` is the end of the log (nothing appended since the
   // relay read its last commit). Takes the append lock.
   bool go_live(std::size_t lane, const LogPosition& cursor);
-  // Whether `lane` is live (acquire). Once it is not, resume_at() is where its relay reads
-  // from; both change only under the append lock.
+  // Whether `lane` is live (seq_cst, see fall_behind). Once it is not, resume_at() is where its
+  // relay reads from; both change only under the append lock.
   [[nodiscard]] bool is_live(std::size_t lane) const noexcept;
   [[nodiscard]] LogPosition resume_at(std::size_t lane) const;
   // A live lane's relay parks here: woken when the lane falls behind, when a checkpoint is
@@ -110,6 +110,8 @@ class Spool {
   // The relay of `lane` is about to hand the commit at `at` to the pipeline (its
   // settlement may come back at once). Call in log order.
   void published(std::size_t lane, const LogPosition& at);
+  // ... or could not hand it over (nothing of it reached the lane): takes published() back.
+  void withdraw(std::size_t lane, const LogPosition& at);
   // ... and has handed it over: `next` is its reader's cursor after it.
   void handed_over(std::size_t lane, const LogPosition& next);
   // The relay of `lane` found the commits [from, upto) corrupt and skipped them; `next` is

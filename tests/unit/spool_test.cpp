@@ -268,6 +268,38 @@ TEST(SpoolTest, OnSettledIsCalledOnceEveryAdapterSettled) {
   EXPECT_EQ(seen.adapters[1].failed, 1u);
 }
 
+// Wants no event at all: every commit is settled (filtered) as soon as it is handed over.
+class WantsNothing final : public Adapter {
+ public:
+  [[nodiscard]] std::string_view name() const override { return "none"; }
+  [[nodiscard]] bool interested(const Event& /*event*/) const override { return false; }
+  Status handle_events(std::span<const Event> /*events*/) override { return {}; }
+};
+
+TEST(SpoolTest, OnSettledOfACommitSettledAtOnceRunsAfterTheCommitIsHandedOff) {
+  // The lane is live (caught up) and filters every event, so the commit is settled at the
+  // moment it is handed over. The callback must still run outside publish: here it shuts
+  // the emitter down, which waits for every publish under way.
+  TempDir dir;
+  Config config = spooled(dir.path());
+  config.add_adapter(std::make_shared<WantsNothing>());
+  Emitter emitter(std::move(config));
+  commit_pairs(emitter, 0, 3);
+  ASSERT_TRUE(emitter.drain(kWait).ok());  // the relay caught up: the lane is live
+  Status shutdown_status(Errc::internal, "on_settled was not called");
+  Settlement seen;
+  Transaction tx = emitter.start();
+  ASSERT_TRUE(tx.emit("e.a", 1).ok());
+  ASSERT_TRUE(tx.commit([&](const Settlement& settled) {
+                  seen = settled;
+                  shutdown_status = emitter.shutdown(std::chrono::seconds(5));
+                }).ok());
+  ASSERT_TRUE(emitter.drain(kWait).ok() || emitter.closed());
+  EXPECT_TRUE(shutdown_status.ok()) << shutdown_status.to_string();
+  ASSERT_EQ(seen.adapters.size(), 1u);
+  EXPECT_EQ(seen.adapters[0].filtered, 1u);
+}
+
 // Emits "e.echo" with the same payload for every "e.a" it handles.
 class EchoHandler final : public Handler {
  public:
