@@ -327,6 +327,10 @@ class Core : public std::enable_shared_from_this<Core> {
   // Pops the oldest batch of `queue` to drop it; counts it. Null when the ring is empty.
   Batch* evict_oldest(Lane& lane, Queue& queue) noexcept;
   void record_drop(DropReport& drops, Lane& lane, const Queue& queue, Batch* batch) noexcept;
+  // Pushes `batch` (its refs set) to every queue whose take[] is not 0, in queue order, and
+  // wakes their consumers. Room must be reserved. The batch may be recycled as soon as the
+  // last push is done: the caller must not touch it after this call.
+  void push_to_queues(Batch* batch) noexcept;
   [[nodiscard]] bool publishes_in_flight() const noexcept;
 
   // ---- retry.cpp

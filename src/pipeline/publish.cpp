@@ -338,29 +338,33 @@ Status Core::publish(BatchPtr& buffer, int cascade_depth, DropReport& drops,
   } else {
     batch.cascade_depth = cascade_depth;
     batch.refs.store(accepted + self_references, std::memory_order_relaxed);
-    // Once the last push is done the batch may be consumed and recycled at once: find the
-    // last queue first, and read nothing of the batch after pushing to it.
-    std::size_t last = 0;
-    for (std::size_t q = 0; q < all_queues_.size(); ++q) {
-      if (batch.take[q] != 0) last = q;
-    }
-    Batch* shared = buffer.release();  // owned by its references from here on
-    for (std::size_t q = 0; accepted != 0 && q <= last; ++q) {
-      Queue& queue = *all_queues_[q];
-      if (shared->take[q] == 0) continue;
-      // Room is reserved, so a full ring is transient: a consumer is between taking a
-      // cell and releasing it.
-      while (!queue.ring.try_push(shared))
-        sched_yield();
-      // The push (seq_cst) then notify's seq_cst load pair with idle_wait's prepare then
-      // check: either we see the consumer waiting, or it sees our push.
-      queue.wakeup.notify(1);
-    }
+    push_to_queues(buffer.release());  // owned by its references from here on
   }
   if (cascade) cascade_commits_.fetch_add(1, std::memory_order_relaxed);
   shard.events.fetch_add(n, std::memory_order_relaxed);
   shard.transactions.fetch_add(1, std::memory_order_relaxed);
   return {};
+}
+
+void Core::push_to_queues(Batch* batch) noexcept {
+  // Once the last push is done the batch may be consumed and recycled at once: find the
+  // last queue first, and read nothing of the batch after pushing to it.
+  const std::size_t queues = all_queues_.size();
+  std::size_t end = 0;  // one past the last queue that takes events
+  for (std::size_t q = 0; q < queues; ++q) {
+    if (batch->take[q] != 0) end = q + 1;
+  }
+  for (std::size_t q = 0; q < end; ++q) {
+    Queue& queue = *all_queues_[q];
+    if (batch->take[q] == 0) continue;
+    // Room is reserved, so a full ring is transient: a consumer is between taking a cell
+    // and releasing it.
+    while (!queue.ring.try_push(batch))
+      sched_yield();
+    // The push (seq_cst) then notify's seq_cst load pair with idle_wait's prepare then
+    // check: either we see the consumer waiting, or it sees our push.
+    queue.wakeup.notify(1);
+  }
 }
 
 bool Core::publishes_in_flight() const noexcept {

@@ -109,44 +109,41 @@ bool Core::hand_over_live(BatchPtr& buffer, const std::shared_ptr<SettlementTrac
   tracker->set_seq(at.seq);
   std::uint32_t accepted = 0;
   for (std::size_t l = 0; l < routed_lanes_; ++l) {
-    Lane& lane = *lanes_[l];
-    bool takes = spool_->live(l);
-    if (takes) {
-      // Room in every queue of the lane that takes events, or the lane falls behind.
-      std::size_t reserved = 0;
-      for (auto& queue_ptr : lane.queues) {
-        const std::size_t k = batch.take[queue_ptr->flat];
-        if (k == 0) continue;
-        if (!try_reserve(*queue_ptr, k, queue_ptr->capacity)) {
-          takes = false;
-          break;
-        }
-        ++reserved;
-      }
-      if (!takes) {
-        for (auto& undo : lane.queues) {
-          const std::size_t k = batch.take[undo->flat];
-          if (k == 0 || reserved == 0) continue;
-          unreserve(*undo, k);
-          --reserved;
-        }
-        spool_->fall_behind(l, at);
-      }
-    }
-    if (!takes) {
-      for (auto& queue_ptr : lane.queues)
+    if (!spool_->live(l)) {
+      // Its relay reads the commit from the log.
+      for (auto& queue_ptr : lanes_[l]->queues)
         batch.take[queue_ptr->flat] = 0;
       continue;
     }
-    try {
-      // First, as the only step that can fail (memory for the lane's bookkeeping): then
-      // the lane is handed nothing, and its relay reads the commit back once memory
-      // allows (its position has not passed it).
-      spool_->handed_over_live(l, at, next);
-    } catch (...) {
+    Lane& lane = *lanes_[l];
+    // Room in every queue of the lane that takes events, then the lane's bookkeeping (the
+    // only step that can fail: memory), or the lane falls behind at this commit and is
+    // handed nothing (its position has not passed the commit).
+    std::size_t reserved = 0;
+    bool takes = true;
+    for (auto& queue_ptr : lane.queues) {
+      const std::size_t k = batch.take[queue_ptr->flat];
+      if (k == 0) continue;
+      if (!try_reserve(*queue_ptr, k, queue_ptr->capacity)) {
+        takes = false;
+        break;
+      }
+      ++reserved;
+    }
+    if (takes) {
+      try {
+        spool_->handed_over_live(l, at, next);
+      } catch (...) {
+        takes = false;
+      }
+    }
+    if (!takes) {
       for (auto& queue_ptr : lane.queues) {
         const std::size_t k = batch.take[queue_ptr->flat];
-        if (k != 0) unreserve(*queue_ptr, k);
+        if (k != 0 && reserved != 0) {
+          unreserve(*queue_ptr, k);
+          --reserved;
+        }
         batch.take[queue_ptr->flat] = 0;
       }
       spool_->fall_behind(l, at);
@@ -165,22 +162,7 @@ bool Core::hand_over_live(BatchPtr& buffer, const std::shared_ptr<SettlementTrac
   batch.tracker = tracker;
   batch.cascade_depth = cascade_depth;
   batch.refs.store(accepted, std::memory_order_relaxed);
-  // Once the last push is done the batch may be consumed and recycled at once: find the
-  // last queue first, and read nothing of the batch after pushing to it.
-  std::size_t last = 0;
-  for (std::size_t q = 0; q < all_queues_.size(); ++q) {
-    if (batch.take[q] != 0) last = q;
-  }
-  Batch* shared = buffer.release();  // owned by its references from here on
-  for (std::size_t q = 0; q <= last; ++q) {
-    Queue& queue = *all_queues_[q];
-    if (shared->take[q] == 0) continue;
-    // Room is reserved, so a full ring is transient: a consumer is between taking a cell
-    // and releasing it.
-    while (!queue.ring.try_push(shared))
-      sched_yield();
-    queue.wakeup.notify(1);
-  }
+  push_to_queues(buffer.release());  // owned by its references from here on
   return true;
 }
 
