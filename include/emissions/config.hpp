@@ -41,10 +41,13 @@ enum class Overflow {
   /// therefore stalls every commit that has events it wants.
   block,
   /// The caller never waits: the oldest queued batches of that adapter are dropped to make
-  /// room (counted `dropped`, reason "overflow").
+  /// room (counted `dropped`, reason "overflow"). With a spool, a full spool drops the
+  /// oldest segment's commits this adapter had not read yet, when no other kind of adapter
+  /// still holds that segment (docs/SPOOL.md).
   drop_oldest,
   /// The caller never waits: the committed events are dropped for that adapter (counted
-  /// `dropped`, reason "overflow"); the other adapters still get them.
+  /// `dropped`, reason "overflow"); the other adapters still get them. With a spool, the
+  /// log is shared: a full spool drops a new commit for every adapter when none is block.
   drop_newest,
 };
 

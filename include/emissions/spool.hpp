@@ -54,9 +54,12 @@ struct SpoolOptions {
   /// (a lock file: a second one gets a ConfigError naming the pid that holds it).
   std::filesystem::path dir;
   Durability durability = Durability::process;  ///< see Durability
-  /// The segments' total size on disk. When it is reached, commits wait up to the
-  /// pipeline's block_timeout for the slowest adapter to free a segment, then return
-  /// overloaded (nothing is written).
+  /// The segments' total size on disk. When it is reached, the overflow policies of the
+  /// adapters holding the oldest segment apply (docs/SPOOL.md): if all of them are
+  /// drop_oldest, they let go of it (what they had not read is dropped for them); otherwise
+  /// a commit waits up to the longest block_timeout of the block adapters for a segment to
+  /// be freed, then returns overloaded (nothing is written), or, when no adapter is block,
+  /// is dropped for every adapter at once (commit() returns ok).
   std::uint64_t max_bytes = 1ull << 30;
   /// The size of one segment file: at least 1 MiB, at most half of max_bytes (the segment
   /// being written is never deleted, so the budget must hold two).

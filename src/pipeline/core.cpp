@@ -177,7 +177,20 @@ Core::Core(Config config)
   if (config.spool) {
     // Last: every other mistake is reported before the directory is locked and opened.
     spool_ = spool::Spool::open(*config.spool, *settled_names_);
-    spool_wait_ = p.block_timeout;
+    // A full spool applies each lane's overflow policy (spool_overflow.cpp); a commit waits
+    // as long as the most patient blocking lane would.
+    std::vector<Overflow> policies;
+    policies.reserve(routed_lanes_);
+    for (std::size_t l = 0; l < routed_lanes_; ++l) {
+      const LaneOptions& options = lanes_[l]->options;
+      policies.push_back(options.overflow);
+      if (options.overflow == Overflow::block) {
+        spool_wait_ = std::max(spool_wait_, options.block_timeout);
+      }
+    }
+    spool_->set_overflow(std::move(policies), [this](std::size_t lane, std::uint64_t events) {
+      count_spool_overflow(lane, events);
+    });
   }
 }
 

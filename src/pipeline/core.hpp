@@ -252,8 +252,14 @@ class DropReport {
     const std::string* lane;  // the lane's name (kept alive by `counters`)
     std::shared_ptr<LaneCounters> counters;
     std::size_t lane_index;
-    std::uint32_t partition;
+    std::uint32_t partition;  // the lane's queue whose events were dropped, or kWholeBatch
   };
+  // Every event of the batch, routed or not (a full spool drops a commit before routing).
+  static constexpr std::uint32_t kWholeBatch = 0xffffffffU;
+  [[nodiscard]] static bool dropped(const Entry& entry, std::size_t event) noexcept {
+    return entry.partition == kWholeBatch ||
+           entry.batch->route_of(event, entry.lane_index) == entry.partition;
+  }
   void release() noexcept;
   std::shared_ptr<PipelineShared> shared_;
   std::vector<Entry> entries_;
@@ -359,10 +365,17 @@ class Core : public std::enable_shared_from_this<Core> {
   // this returns ok), counts it and recycles the batch. Relays deliver it.
   // With `tracker`, the live handoff's tracker is left there for the caller to release
   // (as publish does).
-  Status publish_to_spool(BatchPtr& batch, int cascade_depth,
+  Status publish_to_spool(BatchPtr& batch, int cascade_depth, DropReport& drops,
                           std::function<void(const Settlement&)>* on_settled,
-                          std::shared_ptr<SettlementTracker>* tracker = nullptr);
+                          std::shared_ptr<SettlementTracker>* tracker);
   class LiveHandoff;  // the Spool::AppendHook of one commit
+  // A full spool with no blocking lane dropped the commit (nothing was written): counts it
+  // dropped for every lane and reports its settlement as in-memory drops do.
+  Status drop_for_every_lane(BatchPtr& buffer, int cascade_depth, DropReport& drops,
+                             std::function<void(const Settlement&)>* on_settled,
+                             std::shared_ptr<SettlementTracker>* tracker_out);
+  // The spool reclaimed `events` a drop_oldest lane had not read (Spool::set_overflow).
+  void count_spool_overflow(std::size_t lane_index, std::uint64_t events) noexcept;
   // Under the spool's append lock (live handoff): hands the committed batch, commit `at` of
   // the log, to every live lane with room in its queues; the others fall behind (their
   // relays read it back). True when some queue took the batch (`buffer` is then released).

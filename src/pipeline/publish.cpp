@@ -187,7 +187,7 @@ Status Core::publish(BatchPtr& buffer, int cascade_depth, DropReport& drops,
   if ((cascade ? sealed_ : closed_).load(std::memory_order_seq_cst)) {
     return Status(Errc::closed, "the emitter has been shut down");
   }
-  if (spool_) return publish_to_spool(buffer, cascade_depth, on_settled, tracker);
+  if (spool_) return publish_to_spool(buffer, cascade_depth, drops, on_settled, tracker);
 
   // 1. Routing: user code, with nothing reserved. May allocate (the batch's routing
   //    vectors grow to the largest commit seen, then stay).
@@ -381,7 +381,7 @@ void DropReport::fire() noexcept {
     for (const Entry& entry : entries_) {
       const Batch& batch = *entry.batch;
       for (std::size_t i = 0; i < batch.size; ++i) {
-        if (batch.route_of(i, entry.lane_index) != entry.partition) continue;
+        if (!dropped(entry, i)) continue;
         best_effort([&] {
           events::kEventDropped.execute({{"count", 1}}, {{"event_name", batch.slots[i].name.str()},
                                                          {"reason", "overflow"},
@@ -399,7 +399,7 @@ void DropReport::release() noexcept {
     if (batch.tracker) {
       std::uint64_t k = 0;
       for (std::size_t i = 0; i < batch.size; ++i)
-        k += batch.route_of(i, entry.lane_index) == entry.partition ? 1U : 0U;
+        k += dropped(entry, i) ? 1U : 0U;
       batch.tracker->add(entry.lane_index, SettlementTracker::Outcome::dropped, k);
     }
     shared_->release(entry.batch);

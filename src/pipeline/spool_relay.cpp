@@ -57,7 +57,7 @@ class Core::LiveHandoff final : public spool::Spool::AppendHook {
   bool handed_ = false;
 };
 
-Status Core::publish_to_spool(BatchPtr& buffer, int cascade_depth,
+Status Core::publish_to_spool(BatchPtr& buffer, int cascade_depth, DropReport& drops,
                               std::function<void(const Settlement&)>* on_settled,
                               std::shared_ptr<SettlementTracker>* tracker_out) {
   Batch& batch = *buffer;
@@ -77,12 +77,14 @@ Status Core::publish_to_spool(BatchPtr& buffer, int cascade_depth,
     }
   }
   LiveHandoff handoff(*this, buffer, tracker, cascade_depth);
-  if (Status s =
-          spool_->append(batch.events(), static_cast<std::uint32_t>(cascade_depth),
-                         batch.spool_body, spool_wait_, on_settled, tracker ? &handoff : nullptr);
+  bool dropped = false;
+  if (Status s = spool_->append(batch.events(), static_cast<std::uint32_t>(cascade_depth),
+                                batch.spool_body, spool_wait_, on_settled,
+                                tracker ? &handoff : nullptr, &dropped);
       !s) {
     return s;
   }
+  if (dropped) return drop_for_every_lane(buffer, cascade_depth, drops, on_settled, tracker_out);
   if (cascade_depth > 0) cascade_commits_.fetch_add(1, std::memory_order_relaxed);
   Shard& shard = my_shard();
   shard.events.fetch_add(n, std::memory_order_relaxed);
@@ -99,6 +101,57 @@ Status Core::publish_to_spool(BatchPtr& buffer, int cascade_depth,
     }
   }
   return {};
+}
+
+Status Core::drop_for_every_lane(BatchPtr& buffer, int cascade_depth, DropReport& drops,
+                                 std::function<void(const Settlement&)>* on_settled,
+                                 std::shared_ptr<SettlementTracker>* tracker_out) {
+  // The spool is full and no lane blocks: nothing was written, and the commit is dropped
+  // for every lane, before routing (an event a lane would have filtered counts dropped).
+  // As in memory, the caller fires the drops' telemetry, then their settlement, once the
+  // transaction is handed off.
+  Batch& batch = *buffer;
+  const std::size_t n = batch.size;
+  try {
+    drops.entries_.reserve(drops.entries_.size() + routed_lanes_);
+    if (on_settled != nullptr && *on_settled) {
+      batch.tracker =
+          std::make_shared<SettlementTracker>(settled_names_, n, std::move(*on_settled));
+    }
+  } catch (const std::exception& e) {
+    return Status(Errc::internal, std::string("reporting the commit's drop failed: ") + e.what());
+  }
+  drops.shared_ = shared_;
+  batch.refs.store(static_cast<std::uint32_t>(routed_lanes_), std::memory_order_relaxed);
+  for (std::size_t l = 0; l < routed_lanes_; ++l) {
+    Lane& lane = *lanes_[l];
+    lane.counters->received.fetch_add(n, std::memory_order_relaxed);
+    lane.counters->dropped.fetch_add(n, std::memory_order_relaxed);
+    drops.entries_.push_back(
+        DropReport::Entry{&batch, &lane.counters->name, lane.counters, l, DropReport::kWholeBatch});
+  }
+  if (tracker_out != nullptr && batch.tracker) *tracker_out = batch.tracker;
+  Batch* owned = buffer.release();  // owned by the drop entries from here on
+  if (routed_lanes_ == 0) shared_->pool.recycle(owned);
+  if (cascade_depth > 0) cascade_commits_.fetch_add(1, std::memory_order_relaxed);
+  Shard& shard = my_shard();
+  shard.events.fetch_add(n, std::memory_order_relaxed);
+  shard.transactions.fetch_add(1, std::memory_order_relaxed);
+  return {};
+}
+
+void Core::count_spool_overflow(std::size_t lane_index, std::uint64_t events) noexcept {
+  // Events of commits a drop_oldest lane had not read when the full spool reclaimed their
+  // segment: never handed to the lane, so received and dropped at once.
+  Lane& lane = *lanes_[lane_index];
+  lane.counters->received.fetch_add(events, std::memory_order_relaxed);
+  lane.counters->dropped.fetch_add(events, std::memory_order_relaxed);
+  if (events::kSpoolDropped.enabled()) {
+    best_effort([&] {
+      events::kSpoolDropped.execute({{"count", events}},
+                                    {{"adapter", lane.name}, {"reason", "overflow"}});
+    });
+  }
 }
 
 bool Core::hand_over_live(BatchPtr& buffer, const std::shared_ptr<SettlementTracker>& tracker,
@@ -274,6 +327,11 @@ void Core::run_relay(std::size_t lane_index) noexcept {
       corrupt_reported = 0;
       reader_stale = false;
     }
+    if (const auto fence = spool.fence(lane_index, reading->cursor().seq)) {
+      // A full spool reclaimed the commits before the fence for this drop_oldest lane.
+      reading.emplace(spool.log(), *fence);
+      corrupt_reported = 0;
+    }
     spool::LogReader& reader = *reading;
     spool::LogReader::Next next{};
     spool::LogPosition at;
@@ -334,6 +392,7 @@ void Core::run_relay(std::size_t lane_index) noexcept {
           wake);
       continue;
     }
+    if (!spool.published(lane_index, at)) continue;  // reclaimed meanwhile: see the fence
     BatchPtr batch = acquire_batch();
     for (Event& e : events) {
       // Empty metadata goes in as null: the recycled slot keeps its own empty object, and
@@ -342,7 +401,6 @@ void Core::run_relay(std::size_t lane_index) noexcept {
       if (!e.metadata.is_object() || !e.metadata.empty()) metadata = std::move(e.metadata);
       batch->append(e.name, std::move(e.payload), std::move(metadata), e.id, e.emitted_at);
     }
-    spool.published(lane_index, at);
     const Status published =
         publish_relayed(lane, batch, at.seq, static_cast<int>(reader.last_flags()));
     if (!published && published.code() == Errc::closed) break;

@@ -7,6 +7,7 @@
 #include "common/best_effort.hpp"
 #include "common/config_check.hpp"
 #include "common/wait.hpp"
+#include "spool/spool_state.hpp"
 
 namespace emissions::detail::spool {
 
@@ -19,34 +20,6 @@ std::string describe_bytes(std::uint64_t n) {
 }
 
 }  // namespace
-
-// One routed lane's progress: the commits its relay handed over and not yet settled, in
-// log order, and the cursor after the last one. Its position is the first unsettled one.
-struct Spool::Track {
-  struct Entry {
-    LogPosition at;
-    bool settled = false;
-  };
-  std::string name;
-  LogPosition start;
-  mutable std::mutex mutex;
-  std::deque<Entry> in_flight;  // guarded by mutex
-  LogPosition next;             // guarded by mutex
-  // Live handoff: written under Spool::append_mutex_; `live` read by the relay without it.
-  std::atomic<bool> live{false};
-  LogPosition resume;
-  WaitChannel wake;
-
-  [[nodiscard]] LogPosition position() const {  // with mutex held
-    return in_flight.empty() ? next : in_flight.front().at;
-  }
-};
-
-struct Spool::Pending {
-  std::function<void(const Settlement&)> callback;
-  Settlement settlement;
-  std::size_t remaining = 0;
-};
 
 Spool::Spool(Key /*unused*/, const SpoolOptions& options, std::shared_ptr<FileLayer> files)
     : options_(options), files_(std::move(files)) {}
@@ -158,8 +131,10 @@ std::unique_ptr<Spool> Spool::open(const SpoolOptions& options,
 
 Status Spool::append(std::span<const Event> events, std::uint32_t flags,
                      std::vector<std::uint8_t>& scratch, std::chrono::milliseconds wait,
-                     std::function<void(const Settlement&)>* on_settled, AppendHook* hook) {
+                     std::function<void(const Settlement&)>* on_settled, AppendHook* hook,
+                     bool* dropped) {
   if (!live_handoff()) hook = nullptr;
+  if (dropped != nullptr) *dropped = false;
   // With live handoff every append takes the append lock, so that go_live() knows the end
   // of the log is not moving.
   scratch.clear();
@@ -221,12 +196,24 @@ Status Spool::append(std::span<const Event> events, std::uint32_t flags,
       return s;
     }
     if (s.code() != Errc::overloaded) return s;
-    // The disk budget is spent: free what every lane has settled, then wait for a lane to
-    // settle more (each settlement that moves a position notifies `progress`).
+    // The disk budget is spent: free what every lane has settled; then reclaim the oldest
+    // segment if only drop_oldest lanes hold it; then drop the commit if no lane blocks, or
+    // wait for a lane to settle more (each settlement that moves a position notifies
+    // `progress`).
     if (!checkpointed) {
       checkpointed = true;
       if (Status c = checkpoint_now(false); !c) return c;
       continue;
+    }
+    bool reclaimed = false;
+    if (Status r = reclaim_oldest(reclaimed); !r) return r;
+    if (reclaimed) {
+      if (Status c = checkpoint_now(false); !c) return c;
+      continue;
+    }
+    if (dropped != nullptr && !any_lane_blocks_) {
+      *dropped = true;
+      return {};
     }
     checkpointed = false;
     const std::uint64_t epoch = progress_epoch_.load(std::memory_order_seq_cst);
@@ -271,7 +258,7 @@ void Spool::handed_over_live(std::size_t lane, const LogPosition& at, const LogP
   {
     std::lock_guard lock(track.mutex);
     track.in_flight.push_back(Track::Entry{at, false});
-    track.next = next;
+    if (next.seq > track.next.seq) track.next = next;
   }
   if (next.seq >= wake_at_.load(std::memory_order_seq_cst)) progress.notify();
 }
@@ -292,10 +279,20 @@ bool Spool::go_live(std::size_t lane, const LogPosition& cursor) {
   return true;
 }
 
-void Spool::published(std::size_t lane, const LogPosition& at) {
+bool Spool::published(std::size_t lane, const LogPosition& at) {
   Track& track = *tracks_[lane];
   std::lock_guard lock(track.mutex);
+  if (at.seq < track.fence.seq) return false;  // reclaimed
   track.in_flight.push_back(Track::Entry{at, false});
+  return true;
+}
+
+std::optional<LogPosition> Spool::fence(std::size_t lane, std::uint64_t cursor) const {
+  const Track& track = *tracks_[lane];
+  if (track.fence_seq.load(std::memory_order_acquire) <= cursor) return std::nullopt;
+  std::lock_guard lock(track.mutex);
+  if (track.fence.seq <= cursor) return std::nullopt;
+  return track.fence;
 }
 
 void Spool::withdraw(std::size_t lane, const LogPosition& at) {
@@ -310,7 +307,7 @@ void Spool::handed_over(std::size_t lane, const LogPosition& next) {
   Track& track = *tracks_[lane];
   {
     std::lock_guard lock(track.mutex);
-    track.next = next;
+    if (next.seq > track.next.seq) track.next = next;  // a reclaim may have moved it further
   }
   if (next.seq >= wake_at_.load(std::memory_order_seq_cst)) progress.notify();
 }
@@ -328,24 +325,30 @@ void Spool::clear_relays_waiter(std::uint64_t seq) noexcept {
 
 void Spool::skipped(std::size_t lane, std::uint64_t from, std::uint64_t upto,
                     const LogPosition& next) {
-  {
-    std::lock_guard lock(corrupt_mutex_);
-    // A lost stretch (a segment gone) can be long: past a bound its commits are counted
-    // without remembering each (another lane coming across them counts them again).
-    constexpr std::uint64_t kRemembered = 1u << 16;
-    const std::uint64_t remembered = std::min(upto - std::min(from, upto), kRemembered);
-    for (std::uint64_t seq = from; seq < from + remembered; ++seq)
-      corrupt_seqs_.insert(seq);
-    corrupt_unremembered_ += (upto - std::min(from, upto)) - remembered;
-    corrupt_.store(corrupt_seqs_.size() + corrupt_unremembered_, std::memory_order_relaxed);
-  }
   Track& track = *tracks_[lane];
   {
     std::lock_guard lock(track.mutex);
-    track.next = next;
+    // Commits a reclaim took from the lane are gone on purpose (their segment may be
+    // deleted under the reader): counted dropped there, not corrupt here.
+    from = std::max(from, track.fence.seq);
+    if (next.seq > track.next.seq) track.next = next;
   }
+  count_corrupt(from, upto);
   moved_.store(true, std::memory_order_relaxed);
   progress.notify();
+}
+
+void Spool::count_corrupt(std::uint64_t from, std::uint64_t upto) {
+  if (upto <= from) return;
+  std::lock_guard lock(corrupt_mutex_);
+  // A lost stretch (a segment gone) can be long: past a bound its commits are counted
+  // without remembering each (another lane coming across them counts them again).
+  constexpr std::uint64_t kRemembered = 1u << 16;
+  const std::uint64_t remembered = std::min(upto - from, kRemembered);
+  for (std::uint64_t seq = from; seq < from + remembered; ++seq)
+    corrupt_seqs_.insert(seq);
+  corrupt_unremembered_ += (upto - from) - remembered;
+  corrupt_.store(corrupt_seqs_.size() + corrupt_unremembered_, std::memory_order_relaxed);
 }
 
 void Spool::settled(std::size_t lane, std::uint64_t seq, const AdapterStats& settlement) {

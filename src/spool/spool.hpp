@@ -18,12 +18,14 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "common/parking.hpp"
+#include "emissions/config.hpp"
 #include "emissions/settlement.hpp"
 #include "emissions/spool.hpp"
 #include "emissions/status.hpp"
@@ -71,10 +73,25 @@ class Spool {
   // error nothing was written, the callback is dropped and `hook` is not called.
   // `flags` is stored with the commit (the pipeline's cascade depth) and read back by
   // LogReader::last_flags(). `hook` is called only with live_handoff().
+  //
+  // A full spool first frees what every lane settled, then reclaims the oldest segment
+  // when only drop_oldest lanes hold it (set_overflow). If there is still no room and no
+  // lane blocks, nothing is written and `*dropped` is set (the caller counts the commit
+  // dropped for every lane and still owns `*on_settled`); with `dropped` null, or a lane
+  // that blocks, the commit waits up to `wait` for room.
   Status append(std::span<const Event> events, std::uint32_t flags,
                 std::vector<std::uint8_t>& scratch, std::chrono::milliseconds wait,
                 std::function<void(const Settlement&)>* on_settled = nullptr,
-                AppendHook* hook = nullptr);
+                AppendHook* hook = nullptr, bool* dropped = nullptr);
+
+  // ---- a full spool (max_bytes)
+  // Told, with no internal state held, how many events of commits it had not read yet a
+  // drop_oldest lane lost when the oldest segment was reclaimed (the caller counts them
+  // received and dropped, reason overflow).
+  using ReclaimListener = std::function<void(std::size_t lane, std::uint64_t events)>;
+  // Before the first commit: each lane's overflow policy, in lane order (block when not
+  // set), and who hears of reclaimed events.
+  void set_overflow(std::vector<Overflow> policies, ReclaimListener listener);
 
   // ---- live handoff
   // With Durability::process a lane whose relay caught up with the log is live: the commit
@@ -108,8 +125,12 @@ class Spool {
   [[nodiscard]] std::size_t lanes() const noexcept { return tracks_.size(); }
   [[nodiscard]] LogPosition start(std::size_t lane) const;
   // The relay of `lane` is about to hand the commit at `at` to the pipeline (its
-  // settlement may come back at once). Call in log order.
-  void published(std::size_t lane, const LogPosition& at);
+  // settlement may come back at once). Call in log order. False when a full spool
+  // reclaimed the commit for this lane (drop_oldest): skip it and read from fence().
+  [[nodiscard]] bool published(std::size_t lane, const LogPosition& at);
+  // Where `lane`'s relay must read from when its cursor is before it: the first commit a
+  // reclaim left it (nothing when none did, or its cursor is past it).
+  [[nodiscard]] std::optional<LogPosition> fence(std::size_t lane, std::uint64_t cursor) const;
   // ... or could not hand it over (nothing of it reached the lane): takes published() back.
   void withdraw(std::size_t lane, const LogPosition& at);
   // ... and has handed it over: `next` is its reader's cursor after it.
@@ -155,6 +176,12 @@ class Spool {
   struct Track;
   struct Pending;
   void settle_pending(std::uint64_t seq, std::size_t lane, const AdapterStats& stats);
+  // A full spool (spool_overflow.cpp): frees the oldest segment when only drop_oldest
+  // lanes hold it; `reclaimed` says whether a lane let go of it.
+  struct Reclaimed;
+  Status reclaim_oldest(bool& reclaimed);
+  Status reclaim_lane(std::size_t lane, const LogPosition& fence, Reclaimed& out);
+  void count_corrupt(std::uint64_t from, std::uint64_t upto);
   void abandon_pending() noexcept;
   Status checkpoint_now(bool force);
   Status checkpoint_locked(bool force);  // with checkpoint_mutex_ held
@@ -176,6 +203,11 @@ class Spool {
   std::atomic<bool> closed_{false};
   std::uint64_t closed_bytes_ = 0;  // disk_bytes() once closed
   std::atomic<std::uint64_t> wake_at_{std::numeric_limits<std::uint64_t>::max()};
+
+  std::vector<Overflow> overflow_;  // per lane; set before the first commit
+  bool any_lane_blocks_ = true;
+  ReclaimListener reclaim_listener_;
+  std::mutex reclaim_mutex_;  // one reclaim at a time
 
   mutable std::mutex append_mutex_;  // with live_handoff(): log order = handoff order
   std::mutex checkpoint_mutex_;

@@ -28,6 +28,7 @@ struct LibraryProbes {
   telemetry::Probe handler_error{{"emissions", "handler", "error"}};
   telemetry::Probe handler_ignored{{"emissions", "handler", "ignored"}};
   telemetry::Probe spool_corrupt{{"emissions", "spool", "corrupt"}};
+  telemetry::Probe spool_dropped{{"emissions", "spool", "dropped"}};
 };
 
 inline NoDestroy<LibraryProbes> g_library_probes;
@@ -44,5 +45,6 @@ inline constinit const telemetry::Probe& kHandlerSuccess = g_library_probes->han
 inline constinit const telemetry::Probe& kHandlerError = g_library_probes->handler_error;
 inline constinit const telemetry::Probe& kHandlerIgnored = g_library_probes->handler_ignored;
 inline constinit const telemetry::Probe& kSpoolCorrupt = g_library_probes->spool_corrupt;
+inline constinit const telemetry::Probe& kSpoolDropped = g_library_probes->spool_dropped;
 
 }  // namespace emissions::detail::events

@@ -139,7 +139,10 @@ class Relay {
     EXPECT_TRUE(key.has_value()) << "lane " << lane_ << " read a commit nobody appended at "
                                  << at.seq;
     read_.push_back(Read{at.seq, key.value_or(CommitKey{})});
-    spool_.published(lane_, at);
+    if (!spool_.published(lane_, at)) {  // only a full spool with drop_oldest lanes refuses
+      ADD_FAILURE() << "lane " << lane_ << ": commit " << at.seq << " refused";
+      return false;
+    }
     spool_.handed_over(lane_, reader_.cursor());
     if (at.seq < options_.settle_below) unsettled_.emplace_back(at.seq, events.size());
     while (options_.auto_settle &&

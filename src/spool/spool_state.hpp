@@ -1,0 +1,51 @@
+// Internal to src/spool/: the Spool's per-lane and per-commit state, shared by spool.cpp
+// and spool_overflow.cpp.
+#pragma once
+
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+
+#include "common/parking.hpp"
+#include "emissions/settlement.hpp"
+#include "spool/segment_log.hpp"
+#include "spool/spool.hpp"
+
+namespace emissions::detail::spool {
+
+// One routed lane's progress: the commits its relay handed over and not yet settled, in
+// log order, and the cursor after the last one. Its position is the first unsettled one.
+struct Spool::Track {
+  struct Entry {
+    LogPosition at;
+    bool settled = false;
+  };
+  std::string name;
+  LogPosition start;
+  mutable std::mutex mutex;
+  std::deque<Entry> in_flight;  // guarded by mutex
+  LogPosition next;             // guarded by mutex
+  // Live handoff: written under Spool::append_mutex_; `live` read by the relay without it.
+  std::atomic<bool> live{false};
+  LogPosition resume;
+  WaitChannel wake;
+  // A full spool reclaimed every commit before `fence` for this lane (drop_oldest): its
+  // relay hands none of them over. Guarded by mutex; fence_seq mirrors fence.seq for the
+  // relay's check without the lock.
+  LogPosition fence{0, 0, 0};
+  std::atomic<std::uint64_t> fence_seq{0};
+
+  [[nodiscard]] LogPosition position() const {  // with mutex held
+    return in_flight.empty() ? next : in_flight.front().at;
+  }
+};
+
+struct Spool::Pending {
+  std::function<void(const Settlement&)> callback;
+  Settlement settlement;
+  std::size_t remaining = 0;
+};
+
+}  // namespace emissions::detail::spool

@@ -1,0 +1,313 @@
+// A full spool (SpoolOptions::max_bytes) applies the adapters' overflow policies
+// (src/spool/spool_overflow.cpp, Core::drop_for_every_lane): drop_oldest lanes let go of the
+// oldest segment, a commit no lane blocks for is dropped for every lane, and a blocking lane
+// makes the commit wait, then refuses it. Every event is settled exactly once per adapter.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "emissions/emissions.hpp"
+#include "emissions/testing/faulty_adapter.hpp"
+#include "recording_adapter.hpp"
+#include "temp_dir.hpp"
+
+namespace emissions {
+namespace {
+
+using test_support::TelemetryRecorder;
+using test_support::TempDir;
+using testing::FaultyAdapter;
+
+constexpr auto kWait = std::chrono::seconds(30);
+constexpr std::size_t kPayloadBytes = 16 * 1024;  // ~60 commits per 1 MiB segment
+
+Config small_spool(const std::filesystem::path& dir, Durability durability) {
+  Config config;
+  config.make_default = false;
+  config.spool = SpoolOptions{
+      .dir = dir, .durability = durability, .max_bytes = 2u << 20, .segment_bytes = 1u << 20};
+  config.shutdown_timeout = std::chrono::milliseconds(200);
+  return config;
+}
+
+// The settlement of each commit, by the commit's number (its event's payload "k").
+class Settlements {
+ public:
+  std::function<void(const Settlement&)> for_commit(int k) {
+    return [this, k](const Settlement& s) {
+      std::lock_guard lock(mutex_);
+      ++calls_[k];
+      last_[k] = s;
+    };
+  }
+  [[nodiscard]] std::map<int, int> calls() const {
+    std::lock_guard lock(mutex_);
+    return calls_;
+  }
+  [[nodiscard]] std::map<int, Settlement> last() const {
+    std::lock_guard lock(mutex_);
+    return last_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<int, int> calls_;
+  std::map<int, Settlement> last_;
+};
+
+int payload_number(const Event& e) {
+  return std::stoi(e.payload.get<std::string>().substr(0, 8));
+}
+
+std::string big_payload(int k) {
+  std::string head = std::to_string(k);
+  head.insert(0, 8 - std::min<std::size_t>(8, head.size()), '0');  // 8 digits: payload_number
+  return head + std::string(kPayloadBytes, 'x');
+}
+
+// Commits events 0..count-1, one per transaction, each with an on_settled callback;
+// returns how many commits did not return ok.
+int commit_numbered(Emitter& emitter, int count, Settlements& settlements) {
+  int failures = 0;
+  for (int k = 0; k < count; ++k) {
+    Transaction tx = emitter.start();
+    EXPECT_TRUE(tx.emit("big", big_payload(k)).ok());
+    if (!tx.commit(settlements.for_commit(k)).ok()) ++failures;
+  }
+  return failures;
+}
+
+// The events the adapter was handed, in arrival order (delivered() is in settlement order,
+// which release() interleaves with inline acknowledgements).
+std::vector<int> arrivals(const FaultyAdapter& adapter) {
+  std::vector<int> out;
+  for (const testing::ReceivedEvent& r : adapter.received())
+    out.push_back(payload_number(r.event));
+  return out;
+}
+
+std::uint64_t sum_counts(const std::vector<TelemetryRecorder::Record>& records) {
+  std::uint64_t total = 0;
+  for (const TelemetryRecorder::Record& r : records)
+    total += r.measurements.at("count").get<std::uint64_t>();
+  return total;
+}
+
+class SpoolOverflowTest : public ::testing::TestWithParam<Durability> {};
+
+INSTANTIATE_TEST_SUITE_P(Durabilities, SpoolOverflowTest,
+                         ::testing::Values(Durability::process, Durability::machine),
+                         [](const auto& param_info) {
+                           return param_info.param == Durability::process ? std::string("process")
+                                                                          : std::string("machine");
+                         });
+
+TEST_P(SpoolOverflowTest, ADropOldestLaneLetsGoOfItsOldestBacklogAndNoCommitWaits) {
+  TempDir dir;
+  const std::vector<std::string> kSpoolDropped = {"emissions", "spool", "dropped"};
+  TelemetryRecorder telemetry("spool-overflow", {kSpoolDropped});
+  auto stuck = std::make_shared<FaultyAdapter>("stuck");
+  auto fast = std::make_shared<FaultyAdapter>("fast");
+  Config config = small_spool(dir.path(), GetParam());
+  // A commit that waited for the stuck lane would be refused after this (it never
+  // settles while stalled): every commit returning ok proves none waited for it.
+  config.pipeline.block_timeout = std::chrono::milliseconds(2000);
+  config.add_adapter(stuck, {.buffer_size = 10, .overflow = Overflow::drop_oldest})
+      .add_adapter(fast);
+  Emitter emitter(std::move(config));
+  stuck->stall();
+  Settlements settlements;
+  constexpr int kCommits = 400;  // ~6.5 MiB through a 2 MiB spool
+  ASSERT_EQ(commit_numbered(emitter, kCommits, settlements), 0);
+  EXPECT_LE(emitter.stats().spool_bytes, 2u << 20);
+  stuck->release();
+  ASSERT_TRUE(emitter.drain(kWait).ok());
+
+  const EmitterStats stats = emitter.stats();
+  const AdapterStats& s = stats.adapters[0];
+  EXPECT_EQ(stats.committed, static_cast<std::uint64_t>(kCommits));
+  EXPECT_EQ(s.received, static_cast<std::uint64_t>(kCommits));
+  EXPECT_GT(s.dropped, 0u) << "the spool was full";
+  EXPECT_EQ(s.delivered + s.dropped, static_cast<std::uint64_t>(kCommits));
+  EXPECT_EQ(s.failed, 0u);
+  EXPECT_EQ(sum_counts(telemetry.records(kSpoolDropped)), s.dropped);
+  for (const TelemetryRecorder::Record& r : telemetry.records(kSpoolDropped)) {
+    EXPECT_EQ(r.metadata.at("adapter"), "stuck");
+    EXPECT_EQ(r.metadata.at("reason"), "overflow");
+  }
+  EXPECT_EQ(stats.adapters[1].delivered, static_cast<std::uint64_t>(kCommits));
+  EXPECT_EQ(stats.adapters[1].dropped, 0u);
+
+  // What it got, it got once and in order; what it did not get is exactly what its
+  // settlements say was dropped.
+  const std::vector<int> got = arrivals(*stuck);
+  EXPECT_TRUE(std::is_sorted(got.begin(), got.end()));
+  EXPECT_EQ(std::adjacent_find(got.begin(), got.end()), got.end()) << "a duplicate";
+  EXPECT_EQ(got.size(), s.delivered);
+  const std::set<int> delivered(got.begin(), got.end());
+  const std::map<int, int> calls = settlements.calls();
+  const std::map<int, Settlement> last = settlements.last();
+  ASSERT_EQ(calls.size(), static_cast<std::size_t>(kCommits));
+  for (int k = 0; k < kCommits; ++k) {
+    ASSERT_EQ(calls.at(k), 1) << "commit " << k;
+    const AdapterStats& mine = last.at(k).adapters.at(0);
+    EXPECT_EQ(mine.delivered + mine.dropped, 1u) << "commit " << k;
+    EXPECT_EQ(mine.dropped == 1, delivered.count(k) == 0) << "commit " << k;
+    EXPECT_EQ(last.at(k).adapters.at(1).delivered, 1u) << "commit " << k;
+  }
+  EXPECT_GT(delivered.count(kCommits - 1), 0u) << "the newest events are kept";
+}
+
+TEST_P(SpoolOverflowTest, WhatADropOldestLaneLetGoOfIsNotDeliveredAgainAfterARestart) {
+  TempDir dir;
+  Settlements settlements;
+  constexpr int kCommits = 300;
+  {
+    auto stuck = std::make_shared<FaultyAdapter>("stuck");
+    Config config = small_spool(dir.path(), GetParam());
+    config.add_adapter(stuck, {.buffer_size = 10, .overflow = Overflow::drop_oldest});
+    Emitter emitter(std::move(config));
+    stuck->stall();
+    ASSERT_EQ(commit_numbered(emitter, kCommits, settlements), 0);
+    EXPECT_FALSE(emitter.shutdown(std::chrono::milliseconds(100)).ok()) << "it holds events";
+    stuck->release();
+  }
+  std::set<int> dropped;
+  for (const auto& [k, settlement] : settlements.last()) {
+    if (settlement.adapters.at(0).dropped == 1 && settlement.adapters.at(0).received == 1) {
+      dropped.insert(k);
+    }
+  }
+  ASSERT_FALSE(dropped.empty());
+  auto again = std::make_shared<FaultyAdapter>("stuck");
+  Config config = small_spool(dir.path(), GetParam());
+  config.add_adapter(again, {.buffer_size = 10, .overflow = Overflow::drop_oldest});
+  Emitter emitter(std::move(config));
+  ASSERT_TRUE(emitter.drain(kWait).ok());
+  const std::vector<int> got = arrivals(*again);
+  ASSERT_FALSE(got.empty()) << "the backlog after the last reclaim is still on disk";
+  EXPECT_TRUE(std::is_sorted(got.begin(), got.end()));
+  for (int k : got)
+    EXPECT_EQ(dropped.count(k), 0u) << "commit " << k << " was dropped, then delivered";
+  EXPECT_EQ(got.back(), kCommits - 1);
+}
+
+TEST_P(SpoolOverflowTest, WithNoBlockingLaneAFullSpoolDropsNewCommitsForEveryLane) {
+  TempDir dir;
+  const std::vector<std::string> kDropped = {"emissions", "event", "dropped"};
+  TelemetryRecorder telemetry("spool-overflow", {kDropped});
+  auto stuck = std::make_shared<FaultyAdapter>("stuck");
+  Config config = small_spool(dir.path(), GetParam());
+  config.add_adapter(stuck, {.buffer_size = 10, .overflow = Overflow::drop_newest});
+  Emitter emitter(std::move(config));
+  stuck->stall();
+  Settlements settlements;
+  constexpr int kCommits = 300;
+  ASSERT_EQ(commit_numbered(emitter, kCommits, settlements), 0) << "dropping never refuses";
+  EXPECT_LE(emitter.stats().spool_bytes, 2u << 20);
+  // Each dropped commit's settlement is known as soon as its commit returned.
+  const std::map<int, Settlement> early = settlements.last();
+  stuck->release();
+  ASSERT_TRUE(emitter.drain(kWait).ok());
+
+  const AdapterStats s = emitter.stats().adapters[0];
+  EXPECT_EQ(s.received, static_cast<std::uint64_t>(kCommits));
+  EXPECT_GT(s.dropped, 0u);
+  EXPECT_EQ(s.delivered + s.dropped, static_cast<std::uint64_t>(kCommits));
+  // The oldest are kept: it gets a prefix of the commits, in order, and the rest are the
+  // dropped ones.
+  const std::vector<int> got = arrivals(*stuck);
+  ASSERT_EQ(got.size(), s.delivered);
+  for (std::size_t i = 0; i < got.size(); ++i)
+    ASSERT_EQ(got[i], static_cast<int>(i));
+  const std::vector<TelemetryRecorder::Record> drops = telemetry.records(kDropped);
+  for (const TelemetryRecorder::Record& r : drops) {
+    EXPECT_EQ(r.metadata.at("reason"), "overflow");
+    EXPECT_EQ(r.metadata.at("adapter"), "stuck");
+    EXPECT_EQ(r.metadata.at("event_name"), "big");
+  }
+  EXPECT_EQ(sum_counts(drops), s.dropped);
+  const std::map<int, int> calls = settlements.calls();
+  for (int k = 0; k < kCommits; ++k) {
+    ASSERT_EQ(calls.at(k), 1) << "commit " << k;
+    const bool was_dropped = k >= static_cast<int>(got.size());
+    EXPECT_EQ(settlements.last().at(k).adapters.at(0).dropped, was_dropped ? 1u : 0u);
+    if (was_dropped) {
+      EXPECT_EQ(early.count(k), 1u) << "commit " << k;
+    }
+  }
+}
+
+TEST_P(SpoolOverflowTest, ABlockingLaneMakesTheCommitWaitThenRefusesItWhateverTheOthersDo) {
+  TempDir dir;
+  auto stuck = std::make_shared<FaultyAdapter>("stuck");
+  auto waiting = std::make_shared<FaultyAdapter>("waiting");
+  Config config = small_spool(dir.path(), GetParam());
+  config.pipeline.block_timeout = std::chrono::milliseconds(50);
+  // The drop_newest lane holds the oldest segment; the blocking one is never behind, but
+  // the log is shared: no room can be made, so its commits wait, then are refused.
+  config.add_adapter(stuck, {.buffer_size = 10, .overflow = Overflow::drop_newest})
+      .add_adapter(waiting, {.overflow = Overflow::block});
+  Emitter emitter(std::move(config));
+  stuck->stall();
+  Status refused;
+  int accepted = 0;
+  for (int k = 0; k < 300 && refused.ok(); ++k) {
+    Transaction tx = emitter.start();
+    ASSERT_TRUE(tx.emit("big", big_payload(k)).ok());
+    refused = tx.commit();
+    if (refused.ok()) {
+      ++accepted;
+    } else {
+      EXPECT_EQ(tx.size(), 1u) << "the transaction keeps its events";
+    }
+  }
+  EXPECT_EQ(refused.code(), Errc::overloaded) << refused.to_string();
+  EXPECT_NE(refused.message().find("max_bytes"), std::string::npos) << refused.message();
+  stuck->release();
+  ASSERT_TRUE(emitter.drain(kWait).ok());
+  const EmitterStats stats = emitter.stats();
+  EXPECT_EQ(stats.committed, static_cast<std::uint64_t>(accepted));
+  for (const AdapterStats& s : stats.adapters) {
+    EXPECT_EQ(s.delivered, static_cast<std::uint64_t>(accepted)) << s.name;
+    EXPECT_EQ(s.dropped, 0u) << s.name << ": a refused commit is nobody's drop";
+  }
+}
+
+TEST_P(SpoolOverflowTest, ADropOldestLaneCannotReclaimWhatABlockingLaneStillHolds) {
+  TempDir dir;
+  auto dropping = std::make_shared<FaultyAdapter>("dropping");
+  auto blocking = std::make_shared<FaultyAdapter>("blocking");
+  Config config = small_spool(dir.path(), GetParam());
+  config.pipeline.block_timeout = std::chrono::milliseconds(50);
+  config.add_adapter(dropping, {.buffer_size = 10, .overflow = Overflow::drop_oldest})
+      .add_adapter(blocking, {.buffer_size = 10, .overflow = Overflow::block});
+  Emitter emitter(std::move(config));
+  dropping->stall();
+  blocking->stall();
+  Status refused;
+  int accepted = 0;
+  for (int k = 0; k < 300 && refused.ok(); ++k) {
+    Transaction tx = emitter.start();
+    ASSERT_TRUE(tx.emit("big", big_payload(k)).ok());
+    refused = tx.commit();
+    accepted += refused.ok() ? 1 : 0;
+  }
+  EXPECT_EQ(refused.code(), Errc::overloaded) << refused.to_string();
+  dropping->release();
+  blocking->release();
+  ASSERT_TRUE(emitter.drain(kWait).ok());
+  for (const AdapterStats& s : emitter.stats().adapters) {
+    EXPECT_EQ(s.delivered, static_cast<std::uint64_t>(accepted)) << s.name;
+    EXPECT_EQ(s.dropped, 0u) << s.name;
+  }
+}
+
+}  // namespace
+}  // namespace emissions
