@@ -1,0 +1,140 @@
+// Test support: librdkafka's in-process mock cluster (rdkafka_mock.h) and a plain
+// librdkafka consumer that reads a topic back, for the Kafka integration's tests.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include "handles.hpp"
+
+namespace emissions::testing::kafka {
+
+// The Kafka protocol's ApiKey of Produce requests (rd_kafka_mock_push_request_errors).
+inline constexpr std::int16_t kProduceApi = 0;
+
+// Client properties every test client gets: quiet logs (a broker taken down on purpose
+// logs connection errors at LOG_ERR; librdkafka's own errors still reach error_cb).
+inline const std::map<std::string, std::string> kQuiet{{"log_level", "2"}};
+
+// A mock cluster of `brokers` brokers (ids 1..brokers), on its own rd_kafka_t. Its
+// destructor stops it. Thread-safe as librdkafka's mock API is.
+class MockCluster {
+ public:
+  explicit MockCluster(int brokers) {
+    detail::kafka::ConfHandle conf(rd_kafka_conf_new());
+    std::array<char, 512> errstr{};
+    (void)rd_kafka_conf_set(conf.get(), "log_level", "2", errstr.data(), errstr.size());
+    owner_.reset(rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), errstr.data(), errstr.size()));
+    if (!owner_) throw std::runtime_error(std::string("mock owner: ") + errstr.data());
+    (void)conf.release();
+    cluster_ = rd_kafka_mock_cluster_new(owner_.get(), brokers);
+    if (cluster_ == nullptr) throw std::runtime_error("rd_kafka_mock_cluster_new failed");
+  }
+  ~MockCluster() { rd_kafka_mock_cluster_destroy(cluster_); }
+  MockCluster(const MockCluster&) = delete;
+  MockCluster& operator=(const MockCluster&) = delete;
+
+  [[nodiscard]] std::string bootstraps() const {
+    return rd_kafka_mock_cluster_bootstraps(cluster_);
+  }
+  [[nodiscard]] rd_kafka_mock_cluster_t* get() const { return cluster_; }
+
+  void create_topic(const std::string& topic, int partitions, int replication = 1) {
+    const rd_kafka_resp_err_t err =
+        rd_kafka_mock_topic_create(cluster_, topic.c_str(), partitions, replication);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      throw std::runtime_error("mock topic " + topic + ": " + rd_kafka_err2str(err));
+    }
+  }
+
+ private:
+  detail::kafka::ClientHandle owner_;
+  rd_kafka_mock_cluster_t* cluster_ = nullptr;  // destroyed before owner_
+};
+
+// One message read back.
+struct Record {
+  std::int32_t partition = 0;
+  std::int64_t offset = 0;
+  std::string key;
+  bool null_key = true;
+  std::string value;
+  std::map<std::string, std::string> headers;
+};
+
+// Reads `topic` (partitions 0..partitions-1) from the beginning with a plain consumer (no
+// group join: assign()), until `expected` messages came or `timeout` passed, then a little
+// longer (`linger`) to catch any extra (a duplicate) message.
+inline std::vector<Record> read_back(
+    const std::string& bootstraps, const std::string& topic, int partitions, std::size_t expected,
+    std::chrono::milliseconds timeout,
+    std::chrono::milliseconds linger = std::chrono::milliseconds(300)) {
+  detail::kafka::ConfHandle conf(rd_kafka_conf_new());
+  std::array<char, 512> errstr{};
+  for (const auto& [key, value] :
+       std::map<std::string, std::string>{{"bootstrap.servers", bootstraps},
+                                          {"group.id", "emissions-read-back"},
+                                          {"enable.auto.commit", "false"},
+                                          {"enable.partition.eof", "false"},
+                                          {"log_level", "2"}}) {
+    if (rd_kafka_conf_set(conf.get(), key.c_str(), value.c_str(), errstr.data(), errstr.size()) !=
+        RD_KAFKA_CONF_OK) {
+      throw std::runtime_error(errstr.data());
+    }
+  }
+  detail::kafka::ClientHandle consumer(
+      rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), errstr.data(), errstr.size()));
+  if (!consumer) throw std::runtime_error(errstr.data());
+  (void)conf.release();
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
+  for (int p = 0; p < partitions; ++p) {
+    rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  }
+  const rd_kafka_resp_err_t assigned = rd_kafka_assign(consumer.get(), list);
+  rd_kafka_topic_partition_list_destroy(list);
+  if (assigned != RD_KAFKA_RESP_ERR_NO_ERROR) throw std::runtime_error(rd_kafka_err2str(assigned));
+
+  std::vector<Record> records;
+  records.reserve(expected);
+  auto until = std::chrono::steady_clock::now() + timeout;
+  bool lingering = false;
+  while (std::chrono::steady_clock::now() < until) {
+    if (!lingering && records.size() >= expected) {
+      lingering = true;
+      until = std::chrono::steady_clock::now() + linger;
+    }
+    detail::kafka::MessageHandle message(rd_kafka_consumer_poll(consumer.get(), 100));
+    if (!message || message->err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+    Record record;
+    record.partition = message->partition;
+    record.offset = message->offset;
+    record.null_key = message->key == nullptr;
+    if (message->key != nullptr)
+      record.key.assign(static_cast<const char*>(message->key), message->key_len);
+    record.value.assign(static_cast<const char*>(message->payload), message->len);
+    rd_kafka_headers_t* headers = nullptr;
+    if (rd_kafka_message_headers(message.get(), &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const char* name = nullptr;
+      const void* value = nullptr;
+      std::size_t size = 0;
+      for (std::size_t i = 0;
+           rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
+           ++i) {
+        record.headers[name] = std::string(static_cast<const char*>(value), size);
+      }
+    }
+    records.push_back(std::move(record));
+  }
+  (void)rd_kafka_consumer_close(consumer.get());
+  return records;
+}
+
+}  // namespace emissions::testing::kafka
