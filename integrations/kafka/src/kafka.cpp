@@ -76,15 +76,20 @@ struct Kafka::State {
   void produce_one(Producer& producer, InFlight& record, std::size_t index, std::string& topic,
                    std::string& key, std::string& value) noexcept;
   void poll_loop() noexcept;
-  void restart(std::shared_ptr<Producer> retired) noexcept;
+  // A producer with the adapter's options whose fatal errors call on_fatal().
+  std::shared_ptr<Producer> make_producer();
+  // Replaces `failed` (still polling) by a new producer; the poll loop retires it.
+  void on_fatal(Producer& failed) noexcept;
+  // Waits (bounded) for what `retired` sent, purges the rest, releases it.
+  void retire(std::shared_ptr<Producer> retired) noexcept;
   Status terminate(Deadline deadline) noexcept;
 
   const KafkaOptions options;
   const std::shared_ptr<Reports> reports = std::make_shared<Reports>();
-  std::chrono::milliseconds message_timeout{300'000};
 
   mutable std::mutex producer_mutex;
   std::shared_ptr<Producer> producer;  // guarded by producer_mutex; null after terminate()
+  std::shared_ptr<Producer> retiring;  // guarded by producer_mutex: replaced, to retire
 
   std::atomic<bool> closing{false};       // terminate() began: deliver() takes nothing more
   std::atomic<bool> stop_polling{false};  // the poll thread must return
@@ -206,39 +211,59 @@ void Kafka::State::poll_loop() noexcept {
           deadline_after(kRecreateInterval));
       if (stop_polling.load(std::memory_order_acquire)) return;
       try {
-        replace(std::make_shared<Producer>(options, reports));
+        replace(make_producer());
         restarts.fetch_add(1, std::memory_order_relaxed);
       } catch (...) {
       }
       continue;
     }
     active->poll(kPollInterval);
-    if (active->fatal() && !stop_polling.load(std::memory_order_acquire)) {
-      restart(std::move(active));
+    active.reset();
+    std::shared_ptr<Producer> retired;
+    {
+      std::lock_guard lock(producer_mutex);
+      retired.swap(retiring);
     }
+    if (retired) retire(std::move(retired));
   }
 }
 
-void Kafka::State::restart(std::shared_ptr<Producer> retired) noexcept {
+std::shared_ptr<Producer> Kafka::State::make_producer() {
+  return std::make_shared<Producer>(options, reports,
+                                    [this](Producer& failed) { on_fatal(failed); });
+}
+
+void Kafka::State::on_fatal(Producer& failed) noexcept {
+  // On the poll thread, inside the failed producer's poll(), before the reports of the
+  // messages librdkafka purges because of the error: their retries find the new producer.
+  if (stop_polling.load(std::memory_order_acquire)) return;  // terminate() is under way
   std::shared_ptr<Producer> fresh;
   std::string failure;
   try {
-    fresh = std::make_shared<Producer>(options, reports);
+    fresh = make_producer();
   } catch (...) {
     failure = describe_exception();
   }
-  replace(fresh);  // deliver() produces through `fresh` from here on (or fails: none)
+  {
+    std::lock_guard lock(producer_mutex);
+    if (producer.get() != &failed) return;  // already replaced
+    retiring = std::move(producer);         // the poll loop retires it after this poll()
+    producer = fresh;                       // null when creation failed: tried again later
+  }
   restarts.fetch_add(fresh ? 1 : 0, std::memory_order_relaxed);
   if (telemetry::enabled()) {
     try {
       telemetry::execute({"emissions", "kafka", "restarted"}, {{"count", 1}},
                          {{"adapter", options.name},
-                          {"reason", retired->fatal_reason()},
+                          {"reason", failed.fatal_reason()},
                           {"created", fresh != nullptr},
                           {"error", failure}});
     } catch (...) {
     }
   }
+}
+
+void Kafka::State::retire(std::shared_ptr<Producer> retired) noexcept {
   // librdkafka has already failed what the retired producer had not sent (reported as
   // __PURGE_QUEUE: unavailable). What it sent gets its real outcome if it comes soon;
   // the rest is purged and fails retriably too. The new producer is served meanwhile.
@@ -246,7 +271,7 @@ void Kafka::State::restart(std::shared_ptr<Producer> retired) noexcept {
   while (retired->unreported() > 0 && !expired(grace) &&
          !stop_polling.load(std::memory_order_acquire)) {
     retired->poll(std::chrono::milliseconds(10));
-    if (fresh) fresh->poll(std::chrono::milliseconds(0));
+    if (std::shared_ptr<Producer> active = current()) active->poll(std::chrono::milliseconds(0));
   }
   retired->purge(true);
   retired->poll(std::chrono::milliseconds(0));
@@ -273,9 +298,16 @@ Status Kafka::State::terminate(Deadline deadline) noexcept {
 
   const std::size_t left = reports->outstanding.load(std::memory_order_acquire);
   std::shared_ptr<Producer> last;
+  std::shared_ptr<Producer> retired;
   {
     std::lock_guard lock(producer_mutex);
     last.swap(producer);
+    retired.swap(retiring);
+  }
+  if (retired) {
+    retired->purge(true);
+    retired->poll(std::chrono::milliseconds(0));
+    retired.reset();
   }
   if (last) {
     // What has no report yet fails now, retriably (at shutdown: counted dropped).
@@ -311,9 +343,7 @@ Status Kafka::State::terminate(Deadline deadline) noexcept {
 Kafka::Kafka(KafkaOptions options) {
   detail::kafka::check_options(options);
   auto state = std::make_shared<State>(std::move(options));
-  auto first = std::make_shared<Producer>(state->options, state->reports);
-  state->message_timeout = first->message_timeout();
-  state->producer = std::move(first);
+  state->producer = state->make_producer();
   state->poll_thread = std::thread([raw = state.get()] { raw->poll_loop(); });
   state_ = std::move(state);
 }

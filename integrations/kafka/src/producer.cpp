@@ -24,8 +24,9 @@ InFlight::InFlight(Producer& owner, Delivery d) : producer(owner), delivery(std:
     slots[i] = Slot{this, i};
 }
 
-Producer::Producer(const adapters::KafkaOptions& options, std::shared_ptr<Reports> reports)
-    : name_(options.name), reports_(std::move(reports)) {
+Producer::Producer(const adapters::KafkaOptions& options, std::shared_ptr<Reports> reports,
+                   FatalHook on_fatal)
+    : name_(options.name), reports_(std::move(reports)), on_fatal_(std::move(on_fatal)) {
   CreatedProducer created = create_producer(
       options, ProducerCallbacks{&Producer::on_delivery_report, &Producer::on_error, this});
   message_timeout_ = created.message_timeout;
@@ -191,15 +192,17 @@ void Producer::on_error(rd_kafka_t* client, int error, const char* reason, void*
       self.fatal_reason_ = std::string(rd_kafka_err2name(code)) + ": " + text;
     }
   }
-  if (!telemetry::enabled()) return;
-  try {
-    telemetry::execute({"emissions", "kafka", "error"}, {{"count", 1}},
-                       {{"adapter", self.name_},
-                        {"code", rd_kafka_err2name(code)},
-                        {"reason", text},
-                        {"fatal", fatal}});
-  } catch (...) {  // out of memory building the report: nothing escapes into librdkafka
+  if (telemetry::enabled()) {
+    try {
+      telemetry::execute({"emissions", "kafka", "error"}, {{"count", 1}},
+                         {{"adapter", self.name_},
+                          {"code", rd_kafka_err2name(code)},
+                          {"reason", text},
+                          {"fatal", fatal}});
+    } catch (...) {  // out of memory building the report: nothing escapes into librdkafka
+    }
   }
+  if (fatal && self.on_fatal_) self.on_fatal_(self);
 } catch (...) {
 }
 

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -61,8 +62,15 @@ struct InFlight {
 // thread.
 class Producer {
  public:
-  // Creates the instance (ConfigError as create_producer()); `name` is the adapter's.
-  Producer(const adapters::KafkaOptions& options, std::shared_ptr<Reports> reports);
+  // Called on the polling thread, inside poll(), when librdkafka raises a fatal error (after
+  // fatal() became true and before any delivery report librdkafka queues after the error,
+  // such as the reports of the messages it purges because of it). Must not destroy the
+  // Producer. May be empty.
+  using FatalHook = std::function<void(Producer&)>;
+
+  // Creates the instance (ConfigError as create_producer()).
+  Producer(const adapters::KafkaOptions& options, std::shared_ptr<Reports> reports,
+           FatalHook on_fatal);
   // Destroys the instance (blocks until librdkafka's threads end), then fails every event
   // still unreported with `unavailable`.
   ~Producer();
@@ -109,6 +117,7 @@ class Producer {
 
   std::string name_;
   std::shared_ptr<Reports> reports_;
+  FatalHook on_fatal_;
   std::atomic<std::size_t> unreported_{0};
   std::atomic<bool> fatal_{false};
   mutable std::mutex fatal_mutex_;

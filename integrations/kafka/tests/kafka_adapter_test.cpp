@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -127,6 +128,41 @@ TEST(KafkaAdapter, TopicForWinsAndAnEmptyTopicFailsThatEventForGood) {
               HasSubstr("topic_for returned no topic"));
   EXPECT_EQ(read_back(cluster.bootstraps(), "shop.orders", 1, 1, 10s).size(), 1u);
   EXPECT_EQ(read_back(cluster.bootstraps(), "fallback", 1, 0, 300ms, 0ms).size(), 0u);
+}
+
+TEST(KafkaAdapter, TopicForOrKeyForThrowingFailsThatEventWithInternal) {
+  MockCluster cluster(1);
+  cluster.create_topic("orders", 1);
+  KafkaOptions options = options_for(cluster, "orders");
+  options.topic_for = [](const emissions::Event& e) -> std::string {
+    if (e.name.str() == "no_topic") throw std::runtime_error("router exploded");
+    return "orders";
+  };
+  options.key_for = [](const emissions::Event& e) -> std::string {
+    if (e.name.str() == "no_key") throw std::runtime_error("key exploded");
+    return "k";
+  };
+  auto kafka = std::make_shared<Kafka>(std::move(options));
+  auto dead = std::make_shared<TestAdapter>("dead");
+  emissions::Emitter emitter(config_with(kafka, {.retry = quick_retries(), .dead_letter = dead}));
+
+  emissions::Transaction tx = emitter.start();
+  ASSERT_TRUE(tx.emit("no_topic").ok());
+  ASSERT_TRUE(tx.emit("fine").ok());
+  ASSERT_TRUE(tx.emit("no_key").ok());
+  ASSERT_TRUE(tx.commit().ok());
+  ASSERT_TRUE(emitter.drain(10s).ok());
+
+  const emissions::AdapterStats stats = emitter.stats().adapters[0];
+  EXPECT_EQ(stats.delivered, 1u);
+  EXPECT_EQ(stats.failed, 2u);
+  EXPECT_EQ(stats.retried, 0u);
+  ASSERT_EQ(dead->size(), 2u);
+  for (const emissions::Event& copy : dead->events()) {
+    const std::string reason = copy.metadata.at("dead_letter").at("reason").get<std::string>();
+    EXPECT_THAT(reason, HasSubstr("internal"));
+    EXPECT_THAT(reason, HasSubstr("exploded"));
+  }
 }
 
 TEST(KafkaAdapter, AMessageTooLargeGoesToTheDeadLetterWithItsReason) {

@@ -21,8 +21,8 @@ int main() {
     if (!emitter.shutdown(std::chrono::seconds(5)).ok()) return 1;
   }
   try {
-    Kafka bad(KafkaOptions{.brokers = "127.0.0.1:1", .topic = "orders",
-                           .properties = {{"linger.ms", "soon"}}});
+    Kafka bad(KafkaOptions{
+        .brokers = "127.0.0.1:1", .topic = "orders", .properties = {{"linger.ms", "soon"}}});
     return 1;
   } catch (const emissions::ConfigError& e) {
     if (std::string(e.what()).find("linger.ms") == std::string::npos) return 1;
