@@ -20,6 +20,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -30,6 +31,7 @@
 #include "emissions/adapters/kafka.hpp"
 #include "emissions/emitter.hpp"
 #include "emissions/settlement.hpp"
+#include "emissions/telemetry.hpp"
 #include "mock_cluster.hpp"
 
 namespace {
@@ -76,12 +78,13 @@ struct Outcome {
   std::size_t out_of_order = 0;  // first copies not in increasing order within their partition
   std::size_t key_moved = 0;     // a key found in two partitions
   std::size_t keys = 0;
+  std::map<std::string, std::size_t> client_errors;  // [emissions, kafka, error] by code
 };
 
 // Commits `events` events (100 per commit, keys customer-0..63) through an Emitter with
 // the Kafka adapter while `faults` runs on its own thread (given the count committed so
 // far), drains, then reads the topic back.
-Outcome run(std::size_t events,
+Outcome run(std::size_t events, const std::map<std::string, std::string>& properties,
             const std::function<void(MockCluster&, const std::atomic<std::size_t>&,
                                      const std::atomic<bool>&)>& faults) {
   MockCluster cluster(3);
@@ -91,11 +94,8 @@ Outcome run(std::size_t events,
   options.key_for = [](const emissions::Event& e) {
     return "customer-" + std::to_string(e.payload.at("seq").get<std::size_t>() % kKeys);
   };
-  options.properties = {{"log_level", "2"},
-                        // A response slower than this fails the request (and librdkafka
-                        // sends it again, with the same sequence numbers).
-                        {"socket.timeout.ms", "1000"},
-                        {"request.timeout.ms", "1000"}};
+  options.properties = properties;
+  options.properties["log_level"] = "2";
   auto kafka = std::make_shared<Kafka>(std::move(options));
 
   emissions::Config config;
@@ -106,6 +106,17 @@ Outcome run(std::size_t events,
                       .retry = emissions::RetryPolicy{
                           .max_attempts = 0, .initial_backoff = 10ms, .max_backoff = 500ms}});
   emissions::Emitter emitter(std::move(config));
+
+  // The faults must show: librdkafka reports a broker it lost or a request that timed out.
+  std::mutex errors_mutex;
+  std::map<std::string, std::size_t> client_errors;
+  EXPECT_TRUE(
+      emissions::telemetry::attach("kafka-faults", {"emissions", "kafka", "error"},
+                                   [&](const auto&, const auto&, const nlohmann::json& metadata) {
+                                     std::lock_guard lock(errors_mutex);
+                                     ++client_errors[metadata.value("code", std::string())];
+                                   })
+          .ok());
 
   std::atomic<std::size_t> committed{0};
   std::atomic<bool> over{false};
@@ -144,6 +155,14 @@ Outcome run(std::size_t events,
   outcome.settled_delivered = settled_delivered.load();
   outcome.settled_other = settled_other.load();
   outcome.outstanding_after = kafka->outstanding();
+  (void)emissions::telemetry::detach("kafka-faults");
+  {
+    std::lock_guard lock(errors_mutex);
+    outcome.client_errors = client_errors;
+  }
+  for (const auto& [code, count] : outcome.client_errors) {
+    std::printf("client error %s: %zu\n", code.c_str(), count);
+  }
 
   const std::vector<Record> records =
       read_back(cluster.bootstraps(), "orders", kPartitions, events, 120s);
@@ -196,21 +215,28 @@ void expect_complete(const Outcome& o, std::size_t events) {
 
 TEST(KafkaFaults, RetriableProduceErrorsAndABrokerOutageLoseNothingDuplicateNothingKeepOrder) {
   const std::size_t events = event_count() / kCommitSize * kCommitSize;
+  std::atomic<std::size_t> down_at{0};  // events committed when the broker went down
+  std::atomic<bool> injected{false};
   const Outcome o =
-      run(events, [events](MockCluster& cluster, const std::atomic<std::size_t>& committed,
-                           const std::atomic<bool>& over) {
-        if (!reach(committed, events / 10, over)) return;
-        rd_kafka_mock_push_request_errors(
-            cluster.get(), kProduceApi, 8, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
-            RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
-            RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
-            RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
-            RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
-        if (!reach(committed, events / 2, over)) return;
-        (void)rd_kafka_mock_broker_set_down(cluster.get(), 2);
-        std::this_thread::sleep_for(1s);
-        (void)rd_kafka_mock_broker_set_up(cluster.get(), 2);
-      });
+      run(events, {},
+          [&](MockCluster& cluster, const std::atomic<std::size_t>& committed,
+              const std::atomic<bool>& over) {
+            if (!reach(committed, events / 10, over)) return;
+            rd_kafka_mock_push_request_errors(
+                cluster.get(), kProduceApi, 8, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+                RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+                RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE,
+                RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+                RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
+            if (!reach(committed, events / 2, over)) return;
+            down_at.store(committed.load());
+            (void)rd_kafka_mock_broker_set_down(cluster.get(), 2);
+            std::this_thread::sleep_for(1s);
+            (void)rd_kafka_mock_broker_set_up(cluster.get(), 2);
+            injected.store(true);
+          });
+  ASSERT_TRUE(injected.load()) << "the run ended before its faults";
+  EXPECT_LT(down_at.load(), events) << "the broker went down after the last commit";
   expect_complete(o, events);
   EXPECT_EQ(o.read, events);
   EXPECT_EQ(o.duplicates, 0u);
@@ -218,14 +244,22 @@ TEST(KafkaFaults, RetriableProduceErrorsAndABrokerOutageLoseNothingDuplicateNoth
 
 TEST(KafkaFaults, ResponsesSlowerThanTheSocketTimeoutLoseNothingAndKeepOrder) {
   const std::size_t events = event_count() / kCommitSize * kCommitSize;
-  const Outcome o =
-      run(events, [events](MockCluster& cluster, const std::atomic<std::size_t>& committed,
-                           const std::atomic<bool>& over) {
-        if (!reach(committed, events / 3, over)) return;
-        (void)rd_kafka_mock_broker_set_rtt(cluster.get(), 3, 1'500);  // > socket.timeout.ms
-        std::this_thread::sleep_for(2s);
-        (void)rd_kafka_mock_broker_set_rtt(cluster.get(), 3, 0);
-      });
+  std::atomic<bool> injected{false};
+  // A response slower than these fails its request, and librdkafka sends it again with the
+  // same sequence numbers. librdkafka looks for timed-out requests once a second, so the
+  // delay is well beyond timeout + 1 s.
+  const std::map<std::string, std::string> timeouts{{"socket.timeout.ms", "500"},
+                                                    {"request.timeout.ms", "500"}};
+  const Outcome o = run(events, timeouts,
+                        [&](MockCluster& cluster, const std::atomic<std::size_t>& committed,
+                            const std::atomic<bool>& over) {
+                          if (!reach(committed, events / 3, over)) return;
+                          (void)rd_kafka_mock_broker_set_rtt(cluster.get(), 3, 2'500);
+                          std::this_thread::sleep_for(3s);
+                          (void)rd_kafka_mock_broker_set_rtt(cluster.get(), 3, 0);
+                          injected.store(true);
+                        });
+  ASSERT_TRUE(injected.load()) << "the run ended before its faults";
   expect_complete(o, events);
   // Every extra message is a resend the mock wrote twice (see the file comment).
   EXPECT_EQ(o.read, events + o.duplicates);
