@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "common/config_check.hpp"
+#include "properties.hpp"
 
 namespace emissions::detail::kafka {
 namespace {
@@ -22,42 +23,6 @@ constexpr std::array<std::pair<const char*, const char*>, 4> kDefaults{{
 }};
 
 constexpr std::chrono::milliseconds kMaxFlushTimeout = std::chrono::hours(24);
-
-std::string quoted(const std::string& text) {
-  return "\"" + text + "\"";
-}
-
-std::string property_text(const std::string& key, const std::string& value) {
-  return "KafkaOptions.properties[" + quoted(key) + "] = " + quoted(value);
-}
-
-// Sets one property; a ConfigError naming `what` (the option or property as the user wrote
-// it) and librdkafka's message when it is refused.
-void set(rd_kafka_conf_t* conf, const std::string& key, const std::string& value,
-         const std::string& what) {
-  std::array<char, 512> errstr{};
-  if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), errstr.data(), errstr.size()) !=
-      RD_KAFKA_CONF_OK) {
-    throw ConfigError(what + ": librdkafka: " + errstr.data());
-  }
-}
-
-// The user's properties that librdkafka's message names, as written: "KafkaOptions.
-// properties["acks"] = "1"". All of them when it names none (an alias, say).
-std::string blame(const adapters::KafkaOptions& options, const std::string& message) {
-  std::string named;
-  for (const auto& [key, value] : options.properties) {
-    if (message.find(key) == std::string::npos) continue;
-    if (!named.empty()) named += ", ";
-    named += property_text(key, value);
-  }
-  if (!named.empty()) return named;
-  for (const auto& [key, value] : options.properties) {
-    if (!named.empty()) named += ", ";
-    named += property_text(key, value);
-  }
-  return named.empty() ? "KafkaOptions" : named;
-}
 
 std::chrono::milliseconds read_message_timeout(const rd_kafka_conf_t* conf) {
   std::array<char, 64> text{};
@@ -99,13 +64,13 @@ CreatedProducer create_producer(const adapters::KafkaOptions& options,
                                 const ProducerCallbacks& callbacks) {
   ConfHandle conf(rd_kafka_conf_new());
   for (const auto& [key, value] : kDefaults)
-    set(conf.get(), key, value, "default " + std::string(key));
+    set_property(conf.get(), key, value, "default " + std::string(key));
   for (const auto& [key, value] : options.properties) {
-    set(conf.get(), key, value, property_text(key, value));
+    set_property(conf.get(), key, value, property_text("KafkaOptions", key, value));
   }
   if (!options.brokers.empty()) {
-    set(conf.get(), "bootstrap.servers", options.brokers,
-        "KafkaOptions.brokers = " + quoted(options.brokers));
+    set_property(conf.get(), "bootstrap.servers", options.brokers,
+                 "KafkaOptions.brokers = " + quoted(options.brokers));
   }
   rd_kafka_conf_set_dr_msg_cb(conf.get(), callbacks.delivery_report);
   rd_kafka_conf_set_error_cb(conf.get(), callbacks.error);
@@ -117,7 +82,8 @@ CreatedProducer create_producer(const adapters::KafkaOptions& options,
   created.client.reset(rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), errstr.data(), errstr.size()));
   if (!created.client) {
     const std::string message = errstr.data();
-    throw ConfigError(blame(options, message) + ": librdkafka: " + message);
+    throw ConfigError(blame("KafkaOptions", options.properties, message) +
+                      ": librdkafka: " + message);
   }
   (void)conf.release();  // rd_kafka_new() took it
   return created;

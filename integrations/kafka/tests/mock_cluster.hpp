@@ -137,4 +137,43 @@ inline std::vector<Record> read_back(
   return records;
 }
 
+// Writes `values` to `topic` partition `partition` with a plain producer and waits until
+// librdkafka has sent them all (flush; throws when a produce call or the flush fails).
+inline void produce_raw(const std::string& bootstraps, const std::string& topic,
+                        std::int32_t partition, const std::vector<std::string>& values) {
+  detail::kafka::ConfHandle conf(rd_kafka_conf_new());
+  std::array<char, 512> errstr{};
+  for (const auto& [key, value] :
+       std::map<std::string, std::string>{{"bootstrap.servers", bootstraps}, {"log_level", "2"}}) {
+    if (rd_kafka_conf_set(conf.get(), key.c_str(), value.c_str(), errstr.data(), errstr.size()) !=
+        RD_KAFKA_CONF_OK) {
+      throw std::runtime_error(errstr.data());
+    }
+  }
+  detail::kafka::ClientHandle producer(
+      rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), errstr.data(), errstr.size()));
+  if (!producer) throw std::runtime_error(errstr.data());
+  (void)conf.release();
+  for (const std::string& value : values) {
+    std::array<rd_kafka_vu_t, 4> vus{};
+    vus[0].vtype = RD_KAFKA_VTYPE_TOPIC;
+    vus[0].u.cstr = topic.c_str();
+    vus[1].vtype = RD_KAFKA_VTYPE_PARTITION;
+    vus[1].u.i32 = partition;
+    vus[2].vtype = RD_KAFKA_VTYPE_VALUE;
+    vus[2].u.mem.ptr = const_cast<char*>(value.data());
+    vus[2].u.mem.size = value.size();
+    vus[3].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+    vus[3].u.i = RD_KAFKA_MSG_F_COPY;
+    if (rd_kafka_error_t* error = rd_kafka_produceva(producer.get(), vus.data(), vus.size())) {
+      const std::string what = rd_kafka_error_string(error);
+      rd_kafka_error_destroy(error);
+      throw std::runtime_error("produce: " + what);
+    }
+  }
+  if (rd_kafka_flush(producer.get(), 10'000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    throw std::runtime_error("produce: not flushed within 10 s");
+  }
+}
+
 }  // namespace emissions::testing::kafka
