@@ -81,7 +81,7 @@ TEST(KafkaAdapter, EachEventBecomesOneMessageWithTheEnvelopeKeyAndHeaders) {
   EXPECT_EQ(emitter.stats().adapters[0].delivered, 10u);
   EXPECT_EQ(kafka->outstanding(), 0u);
 
-  const auto records = by_event_id(read_back(cluster.bootstraps(), "orders", 3, 10, 10s));
+  const auto records = by_event_id(read_back(cluster.bootstraps(), "orders", 3, 10s));
   ASSERT_EQ(records.size(), 10u);
   for (const emissions::Event& event : copy->events()) {
     SCOPED_TRACE(event.id.str());
@@ -126,8 +126,8 @@ TEST(KafkaAdapter, TopicForWinsAndAnEmptyTopicFailsThatEventForGood) {
   EXPECT_EQ(copy.name.str(), "unrouted");
   EXPECT_THAT(copy.metadata.at("dead_letter").at("reason").get<std::string>(),
               HasSubstr("topic_for returned no topic"));
-  EXPECT_EQ(read_back(cluster.bootstraps(), "shop.orders", 1, 1, 10s).size(), 1u);
-  EXPECT_EQ(read_back(cluster.bootstraps(), "fallback", 1, 0, 300ms, 0ms).size(), 0u);
+  EXPECT_EQ(read_back(cluster.bootstraps(), "shop.orders", 1, 10s).size(), 1u);
+  EXPECT_EQ(read_back(cluster.bootstraps(), "fallback", 1, 10s).size(), 0u);
 }
 
 TEST(KafkaAdapter, TopicForOrKeyForThrowingFailsThatEventWithInternal) {
@@ -194,7 +194,7 @@ TEST(KafkaAdapter, AMessageTooLargeGoesToTheDeadLetterWithItsReason) {
   EXPECT_EQ(why.at("attempts"), 1);
   EXPECT_THAT(why.at("reason").get<std::string>(), HasSubstr("invalid_argument"));
   EXPECT_THAT(why.at("reason").get<std::string>(), HasSubstr("MSG_SIZE_TOO_LARGE"));
-  EXPECT_EQ(read_back(cluster.bootstraps(), "orders", 1, 2, 10s).size(), 2u);
+  EXPECT_EQ(read_back(cluster.bootstraps(), "orders", 1, 10s).size(), 2u);
 }
 
 TEST(KafkaAdapter, AFullQueueIsWaitedOutAndNothingIsDropped) {
@@ -215,7 +215,7 @@ TEST(KafkaAdapter, AFullQueueIsWaitedOutAndNothingIsDropped) {
   const emissions::AdapterStats stats = emitter.stats().adapters[0];
   EXPECT_EQ(stats.delivered, static_cast<std::uint64_t>(kEvents));
   EXPECT_EQ(stats.failed + stats.dropped + stats.retried, 0u);
-  EXPECT_EQ(read_back(cluster.bootstraps(), "orders", 2, kEvents, 10s).size(),
+  EXPECT_EQ(read_back(cluster.bootstraps(), "orders", 2, 10s).size(),
             static_cast<std::size_t>(kEvents));
 }
 
@@ -256,7 +256,7 @@ TEST(KafkaAdapter, AFatalProducerErrorFailsInFlightEventsRetriablyAndANewProduce
   EXPECT_EQ(stats.delivered, static_cast<std::uint64_t>(kEvents));
   EXPECT_EQ(stats.failed + stats.dropped, 0u);
   EXPECT_EQ(stats.retried, static_cast<std::uint64_t>(kEvents));  // each failed once, retriably
-  const auto records = read_back(cluster.bootstraps(), "orders", 1, kEvents, 10s);
+  const auto records = read_back(cluster.bootstraps(), "orders", 1, 10s);
   EXPECT_EQ(by_event_id(records).size(), static_cast<std::size_t>(kEvents));
   EXPECT_EQ(records.size(), static_cast<std::size_t>(kEvents));
 }

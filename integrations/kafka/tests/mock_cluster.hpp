@@ -71,12 +71,10 @@ struct Record {
 };
 
 // Reads `topic` (partitions 0..partitions-1) from the beginning with a plain consumer (no
-// group join: assign()), until `expected` messages came or `timeout` passed, then a little
-// longer (`linger`) to catch any extra (a duplicate) message.
-inline std::vector<Record> read_back(
-    const std::string& bootstraps, const std::string& topic, int partitions, std::size_t expected,
-    std::chrono::milliseconds timeout,
-    std::chrono::milliseconds linger = std::chrono::milliseconds(300)) {
+// group join: assign()) up to each partition's end (its high watermark when the call
+// begins: call it once producing is over), or until `timeout` passed.
+inline std::vector<Record> read_back(const std::string& bootstraps, const std::string& topic,
+                                     int partitions, std::chrono::milliseconds timeout) {
   detail::kafka::ConfHandle conf(rd_kafka_conf_new());
   std::array<char, 512> errstr{};
   for (const auto& [key, value] :
@@ -102,17 +100,28 @@ inline std::vector<Record> read_back(
   rd_kafka_topic_partition_list_destroy(list);
   if (assigned != RD_KAFKA_RESP_ERR_NO_ERROR) throw std::runtime_error(rd_kafka_err2str(assigned));
 
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  std::map<std::int32_t, std::int64_t> end;  // partition -> high watermark
+  for (std::int32_t p = 0; p < partitions; ++p) {
+    std::int64_t low = 0;
+    std::int64_t high = 0;
+    const rd_kafka_resp_err_t err =
+        rd_kafka_query_watermark_offsets(consumer.get(), topic.c_str(), p, &low, &high, 10'000);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) throw std::runtime_error(rd_kafka_err2str(err));
+    if (high > low) end[p] = high;
+  }
   std::vector<Record> records;
-  records.reserve(expected);
-  auto until = std::chrono::steady_clock::now() + timeout;
-  bool lingering = false;
-  while (std::chrono::steady_clock::now() < until) {
-    if (!lingering && records.size() >= expected) {
-      lingering = true;
-      until = std::chrono::steady_clock::now() + linger;
+  std::map<std::int32_t, std::int64_t> next;  // partition -> next offset to read
+  const auto done = [&] {
+    for (const auto& [p, high] : end) {
+      if (next[p] < high) return false;
     }
+    return true;
+  };
+  while (!done() && std::chrono::steady_clock::now() < until) {
     detail::kafka::MessageHandle message(rd_kafka_consumer_poll(consumer.get(), 100));
     if (!message || message->err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+    next[message->partition] = message->offset + 1;
     Record record;
     record.partition = message->partition;
     record.offset = message->offset;
