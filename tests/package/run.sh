@@ -6,7 +6,7 @@
 #   2. examples/quickstart.cpp with g++ and pkg-config, -Wall -Wextra -Werror, and the
 #      README's quick start is that file;
 #   3. a gtest consumer with find_package(emissions COMPONENTS testing), and a Kafka
-#      consumer with COMPONENTS kafka (no installed header names librdkafka);
+#      consumer with COMPONENTS kafka (no installed header includes librdkafka);
 #   4. find_package errors: an unknown component, testing without GoogleTest, kafka without
 #      librdkafka, and kafka from a tree installed without it;
 #   5. add_subdirectory() of the source tree.
@@ -61,15 +61,15 @@ cmake --build "$work/testing_consumer" -j2
 echo "package: emissions::testing consumer passed"
 
 # The Kafka component: librdkafka stays behind emissions::kafka.
-if grep -rl 'rdkafka' "$prefix/include"; then
-  echo "package: an installed header (above) names librdkafka" >&2
+if grep -rlE '#[[:space:]]*include[[:space:]]*[<"]librdkafka/|rd_kafka_' "$prefix/include"; then
+  echo "package: an installed header (above) includes or uses librdkafka" >&2
   exit 1
 fi
 cmake -S "$root/tests/package/kafka_consumer" -B "$work/kafka_consumer" -G Ninja \
   -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$work/kafka_consumer" -j2
 "$work/kafka_consumer/kafka_consumer"
-echo "package: emissions::kafka consumer passed; no installed header names librdkafka"
+echo "package: emissions::kafka consumer passed; no installed header includes librdkafka"
 
 # 4. What find_package(emissions) accepts and how it refuses. Configure only.
 find_consumer() {  # <name> <components> [cmake args...]: configure, output in $work/<name>.log
