@@ -81,6 +81,9 @@ struct KafkaSource::State {
   void release(const rd_kafka_topic_partition_list_t* partitions) noexcept;
   [[nodiscard]] bool idle(const rd_kafka_topic_partition_list_t* only) const;
   [[nodiscard]] std::size_t unsettled() const;
+  // [emissions, source, assigned|revoked] for `changed`.
+  void report_partitions(const char* what,
+                         const rd_kafka_topic_partition_list_t* changed) const noexcept;
   static void on_rebalance(rd_kafka_t* consumer, rd_kafka_resp_err_t error,
                            rd_kafka_topic_partition_list_t* partitions, void* opaque) noexcept;
 
@@ -318,6 +321,10 @@ void KafkaSource::State::release(const rd_kafka_topic_partition_list_t* revoked)
     const Deadline deadline = stopping.load(std::memory_order_acquire)
                                   ? stop_deadline
                                   : deadline_after(options.commit_interval * kRevokeIntervals);
+    // What is settled already is committed at once: the group coordinator may refuse
+    // commits once the other members have rejoined (REBALANCE_IN_PROGRESS until the new
+    // generation), so waiting first could lose it; then the rest, as it settles.
+    commit(revoked);
     (void)detail::wait_until(
         settled, [&] { return idle(revoked); }, deadline);
     commit(revoked);
@@ -348,6 +355,7 @@ void KafkaSource::State::on_rebalance(rd_kafka_t* consumer, rd_kafka_resp_err_t 
     } else {
       (void)rd_kafka_assign(consumer, changed);
     }
+    self.report_partitions("assigned", changed);
     return;
   }
   // Revoked (or an error): what was read from these partitions is settled and committed
@@ -357,6 +365,22 @@ void KafkaSource::State::on_rebalance(rd_kafka_t* consumer, rd_kafka_resp_err_t 
     const ErrorHandle ignored(rd_kafka_incremental_unassign(consumer, changed));
   } else {
     (void)rd_kafka_assign(consumer, nullptr);
+  }
+  self.report_partitions("revoked", changed);
+}
+
+void KafkaSource::State::report_partitions(
+    const char* what, const rd_kafka_topic_partition_list_t* changed) const noexcept {
+  if (!telemetry::enabled()) return;
+  try {
+    nlohmann::json list = nlohmann::json::array();
+    for (int i = 0; i < changed->cnt; ++i) {
+      list.push_back(
+          {{"topic", changed->elems[i].topic}, {"partition", changed->elems[i].partition}});
+    }
+    telemetry::execute({"emissions", "source", what}, {{"count", changed->cnt}},
+                       {{"source", options.name}, {"partitions", std::move(list)}});
+  } catch (...) {
   }
 }
 

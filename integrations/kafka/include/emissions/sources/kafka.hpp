@@ -29,6 +29,9 @@
 /// and skipped (its offset counts as handled); it never stops the source. An error the
 /// consumer reports (a broker down, an unknown topic) is reported as
 /// `[emissions, source, error]` {count: 1} {source, code, reason}; librdkafka keeps trying.
+/// Each change of the partitions it holds is reported, once the change is made, as
+/// `[emissions, source, assigned]` or `[emissions, source, revoked]` {count} {source,
+/// partitions: [{topic, partition}...]} (on the polling thread).
 ///
 /// Offsets: a partition's offset is committed every `commit_interval` while running, up to
 /// the last message before the first one whose events are not all settled (settled in the
