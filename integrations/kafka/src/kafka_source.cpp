@@ -283,7 +283,18 @@ void KafkaSource::State::commit(const rd_kafka_topic_partition_list_t* only) noe
       }
     }
     if (list->cnt == 0) return;
-    if (rd_kafka_commit(consumer.get(), list.get(), 0) != RD_KAFKA_RESP_ERR_NO_ERROR) return;
+    if (const rd_kafka_resp_err_t error = rd_kafka_commit(consumer.get(), list.get(), 0);
+        error != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      // Not committed: tried again at the next interval (a refused commit makes the group
+      // read these messages again only if the partition moves before then).
+      if (telemetry::enabled()) {
+        telemetry::execute({"emissions", "source", "error"}, {{"count", 1}},
+                           {{"source", options.name},
+                            {"code", rd_kafka_err2name(error)},
+                            {"reason", std::string("commit failed: ") + rd_kafka_err2str(error)}});
+      }
+      return;
+    }
     std::lock_guard lock(offsets_mutex);
     for (int i = 0; i < list->cnt; ++i) {
       const rd_kafka_topic_partition_t& entry = list->elems[i];

@@ -83,6 +83,14 @@ int main(int argc, char** argv) {
           std::rename(tmp.c_str(), status.c_str());
         }
       });
+  // Errors (a refused commit) go to standard error, for whoever reads the test's log.
+  (void)emissions::telemetry::attach("worker-errors", {"emissions", "source", "error"},
+                                     [&](const auto&, const auto&, const nlohmann::json& metadata) {
+                                       std::fprintf(
+                                           stderr, "worker %s: %s %s\n", argv[4],
+                                           metadata.value("code", std::string()).c_str(),
+                                           metadata.value("reason", std::string()).c_str());
+                                     });
   auto output = std::make_shared<AppendLines>(argv[4]);
   if (!output->ok()) return 3;
   emissions::Config config;

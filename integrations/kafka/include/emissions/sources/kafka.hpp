@@ -27,8 +27,9 @@
 /// Emitter::publish. A message that is not an envelope is counted (`malformed`), reported as
 /// `[emissions, source, malformed]` {count: 1} {source, topic, partition, offset, reason},
 /// and skipped (its offset counts as handled); it never stops the source. An error the
-/// consumer reports (a broker down, an unknown topic) is reported as
-/// `[emissions, source, error]` {count: 1} {source, code, reason}; librdkafka keeps trying.
+/// consumer reports (a broker down, an unknown topic), and a commit the group coordinator
+/// refused (tried again at the next interval), is reported as `[emissions, source, error]`
+/// {count: 1} {source, code, reason}; librdkafka keeps trying.
 /// Each change of the partitions it holds is reported, once the change is made, as
 /// `[emissions, source, assigned]` or `[emissions, source, revoked]` {count} {source,
 /// partitions: [{topic, partition}...]} (on the polling thread).
