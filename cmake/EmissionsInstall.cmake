@@ -2,6 +2,7 @@
 #
 #   find_package(emissions CONFIG REQUIRED)                      # the library only
 #   find_package(emissions CONFIG REQUIRED COMPONENTS testing)   # and the test helpers
+#   find_package(emissions CONFIG REQUIRED COMPONENTS kafka)     # and the Kafka adapter
 #   target_link_libraries(app PRIVATE emissions::emissions)
 #   target_link_libraries(app_tests PRIVATE emissions::testing GTest::gtest_main)
 #
@@ -10,24 +11,30 @@
 # The core (emissions::emissions) is in emissionsTargets.cmake and needs nlohmann_json and
 # Threads. Each optional part is a package component with its own targets file and its own
 # dependencies, loaded only when a consumer asks for it (see emissionsConfig.cmake.in), so
-# that plain find_package(emissions) never looks for GoogleTest (or, later, librdkafka).
+# that plain find_package(emissions) never looks for GoogleTest or librdkafka.
 include(CMakePackageConfigHelpers)
 
 set(EMISSIONS_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/emissions)
 
 # Every component the project knows, whether or not this build installs it: asking for
 # one that is listed but was not installed says so; asking for any other says it does not
-# exist. Add kafka, webhooks, postgres and http here as they land.
-set(EMISSIONS_KNOWN_COMPONENTS testing)
+# exist. Add webhooks, postgres and http here as they land (integrations/, see
+# EmissionsIntegration.cmake).
+set(EMISSIONS_KNOWN_COMPONENTS testing kafka)
 
-# emissions_install_component(<name> TARGETS <target>... [INCLUDE_DIR <dir>])
+# emissions_install_component(<name> TARGETS <target>... [INCLUDE_DIR <dir>]
+#                             [COMPONENT_FILE <file>])
 #
 # Installs the targets of component <name> in their own export set, as
-# emissions<Name>Targets.cmake, with cmake/components/<name>.cmake (which finds the
-# component's dependencies, then includes that file) as emissions-component-<name>.cmake.
-# The public headers under INCLUDE_DIR go to the common include directory.
+# emissions<Name>Targets.cmake, with COMPONENT_FILE (default cmake/components/<name>.cmake;
+# it finds the component's dependencies, then includes that file) as
+# emissions-component-<name>.cmake. The public headers under INCLUDE_DIR go to the common
+# include directory.
 function(emissions_install_component name)
-  cmake_parse_arguments(PARSE_ARGV 1 arg "" "INCLUDE_DIR" "TARGETS")
+  cmake_parse_arguments(PARSE_ARGV 1 arg "" "INCLUDE_DIR;COMPONENT_FILE" "TARGETS")
+  if(NOT arg_COMPONENT_FILE)
+    set(arg_COMPONENT_FILE ${PROJECT_SOURCE_DIR}/cmake/components/${name}.cmake)
+  endif()
   if(NOT name IN_LIST EMISSIONS_KNOWN_COMPONENTS)
     message(FATAL_ERROR "emissions_install_component: add '${name}' to EMISSIONS_KNOWN_COMPONENTS")
   endif()
@@ -45,7 +52,7 @@ function(emissions_install_component name)
           RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
           INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
   install(EXPORT ${export_set} NAMESPACE emissions:: DESTINATION ${EMISSIONS_INSTALL_CMAKEDIR})
-  install(FILES ${PROJECT_SOURCE_DIR}/cmake/components/${name}.cmake
+  install(FILES ${arg_COMPONENT_FILE}
           DESTINATION ${EMISSIONS_INSTALL_CMAKEDIR} RENAME emissions-component-${name}.cmake)
 endfunction()
 
@@ -62,6 +69,29 @@ install(EXPORT emissionsTargets NAMESPACE emissions:: DESTINATION ${EMISSIONS_IN
 if(TARGET emissions_testing)
   emissions_install_component(testing TARGETS emissions_testing INCLUDE_DIR testing/include)
 endif()
+
+# The integrations this build made (EmissionsIntegration.cmake): each one's component file
+# is generated from cmake/components/integration.cmake.in, to find the same dependency with
+# pkg-config in the consumer's build before loading the targets.
+get_property(_emissions_integrations GLOBAL PROPERTY EMISSIONS_INTEGRATIONS)
+foreach(_emissions_integration IN LISTS _emissions_integrations)
+  string(TOUPPER "${_emissions_integration}" _emissions_upper)
+  string(SUBSTRING "${_emissions_integration}" 0 1 _emissions_first)
+  string(SUBSTRING "${_emissions_integration}" 1 -1 _emissions_rest)
+  string(TOUPPER "${_emissions_first}" _emissions_first)
+  set(EMISSIONS_COMPONENT ${_emissions_integration})
+  set(EMISSIONS_EXPORT_STEM ${_emissions_first}${_emissions_rest})
+  set(EMISSIONS_DEPENDENCY EMISSIONS_DEP_${_emissions_upper})
+  get_property(EMISSIONS_PKG_CONFIG GLOBAL
+               PROPERTY EMISSIONS_INTEGRATION_${_emissions_upper}_PKG_CONFIG)
+  get_property(EMISSIONS_NEEDS GLOBAL PROPERTY EMISSIONS_INTEGRATION_${_emissions_upper}_NEEDS)
+  set(_emissions_file ${CMAKE_CURRENT_BINARY_DIR}/emissions-component-${_emissions_integration}.cmake)
+  configure_file(cmake/components/integration.cmake.in ${_emissions_file} @ONLY)
+  emissions_install_component(${_emissions_integration}
+      TARGETS emissions_${_emissions_integration}
+      INCLUDE_DIR integrations/${_emissions_integration}/include
+      COMPONENT_FILE ${_emissions_file})
+endforeach()
 
 install(FILES ${PROJECT_SOURCE_DIR}/LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR})
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the build and test dependencies from Debian 12's packages. Run as root.
 # clang and libclang-rt-14-dev (libFuzzer's runtime, only recommended by clang) are for
-# scripts/fuzz.sh.
+# scripts/fuzz.sh. librdkafka-dev (librdkafka 2.0.2, with its mock cluster's header) is for
+# the Kafka integration, which the presets build with EMISSIONS_WITH_KAFKA=ON.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   build-essential cmake ninja-build git ca-certificates pkg-config \
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev \
-  clang-format doxygen clang libclang-rt-14-dev >/dev/null
+  clang-format doxygen clang libclang-rt-14-dev librdkafka-dev >/dev/null
 echo "dependencies installed"

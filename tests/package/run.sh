@@ -5,8 +5,10 @@
 #      then the demo built there is stopped with SIGINT (tests/demo/sigint.sh);
 #   2. examples/quickstart.cpp with g++ and pkg-config, -Wall -Wextra -Werror, and the
 #      README's quick start is that file;
-#   3. a gtest consumer with find_package(emissions COMPONENTS testing);
-#   4. find_package errors: an unknown component, and testing without GoogleTest;
+#   3. a gtest consumer with find_package(emissions COMPONENTS testing), and a Kafka
+#      consumer with COMPONENTS kafka (no installed header includes librdkafka);
+#   4. find_package errors: an unknown component, testing without GoogleTest, kafka without
+#      librdkafka, and kafka from a tree installed without it;
 #   5. add_subdirectory() of the source tree.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -14,7 +16,8 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 cmake -S "$root" -B "$work/lib" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DEMISSIONS_BUILD_TESTS=OFF -DEMISSIONS_BUILD_BENCH=OFF -DEMISSIONS_BUILD_EXAMPLES=OFF >/dev/null
+  -DEMISSIONS_BUILD_TESTS=OFF -DEMISSIONS_BUILD_BENCH=OFF -DEMISSIONS_BUILD_EXAMPLES=OFF \
+  -DEMISSIONS_WITH_KAFKA=ON >/dev/null
 cmake --build "$work/lib" -j2
 cmake --install "$work/lib" --prefix "$work/prefix" >/dev/null
 prefix="$work/prefix"
@@ -57,6 +60,17 @@ cmake --build "$work/testing_consumer" -j2
 "$work/testing_consumer/consumer_test"
 echo "package: emissions::testing consumer passed"
 
+# The Kafka component: librdkafka stays behind emissions::kafka.
+if grep -rlE '#[[:space:]]*include[[:space:]]*[<"]librdkafka/|rd_kafka_' "$prefix/include"; then
+  echo "package: an installed header (above) includes or uses librdkafka" >&2
+  exit 1
+fi
+cmake -S "$root/tests/package/kafka_consumer" -B "$work/kafka_consumer" -G Ninja \
+  -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$work/kafka_consumer" -j2
+"$work/kafka_consumer/kafka_consumer"
+echo "package: emissions::kafka consumer passed; no installed header includes librdkafka"
+
 # 4. What find_package(emissions) accepts and how it refuses. Configure only.
 find_consumer() {  # <name> <components> [cmake args...]: configure, output in $work/<name>.log
   local name="$1" components="$2"
@@ -82,6 +96,23 @@ if find_consumer no_gtest testing -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON; then
   exit 1
 fi
 expect_refusal no_gtest "component 'testing': it needs GoogleTest"
+# kafka where pkg-config finds no librdkafka.
+mkdir -p "$work/no-pkgconfig"
+if (export PKG_CONFIG_LIBDIR="$work/no-pkgconfig" PKG_CONFIG_PATH=""; find_consumer no_rdkafka kafka); then
+  echo "package: COMPONENTS kafka was accepted without librdkafka" >&2
+  exit 1
+fi
+expect_refusal no_rdkafka "component 'kafka': it needs librdkafka"
+# kafka from a tree installed without it (EMISSIONS_WITH_KAFKA=OFF installs no component
+# file): the same tree with the component's files removed.
+cp -a "$prefix" "$work/prefix-no-kafka"
+find "$work/prefix-no-kafka" \( -name 'emissions-component-kafka.cmake' -o \
+  -name 'emissionsKafkaTargets*.cmake' \) -delete
+if find_consumer no_kafka kafka -DCMAKE_PREFIX_PATH="$work/prefix-no-kafka"; then
+  echo "package: COMPONENTS kafka was accepted from a tree without it" >&2
+  exit 1
+fi
+expect_refusal no_kafka "component 'kafka': it was not installed with this copy of emissions"
 echo "package: find_package without GoogleTest works; unknown or unusable components are refused"
 
 # 5. add_subdirectory() of the source tree.

@@ -1,0 +1,115 @@
+# Optional integrations: integrations/<name>/ (kafka, and later webhooks, postgres, http),
+# each with its own CMakeLists.txt, include/, src/ and tests/, its own library target
+# emissions::<name> and its own package component (find_package(emissions COMPONENTS
+# <name>)). An integration's third-party dependency never reaches the core or its public
+# headers; it is found once here and the result decides the option's default.
+#
+# In the top-level CMakeLists.txt:
+#
+#   emissions_integration(kafka PKG_CONFIG "rdkafka>=2.0"
+#                         NEEDS "librdkafka (on Debian: apt-get install librdkafka-dev)")
+#
+# declares the cache option EMISSIONS_WITH_KAFKA = AUTO|ON|OFF (default AUTO):
+#   AUTO  built when the dependency is found, skipped with a status message when not;
+#   ON    built; a missing dependency stops the configure step with an error naming it;
+#   OFF   not built, the dependency is not even looked for.
+# When built, the dependency is the imported target PkgConfig::EMISSIONS_DEP_<NAME>, and
+# integrations/<name>/CMakeLists.txt is added; it declares its library and tests with
+# emissions_integration_library() and emissions_integration_tests() below. The names of
+# the integrations that are built are in the global property EMISSIONS_INTEGRATIONS, which
+# EmissionsInstall.cmake reads to install each one as a package component.
+
+include(GoogleTest)  # gtest_discover_tests, for emissions_integration_tests()
+
+# emissions_integration(<name> PKG_CONFIG <module spec> NEEDS <what to install, for people>)
+function(emissions_integration name)
+  cmake_parse_arguments(PARSE_ARGV 1 arg "" "PKG_CONFIG;NEEDS" "")
+  if(NOT arg_PKG_CONFIG OR NOT arg_NEEDS)
+    message(FATAL_ERROR "emissions_integration(${name}): PKG_CONFIG and NEEDS are required")
+  endif()
+  string(TOUPPER "${name}" upper)
+  set(option EMISSIONS_WITH_${upper})
+  set(${option} AUTO CACHE STRING
+      "Build the ${name} integration: AUTO (when ${arg_NEEDS} is found), ON or OFF")
+  set_property(CACHE ${option} PROPERTY STRINGS AUTO ON OFF)
+  string(TOUPPER "${${option}}" mode)
+  if(NOT mode MATCHES "^(AUTO|ON|OFF)$")
+    message(FATAL_ERROR "${option} must be AUTO, ON or OFF (got '${${option}}')")
+  endif()
+  if(mode STREQUAL "OFF")
+    message(STATUS "emissions: ${name} integration off (${option}=OFF)")
+    return()
+  endif()
+
+  set(dependency EMISSIONS_DEP_${upper})
+  if(NOT TARGET PkgConfig::${dependency})
+    find_package(PkgConfig QUIET)
+    if(PkgConfig_FOUND)
+      pkg_check_modules(${dependency} QUIET IMPORTED_TARGET GLOBAL "${arg_PKG_CONFIG}")
+    endif()
+  endif()
+  if(NOT TARGET PkgConfig::${dependency})
+    if(mode STREQUAL "ON")
+      message(FATAL_ERROR "${option}=ON, but the ${name} integration needs ${arg_NEEDS}, found "
+                          "with pkg-config as '${arg_PKG_CONFIG}', and it was not found. Install "
+                          "it, or configure with -D${option}=AUTO or OFF.")
+    endif()
+    message(STATUS "emissions: ${name} integration not built: ${arg_NEEDS} (pkg-config "
+                   "'${arg_PKG_CONFIG}') not found (${option}=AUTO)")
+    return()
+  endif()
+  message(STATUS "emissions: ${name} integration built with ${arg_PKG_CONFIG} "
+                 "${${dependency}_VERSION} (${option}=${mode})")
+
+  # What the component file needs to find the same dependency in a consumer's build.
+  set_property(GLOBAL PROPERTY EMISSIONS_INTEGRATION_${upper}_PKG_CONFIG "${arg_PKG_CONFIG}")
+  set_property(GLOBAL PROPERTY EMISSIONS_INTEGRATION_${upper}_NEEDS "${arg_NEEDS}")
+  set_property(GLOBAL APPEND PROPERTY EMISSIONS_INTEGRATIONS ${name})
+  add_subdirectory(${PROJECT_SOURCE_DIR}/integrations/${name}
+                   ${PROJECT_BINARY_DIR}/integrations/${name})
+endfunction()
+
+# emissions_integration_library(<name> SOURCES <file>...)
+#
+# In integrations/<name>/CMakeLists.txt: the library emissions_<name> (alias
+# emissions::<name>, exported as emissions::<name>), with the public headers in include/
+# and the sources in src/. It links the core publicly and the dependency privately, and may
+# use the core's internal headers (src/common/wait.hpp and the like) privately.
+function(emissions_integration_library name)
+  cmake_parse_arguments(PARSE_ARGV 1 arg "" "" "SOURCES")
+  string(TOUPPER "${name}" upper)
+  set(target emissions_${name})
+  add_library(${target} ${arg_SOURCES})
+  add_library(emissions::${name} ALIAS ${target})
+  target_include_directories(${target}
+      PUBLIC $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>
+             $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>
+      PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/src)
+  target_link_libraries(${target} PUBLIC emissions PRIVATE PkgConfig::EMISSIONS_DEP_${upper})
+  target_compile_features(${target} PUBLIC cxx_std_20)
+  set_target_properties(${target} PROPERTIES EXPORT_NAME ${name} POSITION_INDEPENDENT_CODE ON)
+  emissions_set_warnings(${target})
+endfunction()
+
+# emissions_integration_tests(<name>)
+#
+# In integrations/<name>/CMakeLists.txt, when EMISSIONS_BUILD_TESTS is on: every
+# tests/*_test.cpp (one file per unit) linked into emissions_<name>_tests, each TEST
+# registered with CTest on its own, labelled <name>. Tests may use the dependency directly
+# (a mock server, a plain client reading back what was sent) and the integration's src/.
+function(emissions_integration_tests name)
+  string(TOUPPER "${name}" upper)
+  file(GLOB tests CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/tests/*_test.cpp)
+  if(NOT tests)
+    return()
+  endif()
+  set(target emissions_${name}_tests)
+  add_executable(${target} ${tests})
+  target_include_directories(${target} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src
+                             ${CMAKE_CURRENT_SOURCE_DIR}/tests ${PROJECT_SOURCE_DIR}/src)
+  target_link_libraries(${target} PRIVATE emissions::${name} emissions::testing
+                        emissions_test_support PkgConfig::EMISSIONS_DEP_${upper}
+                        GTest::gmock GTest::gtest_main)
+  emissions_set_warnings(${target})
+  gtest_discover_tests(${target} DISCOVERY_TIMEOUT 120 PROPERTIES LABELS ${name})
+endfunction()

@@ -1,0 +1,391 @@
+// The Kafka adapter: deliver() produces, one poll thread settles from delivery reports and
+// replaces a producer stopped by a fatal error, terminate() waits for the reports and ends
+// both. The producer instance and its records are in producer.*, the configuration in
+// producer_config.*, the error classes in errors.*.
+#include "emissions/adapters/kafka.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "common/parking.hpp"
+#include "common/wait.hpp"
+#include "emissions/telemetry.hpp"
+#include "errors.hpp"
+#include "kafka_access.hpp"
+#include "producer.hpp"
+#include "producer_config.hpp"
+
+namespace emissions::adapters {
+
+using detail::kafka::InFlight;
+using detail::kafka::Producer;
+using detail::kafka::Reports;
+
+namespace {
+
+// The poll thread's longest wait in librdkafka; terminate() interrupts it sooner.
+constexpr std::chrono::milliseconds kPollInterval{100};
+// A deliver() that found librdkafka's queue full looks again at least this often.
+constexpr std::chrono::milliseconds kQueueFullRecheck{100};
+// After a fatal error, how long the retired producer's in-flight requests may take to get
+// their real outcome before they are purged (failed retriably).
+constexpr std::chrono::milliseconds kRetireGrace{2'000};
+// How often the poll thread tries again to create a producer after a failed re-creation.
+constexpr std::chrono::milliseconds kRecreateInterval{1'000};
+
+std::string describe_exception() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "an exception that is not a std::exception";
+  }
+}
+
+Deadline earliest(Deadline a, Deadline b) noexcept {
+  return std::min(a, b);
+}
+
+}  // namespace
+
+struct Kafka::State {
+  explicit State(KafkaOptions opts) : options(std::move(opts)) {}
+
+  [[nodiscard]] std::shared_ptr<Producer> current() const {
+    std::lock_guard lock(producer_mutex);
+    return producer;
+  }
+  void replace(std::shared_ptr<Producer> next) {
+    std::lock_guard lock(producer_mutex);
+    producer.swap(next);
+  }  // `next` (the previous producer) is released here, without the lock
+
+  std::string what() const { return "kafka '" + options.name + "'"; }
+
+  void deliver(Delivery delivery) noexcept;
+  // Produces events()[index] of `record`, waiting while librdkafka's queue is full.
+  void produce_one(Producer& producer, InFlight& record, std::size_t index, std::string& topic,
+                   std::string& key, std::string& value) noexcept;
+  void poll_loop() noexcept;
+  // A producer with the adapter's options whose fatal errors call on_fatal().
+  std::shared_ptr<Producer> make_producer();
+  // Replaces `failed` (still polling) by a new producer; the poll loop retires it.
+  void on_fatal(Producer& failed) noexcept;
+  // Waits (bounded) for what `retired` sent, purges the rest, releases it.
+  void retire(std::shared_ptr<Producer> retired) noexcept;
+  Status terminate(Deadline deadline) noexcept;
+
+  const KafkaOptions options;
+  const std::shared_ptr<Reports> reports = std::make_shared<Reports>();
+
+  mutable std::mutex producer_mutex;
+  std::shared_ptr<Producer> producer;  // guarded by producer_mutex; null after terminate()
+  std::shared_ptr<Producer> retiring;  // guarded by producer_mutex: replaced, to retire
+
+  std::atomic<bool> closing{false};       // terminate() began: deliver() takes nothing more
+  std::atomic<bool> stop_polling{false};  // the poll thread must return
+  std::atomic<bool> terminated{false};
+  std::atomic<std::size_t> restarts{0};
+  detail::WaitChannel poll_wake;  // wakes the poll thread when it waits without a producer
+  std::thread poll_thread;
+};
+
+// --- deliver ------------------------------------------------------------------------------
+
+void Kafka::State::deliver(Delivery delivery) noexcept {
+  try {
+    if (closing.load(std::memory_order_acquire)) {
+      delivery.fail(Status(Errc::closed, what() + " is terminated"));
+      return;
+    }
+    std::shared_ptr<Producer> active = current();
+    if (!active) {
+      delivery.fail(Status(Errc::unavailable,
+                           what() + " has no producer: creating a new one after a fatal error "
+                                    "failed, trying again"));
+      return;
+    }
+    InFlight& record = active->open(std::move(delivery));
+    std::string topic;
+    std::string key;
+    std::string value;
+    for (std::size_t i = 0; i < record.slots.size(); ++i) {
+      produce_one(*active, record, i, topic, key, value);
+    }
+    active->close(record);
+  } catch (...) {
+    // Out of memory before the record existed: `delivery` fails what it still holds.
+    delivery.fail(Status(Errc::internal, what() + ": " + describe_exception()));
+  }
+}
+
+void Kafka::State::produce_one(Producer& active, InFlight& record, std::size_t index,
+                               std::string& topic, std::string& key, std::string& value) noexcept {
+  Delivery& delivery = record.delivery;
+  const Event& event = delivery.events()[index];
+  try {
+    // User code first, with no lock of ours held.
+    try {
+      topic = options.topic_for ? options.topic_for(event) : options.topic;
+    } catch (...) {
+      delivery.fail(index, Status(Errc::internal, what() + ": topic_for threw for event " +
+                                                      event.id.str() + " (" + event.name.str() +
+                                                      "): " + describe_exception()));
+      return;
+    }
+    if (topic.empty()) {
+      delivery.fail(index, Status(Errc::invalid_argument,
+                                  what() + ": topic_for returned no topic for event " +
+                                      event.id.str() + " (" + event.name.str() + ")"));
+      return;
+    }
+    try {
+      key = options.key_for ? options.key_for(event) : std::string();
+    } catch (...) {
+      delivery.fail(index, Status(Errc::internal, what() + ": key_for threw for event " +
+                                                      event.id.str() + " (" + event.name.str() +
+                                                      "): " + describe_exception()));
+      return;
+    }
+    value.clear();
+    try {
+      serialize_to(event, value);
+    } catch (const nlohmann::json::exception& e) {
+      delivery.fail(index, Status(Errc::invalid_argument,
+                                  what() + ": event " + event.id.str() + " (" + event.name.str() +
+                                      ") cannot be serialized: " + e.what()));
+      return;
+    }
+
+    // Backpressure: a full queue is waited out (woken by each delivery report, looking again
+    // at least every kQueueFullRecheck), never dropped; given up only at terminate() or once
+    // the queue stayed full for a whole message.timeout.ms.
+    std::optional<Deadline> give_up;
+    for (;;) {
+      const std::size_t before = reports->outstanding.load(std::memory_order_acquire);
+      const rd_kafka_resp_err_t error = active.produce(record, index, topic, key, value);
+      if (error == RD_KAFKA_RESP_ERR_NO_ERROR) return;
+      if (error != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        delivery.fail(index, detail::kafka::event_status(error, topic));
+        return;
+      }
+      if (!give_up) give_up = deadline_after(active.message_timeout());
+      if (closing.load(std::memory_order_acquire) || expired(*give_up)) {
+        delivery.fail(
+            index, Status(Errc::overloaded, what() + ": librdkafka's queue stayed full (" +
+                                                std::to_string(before) + " messages outstanding)" +
+                                                (closing.load() ? " until terminate()" : "")));
+        return;
+      }
+      (void)detail::wait_until(
+          reports->reported,
+          [&] {
+            return reports->outstanding.load(std::memory_order_acquire) < before ||
+                   closing.load(std::memory_order_acquire);
+          },
+          earliest(*give_up, deadline_after(kQueueFullRecheck)));
+    }
+  } catch (...) {
+    delivery.fail(index, Status(Errc::internal, what() + ": " + describe_exception()));
+  }
+}
+
+// --- the poll thread ----------------------------------------------------------------------
+
+void Kafka::State::poll_loop() noexcept {
+  while (!stop_polling.load(std::memory_order_acquire)) {
+    std::shared_ptr<Producer> active = current();
+    if (!active) {
+      // A re-creation failed: try again now and then until terminate().
+      (void)detail::wait_until(
+          poll_wake, [&] { return stop_polling.load(std::memory_order_acquire); },
+          deadline_after(kRecreateInterval));
+      if (stop_polling.load(std::memory_order_acquire)) return;
+      try {
+        replace(make_producer());
+        restarts.fetch_add(1, std::memory_order_relaxed);
+      } catch (...) {
+      }
+      continue;
+    }
+    active->poll(kPollInterval);
+    active.reset();
+    std::shared_ptr<Producer> retired;
+    {
+      std::lock_guard lock(producer_mutex);
+      retired.swap(retiring);
+    }
+    if (retired) retire(std::move(retired));
+  }
+}
+
+std::shared_ptr<Producer> Kafka::State::make_producer() {
+  return std::make_shared<Producer>(options, reports,
+                                    [this](Producer& failed) { on_fatal(failed); });
+}
+
+void Kafka::State::on_fatal(Producer& failed) noexcept {
+  // On the poll thread, inside the failed producer's poll(), before the reports of the
+  // messages librdkafka purges because of the error: their retries find the new producer.
+  if (stop_polling.load(std::memory_order_acquire)) return;  // terminate() is under way
+  std::shared_ptr<Producer> fresh;
+  std::string failure;
+  try {
+    fresh = make_producer();
+  } catch (...) {
+    failure = describe_exception();
+  }
+  {
+    std::lock_guard lock(producer_mutex);
+    if (producer.get() != &failed) return;  // already replaced
+    retiring = std::move(producer);         // the poll loop retires it after this poll()
+    producer = fresh;                       // null when creation failed: tried again later
+  }
+  restarts.fetch_add(fresh ? 1 : 0, std::memory_order_relaxed);
+  if (telemetry::enabled()) {
+    try {
+      telemetry::execute({"emissions", "kafka", "restarted"}, {{"count", 1}},
+                         {{"adapter", options.name},
+                          {"reason", failed.fatal_reason()},
+                          {"created", fresh != nullptr},
+                          {"error", failure}});
+    } catch (...) {
+    }
+  }
+}
+
+void Kafka::State::retire(std::shared_ptr<Producer> retired) noexcept {
+  // librdkafka has already failed what the retired producer had not sent (reported as
+  // __PURGE_QUEUE: unavailable). What it sent gets its real outcome if it comes soon;
+  // the rest is purged and fails retriably too. The new producer is served meanwhile.
+  const Deadline grace = deadline_after(kRetireGrace);
+  while (retired->unreported() > 0 && !expired(grace) &&
+         !stop_polling.load(std::memory_order_acquire)) {
+    retired->poll(std::chrono::milliseconds(10));
+    if (std::shared_ptr<Producer> active = current()) active->poll(std::chrono::milliseconds(0));
+  }
+  retired->purge(true);
+  retired->poll(std::chrono::milliseconds(0));
+  // Released here, or by a deliver() still holding it: ~Producer fails what is left.
+}
+
+// --- terminate ----------------------------------------------------------------------------
+
+Status Kafka::State::terminate(Deadline deadline) noexcept {
+  if (terminated.exchange(true, std::memory_order_acq_rel)) return {};
+  const auto started = std::chrono::steady_clock::now();
+  closing.store(true, std::memory_order_release);
+  reports->reported.notify();  // a deliver() waiting for room gives up
+
+  const Deadline flush_deadline = earliest(deadline, deadline_after(options.flush_timeout));
+  (void)detail::wait_until(
+      reports->reported, [&] { return reports->outstanding.load(std::memory_order_acquire) == 0; },
+      flush_deadline);
+
+  stop_polling.store(true, std::memory_order_release);
+  if (std::shared_ptr<Producer> active = current()) active->wake_poll();
+  poll_wake.notify();
+  if (poll_thread.joinable()) poll_thread.join();
+
+  const std::size_t left = reports->outstanding.load(std::memory_order_acquire);
+  std::shared_ptr<Producer> last;
+  std::shared_ptr<Producer> retired;
+  {
+    std::lock_guard lock(producer_mutex);
+    last.swap(producer);
+    retired.swap(retiring);
+  }
+  if (retired) {
+    retired->purge(true);
+    retired->poll(std::chrono::milliseconds(0));
+    retired.reset();
+  }
+  if (last) {
+    // What has no report yet fails now, retriably (at shutdown: counted dropped).
+    last->purge(true);
+    last->poll(std::chrono::milliseconds(0));
+    last.reset();  // destroys the instance; fails anything librdkafka did not report
+  }
+
+  const auto duration = std::chrono::steady_clock::now() - started;
+  Status status;
+  try {
+    if (telemetry::enabled()) {
+      telemetry::execute(
+          {"emissions", "kafka", "terminated"},
+          {{"left", left},
+           {"duration", std::chrono::duration_cast<std::chrono::nanoseconds>(duration).count()}},
+          {{"adapter", options.name}});
+    }
+    if (left != 0) {
+      status = Status(Errc::timeout,
+                      what() + ": " + std::to_string(left) +
+                          " messages had no delivery report by the deadline (flush_timeout " +
+                          std::to_string(options.flush_timeout.count()) + " ms); they were failed");
+    }
+  } catch (...) {
+    if (left != 0) status = Status(Errc::timeout, {});
+  }
+  return status;
+}
+
+// --- Kafka ------------------------------------------------------------------------------
+
+Kafka::Kafka(KafkaOptions options) {
+  detail::kafka::check_options(options);
+  auto state = std::make_shared<State>(std::move(options));
+  state->producer = state->make_producer();
+  state->poll_thread = std::thread([raw = state.get()] { raw->poll_loop(); });
+  state_ = std::move(state);
+}
+
+Kafka::~Kafka() {
+  (void)state_->terminate(deadline_after(std::chrono::nanoseconds::zero()));
+}
+
+void Kafka::deliver(Delivery delivery) {
+  state_->deliver(std::move(delivery));
+}
+
+Status Kafka::flush(Deadline deadline) {
+  (void)deadline;
+  return {};
+}
+
+Status Kafka::terminate(Deadline deadline) {
+  return state_->terminate(deadline);
+}
+
+std::string_view Kafka::name() const {
+  return state_->options.name;
+}
+
+std::size_t Kafka::outstanding() const noexcept {
+  return state_->reports->outstanding.load(std::memory_order_relaxed);
+}
+
+}  // namespace emissions::adapters
+
+namespace emissions::detail {
+
+rd_kafka_resp_err_t KafkaAccess::raise_fatal(adapters::Kafka& kafka, rd_kafka_resp_err_t error,
+                                             const char* reason) {
+  const std::shared_ptr<kafka::Producer> active = kafka.state_->current();
+  if (!active) return RD_KAFKA_RESP_ERR__STATE;
+  return rd_kafka_test_fatal_error(active->client(), error, reason);
+}
+
+std::size_t KafkaAccess::restarts(const adapters::Kafka& kafka) noexcept {
+  return kafka.state_->restarts.load(std::memory_order_relaxed);
+}
+
+}  // namespace emissions::detail

@@ -1,0 +1,23 @@
+// Internal: what tests reach inside a Kafka adapter (the way librdkafka's own tests raise a
+// fatal error in a producer). Not installed.
+#pragma once
+
+#include <cstddef>
+
+#include <librdkafka/rdkafka.h>
+
+#include "emissions/adapters/kafka.hpp"
+
+namespace emissions::detail {
+
+struct KafkaAccess {
+  // Raises `error` as a fatal error of the adapter's current producer
+  // (rd_kafka_test_fatal_error): the adapter must fail what is in flight retriably and
+  // create a new producer. NO_ERROR when raised; __STATE when there is no producer.
+  static rd_kafka_resp_err_t raise_fatal(adapters::Kafka& kafka, rd_kafka_resp_err_t error,
+                                         const char* reason);
+  // How many producers replaced one stopped by a fatal error.
+  static std::size_t restarts(const adapters::Kafka& kafka) noexcept;
+};
+
+}  // namespace emissions::detail

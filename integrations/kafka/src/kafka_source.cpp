@@ -1,0 +1,472 @@
+// The Kafka consumer source: one polling thread reads batches, decodes envelopes, publishes
+// them into the Emitter and commits what settled; the rebalance callback (on the same
+// thread) hands revoked partitions back once their events are settled. Options and the
+// consumer's configuration are in source_config.*, the per-partition offsets in
+// offset_tracker.*.
+#include "emissions/sources/kafka.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "common/parking.hpp"
+#include "common/wait.hpp"
+#include "emissions/telemetry.hpp"
+#include "events/envelope_parse.hpp"
+#include "handles.hpp"
+#include "offset_tracker.hpp"
+#include "source_config.hpp"
+
+namespace emissions::sources {
+
+using detail::kafka::ClientHandle;
+using detail::kafka::ErrorHandle;
+using detail::kafka::MessageHandle;
+using detail::kafka::OffsetTracker;
+
+namespace {
+
+// The polling thread's longest wait in librdkafka, and so how soon it sees stop().
+constexpr std::chrono::milliseconds kPollInterval{100};
+// How long a publish the Emitter refused (overloaded) waits before it is tried again.
+constexpr std::chrono::milliseconds kPublishRetry{100};
+// A revoked partition's events are waited for at most this many commit intervals.
+constexpr int kRevokeIntervals = 10;
+
+using PartitionKey = std::pair<std::string, std::int32_t>;  // topic, partition
+
+// A partition while it is assigned. Each assignment is a new generation, so the settlement
+// of events read under an earlier one (revoked before they settled, then assigned again)
+// never counts for messages read again under this one.
+struct Partition {
+  std::uint64_t generation = 0;
+  OffsetTracker offsets;
+};
+
+// Owns an rd_kafka_topic_partition_list_t.
+struct PartitionListDeleter {
+  void operator()(rd_kafka_topic_partition_list_t* list) const noexcept {
+    rd_kafka_topic_partition_list_destroy(list);
+  }
+};
+using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter>;
+
+}  // namespace
+
+struct KafkaSource::State {
+  State(Emitter& target, KafkaSourceOptions opts) : emitter(target), options(std::move(opts)) {}
+
+  void run() noexcept;
+  // Decodes and publishes one polled batch; returns once the Emitter took it (or stop).
+  void handle(std::vector<MessageHandle>& batch);
+  // Publishes `events`, decoded from `messages` (indices into batch), retrying while the
+  // Emitter is overloaded (decoding them again: a refused publish consumed them).
+  void publish(std::vector<MessageHandle>& batch, const std::vector<std::size_t>& messages,
+               std::vector<Event> events);
+  std::optional<Event> decode(const rd_kafka_message_t& message, std::string& error) const;
+  void settle(const PartitionKey& key, std::uint64_t generation, std::int64_t offset);
+  // Commits what is committable, for every partition or those in `only`.
+  void commit(const rd_kafka_topic_partition_list_t* only = nullptr) noexcept;
+  // Waits (bounded) for the events of `partitions`, commits them and forgets them.
+  void release(const rd_kafka_topic_partition_list_t* partitions) noexcept;
+  [[nodiscard]] bool idle(const rd_kafka_topic_partition_list_t* only) const;
+  [[nodiscard]] std::size_t unsettled() const;
+  // [emissions, source, assigned|revoked] for `changed`.
+  void report_partitions(const char* what,
+                         const rd_kafka_topic_partition_list_t* changed) const noexcept;
+  static void on_rebalance(rd_kafka_t* consumer, rd_kafka_resp_err_t error,
+                           rd_kafka_topic_partition_list_t* partitions, void* opaque) noexcept;
+
+  Emitter& emitter;
+  const KafkaSourceOptions options;
+  ClientHandle consumer;  // destroyed by stop()
+  std::weak_ptr<State> self;
+
+  std::mutex lifecycle_mutex;  // serializes start() and stop()
+  enum class Phase { created, running, stopped } phase = Phase::created;  // lifecycle_mutex
+  std::thread thread;
+  std::atomic<bool> stopping{false};
+  Deadline stop_deadline = Deadline::max();  // written before `stopping`
+
+  mutable std::mutex offsets_mutex;
+  std::map<PartitionKey, Partition> partitions;  // guarded by offsets_mutex
+  std::uint64_t generations = 0;                 // guarded by offsets_mutex
+  detail::WaitChannel settled;                   // notified after each settlement
+
+  std::vector<std::uint64_t> generation_of;  // the polling thread's: per message of a batch
+
+  std::atomic<std::uint64_t> consumed{0};
+  std::atomic<std::uint64_t> published{0};
+  std::atomic<std::uint64_t> malformed{0};
+  std::atomic<std::uint64_t> committed{0};
+};
+
+// --- polling ------------------------------------------------------------------------------
+
+void KafkaSource::State::run() noexcept {
+  auto last_commit = std::chrono::steady_clock::now();
+  std::vector<MessageHandle> batch;
+  while (!stopping.load(std::memory_order_acquire)) {
+    batch.clear();
+    try {
+      MessageHandle first(
+          rd_kafka_consumer_poll(consumer.get(), static_cast<int>(kPollInterval.count())));
+      if (first) {
+        batch.push_back(std::move(first));
+        while (batch.size() < options.max_batch) {
+          MessageHandle next(rd_kafka_consumer_poll(consumer.get(), 0));
+          if (!next) break;
+          batch.push_back(std::move(next));
+        }
+        handle(batch);
+      }
+    } catch (...) {
+      // Out of memory: the messages not published stay unsettled and are read again by
+      // the group after a restart; keep polling.
+    }
+    if (std::chrono::steady_clock::now() - last_commit >= options.commit_interval) {
+      commit();
+      last_commit = std::chrono::steady_clock::now();
+    }
+  }
+}
+
+void KafkaSource::State::handle(std::vector<MessageHandle>& batch) {
+  std::vector<std::size_t> good;
+  std::vector<Event> events;
+  generation_of.assign(batch.size(), 0);
+  good.reserve(batch.size());
+  events.reserve(batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const rd_kafka_message_t& message = *batch[i];
+    if (message.err != RD_KAFKA_RESP_ERR_NO_ERROR) {  // an error or event, not a message
+      if (message.err != RD_KAFKA_RESP_ERR__PARTITION_EOF && telemetry::enabled()) {
+        telemetry::execute({"emissions", "source", "error"}, {{"count", 1}},
+                           {{"source", options.name},
+                            {"code", rd_kafka_err2name(message.err)},
+                            {"reason", rd_kafka_message_errstr(&message)}});
+      }
+      continue;
+    }
+    consumed.fetch_add(1, std::memory_order_relaxed);
+    const PartitionKey key{rd_kafka_topic_name(message.rkt), message.partition};
+    std::uint64_t generation = 0;
+    {
+      std::lock_guard lock(offsets_mutex);
+      Partition& partition = partitions[key];
+      if (partition.generation == 0) partition.generation = ++generations;
+      partition.offsets.add(message.offset);
+      generation = partition.generation;
+    }
+    generation_of[i] = generation;
+    std::string error;
+    if (std::optional<Event> event = decode(message, error)) {
+      good.push_back(i);
+      events.push_back(*std::move(event));
+      continue;
+    }
+    malformed.fetch_add(1, std::memory_order_relaxed);
+    if (telemetry::enabled()) {
+      telemetry::execute({"emissions", "source", "malformed"}, {{"count", 1}},
+                         {{"source", options.name},
+                          {"topic", key.first},
+                          {"partition", key.second},
+                          {"offset", message.offset},
+                          {"reason", error}});
+    }
+    settle(key, generation, message.offset);  // skipped: handled as far as offsets go
+  }
+  if (!good.empty()) publish(batch, good, std::move(events));
+}
+
+std::optional<Event> KafkaSource::State::decode(const rd_kafka_message_t& message,
+                                                std::string& error) const {
+  if (message.payload == nullptr) {
+    error = "no value (a tombstone)";
+    return std::nullopt;
+  }
+  std::optional<Event> event = detail::parse_envelope(
+      std::string_view(static_cast<const char*>(message.payload), message.len), error);
+  if (!event) return std::nullopt;
+  event->metadata["kafka"] = {{"topic", rd_kafka_topic_name(message.rkt)},
+                              {"partition", message.partition},
+                              {"offset", message.offset}};
+  return event;
+}
+
+void KafkaSource::State::publish(std::vector<MessageHandle>& batch,
+                                 const std::vector<std::size_t>& messages,
+                                 std::vector<Event> events) {
+  struct Read {
+    PartitionKey key;
+    std::uint64_t generation;
+    std::int64_t offset;
+  };
+  std::vector<Read> offsets;
+  offsets.reserve(messages.size());
+  for (std::size_t i : messages) {
+    offsets.push_back(Read{PartitionKey{rd_kafka_topic_name(batch[i]->rkt), batch[i]->partition},
+                           generation_of[i], batch[i]->offset});
+  }
+  for (;;) {
+    if (events.empty()) {  // a retry
+      std::string error;
+      for (std::size_t i : messages) {
+        if (std::optional<Event> event = decode(*batch[i], error)) {
+          events.push_back(*std::move(event));
+        }
+      }
+    }
+    const std::size_t count = events.size();
+    // Settles the batch's messages once every adapter and handler settled their events.
+    auto on_settled = [weak = self, offsets](const Settlement&) {
+      if (const std::shared_ptr<State> state = weak.lock()) {
+        for (const Read& read : offsets)
+          state->settle(read.key, read.generation, read.offset);
+      }
+    };
+    const Status status = emitter.publish(std::exchange(events, {}), std::move(on_settled));
+    if (status.ok()) {
+      published.fetch_add(count, std::memory_order_relaxed);
+      return;
+    }
+    if (status.code() != Errc::overloaded) {
+      // closed: the Emitter is shutting down; the messages stay unsettled (uncommitted) and
+      // the group reads them again. invalid_argument cannot come from decoded envelopes.
+      return;
+    }
+    (void)detail::wait_until(
+        settled, [&] { return stopping.load(std::memory_order_acquire); },
+        deadline_after(kPublishRetry));
+    if (stopping.load(std::memory_order_acquire)) return;
+  }
+}
+
+void KafkaSource::State::settle(const PartitionKey& key, std::uint64_t generation,
+                                std::int64_t offset) {
+  {
+    std::lock_guard lock(offsets_mutex);
+    const auto found = partitions.find(key);
+    if (found != partitions.end() && found->second.generation == generation) {
+      found->second.offsets.settle(offset);
+    }
+  }
+  settled.notify();
+}
+
+// --- offsets ------------------------------------------------------------------------------
+
+void KafkaSource::State::commit(const rd_kafka_topic_partition_list_t* only) noexcept {
+  try {
+    PartitionList list(rd_kafka_topic_partition_list_new(4));
+    {
+      std::lock_guard lock(offsets_mutex);
+      for (const auto& [key, partition] : partitions) {
+        if (only != nullptr &&
+            rd_kafka_topic_partition_list_find(only, key.first.c_str(), key.second) == nullptr) {
+          continue;
+        }
+        if (const std::optional<std::int64_t> offset = partition.offsets.committable()) {
+          rd_kafka_topic_partition_list_add(list.get(), key.first.c_str(), key.second)->offset =
+              *offset;
+        }
+      }
+    }
+    if (list->cnt == 0) return;
+    if (const rd_kafka_resp_err_t error = rd_kafka_commit(consumer.get(), list.get(), 0);
+        error != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      // Not committed: tried again at the next interval (a refused commit makes the group
+      // read these messages again only if the partition moves before then).
+      if (telemetry::enabled()) {
+        telemetry::execute({"emissions", "source", "error"}, {{"count", 1}},
+                           {{"source", options.name},
+                            {"code", rd_kafka_err2name(error)},
+                            {"reason", std::string("commit failed: ") + rd_kafka_err2str(error)}});
+      }
+      return;
+    }
+    std::lock_guard lock(offsets_mutex);
+    for (int i = 0; i < list->cnt; ++i) {
+      const rd_kafka_topic_partition_t& entry = list->elems[i];
+      if (entry.err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+      const auto found = partitions.find(PartitionKey{entry.topic, entry.partition});
+      if (found != partitions.end()) found->second.offsets.committed(entry.offset);
+      committed.fetch_add(1, std::memory_order_relaxed);
+    }
+  } catch (...) {
+    // Out of memory: committed next time.
+  }
+}
+
+bool KafkaSource::State::idle(const rd_kafka_topic_partition_list_t* only) const {
+  std::lock_guard lock(offsets_mutex);
+  for (const auto& [key, partition] : partitions) {
+    if (only != nullptr &&
+        rd_kafka_topic_partition_list_find(only, key.first.c_str(), key.second) == nullptr) {
+      continue;
+    }
+    if (!partition.offsets.idle()) return false;
+  }
+  return true;
+}
+
+std::size_t KafkaSource::State::unsettled() const {
+  std::lock_guard lock(offsets_mutex);
+  return static_cast<std::size_t>(
+      std::count_if(partitions.begin(), partitions.end(),
+                    [](const auto& entry) { return !entry.second.offsets.idle(); }));
+}
+
+void KafkaSource::State::release(const rd_kafka_topic_partition_list_t* revoked) noexcept {
+  try {
+    const Deadline deadline = stopping.load(std::memory_order_acquire)
+                                  ? stop_deadline
+                                  : deadline_after(options.commit_interval * kRevokeIntervals);
+    // What is settled already is committed at once: the group coordinator may refuse
+    // commits once the other members have rejoined (REBALANCE_IN_PROGRESS until the new
+    // generation), so waiting first could lose it; then the rest, as it settles.
+    commit(revoked);
+    (void)detail::wait_until(
+        settled, [&] { return idle(revoked); }, deadline);
+    commit(revoked);
+    std::lock_guard lock(offsets_mutex);
+    for (int i = 0; i < revoked->cnt; ++i) {
+      partitions.erase(PartitionKey{revoked->elems[i].topic, revoked->elems[i].partition});
+    }
+  } catch (...) {
+  }
+}
+
+void KafkaSource::State::on_rebalance(rd_kafka_t* consumer, rd_kafka_resp_err_t error,
+                                      rd_kafka_topic_partition_list_t* changed,
+                                      void* opaque) noexcept {
+  auto& self = *static_cast<State*>(opaque);
+  const bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(consumer), "COOPERATIVE") == 0;
+  if (error == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    try {
+      std::lock_guard lock(self.offsets_mutex);
+      for (int i = 0; i < changed->cnt; ++i) {
+        self.partitions[PartitionKey{changed->elems[i].topic, changed->elems[i].partition}] =
+            Partition{++self.generations, OffsetTracker{}};
+      }
+    } catch (...) {
+    }
+    if (cooperative) {
+      const ErrorHandle ignored(rd_kafka_incremental_assign(consumer, changed));
+    } else {
+      (void)rd_kafka_assign(consumer, changed);
+    }
+    self.report_partitions("assigned", changed);
+    return;
+  }
+  // Revoked (or an error): what was read from these partitions is settled and committed
+  // before they go, so the next owner starts after it.
+  self.release(changed);
+  if (cooperative) {
+    const ErrorHandle ignored(rd_kafka_incremental_unassign(consumer, changed));
+  } else {
+    (void)rd_kafka_assign(consumer, nullptr);
+  }
+  self.report_partitions("revoked", changed);
+}
+
+void KafkaSource::State::report_partitions(
+    const char* what, const rd_kafka_topic_partition_list_t* changed) const noexcept {
+  if (!telemetry::enabled()) return;
+  try {
+    nlohmann::json list = nlohmann::json::array();
+    for (int i = 0; i < changed->cnt; ++i) {
+      list.push_back(
+          {{"topic", changed->elems[i].topic}, {"partition", changed->elems[i].partition}});
+    }
+    telemetry::execute({"emissions", "source", what}, {{"count", changed->cnt}},
+                       {{"source", options.name}, {"partitions", std::move(list)}});
+  } catch (...) {
+  }
+}
+
+// --- KafkaSource --------------------------------------------------------------------------
+
+KafkaSource::KafkaSource(Emitter& emitter, KafkaSourceOptions options) {
+  detail::kafka::check_options(options);
+  auto state = std::make_shared<State>(emitter, std::move(options));
+  state->self = state;
+  state->consumer =
+      detail::kafka::create_consumer(state->options, &State::on_rebalance, state.get());
+  state_ = std::move(state);
+}
+
+KafkaSource::~KafkaSource() {
+  (void)stop(std::chrono::milliseconds(0));
+}
+
+Status KafkaSource::start() {
+  State& s = *state_;
+  std::lock_guard lock(s.lifecycle_mutex);
+  if (s.phase != State::Phase::created) {
+    return Status(Errc::invalid_argument,
+                  "kafka source '" + s.options.name + "' was already started (a source runs once)");
+  }
+  PartitionList topics(
+      rd_kafka_topic_partition_list_new(static_cast<int>(s.options.topics.size())));
+  for (const std::string& topic : s.options.topics) {
+    (void)rd_kafka_topic_partition_list_add(topics.get(), topic.c_str(), RD_KAFKA_PARTITION_UA);
+  }
+  if (const rd_kafka_resp_err_t error = rd_kafka_subscribe(s.consumer.get(), topics.get());
+      error != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Status(Errc::unavailable, "kafka source '" + s.options.name +
+                                         "': subscribing failed: " + rd_kafka_err2str(error));
+  }
+  s.phase = State::Phase::running;
+  s.thread = std::thread([raw = &s] { raw->run(); });
+  return {};
+}
+
+Status KafkaSource::stop(std::chrono::milliseconds timeout) {
+  State& s = *state_;
+  std::lock_guard lock(s.lifecycle_mutex);
+  if (s.phase == State::Phase::stopped) return {};
+  const bool was_running = s.phase == State::Phase::running;
+  s.phase = State::Phase::stopped;
+  s.stop_deadline = deadline_after(timeout);
+  s.stopping.store(true, std::memory_order_release);
+  s.settled.notify();
+  if (s.thread.joinable()) s.thread.join();
+  std::size_t left = 0;
+  if (was_running) {
+    (void)detail::wait_until(
+        s.settled, [&] { return s.idle(nullptr); }, s.stop_deadline);
+    left = s.unsettled();
+    s.commit();
+    // Leaves the group; the revoke callback runs here and commits again (bounded by the
+    // same deadline).
+    (void)rd_kafka_consumer_close(s.consumer.get());
+  }
+  s.consumer.reset();
+  if (left != 0) {
+    return Status(Errc::timeout, "kafka source '" + s.options.name + "': " + std::to_string(left) +
+                                     " partitions had unsettled events at the deadline; the "
+                                     "group reads them again");
+  }
+  return {};
+}
+
+KafkaSourceStats KafkaSource::stats() const {
+  const State& s = *state_;
+  return KafkaSourceStats{.consumed = s.consumed.load(std::memory_order_relaxed),
+                          .published = s.published.load(std::memory_order_relaxed),
+                          .malformed = s.malformed.load(std::memory_order_relaxed),
+                          .committed = s.committed.load(std::memory_order_relaxed)};
+}
+
+}  // namespace emissions::sources

@@ -1,0 +1,209 @@
+#include "producer.hpp"
+
+#include <array>
+#include <utility>
+
+#include "emissions/telemetry.hpp"
+#include "errors.hpp"
+#include "producer_config.hpp"
+
+namespace emissions::detail::kafka {
+namespace {
+
+int to_poll_ms(std::chrono::milliseconds timeout) noexcept {
+  if (timeout.count() <= 0) return 0;
+  if (timeout.count() > 60'000) return 60'000;
+  return static_cast<int>(timeout.count());
+}
+
+}  // namespace
+
+InFlight::InFlight(Producer& owner, Delivery d) : producer(owner), delivery(std::move(d)) {
+  slots.resize(delivery.events().size());
+  for (std::size_t i = 0; i < slots.size(); ++i)
+    slots[i] = Slot{this, i};
+}
+
+Producer::Producer(const adapters::KafkaOptions& options, std::shared_ptr<Reports> reports,
+                   FatalHook on_fatal)
+    : name_(options.name), reports_(std::move(reports)), on_fatal_(std::move(on_fatal)) {
+  CreatedProducer created = create_producer(
+      options, ProducerCallbacks{&Producer::on_delivery_report, &Producer::on_error, this});
+  message_timeout_ = created.message_timeout;
+  client_ = std::move(created.client);
+  main_queue_.reset(rd_kafka_queue_get_main(client_.get()));
+}
+
+Producer::~Producer() {
+  main_queue_.reset();
+  client_.reset();  // no callback runs after this: every callback is served by poll()
+  std::list<InFlight> left;
+  {
+    std::lock_guard lock(records_mutex_);
+    left.swap(in_flight_);
+  }
+  const std::size_t lost = unreported_.exchange(0, std::memory_order_acq_rel);
+  for (InFlight& record : left) {
+    record.delivery.fail(Status(Errc::unavailable, "kafka '" + name_ +
+                                                       "': the producer was destroyed before "
+                                                       "the message's delivery report"));
+  }
+  if (lost != 0) {
+    reports_->outstanding.fetch_sub(lost, std::memory_order_acq_rel);
+    reports_->reported.notify();
+  }
+}
+
+InFlight& Producer::open(Delivery delivery) {
+  std::list<InFlight> node;
+  node.emplace_back(*this, std::move(delivery));  // allocates outside the lock
+  std::lock_guard lock(records_mutex_);
+  in_flight_.splice(in_flight_.end(), node);
+  InFlight& record = in_flight_.back();
+  record.self = std::prev(in_flight_.end());
+  return record;
+}
+
+rd_kafka_resp_err_t Producer::produce(InFlight& record, std::size_t index, const std::string& topic,
+                                      const std::string& key, const std::string& value) {
+  const Event& event = record.delivery.events()[index];
+  const std::string id = event.id.str();
+  const std::string emitted_at = format_timestamp(event.emitted_at);
+  HeadersHandle headers(rd_kafka_headers_new(4));
+  constexpr std::string_view kContentType = "application/json";
+  const std::string& name = event.name.str();
+  (void)rd_kafka_header_add(headers.get(), "event-id", -1, id.data(),
+                            static_cast<ssize_t>(id.size()));
+  (void)rd_kafka_header_add(headers.get(), "event-name", -1, name.data(),
+                            static_cast<ssize_t>(name.size()));
+  (void)rd_kafka_header_add(headers.get(), "emitted-at", -1, emitted_at.data(),
+                            static_cast<ssize_t>(emitted_at.size()));
+  (void)rd_kafka_header_add(headers.get(), "content-type", -1, kContentType.data(),
+                            static_cast<ssize_t>(kContentType.size()));
+
+  std::array<rd_kafka_vu_t, 6> vus{};
+  std::size_t n = 0;
+  vus[n].vtype = RD_KAFKA_VTYPE_TOPIC;
+  vus[n++].u.cstr = topic.c_str();
+  if (!key.empty()) {
+    vus[n].vtype = RD_KAFKA_VTYPE_KEY;
+    vus[n].u.mem.ptr = const_cast<char*>(key.data());  // copied (RD_KAFKA_MSG_F_COPY)
+    vus[n++].u.mem.size = key.size();
+  }
+  vus[n].vtype = RD_KAFKA_VTYPE_VALUE;
+  vus[n].u.mem.ptr = const_cast<char*>(value.data());  // copied (RD_KAFKA_MSG_F_COPY)
+  vus[n++].u.mem.size = value.size();
+  vus[n].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+  vus[n++].u.i = RD_KAFKA_MSG_F_COPY;
+  vus[n].vtype = RD_KAFKA_VTYPE_HEADERS;
+  vus[n++].u.headers = headers.get();
+  vus[n].vtype = RD_KAFKA_VTYPE_OPAQUE;
+  vus[n++].u.ptr = &record.slots[index];
+
+  // Counted before the call: the report may be served on the poll thread before it returns.
+  record.unreported.fetch_add(1, std::memory_order_relaxed);
+  unreported_.fetch_add(1, std::memory_order_relaxed);
+  reports_->outstanding.fetch_add(1, std::memory_order_relaxed);
+  const ErrorHandle error(rd_kafka_produceva(client_.get(), vus.data(), n));
+  if (!error) {
+    (void)headers.release();  // the message owns them now
+    return RD_KAFKA_RESP_ERR_NO_ERROR;
+  }
+  record.unreported.fetch_sub(1, std::memory_order_relaxed);
+  unreported_.fetch_sub(1, std::memory_order_relaxed);
+  reports_->outstanding.fetch_sub(1, std::memory_order_relaxed);
+  return rd_kafka_error_code(error.get());
+}
+
+void Producer::close(InFlight& record) noexcept {
+  reported(record);
+}
+
+void Producer::reported(InFlight& record) noexcept {
+  if (record.unreported.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  std::list<InFlight> done;
+  {
+    std::lock_guard lock(records_mutex_);
+    done.splice(done.end(), in_flight_, record.self);
+  }
+  // `done` is destroyed here, without the lock: every event of its delivery is settled.
+}
+
+void Producer::poll(std::chrono::milliseconds timeout) noexcept {
+  (void)rd_kafka_poll(client_.get(), to_poll_ms(timeout));
+}
+
+void Producer::wake_poll() noexcept {
+  rd_kafka_queue_yield(main_queue_.get());
+}
+
+void Producer::purge(bool in_flight) noexcept {
+  int flags = RD_KAFKA_PURGE_F_QUEUE;
+  if (in_flight) flags |= RD_KAFKA_PURGE_F_INFLIGHT;
+  (void)rd_kafka_purge(client_.get(), flags);
+}
+
+std::size_t Producer::unreported() const noexcept {
+  return unreported_.load(std::memory_order_acquire);
+}
+
+std::string Producer::fatal_reason() const {
+  std::lock_guard lock(fatal_mutex_);
+  return fatal_reason_;
+}
+
+void Producer::on_delivery_report(rd_kafka_t* /*client*/, const rd_kafka_message_t* message,
+                                  void* opaque) noexcept {
+  auto& self = *static_cast<Producer*>(opaque);
+  auto* slot = static_cast<InFlight::Slot*>(message->_private);
+  if (slot == nullptr) return;  // not ours (never happens: every message has its slot)
+  InFlight& record = *slot->record;
+  // Counted first: once the event is settled a drain may return, and outstanding() must
+  // not lag behind it.
+  self.unreported_.fetch_sub(1, std::memory_order_acq_rel);
+  self.reports_->outstanding.fetch_sub(1, std::memory_order_acq_rel);
+  self.reports_->reported.notify();
+  if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    record.delivery.ack(slot->index);
+  } else {
+    try {
+      const char* topic = message->rkt != nullptr ? rd_kafka_topic_name(message->rkt) : "";
+      record.delivery.fail(slot->index, event_status(message->err, topic));
+    } catch (...) {                                 // out of memory for the message: the event
+      record.delivery.fail(slot->index, Status());  // fails with `internal` (no allocation)
+    }
+  }
+  self.reported(record);
+}
+
+void Producer::on_error(rd_kafka_t* client, int error, const char* reason, void* opaque) noexcept
+    try {
+  auto& self = *static_cast<Producer*>(opaque);
+  const bool fatal = error == RD_KAFKA_RESP_ERR__FATAL;
+  if (fatal) self.fatal_.store(true, std::memory_order_release);  // first: the rest may throw
+  auto code = static_cast<rd_kafka_resp_err_t>(error);
+  std::string text = reason != nullptr ? reason : "";
+  if (fatal) {
+    std::array<char, 512> original{};
+    code = rd_kafka_fatal_error(client, original.data(), original.size());
+    text = original.data();
+    {
+      std::lock_guard lock(self.fatal_mutex_);
+      self.fatal_reason_ = std::string(rd_kafka_err2name(code)) + ": " + text;
+    }
+  }
+  if (telemetry::enabled()) {
+    try {
+      telemetry::execute({"emissions", "kafka", "error"}, {{"count", 1}},
+                         {{"adapter", self.name_},
+                          {"code", rd_kafka_err2name(code)},
+                          {"reason", text},
+                          {"fatal", fatal}});
+    } catch (...) {  // out of memory building the report: nothing escapes into librdkafka
+    }
+  }
+  if (fatal && self.on_fatal_) self.on_fatal_(self);
+} catch (...) {
+}
+
+}  // namespace emissions::detail::kafka

@@ -1,0 +1,134 @@
+// Internal: one librdkafka producer instance and the deliveries it has in flight.
+//
+// The adapter has one current Producer; a fatal error makes it create another and retire
+// this one (kafka.cpp). Each batch handed to the adapter becomes an InFlight record of the
+// Producer that produced it; each message's opaque points at its slot in the record, and
+// its delivery report settles that event. A record lives until the last of its messages
+// is reported (or, for messages librdkafka never reports, until the Producer is destroyed,
+// which fails them).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/parking.hpp"
+#include "emissions/adapters/kafka.hpp"
+#include "emissions/delivery.hpp"
+#include "handles.hpp"
+
+namespace emissions::detail::kafka {
+
+// What every Producer of one adapter shares with the adapter: the count of messages
+// produced and not yet reported, and the channel notified each time it goes down (terminate
+// and a full queue wait on it).
+struct Reports {
+  std::atomic<std::size_t> outstanding{0};
+  WaitChannel reported;
+};
+
+class Producer;
+
+// One batch handed to deliver(), produced through one Producer.
+struct InFlight {
+  // The opaque of one message: which event of which record.
+  struct Slot {
+    InFlight* record = nullptr;
+    std::size_t index = 0;
+  };
+
+  InFlight(Producer& owner, Delivery d);
+
+  Producer& producer;
+  Delivery delivery;
+  std::vector<Slot> slots;  // one per event; their addresses are the messages' opaques
+  // Messages produced and not reported, + 1 while deliver() still produces (its hold).
+  std::atomic<std::size_t> unreported{1};
+  std::list<InFlight>::iterator self;  // its place in producer.in_flight_
+};
+
+// Owns one rd_kafka_t (a producer) and its in-flight records.
+//
+// Thread-safety: produce() may run on any number of threads; poll() on one thread at a
+// time (the adapter's poll thread, or terminate() once that thread is joined); delivery
+// reports are settled on the polling thread. Settling (which runs the pipeline's telemetry)
+// never happens under the record list's lock. The destructor must not run on a librdkafka
+// thread.
+class Producer {
+ public:
+  // Called on the polling thread, inside poll(), when librdkafka raises a fatal error (after
+  // fatal() became true and before any delivery report librdkafka queues after the error,
+  // such as the reports of the messages it purges because of it). Must not destroy the
+  // Producer. May be empty.
+  using FatalHook = std::function<void(Producer&)>;
+
+  // Creates the instance (ConfigError as create_producer()).
+  Producer(const adapters::KafkaOptions& options, std::shared_ptr<Reports> reports,
+           FatalHook on_fatal);
+  // Destroys the instance (blocks until librdkafka's threads end), then fails every event
+  // still unreported with `unavailable`.
+  ~Producer();
+  Producer(const Producer&) = delete;
+  Producer& operator=(const Producer&) = delete;
+
+  // A new record for `delivery`, holding it open (unreported = 1) until close(). Allocates.
+  InFlight& open(Delivery delivery);
+  // Produces events()[index] of `record`: `topic` (non-empty), `key` (empty: null key),
+  // `value`, with the headers. NO_ERROR once librdkafka has it (its report settles it later);
+  // any other code: not produced, nothing settled (the caller settles). Never blocks.
+  rd_kafka_resp_err_t produce(InFlight& record, std::size_t index, const std::string& topic,
+                              const std::string& key, const std::string& value);
+  // Drops deliver()'s hold on `record`; destroys it if every message was reported.
+  void close(InFlight& record) noexcept;
+
+  // Serves delivery reports and client errors for up to `timeout` (0: what is there).
+  void poll(std::chrono::milliseconds timeout) noexcept;
+  // Makes a poll() under way return soon (any thread).
+  void wake_poll() noexcept;
+  // Fails the messages not yet sent and, with `in_flight`, those sent and not answered:
+  // their reports (retriable `unavailable`) come with the next poll().
+  void purge(bool in_flight) noexcept;
+
+  // Messages produced through this instance and not reported.
+  [[nodiscard]] std::size_t unreported() const noexcept;
+  // librdkafka raised a fatal error: this instance produces nothing more.
+  [[nodiscard]] bool fatal() const noexcept { return fatal_.load(std::memory_order_acquire); }
+  // The fatal error, for people.
+  [[nodiscard]] std::string fatal_reason() const;
+  // The producer's message.timeout.ms.
+  [[nodiscard]] std::chrono::milliseconds message_timeout() const noexcept {
+    return message_timeout_;
+  }
+  // The underlying instance, for tests (detail::KafkaAccess) only.
+  [[nodiscard]] rd_kafka_t* client() const noexcept { return client_.get(); }
+
+ private:
+  static void on_delivery_report(rd_kafka_t* client, const rd_kafka_message_t* message,
+                                 void* opaque) noexcept;
+  static void on_error(rd_kafka_t* client, int error, const char* reason, void* opaque) noexcept;
+  // One message of `record` was reported: counts it, destroys the record after the last.
+  void reported(InFlight& record) noexcept;
+
+  std::string name_;
+  std::shared_ptr<Reports> reports_;
+  FatalHook on_fatal_;
+  std::atomic<std::size_t> unreported_{0};
+  std::atomic<bool> fatal_{false};
+  mutable std::mutex fatal_mutex_;
+  std::string fatal_reason_;  // guarded by fatal_mutex_
+
+  std::mutex records_mutex_;
+  std::list<InFlight> in_flight_;  // guarded by records_mutex_
+
+  std::chrono::milliseconds message_timeout_{300'000};
+  ClientHandle client_;     // declared before main_queue_: destroyed after it
+  QueueHandle main_queue_;  // rd_kafka_poll()'s queue, to interrupt a poll
+};
+
+}  // namespace emissions::detail::kafka

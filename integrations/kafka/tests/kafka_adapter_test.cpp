@@ -1,0 +1,327 @@
+// The Kafka adapter against librdkafka's mock cluster: what a message looks like, how each
+// event is settled (delivered, retried, failed for good to the dead letter), backpressure,
+// a fatal producer error, and terminate() with a broker down.
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "emissions/adapters/kafka.hpp"
+#include "emissions/emitter.hpp"
+#include "emissions/event.hpp"
+#include "emissions/telemetry.hpp"
+#include "emissions/testing.hpp"
+#include "kafka_access.hpp"
+#include "mock_cluster.hpp"
+
+namespace {
+
+using emissions::Errc;
+using emissions::adapters::Kafka;
+using emissions::adapters::KafkaOptions;
+using emissions::testing::TestAdapter;
+using emissions::testing::kafka::MockCluster;
+using emissions::testing::kafka::read_back;
+using emissions::testing::kafka::Record;
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+KafkaOptions options_for(const MockCluster& cluster, std::string topic) {
+  return KafkaOptions{.brokers = cluster.bootstraps(),
+                      .topic = std::move(topic),
+                      .properties = {{"log_level", "2"}}};
+}
+
+// Retries come quickly in these tests.
+emissions::RetryPolicy quick_retries() {
+  return emissions::RetryPolicy{.max_attempts = 20, .initial_backoff = 10ms, .max_backoff = 200ms};
+}
+
+emissions::Config config_with(const std::shared_ptr<Kafka>& kafka,
+                              emissions::AdapterOptions options = {}) {
+  emissions::Config config;
+  config.make_default = false;
+  config.add_adapter(kafka, std::move(options));
+  return config;
+}
+
+std::map<std::string, Record> by_event_id(const std::vector<Record>& records) {
+  std::map<std::string, Record> out;
+  for (const Record& r : records)
+    out[r.headers.at("event-id")] = r;
+  return out;
+}
+
+TEST(KafkaAdapter, EachEventBecomesOneMessageWithTheEnvelopeKeyAndHeaders) {
+  MockCluster cluster(1);
+  cluster.create_topic("orders", 3);
+  KafkaOptions options = options_for(cluster, "orders");
+  options.key_for = [](const emissions::Event& e) {
+    const int id = e.payload.at("id").get<int>();
+    return id % 2 == 0 ? "order-" + std::to_string(id) : std::string();  // odd: null key
+  };
+  auto kafka = std::make_shared<Kafka>(std::move(options));
+  auto copy = std::make_shared<TestAdapter>("copy");
+  emissions::Config config = config_with(kafka);
+  config.add_adapter(copy);
+  emissions::Emitter emitter(std::move(config));
+
+  emissions::Transaction tx = emitter.start();
+  for (int i = 0; i < 10; ++i)
+    ASSERT_TRUE(tx.emit("order_created", {{"id", i}}).ok());
+  ASSERT_TRUE(tx.commit().ok());
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  EXPECT_EQ(emitter.stats().adapters[0].delivered, 10u);
+  EXPECT_EQ(kafka->outstanding(), 0u);
+
+  const auto records = by_event_id(read_back(cluster.bootstraps(), "orders", 3, 10s));
+  ASSERT_EQ(records.size(), 10u);
+  for (const emissions::Event& event : copy->events()) {
+    SCOPED_TRACE(event.id.str());
+    ASSERT_TRUE(records.contains(event.id.str()));
+    const Record& r = records.at(event.id.str());
+    EXPECT_EQ(r.value, emissions::serialize(event));
+    EXPECT_EQ(r.headers.at("event-name"), "order_created");
+    EXPECT_EQ(r.headers.at("emitted-at"), emissions::format_timestamp(event.emitted_at));
+    EXPECT_EQ(r.headers.at("content-type"), "application/json");
+    const int id = event.payload.at("id").get<int>();
+    EXPECT_EQ(r.null_key, id % 2 != 0);
+    if (id % 2 == 0) {
+      EXPECT_EQ(r.key, "order-" + std::to_string(id));
+    }
+  }
+}
+
+TEST(KafkaAdapter, TopicForWinsAndAnEmptyTopicFailsThatEventForGood) {
+  MockCluster cluster(1);
+  cluster.create_topic("shop.orders", 1);
+  cluster.create_topic("fallback", 1);
+  KafkaOptions options = options_for(cluster, "fallback");
+  options.topic_for = [](const emissions::Event& e) {
+    return e.name.str() == "order_created" ? std::string("shop.orders") : std::string();
+  };
+  auto kafka = std::make_shared<Kafka>(std::move(options));
+  auto dead = std::make_shared<TestAdapter>("dead");
+  emissions::Emitter emitter(config_with(kafka, {.retry = quick_retries(), .dead_letter = dead}));
+
+  emissions::Transaction tx = emitter.start();
+  ASSERT_TRUE(tx.emit("order_created", {{"id", 1}}).ok());
+  ASSERT_TRUE(tx.emit("unrouted", {{"id", 2}}).ok());
+  ASSERT_TRUE(tx.commit().ok());
+  ASSERT_TRUE(emitter.drain(10s).ok());
+
+  const emissions::AdapterStats stats = emitter.stats().adapters[0];
+  EXPECT_EQ(stats.delivered, 1u);
+  EXPECT_EQ(stats.failed, 1u);
+  EXPECT_EQ(stats.retried, 0u);  // for good: never tried again
+  ASSERT_EQ(dead->size(), 1u);
+  const emissions::Event copy = dead->events()[0];
+  EXPECT_EQ(copy.name.str(), "unrouted");
+  EXPECT_THAT(copy.metadata.at("dead_letter").at("reason").get<std::string>(),
+              HasSubstr("topic_for returned no topic"));
+  EXPECT_EQ(read_back(cluster.bootstraps(), "shop.orders", 1, 10s).size(), 1u);
+  EXPECT_EQ(read_back(cluster.bootstraps(), "fallback", 1, 10s).size(), 0u);
+}
+
+TEST(KafkaAdapter, TopicForOrKeyForThrowingFailsThatEventWithInternal) {
+  MockCluster cluster(1);
+  cluster.create_topic("orders", 1);
+  KafkaOptions options = options_for(cluster, "orders");
+  options.topic_for = [](const emissions::Event& e) -> std::string {
+    if (e.name.str() == "no_topic") throw std::runtime_error("router exploded");
+    return "orders";
+  };
+  options.key_for = [](const emissions::Event& e) -> std::string {
+    if (e.name.str() == "no_key") throw std::runtime_error("key exploded");
+    return "k";
+  };
+  auto kafka = std::make_shared<Kafka>(std::move(options));
+  auto dead = std::make_shared<TestAdapter>("dead");
+  emissions::Emitter emitter(config_with(kafka, {.retry = quick_retries(), .dead_letter = dead}));
+
+  emissions::Transaction tx = emitter.start();
+  ASSERT_TRUE(tx.emit("no_topic").ok());
+  ASSERT_TRUE(tx.emit("fine").ok());
+  ASSERT_TRUE(tx.emit("no_key").ok());
+  ASSERT_TRUE(tx.commit().ok());
+  ASSERT_TRUE(emitter.drain(10s).ok());
+
+  const emissions::AdapterStats stats = emitter.stats().adapters[0];
+  EXPECT_EQ(stats.delivered, 1u);
+  EXPECT_EQ(stats.failed, 2u);
+  EXPECT_EQ(stats.retried, 0u);
+  ASSERT_EQ(dead->size(), 2u);
+  for (const emissions::Event& copy : dead->events()) {
+    const std::string reason = copy.metadata.at("dead_letter").at("reason").get<std::string>();
+    EXPECT_THAT(reason, HasSubstr("internal"));
+    EXPECT_THAT(reason, HasSubstr("exploded"));
+  }
+}
+
+TEST(KafkaAdapter, AMessageTooLargeGoesToTheDeadLetterWithItsReason) {
+  MockCluster cluster(1);
+  cluster.create_topic("orders", 1);
+  KafkaOptions options = options_for(cluster, "orders");
+  options.properties["message.max.bytes"] = "2000";
+  auto kafka = std::make_shared<Kafka>(std::move(options));
+  auto dead = std::make_shared<TestAdapter>("dead");
+  emissions::Emitter emitter(config_with(kafka, {.retry = quick_retries(), .dead_letter = dead}));
+
+  emissions::Transaction tx = emitter.start();
+  ASSERT_TRUE(tx.emit("small", {{"id", 1}}).ok());
+  ASSERT_TRUE(tx.emit("huge", {{"blob", std::string(5'000, 'x')}}).ok());
+  ASSERT_TRUE(tx.emit("small", {{"id", 2}}).ok());
+  ASSERT_TRUE(tx.commit().ok());
+  ASSERT_TRUE(emitter.drain(10s).ok());
+
+  const emissions::AdapterStats stats = emitter.stats().adapters[0];
+  EXPECT_EQ(stats.delivered, 2u);
+  EXPECT_EQ(stats.failed, 1u);
+  EXPECT_EQ(stats.retried, 0u);
+  EXPECT_EQ(stats.dead_lettered, 1u);
+  ASSERT_EQ(dead->size(), 1u);
+  const emissions::Event copy = dead->events()[0];
+  EXPECT_EQ(copy.name.str(), "huge");
+  const auto& why = copy.metadata.at("dead_letter");
+  EXPECT_EQ(why.at("adapter"), "kafka");
+  EXPECT_EQ(why.at("attempts"), 1);
+  EXPECT_THAT(why.at("reason").get<std::string>(), HasSubstr("invalid_argument"));
+  EXPECT_THAT(why.at("reason").get<std::string>(), HasSubstr("MSG_SIZE_TOO_LARGE"));
+  EXPECT_EQ(read_back(cluster.bootstraps(), "orders", 1, 10s).size(), 2u);
+}
+
+TEST(KafkaAdapter, AFullQueueIsWaitedOutAndNothingIsDropped) {
+  MockCluster cluster(1);
+  cluster.create_topic("orders", 2);
+  KafkaOptions options = options_for(cluster, "orders");
+  options.properties["queue.buffering.max.messages"] = "8";  // full after 8 messages
+  auto kafka = std::make_shared<Kafka>(std::move(options));
+  emissions::Emitter emitter(config_with(kafka, {.max_demand = 500}));
+
+  constexpr int kEvents = 500;
+  emissions::Transaction tx = emitter.start();
+  for (int i = 0; i < kEvents; ++i)
+    ASSERT_TRUE(tx.emit("order_created", {{"id", i}}).ok());
+  ASSERT_TRUE(tx.commit().ok());
+  ASSERT_TRUE(emitter.drain(30s).ok());
+
+  const emissions::AdapterStats stats = emitter.stats().adapters[0];
+  EXPECT_EQ(stats.delivered, static_cast<std::uint64_t>(kEvents));
+  EXPECT_EQ(stats.failed + stats.dropped + stats.retried, 0u);
+  EXPECT_EQ(read_back(cluster.bootstraps(), "orders", 2, 10s).size(),
+            static_cast<std::size_t>(kEvents));
+}
+
+TEST(KafkaAdapter, AFatalProducerErrorFailsInFlightEventsRetriablyAndANewProducerDeliversThem) {
+  MockCluster cluster(1);
+  cluster.create_topic("orders", 1);
+  auto kafka = std::make_shared<Kafka>(options_for(cluster, "orders"));
+  std::atomic<int> restarted{0};
+  ASSERT_TRUE(emissions::telemetry::attach(
+                  "kafka-restarted", {"emissions", "kafka", "restarted"},
+                  [&](const auto&, const auto&, const auto&) { restarted.fetch_add(1); })
+                  .ok());
+  emissions::Emitter emitter(config_with(kafka, {.retry = quick_retries()}));
+
+  // With the broker down the events wait in librdkafka's queue: in flight, unreported.
+  rd_kafka_mock_broker_set_down(cluster.get(), 1);
+  constexpr int kEvents = 20;
+  emissions::Transaction tx = emitter.start();
+  for (int i = 0; i < kEvents; ++i)
+    ASSERT_TRUE(tx.emit("order_created", {{"id", i}}).ok());
+  ASSERT_TRUE(tx.commit().ok());
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (kafka->outstanding() < kEvents && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(5ms);
+  }
+  ASSERT_EQ(kafka->outstanding(), static_cast<std::size_t>(kEvents));
+
+  ASSERT_EQ(emissions::detail::KafkaAccess::raise_fatal(
+                *kafka, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "injected by the test"),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_mock_broker_set_up(cluster.get(), 1);
+  ASSERT_TRUE(emitter.drain(20s).ok());
+  (void)emissions::telemetry::detach("kafka-restarted");
+
+  EXPECT_EQ(emissions::detail::KafkaAccess::restarts(*kafka), 1u);
+  EXPECT_EQ(restarted.load(), 1);
+  const emissions::AdapterStats stats = emitter.stats().adapters[0];
+  EXPECT_EQ(stats.delivered, static_cast<std::uint64_t>(kEvents));
+  EXPECT_EQ(stats.failed + stats.dropped, 0u);
+  EXPECT_EQ(stats.retried, static_cast<std::uint64_t>(kEvents));  // each failed once, retriably
+  const auto records = read_back(cluster.bootstraps(), "orders", 1, 10s);
+  EXPECT_EQ(by_event_id(records).size(), static_cast<std::size_t>(kEvents));
+  EXPECT_EQ(records.size(), static_cast<std::size_t>(kEvents));
+}
+
+TEST(KafkaAdapter, TerminateWithTheBrokerDownReturnsWithinFlushTimeoutAndReportsWhatWasLeft) {
+  MockCluster cluster(1);
+  cluster.create_topic("orders", 1);
+  rd_kafka_mock_broker_set_down(cluster.get(), 1);
+  KafkaOptions options = options_for(cluster, "orders");
+  options.flush_timeout = 500ms;
+  Kafka kafka(std::move(options));
+  std::atomic<std::int64_t> left{-1};
+  ASSERT_TRUE(emissions::telemetry::attach(
+                  "kafka-terminated", {"emissions", "kafka", "terminated"},
+                  [&](const auto&, const nlohmann::json& measurements, const auto&) {
+                    left.store(measurements.at("left").get<std::int64_t>());
+                  })
+                  .ok());
+
+  std::vector<emissions::Event> events(5);
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    events[i].name = emissions::EventName("order_created");
+    events[i].id = emissions::EventId::generate();
+    events[i].metadata = nlohmann::json::object();
+  }
+  EXPECT_TRUE(emissions::testing::deliver_now(kafka, events).ok());  // produced, not reported
+  EXPECT_EQ(kafka.outstanding(), 5u);
+
+  const auto started = std::chrono::steady_clock::now();
+  const emissions::Status status = kafka.terminate(emissions::deadline_after(30s));
+  const auto took = std::chrono::steady_clock::now() - started;
+  (void)emissions::telemetry::detach("kafka-terminated");
+
+  EXPECT_EQ(status.code(), Errc::timeout);
+  EXPECT_THAT(status.message(), HasSubstr("5 messages had no delivery report"));
+  EXPECT_EQ(left.load(), 5);
+  EXPECT_EQ(kafka.outstanding(), 0u);  // failed, so nothing is left unsettled
+  EXPECT_GE(took, 500ms);
+  EXPECT_LT(took, 2s) << "terminate() overran flush_timeout";
+
+  // The adapter is closed now.
+  EXPECT_EQ(emissions::testing::deliver_now(kafka, events).code(), Errc::closed);
+  EXPECT_TRUE(kafka.terminate(emissions::deadline_after(1s)).ok());  // idempotent
+}
+
+TEST(KafkaAdapter, TerminateStopsAtItsDeadlineBeforeFlushTimeout) {
+  MockCluster cluster(1);
+  cluster.create_topic("orders", 1);
+  rd_kafka_mock_broker_set_down(cluster.get(), 1);
+  auto kafka = std::make_shared<Kafka>(options_for(cluster, "orders"));  // flush_timeout 10 s
+  emissions::Config config = config_with(kafka);
+  emissions::Emitter emitter(std::move(config));
+  emissions::Transaction tx = emitter.start();
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(tx.emit("order_created", {{"id", i}}).ok());
+  ASSERT_TRUE(tx.commit().ok());
+
+  const auto started = std::chrono::steady_clock::now();
+  const emissions::Status status = emitter.shutdown(300ms);
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_FALSE(status.ok());
+  EXPECT_LT(took, 2s) << "shutdown(300ms) overran: " << status.to_string();
+  const emissions::AdapterStats stats = emitter.stats().adapters[0];
+  EXPECT_EQ(stats.delivered, 0u);
+  EXPECT_EQ(stats.dropped + stats.failed, 3u);
+}
+
+}  // namespace
