@@ -83,6 +83,23 @@ int commit_numbered(Emitter& emitter, int count, Settlements& settlements) {
   return failures;
 }
 
+// Commits events 0, 1, ... (no callback) until one is refused (at most 300); how many were
+// accepted. The refused transaction must keep its event.
+int commit_until_refused(Emitter& emitter, Status& refused) {
+  int accepted = 0;
+  for (int k = 0; k < 300 && refused.ok(); ++k) {
+    Transaction tx = emitter.start();
+    EXPECT_TRUE(tx.emit("big", big_payload(k)).ok());
+    refused = tx.commit();
+    if (refused.ok()) {
+      ++accepted;
+    } else {
+      EXPECT_EQ(tx.size(), 1u) << "the transaction keeps its events";
+    }
+  }
+  return accepted;
+}
+
 // The events the adapter was handed, in arrival order (delivered() is in settlement order,
 // which release() interleaves with inline acknowledgements).
 std::vector<int> arrivals(const FaultyAdapter& adapter) {
@@ -257,17 +274,7 @@ TEST_P(SpoolOverflowTest, ABlockingLaneMakesTheCommitWaitThenRefusesItWhateverTh
   Emitter emitter(std::move(config));
   stuck->stall();
   Status refused;
-  int accepted = 0;
-  for (int k = 0; k < 300 && refused.ok(); ++k) {
-    Transaction tx = emitter.start();
-    ASSERT_TRUE(tx.emit("big", big_payload(k)).ok());
-    refused = tx.commit();
-    if (refused.ok()) {
-      ++accepted;
-    } else {
-      EXPECT_EQ(tx.size(), 1u) << "the transaction keeps its events";
-    }
-  }
+  const int accepted = commit_until_refused(emitter, refused);
   EXPECT_EQ(refused.code(), Errc::overloaded) << refused.to_string();
   EXPECT_NE(refused.message().find("max_bytes"), std::string::npos) << refused.message();
   stuck->release();
@@ -292,13 +299,7 @@ TEST_P(SpoolOverflowTest, ADropOldestLaneCannotReclaimWhatABlockingLaneStillHold
   dropping->stall();
   blocking->stall();
   Status refused;
-  int accepted = 0;
-  for (int k = 0; k < 300 && refused.ok(); ++k) {
-    Transaction tx = emitter.start();
-    ASSERT_TRUE(tx.emit("big", big_payload(k)).ok());
-    refused = tx.commit();
-    accepted += refused.ok() ? 1 : 0;
-  }
+  const int accepted = commit_until_refused(emitter, refused);
   EXPECT_EQ(refused.code(), Errc::overloaded) << refused.to_string();
   dropping->release();
   blocking->release();

@@ -52,6 +52,17 @@ struct Fixture {
     return spool->log().end_seq() - 1;
   }
 
+  // Appends commit `k` and reads it with `reader`, as a relay does: its position.
+  LogPosition append_and_read(int k, LogReader& reader) {
+    append(k);
+    LogReader::Next next{};
+    std::vector<Event> events;
+    LogPosition at;
+    EXPECT_TRUE(reader.next(next, events, at).ok());
+    EXPECT_EQ(next, LogReader::Next::commit);
+    return at;
+  }
+
   // Appends commits `k`, k + 1, ... (commit k is seq k + 1) until the oldest segment has
   // been reclaimed once; the number of commits appended in all.
   int fill_until_reclaimed(int k) {
@@ -72,12 +83,8 @@ TEST(SpoolReclaimTest, ACommitReadButNotHandedOverIsDroppedAndRefusedAfterwards)
   TempDir dir;
   Fixture f(dir);
   LogReader reader(f.spool->log(), f.spool->start(0));
-  f.append(0);
-  LogReader::Next next{};
-  std::vector<Event> events;
-  LogPosition at;
-  ASSERT_TRUE(reader.next(next, events, at).ok());
-  ASSERT_EQ(next, LogReader::Next::commit);  // read, not yet published()
+  const LogPosition at = f.append_and_read(0, reader);
+  // read, not yet published()
 
   const int commits = f.fill_until_reclaimed(1);
   const std::uint64_t fence_seq = f.spool->log().segments().front();
@@ -103,11 +110,7 @@ TEST(SpoolReclaimTest, ACommitHandedOverBeforeTheReclaimIsStillTheRelaysToSettle
   TempDir dir;
   Fixture f(dir);
   LogReader reader(f.spool->log(), f.spool->start(0));
-  f.append(0);
-  LogReader::Next next{};
-  std::vector<Event> events;
-  LogPosition at;
-  ASSERT_TRUE(reader.next(next, events, at).ok());
+  const LogPosition at = f.append_and_read(0, reader);
   ASSERT_TRUE(f.spool->published(0, at));
   f.spool->handed_over(0, reader.cursor());
 
@@ -133,11 +136,7 @@ TEST(SpoolReclaimTest, ACommitBeingHandedOverDuringTheReclaimIsStillTheRelays) {
   TempDir dir;
   Fixture f(dir);
   LogReader reader(f.spool->log(), f.spool->start(0));
-  f.append(0);
-  LogReader::Next next{};
-  std::vector<Event> events;
-  LogPosition at;
-  ASSERT_TRUE(reader.next(next, events, at).ok());
+  const LogPosition at = f.append_and_read(0, reader);
   ASSERT_TRUE(f.spool->published(0, at));  // the relay waits for room in its queue
 
   f.fill_until_reclaimed(1);
