@@ -381,21 +381,26 @@ void Spool::settle_pending(std::uint64_t seq, std::size_t lane, const AdapterSta
   std::unique_ptr<Pending> done;
   {
     std::lock_guard lock(pending_mutex_);
-    const auto it = pending_.find(seq);
-    if (it == pending_.end()) return;
-    Pending& pending = *it->second;
-    AdapterStats& entry = pending.settlement.adapters[lane];
-    entry.delivered = stats.delivered;
-    entry.failed = stats.failed;
-    entry.filtered = stats.filtered;
-    entry.dropped = stats.dropped;
-    entry.received = stats.received;
-    if (--pending.remaining == 0) {
-      done = std::move(it->second);
-      pending_.erase(it);
-    }
+    done = settle_pending_locked(seq, lane, stats);
   }
   if (done) best_effort([&] { done->callback(done->settlement); });
+}
+
+std::unique_ptr<Spool::Pending> Spool::settle_pending_locked(std::uint64_t seq, std::size_t lane,
+                                                             const AdapterStats& stats) {
+  const auto it = pending_.find(seq);
+  if (it == pending_.end()) return nullptr;
+  Pending& pending = *it->second;
+  AdapterStats& entry = pending.settlement.adapters[lane];
+  entry.delivered = stats.delivered;
+  entry.failed = stats.failed;
+  entry.filtered = stats.filtered;
+  entry.dropped = stats.dropped;
+  entry.received = stats.received;
+  if (--pending.remaining != 0) return nullptr;
+  std::unique_ptr<Pending> done = std::move(it->second);
+  pending_.erase(it);
+  return done;
 }
 
 bool Spool::published_before(std::size_t lane, std::uint64_t seq) const {

@@ -176,6 +176,10 @@ class Spool {
   struct Track;
   struct Pending;
   void settle_pending(std::uint64_t seq, std::size_t lane, const AdapterStats& stats);
+  // With pending_mutex_ held: records the lane's settlement; the entry once every lane
+  // settled (its callback is the caller's to run, with no lock held).
+  std::unique_ptr<Pending> settle_pending_locked(std::uint64_t seq, std::size_t lane,
+                                                 const AdapterStats& stats);
   // A full spool (spool_overflow.cpp): frees the oldest segment when only drop_oldest
   // lanes hold it; `reclaimed` says whether a lane let go of it.
   struct Reclaimed;

@@ -81,16 +81,10 @@ Status Spool::reclaim_oldest(bool& reclaimed) {
       std::lock_guard lock(pending_mutex_);
       for (std::uint64_t seq = r.dropped_from; seq < r.dropped_upto && !pending_.empty(); ++seq) {
         const std::uint32_t count = r.counts[seq - r.first];
-        const auto it = pending_.find(seq);
-        if (it == pending_.end()) continue;
-        Pending& pending = *it->second;
-        AdapterStats& entry = pending.settlement.adapters[r.lane];
-        const std::uint64_t events = count == Reclaimed::kCorrupt ? 0 : count;
-        entry.received = events;
-        entry.dropped = events;
-        if (--pending.remaining == 0) {
-          settled.push_back(std::move(it->second));
-          pending_.erase(it);
+        AdapterStats stats;
+        stats.received = stats.dropped = count == Reclaimed::kCorrupt ? 0 : count;
+        if (auto complete = settle_pending_locked(seq, r.lane, stats)) {
+          settled.push_back(std::move(complete));
         }
       }
     }
