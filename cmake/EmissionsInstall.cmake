@@ -18,9 +18,8 @@ set(EMISSIONS_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/emissions)
 
 # Every component the project knows, whether or not this build installs it: asking for
 # one that is listed but was not installed says so; asking for any other says it does not
-# exist. Add webhooks, postgres and http here as they land (integrations/, see
-# EmissionsIntegration.cmake).
-set(EMISSIONS_KNOWN_COMPONENTS testing kafka)
+# exist. The optional integrations are in integrations/ (see EmissionsIntegration.cmake).
+set(EMISSIONS_KNOWN_COMPONENTS testing kafka webhooks postgres http)
 
 # emissions_install_component(<name> TARGETS <target>... [INCLUDE_DIR <dir>]
 #                             [COMPONENT_FILE <file>])
@@ -71,8 +70,9 @@ if(TARGET emissions_testing)
 endif()
 
 # The integrations this build made (EmissionsIntegration.cmake): each one's component file
-# is generated from cmake/components/integration.cmake.in, to find the same dependency with
-# pkg-config in the consumer's build before loading the targets.
+# is generated from cmake/components/integration.cmake.in, to find the same dependency the
+# same way (EmissionsFindDependency.cmake, installed beside it) in the consumer's build
+# before loading the targets.
 get_property(_emissions_integrations GLOBAL PROPERTY EMISSIONS_INTEGRATIONS)
 foreach(_emissions_integration IN LISTS _emissions_integrations)
   string(TOUPPER "${_emissions_integration}" _emissions_upper)
@@ -81,9 +81,15 @@ foreach(_emissions_integration IN LISTS _emissions_integrations)
   string(TOUPPER "${_emissions_first}" _emissions_first)
   set(EMISSIONS_COMPONENT ${_emissions_integration})
   set(EMISSIONS_EXPORT_STEM ${_emissions_first}${_emissions_rest})
-  set(EMISSIONS_DEPENDENCY EMISSIONS_DEP_${_emissions_upper})
-  get_property(EMISSIONS_PKG_CONFIG GLOBAL
-               PROPERTY EMISSIONS_INTEGRATION_${_emissions_upper}_PKG_CONFIG)
+  get_property(_emissions_find GLOBAL PROPERTY EMISSIONS_INTEGRATION_${_emissions_upper}_FIND)
+  # The arguments as CMake source: each one quoted (a module spec such as "libcurl>=7.88").
+  set(EMISSIONS_FIND_ARGS "")
+  foreach(_emissions_arg IN LISTS _emissions_find)
+    string(APPEND EMISSIONS_FIND_ARGS " \"${_emissions_arg}\"")
+  endforeach()
+  string(STRIP "${EMISSIONS_FIND_ARGS}" EMISSIONS_FIND_ARGS)
+  get_property(EMISSIONS_LOOKED_FOR GLOBAL
+               PROPERTY EMISSIONS_INTEGRATION_${_emissions_upper}_LOOKED_FOR)
   get_property(EMISSIONS_NEEDS GLOBAL PROPERTY EMISSIONS_INTEGRATION_${_emissions_upper}_NEEDS)
   set(_emissions_file ${CMAKE_CURRENT_BINARY_DIR}/emissions-component-${_emissions_integration}.cmake)
   configure_file(cmake/components/integration.cmake.in ${_emissions_file} @ONLY)
@@ -92,6 +98,11 @@ foreach(_emissions_integration IN LISTS _emissions_integrations)
       INCLUDE_DIR integrations/${_emissions_integration}/include
       COMPONENT_FILE ${_emissions_file})
 endforeach()
+
+if(_emissions_integrations)
+  install(FILES ${PROJECT_SOURCE_DIR}/cmake/EmissionsFindDependency.cmake
+          DESTINATION ${EMISSIONS_INSTALL_CMAKEDIR})
+endif()
 
 install(FILES ${PROJECT_SOURCE_DIR}/LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR})
 

@@ -13,19 +13,28 @@
 #   AUTO  built when the dependency is found, skipped with a status message when not;
 #   ON    built; a missing dependency stops the configure step with an error naming it;
 #   OFF   not built, the dependency is not even looked for.
-# When built, the dependency is the imported target PkgConfig::EMISSIONS_DEP_<NAME>, and
+# When built, the dependency is the imported target EmissionsDep::<name>, and
 # integrations/<name>/CMakeLists.txt is added; it declares its library and tests with
 # emissions_integration_library() and emissions_integration_tests() below. The names of
 # the integrations that are built are in the global property EMISSIONS_INTEGRATIONS, which
 # EmissionsInstall.cmake reads to install each one as a package component.
 
 include(GoogleTest)  # gtest_discover_tests, for emissions_integration_tests()
+include(EmissionsFindDependency)
 
-# emissions_integration(<name> PKG_CONFIG <module spec> NEEDS <what to install, for people>)
+# emissions_integration(<name> PKG_CONFIG <module spec>... NEEDS <what to install>)
+# emissions_integration(<name> FIND_PACKAGE <find_package args>... TARGETS <target>...
+#                       NEEDS <what to install>)
+#
+# The dependency is found by emissions_find_integration_dependency()
+# (EmissionsFindDependency.cmake), which the installed component file calls again with the
+# same arguments in a consumer's build.
 function(emissions_integration name)
-  cmake_parse_arguments(PARSE_ARGV 1 arg "" "PKG_CONFIG;NEEDS" "")
-  if(NOT arg_PKG_CONFIG OR NOT arg_NEEDS)
-    message(FATAL_ERROR "emissions_integration(${name}): PKG_CONFIG and NEEDS are required")
+  cmake_parse_arguments(PARSE_ARGV 1 arg "" "NEEDS" "PKG_CONFIG;FIND_PACKAGE;TARGETS")
+  if(NOT arg_NEEDS OR (NOT arg_PKG_CONFIG AND NOT arg_FIND_PACKAGE)
+     OR (arg_PKG_CONFIG AND arg_FIND_PACKAGE) OR (arg_FIND_PACKAGE AND NOT arg_TARGETS))
+    message(FATAL_ERROR "emissions_integration(${name}): NEEDS and either PKG_CONFIG or "
+                        "FIND_PACKAGE with TARGETS are required")
   endif()
   string(TOUPPER "${name}" upper)
   set(option EMISSIONS_WITH_${upper})
@@ -41,28 +50,30 @@ function(emissions_integration name)
     return()
   endif()
 
-  set(dependency EMISSIONS_DEP_${upper})
-  if(NOT TARGET PkgConfig::${dependency})
-    find_package(PkgConfig QUIET)
-    if(PkgConfig_FOUND)
-      pkg_check_modules(${dependency} QUIET IMPORTED_TARGET GLOBAL "${arg_PKG_CONFIG}")
-    endif()
+  if(arg_PKG_CONFIG)
+    set(how PKG_CONFIG ${arg_PKG_CONFIG})
+    string(REPLACE ";" " " looked_for "pkg-config '${arg_PKG_CONFIG}'")
+  else()
+    set(how FIND_PACKAGE ${arg_FIND_PACKAGE} TARGETS ${arg_TARGETS})
+    string(REPLACE ";" " " looked_for "find_package(${arg_FIND_PACKAGE})")
   endif()
-  if(NOT TARGET PkgConfig::${dependency})
+  emissions_find_integration_dependency(${name} ${how})
+  if(NOT TARGET EmissionsDep::${name})
     if(mode STREQUAL "ON")
-      message(FATAL_ERROR "${option}=ON, but the ${name} integration needs ${arg_NEEDS}, found "
-                          "with pkg-config as '${arg_PKG_CONFIG}', and it was not found. Install "
-                          "it, or configure with -D${option}=AUTO or OFF.")
+      message(FATAL_ERROR "${option}=ON, but the ${name} integration needs ${arg_NEEDS}, looked "
+                          "for with ${looked_for}, and it was not found. Install it, or "
+                          "configure with -D${option}=AUTO or OFF.")
     endif()
-    message(STATUS "emissions: ${name} integration not built: ${arg_NEEDS} (pkg-config "
-                   "'${arg_PKG_CONFIG}') not found (${option}=AUTO)")
+    message(STATUS "emissions: ${name} integration not built: ${arg_NEEDS} (${looked_for}) "
+                   "not found (${option}=AUTO)")
     return()
   endif()
-  message(STATUS "emissions: ${name} integration built with ${arg_PKG_CONFIG} "
-                 "${${dependency}_VERSION} (${option}=${mode})")
+  message(STATUS "emissions: ${name} integration built with ${looked_for} "
+                 "${EMISSIONS_DEP_${upper}_VERSION} (${option}=${mode})")
 
   # What the component file needs to find the same dependency in a consumer's build.
-  set_property(GLOBAL PROPERTY EMISSIONS_INTEGRATION_${upper}_PKG_CONFIG "${arg_PKG_CONFIG}")
+  set_property(GLOBAL PROPERTY EMISSIONS_INTEGRATION_${upper}_FIND "${how}")
+  set_property(GLOBAL PROPERTY EMISSIONS_INTEGRATION_${upper}_LOOKED_FOR "${looked_for}")
   set_property(GLOBAL PROPERTY EMISSIONS_INTEGRATION_${upper}_NEEDS "${arg_NEEDS}")
   set_property(GLOBAL APPEND PROPERTY EMISSIONS_INTEGRATIONS ${name})
   add_subdirectory(${PROJECT_SOURCE_DIR}/integrations/${name}
@@ -85,7 +96,7 @@ function(emissions_integration_library name)
       PUBLIC $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>
              $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>
       PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/src)
-  target_link_libraries(${target} PUBLIC emissions PRIVATE PkgConfig::EMISSIONS_DEP_${upper})
+  target_link_libraries(${target} PUBLIC emissions PRIVATE EmissionsDep::${name})
   target_compile_features(${target} PUBLIC cxx_std_20)
   set_target_properties(${target} PROPERTIES EXPORT_NAME ${name} POSITION_INDEPENDENT_CODE ON)
   emissions_set_warnings(${target})
@@ -108,7 +119,7 @@ function(emissions_integration_tests name)
   target_include_directories(${target} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src
                              ${CMAKE_CURRENT_SOURCE_DIR}/tests ${PROJECT_SOURCE_DIR}/src)
   target_link_libraries(${target} PRIVATE emissions::${name} emissions::testing
-                        emissions_test_support PkgConfig::EMISSIONS_DEP_${upper}
+                        emissions_test_support EmissionsDep::${name}
                         GTest::gmock GTest::gtest_main)
   emissions_set_warnings(${target})
   gtest_discover_tests(${target} DISCOVERY_TIMEOUT 120 PROPERTIES LABELS ${name})
