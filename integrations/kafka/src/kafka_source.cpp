@@ -42,6 +42,9 @@ constexpr std::chrono::milliseconds kPollInterval{100};
 constexpr std::chrono::milliseconds kPublishRetry{100};
 // A revoked partition's events are waited for at most this many commit intervals.
 constexpr int kRevokeIntervals = 10;
+// How long an assignment waits for the group's committed offsets of partitions this source
+// held before (to resume after what it handled); without them it resumes where it was.
+constexpr std::chrono::milliseconds kCommittedTimeout{5'000};
 
 using PartitionKey = std::pair<std::string, std::int32_t>;  // topic, partition
 
@@ -79,6 +82,9 @@ struct KafkaSource::State {
   void commit(const rd_kafka_topic_partition_list_t* only = nullptr) noexcept;
   // Waits (bounded) for the events of `partitions`, commits them and forgets them.
   void release(const rd_kafka_topic_partition_list_t* partitions) noexcept;
+  // Starts tracking the newly assigned `partitions`; those this source held before get
+  // their start offset set in the list (see resume_points).
+  void track(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions) noexcept;
   [[nodiscard]] bool idle(const rd_kafka_topic_partition_list_t* only) const;
   [[nodiscard]] std::size_t unsettled() const;
   // [emissions, source, assigned|revoked] for `changed`.
@@ -101,7 +107,14 @@ struct KafkaSource::State {
   mutable std::mutex offsets_mutex;
   std::map<PartitionKey, Partition> partitions;  // guarded by offsets_mutex
   std::uint64_t generations = 0;                 // guarded by offsets_mutex
-  detail::WaitChannel settled;                   // notified after each settlement
+  // Where each partition this source let go of can resume without handling anything twice
+  // (one past its settled prefix), until it is assigned again. Commits are refused while
+  // the group rebalances, and a consumer whose generation went stale loses its partitions
+  // and reads them again from the last commit: when the same partition comes back, reading
+  // resumes here instead (or at the group's commit, if that is further). Guarded by
+  // offsets_mutex.
+  std::map<PartitionKey, std::int64_t> resume_points;
+  detail::WaitChannel settled;  // notified after each settlement
 
   std::vector<std::uint64_t> generation_of;  // the polling thread's: per message of a batch
 
@@ -341,9 +354,63 @@ void KafkaSource::State::release(const rd_kafka_topic_partition_list_t* revoked)
     commit(revoked);
     std::lock_guard lock(offsets_mutex);
     for (int i = 0; i < revoked->cnt; ++i) {
-      partitions.erase(PartitionKey{revoked->elems[i].topic, revoked->elems[i].partition});
+      const auto found =
+          partitions.find(PartitionKey{revoked->elems[i].topic, revoked->elems[i].partition});
+      if (found == partitions.end()) continue;
+      if (const std::optional<std::int64_t> through = found->second.offsets.handled_through()) {
+        resume_points[found->first] = *through;
+      }
+      partitions.erase(found);
     }
   } catch (...) {
+  }
+}
+
+void KafkaSource::State::track(rd_kafka_t* client,
+                               rd_kafka_topic_partition_list_t* assigned) noexcept {
+  try {
+    // The partitions held before, with the group's committed offsets (a blocking request,
+    // bounded; made without the lock).
+    PartitionList held(rd_kafka_topic_partition_list_new(assigned->cnt));
+    {
+      std::lock_guard lock(offsets_mutex);
+      for (int i = 0; i < assigned->cnt; ++i) {
+        if (resume_points.contains(
+                PartitionKey{assigned->elems[i].topic, assigned->elems[i].partition})) {
+          (void)rd_kafka_topic_partition_list_add(held.get(), assigned->elems[i].topic,
+                                                  assigned->elems[i].partition);
+        }
+      }
+    }
+    const bool fetched =
+        held->cnt > 0 &&
+        rd_kafka_committed(client, held.get(), static_cast<int>(kCommittedTimeout.count())) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR;
+    std::lock_guard lock(offsets_mutex);
+    for (int i = 0; i < assigned->cnt; ++i) {
+      rd_kafka_topic_partition_t& entry = assigned->elems[i];
+      const PartitionKey key{entry.topic, entry.partition};
+      Partition fresh{++generations, OffsetTracker{}};
+      if (const auto point = resume_points.find(key); point != resume_points.end()) {
+        std::int64_t start = point->second;
+        bool stored = false;
+        if (fetched) {
+          const rd_kafka_topic_partition_t* group =
+              rd_kafka_topic_partition_list_find(held.get(), entry.topic, entry.partition);
+          if (group != nullptr && group->err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+              group->offset >= start) {
+            start = group->offset;  // another member went further (or it is the same)
+            stored = true;
+          }
+        }
+        entry.offset = start;
+        fresh.offsets.resume_at(start, stored);
+        resume_points.erase(point);
+      }
+      partitions[key] = std::move(fresh);
+    }
+  } catch (...) {
+    // Out of memory: the partitions are read from the group's commits.
   }
 }
 
@@ -353,14 +420,7 @@ void KafkaSource::State::on_rebalance(rd_kafka_t* consumer, rd_kafka_resp_err_t 
   auto& self = *static_cast<State*>(opaque);
   const bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(consumer), "COOPERATIVE") == 0;
   if (error == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-    try {
-      std::lock_guard lock(self.offsets_mutex);
-      for (int i = 0; i < changed->cnt; ++i) {
-        self.partitions[PartitionKey{changed->elems[i].topic, changed->elems[i].partition}] =
-            Partition{++self.generations, OffsetTracker{}};
-      }
-    } catch (...) {
-    }
+    self.track(consumer, changed);
     if (cooperative) {
       const ErrorHandle ignored(rd_kafka_incremental_assign(consumer, changed));
     } else {

@@ -26,4 +26,14 @@ void OffsetTracker::committed(std::int64_t offset) noexcept {
   if (offset > committed_) committed_ = offset;
 }
 
+void OffsetTracker::resume_at(std::int64_t offset, bool stored) noexcept {
+  next_ = offset;
+  if (stored && offset > committed_) committed_ = offset;
+}
+
+std::optional<std::int64_t> OffsetTracker::handled_through() const noexcept {
+  if (next_ < 0) return std::nullopt;
+  return next_;
+}
+
 }  // namespace emissions::detail::kafka

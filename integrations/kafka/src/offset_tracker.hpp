@@ -26,6 +26,13 @@ class OffsetTracker {
   [[nodiscard]] std::optional<std::int64_t> committable() const noexcept;
   // `offset` (a value committable() gave) was committed.
   void committed(std::int64_t offset) noexcept;
+  // Before the first add(): reading starts at `offset`, everything before it is handled.
+  // `stored` says whether the group already has `offset` committed; if not, committable()
+  // offers it, so that the next owner of the partition starts there too.
+  void resume_at(std::int64_t offset, bool stored) noexcept;
+  // One past the last message of the settled prefix (where reading could resume without
+  // handling anything twice), if any message settled or resume_at() was called.
+  [[nodiscard]] std::optional<std::int64_t> handled_through() const noexcept;
 
  private:
   std::map<std::int64_t, bool> pending_;  // offset -> settled, from the first unsettled on

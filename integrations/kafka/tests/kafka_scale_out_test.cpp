@@ -97,18 +97,12 @@ class Worker {
 };
 
 TEST(KafkaScaleOut, ThreeWorkersOneKilledHandleEveryEventInOrderPerKey) {
-  // Opt-in (EMISSIONS_KAFKA_SCALE_OUT=1) until a failure seen under load is understood: in
-  // about half the runs on a busy machine (beside another Kafka test, or in the whole
-  // suite, or under TSan), a surviving worker reads one partition again from a commit that
-  // is seconds old, after its commits were refused around the rebalance that follows the
-  // kill (ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS: librdkafka 2.0.2's mock refuses
-  // commits while members rejoin, where a real broker accepts them until the new
-  // generation). Every event is still handled (at least once), but the test's stricter
-  // claims (order within a worker, second copies only from the killed worker) fail. Whether
-  // the source's offset tracking or only the mock is at fault is not known yet.
-  if (std::getenv("EMISSIONS_KAFKA_SCALE_OUT") == nullptr) {
-    GTEST_SKIP() << "set EMISSIONS_KAFKA_SCALE_OUT=1 to run (see the comment)";
-  }
+  // Around the rebalance that follows the kill, librdkafka 2.0.2's mock refuses the
+  // survivors' commits (REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION; a real broker accepts
+  // them until the new generation), and a refused ILLEGAL_GENERATION commit makes a
+  // survivor lose its partitions and get them back: it must resume after what it handled,
+  // not at its last commit (KafkaSource.AMemberThatLostItsPartitionsResumesAfterWhatItHandled
+  // shows that step alone).
   MockCluster cluster(1);
   cluster.create_topic("orders", kPartitions);
   emissions::test_support::TempDir dir;

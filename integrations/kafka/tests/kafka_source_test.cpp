@@ -172,6 +172,44 @@ TEST(KafkaSource, TheNextMemberOfTheGroupContinuesAfterWhatWasCommitted) {
   }
 }
 
+TEST(KafkaSource, AMemberThatLostItsPartitionsResumesAfterWhatItHandled) {
+  // A commit refused with ILLEGAL_GENERATION (the group moved on: a rebalance, a session
+  // that expired) makes librdkafka drop the assignment as lost and rejoin; the partitions
+  // come back and would be read again from the group's last commit (here: none). The
+  // source resumes after what it handled instead, and commits that.
+  MockCluster cluster(1);
+  cluster.create_topic("orders", 2);
+  (void)produce(cluster, 0, 100);
+  constexpr std::int16_t kOffsetCommitApi = 8;
+  rd_kafka_mock_push_request_errors(cluster.get(), kOffsetCommitApi, 1,
+                                    RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION);
+  std::atomic<int> revoked{0};
+  ASSERT_TRUE(emissions::telemetry::attach(
+                  "revoked", {"emissions", "source", "revoked"},
+                  [&](const auto&, const auto&, const auto&) { revoked.fetch_add(1); })
+                  .ok());
+
+  Worker worker;
+  KafkaSource source(*worker.emitter, source_options(cluster, "workers"));
+  ASSERT_TRUE(source.start().ok());
+  EXPECT_TRUE(worker.handled->wait_for([](auto events) { return events.size() >= 100; }, 30s));
+  // The refused commit, the rejoin (the mock holds it for about the session timeout), the
+  // same partitions again, then a commit that goes through.
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  while ((revoked.load() == 0 || source.stats().committed == 0) &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(20ms);
+  }
+  std::this_thread::sleep_for(300ms);  // anything read twice would arrive by now
+  EXPECT_TRUE(source.stop(10s).ok());
+  (void)emissions::telemetry::detach("revoked");
+
+  EXPECT_GE(revoked.load(), 1) << "the refused commit did not cost the assignment";
+  EXPECT_GT(source.stats().committed, 0u);
+  EXPECT_EQ(worker.handled->size(), 100u) << "events handled again after the rejoin";
+  EXPECT_EQ(source.stats().consumed, 100u);
+}
+
 TEST(KafkaSource, BadOptionsAreAConfigErrorNamingThem) {
   Worker worker;
   const auto error_of = [&](KafkaSourceOptions options) -> std::string {

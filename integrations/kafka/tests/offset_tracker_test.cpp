@@ -48,4 +48,30 @@ TEST(KafkaOffsetTracker, AnOffsetIsCommittedOnceAndGapsAreFine) {
   EXPECT_EQ(t.committable(), 8);
 }
 
+TEST(KafkaOffsetTracker, HandledThroughIsWhereReadingCanResumeWithoutRepeats) {
+  OffsetTracker t;
+  EXPECT_FALSE(t.handled_through());
+  t.add(5);
+  t.add(6);
+  t.settle(6);
+  EXPECT_FALSE(t.handled_through()) << "5 is not handled";
+  t.settle(5);
+  EXPECT_EQ(t.handled_through(), 7);
+}
+
+TEST(KafkaOffsetTracker, AResumedPartitionCommitsItsStartUnlessTheGroupHasIt) {
+  OffsetTracker mine;  // the group's commit is behind what this consumer handled
+  mine.resume_at(40, /*stored=*/false);
+  EXPECT_EQ(mine.committable(), 40) << "the next owner must not read 0..39 again";
+  EXPECT_EQ(mine.handled_through(), 40);
+  mine.add(40);
+  mine.settle(40);
+  EXPECT_EQ(mine.committable(), 41);
+
+  OffsetTracker theirs;  // the group's commit is where reading starts
+  theirs.resume_at(90, /*stored=*/true);
+  EXPECT_FALSE(theirs.committable());
+  EXPECT_EQ(theirs.handled_through(), 90);
+}
+
 }  // namespace

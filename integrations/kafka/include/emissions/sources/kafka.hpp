@@ -37,10 +37,13 @@
 /// Offsets: a partition's offset is committed every `commit_interval` while running, up to
 /// the last message before the first one whose events are not all settled (settled in the
 /// Emitter's sense: delivered, failed for good, filtered or dropped, by every adapter and
-/// handler). When the group
-/// takes partitions away (a rebalance), the source waits for their events (at most
-/// `commit_interval` × 10, bounded) and commits them before it lets them go. stop() stops
-/// polling, waits for what is in flight, commits what settled and leaves the group.
+/// handler). When the group takes partitions away (a rebalance), the source waits for their
+/// events (at most `commit_interval` × 10, bounded) and commits them before it lets them
+/// go. Where that commit is refused (the group already moved on: a stale generation makes
+/// librdkafka drop the assignment as lost), a partition that comes back to this source
+/// resumes after what it handled, or at the group's commit if that is further, and that
+/// offset is committed. stop() stops polling, waits for what is in flight, commits what
+/// settled and leaves the group.
 ///
 /// Threads: one polling thread per source, between start() and stop(); librdkafka's own.
 #pragma once
