@@ -76,9 +76,18 @@ Core::Core(Config config)
     if (!names.insert(name).second) {
       config_error(where + ".name()", "unique among adapters", "'" + name + "'");
     }
-    const bool async = dynamic_cast<AsyncAdapter*>(entry.adapter.get()) != nullptr;
+    const auto* async_adapter = dynamic_cast<const AsyncAdapter*>(entry.adapter.get());
+    const bool async = async_adapter != nullptr;
+    AdapterOptions options = entry.options;
+    if (async && !options.max_in_flight) {
+      // The adapter's own preference (0: none), checked against the same range as the
+      // user's value.
+      if (const std::size_t preferred = async_adapter->preferred_max_in_flight(); preferred != 0) {
+        options.max_in_flight = preferred;
+      }
+    }
     specs.emplace_back(std::move(entry.adapter),
-                       resolve_lane_options(where + " ('" + name + "')", p, entry.options, async));
+                       resolve_lane_options(where + " ('" + name + "')", p, options, async));
   }
   // Dead-letter adapters: distinct instances, none of them a configured adapter or sharing
   // a name with one; each gets a lane of its own with the pipeline's defaults.

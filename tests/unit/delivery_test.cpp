@@ -27,7 +27,9 @@ using emissions::Transaction;
 // Keeps every delivery; a test settles them (from its own thread) when it wants.
 class Parking final : public AsyncAdapter {
  public:
+  explicit Parking(std::size_t preferred_window = 0) : preferred_window_(preferred_window) {}
   std::string_view name() const override { return "parking"; }
+  std::size_t preferred_max_in_flight() const noexcept override { return preferred_window_; }
   void deliver(Delivery delivery) override {
     {
       std::lock_guard lock(mutex_);
@@ -66,6 +68,7 @@ class Parking final : public AsyncAdapter {
   std::condition_variable changed_;
   std::deque<Delivery> held_;
   std::size_t flushes_ = 0;
+  const std::size_t preferred_window_;
 };
 
 // Acknowledges every event from a thread of its own, like a client library's callback.
@@ -214,6 +217,55 @@ TEST(DeliveryTest, TheWindowBoundsUnsettledBatchesPerConsumer) {
     d.ack();
   ASSERT_TRUE(emitter.drain(10s).ok());
   EXPECT_EQ(emitter.stats().adapters[0].delivered, 5u);
+}
+
+// Commits one event per batch until the consumer finds its window full (it flushes then)
+// and returns how many deliveries it holds.
+std::size_t window_when_full(Emitter& emitter, Parking& adapter) {
+  for (int i = 0; i < 10; ++i) {
+    if (!commit(emitter, {i}).ok()) return 0;
+  }
+  if (!adapter.wait_for_flushes(1)) return 0;
+  std::vector<Delivery> held = adapter.take();
+  for (auto& d : held)
+    d.ack();
+  return held.size();
+}
+
+// Acknowledges what the adapter is handed until the emitter is drained (at most 10 s).
+bool ack_until_drained(Emitter& emitter, Parking& adapter) {
+  for (int i = 0; i < 1'000; ++i) {
+    for (auto& d : adapter.take())
+      d.ack();
+    if (emitter.drain(10ms).ok()) return true;
+  }
+  return false;
+}
+
+TEST(DeliveryTest, TheAdaptersPreferredWindowAppliesWhenMaxInFlightIsUnset) {
+  auto adapter = std::make_shared<Parking>(/*preferred_window=*/3);
+  Emitter emitter(config_with(adapter, {}));
+  EXPECT_EQ(window_when_full(emitter, *adapter), 3u);
+  EXPECT_TRUE(ack_until_drained(emitter, *adapter));
+  EXPECT_EQ(emitter.stats().adapters[0].delivered, 10u);
+}
+
+TEST(DeliveryTest, MaxInFlightWinsOverTheAdaptersPreference) {
+  auto adapter = std::make_shared<Parking>(/*preferred_window=*/3);
+  Emitter emitter(config_with(adapter, {.max_in_flight = 2}));
+  EXPECT_EQ(window_when_full(emitter, *adapter), 2u);
+  EXPECT_TRUE(ack_until_drained(emitter, *adapter));
+  EXPECT_EQ(emitter.stats().adapters[0].delivered, 10u);
+}
+
+TEST(DeliveryTest, APreferredWindowOutOfRangeIsAConfigErrorNamingMaxInFlight) {
+  auto adapter = std::make_shared<Parking>(emissions::kMaxInFlight + 1);
+  try {
+    Emitter emitter(config_with(adapter, {}));
+    ADD_FAILURE() << "no ConfigError";
+  } catch (const emissions::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("max_in_flight"), std::string::npos) << e.what();
+  }
 }
 
 // Commits 8 events, one per batch, to `adapter` (max_in_flight 4) and takes the 4 it is

@@ -38,6 +38,8 @@ constexpr std::chrono::milliseconds kQueueFullRecheck{100};
 // After a fatal error, how long the retired producer's in-flight requests may take to get
 // their real outcome before they are purged (failed retriably).
 constexpr std::chrono::milliseconds kRetireGrace{2'000};
+// The window the adapter asks the pipeline for (preferred_max_in_flight()).
+constexpr std::size_t kPreferredMaxInFlight = 1'024;
 // How often the poll thread tries again to create a producer after a failed re-creation.
 constexpr std::chrono::milliseconds kRecreateInterval{1'000};
 
@@ -367,6 +369,10 @@ Status Kafka::terminate(Deadline deadline) {
 
 std::string_view Kafka::name() const {
   return state_->options.name;
+}
+
+std::size_t Kafka::preferred_max_in_flight() const noexcept {
+  return kPreferredMaxInFlight;
 }
 
 std::size_t Kafka::outstanding() const noexcept {

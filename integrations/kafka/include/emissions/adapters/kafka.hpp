@@ -169,6 +169,12 @@ class Kafka final : public AsyncAdapter {
   /// `options.name`.
   [[nodiscard]] std::string_view name() const override;
 
+  /// 1024 batches in flight (51,200 events with the default max_demand of 50), unless
+  /// AdapterOptions::max_in_flight says otherwise: librdkafka batches by itself and needs
+  /// many messages queued to fill its requests. With the pipeline's default window of 16,
+  /// one `linger.ms` wait per 400 events would bound throughput (docs/BENCHMARKS.md).
+  [[nodiscard]] std::size_t preferred_max_in_flight() const noexcept override;
+
   /// Messages produced and not yet reported (in librdkafka's queue or in flight). Thread-safe;
   /// one relaxed load.
   [[nodiscard]] std::size_t outstanding() const noexcept;
