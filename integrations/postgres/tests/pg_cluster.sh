@@ -55,8 +55,10 @@ case $cmd in
     rm -rf "$dir" "$state/datadir" "$state/conninfo"
     ;;
   pause)
+    # A fast shutdown (connections terminated, WAL flushed): with synchronous_commit off, an
+    # immediate one would lose the last commits, and bring deleted outbox rows back.
     dir=$(cat "$state/datadir")
-    pg_ctl -D "$dir/data" -m immediate -w stop >/dev/null
+    pg_ctl -D "$dir/data" -m fast -w stop >/dev/null
     ;;
   resume)
     dir=$(cat "$state/datadir")
