@@ -111,6 +111,11 @@ std::string schema_statements(std::string_view table) {
 }
 
 std::string stage_statement(std::string_view table) {
+  return stage_statement(table, "$1", "$2");
+}
+
+std::string stage_statement(std::string_view table, std::string_view events,
+                            std::string_view channel) {
   const std::string t = quote_table(table, "OutboxOptions::table");
   // The events arrive as one JSON array, inserted in array order (WITH ORDINALITY) so that
   // seq follows emit order. A data-modifying CTE runs whether or not it is read.
@@ -118,9 +123,12 @@ std::string stage_statement(std::string_view table) {
          " (id, name, payload, metadata, emitted_at, ordering_key) "
          "SELECT (e.doc->>'id')::uuid, e.doc->>'name', e.doc->'payload', e.doc->'metadata', "
          "(e.doc->>'emitted_at')::timestamptz, e.doc->>'key' "
-         "FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(doc, n) ORDER BY e.n "
+         "FROM jsonb_array_elements((" +
+         std::string(events) +
+         ")::jsonb) WITH ORDINALITY AS e(doc, n) ORDER BY e.n "
          "RETURNING 1) "
-         "SELECT (SELECT count(*) FROM staged), pg_notify($2, '')";
+         "SELECT (SELECT count(*) FROM staged), pg_notify(" +
+         std::string(channel) + ", '')";
 }
 
 std::string claim_statement(std::string_view table, std::string_view name,

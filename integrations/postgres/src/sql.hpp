@@ -24,6 +24,9 @@ std::string schema_statements(std::string_view table);
 // $1: the events as a JSON array of {id, name, payload, metadata, emitted_at, key}; $2: the
 // channel. One row: the number of rows inserted.
 std::string stage_statement(std::string_view table);
+// The same with the two parameters replaced by the given SQL expressions.
+std::string stage_statement(std::string_view table, std::string_view events,
+                            std::string_view channel);
 
 // One simple-query string (one implicit transaction): the advisory lock of `table`, then
 // the claim of up to `batch` rows for `claim_id`. Its last result returns the rows.

@@ -80,6 +80,11 @@ Status prepare_stage(Transaction& tx, const OutboxOptions& options, StageStateme
   return {};
 }
 
+std::string inline_stage_statement(const OutboxOptions& options, std::string_view events_literal,
+                                   std::string_view channel_literal) {
+  return stage_statement(options.table, events_literal, channel_literal);
+}
+
 Status finish_stage(Transaction& tx) {
   return TransactionAccess::end_written_elsewhere(tx);
 }

@@ -41,7 +41,11 @@ inline Status stage(Transaction& tx, pqxx::transaction_base& work,
   if (Status s = detail::prepare_stage(tx, options, statement); !s.ok()) return s;
   if (statement.count == 0) return detail::finish_stage(tx);
   try {
-    const pqxx::result result = work.exec_params(statement.sql, statement.events, options.channel);
+    // exec(), not exec_params(): libpqxx 6.4's exec_params runs even on a transaction that
+    // an earlier error closed, on the bare connection, where the rows would commit on their
+    // own. exec() refuses a closed transaction (usage_error).
+    const pqxx::result result = work.exec(detail::inline_stage_statement(
+        options, work.quote(statement.events), work.quote(options.channel)));
     const auto inserted = result.at(0).at(0).as<std::size_t>();
     if (inserted != statement.count) return detail::stage_count_mismatch(inserted, statement.count);
   } catch (const pqxx::broken_connection& e) {

@@ -22,6 +22,10 @@ struct StageStatement {
   std::size_t count = 0;
 };
 
+// The statement with its two parameters written in as SQL literals (quoted by the caller's
+// client library, e.g. pqxx::transaction_base::quote).
+std::string inline_stage_statement(const OutboxOptions& options, std::string_view events_literal,
+                                   std::string_view channel_literal);
 // Fills `out` from `tx`'s events. invalid_argument for an event that cannot be written
 // (invalid UTF-8, a throwing ordering_key), not_started/closed for an inactive `tx`;
 // nothing is changed then.
