@@ -4,8 +4,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <system_error>
 
@@ -40,7 +40,8 @@ Ready wait_socket(int socket, bool write, const WakeFd& wake, Deadline deadline)
       const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
       timeout_ms = ms > 60'000 ? 60'000 : static_cast<int>(ms);
     }
-    pollfd fds[2] = {{wake.fd(), POLLIN, 0}, {socket, static_cast<short>(write ? POLLOUT : POLLIN), 0}};
+    pollfd fds[2] = {{wake.fd(), POLLIN, 0},
+                     {socket, static_cast<short>(write ? POLLOUT : POLLIN), 0}};
     const int n = ::poll(fds, socket >= 0 ? 2 : 1, timeout_ms);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -69,7 +70,8 @@ Deadline limit(const Io& io) {
 
 std::string trimmed(const char* message) {
   std::string out = message == nullptr ? "" : message;
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' '))
+    out.pop_back();
   return out;
 }
 
@@ -181,7 +183,8 @@ int consume_notifications(PGconn* conn) {
 
 int take_notifications(PGconn* conn) {
   int count = 0;
-  while (const NotifyHandle notify{PQnotifies(conn)}) ++count;
+  while (const NotifyHandle notify{PQnotifies(conn)})
+    ++count;
   return count;
 }
 
@@ -193,8 +196,8 @@ std::string describe_conninfo(const std::string& conninfo) {
   std::string out;
   for (const PQconninfoOption* o = options.get(); o->keyword != nullptr; ++o) {
     const std::string_view key = o->keyword;
-    if (o->val == nullptr || (key != "host" && key != "hostaddr" && key != "port" &&
-                              key != "dbname" && key != "user")) {
+    if (o->val == nullptr ||
+        (key != "host" && key != "hostaddr" && key != "port" && key != "dbname" && key != "user")) {
       continue;
     }
     if (!out.empty()) out += ' ';

@@ -33,7 +33,8 @@ constexpr milliseconds kRepublishDelay{100};
 
 milliseconds reconnect_delay(std::uint32_t failures) {
   milliseconds d = kFirstReconnect;
-  for (std::uint32_t i = 1; i < failures && d < kLongestReconnect; ++i) d *= 2;
+  for (std::uint32_t i = 1; i < failures && d < kLongestReconnect; ++i)
+    d *= 2;
   return std::min(d, kLongestReconnect);
 }
 
@@ -58,8 +59,8 @@ struct Relay::State : std::enable_shared_from_this<Relay::State> {
   detail::WakeFd wake;
   detail::StopSignal stop;
 
-  std::mutex mutex;                   // guards settled and last_error
-  std::vector<std::string> settled;   // claims every adapter settled, to delete
+  std::mutex mutex;                  // guards settled and last_error
+  std::vector<std::string> settled;  // claims every adapter settled, to delete
   std::string last_error;
 
   std::atomic<std::uint64_t> claimed{0};
@@ -129,7 +130,8 @@ void Relay::State::run() {
   while (true) {
     {
       const std::lock_guard lock(mutex);
-      for (std::string& claim : settled) to_delete.push_back(std::move(claim));
+      for (std::string& claim : settled)
+        to_delete.push_back(std::move(claim));
       settled.clear();
     }
     stop.nothing_live.store(live.empty(), std::memory_order_release);
@@ -189,7 +191,8 @@ void Relay::State::run() {
     if (!live.empty() && now >= next_renew) {
       std::vector<std::string> ids;
       ids.reserve(live.size());
-      for (const Claim& c : live) ids.push_back(c.id);
+      for (const Claim& c : live)
+        ids.push_back(c.id);
       if (!exec(detail::renew_statement(table, ids, options.lease))) {
         failed("renewing leases");
         continue;
@@ -248,7 +251,8 @@ void Relay::State::run() {
                   [](const auto& a, const auto& b) { return a.first < b.first; });
         std::vector<Event> events;
         events.reserve(decoded.size());
-        for (auto& [seq, e] : decoded) events.push_back(std::move(e));
+        for (auto& [seq, e] : decoded)
+          events.push_back(std::move(e));
         live.push_back(Claim{claim_id, events.size()});
         stop.nothing_live.store(false, std::memory_order_release);
         auto on_settled = [weak = weak_from_this(), claim_id](const Settlement&) {
@@ -294,7 +298,8 @@ void Relay::State::run() {
     }
   }
   std::size_t rows = 0;
-  for (const Claim& c : live) rows += c.rows;
+  for (const Claim& c : live)
+    rows += c.rows;
   left_in_flight = rows;
   conn.reset();
   connected.store(false, std::memory_order_relaxed);

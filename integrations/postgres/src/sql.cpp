@@ -158,9 +158,8 @@ std::string claim_statement(std::string_view table, std::string_view name,
 
 std::string renew_statement(std::string_view table, const std::vector<std::string>& claims,
                             std::chrono::milliseconds lease) {
-  return "UPDATE " + quote_table(table, "OutboxOptions::table") +
-         " SET claimed_until = now() + " + lease_interval(lease) + " WHERE claim_id IN (" +
-         claims_list(claims) + ")";
+  return "UPDATE " + quote_table(table, "OutboxOptions::table") + " SET claimed_until = now() + " +
+         lease_interval(lease) + " WHERE claim_id IN (" + claims_list(claims) + ")";
 }
 
 std::string delete_statement(std::string_view table, const std::vector<std::string>& claims) {

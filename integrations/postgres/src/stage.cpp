@@ -70,10 +70,9 @@ Status prepare_stage(Transaction& tx, const OutboxOptions& options, StageStateme
     try {
       append_event(out.events, events[i], options);
     } catch (const std::exception& e) {
-      return Status(Errc::invalid_argument, "event " + std::to_string(i) + " ('" +
-                                                events[i].name.str() +
-                                                "') cannot be staged: " + e.what() +
-                                                "; nothing was written");
+      return Status(Errc::invalid_argument,
+                    "event " + std::to_string(i) + " ('" + events[i].name.str() +
+                        "') cannot be staged: " + e.what() + "; nothing was written");
     }
   }
   out.events += ']';
@@ -92,11 +91,13 @@ Status finish_stage(Transaction& tx) {
 Status stage_error(std::string_view sqlstate, std::string_view message, bool connection_lost,
                    const OutboxOptions& options) {
   std::string what(message);
-  while (!what.empty() && (what.back() == '\n' || what.back() == ' ')) what.pop_back();
-  const std::string state = sqlstate.empty() ? std::string() : " (SQL state " + std::string(sqlstate) + ")";
+  while (!what.empty() && (what.back() == '\n' || what.back() == ' '))
+    what.pop_back();
+  const std::string state =
+      sqlstate.empty() ? std::string() : " (SQL state " + std::string(sqlstate) + ")";
   if (connection_lost || (!sqlstate.empty() && retriable_class(sqlstate))) {
-    return Status(Errc::unavailable, "staging failed, try the business transaction again" +
-                                         state + ": " + what);
+    return Status(Errc::unavailable,
+                  "staging failed, try the business transaction again" + state + ": " + what);
   }
   if (sqlstate == "42P01") {
     return Status(Errc::not_found, "the outbox table '" + options.table +
@@ -123,8 +124,8 @@ Status stage_count_mismatch(std::size_t inserted, std::size_t expected) {
 Status stage(Transaction& tx, PGconn* conn, const OutboxOptions& options) {
   if (conn == nullptr) return Status(Errc::invalid_argument, "stage(): the connection is null");
   if (PQstatus(conn) != CONNECTION_OK) {
-    return Status(Errc::unavailable, "stage(): the connection is not open: " +
-                                         std::string(PQerrorMessage(conn)));
+    return Status(Errc::unavailable,
+                  "stage(): the connection is not open: " + std::string(PQerrorMessage(conn)));
   }
   switch (PQtransactionStatus(conn)) {
     case PQTRANS_INTRANS:
@@ -139,12 +140,11 @@ Status stage(Transaction& tx, PGconn* conn, const OutboxOptions& options) {
                     "stage(): the connection's transaction is aborted (an earlier statement "
                     "failed): roll it back");
     case PQTRANS_ACTIVE:
-      return Status(Errc::invalid_argument,
-                    "stage(): the connection is busy with another command");
+      return Status(Errc::invalid_argument, "stage(): the connection is busy with another command");
     case PQTRANS_UNKNOWN:
     default:
-      return Status(Errc::unavailable, "stage(): the connection is bad: " +
-                                           std::string(PQerrorMessage(conn)));
+      return Status(Errc::unavailable,
+                    "stage(): the connection is bad: " + std::string(PQerrorMessage(conn)));
   }
   detail::StageStatement statement;
   if (Status s = detail::prepare_stage(tx, options, statement); !s.ok()) return s;

@@ -65,7 +65,8 @@ class Db {
   std::vector<std::string> column(const std::string& sql) const {
     const detail::ResultHandle r = exec(sql);
     std::vector<std::string> out;
-    for (int i = 0; i < PQntuples(r.get()); ++i) out.emplace_back(PQgetvalue(r.get(), i, 0));
+    for (int i = 0; i < PQntuples(r.get()); ++i)
+      out.emplace_back(PQgetvalue(r.get(), i, 0));
     return out;
   }
 

@@ -67,12 +67,16 @@ TEST(RelayOutage, ServerStoppedForFiveSecondsThenTheRelayCarriesOn) {
     const Db db(cluster.conninfo());
     db.exec(emissions::postgres::schema_sql(outbox));
   }
-  Relay relay(emitter, {.conninfo = cluster.conninfo(), .outbox = outbox,
-                        .poll_interval = 200ms, .lease = 2'000ms, .name = "outage"});
+  Relay relay(emitter, {.conninfo = cluster.conninfo(),
+                        .outbox = outbox,
+                        .poll_interval = 200ms,
+                        .lease = 2'000ms,
+                        .name = "outage"});
   ASSERT_TRUE(relay.start().ok());
   {
     const Db db(cluster.conninfo());
-    for (int t = 0; t < 10; ++t) stage_events(emitter, db, outbox, t * 5, 5, true);
+    for (int t = 0; t < 10; ++t)
+      stage_events(emitter, db, outbox, t * 5, 5, true);
   }
   ASSERT_TRUE(eventually([&] { return relay.stats().deleted == 50; }, 20s));
 
@@ -85,12 +89,13 @@ TEST(RelayOutage, ServerStoppedForFiveSecondsThenTheRelayCarriesOn) {
   ASSERT_TRUE(eventually([&] { return relay.stats().connected; }, 20s));
   {
     const Db db(cluster.conninfo());
-    for (int t = 10; t < 20; ++t) stage_events(emitter, db, outbox, t * 5, 5, true);
+    for (int t = 10; t < 20; ++t)
+      stage_events(emitter, db, outbox, t * 5, 5, true);
   }
   ASSERT_TRUE(eventually([&] { return relay.stats().deleted == 100; }, 20s))
       << relay.stats().claimed << " claimed, " << relay.stats().published << " published, "
-      << relay.stats().deleted << " deleted, " << relay.stats().errors << " errors; last: "
-      << relay.stats().last_error;
+      << relay.stats().deleted << " deleted, " << relay.stats().errors
+      << " errors; last: " << relay.stats().last_error;
   EXPECT_GE(relay.stats().reconnects, 1U);
   EXPECT_TRUE(relay.stop(5s).ok());
   ASSERT_TRUE(emitter.drain(5s).ok());

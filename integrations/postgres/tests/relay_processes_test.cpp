@@ -58,7 +58,8 @@ class Worker {
     std::vector<std::string> args{EMISSIONS_PG_RELAY_WORKER, conninfo, outbox, deliveries,
                                   incarnation};
     std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
+    for (std::string& a : args)
+      argv.push_back(a.data());
     argv.push_back(nullptr);
     if (posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ) != 0) pid_ = -1;
   }
@@ -123,7 +124,8 @@ TEST(RelayProcesses, KilledRelayLosesNothingAndDuplicatesOnlyWhatItHadDelivered)
         const bool commit = ok && random() % 5 != 0;
         own.exec(commit ? "COMMIT" : "ROLLBACK");
         const std::lock_guard lock(mutex);
-        for (int i = 0; i < events; ++i) (commit ? committed : rolled_back).insert(n0 + i);
+        for (int i = 0; i < events; ++i)
+          (commit ? committed : rolled_back).insert(n0 + i);
         done.fetch_add(1);
       }
     });
@@ -138,7 +140,8 @@ TEST(RelayProcesses, KilledRelayLosesNothingAndDuplicatesOnlyWhatItHadDelivered)
       << "the victim delivered nothing: it must take part before it is killed";
   EXPECT_EQ(victim->kill(SIGKILL), -1);
   victim = std::make_unique<Worker>(info, outbox.table, deliveries, "victim-2");
-  for (std::thread& t : writers) t.join();
+  for (std::thread& t : writers)
+    t.join();
 
   // Everything committed is delivered and deleted (the dead victim's leases expire in 1 s).
   ASSERT_TRUE(eventually(
@@ -178,7 +181,8 @@ TEST(RelayProcesses, KilledRelayLosesNothingAndDuplicatesOnlyWhatItHadDelivered)
       EXPECT_EQ(std::count(it->second.begin(), it->second.end(), "victim-1"), 1) << n;
     }
   }
-  for (const long long n : rolled_back) EXPECT_EQ(by_n.count(n), 0U) << n;
+  for (const long long n : rolled_back)
+    EXPECT_EQ(by_n.count(n), 0U) << n;
   RecordProperty("committed", static_cast<int>(committed.size()));
   RecordProperty("duplicates", static_cast<int>(duplicates));
 }

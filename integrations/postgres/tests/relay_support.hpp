@@ -28,7 +28,8 @@ class SharedLog {
   void add(const std::string& relay, std::span<const Event> batch) {
     std::unique_lock lock(mutex_);
     changed_.wait(lock, [&] { return open_; });
-    for (const Event& e : batch) entries_.push_back({relay, e});
+    for (const Event& e : batch)
+      entries_.push_back({relay, e});
     changed_.notify_all();
   }
   // While closed, deliveries wait (rows stay in flight).
@@ -85,10 +86,9 @@ inline Config log_config(const std::string& name, const std::shared_ptr<SharedLo
 
 // Stages `count` events named `name` with payload {"n": first + i, "key": key} in one
 // database transaction, committed or rolled back.
-inline void stage_events(Emitter& emitter, const Db& db,
-                                             const OutboxOptions& outbox, int first, int count,
-                                             bool commit, const std::string& key = "",
-                                             const std::string& name = "e") {
+inline void stage_events(Emitter& emitter, const Db& db, const OutboxOptions& outbox, int first,
+                         int count, bool commit, const std::string& key = "",
+                         const std::string& name = "e") {
   Transaction tx = emitter.start();
   for (int i = 0; i < count; ++i) {
     nlohmann::json payload = {{"n", first + i}};

@@ -36,12 +36,12 @@ using ::testing::HasSubstr;
 using namespace std::chrono_literals;
 
 RelayOptions relay_options(const OutboxOptions& outbox, std::string name) {
-  return RelayOptions{.conninfo = emissions::postgres::test::conninfo() +
-                                  " application_name=" + name,
-                      .outbox = outbox,
-                      .poll_interval = 200ms,
-                      .lease = 5'000ms,
-                      .name = std::move(name)};
+  return RelayOptions{
+      .conninfo = emissions::postgres::test::conninfo() + " application_name=" + name,
+      .outbox = outbox,
+      .poll_interval = 200ms,
+      .lease = 5'000ms,
+      .name = std::move(name)};
 }
 
 class RelayTest : public ::testing::Test {
@@ -55,7 +55,8 @@ TEST_F(RelayTest, PublishesCommittedEventsOnceAndNothingOfRolledBackOnes) {
   emissions::Emitter emitter(log_config("a", log));
   Relay relay(emitter, relay_options(outbox, "relay_once"));
   ASSERT_TRUE(relay.start().ok());
-  for (int t = 0; t < 20; ++t) stage_events(emitter, db, outbox, t * 10, 10, t % 2 == 0);
+  for (int t = 0; t < 20; ++t)
+    stage_events(emitter, db, outbox, t * 10, 10, t % 2 == 0);
   // 10 committed transactions of 10 events.
   ASSERT_TRUE(eventually([&] { return relay.stats().deleted == 100; }, 20s))
       << relay.stats().deleted;
@@ -81,13 +82,15 @@ TEST_F(RelayTest, KeepsIdsTimesMetadataAndPublishesInSeqOrder) {
   emissions::Emitter emitter(log_config("a", log));
   // Emitted here, read back from the table before the relay runs.
   emissions::Transaction tx = emitter.start();
-  for (int i = 0; i < 30; ++i) ASSERT_TRUE(tx.emit("e", {{"n", i}}, {{"m", i}}).ok());
+  for (int i = 0; i < 30; ++i)
+    ASSERT_TRUE(tx.emit("e", {{"n", i}}, {{"m", i}}).ok());
   db.exec("BEGIN");
   ASSERT_TRUE(emissions::postgres::stage(tx, db.get(), outbox).ok());
   db.exec("COMMIT");
   const auto ids = db.column("SELECT id::text FROM \"" + outbox.table + "\" ORDER BY seq");
-  const auto micros = db.column("SELECT (extract(epoch FROM emitted_at) * 1000000)::bigint FROM \"" +
-                                outbox.table + "\" ORDER BY seq");
+  const auto micros =
+      db.column("SELECT (extract(epoch FROM emitted_at) * 1000000)::bigint FROM \"" + outbox.table +
+                "\" ORDER BY seq");
   Relay relay(emitter, relay_options(outbox, "relay_keep"));
   ASSERT_TRUE(relay.start().ok());
   ASSERT_TRUE(log->wait_for_size(30, 20s));
@@ -97,8 +100,7 @@ TEST_F(RelayTest, KeepsIdsTimesMetadataAndPublishesInSeqOrder) {
     EXPECT_EQ(e.payload.at("n").get<std::size_t>(), i);
     EXPECT_EQ(e.metadata.at("m").get<std::size_t>(), i);
     EXPECT_EQ(e.id.str(), ids[i]);
-    EXPECT_EQ(std::chrono::duration_cast<std::chrono::microseconds>(
-                  e.emitted_at.time_since_epoch())
+    EXPECT_EQ(std::chrono::duration_cast<std::chrono::microseconds>(e.emitted_at.time_since_epoch())
                   .count(),
               std::stoll(micros[i]));
   }
@@ -142,8 +144,8 @@ TEST_F(RelayTest, TwoRelaysShareTheRowsWithoutDuplicatesAndKeepPerKeyOrder) {
     stage_events(emitter_a, db, outbox, t * kPerTransaction, kPerTransaction, true, keys[t % 5]);
   }
   const std::size_t total = kTransactions * kPerTransaction;
-  ASSERT_TRUE(eventually(
-      [&] { return relay_a.stats().deleted + relay_b.stats().deleted == total; }, 30s));
+  ASSERT_TRUE(
+      eventually([&] { return relay_a.stats().deleted + relay_b.stats().deleted == total; }, 30s));
   EXPECT_TRUE(relay_a.stop(5s).ok());
   EXPECT_TRUE(relay_b.stop(5s).ok());
   ASSERT_TRUE(emitter_a.drain(5s).ok());
@@ -266,7 +268,7 @@ TEST_F(RelayTest, StopReturnsByItsDeadlineWithRowsInFlight) {
   const auto took = std::chrono::steady_clock::now() - before;
   EXPECT_EQ(s.code(), Errc::timeout);
   EXPECT_GE(took, 300ms);
-  EXPECT_LT(took, 300ms + 2s);  // its deadline, plus scheduling slack on a loaded machine
+  EXPECT_LT(took, 300ms + 2s);        // its deadline, plus scheduling slack on a loaded machine
   EXPECT_EQ(rows_in(db, outbox), 3);  // left for the next claim
   EXPECT_TRUE(relay.stop(1s).ok());   // idempotent
   stuck->open();
@@ -294,14 +296,15 @@ TEST_F(RelayTest, TerminatedConnectionIsReopenedAndNothingIsLostOrRepeated) {
   ASSERT_TRUE(relay.start().ok());
   int staged = 0;
   for (int round = 0; round < 5; ++round) {
-    for (int t = 0; t < 10; ++t, staged += 4) stage_events(emitter, db, outbox, staged, 4, true);
+    for (int t = 0; t < 10; ++t, staged += 4)
+      stage_events(emitter, db, outbox, staged, 4, true);
     ASSERT_TRUE(eventually([&] { return relay.stats().connected; }, 20s));
     db.exec(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
         "'relay_terminated'");
   }
-  ASSERT_TRUE(eventually([&] { return relay.stats().deleted == static_cast<std::uint64_t>(staged); },
-                         30s))
+  ASSERT_TRUE(
+      eventually([&] { return relay.stats().deleted == static_cast<std::uint64_t>(staged); }, 30s))
       << relay.stats().deleted << " of " << staged << "; " << relay.stats().last_error;
   EXPECT_GE(relay.stats().reconnects, 1U);
   EXPECT_TRUE(relay.stop(5s).ok());

@@ -33,7 +33,8 @@ class InsertDeliveries final : public emissions::Adapter {
   std::string_view name() const override { return "insert_deliveries"; }
   emissions::Status handle_events(std::span<const emissions::Event> batch) override {
     nlohmann::json rows = nlohmann::json::array();
-    for (const emissions::Event& e : batch) rows.push_back(e.payload);
+    for (const emissions::Event& e : batch)
+      rows.push_back(e.payload);
     const std::string text = rows.dump();
     const char* values[2] = {incarnation_.c_str(), text.c_str()};
     const ResultHandle r(
@@ -73,13 +74,12 @@ int main(int argc, char** argv) {
   config.make_default = false;
   config.add_adapter(adapter);
   emissions::Emitter emitter(std::move(config));
-  emissions::postgres::Relay relay(
-      emitter, {.conninfo = argv[1],
-                .outbox = {.table = argv[2], .channel = argv[2]},
-                .batch = 50,
-                .poll_interval = std::chrono::milliseconds(200),
-                .lease = std::chrono::milliseconds(1'000),
-                .name = argv[4]});
+  emissions::postgres::Relay relay(emitter, {.conninfo = argv[1],
+                                             .outbox = {.table = argv[2], .channel = argv[2]},
+                                             .batch = 50,
+                                             .poll_interval = std::chrono::milliseconds(200),
+                                             .lease = std::chrono::milliseconds(1'000),
+                                             .name = argv[4]});
   if (!relay.start().ok()) return 1;
   int signal = 0;
   sigwait(&signals, &signal);

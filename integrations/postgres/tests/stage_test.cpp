@@ -82,9 +82,9 @@ TEST_F(Stage, KeepsIdAndTimeToTheMicrosecond) {
   // A UUIDv7 carries its millisecond; emitted_at keeps the microseconds within it.
   const long long micros =
       db.count("SELECT (extract(epoch FROM emitted_at) * 1000000)::bigint FROM " + table);
-  const auto id_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                         parsed->timestamp().time_since_epoch())
-                         .count();
+  const auto id_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(parsed->timestamp().time_since_epoch())
+          .count();
   EXPECT_EQ(micros / 1000, id_ms);
 }
 
@@ -110,7 +110,8 @@ TEST_F(Stage, SeqFollowsEmitOrderAndOrderingKeyIsStored) {
   db.exec("COMMIT");
   const auto order = db.column("SELECT payload->>'i' FROM " + table + " ORDER BY seq");
   ASSERT_EQ(order.size(), 50U);
-  for (int i = 0; i < 50; ++i) EXPECT_EQ(order[static_cast<std::size_t>(i)], std::to_string(i));
+  for (int i = 0; i < 50; ++i)
+    EXPECT_EQ(order[static_cast<std::size_t>(i)], std::to_string(i));
   EXPECT_EQ(db.count("SELECT count(*) FROM " + table + " WHERE ordering_key = 'a'"), 25);
   EXPECT_EQ(db.count("SELECT count(*) FROM " + table + " WHERE ordering_key IS NULL"), 25);
 }
@@ -125,7 +126,8 @@ TEST_F(Stage, NotifiesTheChannelOnCommitOnly) {
   auto notified = [&] {
     PQconsumeInput(listener.get());
     int n = 0;
-    while (const emissions::postgres::detail::NotifyHandle note{PQnotifies(listener.get())}) ++n;
+    while (const emissions::postgres::detail::NotifyHandle note{PQnotifies(listener.get())})
+      ++n;
     return n;
   };
   listener.exec("SELECT 1");  // a round trip: anything already sent has arrived
