@@ -275,11 +275,18 @@ void Relay::State::run() {
         live.pop_back();
         bad = "the emitter refused the claim: " + published_status.to_string();
       }
-      // Nothing of this claim was published: hand its rows back at once.
-      record_error(bad);
+      // Nothing of this claim was published: hand its rows back at once. A closed Emitter
+      // will not take them sooner than the next poll; an overloaded one may soon.
+      // A stop() meanwhile waits for the release (up to its deadline): otherwise the rows
+      // would wait for their lease.
       want_claim = false;
-      next_poll = Clock::now() + std::min(options.poll_interval, kRepublishDelay);
-      if (!exec(detail::release_statement(table, claim_id))) failed("releasing a claim");
+      next_poll = Clock::now() + (published_status == Errc::closed
+                                      ? options.poll_interval
+                                      : std::min(options.poll_interval, kRepublishDelay));
+      stop.nothing_live.store(false, std::memory_order_release);
+      const bool released = exec(detail::release_statement(table, claim_id));
+      record_error(bad);
+      if (!released) failed("releasing a claim");
       continue;
     }
 

@@ -335,6 +335,23 @@ TEST_F(RelayTest, MissingTableIsReportedWithoutSpinning) {
   EXPECT_TRUE(relay.stop(1s).ok());
 }
 
+TEST_F(RelayTest, ClaimTheEmitterRefusesIsHandedBackWhole) {
+  emissions::Emitter emitter(log_config("a", log));
+  stage_events(emitter, db, outbox, 0, 6, true);
+  ASSERT_TRUE(emitter.shutdown(5s).ok());  // publish now returns closed
+  Relay relay(emitter, relay_options(outbox, "relay_refused"));
+  ASSERT_TRUE(relay.start().ok());
+  ASSERT_TRUE(eventually([&] { return relay.stats().errors >= 1; }, 10s));
+  EXPECT_THAT(relay.stats().last_error, HasSubstr("closed"));
+  EXPECT_TRUE(relay.stop(5s).ok());
+  const auto stats = relay.stats();
+  EXPECT_GE(stats.claimed, 6U);
+  EXPECT_EQ(stats.published, 0U);
+  EXPECT_EQ(stats.deleted, 0U);
+  // Released, not left under a lease: the next relay may take them at once.
+  EXPECT_EQ(db.count("SELECT count(*) FROM \"" + outbox.table + "\" WHERE claim_id IS NULL"), 6);
+}
+
 TEST(RelayOptionsTest, MistakesAreConfigErrorsNamingTheField) {
   emissions::Emitter emitter(log_config("a", std::make_shared<SharedLog>()));
   auto error_of = [&](RelayOptions o) -> std::string {
