@@ -18,7 +18,7 @@ std::string_view table_base(std::string_view table);
 // 'text' as an SQL string literal (standard_conforming_strings, on since PostgreSQL 9.1).
 std::string quote_literal(std::string_view text);
 
-// `LISTEN "channel"`.
+// The session's setup: asynchronous commit for the relay's own statements, `LISTEN "channel"`.
 std::string listen_statement(std::string_view channel);
 std::string schema_statements(std::string_view table);
 // $1: the events as a JSON array of {id, name, payload, metadata, emitted_at, key}; $2: the

@@ -10,7 +10,8 @@
 #
 # PostgreSQL refuses to run as root: as root, the server runs as the `postgres` user (the
 # Debian package creates it), which owns the temp directory. EMISSIONS_PG_BIN overrides
-# /usr/lib/postgresql/15/bin.
+# /usr/lib/postgresql/15/bin. EMISSIONS_PG_DURABLE=1 keeps the server's default durability
+# (fsync, synchronous_commit): for benchmarks; tests run without.
 set -euo pipefail
 
 cmd=${1:?usage: pg_cluster.sh start|stop|pause|resume <state-dir>}
@@ -29,8 +30,10 @@ pg_ctl() {
 start_server() {
   local dir=$1
   # fsync off: the data is thrown away; the tests need speed, not durability.
+  local durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  if [[ ${EMISSIONS_PG_DURABLE:-0} == 1 ]]; then durability=""; fi
   pg_ctl -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-    -o "-k $dir -c listen_addresses='' -p 5432 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+    -o "-k $dir -c listen_addresses='' -p 5432 $durability -c max_connections=200" \
     start >/dev/null || { cat "$dir/server.log" >&2; return 1; }
 }
 
