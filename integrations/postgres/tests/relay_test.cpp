@@ -78,6 +78,26 @@ TEST_F(RelayTest, PublishesCommittedEventsOnceAndNothingOfRolledBackOnes) {
   EXPECT_EQ(rows_in(db, outbox), 0);
 }
 
+TEST_F(RelayTest, CommittedEventsSurviveTheStagingProcessDyingRightAfterCommit) {
+  {
+    // The request's process: stages, commits, and is gone before anything else happens
+    // (its Emitter never sees the events: they exist only in the database).
+    auto unused = std::make_shared<SharedLog>();
+    emissions::Emitter doomed(log_config("doomed", unused));
+    for (int t = 0; t < 5; ++t)
+      stage_events(doomed, db, outbox, t * 3, 3, true);
+    ASSERT_TRUE(doomed.shutdown(0ms).ok());
+    EXPECT_EQ(unused->size(), 0U);
+  }
+  emissions::Emitter emitter(log_config("a", log));
+  Relay relay(emitter, relay_options(outbox, "relay_after_crash"));
+  ASSERT_TRUE(relay.start().ok());
+  ASSERT_TRUE(eventually([&] { return relay.stats().deleted == 15; }, 20s));
+  EXPECT_TRUE(relay.stop(5s).ok());
+  ASSERT_TRUE(emitter.drain(5s).ok());
+  EXPECT_EQ(log->size(), 15U);
+}
+
 TEST_F(RelayTest, KeepsIdsTimesMetadataAndPublishesInSeqOrder) {
   emissions::Emitter emitter(log_config("a", log));
   // Emitted here, read back from the table before the relay runs.
