@@ -11,6 +11,7 @@
 
 #include "connection.hpp"
 #include "emissions/outbox/postgres_relay.hpp"
+#include "emissions/telemetry.hpp"
 #include "relay_options.hpp"
 #include "sql.hpp"
 
@@ -75,10 +76,24 @@ struct Relay::State : std::enable_shared_from_this<Relay::State> {
   enum class Phase { idle, running, stopped } phase = Phase::idle;
   std::thread thread;
 
+  // Counts the error, keeps it for stats() and reports it as [emissions, outbox, error]
+  // (outside the lock: telemetry handlers are user code).
   void record_error(std::string what) {
     errors.fetch_add(1, std::memory_order_relaxed);
+    if (telemetry::enabled()) {
+      telemetry::execute({"emissions", "outbox", "error"}, {{"count", 1}},
+                         {{"relay", options.name}, {"reason", what}});
+    }
     const std::lock_guard lock(mutex);
     last_error = std::move(what);
+  }
+  // [emissions, outbox, connected|disconnected] {count: 1} {relay}.
+  void report_connection(bool up) {
+    connected.store(up, std::memory_order_relaxed);
+    if (telemetry::enabled()) {
+      telemetry::execute({"emissions", "outbox", up ? "connected" : "disconnected"}, {{"count", 1}},
+                         {{"relay", options.name}});
+    }
   }
 
   void run();
@@ -109,7 +124,7 @@ void Relay::State::run() {
   auto drop_connection = [&](const std::string& why) {
     record_error("connection lost: " + why);
     conn.reset();
-    connected.store(false, std::memory_order_relaxed);
+    report_connection(false);
     ++failures;
     next_connect = Clock::now() + reconnect_delay(failures);
   };
@@ -159,7 +174,7 @@ void Relay::State::run() {
       if (ever_connected) reconnects.fetch_add(1, std::memory_order_relaxed);
       ever_connected = true;
       failures = 0;
-      connected.store(true, std::memory_order_relaxed);
+      report_connection(true);
       want_claim = true;  // what was committed while we were away
       paused_until = Clock::time_point::min();
       if (!live.empty()) next_renew = now;  // our leases ran on while we were away

@@ -15,6 +15,7 @@
 #include "emissions/emitter.hpp"
 #include "emissions/outbox/postgres.hpp"
 #include "pg_test_support.hpp"
+#include "recording_adapter.hpp"
 #include "relay_support.hpp"
 
 namespace {
@@ -298,6 +299,8 @@ TEST_F(RelayTest, StopReturnsByItsDeadlineWhileTheServerIsUnreachable) {
   emissions::Emitter emitter(log_config("a", log));
   RelayOptions options = relay_options(outbox, "relay_nowhere");
   options.conninfo = "host=/nonexistent/socket/dir port=5432 dbname=x user=y password=hunter2";
+  const emissions::test_support::TelemetryRecorder recorder("relay_nowhere_errors",
+                                                            {{"emissions", "outbox", "error"}});
   Relay relay(emitter, options);
   ASSERT_TRUE(relay.start().ok());
   ASSERT_TRUE(eventually([&] { return relay.stats().errors >= 1; }, 10s));
@@ -305,6 +308,11 @@ TEST_F(RelayTest, StopReturnsByItsDeadlineWhileTheServerIsUnreachable) {
   EXPECT_FALSE(stats.connected);
   EXPECT_THAT(stats.last_error, HasSubstr("cannot connect"));
   EXPECT_THAT(stats.last_error, ::testing::Not(HasSubstr("hunter2")));
+  ASSERT_TRUE(recorder.wait_for({"emissions", "outbox", "error"}, 1, 10s));
+  const auto reported = recorder.records({"emissions", "outbox", "error"}).front();
+  EXPECT_EQ(reported.metadata.at("relay"), "relay_nowhere");
+  EXPECT_THAT(reported.metadata.at("reason").get<std::string>(),
+              ::testing::Not(HasSubstr("hunter2")));
   const auto before = std::chrono::steady_clock::now();
   EXPECT_TRUE(relay.stop(200ms).ok());  // nothing in flight
   EXPECT_LT(std::chrono::steady_clock::now() - before, 2s);

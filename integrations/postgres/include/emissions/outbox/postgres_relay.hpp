@@ -28,6 +28,11 @@
 /// fallback, and at once when a claim was full (more rows are waiting). A lost connection is
 /// reopened with a backoff (100 ms doubling to 5 s) and the relay listens again.
 ///
+/// Telemetry (on the relay thread): `[emissions, outbox, error]` {count: 1} {relay, reason}
+/// for each failed statement or connection attempt (the reason never holds the conninfo),
+/// `[emissions, outbox, connected]` and `[emissions, outbox, disconnected]` {count: 1}
+/// {relay}.
+///
 /// Threads: one relay thread between start() and stop(), which owns the connection.
 #pragma once
 
