@@ -11,6 +11,7 @@
 #include "emissions/outbox/postgres.hpp"
 #include "emissions/testing.hpp"
 #include "pg_test_support.hpp"
+#include "relay_support.hpp"
 
 namespace {
 
@@ -245,6 +246,33 @@ TEST_F(Stage, EmptyTransactionWritesNothingAndEnds) {
   EXPECT_FALSE(tx.active());
   db.exec("COMMIT");
   EXPECT_EQ(rows_in(db, outbox), 0);
+}
+
+TEST(Schema, NamesAreQuotedIdentifiersUsedExactlyAsWritten) {
+  Db db;
+  const OutboxOptions options{.table = "Odd\"Name; --", .channel = "Chan'nel"};
+  db.exec("DROP TABLE IF EXISTS \"Odd\"\"Name; --\"");
+  db.exec(emissions::postgres::schema_sql(options));
+  emissions::Config config;
+  config.make_default = false;
+  emissions::Emitter emitter(std::move(config));
+  emissions::Transaction tx = emitter.start();
+  ASSERT_TRUE(tx.emit("e").ok());
+  db.exec("BEGIN");
+  const emissions::Status s = stage(tx, db.get(), options);
+  db.exec("COMMIT");
+  ASSERT_TRUE(s.ok()) << s.to_string();
+  EXPECT_EQ(db.count("SELECT count(*) FROM \"Odd\"\"Name; --\""), 1);
+  // The relay's statements (claim, delete, LISTEN) quote them the same way.
+  auto log = std::make_shared<emissions::postgres::test::SharedLog>();
+  emissions::Emitter relayed(emissions::postgres::test::log_config("a", log));
+  emissions::postgres::Relay relay(
+      relayed, {.conninfo = emissions::postgres::test::conninfo(), .outbox = options});
+  ASSERT_TRUE(relay.start().ok());
+  EXPECT_TRUE(
+      emissions::postgres::test::eventually([&] { return relay.stats().deleted == 1; }, 20s))
+      << relay.stats().last_error;
+  EXPECT_TRUE(relay.stop(5s).ok());
 }
 
 TEST(Schema, IsIdempotentAndQuotesQualifiedNames) {
