@@ -243,8 +243,10 @@ int main(int argc, char** argv) {
     emissions::postgres::Relay relay(
         emitter, {.conninfo = info, .outbox = outbox, .poll_interval = 3'600'000ms});
     if (!relay.start().ok()) return 1;
-    while (!relay.stats().connected)
+    const auto connect_deadline = Clock::now() + 30s;
+    while (!relay.stats().connected && Clock::now() < connect_deadline) {
       std::this_thread::sleep_for(1ms);
+    }
     std::vector<double> latencies;
     constexpr int kRounds = 500;
     for (int i = 0; i < kRounds; ++i) {

@@ -45,7 +45,9 @@ Ready wait_socket(int socket, bool write, const WakeFd& wake, Deadline deadline)
     const int n = ::poll(fds, socket >= 0 ? 2 : 1, timeout_ms);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return Ready::woken;  // let the caller look at its state again
+      // poll itself failed (no memory): report it as a timeout, so that callers give the
+      // connection up and back off rather than call poll again at once.
+      return Ready::deadline;
     }
     if (n == 0) continue;  // the loop head decides whether the deadline passed
     if (fds[0].revents != 0) {
