@@ -102,13 +102,15 @@ function(emissions_integration_library name)
   emissions_set_warnings(${target})
 endfunction()
 
-# emissions_integration_tests(<name>)
+# emissions_integration_tests(<name> [PROPERTIES <property> <value>...])
 #
 # In integrations/<name>/CMakeLists.txt, when EMISSIONS_BUILD_TESTS is on: every
 # tests/*_test.cpp (one file per unit) linked into emissions_<name>_tests, each TEST
 # registered with CTest on its own, labelled <name>. Tests may use the dependency directly
 # (a mock server, a plain client reading back what was sent) and the integration's src/.
+# PROPERTIES are added to each test's (a fixture the tests require, their environment).
 function(emissions_integration_tests name)
+  cmake_parse_arguments(PARSE_ARGV 1 arg "" "" "PROPERTIES")
   string(TOUPPER "${name}" upper)
   file(GLOB tests CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/tests/*_test.cpp)
   if(NOT tests)
@@ -122,5 +124,6 @@ function(emissions_integration_tests name)
                         emissions_test_support EmissionsDep::${name}
                         GTest::gmock GTest::gtest_main)
   emissions_set_warnings(${target})
-  gtest_discover_tests(${target} DISCOVERY_TIMEOUT 120 PROPERTIES LABELS ${name})
+  gtest_discover_tests(${target} DISCOVERY_TIMEOUT 120
+                       PROPERTIES LABELS ${name} ${arg_PROPERTIES})
 endfunction()

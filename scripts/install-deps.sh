@@ -3,11 +3,14 @@
 # clang and libclang-rt-14-dev (libFuzzer's runtime, only recommended by clang) are for
 # scripts/fuzz.sh. librdkafka-dev (librdkafka 2.0.2, with its mock cluster's header) is for
 # the Kafka integration, which the presets build with EMISSIONS_WITH_KAFKA=ON.
+# libpq-dev and libpqxx-dev (6.4) are for the PostgreSQL outbox (EMISSIONS_WITH_POSTGRES=ON);
+# postgresql-15 is the server its tests start themselves (integrations/postgres/tests/pg_cluster.sh).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   build-essential cmake ninja-build git ca-certificates pkg-config \
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev \
-  clang-format doxygen clang libclang-rt-14-dev librdkafka-dev >/dev/null
+  clang-format doxygen clang libclang-rt-14-dev librdkafka-dev \
+  libpq-dev libpqxx-dev postgresql-15 >/dev/null
 echo "dependencies installed"

@@ -137,6 +137,25 @@ Status TransactionAccess::publish(Transaction& tx, std::vector<Event>& events,
   return tx.hand_off(false, on_settled);
 }
 
+std::span<const Event> TransactionAccess::buffered(const Transaction& tx) noexcept {
+  if (!tx.active_ || !tx.buffer_) return {};
+  return tx.buffer_->events();
+}
+
+Status TransactionAccess::end_written_elsewhere(Transaction& tx) {
+  if (tx.handing_off_) return detail::handing_off();
+  if (!tx.active_) return Status(Errc::not_started, "no active buffer: call start() first");
+  const std::size_t count = tx.size();
+  if (tx.buffer_) tx.buffer_->reset();
+  tx.active_ = false;
+  if (detail::events::kBufferCommitted.enabled()) {
+    detail::best_effort([count] {
+      detail::events::kBufferCommitted.execute({{"count", count}}, {{"event_count", count}});
+    });
+  }
+  return {};
+}
+
 Status Transaction::hand_off(bool keep_open, std::function<void(const Settlement&)>* on_settled) {
   if (handing_off_) return detail::handing_off();
   if (!active_) {

@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "emissions/transaction.hpp"
@@ -32,6 +33,12 @@ struct TransactionAccess {
   // The cascade depth a new transaction of `core` gets on this thread: inside a handler
   // invocation of `core`, its ambient transaction's depth; otherwise 0.
   static int depth_here(const detail::Core* core) noexcept;
+  // The events buffered in `tx` (empty when it is not active): what an outbox writes.
+  static std::span<const Event> buffered(const Transaction& tx) noexcept;
+  // Ends an active `tx` as a successful commit() would, without handing its events to the
+  // pipeline: they were written elsewhere (an outbox table) for a relay to publish. Fires
+  // [emissions, buffer, committed]. invalid_argument while a hand-off of `tx` is under way.
+  static Status end_written_elsewhere(Transaction& tx);
   static Transaction make(std::shared_ptr<detail::Core> core, int cascade_depth = 0) {
     return Transaction(std::move(core), cascade_depth);
   }

@@ -9,7 +9,9 @@
 #      consumer with COMPONENTS kafka (no installed header includes librdkafka);
 #   4. find_package errors: an unknown component, testing without GoogleTest, kafka without
 #      librdkafka, and kafka from a tree installed without it;
-#   5. add_subdirectory() of the source tree.
+#   5. add_subdirectory() of the source tree;
+#   6. the PostgreSQL outbox example with COMPONENTS postgres, run against a throw-away
+#      PostgreSQL 15 (integrations/postgres/tests/pg_cluster.sh).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 work="$(mktemp -d)"
@@ -17,7 +19,7 @@ trap 'rm -rf "$work"' EXIT
 
 cmake -S "$root" -B "$work/lib" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DEMISSIONS_BUILD_TESTS=OFF -DEMISSIONS_BUILD_BENCH=OFF -DEMISSIONS_BUILD_EXAMPLES=OFF \
-  -DEMISSIONS_WITH_KAFKA=ON >/dev/null
+  -DEMISSIONS_WITH_KAFKA=ON -DEMISSIONS_WITH_POSTGRES=ON >/dev/null
 cmake --build "$work/lib" -j2
 cmake --install "$work/lib" --prefix "$work/prefix" >/dev/null
 prefix="$work/prefix"
@@ -121,3 +123,21 @@ cmake -S "$root/tests/package/subdirectory_consumer" -B "$work/subdir" -G Ninja 
 cmake --build "$work/subdir" -j2
 "$work/subdir/subdir_consumer"
 echo "package: add_subdirectory consumer ran"
+
+# 6. The PostgreSQL outbox: libpq's header only where the API takes a PGconn*, and the
+# example (find_package(emissions COMPONENTS postgres)) against a server of our own.
+if grep -rlE '#[[:space:]]*include[[:space:]]*[<"]libpq-fe.h' "$prefix/include" |
+  grep -v 'emissions/outbox/postgres_outbox.hpp$'; then
+  echo "package: an installed header (above) other than postgres_outbox.hpp includes libpq" >&2
+  exit 1
+fi
+cmake -S "$root/examples/postgres_outbox" -B "$work/postgres_outbox" -G Ninja \
+  -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$work/postgres_outbox" -j2
+cluster="$work/pg"
+bash "$root/integrations/postgres/tests/pg_cluster.sh" start "$cluster" >/dev/null
+trap 'bash "$root/integrations/postgres/tests/pg_cluster.sh" stop "$cluster"; rm -rf "$work"' EXIT
+"$work/postgres_outbox/example_postgres_outbox" "$(cat "$cluster/conninfo")" >"$work/outbox.out"
+grep -q '"name":"order_created"' "$work/outbox.out" && ! grep -q order_cancelled "$work/outbox.out" ||
+  { cat "$work/outbox.out" >&2; echo "package: the outbox example published the wrong events" >&2; exit 1; }
+echo "package: the postgres outbox example ran against PostgreSQL 15 (committed published, rolled back not)"

@@ -1,0 +1,272 @@
+// emissions-postgres-bench: the outbox's figures (docs/BENCHMARKS.md), each beside a baseline
+// measured in the same run against the same server.
+//
+//   emissions-postgres-bench [conninfo]
+//
+// Without a conninfo it starts a throw-away PostgreSQL 15 of its own with the server's
+// default durability (fsync and synchronous_commit on; pg_cluster.sh with
+// EMISSIONS_PG_DURABLE=1) and stops it at the end.
+//   1. staging: a small business transaction (BEGIN, one INSERT, COMMIT) with and without
+//      stage() of 3 events, interleaved on one connection; the ratio of the medians.
+//   2. relay throughput: a backlog of committed rows drained by one Relay (batch 500) into
+//      a no-op adapter, until every row is deleted; events/s.
+//   3. commit-to-delivery latency: one event per transaction, the relay woken by LISTEN
+//      (poll_interval of an hour); from COMMIT returning to the adapter's call.
+// Exits 2 when a run lost or duplicated events (no figures then).
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <stdlib.h>
+
+#include <libpq-fe.h>
+
+#include "emissions/emitter.hpp"
+#include "emissions/outbox/postgres.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+struct Conn {
+  PGconn* conn = nullptr;
+  explicit Conn(const std::string& info) : conn(PQconnectdb(info.c_str())) {}
+  ~Conn() { PQfinish(conn); }
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+  bool exec(const char* sql) const {
+    PGresult* r = PQexec(conn, sql);
+    const ExecStatusType s = PQresultStatus(r);
+    const bool ok = s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK;
+    if (!ok) std::fprintf(stderr, "%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+    return ok;
+  }
+};
+
+// A throw-away cluster through the tests' script, when no conninfo is given.
+class Cluster {
+ public:
+  Cluster() {
+    char pattern[] = "/tmp/emissions-pg-bench-XXXXXX";
+    if (::mkdtemp(pattern) == nullptr) return;
+    state_ = pattern;
+    ok_ = run("start");
+  }
+  ~Cluster() {
+    if (!state_.empty()) {
+      (void)run("stop");
+      (void)std::system(("rm -rf " + state_).c_str());
+    }
+  }
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
+  [[nodiscard]] bool ok() const { return ok_; }
+  [[nodiscard]] std::string conninfo() const {
+    std::ifstream in(state_ + "/conninfo");
+    std::string line;
+    std::getline(in, line);
+    return line;
+  }
+
+ private:
+  bool run(const char* command) const {
+    const std::string line = std::string("EMISSIONS_PG_DURABLE=1 bash ") +
+                             EMISSIONS_PG_CLUSTER_SCRIPT + " " + command + " " + state_ +
+                             " >/dev/null";
+    return std::system(line.c_str()) == 0;
+  }
+  std::string state_;
+  bool ok_ = false;
+};
+
+// Counts deliveries; for the latency run, also the time of the latest call.
+class Counting final : public emissions::Adapter {
+ public:
+  std::string_view name() const override { return "noop"; }
+  emissions::Status handle_events(std::span<const emissions::Event> batch) override {
+    const auto now = Clock::now();
+    {
+      const std::lock_guard lock(mutex_);
+      count_ += batch.size();
+      last_ = now;
+    }
+    changed_.notify_all();
+    return {};
+  }
+  // Waits until `n` events arrived (or `timeout`); the time of the call that brought them.
+  bool wait_for(std::size_t n, std::chrono::milliseconds timeout, Clock::time_point& at) {
+    std::unique_lock lock(mutex_);
+    const bool ok = changed_.wait_for(lock, timeout, [&] { return count_ >= n; });
+    at = last_;
+    return ok;
+  }
+  std::size_t count() {
+    const std::lock_guard lock(mutex_);
+    return count_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::size_t count_ = 0;
+  Clock::time_point last_;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+double percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  if (v.empty()) return 0;
+  return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
+}
+
+emissions::Config config_with(const std::shared_ptr<Counting>& adapter) {
+  emissions::Config config;
+  config.make_default = false;
+  if (adapter) config.add_adapter(adapter, {.buffer_size = 1 << 16});
+  return config;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::unique_ptr<Cluster> cluster;
+  std::string info;
+  if (argc > 1) {
+    info = argv[1];
+  } else {
+    cluster = std::make_unique<Cluster>();
+    if (!cluster->ok()) {
+      std::fprintf(stderr, "cannot start PostgreSQL (pg_cluster.sh)\n");
+      return 1;
+    }
+    info = cluster->conninfo();
+  }
+  Conn db(info);
+  if (PQstatus(db.conn) != CONNECTION_OK) {
+    std::fprintf(stderr, "cannot connect: %s", PQerrorMessage(db.conn));
+    return 1;
+  }
+  const emissions::postgres::OutboxOptions outbox{.table = "bench_outbox", .channel = "bench"};
+  if (!db.exec("DROP TABLE IF EXISTS bench_outbox, bench_orders") ||
+      !db.exec(emissions::postgres::schema_sql(outbox).c_str()) ||
+      !db.exec("CREATE TABLE bench_orders (id bigserial PRIMARY KEY, total int)")) {
+    return 1;
+  }
+
+  // 1. Staging overhead.
+  {
+    emissions::Emitter emitter(config_with(nullptr));
+    std::vector<double> plain;
+    std::vector<double> staged;
+    constexpr int kReps = 2'000;
+    for (int i = 0; i < kReps + 200; ++i) {  // the first 200 of each warm up
+      const auto t0 = Clock::now();
+      if (!db.exec("BEGIN") || !db.exec("INSERT INTO bench_orders (total) VALUES (1)") ||
+          !db.exec("COMMIT")) {
+        return 1;
+      }
+      const auto t1 = Clock::now();
+      emissions::Transaction tx = emitter.start();
+      for (int e = 0; e < 3; ++e)
+        (void)tx.emit("order_event", {{"id", i}, {"e", e}});
+      if (!db.exec("BEGIN") || !db.exec("INSERT INTO bench_orders (total) VALUES (1)")) return 1;
+      if (!emissions::postgres::stage(tx, db.conn, outbox).ok() || !db.exec("COMMIT")) return 1;
+      const auto t2 = Clock::now();
+      if (i >= 200) {
+        plain.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+        staged.push_back(std::chrono::duration<double, std::micro>(t2 - t1).count());
+      }
+    }
+    if (!db.exec("TRUNCATE bench_outbox")) return 1;
+    const double p = median(plain);
+    const double s = median(staged);
+    std::printf("staging_3_events_tx_us_median  %.1f (without staging: %.1f; ratio %.2f)\n", s, p,
+                s / p);
+  }
+
+  // 2. Relay throughput: a backlog, drained by one relay with batch 500.
+  {
+    constexpr int kEvents = 100'000;
+    constexpr int kPerTx = 500;
+    {
+      emissions::Emitter emitter(config_with(nullptr));
+      for (int t = 0; t < kEvents / kPerTx; ++t) {
+        emissions::Transaction tx = emitter.start();
+        for (int e = 0; e < kPerTx; ++e)
+          (void)tx.emit("order_event", t * kPerTx + e);
+        if (!db.exec("BEGIN") || !emissions::postgres::stage(tx, db.conn, outbox).ok() ||
+            !db.exec("COMMIT")) {
+          return 1;
+        }
+      }
+    }
+    auto adapter = std::make_shared<Counting>();
+    emissions::Emitter emitter(config_with(adapter));
+    emissions::postgres::Relay relay(emitter, {.conninfo = info, .outbox = outbox, .batch = 500});
+    const auto t0 = Clock::now();
+    if (!relay.start().ok()) return 1;
+    const auto deadline = t0 + 300s;
+    while (relay.stats().deleted < kEvents && Clock::now() < deadline) {
+      std::this_thread::sleep_for(1ms);
+    }
+    const auto t1 = Clock::now();
+    const auto stats = relay.stats();
+    if (!relay.stop(10s).ok() || !emitter.drain(10s).ok() || stats.deleted != kEvents ||
+        adapter->count() != static_cast<std::size_t>(kEvents)) {
+      std::fprintf(stderr, "relay throughput: %llu deleted, %zu delivered of %d\n",
+                   static_cast<unsigned long long>(stats.deleted), adapter->count(), kEvents);
+      return 2;
+    }
+    std::printf("relay_throughput_batch500_eps  %.0f (%d events in %.2f s)\n",
+                kEvents / std::chrono::duration<double>(t1 - t0).count(), kEvents,
+                std::chrono::duration<double>(t1 - t0).count());
+  }
+
+  // 3. Commit-to-delivery latency with LISTEN.
+  {
+    auto adapter = std::make_shared<Counting>();
+    emissions::Emitter emitter(config_with(adapter));
+    emissions::postgres::Relay relay(
+        emitter, {.conninfo = info, .outbox = outbox, .poll_interval = 3'600'000ms});
+    if (!relay.start().ok()) return 1;
+    const auto connect_deadline = Clock::now() + 30s;
+    while (!relay.stats().connected && Clock::now() < connect_deadline) {
+      std::this_thread::sleep_for(1ms);
+    }
+    std::vector<double> latencies;
+    constexpr int kRounds = 500;
+    for (int i = 0; i < kRounds; ++i) {
+      emissions::Transaction tx = emitter.start();
+      (void)tx.emit("order_event", i);
+      if (!db.exec("BEGIN") || !emissions::postgres::stage(tx, db.conn, outbox).ok() ||
+          !db.exec("COMMIT")) {
+        return 1;
+      }
+      const auto committed = Clock::now();
+      Clock::time_point delivered;
+      if (!adapter->wait_for(static_cast<std::size_t>(i) + 1, 10s, delivered)) {
+        std::fprintf(stderr, "latency: event %d not delivered\n", i);
+        return 2;
+      }
+      latencies.push_back(std::chrono::duration<double, std::milli>(delivered - committed).count());
+    }
+    if (!relay.stop(10s).ok()) return 2;
+    std::printf("commit_to_delivery_ms          p50 %.3f p99 %.3f (%d events, LISTEN)\n",
+                percentile(latencies, 0.5), percentile(latencies, 0.99), kRounds);
+  }
+  return 0;
+}

@@ -1,0 +1,43 @@
+// Internal: what stage() is made of, shared by the libpq implementation and the header-only
+// libpqxx glue (emissions/outbox/detail/postgres_pqxx.hpp). Not for users.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "emissions/status.hpp"
+#include "emissions/transaction.hpp"
+
+namespace emissions::postgres {
+struct OutboxOptions;
+}
+
+namespace emissions::postgres::detail {
+
+// The statement stage() runs: $1 the events as a JSON array (text), $2 the channel. Its one
+// row holds the number of rows inserted.
+struct StageStatement {
+  std::string sql;
+  std::string events;  // $1
+  std::size_t count = 0;
+};
+
+// The statement with its two parameters written in as SQL literals (quoted by the caller's
+// client library, e.g. pqxx::transaction_base::quote).
+std::string inline_stage_statement(const OutboxOptions& options, std::string_view events_literal,
+                                   std::string_view channel_literal);
+// Fills `out` from `tx`'s events. invalid_argument for an event that cannot be written
+// (invalid UTF-8, a throwing ordering_key), not_started/closed for an inactive `tx`;
+// nothing is changed then.
+Status prepare_stage(Transaction& tx, const OutboxOptions& options, StageStatement& out);
+// Ends `tx` once the statement succeeded (the events are the database's now).
+Status finish_stage(Transaction& tx);
+// The Status for a failed staging statement: `sqlstate` (may be empty), the server's
+// message, whether the connection is gone.
+Status stage_error(std::string_view sqlstate, std::string_view message, bool connection_lost,
+                   const OutboxOptions& options);
+// The Status when the inserted row count is not the event count (a trigger that skipped
+// rows, say): internal; the caller's transaction then holds a partial write: roll it back.
+Status stage_count_mismatch(std::size_t inserted, std::size_t expected);
+
+}  // namespace emissions::postgres::detail

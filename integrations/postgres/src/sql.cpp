@@ -1,0 +1,179 @@
+#include "sql.hpp"
+
+#include "emissions/status.hpp"
+
+namespace emissions::postgres::detail {
+
+namespace {
+
+std::vector<std::string_view> split_table(std::string_view table) {
+  std::vector<std::string_view> parts;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t dot = table.find('.', start);
+    parts.push_back(table.substr(start, dot == std::string_view::npos ? dot : dot - start));
+    if (dot == std::string_view::npos) break;
+    start = dot + 1;
+  }
+  return parts;
+}
+
+std::string quote_identifier(std::string_view part) {
+  std::string out = "\"";
+  for (const char c : part) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  out += '"';
+  return out;
+}
+
+std::string claims_list(const std::vector<std::string>& claims) {
+  std::string out;
+  for (const std::string& claim : claims) {
+    if (!out.empty()) out += ',';
+    out += quote_literal(claim);
+  }
+  return out;
+}
+
+std::string lease_interval(std::chrono::milliseconds lease) {
+  return "interval '1 millisecond' * " + std::to_string(lease.count());
+}
+
+}  // namespace
+
+std::string quote_table(std::string_view table, std::string_view field) {
+  const std::vector<std::string_view> parts = split_table(table);
+  if (parts.size() > 2) {
+    throw ConfigError(std::string(field) + " must be 'table' or 'schema.table' (got '" +
+                      std::string(table) + "')");
+  }
+  std::string out;
+  for (const std::string_view part : parts) {
+    if (part.empty() || part.find('\0') != std::string_view::npos) {
+      throw ConfigError(std::string(field) +
+                        " must be a non-empty table name, optionally schema-qualified, without "
+                        "NUL characters (got '" +
+                        std::string(table) + "')");
+    }
+    if (!out.empty()) out += '.';
+    out += quote_identifier(part);
+  }
+  return out;
+}
+
+std::string_view table_base(std::string_view table) {
+  const std::size_t dot = table.rfind('.');
+  return dot == std::string_view::npos ? table : table.substr(dot + 1);
+}
+
+std::string quote_literal(std::string_view text) {
+  std::string out = "'";
+  for (const char c : text) {
+    if (c == '\'') out += '\'';
+    out += c;
+  }
+  out += '\'';
+  return out;
+}
+
+std::string listen_statement(std::string_view channel) {
+  // The relay's own commits (claims, renewals, deletes) do not wait for the WAL flush: a
+  // server crash may then forget a claim or a delete, which only means those rows are
+  // published again (at least once), and each claim stops costing an fsync.
+  return "SET synchronous_commit = off; LISTEN " + quote_identifier(channel);
+}
+
+std::string schema_statements(std::string_view table) {
+  const std::string t = quote_table(table, "OutboxOptions::table");
+  const std::string base(table_base(table));
+  // The claim query reads unclaimed or expired rows in seq order (the primary key) and the
+  // keys under a lease (claimed_key); deletes and renewals find a claim's rows (claim).
+  return "CREATE TABLE IF NOT EXISTS " + t +
+         " (\n"
+         "  seq bigserial PRIMARY KEY,\n"
+         "  id uuid NOT NULL UNIQUE,\n"
+         "  name text NOT NULL,\n"
+         "  payload jsonb NOT NULL,\n"
+         "  metadata jsonb NOT NULL DEFAULT '{}'::jsonb,\n"
+         "  emitted_at timestamptz NOT NULL,\n"
+         "  ordering_key text,\n"
+         "  claimed_by text,\n"
+         "  claim_id uuid,\n"
+         "  claimed_until timestamptz,\n"
+         "  claims integer NOT NULL DEFAULT 0\n"
+         ");\n"
+         "CREATE INDEX IF NOT EXISTS " +
+         quote_identifier(base + "_claim") + " ON " + t +
+         " (claim_id) WHERE claim_id IS NOT NULL;\n"
+         "CREATE INDEX IF NOT EXISTS " +
+         quote_identifier(base + "_claimed_key") + " ON " + t +
+         " (ordering_key, claimed_until) WHERE claimed_until IS NOT NULL AND ordering_key IS "
+         "NOT NULL;\n";
+}
+
+std::string stage_statement(std::string_view table) {
+  return stage_statement(table, "$1", "$2");
+}
+
+std::string stage_statement(std::string_view table, std::string_view events,
+                            std::string_view channel) {
+  const std::string t = quote_table(table, "OutboxOptions::table");
+  // The events arrive as one JSON array, inserted in array order (WITH ORDINALITY) so that
+  // seq follows emit order. A data-modifying CTE runs whether or not it is read.
+  return "WITH staged AS (INSERT INTO " + t +
+         " (id, name, payload, metadata, emitted_at, ordering_key) "
+         "SELECT (e.doc->>'id')::uuid, e.doc->>'name', e.doc->'payload', e.doc->'metadata', "
+         "(e.doc->>'emitted_at')::timestamptz, e.doc->>'key' "
+         "FROM jsonb_array_elements((" +
+         std::string(events) +
+         ")::jsonb) WITH ORDINALITY AS e(doc, n) ORDER BY e.n "
+         "RETURNING 1) "
+         "SELECT (SELECT count(*) FROM staged), pg_notify(" +
+         std::string(channel) + ", '')";
+}
+
+std::string claim_statement(std::string_view table, std::string_view name,
+                            std::string_view claim_id, std::chrono::milliseconds lease,
+                            std::size_t batch) {
+  const std::string t = quote_table(table, "OutboxOptions::table");
+  // The lock is a statement of its own: under READ COMMITTED the claim's snapshot is then
+  // taken after the previous claimer committed, so it sees that claim's leases.
+  return "SELECT pg_advisory_xact_lock(1701998957, hashtext(" + quote_literal(t) +
+         "));\n"
+         "UPDATE " +
+         t + " AS o SET claimed_by = " + quote_literal(name) +
+         ", claim_id = " + quote_literal(claim_id) + ", claimed_until = now() + " +
+         lease_interval(lease) +
+         ", claims = o.claims + 1 WHERE o.seq IN ("
+         "SELECT c.seq FROM " +
+         t +
+         " AS c WHERE (c.claimed_until IS NULL OR c.claimed_until <= now()) "
+         "AND (c.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM " +
+         t +
+         " AS b WHERE b.ordering_key = c.ordering_key AND b.claimed_until > now())) "
+         "ORDER BY c.seq LIMIT " +
+         std::to_string(batch) +
+         ") RETURNING o.seq, o.id, o.name, o.payload::text, o.metadata::text, "
+         "(extract(epoch FROM o.emitted_at) * 1000000)::bigint";
+}
+
+std::string renew_statement(std::string_view table, const std::vector<std::string>& claims,
+                            std::chrono::milliseconds lease) {
+  return "UPDATE " + quote_table(table, "OutboxOptions::table") + " SET claimed_until = now() + " +
+         lease_interval(lease) + " WHERE claim_id IN (" + claims_list(claims) + ")";
+}
+
+std::string delete_statement(std::string_view table, const std::vector<std::string>& claims) {
+  return "DELETE FROM " + quote_table(table, "OutboxOptions::table") + " WHERE claim_id IN (" +
+         claims_list(claims) + ")";
+}
+
+std::string release_statement(std::string_view table, std::string_view claim_id) {
+  return "UPDATE " + quote_table(table, "OutboxOptions::table") +
+         " SET claimed_by = NULL, claim_id = NULL, claimed_until = NULL WHERE claim_id = " +
+         quote_literal(claim_id);
+}
+
+}  // namespace emissions::postgres::detail

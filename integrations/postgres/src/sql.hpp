@@ -1,0 +1,41 @@
+// Internal: the SQL text of the outbox: the schema, the staging statement and the relay's
+// claim, renewal, delete and release statements. Identifiers are quoted here, once.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace emissions::postgres::detail {
+
+// `"a"."b"` for "a.b": each part quoted as an identifier. Throws ConfigError (naming
+// `field`) for an empty name or part, or a NUL character.
+std::string quote_table(std::string_view table, std::string_view field);
+// The last part of a table name, unquoted: the base of its index names.
+std::string_view table_base(std::string_view table);
+// 'text' as an SQL string literal (standard_conforming_strings, on since PostgreSQL 9.1).
+std::string quote_literal(std::string_view text);
+
+// The session's setup: asynchronous commit for the relay's own statements, `LISTEN "channel"`.
+std::string listen_statement(std::string_view channel);
+std::string schema_statements(std::string_view table);
+// $1: the events as a JSON array of {id, name, payload, metadata, emitted_at, key}; $2: the
+// channel. One row: the number of rows inserted.
+std::string stage_statement(std::string_view table);
+// The same with the two parameters replaced by the given SQL expressions.
+std::string stage_statement(std::string_view table, std::string_view events,
+                            std::string_view channel);
+
+// One simple-query string (one implicit transaction): the advisory lock of `table`, then
+// the claim of up to `batch` rows for `claim_id`. Its last result returns the rows.
+std::string claim_statement(std::string_view table, std::string_view name,
+                            std::string_view claim_id, std::chrono::milliseconds lease,
+                            std::size_t batch);
+std::string renew_statement(std::string_view table, const std::vector<std::string>& claims,
+                            std::chrono::milliseconds lease);
+std::string delete_statement(std::string_view table, const std::vector<std::string>& claims);
+std::string release_statement(std::string_view table, std::string_view claim_id);
+
+}  // namespace emissions::postgres::detail

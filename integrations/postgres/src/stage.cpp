@@ -1,0 +1,167 @@
+// stage(): the events of a Transaction as rows of the caller's database transaction.
+#include <exception>
+#include <string>
+
+#include "emissions/outbox/postgres_outbox.hpp"
+#include "pq_handles.hpp"
+#include "sql.hpp"
+#include "transaction/transaction_access.hpp"
+
+namespace emissions::postgres {
+
+namespace {
+
+// SQL state classes after which the same statement may succeed later: connection
+// exceptions (08), transaction rollbacks such as serialization failures (40), insufficient
+// resources (53), operator intervention such as a server shutting down (57).
+bool retriable_class(std::string_view sqlstate) {
+  const std::string_view cls = sqlstate.substr(0, 2);
+  return cls == "08" || cls == "40" || cls == "53" || cls == "57";
+}
+
+// Data, syntax or constraint problems of what we sent (22, 23, 42) and an invalid
+// transaction state (25: e.g. 25P02, a statement in an aborted transaction).
+bool rejected_class(std::string_view sqlstate) {
+  const std::string_view cls = sqlstate.substr(0, 2);
+  return cls == "22" || cls == "23" || cls == "25" || cls == "42";
+}
+
+void append_event(std::string& out, const Event& e, const OutboxOptions& options) {
+  out += R"({"id":")";
+  out += e.id.str();
+  out += R"(","name":)";
+  out += nlohmann::json(e.name.str()).dump();
+  out += R"(,"payload":)";
+  out += e.payload.dump();
+  out += R"(,"metadata":)";
+  out += e.metadata.is_null() ? std::string("{}") : e.metadata.dump();
+  out += R"(,"emitted_at":")";
+  out += format_timestamp(e.emitted_at);
+  out += R"(","key":)";
+  std::string key;
+  if (options.ordering_key) key = options.ordering_key(e);
+  out += key.empty() ? std::string("null") : nlohmann::json(key).dump();
+  out += '}';
+}
+
+}  // namespace
+
+std::string schema_sql(const OutboxOptions& options) {
+  return detail::schema_statements(options.table);
+}
+
+namespace detail {
+
+Status prepare_stage(Transaction& tx, const OutboxOptions& options, StageStatement& out) {
+  if (!tx.active()) {
+    return Status(Errc::not_started, "the transaction is not active: nothing to stage");
+  }
+  try {
+    out.sql = stage_statement(options.table);
+  } catch (const ConfigError& e) {
+    return Status(Errc::invalid_argument, e.what());
+  }
+  const std::span<const Event> events = TransactionAccess::buffered(tx);
+  out.count = events.size();
+  out.events.clear();
+  out.events += '[';
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    if (i > 0) out.events += ',';
+    try {
+      append_event(out.events, events[i], options);
+    } catch (const std::exception& e) {
+      return Status(Errc::invalid_argument,
+                    "event " + std::to_string(i) + " ('" + events[i].name.str() +
+                        "') cannot be staged: " + e.what() + "; nothing was written");
+    }
+  }
+  out.events += ']';
+  return {};
+}
+
+std::string inline_stage_statement(const OutboxOptions& options, std::string_view events_literal,
+                                   std::string_view channel_literal) {
+  return stage_statement(options.table, events_literal, channel_literal);
+}
+
+Status finish_stage(Transaction& tx) {
+  return TransactionAccess::end_written_elsewhere(tx);
+}
+
+Status stage_error(std::string_view sqlstate, std::string_view message, bool connection_lost,
+                   const OutboxOptions& options) {
+  std::string what(message);
+  while (!what.empty() && (what.back() == '\n' || what.back() == ' '))
+    what.pop_back();
+  const std::string state =
+      sqlstate.empty() ? std::string() : " (SQL state " + std::string(sqlstate) + ")";
+  if (connection_lost || (!sqlstate.empty() && retriable_class(sqlstate))) {
+    return Status(Errc::unavailable,
+                  "staging failed, try the business transaction again" + state + ": " + what);
+  }
+  if (sqlstate == "42P01") {
+    return Status(Errc::not_found, "the outbox table '" + options.table +
+                                       "' does not exist (SQL state 42P01): create it with the "
+                                       "DDL of emissions::postgres::schema_sql(): " +
+                                       what);
+  }
+  if (rejected_class(sqlstate)) {
+    return Status(Errc::invalid_argument,
+                  "the server rejected the staged events" + state + ": " + what);
+  }
+  return Status(Errc::internal, "staging failed" + state + ": " + what);
+}
+
+Status stage_count_mismatch(std::size_t inserted, std::size_t expected) {
+  return Status(Errc::internal, "staging inserted " + std::to_string(inserted) + " rows for " +
+                                    std::to_string(expected) +
+                                    " events (a trigger or rule on the outbox table?); roll "
+                                    "the database transaction back");
+}
+
+}  // namespace detail
+
+Status stage(Transaction& tx, PGconn* conn, const OutboxOptions& options) {
+  if (conn == nullptr) return Status(Errc::invalid_argument, "stage(): the connection is null");
+  if (PQstatus(conn) != CONNECTION_OK) {
+    return Status(Errc::unavailable,
+                  "stage(): the connection is not open: " + std::string(PQerrorMessage(conn)));
+  }
+  switch (PQtransactionStatus(conn)) {
+    case PQTRANS_INTRANS:
+      break;
+    case PQTRANS_IDLE:
+      return Status(Errc::invalid_argument,
+                    "stage(): the connection is not inside a transaction (send BEGIN first): "
+                    "staged rows would commit on their own, whatever became of the business "
+                    "transaction");
+    case PQTRANS_INERROR:
+      return Status(Errc::invalid_argument,
+                    "stage(): the connection's transaction is aborted (an earlier statement "
+                    "failed): roll it back");
+    case PQTRANS_ACTIVE:
+      return Status(Errc::invalid_argument, "stage(): the connection is busy with another command");
+    case PQTRANS_UNKNOWN:
+    default:
+      return Status(Errc::unavailable,
+                    "stage(): the connection is bad: " + std::string(PQerrorMessage(conn)));
+  }
+  detail::StageStatement statement;
+  if (Status s = detail::prepare_stage(tx, options, statement); !s.ok()) return s;
+  if (statement.count == 0) return detail::finish_stage(tx);
+  const char* values[2] = {statement.events.c_str(), options.channel.c_str()};
+  const detail::ResultHandle result(
+      PQexecParams(conn, statement.sql.c_str(), 2, nullptr, values, nullptr, nullptr, 0));
+  const bool lost = PQstatus(conn) != CONNECTION_OK;
+  if (!result) return detail::stage_error("", PQerrorMessage(conn), true, options);
+  if (PQresultStatus(result.get()) != PGRES_TUPLES_OK) {
+    const char* sqlstate = PQresultErrorField(result.get(), PG_DIAG_SQLSTATE);
+    return detail::stage_error(sqlstate == nullptr ? "" : sqlstate,
+                               PQresultErrorMessage(result.get()), lost, options);
+  }
+  const std::size_t inserted = std::stoull(PQgetvalue(result.get(), 0, 0));
+  if (inserted != statement.count) return detail::stage_count_mismatch(inserted, statement.count);
+  return detail::finish_stage(tx);
+}
+
+}  // namespace emissions::postgres
