@@ -111,8 +111,8 @@ class Delivery {
 ///
 /// The consumer hands each batch to deliver(), which must return at once (start the I/O,
 /// keep the handle) and settle the events later. At most `AdapterOptions::max_in_flight`
-/// batches (default: preferred_max_in_flight(), else 16) are handed over and not yet
-/// settled per consumer; when that window
+/// batches (default: preferred_max_in_flight(), at most buffer_size / max_demand; else 16)
+/// are handed over and not yet settled per consumer; when that window
 /// is full the consumer calls flush() (an adapter that holds batches back should send them)
 /// and waits until half of it is free (rounded down, at least one slot), or until a
 /// failed delivery needs a decision: it wakes once per few settlements, not on every one.
@@ -142,7 +142,9 @@ class AsyncAdapter : public Adapter {
   Status handle_events(std::span<const Event> batch) final;
 
   /// The window this adapter works best with, used when AdapterOptions::max_in_flight is
-  /// unset; 0 (the default) leaves the pipeline's 16. A destination that batches by itself
+  /// unset, cut to a queue's worth of batches (buffer_size / max_demand, never below 16: the
+  /// events in flight are outside the queue's bound); 0 (the default) leaves the pipeline's
+  /// 16. A destination that batches by itself
   /// (a Kafka producer lingers to fill its requests) needs many batches in flight to keep
   /// its own batches full. Called once, when the Emitter is built; must not block.
   [[nodiscard]] virtual std::size_t preferred_max_in_flight() const noexcept { return 0; }

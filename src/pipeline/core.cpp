@@ -21,6 +21,25 @@ std::atomic<std::uint32_t> g_next_shard{0};
 // may use the rest before they are refused.
 constexpr std::size_t kCascadeHeadroom = 2;
 
+// The lane options of `adapter`: `options` over the pipeline's. An AsyncAdapter without
+// max_in_flight gets the window it prefers (AsyncAdapter::preferred_max_in_flight()), but
+// at most a queue's worth of batches (buffer_size / max_demand; never less than the
+// default): events in flight are outside the queue's bound, and a preference must not
+// multiply the memory a lane may hold.
+LaneOptions lane_options_for(const std::string& where, const PipelineOptions& p,
+                             const AdapterOptions& options, const Adapter& adapter) {
+  const auto* async_adapter = dynamic_cast<const AsyncAdapter*>(&adapter);
+  LaneOptions lane = resolve_lane_options(where, p, options, async_adapter != nullptr);
+  if (async_adapter != nullptr && !options.max_in_flight) {
+    if (const std::size_t preferred = async_adapter->preferred_max_in_flight(); preferred != 0) {
+      const std::size_t budget =
+          std::max(lane.max_in_flight, std::min(kMaxInFlight, lane.buffer_size / lane.max_demand));
+      lane.max_in_flight = std::min(preferred, budget);
+    }
+  }
+  return lane;
+}
+
 }  // namespace
 
 Lane::Lane(std::shared_ptr<Adapter> a, LaneOptions o, std::size_t lane_index)
@@ -76,18 +95,9 @@ Core::Core(Config config)
     if (!names.insert(name).second) {
       config_error(where + ".name()", "unique among adapters", "'" + name + "'");
     }
-    const auto* async_adapter = dynamic_cast<const AsyncAdapter*>(entry.adapter.get());
-    const bool async = async_adapter != nullptr;
-    AdapterOptions options = entry.options;
-    if (async && !options.max_in_flight) {
-      // The adapter's own preference (0: none), checked against the same range as the
-      // user's value.
-      if (const std::size_t preferred = async_adapter->preferred_max_in_flight(); preferred != 0) {
-        options.max_in_flight = preferred;
-      }
-    }
-    specs.emplace_back(std::move(entry.adapter),
-                       resolve_lane_options(where + " ('" + name + "')", p, options, async));
+    LaneOptions lane =
+        lane_options_for(where + " ('" + name + "')", p, entry.options, *entry.adapter);
+    specs.emplace_back(std::move(entry.adapter), std::move(lane));
   }
   // Dead-letter adapters: distinct instances, none of them a configured adapter or sharing
   // a name with one; each gets a lane of its own with the pipeline's defaults.
@@ -115,9 +125,8 @@ Core::Core(Config config)
                      "'" + name + "'");
       }
       names.insert(name);
-      const bool async = dynamic_cast<AsyncAdapter*>(dl.get()) != nullptr;
       dead_letters.emplace_back(
-          dl, resolve_lane_options(where + " ('" + name + "')", p, AdapterOptions{}, async));
+          dl, lane_options_for(where + " ('" + name + "')", p, AdapterOptions{}, *dl));
       dead_letters.back().second.dead_letter.reset();
     }
     dead_letter_of[i] = found;

@@ -117,6 +117,14 @@ struct KafkaSource::State {
   detail::WaitChannel settled;  // notified after each settlement
 
   std::vector<std::uint64_t> generation_of;  // the polling thread's: per message of a batch
+  // The polling thread's, per batch: the partitions revoked while the batch was read (the
+  // rebalance callback runs inside the polls that fill it), and for each message how many
+  // revocations had happened when it was read. A message whose partition was revoked after
+  // it was read belongs to the old assignment: it is dropped, and whoever holds the
+  // partition now reads it from the group's commit (tracking it under the new assignment
+  // could commit past it, or handle it twice).
+  std::vector<PartitionKey> revoked_in_batch;
+  std::vector<std::size_t> revocations_before;
 
   std::atomic<std::uint64_t> consumed{0};
   std::atomic<std::uint64_t> published{0};
@@ -131,14 +139,18 @@ void KafkaSource::State::run() noexcept {
   std::vector<MessageHandle> batch;
   while (!stopping.load(std::memory_order_acquire)) {
     batch.clear();
+    revoked_in_batch.clear();
+    revocations_before.clear();
     try {
       MessageHandle first(
           rd_kafka_consumer_poll(consumer.get(), static_cast<int>(kPollInterval.count())));
       if (first) {
+        revocations_before.push_back(revoked_in_batch.size());
         batch.push_back(std::move(first));
         while (batch.size() < options.max_batch) {
           MessageHandle next(rd_kafka_consumer_poll(consumer.get(), 0));
           if (!next) break;
+          revocations_before.push_back(revoked_in_batch.size());
           batch.push_back(std::move(next));
         }
         handle(batch);
@@ -171,16 +183,22 @@ void KafkaSource::State::handle(std::vector<MessageHandle>& batch) {
       }
       continue;
     }
-    consumed.fetch_add(1, std::memory_order_relaxed);
     const PartitionKey key{rd_kafka_topic_name(message.rkt), message.partition};
+    if (std::find(revoked_in_batch.begin() + static_cast<std::ptrdiff_t>(revocations_before[i]),
+                  revoked_in_batch.end(), key) != revoked_in_batch.end()) {
+      continue;  // read under an assignment that has ended since (see revoked_in_batch)
+    }
     std::uint64_t generation = 0;
     {
       std::lock_guard lock(offsets_mutex);
-      Partition& partition = partitions[key];
-      if (partition.generation == 0) partition.generation = ++generations;
-      partition.offsets.add(message.offset);
-      generation = partition.generation;
+      const auto found = partitions.find(key);
+      // Not assigned (its tracking could not be set up): not handled, so never committed
+      // past; read again after the next rebalance.
+      if (found == partitions.end()) continue;
+      found->second.offsets.add(message.offset);
+      generation = found->second.generation;
     }
+    consumed.fetch_add(1, std::memory_order_relaxed);
     generation_of[i] = generation;
     std::string error;
     if (std::optional<Event> event = decode(message, error)) {
@@ -354,13 +372,17 @@ void KafkaSource::State::release(const rd_kafka_topic_partition_list_t* revoked)
     commit(revoked);
     std::lock_guard lock(offsets_mutex);
     for (int i = 0; i < revoked->cnt; ++i) {
-      const auto found =
-          partitions.find(PartitionKey{revoked->elems[i].topic, revoked->elems[i].partition});
-      if (found == partitions.end()) continue;
-      if (const std::optional<std::int64_t> through = found->second.offsets.handled_through()) {
-        resume_points[found->first] = *through;
+      PartitionKey key{revoked->elems[i].topic, revoked->elems[i].partition};
+      const auto found = partitions.find(key);
+      if (found != partitions.end()) {
+        // Remembered only where the group does not have it (the last commit was refused).
+        if (const std::optional<std::int64_t> through = found->second.offsets.handled_through();
+            through && found->second.offsets.committable()) {
+          resume_points[found->first] = *through;
+        }
+        partitions.erase(found);
       }
-      partitions.erase(found);
+      revoked_in_batch.push_back(std::move(key));
     }
   } catch (...) {
   }
@@ -391,24 +413,24 @@ void KafkaSource::State::track(rd_kafka_t* client,
       rd_kafka_topic_partition_t& entry = assigned->elems[i];
       const PartitionKey key{entry.topic, entry.partition};
       Partition fresh{++generations, OffsetTracker{}};
-      if (const auto point = resume_points.find(key); point != resume_points.end()) {
-        std::int64_t start = point->second;
-        bool stored = false;
-        if (fetched) {
-          const rd_kafka_topic_partition_t* group =
-              rd_kafka_topic_partition_list_find(held.get(), entry.topic, entry.partition);
-          if (group != nullptr && group->err == RD_KAFKA_RESP_ERR_NO_ERROR &&
-              group->offset >= start) {
-            start = group->offset;  // another member went further (or it is the same)
-            stored = true;
-          }
-        }
+      const auto point = resume_points.find(key);
+      const rd_kafka_topic_partition_t* group =
+          fetched && point != resume_points.end()
+              ? rd_kafka_topic_partition_list_find(held.get(), entry.topic, entry.partition)
+              : nullptr;
+      // Only with the group's offset in hand: without it, the group's commit decides (as
+      // if nothing were remembered), so a stale point can never move the group backwards.
+      if (group != nullptr && group->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const bool stored = group->offset >= point->second;  // the group went further
+        const std::int64_t start = stored ? group->offset : point->second;
         entry.offset = start;
         fresh.offsets.resume_at(start, stored);
-        resume_points.erase(point);
       }
       partitions[key] = std::move(fresh);
     }
+    // A point outlives one assignment at most: it is for a partition lost and given back
+    // at once (a refused commit, a stale generation), not for one that moved elsewhere.
+    resume_points.clear();
   } catch (...) {
     // Out of memory: the partitions are read from the group's commits.
   }

@@ -169,7 +169,8 @@ class Kafka final : public AsyncAdapter {
   /// `options.name`.
   [[nodiscard]] std::string_view name() const override;
 
-  /// 1024 batches in flight (51,200 events with the default max_demand of 50), unless
+  /// 1024 batches in flight, cut by the pipeline to a queue's worth (buffer_size /
+  /// max_demand: 200 batches, 10,000 events, with the defaults), unless
   /// AdapterOptions::max_in_flight says otherwise: librdkafka batches by itself and needs
   /// many messages queued to fill its requests. With the pipeline's default window of 16,
   /// one `linger.ms` wait per 400 events would bound throughput (docs/BENCHMARKS.md).
