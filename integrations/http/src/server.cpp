@@ -7,6 +7,7 @@
 // adapter thread.
 #include "emissions/http/server.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <future>
 #include <list>
@@ -81,7 +82,7 @@ struct ServerState {
   void schedule_stats();
   void broadcast_stats();
   void pump_all();
-  void shutdown_all();
+  void shutdown_all(std::chrono::milliseconds grace);
   [[nodiscard]] std::string stats_message() const;
 };
 
@@ -176,15 +177,22 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   }
 
   // The server stops: a close frame when one can still be sent, otherwise (a client that
-  // does not read, so a write is stuck) the connection is cut.
-  void shutdown() {
+  // does not read, so a write is stuck) the connection is cut. The client has `grace` to
+  // answer the close frame.
+  void shutdown(std::chrono::milliseconds grace) {
     if (closing_) return;
     closing_ = true;
+    grace_ = grace;
     if (!open_ || writing_) {
       beast::error_code ignored;
       beast::get_lowest_layer(ws_).socket().close(ignored);
       return;
     }
+    websocket::stream_base::timeout limits{};
+    limits.handshake_timeout = grace;  // covers the closing handshake
+    limits.idle_timeout = websocket::stream_base::none();
+    limits.keep_alive_pings = false;
+    ws_.set_option(limits);
     ws_.async_close(websocket::close_code::going_away,
                     [self = shared_from_this()](beast::error_code) {
                       beast::error_code ignored;
@@ -228,7 +236,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
                       }
                       if (self->closing_) {
                         self->closing_ = false;
-                        self->shutdown();
+                        self->shutdown(self->grace_);
                         return;
                       }
                       self->pump();
@@ -243,6 +251,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   std::string out_;
   std::optional<std::string> stats_;
   std::vector<std::string> held_;
+  std::chrono::milliseconds grace_{0};
   bool open_ = false;
   bool writing_ = false;
   bool closing_ = false;
@@ -466,7 +475,7 @@ void ServerState::pump_all() {
     if (auto s = weak.lock()) s->pump();
 }
 
-void ServerState::shutdown_all() {
+void ServerState::shutdown_all(std::chrono::milliseconds grace) {
   io->stopping = true;
   beast::error_code ignored;
   io->acceptor.close(ignored);
@@ -474,7 +483,7 @@ void ServerState::shutdown_all() {
   for (const auto& weak : io->http_sessions)
     if (auto s = weak.lock()) s->close();
   for (const auto& weak : io->ws_sessions)
-    if (auto s = weak.lock()) s->shutdown();
+    if (auto s = weak.lock()) s->shutdown(grace);
 }
 
 }  // namespace detail
@@ -544,7 +553,9 @@ Status Server::stop(std::chrono::milliseconds timeout) {
   // No wake-up may be posted from here on (the adapter keeps running).
   st.hub->set_wake(nullptr);
   detail::ServerState* raw = &st;
-  net::post(st.io->ioc, [raw] { raw->shutdown_all(); });
+  // Half the time for clients to answer their close frame, the rest as a margin.
+  const auto grace = std::max(std::chrono::milliseconds(1), timeout / 2);
+  net::post(st.io->ioc, [raw, grace] { raw->shutdown_all(grace); });
   std::future<void> done = st.io_done.get_future();
   if (done.wait_for(timeout) != std::future_status::ready) {
     st.io->ioc.stop();  // cut what did not close in time
@@ -579,8 +590,11 @@ std::shared_ptr<Server> watch(Config& config, ServerOptions options) {
   state->with_spool = config.spool.has_value();
   const std::size_t queue = options.client_queue;
   state->options = std::move(options);
-  config.add_adapter(std::make_shared<detail::WatchAdapter>(state->hub),
-                     {.buffer_size = queue, .overflow = Overflow::drop_oldest});
+  // The adapter's queue holds whole committed batches (shared, not copies); it only needs
+  // to absorb bursts while the adapter serializes, and drops the oldest beyond that.
+  config.add_adapter(
+      std::make_shared<detail::WatchAdapter>(state->hub),
+      {.buffer_size = std::max<std::size_t>(queue, 10'000), .overflow = Overflow::drop_oldest});
   return std::make_shared<Server>(std::move(state));
 }
 

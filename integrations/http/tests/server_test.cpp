@@ -43,11 +43,11 @@ TEST(Server, OneServerPerConfig) {
 
 TEST(Server, WatchAddsItsDropOldestAdapterNamedEmissionsHttp) {
   Config config = base_config();
-  auto server = watch(config, {.client_queue = 123});
+  auto server = watch(config, {.client_queue = 20'000});
   ASSERT_EQ(config.adapters.size(), 2U);
   EXPECT_EQ(config.adapters[1].adapter->name(), "emissions.http");
   EXPECT_EQ(config.adapters[1].options.overflow, Overflow::drop_oldest);
-  EXPECT_EQ(config.adapters[1].options.buffer_size, 123U);
+  EXPECT_EQ(config.adapters[1].options.buffer_size, 20'000U);
   EXPECT_EQ(server->port(), 0);
 }
 

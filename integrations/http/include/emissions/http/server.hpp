@@ -94,7 +94,7 @@ class Server {
 };
 
 /// Adds the server's adapter (named `emissions.http`, overflow drop_oldest, a queue of
-/// options.client_queue events) to `config` and returns the server, not yet serving.
+/// max(options.client_queue, 10'000) events) to `config` and returns the server, not yet serving.
 /// Throws ConfigError for invalid options (a bounded field out of range).
 ///
 /// @code
