@@ -123,7 +123,7 @@ Response error_response(bhttp::status status, std::string body) {
 class WsSession : public std::enable_shared_from_this<WsSession> {
  public:
   WsSession(tcp::socket socket, ServerState& state)
-      : ws_(std::move(socket)), state_(state), io_(*state.io) {
+      : ws_(std::move(socket)), state_(state), io_(*state.io), cut_timer_(ws_.get_executor()) {
     ++io_.connections;
   }
   // May run inside ~io_context (a handler still held it): touches only what outlives that.
@@ -149,7 +149,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
 
   // Sends what the hub has for this client, one message at a time.
   void pump() {
-    if (!open_ || writing_ || closing_) return;
+    if (!open_ || writing_ || stopping_) return;
     if (stats_) {
       write(std::exchange(stats_, std::nullopt).value());
       return;
@@ -176,28 +176,22 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     write(std::move(out));
   }
 
-  // The server stops: a close frame when one can still be sent, otherwise (a client that
-  // does not read, so a write is stuck) the connection is cut. The client has `grace` to
-  // answer the close frame.
+  // The server stops: clients get a close frame and `grace` to answer it. A write in
+  // progress finishes first (its handler sends the close frame), unless the client does
+  // not read: then the connection is cut once `grace` has passed.
   void shutdown(std::chrono::milliseconds grace) {
-    if (closing_) return;
-    closing_ = true;
+    if (stopping_) return;
+    stopping_ = true;
     grace_ = grace;
-    if (!open_ || writing_) {
-      beast::error_code ignored;
-      beast::get_lowest_layer(ws_).socket().close(ignored);
+    if (!open_) return cut();
+    if (writing_) {
+      cut_timer_.expires_after(grace);
+      cut_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+        if (!ec) self->cut();
+      });
       return;
     }
-    websocket::stream_base::timeout limits{};
-    limits.handshake_timeout = grace;  // covers the closing handshake
-    limits.idle_timeout = websocket::stream_base::none();
-    limits.keep_alive_pings = false;
-    ws_.set_option(limits);
-    ws_.async_close(websocket::close_code::going_away,
-                    [self = shared_from_this()](beast::error_code) {
-                      beast::error_code ignored;
-                      beast::get_lowest_layer(self->ws_).socket().close(ignored);
-                    });
+    send_close();
   }
 
  private:
@@ -223,6 +217,21 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     });
   }
 
+  void send_close() {
+    websocket::stream_base::timeout limits{};
+    limits.handshake_timeout = grace_;  // covers the closing handshake
+    limits.idle_timeout = websocket::stream_base::none();
+    limits.keep_alive_pings = false;
+    ws_.set_option(limits);
+    ws_.async_close(websocket::close_code::going_away,
+                    [self = shared_from_this()](beast::error_code) { self->cut(); });
+  }
+
+  void cut() {
+    beast::error_code ignored;
+    beast::get_lowest_layer(ws_).socket().close(ignored);
+  }
+
   void write(std::string message) {
     writing_ = true;
     out_ = std::move(message);
@@ -234,9 +243,9 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
                         self->open_ = false;
                         return;
                       }
-                      if (self->closing_) {
-                        self->closing_ = false;
-                        self->shutdown(self->grace_);
+                      if (self->stopping_) {
+                        self->cut_timer_.cancel();
+                        self->send_close();
                         return;
                       }
                       self->pump();
@@ -251,10 +260,11 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   std::string out_;
   std::optional<std::string> stats_;
   std::vector<std::string> held_;
+  net::steady_timer cut_timer_;
   std::chrono::milliseconds grace_{0};
   bool open_ = false;
   bool writing_ = false;
-  bool closing_ = false;
+  bool stopping_ = false;
 };
 
 // One HTTP connection: reads requests (keep-alive), answers them, or hands the connection
