@@ -236,6 +236,7 @@ pre { margin: 0; white-space: pre-wrap; overflow-wrap: anywhere; }
 
   $("pause").addEventListener("click", () => {
     paused = !paused;
+    dirty = !paused;  // pausing freezes the table as it is now, even a render due later
     $("pause").setAttribute("aria-pressed", String(paused));
     $("pause").textContent = paused ? "Resume" : "Pause";
   });
