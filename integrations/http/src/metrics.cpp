@@ -1,5 +1,7 @@
 #include "metrics.hpp"
 
+#include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <string_view>
 
@@ -39,6 +41,13 @@ void sample(std::string& out, std::string_view name, std::string_view labels, st
   out.append(" ").append(std::to_string(value)).append("\n");
 }
 
+// The shortest text that reads back as `value` ("0.00025", "5").
+std::string number(double value) {
+  char buf[64];
+  const auto r = std::to_chars(buf, buf + sizeof buf, value);
+  return std::string(buf, r.ptr);
+}
+
 std::string adapter_label(const AdapterStats& a) {
   return "adapter=\"" + escape_label(a.name) + "\"";
 }
@@ -73,6 +82,22 @@ std::string render_metrics(const EmitterStats& stats, bool with_spool) {
          "Failed events whose dead-letter copy was delivered.");
   for (const AdapterStats& a : stats.adapters)
     sample(out, "emissions_adapter_dead_lettered_total", adapter_label(a), a.dead_lettered);
+
+  header(out, "emissions_delivery_latency_seconds", "histogram",
+         "Commit to delivery of the events each adapter delivered.");
+  for (const AdapterStats& a : stats.adapters) {
+    const std::string l = adapter_label(a);
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < DeliveryLatency::kBounds.size(); ++i) {
+      cumulative += a.latency.buckets[i];
+      sample(out, "emissions_delivery_latency_seconds_bucket",
+             l + ",le=\"" + number(DeliveryLatency::kBounds[i]) + "\"", cumulative);
+    }
+    sample(out, "emissions_delivery_latency_seconds_bucket", l + ",le=\"+Inf\"", a.latency.count);
+    out.append("emissions_delivery_latency_seconds_sum{").append(l).append("} ");
+    out.append(number(static_cast<double>(a.latency.sum_ns) * 1e-9)).append("\n");
+    sample(out, "emissions_delivery_latency_seconds_count", l, a.latency.count);
+  }
 
   header(out, "emissions_committed_events_total", "counter", "Events handed to the pipeline.");
   sample(out, "emissions_committed_events_total", "", stats.committed);

@@ -172,13 +172,19 @@ pre { margin: 0; white-space: pre-wrap; overflow-wrap: anywhere; }
         const dl = el("dl");
         for (const [key, label] of [["delivered", "delivered"], ["failed", "failed"], ["filtered", "filtered"],
                                     ["dropped", "dropped"], ["retried", "retried"], ["dead_lettered", "dead-lettered"],
-                                    ["queued", "queued"]]) {
+                                    ["queued", "queued"], ["latency_p50", "latency p50"],
+                                    ["latency_p99", "latency p99"]]) {
           dl.append(el("dt", {}, label), el("dd", {"data-stat": key}, "0"));
         }
         card.append(dl); box.append(card);
       }
       for (const dd of card.querySelectorAll("dd")) {
         const v = a[dd.dataset.stat];
+        if (dd.dataset.stat.startsWith("latency_")) {
+          dd.dataset.value = v === null ? "" : String(v);
+          dd.textContent = latencyText(v, a.latency_count);
+          continue;
+        }
         dd.textContent = String(v);
         dd.classList.toggle("nonzero", v > 0);
       }
@@ -201,6 +207,15 @@ pre { margin: 0; white-space: pre-wrap; overflow-wrap: anywhere; }
       drawChart();
     }
     lastCounts = msg.counts; lastAt = at;
+  }
+
+  // A bucket's upper bound, for people: "≤ 250 µs", "≤ 2.5 ms", "≤ 1 s".
+  function latencyText(seconds, count) {
+    if (!count) return "–";
+    if (seconds === null) return "> 5 s";
+    if (seconds < 0.001) return "≤ " + Math.round(seconds * 1e6) + " µs";
+    if (seconds < 1) return "≤ " + +(seconds * 1e3).toPrecision(3) + " ms";
+    return "≤ " + seconds + " s";
   }
 
   function drawChart() {

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <future>
 #include <list>
 #include <mutex>
@@ -409,6 +410,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool timed_out_ = false;
 };
 
+// A quantile for the page: seconds, or null when nothing was measured or it is beyond the
+// last bucket (JSON has no infinity).
+nlohmann::json latency_quantile(const DeliveryLatency& latency, double q) {
+  const double v = latency.quantile(q);
+  if (latency.count == 0 || std::isinf(v)) return nullptr;
+  return v;
+}
+
 template <typename T>
 void prune(std::list<std::weak_ptr<T>>& sessions) {
   sessions.remove_if([](const std::weak_ptr<T>& s) { return s.expired(); });
@@ -446,7 +455,10 @@ std::string ServerState::stats_message() const {
                         {"retried", a.retried},
                         {"dead_lettered", a.dead_lettered},
                         {"queued", a.queued},
-                        {"received", a.received}});
+                        {"received", a.received},
+                        {"latency_count", a.latency.count},
+                        {"latency_p50", latency_quantile(a.latency, 0.5)},
+                        {"latency_p99", latency_quantile(a.latency, 0.99)}});
   }
   nlohmann::json counts = nlohmann::json::object();
   for (const auto& [name, n] : hub->counts())

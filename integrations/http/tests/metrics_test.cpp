@@ -24,14 +24,14 @@ namespace emissions::http {
 namespace {
 
 // Series (name and labels, as written) -> value.
-std::map<std::string, std::uint64_t> parse_samples(const std::string& text) {
-  std::map<std::string, std::uint64_t> out;
+std::map<std::string, double> parse_samples(const std::string& text) {
+  std::map<std::string, double> out;
   std::istringstream in(text);
   std::string line;
   while (std::getline(in, line)) {
     if (line.empty() || line[0] == '#') continue;
     const auto space = line.rfind(' ');
-    out[line.substr(0, space)] = std::stoull(line.substr(space + 1));
+    out[line.substr(0, space)] = std::stod(line.substr(space + 1));
   }
   return out;
 }
@@ -56,21 +56,39 @@ std::string label(const std::string& adapter) {
   return "adapter=\"" + detail::escape_label(adapter) + "\"";
 }
 
-void expect_matches(const std::map<std::string, std::uint64_t>& m, const EmitterStats& s) {
-  EXPECT_EQ(m.at("emissions_committed_events_total"), s.committed);
-  EXPECT_EQ(m.at("emissions_transactions_total"), s.transactions);
-  EXPECT_EQ(m.at("emissions_discarded_events_total"), s.discarded);
+void expect_matches(const std::map<std::string, double>& samples, const EmitterStats& s) {
+  // Counters are integers in the text: read back exactly.
+  auto m = [&](const std::string& series) {
+    return static_cast<std::uint64_t>(samples.at(series));
+  };
+  EXPECT_EQ(m("emissions_committed_events_total"), s.committed);
+  EXPECT_EQ(m("emissions_transactions_total"), s.transactions);
+  EXPECT_EQ(m("emissions_discarded_events_total"), s.discarded);
   for (const AdapterStats& a : s.adapters) {
     const std::string l = label(a.name);
     const std::string ev = "emissions_adapter_events_total{" + l;
-    EXPECT_EQ(m.at(ev + ",outcome=\"delivered\"}"), a.delivered) << a.name;
-    EXPECT_EQ(m.at(ev + ",outcome=\"failed\"}"), a.failed) << a.name;
-    EXPECT_EQ(m.at(ev + ",outcome=\"filtered\"}"), a.filtered) << a.name;
-    EXPECT_EQ(m.at(ev + ",outcome=\"dropped\"}"), a.dropped) << a.name;
-    EXPECT_EQ(m.at("emissions_adapter_queued{" + l + "}"), a.queued) << a.name;
-    EXPECT_EQ(m.at("emissions_adapter_received_total{" + l + "}"), a.received) << a.name;
-    EXPECT_EQ(m.at("emissions_adapter_retries_total{" + l + "}"), a.retried) << a.name;
-    EXPECT_EQ(m.at("emissions_adapter_dead_lettered_total{" + l + "}"), a.dead_lettered) << a.name;
+    EXPECT_EQ(m(ev + ",outcome=\"delivered\"}"), a.delivered) << a.name;
+    EXPECT_EQ(m(ev + ",outcome=\"failed\"}"), a.failed) << a.name;
+    EXPECT_EQ(m(ev + ",outcome=\"filtered\"}"), a.filtered) << a.name;
+    EXPECT_EQ(m(ev + ",outcome=\"dropped\"}"), a.dropped) << a.name;
+    EXPECT_EQ(m("emissions_adapter_queued{" + l + "}"), a.queued) << a.name;
+    EXPECT_EQ(m("emissions_adapter_received_total{" + l + "}"), a.received) << a.name;
+    EXPECT_EQ(m("emissions_adapter_retries_total{" + l + "}"), a.retried) << a.name;
+    EXPECT_EQ(m("emissions_adapter_dead_lettered_total{" + l + "}"), a.dead_lettered) << a.name;
+    // The latency histogram: cumulative buckets, +Inf and _count equal to the events
+    // measured, _sum in seconds.
+    const std::string h = "emissions_delivery_latency_seconds";
+    EXPECT_EQ(m(h + "_count{" + l + "}"), a.latency.count) << a.name;
+    EXPECT_EQ(m(h + "_bucket{" + l + ",le=\"+Inf\"}"), a.latency.count) << a.name;
+    EXPECT_EQ(m(h + "_bucket{" + l + ",le=\"0.00025\"}"),
+              a.latency.buckets[0] + a.latency.buckets[1])
+        << a.name;
+    EXPECT_EQ(m(h + "_bucket{" + l + ",le=\"5\"}"),
+              a.latency.count - a.latency.buckets[DeliveryLatency::kBounds.size()])
+        << a.name;
+    EXPECT_NEAR(samples.at(h + "_sum{" + l + "}"), static_cast<double>(a.latency.sum_ns) * 1e-9,
+                1e-9)
+        << a.name;
   }
 }
 
@@ -125,6 +143,8 @@ TEST(Metrics, PassPromtoolAndEqualStatsAfterDrain) {
   ASSERT_GT(s.adapters[0].dead_lettered, 0U);
   ASSERT_GT(s.adapters[1].filtered, 0U);
   ASSERT_GT(s.discarded, 0U);
+  ASSERT_EQ(s.adapters[0].latency.count, s.adapters[0].delivered);
+  ASSERT_GT(s.adapters[0].latency.count, 0U);
   expect_matches(parse_samples(r.body), s);
   EXPECT_EQ(r.body.find("emissions_spool_backlog_bytes"), std::string::npos);
 

@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -127,6 +128,14 @@ class PaymentsOnly final : public Adapter {
   Status handle_events(std::span<const Event>) override { return {}; }
 };
 
+// What the panel shows as a quantile: seconds, or null (nothing measured, or beyond the
+// last bucket).
+nlohmann::json quantile(const DeliveryLatency& l, double q) {
+  const double v = l.quantile(q);
+  if (l.count == 0 || std::isinf(v)) return nullptr;
+  return v;
+}
+
 TEST(ViewerInBrowser, EventsFiltersPauseAndPanelsFromTheDom) {
   const std::filesystem::path script = EMISSIONS_HTTP_BROWSER_DIR "/viewer_check.mjs";
   const std::filesystem::path modules = EMISSIONS_HTTP_BROWSER_DIR "/node_modules/puppeteer-core";
@@ -185,7 +194,9 @@ TEST(ViewerInBrowser, EventsFiltersPauseAndPanelsFromTheDom) {
                         {"dropped", a.dropped},
                         {"retried", a.retried},
                         {"dead_lettered", a.dead_lettered},
-                        {"queued", a.queued}});
+                        {"queued", a.queued},
+                        {"latency_p50", quantile(a.latency, 0.5)},
+                        {"latency_p99", quantile(a.latency, 0.99)}});
   node.write_line(expected.dump());
   EXPECT_EQ(node.read_line(std::chrono::seconds(30)), "PASS");
   EXPECT_EQ(node.wait(std::chrono::seconds(20)), 0);

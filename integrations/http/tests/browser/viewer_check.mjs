@@ -39,7 +39,9 @@ const rows = () => [...document.querySelectorAll("#events tbody tr.event")].map(
   id: tr.dataset.id, name: tr.dataset.name, text: tr.textContent }));
 const panels = () => Object.fromEntries([...document.querySelectorAll("#adapters .adapter")].map((card) => [
   card.dataset.adapter,
-  Object.fromEntries([...card.querySelectorAll("dd")].map((dd) => [dd.dataset.stat, Number(dd.textContent)]))]));
+  Object.fromEntries([...card.querySelectorAll("dd")].map((dd) => [dd.dataset.stat,
+    dd.dataset.stat.startsWith("latency_") ? (dd.dataset.value ? Number(dd.dataset.value) : null)
+                                           : Number(dd.textContent)]))]));
 
 const profile = mkdtempSync(join(tmpdir(), "emissions-chromium-"));
 let browser;
@@ -104,7 +106,8 @@ try {
   process.stdout.write("READY\n");
   const expected = JSON.parse(await nextLine());
   const shown = await waitFor(page, panels, (p) => expected.every((a) => p[a.name] &&
-      ["delivered", "failed", "filtered", "dropped", "retried", "dead_lettered", "queued"].every((k) => p[a.name][k] === a[k])),
+      ["delivered", "failed", "filtered", "dropped", "retried", "dead_lettered", "queued",
+       "latency_p50", "latency_p99"].every((k) => p[a.name][k] === a[k])),
       "panels equal to stats()");
   check(Object.keys(shown).length === expected.length, "one panel per adapter");
   check(errors.length === 0, "page errors: " + errors.join("; "));
