@@ -7,8 +7,13 @@
 
 namespace emissions::http::detail {
 
-Hub::Hub(bool show_payloads, std::size_t history, std::size_t client_queue)
-    : show_payloads_(show_payloads), history_limit_(history), client_queue_(client_queue) {}
+Hub::Hub(bool show_payloads, std::size_t history, std::size_t client_queue,
+         std::size_t max_per_second)
+    : show_payloads_(show_payloads),
+      history_limit_(history),
+      client_queue_(client_queue),
+      max_per_second_(static_cast<double>(max_per_second)),
+      budget_(static_cast<double>(max_per_second)) {}
 
 std::string Hub::render(const Event& event) const {
   if (show_payloads_) return serialize(event);
@@ -19,10 +24,23 @@ std::string Hub::render(const Event& event) const {
 }
 
 void Hub::publish(std::span<const Event> batch) {
+  // Sampling: serializing every event at 100k/s would cost the watcher (and a 2-core
+  // machine's pipeline) more than a viewer can show. The newest events of the batch are
+  // the ones kept when the budget does not cover it.
+  const auto now = std::chrono::steady_clock::now();
+  budget_ =
+      std::min(max_per_second_,
+               budget_ + std::chrono::duration<double>(now - refilled_).count() * max_per_second_);
+  refilled_ = now;
+  const std::size_t shown =
+      std::min(batch.size(), static_cast<std::size_t>(std::max(0.0, budget_)));
+  budget_ -= static_cast<double>(shown);
+  const std::size_t skipped = batch.size() - shown;
+
   // Serialize before locking: the I/O thread and new clients never wait for JSON.
   std::vector<std::string> texts;
-  texts.reserve(batch.size());
-  for (const Event& e : batch)
+  texts.reserve(shown);
+  for (const Event& e : batch.subspan(skipped))
     texts.push_back(render(e));
 
   std::lock_guard lock(mu_);
@@ -31,6 +49,10 @@ void Hub::publish(std::span<const Event> batch) {
     ++counts_[e.name.str()];
   bool queued = false;
   for (const auto& client : clients_) {
+    if (skipped != 0) {
+      client->missed += skipped;
+      queued = true;
+    }
     for (const std::string& text : texts) {
       if (client->events.size() < client_queue_) {
         client->events.push_back(text);

@@ -4,6 +4,7 @@
 // Boost here: the adapter and the tests use it without the network.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -29,10 +30,14 @@ struct ClientQueue {
 
 class Hub {
  public:
-  Hub(bool show_payloads, std::size_t history, std::size_t client_queue);
+  // `max_per_second`: events serialized for viewers per second at most (a bucket holding
+  // one second's worth); the others are only counted, and are missed for every client.
+  Hub(bool show_payloads, std::size_t history, std::size_t client_queue,
+      std::size_t max_per_second);
 
-  // On the adapter's consumer thread: serializes the batch (outside the lock), appends it
-  // to the history and to every client's queue, then wakes the I/O side once.
+  // On the adapter's consumer thread (one thread at a time): serializes what the rate
+  // allows (outside the lock), appends it to the history and to every client's queue,
+  // counts the rest as missed, then wakes the I/O side once.
   void publish(std::span<const Event> batch);
 
   // A new client's queue, filled with the most recent history (at most client_queue).
@@ -67,6 +72,10 @@ class Hub {
   const bool show_payloads_;
   const std::size_t history_limit_;
   const std::size_t client_queue_;
+  const double max_per_second_;
+  // The sampling bucket: only publish() touches it (one thread).
+  double budget_;
+  std::chrono::steady_clock::time_point refilled_ = std::chrono::steady_clock::now();
   std::mutex mu_;
   std::deque<std::string> history_;
   std::vector<std::shared_ptr<ClientQueue>> clients_;

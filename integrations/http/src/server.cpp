@@ -599,6 +599,7 @@ std::shared_ptr<Server> watch(Config& config, ServerOptions options) {
   check("history", options.history, 0, 1'000'000);
   check("client_queue", options.client_queue, 1, 1'000'000);
   check("max_connections", options.max_connections, 1, 10'000);
+  check("max_events_per_second", options.max_events_per_second, 1, 10'000'000);
   if (options.request_timeout <= std::chrono::milliseconds::zero() ||
       options.request_timeout > kMaxTimeout)
     throw ConfigError("emissions::http::ServerOptions::request_timeout must be in (0, 24 h] (got " +
@@ -607,16 +608,17 @@ std::shared_ptr<Server> watch(Config& config, ServerOptions options) {
     throw ConfigError("emissions::http::ServerOptions::address must not be empty");
 
   auto state = std::make_shared<detail::ServerState>();
-  state->hub =
-      std::make_shared<detail::Hub>(options.show_payloads, options.history, options.client_queue);
+  state->hub = std::make_shared<detail::Hub>(options.show_payloads, options.history,
+                                             options.client_queue, options.max_events_per_second);
   state->with_spool = config.spool.has_value();
   const std::size_t queue = options.client_queue;
   state->options = std::move(options);
   // The adapter's queue holds whole committed batches (shared, not copies); it only needs
   // to absorb bursts while the adapter serializes, and drops the oldest beyond that.
-  config.add_adapter(
-      std::make_shared<detail::WatchAdapter>(state->hub),
-      {.buffer_size = std::max<std::size_t>(queue, 10'000), .overflow = Overflow::drop_oldest});
+  config.add_adapter(std::make_shared<detail::WatchAdapter>(state->hub),
+                     {.max_demand = 1'000,  // few, large calls: little per-batch overhead
+                      .buffer_size = std::max<std::size_t>(queue, 10'000),
+                      .overflow = Overflow::drop_oldest});
   return std::make_shared<Server>(std::move(state));
 }
 

@@ -19,7 +19,7 @@ std::vector<Event> events(int n) {
 }
 
 TEST(Hub, AClientQueueHoldsAtMostClientQueueEventsAndCountsTheRest) {
-  Hub hub(true, 10, 100);
+  Hub hub(true, 10, 100, 1'000'000);
   auto client = hub.subscribe();
   const auto batch = events(1000);
   hub.publish(batch);
@@ -35,7 +35,7 @@ TEST(Hub, AClientQueueHoldsAtMostClientQueueEventsAndCountsTheRest) {
 }
 
 TEST(Hub, HistoryKeepsTheNewestAndFillsANewClient) {
-  Hub hub(true, 3, 2);
+  Hub hub(true, 3, 2, 1'000'000);
   hub.publish(events(5));
   auto client = hub.subscribe();
   const Hub::Taken t = hub.take(*client, 10);
@@ -44,7 +44,7 @@ TEST(Hub, HistoryKeepsTheNewestAndFillsANewClient) {
 }
 
 TEST(Hub, WithoutPayloadsEventsShowNameIdAndTime) {
-  Hub hub(false, 1, 1);
+  Hub hub(false, 1, 1, 1'000'000);
   const auto e = events(1);
   const auto j = nlohmann::json::parse(hub.render(e[0]));
   EXPECT_EQ(j.size(), 3U);
@@ -52,7 +52,7 @@ TEST(Hub, WithoutPayloadsEventsShowNameIdAndTime) {
 }
 
 TEST(Hub, WakesOnceUntilRearmed) {
-  Hub hub(true, 0, 10);
+  Hub hub(true, 0, 10, 1'000'000);
   int wakes = 0;
   hub.set_wake([&] { ++wakes; });
   hub.publish(events(1));  // nobody subscribed: nothing queued, no wake-up
@@ -68,6 +68,22 @@ TEST(Hub, WakesOnceUntilRearmed) {
   hub.rearm();
   hub.publish(events(1));
   EXPECT_EQ(wakes, 2);
+}
+
+TEST(Hub, BeyondTheRateEventsAreCountedAndMissedNotSerialized) {
+  Hub hub(true, 100, 1000, 50);  // a bucket of 50 events
+  auto client = hub.subscribe();
+  hub.publish(events(80));  // the newest 50 are shown, the first 30 only counted
+  const Hub::Taken t = hub.take(*client, 1000);
+  ASSERT_EQ(t.events.size(), 50U);
+  EXPECT_EQ(t.missed, 30U);
+  EXPECT_EQ(nlohmann::json::parse(t.events[0]).at("payload").at("i"), 30);
+  EXPECT_EQ(hub.seen(), 80U);
+  EXPECT_EQ(hub.counts().at("e"), 80U);
+  hub.publish(events(5));  // the bucket is (nearly) empty: counted and missed
+  const Hub::Taken u = hub.take(*client, 1000);
+  EXPECT_EQ(u.events.size() + u.missed, 5U);
+  EXPECT_EQ(hub.seen(), 85U);
 }
 
 }  // namespace

@@ -56,6 +56,11 @@ struct ServerOptions {
   std::size_t max_connections = 256;
   /// How long a request may take to arrive in full before the server answers 408.
   std::chrono::milliseconds request_timeout{10'000};
+  /// Events serialized for viewers per second at most (1..10'000'000; bursts up to one
+  /// second's worth). Beyond it events are only counted (the rates stay exact) and each
+  /// WebSocket client is told it missed them: the page samples, and watching costs little
+  /// CPU at any rate.
+  std::size_t max_events_per_second = 10'000;
 };
 
 namespace detail {
