@@ -5,6 +5,9 @@
 # the Kafka integration, which the presets build with EMISSIONS_WITH_KAFKA=ON.
 # libpq-dev and libpqxx-dev (6.4) are for the PostgreSQL outbox (EMISSIONS_WITH_POSTGRES=ON);
 # postgresql-15 is the server its tests start themselves (integrations/postgres/tests/pg_cluster.sh).
+# The HTTP integration (EMISSIONS_WITH_HTTP=ON): libboost-dev (Beast, header-only);
+# libcpp-httplib-dev, prometheus (promtool), chromium, Node.js and puppeteer-core (npm ci
+# from integrations/http/tests/browser/package-lock.json) for its tests.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
@@ -12,5 +15,10 @@ apt-get install -y -qq --no-install-recommends \
   build-essential cmake ninja-build git ca-certificates pkg-config \
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev \
   clang-format doxygen clang libclang-rt-14-dev librdkafka-dev \
-  libpq-dev libpqxx-dev postgresql-15 >/dev/null
+  libpq-dev libpqxx-dev postgresql-15 \
+  libboost-dev libcpp-httplib-dev prometheus chromium >/dev/null
+command -v npm >/dev/null || apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+# puppeteer-core drives the Chromium above; it downloads no browser of its own.
+npm ci --prefix "$(dirname "$0")/../integrations/http/tests/browser" --ignore-scripts \
+  --no-audit --no-fund >/dev/null
 echo "dependencies installed"

@@ -42,6 +42,12 @@
 #include "emissions/spool.hpp"
 #include "emissions/status.hpp"
 #include "emissions/telemetry.hpp"
+#ifdef EMISSIONS_DEMO_HTTP
+#include <condition_variable>
+#include <mutex>
+
+#include "emissions/http/server.hpp"
+#endif
 #include "interrupt.hpp"
 #include "latency.hpp"
 #include "options.hpp"
@@ -143,10 +149,36 @@ int run(const demo::Options& options) {
   if (!options.spool.empty()) {
     config.spool = emissions::SpoolOptions{.dir = options.spool, .durability = options.durability};
   }
+#ifdef EMISSIONS_DEMO_HTTP
+  // --serve: the viewer's adapter must be in the Config before the Emitter exists.
+  std::shared_ptr<emissions::http::Server> server;
+  if (options.serve) server = emissions::http::watch(config, {.port = *options.serve});
+#else
+  if (options.serve) {
+    std::cerr << "emissions-demo: --serve needs emissions::http, which this build lacks\n";
+    return 2;
+  }
+#endif
   const std::optional<emissions::SpoolOptions> spool_options = config.spool;
   const std::size_t adapter_count = config.adapters.size();
   // With a spool, a bad DIR or one another run holds is a ConfigError here (main prints it).
   emissions::Emitter emitter(std::move(config));
+#ifdef EMISSIONS_DEMO_HTTP
+  // Stops the server before the emitter goes, on every way out (it reads the emitter).
+  struct StopServer {
+    std::shared_ptr<emissions::http::Server>& server;
+    ~StopServer() {
+      if (server) (void)server->stop();
+    }
+  } stop_server{server};
+  if (server) {
+    if (const emissions::Status s = server->start(emitter); !s.ok()) {
+      std::cerr << "emissions-demo: cannot serve the viewer: " << s.to_string() << '\n';
+      return 1;
+    }
+    std::cout << "live viewer: http://127.0.0.1:" << server->port() << "/  (metrics: /metrics)\n";
+  }
+#endif
 
   const std::string out_path = std::filesystem::absolute(options.out).string();
   std::cout << "emissions-demo: " << options.threads << " request threads, "
@@ -219,6 +251,19 @@ int run(const demo::Options& options) {
     }
     bar.stop();
   }
+  // A signal from here on ends the serving below, not the run.
+  const int interrupted_by = interrupt.signal();
+#ifdef EMISSIONS_DEMO_HTTP
+  if (server) {
+    std::cout << "the run is over; the viewer still serves http://127.0.0.1:" << server->port()
+              << "/ until Ctrl-C\n"
+              << std::flush;
+    std::mutex mutex;
+    std::condition_variable_any stopped;
+    std::unique_lock lock(mutex);
+    (void)stopped.wait(lock, interrupt.stop_token(), [] { return false; });
+  }
+#endif
   // Terminates the adapters (JsonLines closes its file) and joins their threads: from here
   // on the adapters' own counters and histograms can be read.
   const emissions::Status shut_down = emitter.shutdown(kShutdownTimeout);
@@ -226,7 +271,7 @@ int run(const demo::Options& options) {
 
   demo::RunReport report;
   report.options = options;
-  report.interrupted_by = interrupt.signal();
+  report.interrupted_by = interrupted_by;
   report.orders = simulation.totals();
   report.stats = emitter.stats();
   // An adapter still stuck in a call after a failed shutdown may be writing these: skip them.

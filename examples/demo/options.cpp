@@ -41,6 +41,9 @@ options:
                   an earlier one left in DIR; the summary says what is left for the next
   --durability D  with --spool: process (survives a crash of the process; the default)
                   or machine (fdatasync before commit returns; survives a power loss)
+  --serve [PORT]  serve the live event viewer, /metrics and health checks on
+                  127.0.0.1:PORT (default: any free port; the URL is printed), and keep
+                  serving after the run until Ctrl-C
   -h, --help      show this help
 
 Ctrl-C (SIGINT) or SIGTERM stops the run early: no new orders start, what was committed
@@ -73,6 +76,14 @@ class Args {
   }
 
   [[nodiscard]] bool has_inline_value() const { return inline_value_.has_value(); }
+
+  // The next argument, if there is one and it is not a flag (for flags whose value is
+  // optional), without taking it.
+  [[nodiscard]] std::optional<std::string_view> peek_value() const {
+    if (inline_value_) return inline_value_;
+    if (done() || std::string_view(args_[next_]).starts_with("-")) return std::nullopt;
+    return std::string_view(args_[next_]);
+  }
 
   std::optional<std::string_view> take_value() {
     if (inline_value_) return std::exchange(inline_value_, std::nullopt);
@@ -128,6 +139,17 @@ ParseResult parse_options(std::span<const char* const> args, std::ostream& out, 
     if (flag == "-h" || flag == "--help") {
       out << kUsage;
       return ParseResult{std::nullopt, 0};
+    }
+    if (flag == "--serve") {
+      options.serve = 0;
+      if (const auto value = it.peek_value()) {
+        const auto port = parse_int<std::uint16_t>(*value, 0, 65535);
+        if (!port)
+          return fail("--serve takes a port from 0 to 65535 (got '" + std::string(*value) + "')");
+        (void)it.take_value();
+        options.serve = *port;
+      }
+      continue;
     }
     if (flag == "--slow" || flag == "--verify") {
       if (it.has_inline_value()) return fail(std::string(flag) + " takes no value");

@@ -27,6 +27,9 @@ struct Options {
   bool verify = false;      // parse every line of --out after the run
   std::string spool;        // --spool DIR: the durable spool's directory; empty: no spool
   emissions::Durability durability = emissions::Durability::process;  // with --spool
+  // --serve [PORT]: the live viewer (emissions::http) on 127.0.0.1:PORT (0: any free port);
+  // the demo keeps serving after the run until Ctrl-C.
+  std::optional<std::uint16_t> serve;
 };
 
 // What parse_options decided.

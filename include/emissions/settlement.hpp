@@ -16,11 +16,36 @@
 /// @endcode
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 namespace emissions {
+
+/// How long events took from their commit to their delivery to one adapter, as a histogram
+/// with fixed buckets (the shape Prometheus histograms have). Retries are included: an
+/// event delivered on its third attempt counts the time since its commit. Events read back
+/// from a spool are not measured (their commit may predate this process).
+///
+/// @code
+///   const emissions::DeliveryLatency& l = emitter.stats().adapters[0].latency;
+///   std::cout << "p99 <= " << l.quantile(0.99) << " s over " << l.count << " events\n";
+/// @endcode
+struct DeliveryLatency {
+  /// The buckets' upper bounds, in seconds; the last bucket (not listed) is unbounded.
+  static constexpr std::array<double, 14> kBounds = {
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0};
+  /// Events per bucket (not cumulative): buckets[i] took at most kBounds[i] seconds and more
+  /// than kBounds[i - 1]; buckets[kBounds.size()] took longer than the last bound.
+  std::array<std::uint64_t, kBounds.size() + 1> buckets{};
+  std::uint64_t count = 0;   ///< events measured: the sum of buckets
+  std::uint64_t sum_ns = 0;  ///< their latencies added up, in nanoseconds
+
+  /// The upper bound of the bucket holding quantile `q` (0 < q <= 1), in seconds: an
+  /// upper estimate. 0 when nothing was measured; infinity when it is in the last bucket.
+  [[nodiscard]] double quantile(double q) const noexcept;
+};
 
 /// Counters of one adapter. Once drained:
 /// received == delivered + failed + filtered + dropped.
@@ -42,6 +67,8 @@ struct AdapterStats {
   std::uint64_t retried = 0;  ///< re-deliveries, one per event per retry (not in the sum)
   /// Of `failed`, the events whose dead-letter copy the dead-letter adapter delivered.
   std::uint64_t dead_lettered = 0;
+  /// Commit to delivery, for the events delivered (empty in a Settlement).
+  DeliveryLatency latency = {};
 };
 
 /// The outcome of one commit's events, given to Transaction::commit(on_settled) and

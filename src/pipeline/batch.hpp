@@ -39,6 +39,9 @@ struct Batch {
   // each slot's cache lines just before the committing thread writes them again.
   bool plain = true;
   int cascade_depth = 0;  // 0 for a request's events, k for events of a level-k handler
+  // When the commit was published (a retry batch keeps its original's); unset (epoch) for
+  // batches read back from a spool and for dead-letter copies: their latency is not measured.
+  std::chrono::steady_clock::time_point committed_at{};
   // Queues holding the batch, plus deliveries and drop reports still reading it.
   std::atomic<std::uint32_t> refs{0};
 
@@ -164,6 +167,7 @@ class BatchPool {
   void recycle(Batch* batch) noexcept {
     batch->reset();
     batch->cascade_depth = 0;
+    batch->committed_at = {};
     batch->only_lane = Batch::kAllLanes;
     if (batch->tracker) batch->tracker.reset();
     if (batch->attempt != 1 || !batch->dead_letter_of.empty()) {

@@ -213,6 +213,7 @@ void Core::deliver_sync(Lane& lane, Consumer& consumer, Batch& batch, std::size_
   const auto count = static_cast<std::uint64_t>(run.size());
   if (outcome.status.ok()) {
     lane.counters->delivered.fetch_add(count, std::memory_order_relaxed);
+    lane.counters->record_latency(batch.committed_at, count);
     // The handler dispatcher settles its events itself, as their invocations finish.
     if (batch.tracker && &lane != dispatcher_lane_) {
       batch.tracker->add(lane.index, SettlementTracker::Outcome::delivered, count);

@@ -290,6 +290,11 @@ EmitterStats Core::stats() const {
         lane->is_dead_letter || spool_ ? c.received.load(std::memory_order_relaxed) : out.committed;
     s.retried = c.retried.load(std::memory_order_relaxed);
     s.dead_lettered = c.dead_lettered.load(std::memory_order_relaxed);
+    for (std::size_t b = 0; b < s.latency.buckets.size(); ++b) {
+      s.latency.buckets[b] = c.latency_buckets[b].load(std::memory_order_relaxed);
+      s.latency.count += s.latency.buckets[b];
+    }
+    s.latency.sum_ns = c.latency_sum_ns.load(std::memory_order_relaxed);
     for (const auto& queue : lane->queues)
       s.queued += queue->occupancy.load(std::memory_order_relaxed);
     out.adapters.push_back(std::move(s));

@@ -102,6 +102,26 @@ struct LaneCounters {
   std::atomic<std::uint64_t> received{0};  // dead-letter lanes only (others: committed)
   std::atomic<std::uint64_t> retried{0};
   std::atomic<std::uint64_t> dead_lettered{0};
+  // Commit to delivery (DeliveryLatency's buckets, non-cumulative, and the sum).
+  std::array<std::atomic<std::uint64_t>, DeliveryLatency::kBounds.size() + 1> latency_buckets{};
+  std::atomic<std::uint64_t> latency_sum_ns{0};
+
+  // `count` events of a batch committed at `committed_at` were delivered now. Batches
+  // without a commit time (read back from a spool) are not measured.
+  void record_latency(std::chrono::steady_clock::time_point committed_at,
+                      std::uint64_t count) noexcept {
+    if (committed_at == std::chrono::steady_clock::time_point{} || count == 0) return;
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::steady_clock::now() - committed_at)
+                        .count();
+    const double seconds = static_cast<double>(ns) * 1e-9;
+    std::size_t bucket = 0;
+    while (bucket < DeliveryLatency::kBounds.size() && seconds > DeliveryLatency::kBounds[bucket])
+      ++bucket;
+    latency_buckets[bucket].fetch_add(count, std::memory_order_relaxed);
+    latency_sum_ns.fetch_add(static_cast<std::uint64_t>(ns < 0 ? 0 : ns) * count,
+                             std::memory_order_relaxed);
+  }
 };
 
 // A consumer's events waiting to be tried again, and the asynchronous deliveries that

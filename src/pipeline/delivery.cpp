@@ -115,6 +115,7 @@ std::size_t DeliveryState::settle(std::size_t index, Outcome outcome, Status* er
   switch (outcome) {
     case Outcome::delivered:
       counters->delivered.fetch_add(count, std::memory_order_relaxed);
+      if (batch != nullptr) counters->record_latency(batch->committed_at, count);
       delivered.fetch_add(count, std::memory_order_relaxed);
       if (batch != nullptr && batch->tracker)
         batch->tracker->add(lane_index, SettlementTracker::Outcome::delivered, count);

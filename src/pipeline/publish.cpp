@@ -188,6 +188,7 @@ Status Core::publish(BatchPtr& buffer, int cascade_depth, DropReport& drops,
     return Status(Errc::closed, "the emitter has been shut down");
   }
   if (spool_) return publish_to_spool(buffer, cascade_depth, drops, on_settled, tracker);
+  batch.committed_at = std::chrono::steady_clock::now();  // for DeliveryLatency
 
   // 1. Routing: user code, with nothing reserved. May allocate (the batch's routing
   //    vectors grow to the largest commit seen, then stay).

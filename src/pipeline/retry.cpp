@@ -154,6 +154,7 @@ void Core::decide_failures(Lane& lane, Consumer& consumer, Batch& batch, std::si
   if (retry && retry->size != 0) {
     retry->tracker = batch.tracker;
     retry->attempt = attempt + 1;
+    retry->committed_at = batch.committed_at;
     retry->cascade_depth = batch.cascade_depth;
     retry->refs.store(1, std::memory_order_relaxed);
     const Queue& queue = *consumer.queue;

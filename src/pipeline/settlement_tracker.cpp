@@ -1,5 +1,7 @@
 #include "pipeline/settlement_tracker.hpp"
 
+#include <limits>
+
 #include "common/best_effort.hpp"
 #include "spool/spool.hpp"
 
@@ -93,3 +95,20 @@ void SettlementTracker::countdown(std::uint64_t n) noexcept {
 }
 
 }  // namespace emissions::detail
+
+namespace emissions {
+
+// DeliveryLatency (emissions/settlement.hpp): AdapterStats' histogram, filled by the
+// pipeline's LaneCounters.
+double DeliveryLatency::quantile(double q) const noexcept {
+  if (count == 0) return 0.0;
+  const double target = q * static_cast<double>(count);
+  std::uint64_t below = 0;
+  for (std::size_t i = 0; i < kBounds.size(); ++i) {
+    below += buckets[i];
+    if (static_cast<double>(below) >= target) return kBounds[i];
+  }
+  return std::numeric_limits<double>::infinity();
+}
+
+}  // namespace emissions

@@ -7,6 +7,9 @@
 #      README's quick start is that file;
 #   3. a gtest consumer with find_package(emissions COMPONENTS testing), and a Kafka
 #      consumer with COMPONENTS kafka (no installed header includes librdkafka);
+#   3b. the http component: examples/http, built in step 1 against the installed tree (Boost
+#      and cpp-httplib found there), run; no installed header includes Boost or httplib.h
+#      but emissions/http/beast.hpp and emissions/http/httplib.hpp;
 #   4. find_package errors: an unknown component, testing without GoogleTest, kafka without
 #      librdkafka, and kafka from a tree installed without it;
 #   5. add_subdirectory() of the source tree;
@@ -19,7 +22,7 @@ trap 'rm -rf "$work"' EXIT
 
 cmake -S "$root" -B "$work/lib" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DEMISSIONS_BUILD_TESTS=OFF -DEMISSIONS_BUILD_BENCH=OFF -DEMISSIONS_BUILD_EXAMPLES=OFF \
-  -DEMISSIONS_WITH_KAFKA=ON -DEMISSIONS_WITH_POSTGRES=ON >/dev/null
+  -DEMISSIONS_WITH_KAFKA=ON -DEMISSIONS_WITH_POSTGRES=ON -DEMISSIONS_WITH_HTTP=ON >/dev/null
 cmake --build "$work/lib" -j2
 cmake --install "$work/lib" --prefix "$work/prefix" >/dev/null
 prefix="$work/prefix"
@@ -72,6 +75,23 @@ cmake -S "$root/tests/package/kafka_consumer" -B "$work/kafka_consumer" -G Ninja
 cmake --build "$work/kafka_consumer" -j2
 "$work/kafka_consumer/kafka_consumer"
 echo "package: emissions::kafka consumer passed; no installed header includes librdkafka"
+
+# The http component: Boost stays behind emissions::http but for the Beast helper's header,
+# cpp-httplib but for the httplib helper's.
+if grep -rlE '#[[:space:]]*include[[:space:]]*<boost/' "$prefix/include" | grep -v '/emissions/http/beast\.hpp$'; then
+  echo "package: an installed header (above) other than emissions/http/beast.hpp includes Boost" >&2
+  exit 1
+fi
+if grep -rlE '#[[:space:]]*include[[:space:]]*<httplib\.h>' "$prefix/include" | grep -v '/emissions/http/httplib\.hpp$'; then
+  echo "package: an installed header (above) other than emissions/http/httplib.hpp includes httplib.h" >&2
+  exit 1
+fi
+for example in example_http_viewer example_http_beast_orders example_http_httplib_orders; do
+  [ -x "$work/examples/http/$example" ] || { echo "package: $example was not built" >&2; exit 1; }
+  (cd "$work" && "$work/examples/http/$example" >/dev/null) ||
+    { echo "package: $example failed" >&2; exit 1; }
+done
+echo "package: emissions::http examples built against the installed package and ran"
 
 # 4. What find_package(emissions) accepts and how it refuses. Configure only.
 find_consumer() {  # <name> <components> [cmake args...]: configure, output in $work/<name>.log

@@ -1,0 +1,325 @@
+// The server over real sockets on 127.0.0.1: health checks, the bearer token, the bind
+// address, bounded connections, malformed requests, start/stop.
+#include "emissions/http/server.hpp"
+
+#include <ifaddrs.h>
+#include <netinet/in.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "emissions/emissions.hpp"
+#include "raw_client.hpp"
+
+namespace emissions::http {
+namespace {
+
+using test::Connection;
+using test::get;
+
+class Sink final : public Adapter {
+ public:
+  std::string_view name() const override { return "sink"; }
+  Status handle_events(std::span<const Event>) override { return {}; }
+};
+
+Config base_config() {
+  Config config;
+  config.make_default = false;
+  config.add_adapter(std::make_shared<Sink>());
+  return config;
+}
+
+TEST(Server, OneServerPerConfig) {
+  Config config = base_config();
+  auto a = watch(config);
+  auto b = watch(config);
+  EXPECT_THROW(Emitter{std::move(config)}, ConfigError);  // two adapters named emissions.http
+}
+
+TEST(Server, WatchAddsItsDropOldestAdapterNamedEmissionsHttp) {
+  Config config = base_config();
+  auto server = watch(config, {.client_queue = 20'000});
+  ASSERT_EQ(config.adapters.size(), 2U);
+  EXPECT_EQ(config.adapters[1].adapter->name(), "emissions.http");
+  EXPECT_EQ(config.adapters[1].options.overflow, Overflow::drop_oldest);
+  EXPECT_EQ(config.adapters[1].options.buffer_size, 20'000U);
+  EXPECT_EQ(server->port(), 0);
+}
+
+TEST(Server, InvalidOptionsAreConfigErrors) {
+  Config config;
+  EXPECT_THROW((void)watch(config, {.client_queue = 0}), ConfigError);
+  EXPECT_THROW((void)watch(config, {.history = 2'000'000}), ConfigError);
+  EXPECT_THROW((void)watch(config, {.address = ""}), ConfigError);
+  EXPECT_TRUE(config.adapters.empty());
+}
+
+TEST(Server, HealthzAlwaysAndReadyzUntilTheEmitterShutsDown) {
+  Config config = base_config();
+  auto server = watch(config);
+  Emitter emitter(std::move(config));
+  ASSERT_TRUE(server->start(emitter).ok());
+  ASSERT_NE(server->port(), 0);
+  EXPECT_EQ(get(server->port(), "/healthz").status, 200);
+  EXPECT_EQ(get(server->port(), "/readyz").status, 200);
+  ASSERT_TRUE(emitter.shutdown(std::chrono::seconds(5)).ok());
+  EXPECT_EQ(get(server->port(), "/readyz").status, 503);
+  EXPECT_EQ(get(server->port(), "/healthz").status, 200);
+  EXPECT_TRUE(server->stop().ok());
+}
+
+TEST(Server, BearerTokenGuardsEveryRouteButHealthz) {
+  const std::string token = "s3cr3t/+token";
+  Config config = base_config();
+  auto server = watch(config, {.bearer_token = token});
+  Emitter emitter(std::move(config));
+  ASSERT_TRUE(server->start(emitter).ok());
+  const auto port = server->port();
+
+  for (const char* route : {"/", "/metrics", "/readyz", "/nowhere"}) {
+    const auto r = get(port, route);
+    EXPECT_EQ(r.status, 401) << route;
+    EXPECT_TRUE(r.has_header("WWW-Authenticate: Bearer")) << route;
+    EXPECT_EQ(r.body.find(token), std::string::npos);
+  }
+  EXPECT_EQ(get(port, "/healthz").status, 200);
+  EXPECT_EQ(get(port, "/metrics", "Authorization: Bearer " + token + "\r\n").status, 200);
+  EXPECT_EQ(get(port, "/metrics", "Authorization: bearer " + token + "\r\n").status, 200);
+  EXPECT_EQ(get(port, "/metrics", "Authorization: Bearer " + token + "x\r\n").status, 401);
+  EXPECT_EQ(get(port, "/metrics", "Authorization: Basic " + token + "\r\n").status, 401);
+  // The query parameter is percent-decoded ('/' and '+' encoded).
+  EXPECT_EQ(get(port, "/?access_token=s3cr3t%2F%2Btoken").status, 200);
+  EXPECT_EQ(get(port, "/readyz?x=1&access_token=s3cr3t%2F%2Btoken").status, 200);
+  EXPECT_EQ(get(port, "/?access_token=s3cr3t").status, 401);
+  EXPECT_EQ(get(port, "/events?access_token=wrong").status, 401);
+  EXPECT_TRUE(server->stop().ok());
+}
+
+TEST(Server, RoutesAnswerWithTheirStatusAndType) {
+  Config config = base_config();
+  auto server = watch(config);
+  Emitter emitter(std::move(config));
+  ASSERT_TRUE(server->start(emitter).ok());
+  const auto port = server->port();
+  const auto page = get(port, "/");
+  EXPECT_EQ(page.status, 200);
+  EXPECT_TRUE(page.has_header("Content-Type: text/html; charset=utf-8"));
+  EXPECT_NE(page.body.find("<html"), std::string::npos);
+  const auto metrics = get(port, "/metrics");
+  EXPECT_EQ(metrics.status, 200);
+  EXPECT_TRUE(metrics.has_header("Content-Type: text/plain; version=0.0.4"));
+  EXPECT_EQ(get(port, "/nowhere").status, 404);
+
+  Connection post(port);
+  post.send(
+      "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi");
+  const auto r = post.read_reply();
+  EXPECT_EQ(r.status, 405);
+  EXPECT_TRUE(r.has_header("Allow: GET"));
+  EXPECT_TRUE(server->stop().ok());
+}
+
+TEST(Server, KeepAliveServesSeveralRequestsOnOneConnection) {
+  Config config = base_config();
+  auto server = watch(config);
+  Emitter emitter(std::move(config));
+  ASSERT_TRUE(server->start(emitter).ok());
+  Connection c(server->port());
+  for (int i = 0; i < 3; ++i) {
+    c.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    const auto r = c.read_reply();
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, "ok\n");
+  }
+  EXPECT_TRUE(server->stop().ok());
+}
+
+class MalformedRequests : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Config config = base_config();
+    server_ = watch(config, {.request_timeout = std::chrono::milliseconds(300)});
+    emitter_ = std::make_unique<Emitter>(std::move(config));
+    ASSERT_TRUE(server_->start(*emitter_).ok());
+  }
+  void TearDown() override {
+    // Nothing crashed: the server still answers.
+    EXPECT_EQ(get(server_->port(), "/healthz").status, 200);
+    EXPECT_TRUE(server_->stop().ok());
+  }
+  test::Reply send(const std::string& bytes, bool half_close) {
+    Connection c(server_->port());
+    c.send(bytes);
+    if (half_close) c.half_close();
+    return c.read_reply();
+  }
+  std::shared_ptr<Server> server_;
+  std::unique_ptr<Emitter> emitter_;
+};
+
+TEST_F(MalformedRequests, TruncatedThenClosedIs400) {
+  EXPECT_EQ(send("GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Le", true).status, 400);
+}
+
+TEST_F(MalformedRequests, TruncatedBodyIs400) {
+  EXPECT_EQ(send("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc", true).status, 400);
+}
+
+TEST_F(MalformedRequests, TruncatedAndLateIs408) {
+  const auto r = send("GET /metrics HTTP/1.1\r\nHost: x\r\n", false);
+  EXPECT_EQ(r.status, 408);
+  EXPECT_TRUE(r.has_header("Connection: close"));
+}
+
+TEST_F(MalformedRequests, HeadersOver64KiBAre431) {
+  std::string req =
+      "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(70 * 1024, 'a') + "\r\n\r\n";
+  EXPECT_EQ(send(req, false).status, 431);
+}
+
+TEST_F(MalformedRequests, ABodyOver64KiBIs413) {
+  const std::string req =
+      "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(1 << 20) + "\r\n\r\n";
+  EXPECT_EQ(send(req, false).status, 413);
+}
+
+TEST_F(MalformedRequests, GarbageIs400) {
+  EXPECT_EQ(send("HELLO THERE\r\n\r\n", false).status, 400);
+  EXPECT_EQ(send("GET / HTTP/9.9\r\n\r\n", false).status, 400);
+  EXPECT_EQ(send(std::string("GET /\0 HTTP/1.1\r\n\r\n", 20), false).status, 400);
+}
+
+TEST_F(MalformedRequests, EventsWithoutUpgradeIs426) {
+  const auto r = send("GET /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", false);
+  EXPECT_EQ(r.status, 426);
+  EXPECT_TRUE(r.has_header("Upgrade: websocket"));
+}
+
+TEST_F(MalformedRequests, AnUpgradeWithoutAKeyIs400) {
+  EXPECT_EQ(send("GET /events HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                 "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                 false)
+                .status,
+            400);
+}
+
+TEST_F(MalformedRequests, AnUpgradeWithAnUnknownVersionIs426) {
+  const auto r = send(
+      "GET /events HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+      "Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+      "Sec-WebSocket-Version: 7\r\n\r\n",
+      false);
+  EXPECT_EQ(r.status, 426);
+}
+
+TEST(Server, ConnectionsBeyondTheBoundAreClosed) {
+  Config config = base_config();
+  auto server = watch(config, {.max_connections = 2});
+  Emitter emitter(std::move(config));
+  ASSERT_TRUE(server->start(emitter).ok());
+  {
+    Connection a(server->port());
+    Connection b(server->port());
+    // Both accepted and served: the server counts them.
+    a.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    b.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_EQ(a.read_reply().status, 200);
+    EXPECT_EQ(b.read_reply().status, 200);
+    Connection c(server->port(), std::chrono::seconds(5));
+    EXPECT_TRUE(c.closed_by_peer());
+  }
+  // Once they are gone, new connections are served again (the server notices the closes).
+  bool served = false;
+  for (int i = 0; i < 100 && !served; ++i) {
+    served = get(server->port(), "/healthz").status == 200;
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(served);
+  EXPECT_TRUE(server->stop().ok());
+}
+
+// A non-loopback IPv4 address of this machine, or empty.
+std::string external_address() {
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return {};
+  std::string found;
+  for (ifaddrs* a = list; a != nullptr && found.empty(); a = a->ifa_next) {
+    if (a->ifa_addr == nullptr || a->ifa_addr->sa_family != AF_INET) continue;
+    const auto* in = reinterpret_cast<const sockaddr_in*>(a->ifa_addr);
+    if ((ntohl(in->sin_addr.s_addr) >> 24) == 127) continue;
+    char text[INET_ADDRSTRLEN] = {};
+    inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
+    found = text;
+  }
+  freeifaddrs(list);
+  return found;
+}
+
+TEST(Server, BindsLoopbackOnlyByDefault) {
+  const std::string external = external_address();
+  if (external.empty()) GTEST_SKIP() << "this machine has no non-loopback IPv4 address";
+  Config config = base_config();
+  auto server = watch(config);
+  Emitter emitter(std::move(config));
+  ASSERT_TRUE(server->start(emitter).ok());
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(server->port());
+  inet_pton(AF_INET, external.c_str(), &addr.sin_addr);
+  EXPECT_NE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << external;
+  ::close(fd);
+  EXPECT_EQ(get(server->port(), "/healthz").status, 200);
+}
+
+TEST(Server, BadAddressAndTakenPortAreErrors) {
+  Config config = base_config();
+  auto first = watch(config);
+  Emitter emitter(std::move(config));
+  ASSERT_TRUE(first->start(emitter).ok());
+
+  Config bad_config = base_config();
+  auto bad = watch(bad_config, {.address = "not-an-address"});
+  EXPECT_EQ(bad->start(emitter).code(), Errc::invalid_argument);
+
+  Config other = base_config();
+  auto second = watch(other, {.port = first->port()});
+  const Status s = second->start(emitter);
+  EXPECT_EQ(s.code(), Errc::unavailable);
+  EXPECT_NE(s.message().find(std::to_string(first->port())), std::string::npos);
+}
+
+TEST(Server, StartsOnceAndNotAgainAfterStop) {
+  Config config = base_config();
+  auto server = watch(config);
+  Emitter emitter(std::move(config));
+  ASSERT_TRUE(server->start(emitter).ok());
+  EXPECT_EQ(server->start(emitter).code(), Errc::already_started);
+  EXPECT_TRUE(server->stop().ok());
+  EXPECT_TRUE(server->stop().ok());  // idempotent
+  EXPECT_EQ(server->start(emitter).code(), Errc::closed);
+  Connection c(server->port(), std::chrono::seconds(2));
+  EXPECT_FALSE(c.connected());
+}
+
+TEST(Server, StopReturnsByItsDeadlineWithIdleConnectionsOpen) {
+  Config config = base_config();
+  auto server = watch(config);
+  Emitter emitter(std::move(config));
+  ASSERT_TRUE(server->start(emitter).ok());
+  Connection idle(server->port());
+  Connection half(server->port());
+  half.send("GET / HTTP/1.1\r\n");
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(server->stop(std::chrono::seconds(5)).ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  EXPECT_TRUE(idle.closed_by_peer());
+}
+
+}  // namespace
+}  // namespace emissions::http
