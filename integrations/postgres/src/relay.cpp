@@ -178,6 +178,8 @@ void Relay::State::run() {
       want_claim = true;  // what was committed while we were away
       paused_until = Clock::time_point::min();
       if (!live.empty()) next_renew = now;  // our leases ran on while we were away
+      // Connecting may have consumed a wake-up (a settlement, stop): look at the state again.
+      continue;
     }
 
     if (now < paused_until) {
@@ -213,6 +215,8 @@ void Relay::State::run() {
         continue;
       }
       next_renew = Clock::now() + renew_every;
+      // The renewal may have consumed a wake-up (a settlement, stop): look at the state again.
+      continue;
     }
 
     if (detail::take_notifications(conn.get()) > 0) want_claim = true;
@@ -306,6 +310,13 @@ void Relay::State::run() {
     }
 
     // Nothing to do until a notification, a settlement, a renewal, the next poll or stop.
+    // Every statement above may have consumed a wake-up: a settlement that arrived meanwhile
+    // is looked for here, before the wait, or it would wait for the next renewal.
+    {
+      const std::lock_guard lock(mutex);
+      if (!settled.empty()) continue;
+    }
+    if (!stopping && stop.requested.load(std::memory_order_acquire)) continue;
     Clock::time_point until = Clock::time_point::max();
     if (!stopping && !want_claim) until = next_poll;
     if (!live.empty()) until = std::min(until, next_renew);
