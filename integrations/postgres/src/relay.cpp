@@ -45,6 +45,10 @@ bool parse_i64(const char* text, std::int64_t& out) {
   return error == std::errc() && end == s.data() + s.size();
 }
 
+// The relay whose thread this is (null on other threads): stop() and ~Relay() called from
+// a telemetry handler on the relay thread must not join that thread.
+thread_local const void* t_relay_state = nullptr;
+
 struct Claim {
   std::string id;
   std::size_t rows = 0;
@@ -100,6 +104,7 @@ struct Relay::State : std::enable_shared_from_this<Relay::State> {
 };
 
 void Relay::State::run() {
+  t_relay_state = this;
   detail::ConnHandle conn;
   std::vector<Claim> live;
   std::vector<std::string> to_delete;
@@ -182,9 +187,31 @@ void Relay::State::run() {
       continue;
     }
 
+    // Leases are renewed whatever else happens: during a pause too, or the rows still being
+    // delivered would be claimed again by another relay once their lease ran out.
+    if (!live.empty() && now >= next_renew) {
+      std::vector<std::string> ids;
+      ids.reserve(live.size());
+      for (const Claim& c : live)
+        ids.push_back(c.id);
+      if (!exec(detail::renew_statement(table, ids, options.lease))) {
+        // Retried at the next renewal (or at once after a reconnect), not before: a failing
+        // renewal must not spin.
+        next_renew = Clock::now() + renew_every;
+        failed("renewing leases");
+        continue;
+      }
+      next_renew = Clock::now() + renew_every;
+      // The renewal may have consumed a wake-up (a settlement, stop): look at the state again.
+      continue;
+    }
+
     if (now < paused_until) {
-      (void)detail::wait_socket(-1, false, wake,
-                                stopping ? std::min(paused_until, stop.when()) : paused_until);
+      // A pause ends early for the next renewal (above).
+      Clock::time_point until = paused_until;
+      if (!live.empty()) until = std::min(until, next_renew);
+      if (stopping) until = std::min(until, stop.when());
+      (void)detail::wait_socket(-1, false, wake, until);
       continue;
     }
 
@@ -202,20 +229,6 @@ void Relay::State::run() {
       });
       to_delete.clear();
       if (live.empty()) next_renew = Clock::time_point::max();
-      continue;
-    }
-
-    if (!live.empty() && now >= next_renew) {
-      std::vector<std::string> ids;
-      ids.reserve(live.size());
-      for (const Claim& c : live)
-        ids.push_back(c.id);
-      if (!exec(detail::renew_statement(table, ids, options.lease))) {
-        failed("renewing leases");
-        continue;
-      }
-      next_renew = Clock::now() + renew_every;
-      // The renewal may have consumed a wake-up (a settlement, stop): look at the state again.
       continue;
     }
 
@@ -344,6 +357,14 @@ Relay::Relay(Emitter& emitter, RelayOptions options) {
 }
 
 Relay::~Relay() {
+  if (t_relay_state == state_.get()) {
+    // Destroyed by a telemetry handler on its own thread: the thread cannot be joined here.
+    // It stops at its next look at the stop signal and ends by itself (its lambda keeps the
+    // state alive); rows in flight stay claimed until their lease expires.
+    (void)stop(milliseconds(0));
+    if (state_->thread.joinable()) state_->thread.detach();
+    return;
+  }
   (void)stop(milliseconds(0));
 }
 
@@ -361,6 +382,18 @@ Status Relay::start() {
 }
 
 Status Relay::stop(milliseconds timeout) {
+  if (t_relay_state == state_.get()) {
+    // Called on the relay thread (a telemetry handler): it cannot wait for itself. The stop
+    // is requested, with its deadline, and the thread ends once back in its loop; a later
+    // stop() from another thread joins it and reports what was left in flight. No lifecycle
+    // lock here: another thread's stop() may hold it while it joins this thread.
+    if (!state_->stop.requested.load(std::memory_order_acquire)) {
+      const Deadline deadline = deadline_after(std::max(timeout, milliseconds(0)));
+      state_->stop.deadline.store(deadline.time_since_epoch().count(), std::memory_order_release);
+      state_->stop.requested.store(true, std::memory_order_release);
+    }
+    return {};
+  }
   const std::lock_guard lock(state_->lifecycle);
   if (state_->phase != State::Phase::running) {
     state_->phase = State::Phase::stopped;
