@@ -349,6 +349,7 @@ void Relay::State::run() {
   left_in_flight = rows;
   conn.reset();
   connected.store(false, std::memory_order_relaxed);
+  t_relay_state = nullptr;
 }
 
 Relay::Relay(Emitter& emitter, RelayOptions options) {
