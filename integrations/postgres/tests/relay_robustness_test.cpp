@@ -100,6 +100,29 @@ TEST_F(RelayRobustness, ClaimLockIsTheTablesHoweverItIsSpelled) {
   EXPECT_TRUE(relay.stop(5s).ok());
 }
 
+TEST_F(RelayRobustness, ClaimNeverTakesARowAConcurrentClaimHolds) {
+  // Another claim (one that did not take the same advisory lock) leases the first row and
+  // commits while the relay's claim waits for that row: the relay's UPDATE checks the lease
+  // again on the row it locks and leaves it alone.
+  emissions::Emitter emitter(log_config("a", log));
+  stage_events(emitter, db, outbox, 0, 2, true);
+  Db other;
+  other.exec("BEGIN");
+  other.exec("UPDATE " + table +
+             " SET claimed_by = 'other', claim_id = gen_random_uuid(), claimed_until = now() + "
+             "interval '1 hour', claims = claims + 1 WHERE seq = (SELECT min(seq) FROM " +
+             table + ")");
+  Relay relay(emitter, relay_options(outbox, "relay_recheck"));
+  ASSERT_TRUE(relay.start().ok());
+  ASSERT_TRUE(eventually([&] { return waits_on_lock(db, "relay_recheck"); }, 10s));
+  other.exec("COMMIT");
+  ASSERT_TRUE(eventually([&] { return relay.stats().deleted == 1; }, 10s));
+  std::this_thread::sleep_for(300ms);  // polls every 200 ms: the row stays the other's
+  EXPECT_EQ(relay.stats().claimed, 1U);
+  EXPECT_EQ(db.count("SELECT count(*) FROM " + table + " WHERE claimed_by = 'other'"), 1);
+  EXPECT_TRUE(relay.stop(5s).ok());
+}
+
 TEST_F(RelayRobustness, LeasesAreRenewedWhileAnSqlErrorPausesTheRelay) {
   // Deleting fails (a trigger refuses it): the relay pauses for its poll interval, far
   // longer than its lease, and must keep renewing the rows it holds.
