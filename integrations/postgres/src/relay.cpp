@@ -45,6 +45,10 @@ bool parse_i64(const char* text, std::int64_t& out) {
   return error == std::errc() && end == s.data() + s.size();
 }
 
+// The relay whose thread this is (null on other threads): stop() and ~Relay() called from
+// a telemetry handler on the relay thread must not join that thread.
+thread_local const void* t_relay_state = nullptr;
+
 struct Claim {
   std::string id;
   std::size_t rows = 0;
@@ -100,6 +104,7 @@ struct Relay::State : std::enable_shared_from_this<Relay::State> {
 };
 
 void Relay::State::run() {
+  t_relay_state = this;
   detail::ConnHandle conn;
   std::vector<Claim> live;
   std::vector<std::string> to_delete;
@@ -178,11 +183,35 @@ void Relay::State::run() {
       want_claim = true;  // what was committed while we were away
       paused_until = Clock::time_point::min();
       if (!live.empty()) next_renew = now;  // our leases ran on while we were away
+      // Connecting may have consumed a wake-up (a settlement, stop): look at the state again.
+      continue;
+    }
+
+    // Leases are renewed whatever else happens: during a pause too, or the rows still being
+    // delivered would be claimed again by another relay once their lease ran out.
+    if (!live.empty() && now >= next_renew) {
+      std::vector<std::string> ids;
+      ids.reserve(live.size());
+      for (const Claim& c : live)
+        ids.push_back(c.id);
+      if (!exec(detail::renew_statement(table, ids, options.lease))) {
+        // Retried at the next renewal (or at once after a reconnect), not before: a failing
+        // renewal must not spin.
+        next_renew = Clock::now() + renew_every;
+        failed("renewing leases");
+        continue;
+      }
+      next_renew = Clock::now() + renew_every;
+      // The renewal may have consumed a wake-up (a settlement, stop): look at the state again.
+      continue;
     }
 
     if (now < paused_until) {
-      (void)detail::wait_socket(-1, false, wake,
-                                stopping ? std::min(paused_until, stop.when()) : paused_until);
+      // A pause ends early for the next renewal (above).
+      Clock::time_point until = paused_until;
+      if (!live.empty()) until = std::min(until, next_renew);
+      if (stopping) until = std::min(until, stop.when());
+      (void)detail::wait_socket(-1, false, wake, until);
       continue;
     }
 
@@ -201,18 +230,6 @@ void Relay::State::run() {
       to_delete.clear();
       if (live.empty()) next_renew = Clock::time_point::max();
       continue;
-    }
-
-    if (!live.empty() && now >= next_renew) {
-      std::vector<std::string> ids;
-      ids.reserve(live.size());
-      for (const Claim& c : live)
-        ids.push_back(c.id);
-      if (!exec(detail::renew_statement(table, ids, options.lease))) {
-        failed("renewing leases");
-        continue;
-      }
-      next_renew = Clock::now() + renew_every;
     }
 
     if (detail::take_notifications(conn.get()) > 0) want_claim = true;
@@ -306,6 +323,13 @@ void Relay::State::run() {
     }
 
     // Nothing to do until a notification, a settlement, a renewal, the next poll or stop.
+    // Every statement above may have consumed a wake-up: a settlement that arrived meanwhile
+    // is looked for here, before the wait, or it would wait for the next renewal.
+    {
+      const std::lock_guard lock(mutex);
+      if (!settled.empty()) continue;
+    }
+    if (!stopping && stop.requested.load(std::memory_order_acquire)) continue;
     Clock::time_point until = Clock::time_point::max();
     if (!stopping && !want_claim) until = next_poll;
     if (!live.empty()) until = std::min(until, next_renew);
@@ -325,6 +349,7 @@ void Relay::State::run() {
   left_in_flight = rows;
   conn.reset();
   connected.store(false, std::memory_order_relaxed);
+  t_relay_state = nullptr;
 }
 
 Relay::Relay(Emitter& emitter, RelayOptions options) {
@@ -333,6 +358,14 @@ Relay::Relay(Emitter& emitter, RelayOptions options) {
 }
 
 Relay::~Relay() {
+  if (t_relay_state == state_.get()) {
+    // Destroyed by a telemetry handler on its own thread: the thread cannot be joined here.
+    // It stops at its next look at the stop signal and ends by itself (its lambda keeps the
+    // state alive); rows in flight stay claimed until their lease expires.
+    (void)stop(milliseconds(0));
+    if (state_->thread.joinable()) state_->thread.detach();
+    return;
+  }
   (void)stop(milliseconds(0));
 }
 
@@ -350,6 +383,18 @@ Status Relay::start() {
 }
 
 Status Relay::stop(milliseconds timeout) {
+  if (t_relay_state == state_.get()) {
+    // Called on the relay thread (a telemetry handler): it cannot wait for itself. The stop
+    // is requested, with its deadline, and the thread ends once back in its loop; a later
+    // stop() from another thread joins it and reports what was left in flight. No lifecycle
+    // lock here: another thread's stop() may hold it while it joins this thread.
+    if (!state_->stop.requested.load(std::memory_order_acquire)) {
+      const Deadline deadline = deadline_after(std::max(timeout, milliseconds(0)));
+      state_->stop.deadline.store(deadline.time_since_epoch().count(), std::memory_order_release);
+      state_->stop.requested.store(true, std::memory_order_release);
+    }
+    return {};
+  }
   const std::lock_guard lock(state_->lifecycle);
   if (state_->phase != State::Phase::running) {
     state_->phase = State::Phase::stopped;

@@ -82,7 +82,10 @@ std::string listen_statement(std::string_view channel) {
   // The relay's own commits (claims, renewals, deletes) do not wait for the WAL flush: a
   // server crash may then forget a claim or a delete, which only means those rows are
   // published again (at least once), and each claim stops costing an fsync.
-  return "SET synchronous_commit = off; LISTEN " + quote_identifier(channel);
+  // quote_literal doubles quotes only: that is exact with standard_conforming_strings on
+  // (the default since 9.1), which a server, role or conninfo setting could turn off.
+  return "SET standard_conforming_strings = on; SET synchronous_commit = off; LISTEN " +
+         quote_identifier(channel);
 }
 
 std::string schema_statements(std::string_view table) {
@@ -139,14 +142,20 @@ std::string claim_statement(std::string_view table, std::string_view name,
                             std::size_t batch) {
   const std::string t = quote_table(table, "OutboxOptions::table");
   // The lock is a statement of its own: under READ COMMITTED the claim's snapshot is then
-  // taken after the previous claimer committed, so it sees that claim's leases.
-  return "SELECT pg_advisory_xact_lock(1701998957, hashtext(" + quote_literal(t) +
-         "));\n"
+  // taken after the previous claimer committed, so it sees that claim's leases. Its key is
+  // the table's OID, not its spelling: "outbox", "public.outbox" and "PUBLIC"."outbox"... name
+  // one table and take one lock. The lease runs from the moment the rows are claimed
+  // (clock_timestamp(): now() is the transaction's start, before the wait for the lock), and
+  // the outer UPDATE checks the lease again on the row it locks, so that rows another claim
+  // holds are never taken, whatever the lock.
+  return "SELECT pg_advisory_xact_lock(1701998957, " + quote_literal(t) +
+         "::regclass::oid::integer);\n"
          "UPDATE " +
          t + " AS o SET claimed_by = " + quote_literal(name) +
-         ", claim_id = " + quote_literal(claim_id) + ", claimed_until = now() + " +
+         ", claim_id = " + quote_literal(claim_id) + ", claimed_until = clock_timestamp() + " +
          lease_interval(lease) +
-         ", claims = o.claims + 1 WHERE o.seq IN ("
+         ", claims = o.claims + 1 WHERE (o.claimed_until IS NULL OR o.claimed_until <= now()) "
+         "AND o.seq IN ("
          "SELECT c.seq FROM " +
          t +
          " AS c WHERE (c.claimed_until IS NULL OR c.claimed_until <= now()) "
@@ -161,8 +170,10 @@ std::string claim_statement(std::string_view table, std::string_view name,
 
 std::string renew_statement(std::string_view table, const std::vector<std::string>& claims,
                             std::chrono::milliseconds lease) {
-  return "UPDATE " + quote_table(table, "OutboxOptions::table") + " SET claimed_until = now() + " +
-         lease_interval(lease) + " WHERE claim_id IN (" + claims_list(claims) + ")";
+  // clock_timestamp(): the lease runs from the renewal, even if it waited for a row lock.
+  return "UPDATE " + quote_table(table, "OutboxOptions::table") +
+         " SET claimed_until = clock_timestamp() + " + lease_interval(lease) +
+         " WHERE claim_id IN (" + claims_list(claims) + ")";
 }
 
 std::string delete_statement(std::string_view table, const std::vector<std::string>& claims) {

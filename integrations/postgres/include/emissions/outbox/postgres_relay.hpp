@@ -104,7 +104,10 @@ class Relay {
   /// connection and joins the thread, returning by `timeout` (plus the time an
   /// Emitter::publish already under way may block: its block_timeout). timeout when rows
   /// were still in flight: they stay in the table for the next claim (after their lease).
-  /// Idempotent: later calls return ok.
+  /// Idempotent: later calls return ok. Called on the relay thread (a telemetry handler),
+  /// it only requests the stop and returns ok at once: the thread ends after the handler
+  /// returns, and a later stop() from another thread joins it. Destroying the relay in such
+  /// a handler does the same with a zero timeout.
   Status stop(std::chrono::milliseconds timeout);
   /// A snapshot of the counters.
   [[nodiscard]] RelayStats stats() const;
