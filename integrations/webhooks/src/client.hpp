@@ -1,0 +1,106 @@
+// Internal: the adapter's HTTP client, one I/O thread driving libcurl's multi interface.
+//
+// submit() queues requests from any thread and wakes the loop; the loop keeps up to
+// max_connections of them in flight (keep-alive connections in the multi handle's cache,
+// HTTP/2 over TLS when the server offers it), signs each one as it starts (the attempt's
+// timestamp), and hands every finished request, with what it came back with, to the
+// completion callback, on the I/O thread. The address policy runs in libcurl's
+// open-socket callback: a refused address gets no socket, so no connection.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/parking.hpp"
+#include "emissions/deadline.hpp"
+#include "emissions/status.hpp"
+#include "options.hpp"
+#include "outcome.hpp"
+#include "requests.hpp"
+#include "signature.hpp"
+
+namespace emissions::detail::webhooks {
+
+class Client {
+ public:
+  // Called on the I/O thread once per request, when it finished (or was given up at stop()):
+  // must settle the request's events. Must not call stop().
+  using OnDone = std::function<void(Request& request, const Response& response)>;
+
+  // Creates the multi handle and starts the I/O thread. Throws std::runtime_error when
+  // libcurl cannot be set up.
+  Client(const Settings& settings, Signer signer, OnDone on_done);
+  // stop() with a deadline already passed.
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Queues `requests` and wakes the I/O thread; when the client refuses new requests
+  // (refuse()), fails them with the refusal instead, on this thread. Thread-safe; never
+  // blocks on the network.
+  void submit(std::vector<Request> requests) noexcept;
+
+  // From now on submit() fails requests with `reason` (the first refusal is kept). With
+  // `drop_queued`, the queued requests not started yet are failed with it too, on this
+  // thread; requests in flight finish either way. Thread-safe.
+  void refuse(const Status& reason, bool drop_queued) noexcept;
+  // The refusal, if refuse() was called.
+  [[nodiscard]] std::optional<Status> refusal() const;
+
+  // Requests queued or in flight. One relaxed load.
+  [[nodiscard]] std::size_t outstanding() const noexcept {
+    return outstanding_.load(std::memory_order_relaxed);
+  }
+
+  // Waits until nothing is outstanding or `deadline` passed, then gives up on what is left
+  // (each is handed to the callback with a failure: "terminated before the response"),
+  // closes the connections and joins the I/O thread. Returns how many requests were left.
+  // Call refuse() first, or submissions may keep coming. Later calls return 0.
+  std::size_t stop(Deadline deadline) noexcept;
+
+  // Trusts the CA certificates in `path` (PEM) instead of the system's, for the transfers
+  // started from now on (tests with a certificate of their own).
+  void set_ca_file(std::string path);
+
+ private:
+  struct Transfer;
+
+  void loop() noexcept;
+  // Starts queued requests while fewer than max_connections are in flight.
+  void start_queued() noexcept;
+  void start(Request request) noexcept;
+  // Hands the finished transfers to the callback; how many there were.
+  std::size_t collect_finished() noexcept;
+  void finish(Transfer& transfer, const Response& response) noexcept;
+  // Fails every request still queued or in flight (at stop); how many there were.
+  std::size_t abandon_all() noexcept;
+  void done_with(std::size_t count) noexcept;
+
+  const Settings& settings_;
+  const Signer signer_;
+  const OnDone on_done_;
+
+  mutable std::mutex mutex_;
+  std::deque<Request> queue_;      // guarded by mutex_
+  std::optional<Status> refusal_;  // guarded by mutex_
+  std::string ca_file_;            // guarded by mutex_
+
+  std::atomic<std::size_t> outstanding_{0};
+  WaitChannel settled_;  // notified each time outstanding_ goes down
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> stopped_{false};
+
+  // The I/O thread's own (touched by no other thread while it runs).
+  struct Loop;
+  std::unique_ptr<Loop> loop_;
+  std::thread thread_;
+};
+
+}  // namespace emissions::detail::webhooks
