@@ -31,9 +31,13 @@ ParsedUrl parse_url(std::string_view text) {
     return parsed;
   }
   parsed.scheme = get_part(url.get(), CURLUPART_SCHEME);
-  std::transform(parsed.scheme.begin(), parsed.scheme.end(), parsed.scheme.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  const std::string host = get_part(url.get(), CURLUPART_HOST);
+  const auto to_lower = [](std::string& part) {
+    std::transform(part.begin(), part.end(), part.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  };
+  to_lower(parsed.scheme);
+  std::string host = get_part(url.get(), CURLUPART_HOST);
+  to_lower(host);  // host names are case-insensitive: one spelling in reasons
   const std::string port = get_part(url.get(), CURLUPART_PORT, CURLU_DEFAULT_PORT);
   if (host.empty()) {
     parsed.error = "no host";

@@ -15,6 +15,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -263,6 +265,13 @@ void TestServer::accept_loop() {
 }
 
 void TestServer::serve(std::shared_ptr<Connection> connection) {
+  // OpenSSL writes with write(): a peer that hung up (a client refusing our certificate)
+  // raises SIGPIPE. Blocked in this thread only, so the write fails with EPIPE instead; the
+  // adapter's own threads keep the default, so a SIGPIPE of theirs would still end the test.
+  sigset_t pipe;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
   if (ssl_context_ != nullptr) {
     connection->ssl = SSL_new(static_cast<SSL_CTX*>(ssl_context_));
     SSL_set_fd(connection->ssl, connection->fd);

@@ -34,6 +34,7 @@ using emissions::test_support::TelemetryRecorder;
 using emissions::testing::TestAdapter;
 using emissions::webhooks_test::commit_each;
 using emissions::webhooks_test::config_with;
+using emissions::webhooks_test::kCanary;
 using emissions::webhooks_test::kOtherSecret;
 using emissions::webhooks_test::kSecret;
 using emissions::webhooks_test::openssl_signature;
@@ -128,7 +129,7 @@ TEST(WebhookDelivery, AReceiverFailingFor2sGetsEveryEventOnceItRecoversWithTheSa
   std::map<int, std::chrono::steady_clock::time_point> settled_at;
   for (int i = 0; i < kEvents; ++i) {
     emissions::Transaction tx = emitter.start();
-    ASSERT_TRUE(tx.emit("order_created", {{"n", i}}).ok());
+    ASSERT_TRUE(tx.emit("order_created", {{"n", i}, {"canary", kCanary}}).ok());
     ASSERT_TRUE(tx.commit([&, i](const emissions::Settlement& s) {
                     EXPECT_EQ(s.adapters.at(0).delivered, 1u);
                     std::lock_guard lock(settled_mutex);
@@ -375,8 +376,9 @@ TEST(WebhookDelivery, AnEventOverMaxBodyBytesFailsBeforeAnyRequest) {
   auto dead = std::make_shared<TestAdapter>("dead");
   emissions::Emitter emitter(config_with(hook, {.retry = quick_retries(), .dead_letter = dead}));
   emissions::Transaction tx = emitter.start();
-  ASSERT_TRUE(tx.emit("small", {{"n", 1}}).ok());
-  ASSERT_TRUE(tx.emit("large", {{"n", 2}, {"blob", std::string(400, 'x')}}).ok());
+  ASSERT_TRUE(tx.emit("small", {{"n", 1}, {"canary", kCanary}}).ok());
+  ASSERT_TRUE(
+      tx.emit("large", {{"n", 2}, {"canary", kCanary}, {"blob", std::string(400, 'x')}}).ok());
   ASSERT_TRUE(tx.commit().ok());
   ASSERT_TRUE(emitter.drain(10s).ok());
   EXPECT_EQ(emitter.stats().adapters[0].delivered, 1u);
@@ -393,8 +395,9 @@ TEST(WebhookDelivery, AnEventThatCannotBeSerializedFailsForGood) {
   auto dead = std::make_shared<TestAdapter>("dead");
   emissions::Emitter emitter(config_with(hook, {.retry = quick_retries(), .dead_letter = dead}));
   emissions::Transaction tx = emitter.start();
-  ASSERT_TRUE(tx.emit("broken", {{"text", std::string("\xC3\x28")}}).ok());  // not UTF-8
-  ASSERT_TRUE(tx.emit("fine", {{"n", 1}}).ok());
+  ASSERT_TRUE(tx.emit("broken", {{"canary", kCanary}, {"text", std::string("\xC3\x28") + kCanary}})
+                  .ok());  // not UTF-8
+  ASSERT_TRUE(tx.emit("fine", {{"n", 1}, {"canary", kCanary}}).ok());
   ASSERT_TRUE(tx.commit().ok());
   ASSERT_TRUE(emitter.drain(10s).ok());
   EXPECT_EQ(emitter.stats().adapters[0].delivered, 1u);

@@ -23,6 +23,10 @@ namespace emissions::webhooks_test {
 inline const std::string kSecret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 inline const std::string kOtherSecret = "whsec_1X5ns+JwydcD0XgUN0Ey3qxcS9pzTbr6YXS0y0SBldM=";
 
+// In every payload the tests send: it must never show up in an error message or in telemetry
+// metadata (webhook_canary_test.cpp watches every test of the binary for it).
+inline const std::string kCanary = "CANARY-8d2f61c0e4";
+
 // Options for a webhook to `server` (loopback, so allow_private_networks).
 inline adapters::WebhookOptions options_for(const TestServer& server, std::string name = "hook") {
   adapters::WebhookOptions options;
@@ -49,14 +53,15 @@ inline Config config_with(const std::shared_ptr<adapters::Webhook>& hook,
   return config;
 }
 
-// Commits `n` events named `name` with payload {"n": i} (and `extra` merged in), one
-// transaction each.
+// Commits `n` events named `name` with payload {"n": i, "canary": kCanary} (and `extra`
+// merged in), one transaction each.
 inline void commit_each(Emitter& emitter, int n, const std::string& name = "order_created",
                         const nlohmann::json& extra = nlohmann::json::object()) {
   for (int i = 0; i < n; ++i) {
     Transaction tx = emitter.start();
     nlohmann::json payload = extra;
     payload["n"] = i;
+    payload["canary"] = kCanary;
     ASSERT_TRUE(tx.emit(name, payload).ok());
     ASSERT_TRUE(tx.commit().ok());
   }
