@@ -4,7 +4,9 @@
 #include <chrono>
 #include <list>
 #include <stdexcept>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include <sys/socket.h>
 
@@ -20,6 +22,9 @@ namespace {
 // submissions and stop(), and libcurl shortens it for its own timers).
 constexpr int kPollMilliseconds = 1000;
 constexpr const char* kUserAgent = "emissions-webhooks";
+// A request whose signature is older than this when it starts is signed again (receivers
+// refuse timestamps more than 5 minutes away by default).
+constexpr std::chrono::seconds kResignAfter{30};
 
 // Response bodies are not kept: their content is not used, and it could hold our payload.
 std::size_t discard_body(char* /*data*/, std::size_t size, std::size_t count,
@@ -35,25 +40,21 @@ void set(CURL* easy, CURLoption option, Value value) {
   }
 }
 
-void append(SlistHandle& list, const std::string& line) {
-  curl_slist* longer = curl_slist_append(list.get(), line.c_str());
-  if (longer == nullptr) throw std::bad_alloc();
-  (void)list.release();  // the same list, one item longer
-  list.reset(longer);
-}
-
-std::int64_t unix_seconds() noexcept {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 }  // namespace
 
+// One request in flight, and what libcurl reads while it is: kept for the next request when
+// it is done (its easy handle, its header texts and list nodes keep their capacity), so a
+// request in the steady state allocates nothing here.
 struct Client::Transfer {
   Request request;
-  EasyHandle easy;
-  SlistHandle headers;
+  EasyHandle easy;  // null until the first request, or after a failed set-up
+  // This attempt's header lines, and the list libcurl reads: nodes of our own pointing at
+  // them and at the client's fixed lines (libcurl only reads a header list; it is never
+  // given to curl_slist_free_all).
+  std::string id_line;
+  std::string timestamp_line;
+  std::string signature_line;
+  std::vector<curl_slist> headers;
   bool check_addresses = true;
   std::string refused;  // the first address the policy refused
   std::chrono::steady_clock::time_point started;
@@ -80,14 +81,23 @@ struct Client::Transfer {
 };
 
 struct Client::Loop {
+  struct Finished {
+    Request request;
+    Response response;
+  };
   MultiHandle multi;
-  std::vector<EasyHandle> idle;  // easy handles kept for the next transfers
-  std::list<Transfer> active;    // in flight (stable addresses: libcurl holds pointers)
+  // In flight, and done ones kept for the next requests. std::list: stable addresses (libcurl
+  // holds pointers to a transfer) and splice() moves one between them without allocating.
+  std::list<Transfer> active;
+  std::list<Transfer> spare;
+  std::vector<Finished> finished;  // answered, for the callback (report_finished)
+  // The header lines every request carries, which the transfers' lists point at.
+  std::vector<std::string> fixed_lines;
 };
 
-Client::Client(const Settings& settings, Signer signer, OnDone on_done)
+Client::Client(const Settings& settings, const Signer& signer, OnDone on_done)
     : settings_(settings),
-      signer_(std::move(signer)),
+      signer_(signer),
       on_done_(std::move(on_done)),
       loop_(std::make_unique<Loop>()) {
   ensure_curl_initialised();
@@ -101,6 +111,10 @@ Client::Client(const Settings& settings, Signer signer, OnDone on_done)
       curl_multi_setopt(multi, CURLMOPT_PIPELINING, long{CURLPIPE_MULTIPLEX}) != CURLM_OK) {
     throw std::runtime_error("libcurl: the multi handle refused an option");
   }
+  loop_->fixed_lines = {"Content-Type: application/json",
+                        "Expect:"};  // no 100-continue round trip for large bodies
+  loop_->fixed_lines.insert(loop_->fixed_lines.end(), settings_.header_lines.begin(),
+                            settings_.header_lines.end());
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -128,7 +142,10 @@ void Client::submit(std::vector<Request> requests) noexcept {
         outstanding_.fetch_add(1, std::memory_order_relaxed);
       }
       // Under the lock: stop() releases the multi handle under it too.
-      if (loop_->multi) (void)curl_multi_wakeup(loop_->multi.get());
+      if (wake_on_submit_ && loop_->multi) {
+        wake_on_submit_ = false;
+        (void)curl_multi_wakeup(loop_->multi.get());
+      }
       return;
     }
   } catch (...) {
@@ -179,10 +196,11 @@ std::size_t Client::stop(Deadline deadline) noexcept {
   }
   if (thread_.joinable()) thread_.join();
   // The I/O thread is gone: what it left, in flight or queued, is failed here.
+  report_finished();
   const std::size_t left = abandon_all();
   // Every easy handle out of the multi handle first, then the multi handle (under the lock:
   // a late submit() must not wake a freed handle).
-  loop_->idle.clear();
+  loop_->spare.clear();
   std::lock_guard lock(mutex_);
   loop_->multi.reset();
   return left;
@@ -193,14 +211,22 @@ std::size_t Client::stop(Deadline deadline) noexcept {
 void Client::loop() noexcept {
   CURLM* multi = loop_->multi.get();
   while (!stopping_.load(std::memory_order_acquire)) {
+    // One turn: new requests into the multi handle, one curl_multi_perform (which looks at
+    // every transfer, so it is called once per wake-up, as a plain libcurl loop does), the
+    // finished ones out (their connections get queued requests at once; libcurl sends them
+    // after the poll below, which returns at once for a new transfer), then the callbacks.
     start_queued();
     int running = 0;
     (void)curl_multi_perform(multi, &running);
-    const std::size_t finished = collect_finished();
-    if (finished != 0) {
-      // Room was made: start what waits before sleeping.
+    if (collect_finished() != 0) start_queued();
+    report_finished();
+    {
       std::lock_guard lock(mutex_);
-      if (!queue_.empty()) continue;
+      const bool room = loop_->active.size() < settings_.max_connections;
+      if (room && !queue_.empty()) continue;  // submitted during the callbacks: start them
+      // With room, a submission wakes the sleep; without, a finishing transfer will, and
+      // submissions need not (one write and one extra turn of this loop saved per delivery).
+      wake_on_submit_ = room;
     }
     (void)curl_multi_poll(multi, nullptr, 0, kPollMilliseconds, nullptr);
   }
@@ -222,76 +248,50 @@ void Client::start_queued() noexcept {
 void Client::start(Request request) noexcept {
   Transfer* transfer = nullptr;
   try {
-    transfer = &loop_->active.emplace_back();
-    transfer->request = std::move(request);
-  } catch (...) {
-    if (transfer == nullptr) {
-      // Out of memory before the transfer existed: the request fails here.
-      Response response;
-      response.curl_code = CURLE_OUT_OF_MEMORY;
-      done_with(1);
-      on_done_(request, response);
-      return;
+    if (loop_->spare.empty()) {
+      loop_->active.emplace_back();
+    } else {
+      loop_->active.splice(loop_->active.end(), loop_->spare, loop_->spare.begin());
     }
+    transfer = &loop_->active.back();
+  } catch (...) {
+    // Out of memory before a transfer existed: the request fails here.
+    Response response;
+    response.curl_code = CURLE_OUT_OF_MEMORY;
+    done_with(1);
+    on_done_(request, response);
+    return;
   }
+  transfer->request = std::move(request);
   try {
     transfer->started = std::chrono::steady_clock::now();
     transfer->check_addresses = !settings_.allow_private_networks;
-    if (!loop_->idle.empty()) {
-      transfer->easy = std::move(loop_->idle.back());
-      loop_->idle.pop_back();
-    } else {
-      transfer->easy.reset(curl_easy_init());
-      if (!transfer->easy) throw std::runtime_error("libcurl: curl_easy_init failed");
-      CURL* easy = transfer->easy.get();
-      // What every transfer of this endpoint shares (kept by a reused handle).
-      set(easy, CURLOPT_URL, settings_.url.c_str());
-      set(easy, CURLOPT_POST, 1L);
-      set(easy, CURLOPT_NOSIGNAL, 1L);
-      set(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(settings_.timeout.count()));
-      set(easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(settings_.timeout.count()));
-      set(easy, CURLOPT_FOLLOWLOCATION, 0L);
-      set(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-      set(easy, CURLOPT_PROXY, "");  // no proxy, even from http_proxy and the like
-      set(easy, CURLOPT_HTTP_VERSION, long{CURL_HTTP_VERSION_2TLS});
-      // Over TLS, wait for ALPN before opening more connections (HTTP/2 multiplexes); over
-      // plain HTTP/1.1 that wait would last until the first response, however slow.
-      set(easy, CURLOPT_PIPEWAIT, settings_.endpoint.starts_with("https:") ? 1L : 0L);
-      set(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-      set(easy, CURLOPT_USERAGENT, kUserAgent);
-      set(easy, CURLOPT_SSL_VERIFYPEER, settings_.insecure_skip_verify ? 0L : 1L);
-      set(easy, CURLOPT_SSL_VERIFYHOST, settings_.insecure_skip_verify ? 0L : 2L);
-      set(easy, CURLOPT_WRITEFUNCTION, &discard_body);
-      set(easy, CURLOPT_OPENSOCKETFUNCTION, &Transfer::open_socket);
-      std::string ca_file;
-      {
-        std::lock_guard lock(mutex_);
-        ca_file = ca_file_;
-      }
-      if (!ca_file.empty()) set(easy, CURLOPT_CAINFO, ca_file.c_str());
-    }
+    transfer->refused.clear();
+    if (!transfer->easy) set_up(*transfer);
     CURL* easy = transfer->easy.get();
-    const Request& r = transfer->request;
 
-    // This attempt's headers: its own timestamp, signed now.
-    const std::string timestamp = std::to_string(unix_seconds());
-    std::string signature = "webhook-signature: ";
-    signer_.sign(r.id, timestamp, r.body, signature);
-    append(transfer->headers, "Content-Type: application/json");
-    append(transfer->headers, "Expect:");  // no 100-continue round trip for large bodies
-    append(transfer->headers, "webhook-id: " + r.id);
-    append(transfer->headers, "webhook-timestamp: " + timestamp);
-    append(transfer->headers, signature);
-    for (const std::string& line : settings_.header_lines)
-      append(transfer->headers, line);
+    // This attempt's headers. deliver() signed it; a request that waited long for a
+    // connection is signed again, so that its timestamp is recent when it is sent.
+    Request& r = transfer->request;
+    const std::int64_t now = unix_seconds();
+    if (r.signature.empty() || now - r.signed_at > kResignAfter.count()) sign(r, signer_, now);
+    transfer->id_line.assign("webhook-id: ").append(r.id);
+    transfer->timestamp_line.assign("webhook-timestamp: ").append(std::to_string(r.signed_at));
+    transfer->signature_line.assign("webhook-signature: ").append(r.signature);
+    std::vector<curl_slist>& nodes = transfer->headers;
+    nodes.clear();
+    for (std::string& line : loop_->fixed_lines)
+      nodes.push_back(curl_slist{line.data(), nullptr});
+    nodes.push_back(curl_slist{transfer->id_line.data(), nullptr});
+    nodes.push_back(curl_slist{transfer->timestamp_line.data(), nullptr});
+    nodes.push_back(curl_slist{transfer->signature_line.data(), nullptr});
+    for (std::size_t i = 0; i + 1 < nodes.size(); ++i)
+      nodes[i].next = &nodes[i + 1];
 
     transfer->error[0] = '\0';
-    set(easy, CURLOPT_ERRORBUFFER, transfer->error.data());
-    set(easy, CURLOPT_HTTPHEADER, transfer->headers.get());
+    set(easy, CURLOPT_HTTPHEADER, nodes.data());
     set(easy, CURLOPT_POSTFIELDS, r.body.data());
     set(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
-    set(easy, CURLOPT_OPENSOCKETDATA, static_cast<void*>(transfer));
-    set(easy, CURLOPT_PRIVATE, static_cast<void*>(transfer));
     const CURLMcode added = curl_multi_add_handle(loop_->multi.get(), easy);
     if (added != CURLM_OK) {
       throw std::runtime_error(std::string("libcurl: ") + curl_multi_strerror(added));
@@ -303,6 +303,41 @@ void Client::start(Request request) noexcept {
     response.error = "the request could not be started: " + describe_current_exception();
     finish(*transfer, response);
   }
+}
+
+void Client::set_up(Transfer& transfer) {
+  transfer.easy.reset(curl_easy_init());
+  if (!transfer.easy) throw std::runtime_error("libcurl: curl_easy_init failed");
+  CURL* easy = transfer.easy.get();
+  // What every request of this endpoint shares (a reused handle keeps it).
+  set(easy, CURLOPT_URL, settings_.url.c_str());
+  set(easy, CURLOPT_POST, 1L);
+  set(easy, CURLOPT_NOSIGNAL, 1L);
+  set(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(settings_.timeout.count()));
+  set(easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(settings_.timeout.count()));
+  set(easy, CURLOPT_FOLLOWLOCATION, 0L);
+  set(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+  set(easy, CURLOPT_PROXY, "");  // no proxy, even from http_proxy and the like
+  set(easy, CURLOPT_HTTP_VERSION, long{CURL_HTTP_VERSION_2TLS});
+  // Over TLS, wait for ALPN before opening more connections (HTTP/2 multiplexes); over plain
+  // HTTP/1.1 that wait would last until the first response, however slow.
+  set(easy, CURLOPT_PIPEWAIT, settings_.endpoint.starts_with("https:") ? 1L : 0L);
+  set(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+  set(easy, CURLOPT_USERAGENT, kUserAgent);
+  set(easy, CURLOPT_SSL_VERIFYPEER, settings_.insecure_skip_verify ? 0L : 1L);
+  set(easy, CURLOPT_SSL_VERIFYHOST, settings_.insecure_skip_verify ? 0L : 2L);
+  set(easy, CURLOPT_WRITEFUNCTION, &discard_body);
+  set(easy, CURLOPT_OPENSOCKETFUNCTION, &Transfer::open_socket);
+  // The transfer's own address: it stays the same while the handle is kept with it.
+  set(easy, CURLOPT_OPENSOCKETDATA, static_cast<void*>(&transfer));
+  set(easy, CURLOPT_PRIVATE, static_cast<void*>(&transfer));
+  set(easy, CURLOPT_ERRORBUFFER, transfer.error.data());
+  std::string ca_file;
+  {
+    std::lock_guard lock(mutex_);
+    ca_file = ca_file_;
+  }
+  if (!ca_file.empty()) set(easy, CURLOPT_CAINFO, ca_file.c_str());
 }
 
 std::size_t Client::collect_finished() noexcept {
@@ -322,18 +357,20 @@ std::size_t Client::collect_finished() noexcept {
       response.curl_code = code;
       response.duration = std::chrono::steady_clock::now() - transfer.started;
       (void)curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &response.status);
-      if (code == CURLE_OK) {
+      const long status = response.status;
+      if (code == CURLE_OK && (status == 408 || status == 429 || status >= 500)) {
         curl_header* header = nullptr;
         if (curl_easy_header(easy, "Retry-After", 0, CURLH_HEADER, -1, &header) == CURLHE_OK &&
             header != nullptr && header->value != nullptr) {
           response.retry_after = header->value;
         }
+      } else if (code == CURLE_OK && status >= 300 && status <= 399) {
         char* location = nullptr;
         if (curl_easy_getinfo(easy, CURLINFO_REDIRECT_URL, &location) == CURLE_OK &&
             location != nullptr) {
           response.location = location;
         }
-      } else {
+      } else if (code != CURLE_OK) {
         response.error = transfer.error.data();
         // Refused by the address policy only when no other address got a connection.
         if (code == CURLE_COULDNT_CONNECT) response.refused = transfer.refused;
@@ -349,23 +386,25 @@ std::size_t Client::collect_finished() noexcept {
 
 void Client::finish(Transfer& transfer, const Response& response) noexcept {
   Request request = std::move(transfer.request);
-  EasyHandle easy = std::move(transfer.easy);
-  // The transfer goes first (its headers with it): the callback may take a while.
+  // Kept, with its easy handle, for a later request.
   for (auto it = loop_->active.begin(); it != loop_->active.end(); ++it) {
     if (&*it == &transfer) {
-      loop_->active.erase(it);
+      loop_->spare.splice(loop_->spare.end(), loop_->active, it);
       break;
     }
   }
-  if (easy) {
-    try {
-      loop_->idle.push_back(std::move(easy));
-    } catch (...) {
-      // Out of memory keeping it: released here instead.
-    }
-  }
   done_with(1);  // answered: no longer outstanding, whatever the callback does
-  on_done_(request, response);
+  try {
+    loop_->finished.push_back(Loop::Finished{std::move(request), response});
+  } catch (...) {
+    on_done_(request, response);  // out of memory to keep it: reported at once
+  }
+}
+
+void Client::report_finished() noexcept {
+  for (Loop::Finished& done : loop_->finished)
+    on_done_(done.request, done.response);
+  loop_->finished.clear();  // keeps its capacity
 }
 
 std::size_t Client::abandon_all() noexcept {
@@ -382,6 +421,7 @@ std::size_t Client::abandon_all() noexcept {
     finish(transfer, response);
     ++left;
   }
+  report_finished();
   std::deque<Request> queued;
   {
     std::lock_guard lock(mutex_);

@@ -2,8 +2,8 @@
 //
 // submit() queues requests from any thread and wakes the loop; the loop keeps up to
 // max_connections of them in flight (keep-alive connections in the multi handle's cache,
-// HTTP/2 over TLS when the server offers it), signs each one as it starts (the attempt's
-// timestamp), and hands every finished request, with what it came back with, to the
+// HTTP/2 over TLS when the server offers it), signs again one that waited more than 30 s,
+// and hands every finished request, with what it came back with, to the
 // completion callback, on the I/O thread. The address policy runs in libcurl's
 // open-socket callback: a refused address gets no socket, so no connection.
 #pragma once
@@ -35,8 +35,9 @@ class Client {
   using OnDone = std::function<void(Request& request, const Response& response)>;
 
   // Creates the multi handle and starts the I/O thread. Throws std::runtime_error when
-  // libcurl cannot be set up.
-  Client(const Settings& settings, Signer signer, OnDone on_done);
+  // libcurl cannot be set up. `settings` and `signer` must outlive the client; `signer`
+  // signs again a request that waited long for a connection.
+  Client(const Settings& settings, const Signer& signer, OnDone on_done);
   // stop() with a deadline already passed.
   ~Client();
   Client(const Client&) = delete;
@@ -76,21 +77,30 @@ class Client {
   // Starts queued requests while fewer than max_connections are in flight.
   void start_queued() noexcept;
   void start(Request request) noexcept;
-  // Hands the finished transfers to the callback; how many there were.
+  // Gives `transfer` an easy handle with the options every request shares.
+  void set_up(Transfer& transfer);
+  // Takes the finished transfers out of the multi handle (see finish()); how many there were.
   std::size_t collect_finished() noexcept;
+  // Retires `transfer` (its easy handle kept for the next one) and keeps its request and
+  // `response` for report_finished().
   void finish(Transfer& transfer, const Response& response) noexcept;
+  // Hands each finished request to the callback.
+  void report_finished() noexcept;
   // Fails every request still queued or in flight (at stop); how many there were.
   std::size_t abandon_all() noexcept;
   void done_with(std::size_t count) noexcept;
 
   const Settings& settings_;
-  const Signer signer_;
+  const Signer& signer_;
   const OnDone on_done_;
 
   mutable std::mutex mutex_;
   std::deque<Request> queue_;      // guarded by mutex_
   std::optional<Status> refusal_;  // guarded by mutex_
   std::string ca_file_;            // guarded by mutex_
+  // The I/O thread sleeps (or is about to) with room for more transfers: submit() must wake
+  // it. Guarded by mutex_.
+  bool wake_on_submit_ = true;
 
   std::atomic<std::size_t> outstanding_{0};
   WaitChannel settled_;  // notified each time outstanding_ goes down

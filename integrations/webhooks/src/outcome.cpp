@@ -64,6 +64,11 @@ std::optional<std::chrono::milliseconds> parse_retry_after(
 
 Outcome classify(const Response& response, std::string_view what, std::string_view endpoint,
                  std::chrono::system_clock::time_point now) {
+  // The common case first, building no text.
+  if (response.refused.empty() && response.curl_code == CURLE_OK && response.status >= 200 &&
+      response.status <= 299) {
+    return Outcome{};
+  }
   const std::string who(what);
   const std::string where(endpoint);
 
@@ -92,7 +97,6 @@ Outcome classify(const Response& response, std::string_view what, std::string_vi
 
   const long status = response.status;
   const std::string http = who + ": HTTP " + std::to_string(status);
-  if (status >= 200 && status <= 299) return Outcome{};
   if (status == 408 || status == 429 || (status >= 500 && status <= 599)) {
     const std::optional<std::chrono::milliseconds> after =
         parse_retry_after(response.retry_after, now);

@@ -146,6 +146,18 @@ std::vector<EventId> Request::event_ids() const {
   return ids;
 }
 
+void sign(Request& request, const Signer& signer, std::int64_t now) {
+  request.signature.clear();
+  signer.sign(request.id, std::to_string(now), request.body, request.signature);
+  request.signed_at = now;
+}
+
+std::int64_t unix_seconds() noexcept {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 void BatchMemory::remember(std::vector<EventId> ids) {
   // A batch of one too: beside another failed batch, a fresh cut could merge them.
   if (ids.empty()) return;

@@ -20,17 +20,21 @@
 #include "emissions/delivery.hpp"
 #include "emissions/event.hpp"
 #include "emissions/event_id.hpp"
+#include "signature.hpp"
 
 namespace emissions::detail::webhooks {
 
 // One HTTP request: events()[first, first + count) of a delivery shared by all the requests
 // made from it.
 struct Request {
-  std::shared_ptr<Delivery> delivery;
+  std::shared_ptr<Delivery> delivery = {};
   std::size_t first = 0;
   std::size_t count = 0;
-  std::string id;    // webhook-id
-  std::string body;  // what is POSTed
+  std::string id = {};    // webhook-id
+  std::string body = {};  // what is POSTed
+  // The attempt's webhook-timestamp (Unix seconds) and webhook-signature (sign()).
+  std::int64_t signed_at = 0;
+  std::string signature = {};
 
   // Acknowledges the request's events.
   void ack() const noexcept;
@@ -69,6 +73,13 @@ class BatchMemory {
   std::deque<std::pair<EventId, std::uint64_t>> order_;
   std::uint64_t serial_ = 0;  // guarded by mutex_
 };
+
+// Signs `request` for the attempt made at `now` (Unix seconds): signed_at and signature.
+// Throws std::runtime_error when OpenSSL fails.
+void sign(Request& request, const Signer& signer, std::int64_t now);
+
+// The current time in Unix seconds, as webhook-timestamp carries it.
+[[nodiscard]] std::int64_t unix_seconds() noexcept;
 
 struct PlanLimits {
   std::size_t max_body_bytes = 0;

@@ -31,7 +31,8 @@ using detail::webhooks::Verdict;
 struct Webhook::State {
   explicit State(const WebhookOptions& options)
       : settings(detail::webhooks::check_options(options)),
-        what("webhook '" + settings.name + "'") {}
+        what("webhook '" + settings.name + "'"),
+        signer(settings.keys) {}
 
   void deliver(Delivery delivery) noexcept;
   // The client's completion callback, on the I/O thread.
@@ -43,6 +44,7 @@ struct Webhook::State {
 
   const detail::webhooks::Settings settings;
   const std::string what;  // "webhook '<name>'", how reasons begin
+  const detail::webhooks::Signer signer;
   detail::webhooks::BatchMemory batches;
   std::atomic<bool> disabled{false};
   std::atomic<bool> terminated{false};
@@ -60,9 +62,15 @@ void Webhook::State::deliver(Delivery delivery) noexcept {
       return;
     }
     shared = std::make_shared<Delivery>(std::move(delivery));
-    client->submit(detail::webhooks::plan_requests(
+    std::vector<Request> requests = detail::webhooks::plan_requests(
         shared, {.max_body_bytes = settings.max_body_bytes, .batch = settings.batch}, batches,
-        what));
+        what);
+    // Signed here, on the consumer's thread, for an attempt that starts now (the I/O thread
+    // signs again what waits too long).
+    const std::int64_t now = detail::webhooks::unix_seconds();
+    for (Request& request : requests)
+      detail::webhooks::sign(request, signer, now);
+    client->submit(std::move(requests));
   } catch (...) {
     // Out of memory: what is not settled yet fails (retriably) on whichever handle holds it.
     const Status error(Errc::unavailable, what + ": " + detail::describe_current_exception());
@@ -179,7 +187,7 @@ Webhook::Webhook(WebhookOptions options) {
   auto state = std::make_shared<State>(options);
   State* raw = state.get();
   state->client = std::make_unique<Client>(
-      state->settings, detail::webhooks::Signer(state->settings.keys),
+      state->settings, state->signer,
       [raw](Request& request, const Response& response) { raw->on_done(request, response); });
   if (state->settings.insecure_skip_verify) {
     const telemetry::Probe& probe = detail::webhooks::g_probes->warning;
