@@ -5,10 +5,11 @@
 #      then the demo built there is stopped with SIGINT (tests/demo/sigint.sh);
 #   2. examples/quickstart.cpp with g++ and pkg-config, -Wall -Wextra -Werror, and the
 #      README's quick start is that file;
-#   3. a gtest consumer with find_package(emissions COMPONENTS testing), and a Kafka
-#      consumer with COMPONENTS kafka (no installed header includes librdkafka);
+#   3. a gtest consumer with find_package(emissions COMPONENTS testing), a Kafka consumer
+#      with COMPONENTS kafka (no installed header includes librdkafka) and a webhooks
+#      consumer with COMPONENTS webhooks (no installed header includes libcurl or OpenSSL);
 #   4. find_package errors: an unknown component, testing without GoogleTest, kafka without
-#      librdkafka, and kafka from a tree installed without it;
+#      librdkafka, kafka from a tree installed without it, and webhooks without libcurl;
 #   5. add_subdirectory() of the source tree.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -17,7 +18,7 @@ trap 'rm -rf "$work"' EXIT
 
 cmake -S "$root" -B "$work/lib" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DEMISSIONS_BUILD_TESTS=OFF -DEMISSIONS_BUILD_BENCH=OFF -DEMISSIONS_BUILD_EXAMPLES=OFF \
-  -DEMISSIONS_WITH_KAFKA=ON >/dev/null
+  -DEMISSIONS_WITH_KAFKA=ON -DEMISSIONS_WITH_WEBHOOKS=ON >/dev/null
 cmake --build "$work/lib" -j2
 cmake --install "$work/lib" --prefix "$work/prefix" >/dev/null
 prefix="$work/prefix"
@@ -71,6 +72,17 @@ cmake --build "$work/kafka_consumer" -j2
 "$work/kafka_consumer/kafka_consumer"
 echo "package: emissions::kafka consumer passed; no installed header includes librdkafka"
 
+# The webhooks component: libcurl and OpenSSL stay behind emissions::webhooks.
+if grep -rlE '#[[:space:]]*include[[:space:]]*[<"](curl|openssl)/|curl_easy_|EVP_' "$prefix/include"; then
+  echo "package: an installed header (above) includes or uses libcurl or OpenSSL" >&2
+  exit 1
+fi
+cmake -S "$root/tests/package/webhooks_consumer" -B "$work/webhooks_consumer" -G Ninja \
+  -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$work/webhooks_consumer" -j2
+"$work/webhooks_consumer/webhooks_consumer"
+echo "package: emissions::webhooks consumer passed; no installed header includes libcurl or OpenSSL"
+
 # 4. What find_package(emissions) accepts and how it refuses. Configure only.
 find_consumer() {  # <name> <components> [cmake args...]: configure, output in $work/<name>.log
   local name="$1" components="$2"
@@ -103,6 +115,11 @@ if (export PKG_CONFIG_LIBDIR="$work/no-pkgconfig" PKG_CONFIG_PATH=""; find_consu
   exit 1
 fi
 expect_refusal no_rdkafka "component 'kafka': it needs librdkafka"
+if (export PKG_CONFIG_LIBDIR="$work/no-pkgconfig" PKG_CONFIG_PATH=""; find_consumer no_curl webhooks); then
+  echo "package: COMPONENTS webhooks was accepted without libcurl" >&2
+  exit 1
+fi
+expect_refusal no_curl "component 'webhooks': it needs libcurl and OpenSSL"
 # kafka from a tree installed without it (EMISSIONS_WITH_KAFKA=OFF installs no component
 # file): the same tree with the component's files removed.
 cp -a "$prefix" "$work/prefix-no-kafka"
