@@ -5,6 +5,7 @@
 #include <list>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -186,6 +187,13 @@ void Client::done_with(std::size_t count) noexcept {
 }
 
 std::size_t Client::stop(Deadline deadline) noexcept {
+  if (std::this_thread::get_id() == thread_.get_id()) {
+    // Called back on the I/O thread (a telemetry handler shutting the Emitter down): it
+    // cannot wait for itself. The loop ends after the callback under way and fails what is
+    // left; a later stop() (at the latest the destructor's) joins it.
+    stopping_.store(true, std::memory_order_release);
+    return outstanding_.load(std::memory_order_acquire);
+  }
   if (stopped_.exchange(true, std::memory_order_acq_rel)) return 0;
   (void)wait_until(
       settled_, [&] { return outstanding_.load(std::memory_order_acquire) == 0; }, deadline);
@@ -195,9 +203,8 @@ std::size_t Client::stop(Deadline deadline) noexcept {
     if (loop_->multi) (void)curl_multi_wakeup(loop_->multi.get());
   }
   if (thread_.joinable()) thread_.join();
-  // The I/O thread is gone: what it left, in flight or queued, is failed here.
-  report_finished();
-  const std::size_t left = abandon_all();
+  // What the loop failed as it ended, and anything queued since.
+  const std::size_t left = abandoned_.load(std::memory_order_acquire) + abandon_all();
   // Every easy handle out of the multi handle first, then the multi handle (under the lock:
   // a late submit() must not wake a freed handle).
   loop_->spare.clear();
@@ -230,6 +237,9 @@ void Client::loop() noexcept {
     }
     (void)curl_multi_poll(multi, nullptr, 0, kPollMilliseconds, nullptr);
   }
+  // Stopped: what is still in flight or queued is failed here, on this thread.
+  report_finished();
+  abandoned_.store(abandon_all(), std::memory_order_release);
 }
 
 void Client::start_queued() noexcept {

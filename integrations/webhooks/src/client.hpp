@@ -63,7 +63,11 @@ class Client {
   // Waits until nothing is outstanding or `deadline` passed, then gives up on what is left
   // (each is handed to the callback with a failure: "terminated before the response"),
   // closes the connections and joins the I/O thread. Returns how many requests were left.
-  // Call refuse() first, or submissions may keep coming. Later calls return 0.
+  // Call refuse() first, or submissions may keep coming. Later calls return 0. Called from
+  // the I/O thread itself (a callback), it only makes the loop end after that callback,
+  // failing what is left, and returns how many requests are outstanding; a later call from
+  // another thread (the destructor's at the latest) joins the thread. The client must not be
+  // destroyed on its own I/O thread.
   std::size_t stop(Deadline deadline) noexcept;
 
   // Trusts the CA certificates in `path` (PEM) instead of the system's, for the transfers
@@ -106,6 +110,7 @@ class Client {
   WaitChannel settled_;  // notified each time outstanding_ goes down
   std::atomic<bool> stopping_{false};
   std::atomic<bool> stopped_{false};
+  std::atomic<std::size_t> abandoned_{0};  // failed by the loop as it ended
 
   // The I/O thread's own (touched by no other thread while it runs).
   struct Loop;

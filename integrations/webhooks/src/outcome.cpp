@@ -86,11 +86,10 @@ Outcome classify(const Response& response, std::string_view what, std::string_vi
     switch (code) {
       case CURLE_OPERATION_TIMEDOUT:
         return retry(Errc::timeout, std::move(reason), std::nullopt);
-      case CURLE_UNSUPPORTED_PROTOCOL:
-      case CURLE_URL_MALFORMAT:
-        return fail(std::move(reason));
       default:
-        // Refused, reset, unresolvable, TLS handshake or verification: may work later.
+        // Refused, reset, unresolvable, TLS handshake or verification, a reply that is not
+        // HTTP (libcurl says "unsupported protocol" for it): may work later. The URL was
+        // checked at construction.
         return retry(Errc::unavailable, std::move(reason), std::nullopt);
     }
   }

@@ -368,6 +368,7 @@ void TestServer::serve_http1(Connection& connection) {
     for (const auto& [name, value] : reply.headers)
       response += name + ": " + value + "\r\n";
     response += "\r\n" + reply.body;
+    if (!reply.raw.empty()) response = reply.raw;
     answered(request, reply.status);  // from the moment it starts being written
     if (!connection.write_all(response)) return;
     if (reply.action == Reply::Action::respond_reset) {

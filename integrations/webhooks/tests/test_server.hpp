@@ -49,6 +49,7 @@ struct Reply {
   std::string body = {};
   std::chrono::milliseconds delay{0};  // before the response (or the reset)
   Action action = Action::respond;
+  std::string raw = {};  // HTTP/1.1: sent as it is instead of a response made of the above
 };
 
 // The script: the reply to the request numbered `index` (0, 1, ... in arrival order).

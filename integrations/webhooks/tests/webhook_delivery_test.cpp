@@ -355,6 +355,25 @@ TEST(WebhookDelivery, AConnectionResetWithoutAResponseIsRetried) {
   EXPECT_EQ(server.request_count(), 3u);
 }
 
+TEST(WebhookDelivery, AReplyThatIsNotHttpIsRetried) {
+  TestServer server([](const Received&, std::size_t index) {
+    const char* replies[] = {"garbage\r\n\r\n", "HTTP/1.1 abc Weird\r\n\r\n",
+                             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"};
+    if (index < 3) return Reply{.action = Reply::Action::respond_reset, .raw = replies[index]};
+    return Reply{.status = 200};
+  });
+  auto hook = std::make_shared<Webhook>(options_for(server));
+  TelemetryRecorder recorder("webhook-garbage", {{"emissions", "adapter", "retry"}});
+  emissions::Emitter emitter(config_with(hook, {.retry = quick_retries()}));
+  commit_each(emitter, 1);
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  EXPECT_EQ(emitter.stats().adapters[0].delivered, 1u);
+  EXPECT_EQ(emitter.stats().adapters[0].retried, 3u);
+  for (const auto& retry : recorder.records({"emissions", "adapter", "retry"})) {
+    EXPECT_THAT(retry.metadata.at("reason").get<std::string>(), HasSubstr("unavailable: "));
+  }
+}
+
 TEST(WebhookDelivery, AResponseFollowedByAResetStillAcknowledges) {
   TestServer server([](const Received&, std::size_t) {
     return Reply{.status = 200, .action = Reply::Action::respond_reset};
@@ -454,6 +473,33 @@ TEST(WebhookDelivery, TerminateGivesUpOnAStuckEndpointByItsDeadline) {
   // After terminate, a delivery fails at once with `closed`.
   EXPECT_EQ(emissions::testing::deliver_now(*hook, std::vector<emissions::Event>(1)).code(),
             Errc::closed);
+}
+
+TEST(WebhookDelivery, ShutdownFromATelemetryHandlerOnTheIoThreadNeitherHangsNorCrashes) {
+  TestServer server([](const Received&, std::size_t) { return Reply{.status = 200}; });
+  auto hook = std::make_shared<Webhook>(options_for(server));
+  auto emitter = std::make_unique<emissions::Emitter>(config_with(hook));
+  std::atomic<bool> called{false};
+  std::atomic<bool> returned{false};
+  emissions::Status inside;
+  ASSERT_TRUE(emissions::telemetry::attach("webhook-reentry", {"emissions", "webhook", "response"},
+                                           [&](auto&, auto&, auto&) {
+                                             if (called.exchange(true)) return;
+                                             // On the adapter's I/O thread, waiting for it.
+                                             inside = emitter->shutdown(300ms);
+                                             returned = true;
+                                           })
+                  .ok());
+  commit_each(*emitter, 3);
+  const auto started = std::chrono::steady_clock::now();
+  while (!returned && std::chrono::steady_clock::now() - started < 10s)
+    std::this_thread::sleep_for(10ms);
+  (void)emissions::telemetry::detach("webhook-reentry");
+  ASSERT_TRUE(returned.load());
+  EXPECT_FALSE(inside.ok());  // it could not drain what its own thread was to settle
+  EXPECT_EQ(hook->outstanding(), 0u);
+  emitter.reset();  // joins the adapter's I/O thread from here
+  hook.reset();
 }
 
 }  // namespace

@@ -180,7 +180,10 @@ class Webhook final : public AsyncAdapter {
   /// what was queued until `deadline`, then fails what is left with `unavailable` (the
   /// pipeline counts it dropped at shutdown), closes the connections and joins the I/O
   /// thread. Returns ok when nothing was left, otherwise `timeout` naming how many requests
-  /// were left. Idempotent (later calls return ok).
+  /// were left. Idempotent (later calls return ok). Called back on the adapter's own I/O
+  /// thread (a telemetry handler that shuts the Emitter down), it cannot wait for that
+  /// thread: the thread fails what is left once the callback returns, and the destructor
+  /// joins it; the result counts what was outstanding.
   Status terminate(Deadline deadline) override;
 
   /// `options.name`.
