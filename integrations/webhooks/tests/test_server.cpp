@@ -520,7 +520,7 @@ void TestServer::serve_http2(Connection& /*connection*/) {}
 
 #endif
 
-// --- certificates, commands, directories -------------------------------------------------
+// --- certificates, commands, ports -------------------------------------------------
 
 std::pair<bool, std::string> run_command(const std::string& command) {
   std::FILE* pipe = ::popen(command.c_str(), "r");
@@ -546,18 +546,6 @@ TlsFiles make_certificate(const std::string& directory, const std::string& stem,
   const auto [ok, output] = run_command(command);
   if (!ok) throw std::runtime_error("openssl req failed: " + output);
   return files;
-}
-
-TempDirectory::TempDirectory() {
-  std::string pattern =
-      (std::filesystem::temp_directory_path() / "emissions-webhooks-XXXXXX").string();
-  if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-  path_ = pattern;
-}
-
-TempDirectory::~TempDirectory() {
-  std::error_code ignored;
-  std::filesystem::remove_all(path_, ignored);
 }
 
 int unused_port() {

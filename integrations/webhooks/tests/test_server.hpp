@@ -129,19 +129,6 @@ TlsFiles make_certificate(const std::string& directory, const std::string& stem,
 // Runs a shell command; its standard output (and whether it exited 0).
 std::pair<bool, std::string> run_command(const std::string& command);
 
-// A fresh temporary directory, removed with its files by the destructor.
-class TempDirectory {
- public:
-  TempDirectory();
-  ~TempDirectory();
-  TempDirectory(const TempDirectory&) = delete;
-  TempDirectory& operator=(const TempDirectory&) = delete;
-  [[nodiscard]] const std::string& path() const noexcept { return path_; }
-
- private:
-  std::string path_;
-};
-
 // A TCP port on 127.0.0.1 with nothing listening (bound, then closed).
 int unused_port();
 

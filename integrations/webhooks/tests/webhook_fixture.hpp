@@ -15,6 +15,7 @@
 #include "emissions/adapters/webhook.hpp"
 #include "emissions/emitter.hpp"
 #include "emissions/webhooks/verify.hpp"
+#include "temp_dir.hpp"
 #include "test_server.hpp"
 
 namespace emissions::webhooks_test {
@@ -74,13 +75,14 @@ inline Status verify_request(const Received& request, const std::vector<std::str
                           request.body);
 }
 
-// The `v1,...` signature the openssl command computes for `request` under `secret`.
-inline std::string openssl_signature(const Received& request, const std::string& secret) {
-  TempDirectory dir;
-  const std::string content = dir.path() + "/content";
-  std::ofstream(content, std::ios::binary)
-      << request.header("webhook-id") << '.' << request.header("webhook-timestamp") << '.'
-      << request.body;
+// `v1,` + base64(HMAC-SHA256) of `id.timestamp.body` under `secret` (whsec_...), computed by
+// the openssl command from a file holding exactly those bytes: nothing of ours is involved,
+// not even the secret's base64 decoding.
+inline std::string openssl_signature(const std::string& secret, const std::string& id,
+                                     const std::string& timestamp, const std::string& body) {
+  const test_support::TempDir dir;
+  const std::string content = (dir.path() / "content").string();
+  std::ofstream(content, std::ios::binary) << id << '.' << timestamp << '.' << body;
   const auto [decoded, key_hex] =
       run_command("printf '%s' '" + secret.substr(6) +
                   "' | openssl base64 -d -A | od -An -v -tx1 | tr -d ' \\n'");
@@ -89,6 +91,12 @@ inline std::string openssl_signature(const Received& request, const std::string&
                                      " -binary '" + content + "' | openssl base64 -A");
   EXPECT_TRUE(ok) << out;
   return "v1," + out;
+}
+
+// The same for what `request` carries.
+inline std::string openssl_signature(const Received& request, const std::string& secret) {
+  return openssl_signature(secret, request.header("webhook-id"),
+                           request.header("webhook-timestamp"), request.body);
 }
 
 }  // namespace emissions::webhooks_test

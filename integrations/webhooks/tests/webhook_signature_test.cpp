@@ -2,7 +2,6 @@
 // over the same bytes, rotation with several secrets, and what verify() says (and never
 // says) when it refuses.
 #include <chrono>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -14,14 +13,15 @@
 #include "emissions/webhooks/verify.hpp"
 #include "signature.hpp"
 #include "test_server.hpp"
+#include "webhook_fixture.hpp"
 
 namespace {
 
 using emissions::Errc;
 using emissions::webhooks::sign;
 using emissions::webhooks::verify;
+using emissions::webhooks_test::openssl_signature;
 using emissions::webhooks_test::run_command;
-using emissions::webhooks_test::TempDirectory;
 using ::testing::HasSubstr;
 using ::testing::Not;
 namespace detail = emissions::detail::webhooks;
@@ -54,25 +54,6 @@ std::string hex(const std::string& bytes) {
     out += kDigits[c & 15];
   }
   return out;
-}
-
-// `v1,` + base64(HMAC-SHA256) of `id.timestamp.body` under `secret`, computed by the openssl
-// command from a file holding exactly those bytes (nothing of ours involved but the key's
-// base64 decoding, checked against the command's own below).
-std::string openssl_signature(const std::string& secret, const std::string& id,
-                              const std::string& timestamp, const std::string& body) {
-  TempDirectory dir;
-  const std::string content = dir.path() + "/content";
-  std::ofstream(content, std::ios::binary) << id << '.' << timestamp << '.' << body;
-  const std::string encoded = secret.substr(6);
-  const auto [decoded_ok, key_hex] = run_command("printf '%s' '" + encoded +
-                                                 "' | openssl base64 -d -A | od -An -v -tx1 | "
-                                                 "tr -d ' \\n'");
-  EXPECT_TRUE(decoded_ok);
-  const auto [ok, out] = run_command("openssl dgst -sha256 -mac HMAC -macopt hexkey:" + key_hex +
-                                     " -binary '" + content + "' | openssl base64 -A");
-  EXPECT_TRUE(ok) << out;
-  return "v1," + out;
 }
 
 TEST(WebhookSignature, MatchesTheSpecificationsTestVector) {

@@ -15,6 +15,7 @@
 #include "emissions/emitter.hpp"
 #include "emissions/testing.hpp"
 #include "recording_adapter.hpp"
+#include "temp_dir.hpp"
 #include "test_server.hpp"
 #include "webhook_access.hpp"
 #include "webhook_fixture.hpp"
@@ -34,7 +35,6 @@ using emissions::webhooks_test::options_for;
 using emissions::webhooks_test::quick_retries;
 using emissions::webhooks_test::Received;
 using emissions::webhooks_test::Reply;
-using emissions::webhooks_test::TempDirectory;
 using emissions::webhooks_test::TestServer;
 using emissions::webhooks_test::TlsFiles;
 using emissions::webhooks_test::verify_request;
@@ -50,8 +50,8 @@ class WebhookTls : public ::testing::Test {
  protected:
   void SetUp() override {
     // One for 127.0.0.1 (and localhost), one for a name the tests never connect to.
-    right_ = make_certificate(dir_.path(), "right", "IP:127.0.0.1,DNS:localhost");
-    wrong_ = make_certificate(dir_.path(), "wrong", "DNS:wrong.example.invalid");
+    right_ = make_certificate(dir_.path().string(), "right", "IP:127.0.0.1,DNS:localhost");
+    wrong_ = make_certificate(dir_.path().string(), "wrong", "DNS:wrong.example.invalid");
   }
 
   // A webhook to `server`, trusting `ca` (empty: the system's authorities only).
@@ -76,7 +76,7 @@ class WebhookTls : public ::testing::Test {
     return dead->events().at(0).metadata.at("dead_letter").at("reason").get<std::string>();
   }
 
-  TempDirectory dir_;
+  emissions::test_support::TempDir dir_;
   TlsFiles right_;
   TlsFiles wrong_;
 };
