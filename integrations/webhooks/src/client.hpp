@@ -70,8 +70,9 @@ class Client {
   // destroyed on its own I/O thread.
   std::size_t stop(Deadline deadline) noexcept;
 
-  // Trusts the CA certificates in `path` (PEM) instead of the system's, for the transfers
-  // started from now on (tests with a certificate of their own).
+  // Trusts the CA certificates in `path` (PEM) instead of the system's, for the easy handles
+  // made from now on: call it before the first request (tests with a certificate of their
+  // own).
   void set_ca_file(std::string path);
 
  private:

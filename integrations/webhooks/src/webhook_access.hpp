@@ -8,8 +8,8 @@
 namespace emissions::detail {
 
 struct WebhookAccess {
-  // Trusts the CA certificates in `path` (PEM) instead of the system's, for the requests
-  // started from now on: a test's own certificate authority.
+  // Trusts the CA certificates in `path` (PEM) instead of the system's: a test's own
+  // certificate authority. Call it before the first delivery.
   static void trust_ca_file(adapters::Webhook& webhook, std::string path);
 };
 

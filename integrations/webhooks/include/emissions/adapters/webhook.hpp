@@ -24,7 +24,8 @@
 /// envelopes in commit order, cut so that no body exceeds `max_body_bytes`). Headers:
 /// `content-type: application/json`, `webhook-id` (the event id; for a batch, the first
 /// event's id, `-` and the number of events), `webhook-timestamp` (Unix seconds when the
-/// attempt starts), `webhook-signature` (`v1,` and the base64 of HMAC-SHA256 over
+/// adapter takes the attempt; signed again if it then waits over 30 s for a connection),
+/// `webhook-signature` (`v1,` and the base64 of HMAC-SHA256 over
 /// `id.timestamp.body`, one per secret, space-separated), and `headers`. `webhook-id` stays
 /// the same on every retry of an event (and of a batch, see WebhookOptions::batch), so a
 /// receiver deduplicates on it; the timestamp and signature are made for each attempt.
