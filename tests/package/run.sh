@@ -5,13 +5,14 @@
 #      then the demo built there is stopped with SIGINT (tests/demo/sigint.sh);
 #   2. examples/quickstart.cpp with g++ and pkg-config, -Wall -Wextra -Werror, and the
 #      README's quick start is that file;
-#   3. a gtest consumer with find_package(emissions COMPONENTS testing), and a Kafka
-#      consumer with COMPONENTS kafka (no installed header includes librdkafka);
+#   3. a gtest consumer with find_package(emissions COMPONENTS testing), a Kafka consumer
+#      with COMPONENTS kafka (no installed header includes librdkafka) and a webhooks
+#      consumer with COMPONENTS webhooks (no installed header includes libcurl or OpenSSL);
 #   3b. the http component: examples/http, built in step 1 against the installed tree (Boost
 #      and cpp-httplib found there), run; no installed header includes Boost or httplib.h
 #      but emissions/http/beast.hpp and emissions/http/httplib.hpp;
 #   4. find_package errors: an unknown component, testing without GoogleTest, kafka without
-#      librdkafka, and kafka from a tree installed without it;
+#      librdkafka, kafka from a tree installed without it, and webhooks without libcurl;
 #   5. add_subdirectory() of the source tree;
 #   6. the PostgreSQL outbox example with COMPONENTS postgres, run against a throw-away
 #      PostgreSQL 15 (integrations/postgres/tests/pg_cluster.sh).
@@ -22,7 +23,8 @@ trap 'rm -rf "$work"' EXIT
 
 cmake -S "$root" -B "$work/lib" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DEMISSIONS_BUILD_TESTS=OFF -DEMISSIONS_BUILD_BENCH=OFF -DEMISSIONS_BUILD_EXAMPLES=OFF \
-  -DEMISSIONS_WITH_KAFKA=ON -DEMISSIONS_WITH_POSTGRES=ON -DEMISSIONS_WITH_HTTP=ON >/dev/null
+  -DEMISSIONS_WITH_KAFKA=ON -DEMISSIONS_WITH_WEBHOOKS=ON -DEMISSIONS_WITH_POSTGRES=ON \
+  -DEMISSIONS_WITH_HTTP=ON >/dev/null
 cmake --build "$work/lib" -j2
 cmake --install "$work/lib" --prefix "$work/prefix" >/dev/null
 prefix="$work/prefix"
@@ -76,6 +78,16 @@ cmake --build "$work/kafka_consumer" -j2
 "$work/kafka_consumer/kafka_consumer"
 echo "package: emissions::kafka consumer passed; no installed header includes librdkafka"
 
+# The webhooks component: libcurl and OpenSSL stay behind emissions::webhooks.
+if grep -rlE '#[[:space:]]*include[[:space:]]*[<"](curl|openssl)/|curl_easy_|EVP_' "$prefix/include"; then
+  echo "package: an installed header (above) includes or uses libcurl or OpenSSL" >&2
+  exit 1
+fi
+cmake -S "$root/tests/package/webhooks_consumer" -B "$work/webhooks_consumer" -G Ninja \
+  -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$work/webhooks_consumer" -j2
+"$work/webhooks_consumer/webhooks_consumer"
+echo "package: emissions::webhooks consumer passed; no installed header includes libcurl or OpenSSL"
 # The http component: Boost stays behind emissions::http but for the Beast helper's header,
 # cpp-httplib but for the httplib helper's.
 if grep -rlE '#[[:space:]]*include[[:space:]]*<boost/' "$prefix/include" | grep -v '/emissions/http/beast\.hpp$'; then
@@ -125,6 +137,11 @@ if (export PKG_CONFIG_LIBDIR="$work/no-pkgconfig" PKG_CONFIG_PATH=""; find_consu
   exit 1
 fi
 expect_refusal no_rdkafka "component 'kafka': it needs librdkafka"
+if (export PKG_CONFIG_LIBDIR="$work/no-pkgconfig" PKG_CONFIG_PATH=""; find_consumer no_curl webhooks); then
+  echo "package: COMPONENTS webhooks was accepted without libcurl" >&2
+  exit 1
+fi
+expect_refusal no_curl "component 'webhooks': it needs libcurl and OpenSSL"
 # kafka from a tree installed without it (EMISSIONS_WITH_KAFKA=OFF installs no component
 # file): the same tree with the component's files removed.
 cp -a "$prefix" "$work/prefix-no-kafka"

@@ -1,0 +1,241 @@
+// The Webhook adapter: deliver() plans requests (requests.*) and queues them on the client
+// (client.*, the I/O thread); each finished request is classified (outcome.*), settled and
+// reported here; a 410 disables the endpoint; terminate() waits for the responses, then
+// stops the client.
+#include "emissions/adapters/webhook.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "client.hpp"
+#include "common/best_effort.hpp"
+#include "common/exceptions.hpp"
+#include "options.hpp"
+#include "outcome.hpp"
+#include "probes.hpp"
+#include "requests.hpp"
+#include "signature.hpp"
+#include "webhook_access.hpp"
+
+namespace emissions::adapters {
+
+using detail::webhooks::Client;
+using detail::webhooks::Outcome;
+using detail::webhooks::Request;
+using detail::webhooks::Response;
+using detail::webhooks::Verdict;
+
+struct Webhook::State {
+  explicit State(const WebhookOptions& options)
+      : settings(detail::webhooks::check_options(options)),
+        what("webhook '" + settings.name + "'"),
+        signer(settings.keys) {}
+
+  void deliver(Delivery delivery) noexcept;
+  // The client's completion callback, on the I/O thread.
+  void on_done(Request& request, const Response& response) noexcept;
+  void report_response(const Request& request, const Response& response,
+                       const Outcome& outcome) const noexcept;
+  void disable(long status) noexcept;
+  Status terminate(Deadline deadline) noexcept;
+
+  const detail::webhooks::Settings settings;
+  const std::string what;  // "webhook '<name>'", how reasons begin
+  const detail::webhooks::Signer signer;
+  detail::webhooks::BatchMemory batches;
+  std::atomic<bool> disabled{false};
+  std::atomic<bool> terminated{false};
+  // Last: destroyed (its thread joined) before what its callback uses.
+  std::unique_ptr<Client> client;
+};
+
+// --- deliver ------------------------------------------------------------------------------
+
+void Webhook::State::deliver(Delivery delivery) noexcept {
+  std::shared_ptr<Delivery> shared;
+  try {
+    if (std::optional<Status> refused = client->refusal()) {
+      delivery.fail(*refused);  // disabled, or terminated: nothing to serialize
+      return;
+    }
+    shared = std::make_shared<Delivery>(std::move(delivery));
+    std::vector<Request> requests = detail::webhooks::plan_requests(
+        shared, {.max_body_bytes = settings.max_body_bytes, .batch = settings.batch}, batches,
+        what);
+    // Signed here, on the consumer's thread, for an attempt that starts now (the I/O thread
+    // signs again what waits too long).
+    const std::int64_t now = detail::webhooks::unix_seconds();
+    for (Request& request : requests)
+      detail::webhooks::sign(request, signer, now);
+    client->submit(std::move(requests));
+  } catch (...) {
+    // Out of memory: what is not settled yet fails (retriably) on whichever handle holds it.
+    const Status error(Errc::unavailable, what + ": " + detail::describe_current_exception());
+    if (shared) {
+      shared->fail(error);
+    } else {
+      delivery.fail(error);
+    }
+  }
+}
+
+// --- responses (the I/O thread) ------------------------------------------------------------
+
+void Webhook::State::on_done(Request& request, const Response& response) noexcept {
+  Outcome outcome;
+  try {
+    outcome = detail::webhooks::classify(response, what, settings.endpoint,
+                                         std::chrono::system_clock::now());
+  } catch (...) {
+    outcome.verdict = Verdict::retry;
+    outcome.status = Status(Errc::unavailable, {});  // out of memory for the reason
+  }
+  report_response(request, response, outcome);
+  switch (outcome.verdict) {
+    case Verdict::delivered:
+      request.ack();
+      break;
+    case Verdict::retry:
+      // A retried batch must be cut the same way to keep its webhook-id.
+      if (settings.batch) {
+        detail::best_effort([&] { batches.remember(request.event_ids()); });
+      }
+      request.fail(outcome.status, outcome.retry_after);
+      break;
+    case Verdict::failed:
+      request.fail(outcome.status);
+      break;
+  }
+  if (outcome.disable) disable(response.status);
+}
+
+void Webhook::State::report_response(const Request& request, const Response& response,
+                                     const Outcome& outcome) const noexcept {
+  const telemetry::Probe& probe = detail::webhooks::g_probes->response;
+  if (!probe.enabled()) return;
+  detail::best_effort([&] {
+    const char* verdict = outcome.verdict == Verdict::delivered ? "delivered"
+                          : outcome.verdict == Verdict::retry   ? "retry"
+                                                                : "failed";
+    probe.execute({{"duration", response.duration.count()},
+                   {"events", request.count},
+                   {"bytes", request.body.size()}},
+                  {{"adapter", settings.name},
+                   {"endpoint", settings.endpoint},
+                   {"status", response.status},
+                   {"outcome", verdict},
+                   {"reason", outcome.status.message()}});
+  });
+}
+
+void Webhook::State::disable(long status) noexcept {
+  if (disabled.exchange(true, std::memory_order_acq_rel)) return;
+  // Later deliveries, and the requests not started yet, fail at once.
+  Status reason(Errc::invalid_argument, {});
+  detail::best_effort([&] {
+    reason = Status(Errc::invalid_argument,
+                    what + " is disabled: " + settings.endpoint + " answered HTTP 410 Gone");
+  });
+  client->refuse(reason, true);
+  const telemetry::Probe& probe = detail::webhooks::g_probes->disabled;
+  if (!probe.enabled()) return;
+  detail::best_effort([&] {
+    probe.execute(
+        {{"count", 1}},
+        {{"adapter", settings.name}, {"endpoint", settings.endpoint}, {"status", status}});
+  });
+}
+
+// --- terminate ----------------------------------------------------------------------------
+
+Status Webhook::State::terminate(Deadline deadline) noexcept {
+  if (terminated.exchange(true, std::memory_order_acq_rel)) return {};
+  const auto started = std::chrono::steady_clock::now();
+  Status closed(Errc::closed, {});
+  detail::best_effort([&] { closed = Status(Errc::closed, what + " is terminated"); });
+  client->refuse(closed, false);  // what is queued is still sent, until the deadline
+  const std::size_t left = client->stop(deadline);
+
+  Status status;
+  detail::best_effort([&] {
+    const telemetry::Probe& probe = detail::webhooks::g_probes->terminated;
+    if (probe.enabled()) {
+      const auto duration = std::chrono::steady_clock::now() - started;
+      probe.execute(
+          {{"left", left},
+           {"duration", std::chrono::duration_cast<std::chrono::nanoseconds>(duration).count()}},
+          {{"adapter", settings.name}, {"endpoint", settings.endpoint}});
+    }
+  });
+  if (left != 0) {
+    status = Status(Errc::timeout, {});
+    detail::best_effort([&] {
+      status = Status(Errc::timeout, what + ": " + std::to_string(left) +
+                                         " requests had no response by the deadline; their "
+                                         "events were failed");
+    });
+  }
+  return status;
+}
+
+// --- Webhook ------------------------------------------------------------------------------
+
+Webhook::Webhook(WebhookOptions options) {
+  auto state = std::make_shared<State>(options);
+  State* raw = state.get();
+  state->client = std::make_unique<Client>(
+      state->settings, state->signer,
+      [raw](Request& request, const Response& response) { raw->on_done(request, response); });
+  if (state->settings.insecure_skip_verify) {
+    const telemetry::Probe& probe = detail::webhooks::g_probes->warning;
+    if (probe.enabled()) {
+      detail::best_effort([&] {
+        probe.execute({{"count", 1}},
+                      {{"adapter", state->settings.name},
+                       {"endpoint", state->settings.endpoint},
+                       {"reason",
+                        "insecure_skip_verify is set: TLS certificates and host names "
+                        "are not verified"}});
+      });
+    }
+  }
+  state_ = std::move(state);
+}
+
+Webhook::~Webhook() {
+  (void)state_->terminate(deadline_after(std::chrono::nanoseconds::zero()));
+}
+
+void Webhook::deliver(Delivery delivery) {
+  state_->deliver(std::move(delivery));
+}
+
+Status Webhook::flush(Deadline deadline) {
+  (void)deadline;
+  return {};
+}
+
+Status Webhook::terminate(Deadline deadline) {
+  return state_->terminate(deadline);
+}
+
+std::string_view Webhook::name() const {
+  return state_->settings.name;
+}
+
+std::size_t Webhook::outstanding() const noexcept {
+  return state_->client->outstanding();
+}
+
+}  // namespace emissions::adapters
+
+namespace emissions::detail {
+
+void WebhookAccess::trust_ca_file(adapters::Webhook& webhook, std::string path) {
+  webhook.state_->client->set_ca_file(std::move(path));
+}
+
+}  // namespace emissions::detail
