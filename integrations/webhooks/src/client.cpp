@@ -323,6 +323,10 @@ void Client::set_up(Transfer& transfer) {
   set(easy, CURLOPT_URL, settings_.url.c_str());
   set(easy, CURLOPT_POST, 1L);
   set(easy, CURLOPT_NOSIGNAL, 1L);
+  // A transfer removed while its name lookup runs (terminate()'s deadline, a timeout) does
+  // not wait for the resolver thread's getaddrinfo, which DNS trouble can hold for tens of
+  // seconds: libcurl lets that thread finish on its own (7.87+).
+  set(easy, CURLOPT_QUICK_EXIT, 1L);
   set(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(settings_.timeout.count()));
   set(easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(settings_.timeout.count()));
   set(easy, CURLOPT_FOLLOWLOCATION, 0L);

@@ -51,11 +51,7 @@ std::string describe_location(std::string_view location) {
   if (location.empty()) return "(none)";
   const ParsedUrl parsed = parse_url(location);
   if (!parsed.error.empty()) return "(unparseable)";
-  const UrlHandle url(curl_url());
-  if (!url) return parsed.endpoint;
-  const std::string copy(location);
-  if (curl_url_set(url.get(), CURLUPART_URL, copy.c_str(), 0) != CURLUE_OK) return parsed.endpoint;
-  return parsed.endpoint + get_part(url.get(), CURLUPART_PATH);
+  return parsed.endpoint;  // never the path: a hook's path may be its credential
 }
 
 }  // namespace emissions::detail::webhooks

@@ -17,8 +17,10 @@ struct ParsedUrl {
 // Parses an absolute URL with libcurl's URL API.
 [[nodiscard]] ParsedUrl parse_url(std::string_view url);
 
-// A redirect's Location, for a reason: scheme://host:port/path, without user information,
-// query or fragment; "(none)" when empty, "(unparseable)" when libcurl cannot parse it.
+// A redirect's Location, for a reason: scheme://host:port only, like the endpoint (a path
+// may hold the credential of a Slack-style hook: a receiver that redirects to the same
+// path elsewhere would otherwise put it in reasons and telemetry); "(none)" when empty,
+// "(unparseable)" when libcurl cannot parse it.
 [[nodiscard]] std::string describe_location(std::string_view location);
 
 }  // namespace emissions::detail::webhooks

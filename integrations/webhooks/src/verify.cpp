@@ -73,12 +73,16 @@ Status verify(std::span<const std::string> secrets, std::string_view id, std::st
                                  .count();
     const std::int64_t allowed = std::clamp<std::int64_t>(tolerance.count(), 0, kLongestTolerance);
     const std::string within = " s, beyond the tolerance of " + std::to_string(allowed) + " s";
+    // The gaps in unsigned arithmetic: a hostile timestamp (INT64_MIN) must not overflow.
+    const auto gap = [](std::int64_t later, std::int64_t earlier) {
+      return std::to_string(static_cast<std::uint64_t>(later) -
+                            static_cast<std::uint64_t>(earlier));
+    };
     if (sent < now - allowed) {
-      return invalid("webhook-timestamp is stale: " + std::to_string(now - sent) + within);
+      return invalid("webhook-timestamp is stale: " + gap(now, sent) + within);
     }
     if (sent > now + allowed) {
-      return invalid("webhook-timestamp is in the future by " + std::to_string(sent - now) +
-                     within);
+      return invalid("webhook-timestamp is in the future by " + gap(sent, now) + within);
     }
 
     // Every v1 signature of the header (space-separated `version,base64` entries); other

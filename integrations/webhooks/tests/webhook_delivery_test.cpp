@@ -236,8 +236,9 @@ TEST(WebhookDelivery, RedirectsAreNotFollowedAndFailNamingTheLocation) {
   ASSERT_TRUE(dead->wait_for([](auto events) { return !events.empty(); }, 5s));
   const std::string reason = dead_reason(dead->events()[0]);
   EXPECT_THAT(reason, HasSubstr("HTTP 301"));
-  EXPECT_THAT(reason, HasSubstr("redirects to http://127.0.0.1:" + std::to_string(server.port()) +
-                                "/moved/here"));
+  EXPECT_THAT(reason,
+              HasSubstr("redirects to http://127.0.0.1:" + std::to_string(server.port()) + ": "));
+  EXPECT_THAT(reason, Not(HasSubstr("/moved/here")));  // a path may be a credential
   EXPECT_THAT(reason, HasSubstr("not followed"));
   EXPECT_THAT(reason, Not(HasSubstr("s3cr3t")));  // the query is not quoted
 }

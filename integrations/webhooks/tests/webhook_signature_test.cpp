@@ -128,6 +128,11 @@ TEST(WebhookSignature, VerifyTellsAStaleTimestampFromABadSignature) {
   const emissions::Status future =
       verify(secrets, "id", future_ts, sign(secrets, "id", now + 600, body), body);
   EXPECT_THAT(future.message(), HasSubstr("in the future"));
+  // The extremes of the type: refused as stale or future, without overflowing (UBSan).
+  const emissions::Status oldest = verify(secrets, "id", "-9223372036854775808", "v1,AAAA", body);
+  EXPECT_THAT(oldest.message(), HasSubstr("stale: 92233720"));
+  const emissions::Status latest = verify(secrets, "id", "9223372036854775807", "v1,AAAA", body);
+  EXPECT_THAT(latest.message(), HasSubstr("in the future by 92233720"));
 
   // Fresh, but the body, the id or the timestamp changed after signing.
   const std::string ts = std::to_string(now);
