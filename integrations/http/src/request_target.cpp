@@ -1,5 +1,7 @@
 #include "request_target.hpp"
 
+#include <algorithm>
+
 #include <cstddef>
 
 namespace emissions::http::detail {
@@ -84,6 +86,72 @@ bool authorized(std::string_view token, std::string_view authorization, std::str
   }
   const std::optional<std::string> param = query_param(target, "access_token");
   return param && equal_constant_time(*param, token);
+}
+
+namespace {
+
+bool equal_ignoring_case(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const auto lower = [](char c) {
+      return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+    };
+    if (lower(a[i]) != lower(b[i])) return false;
+  }
+  return true;
+}
+
+bool all_digits(std::string_view text) noexcept {
+  return !text.empty() &&
+         std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+bool ipv4_literal(std::string_view text) noexcept {
+  int parts = 0;
+  while (true) {
+    const std::size_t dot = text.find('.');
+    const std::string_view part = text.substr(0, dot);
+    if (!all_digits(part) || part.size() > 3) return false;
+    ++parts;
+    if (dot == std::string_view::npos) break;
+    text.remove_prefix(dot + 1);
+  }
+  return parts == 4;
+}
+
+}  // namespace
+
+bool host_is_local_or_address(std::string_view host) noexcept {
+  if (host.empty()) return true;
+  if (host.front() == '[') {  // an IPv6 literal, maybe with a port
+    const std::size_t close = host.find(']');
+    if (close == std::string_view::npos) return false;
+    const std::string_view rest = host.substr(close + 1);
+    const std::string_view inside = host.substr(1, close - 1);
+    const bool hex_colons =
+        !inside.empty() && std::all_of(inside.begin(), inside.end(), [](char c) {
+          return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
+                 c == ':' || c == '.';
+        });
+    return hex_colons && (rest.empty() || (rest.front() == ':' && all_digits(rest.substr(1))));
+  }
+  std::string_view name = host;
+  if (const std::size_t colon = host.rfind(':'); colon != std::string_view::npos) {
+    if (!all_digits(host.substr(colon + 1))) return false;
+    name = host.substr(0, colon);
+  }
+  return equal_ignoring_case(name, "localhost") || ipv4_literal(name);
+}
+
+bool same_origin(std::string_view origin, std::string_view host) noexcept {
+  if (origin.empty()) return true;
+  const std::size_t scheme_end = origin.find("://");
+  if (scheme_end == std::string_view::npos) return false;  // "null" and the like
+  std::string_view authority = origin.substr(scheme_end + 3);
+  if (const std::size_t slash = authority.find('/'); slash != std::string_view::npos) {
+    authority = authority.substr(0, slash);
+  }
+  return !host.empty() && equal_ignoring_case(authority, host);
 }
 
 }  // namespace emissions::http::detail

@@ -19,4 +19,14 @@ namespace emissions::http::detail {
 [[nodiscard]] bool authorized(std::string_view token, std::string_view authorization,
                               std::string_view target);
 
+// Whether a Host header names this machine by address (an IPv4 literal, or an IPv6 one in
+// brackets) or as localhost, with or without a port; an empty Host (not a browser) counts.
+// Without a bearer token the server answers nothing else: another name may be an
+// attacker's domain rebound to 127.0.0.1 (DNS rebinding), whose page could then read it.
+[[nodiscard]] bool host_is_local_or_address(std::string_view host) noexcept;
+// Whether a WebSocket upgrade's Origin is the server's own page: absent (not a browser), or
+// scheme://authority with the authority equal to the request's Host (case-insensitively).
+// Browsers let any page open a WebSocket anywhere; only the Origin tells them apart.
+[[nodiscard]] bool same_origin(std::string_view origin, std::string_view host) noexcept;
+
 }  // namespace emissions::http::detail

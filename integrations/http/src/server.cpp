@@ -155,6 +155,15 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
       write(std::exchange(stats_, std::nullopt).value());
       return;
     }
+    if (!held_.empty()) {
+      // Taken together with a missed count, which went first: sent before anything more is
+      // taken (taking more now would overwrite them, and they would be neither sent nor
+      // counted).
+      auto events = std::move(held_);
+      held_.clear();
+      write(events_message(events));
+      return;
+    }
     Hub::Taken taken = state_.hub->take(*client_, kEventsPerMessage);
     if (taken.missed != 0) {
       // Sent before the events taken with it: the client learns of the gap first.
@@ -162,19 +171,19 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
       write(nlohmann::json{{"type", "missed"}, {"count", taken.missed}}.dump());
       return;
     }
-    if (!held_.empty()) {
-      taken.events.insert(taken.events.begin(), std::make_move_iterator(held_.begin()),
-                          std::make_move_iterator(held_.end()));
-      held_.clear();
-    }
     if (taken.events.empty()) return;
+    write(events_message(taken.events));
+  }
+
+  template <typename Events>
+  static std::string events_message(const Events& events) {
     std::string out = R"({"type":"events","events":[)";
-    for (std::size_t i = 0; i < taken.events.size(); ++i) {
+    for (std::size_t i = 0; i < events.size(); ++i) {
       if (i != 0) out += ',';
-      out += taken.events[i];
+      out += events[i];
     }
     out += "]}";
-    write(std::move(out));
+    return out;
   }
 
   // The server stops: clients get a close frame and `grace` to answer it. A write in
@@ -339,6 +348,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     const std::string_view target(req.target().data(), req.target().size());
     const std::string_view path = target_path(target);
     if (path == "/healthz") return send(plain(req, bhttp::status::ok, "ok\n"));
+    const std::string_view host(req[bhttp::field::host].data(), req[bhttp::field::host].size());
+    if (state_.options.bearer_token.empty() && !host_is_local_or_address(host)) {
+      return send(plain(req, bhttp::status::forbidden,
+                        "without a bearer token this server answers only to an address or "
+                        "localhost in the Host header (a DNS-rebinding guard)\n"));
+    }
     if (!authorized(state_.options.bearer_token,
                     std::string_view(req[bhttp::field::authorization].data(),
                                      req[bhttp::field::authorization].size()),
@@ -354,6 +369,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         res.set(bhttp::field::upgrade, "websocket");
         res.set(bhttp::field::connection, "Upgrade");
         return send(std::move(res));
+      }
+      const std::string_view origin(req[bhttp::field::origin].data(),
+                                    req[bhttp::field::origin].size());
+      if (!same_origin(origin, host)) {
+        return send(plain(req, bhttp::status::forbidden,
+                          "a WebSocket from another origin is refused (the viewer connects "
+                          "from its own page)\n"));
       }
       timer_.cancel();
       auto ws = std::make_shared<WsSession>(stream_.release_socket(), state_);

@@ -100,6 +100,71 @@ TEST(Server, BearerTokenGuardsEveryRouteButHealthz) {
   EXPECT_TRUE(server->stop().ok());
 }
 
+// DNS rebinding: a page from an attacker's domain that resolves to 127.0.0.1 sends its own
+// name as Host. Without a token the server answers only addresses and localhost.
+TEST(Server, WithoutATokenOnlyAnAddressOrLocalhostIsAnsweredAsHost) {
+  Config config = base_config();
+  auto server = watch(config);
+  Emitter emitter(std::move(config));
+  ASSERT_TRUE(server->start(emitter).ok());
+  const auto port = server->port();
+  const auto with_host = [&](const std::string& host, const std::string& target) {
+    Connection c(port);
+    c.send("GET " + target + " HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n\r\n");
+    return c.read_reply().status;
+  };
+  for (const std::string& host :
+       std::vector<std::string>{"127.0.0.1", "127.0.0.1:" + std::to_string(port), "localhost",
+                                "LOCALHOST:80", "[::1]:8080", "10.1.2.3"}) {
+    EXPECT_EQ(with_host(host, "/metrics"), 200) << host;
+  }
+  for (const std::string& host : std::vector<std::string>{
+           "attacker.example", "attacker.example:" + std::to_string(port),
+           "127.0.0.1.attacker.example", "localhost.attacker.example", "1.2.3", "[::1]x"}) {
+    EXPECT_EQ(with_host(host, "/metrics"), 403) << host;
+    EXPECT_EQ(with_host(host, "/"), 403) << host;
+  }
+  EXPECT_EQ(with_host("attacker.example", "/healthz"), 200);
+  EXPECT_TRUE(server->stop().ok());
+
+  // With a token, any name: the token is what guards it.
+  Config with_token = base_config();
+  auto guarded = watch(with_token, {.bearer_token = "t"});
+  Emitter other(std::move(with_token));
+  ASSERT_TRUE(guarded->start(other).ok());
+  Connection c(guarded->port());
+  c.send(
+      "GET /metrics?access_token=t HTTP/1.1\r\nHost: emissions.internal\r\n"
+      "Connection: close\r\n\r\n");
+  EXPECT_EQ(c.read_reply().status, 200);
+  EXPECT_TRUE(guarded->stop().ok());
+}
+
+// Browsers let any page open a WebSocket to 127.0.0.1: the Origin must be the viewer's own.
+TEST(Server, AWebSocketFromAnotherOriginIsRefused) {
+  Config config = base_config();
+  auto server = watch(config);
+  Emitter emitter(std::move(config));
+  ASSERT_TRUE(server->start(emitter).ok());
+  const auto port = server->port();
+  const std::string host = "127.0.0.1:" + std::to_string(port);
+  const auto upgrade = [&](const std::string& origin_header) {
+    // An accepted upgrade stays open (no length, no end): read its head within 500 ms.
+    Connection c(port, std::chrono::milliseconds(500));
+    c.send("GET /events HTTP/1.1\r\nHost: " + host +
+           "\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
+           origin_header + "\r\n");
+    return c.read_reply().status;
+  };
+  EXPECT_EQ(upgrade("Origin: http://attacker.example\r\n"), 403);
+  EXPECT_EQ(upgrade("Origin: null\r\n"), 403);
+  EXPECT_EQ(upgrade("Origin: http://127.0.0.1:" + std::to_string(port + 1) + "\r\n"), 403);
+  EXPECT_EQ(upgrade("Origin: http://" + host + "\r\n"), 101);  // the viewer's own page
+  EXPECT_EQ(upgrade(""), 101);                                 // not a browser
+  EXPECT_TRUE(server->stop().ok());
+}
+
 TEST(Server, RoutesAnswerWithTheirStatusAndType) {
   Config config = base_config();
   auto server = watch(config);
@@ -117,7 +182,8 @@ TEST(Server, RoutesAnswerWithTheirStatusAndType) {
 
   Connection post(port);
   post.send(
-      "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi");
+      "POST /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nConnection: "
+      "close\r\n\r\nhi");
   const auto r = post.read_reply();
   EXPECT_EQ(r.status, 405);
   EXPECT_TRUE(r.has_header("Allow: GET"));
@@ -131,7 +197,7 @@ TEST(Server, KeepAliveServesSeveralRequestsOnOneConnection) {
   ASSERT_TRUE(server->start(emitter).ok());
   Connection c(server->port());
   for (int i = 0; i < 3; ++i) {
-    c.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     const auto r = c.read_reply();
     EXPECT_EQ(r.status, 200);
     EXPECT_EQ(r.body, "ok\n");
@@ -163,28 +229,30 @@ class MalformedRequests : public ::testing::Test {
 };
 
 TEST_F(MalformedRequests, TruncatedThenClosedIs400) {
-  EXPECT_EQ(send("GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Le", true).status, 400);
+  EXPECT_EQ(send("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le", true).status, 400);
 }
 
 TEST_F(MalformedRequests, TruncatedBodyIs400) {
-  EXPECT_EQ(send("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc", true).status, 400);
+  EXPECT_EQ(send("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nabc", true).status,
+            400);
 }
 
 TEST_F(MalformedRequests, TruncatedAndLateIs408) {
-  const auto r = send("GET /metrics HTTP/1.1\r\nHost: x\r\n", false);
+  const auto r = send("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n", false);
   EXPECT_EQ(r.status, 408);
   EXPECT_TRUE(r.has_header("Connection: close"));
 }
 
 TEST_F(MalformedRequests, HeadersOver64KiBAre431) {
   std::string req =
-      "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(70 * 1024, 'a') + "\r\n\r\n";
+      "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + std::string(70 * 1024, 'a') + "\r\n\r\n";
   EXPECT_EQ(send(req, false).status, 431);
 }
 
 TEST_F(MalformedRequests, ABodyOver64KiBIs413) {
   const std::string req =
-      "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(1 << 20) + "\r\n\r\n";
+      "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " + std::to_string(1 << 20) +
+      "\r\n\r\n";
   EXPECT_EQ(send(req, false).status, 413);
 }
 
@@ -195,13 +263,14 @@ TEST_F(MalformedRequests, GarbageIs400) {
 }
 
 TEST_F(MalformedRequests, EventsWithoutUpgradeIs426) {
-  const auto r = send("GET /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", false);
+  const auto r =
+      send("GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", false);
   EXPECT_EQ(r.status, 426);
   EXPECT_TRUE(r.has_header("Upgrade: websocket"));
 }
 
 TEST_F(MalformedRequests, AnUpgradeWithoutAKeyIs400) {
-  EXPECT_EQ(send("GET /events HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+  EXPECT_EQ(send("GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n"
                  "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n",
                  false)
                 .status,
@@ -210,7 +279,7 @@ TEST_F(MalformedRequests, AnUpgradeWithoutAKeyIs400) {
 
 TEST_F(MalformedRequests, AnUpgradeWithAnUnknownVersionIs426) {
   const auto r = send(
-      "GET /events HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+      "GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n"
       "Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
       "Sec-WebSocket-Version: 7\r\n\r\n",
       false);
@@ -226,8 +295,8 @@ TEST(Server, ConnectionsBeyondTheBoundAreClosed) {
     Connection a(server->port());
     Connection b(server->port());
     // Both accepted and served: the server counts them.
-    a.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
-    b.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    a.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    b.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     EXPECT_EQ(a.read_reply().status, 200);
     EXPECT_EQ(b.read_reply().status, 200);
     Connection c(server->port(), std::chrono::seconds(5));
