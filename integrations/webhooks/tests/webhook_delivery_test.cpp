@@ -268,8 +268,11 @@ TEST(WebhookDelivery, A429WithRetryAfterInSecondsWaitsThatLong) {
 TEST(WebhookDelivery, A503WithRetryAfterAsAnHttpDateWaitsUntilThen) {
   TestServer server([](const Received&, std::size_t index) {
     if (index != 0) return Reply{.status = 200};
-    // IMF-fixdate, three seconds on (whole seconds: at least two from now).
-    const std::time_t at = std::time(nullptr) + 3;
+    // IMF-fixdate, three seconds on (whole seconds: at least two from now). From
+    // system_clock, not time(): glibc's time() reads a coarse clock that can lag the one
+    // the adapter compares the date with by a few milliseconds (a 1.995 s gap was seen).
+    const std::time_t at =
+        std::chrono::system_clock::to_time_t(std::chrono::system_clock::now()) + 3;
     std::tm utc{};
     gmtime_r(&at, &utc);
     char text[64];
