@@ -2,10 +2,12 @@
 // CTest fixture), a blocking connection for tests, and a fresh outbox table per test.
 #pragma once
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -92,6 +94,17 @@ inline OutboxOptions fresh_outbox(const Db& db, const std::string& suffix = "") 
 
 inline long long rows_in(const Db& db, const OutboxOptions& options) {
   return db.count("SELECT count(*) FROM \"" + options.table + "\"");
+}
+
+// A relay of the tests: polls every 200 ms, leases for 5 s, named (in the server's
+// application_name too, so a test can find its session).
+inline RelayOptions relay_options(const OutboxOptions& outbox, std::string name) {
+  using namespace std::chrono_literals;
+  return RelayOptions{.conninfo = conninfo() + " application_name=" + name,
+                      .outbox = outbox,
+                      .poll_interval = 200ms,
+                      .lease = 5'000ms,
+                      .name = std::move(name)};
 }
 
 }  // namespace emissions::postgres::test

@@ -30,20 +30,12 @@ using emissions::postgres::test::eventually;
 using emissions::postgres::test::fresh_outbox;
 using emissions::postgres::test::keyed;
 using emissions::postgres::test::log_config;
+using emissions::postgres::test::relay_options;
 using emissions::postgres::test::rows_in;
 using emissions::postgres::test::SharedLog;
 using emissions::postgres::test::stage_events;
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
-
-RelayOptions relay_options(const OutboxOptions& outbox, std::string name) {
-  return RelayOptions{
-      .conninfo = emissions::postgres::test::conninfo() + " application_name=" + name,
-      .outbox = outbox,
-      .poll_interval = 200ms,
-      .lease = 5'000ms,
-      .name = std::move(name)};
-}
 
 class RelayTest : public ::testing::Test {
  protected:
