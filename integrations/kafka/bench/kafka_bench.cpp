@@ -42,6 +42,8 @@
 #include "emissions/event.hpp"
 #include "emissions/sources/kafka.hpp"
 #include "handles.hpp"
+#include "producer_config.hpp"
+#include "properties.hpp"
 
 namespace {
 
@@ -68,10 +70,6 @@ struct Options {
 
 constexpr std::size_t kEventsPerCommit = 100;
 constexpr std::size_t kKeys = 1'000;
-const std::map<std::string, std::string> kProducerDefaults{{"enable.idempotence", "true"},
-                                                           {"acks", "all"},
-                                                           {"linger.ms", "5"},
-                                                           {"compression.type", "lz4"}};
 
 std::string topic_name(const char* what, int rep) {
   return std::string(what) + "-" + std::to_string(rep);
@@ -157,13 +155,8 @@ class MockBroker {
 
 ConfHandle make_conf(const std::map<std::string, std::string>& properties) {
   ConfHandle conf(rd_kafka_conf_new());
-  std::array<char, 512> error{};
-  for (const auto& [key, value] : properties) {
-    if (rd_kafka_conf_set(conf.get(), key.c_str(), value.c_str(), error.data(), error.size()) !=
-        RD_KAFKA_CONF_OK) {
-      throw Failure(key + ": " + error.data());
-    }
-  }
+  for (const auto& [key, value] : properties)
+    emissions::detail::kafka::set_property(conf.get(), key, value, key);
   return conf;
 }
 
@@ -181,7 +174,9 @@ struct Reports {
 double raw_producer(const Options& options, const std::string& bootstraps,
                     const std::string& topic) {
   Reports reports;
-  std::map<std::string, std::string> properties = kProducerDefaults;
+  std::map<std::string, std::string> properties;  // the adapter's defaults, then ours
+  for (const auto& [key, value] : emissions::detail::kafka::default_properties())
+    properties[key] = value;
   properties["bootstrap.servers"] = bootstraps;
   properties["log_level"] = "2";
   ConfHandle conf = make_conf(properties);
@@ -516,6 +511,9 @@ int main(int argc, char** argv) {
     return 0;
   } catch (const Failure& failure) {
     std::fprintf(stderr, "emissions-kafka-bench: %s\n", failure.what());
+    return 2;
+  } catch (const emissions::ConfigError& error) {  // a property librdkafka refused
+    std::fprintf(stderr, "emissions-kafka-bench: %s\n", error.what());
     return 2;
   }
 }

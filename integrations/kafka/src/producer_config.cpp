@@ -41,6 +41,10 @@ std::chrono::milliseconds read_message_timeout(const rd_kafka_conf_t* conf) {
 
 }  // namespace
 
+std::span<const std::pair<const char*, const char*>> default_properties() noexcept {
+  return kDefaults;
+}
+
 void check_options(const adapters::KafkaOptions& options) {
   const bool bootstrap_property = options.properties.contains("bootstrap.servers") ||
                                   options.properties.contains("metadata.broker.list");

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <chrono>
+#include <span>
+#include <utility>
 
 #include "emissions/adapters/kafka.hpp"
 #include "handles.hpp"
@@ -21,6 +23,10 @@ struct ProducerCallbacks {
 // (and no bootstrap.servers property), both, no topic and no topic_for, an empty name, a
 // flush_timeout outside 0..24 h.
 void check_options(const adapters::KafkaOptions& options);
+
+// The properties every producer starts with, before KafkaOptions::properties (the
+// benchmark's raw loop uses the same).
+[[nodiscard]] std::span<const std::pair<const char*, const char*>> default_properties() noexcept;
 
 // A producer and what the adapter needs to know of its configuration.
 struct CreatedProducer {
