@@ -485,7 +485,8 @@ void Relay::State::run() {
       claimed.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
       std::vector<std::pair<std::int64_t, Event>> decoded;
       decoded.reserve(static_cast<std::size_t>(n));
-      std::vector<std::int64_t> bad;
+      std::vector<std::int64_t> bad;  // malformed rows, by seq, and why
+      std::vector<std::string> bad_why;
       for (int r = 0; r < n; ++r) {
         std::int64_t seq = 0;
         Event e;
@@ -498,14 +499,13 @@ void Relay::State::run() {
         // (the whole claim is handed back below) and is reported at each claim.
         if (!parse_i64(PQgetvalue(rows, r, 0), seq)) {
           bad.clear();
+          bad_why.clear();
           decoded.clear();
           record_error(std::string("a claimed row has no readable seq: ") + why);
           break;
         }
         bad.push_back(seq);
-        report_malformed(seq, why);
-        record_error("row with seq " + std::to_string(seq) + " is malformed (" + why +
-                     "): set aside");
+        bad_why.push_back(why);
       }
       // One relay publishes in insertion order (RETURNING promises no order).
       std::sort(decoded.begin(), decoded.end(),
@@ -523,6 +523,12 @@ void Relay::State::run() {
         // Not set aside: the claim is not published; its lease brings it back.
         failed("setting malformed rows aside");
         continue;
+      }
+      // Counted and reported once set aside: a row is never counted twice.
+      for (std::size_t i = 0; i < bad.size(); ++i) {
+        report_malformed(bad[i], bad_why[i]);
+        record_error("row with seq " + std::to_string(bad[i]) + " is malformed (" + bad_why[i] +
+                     "): set aside");
       }
       if (events.empty() && bad.empty()) {
         // Rows that cannot even be told apart: hand them all back, look again at the next poll.
