@@ -1,8 +1,9 @@
 // emissions-postgres-bench: the outbox's figures (docs/BENCHMARKS.md), each beside a baseline
 // measured in the same run against the same server.
 //
-//   emissions-postgres-bench [conninfo]
+//   emissions-postgres-bench [conninfo [parts]]
 //
+// `parts` picks runs by name, comma-separated (staging,relay,latency; default all).
 // Without a conninfo it starts a throw-away PostgreSQL 15 of its own with the server's
 // default durability (fsync and synchronous_commit on; pg_cluster.sh with
 // EMISSIONS_PG_DURABLE=1) and stops it at the end.
@@ -20,13 +21,17 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -123,6 +128,42 @@ class Counting final : public emissions::Adapter {
   Clock::time_point last_;
 };
 
+// CPU seconds (user + system) of `pid` from /proc, 0 when it is gone or unreadable.
+double process_cpu_s(const std::string& pid) {
+  std::ifstream in("/proc/" + pid + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return 0;
+  // Fields after the command (which may hold spaces) start after the last ')'.
+  std::istringstream fields(line.substr(line.rfind(')') + 2));
+  std::string field;
+  unsigned long long utime = 0;
+  unsigned long long stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+// The CPU seconds of every server process (backends and background workers) by pid.
+std::map<std::string, double> server_cpu(const Conn& db) {
+  std::map<std::string, double> out;
+  PGresult* r = PQexec(db.conn, "SELECT pid FROM pg_stat_activity");
+  if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+    for (int i = 0; i < PQntuples(r); ++i)
+      out[PQgetvalue(r, i, 0)] = process_cpu_s(PQgetvalue(r, i, 0));
+  }
+  PQclear(r);
+  return out;
+}
+
+double self_cpu_s() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
@@ -155,6 +196,8 @@ int main(int argc, char** argv) {
     }
     info = cluster->conninfo();
   }
+  const std::string parts = argc > 2 ? argv[2] : "staging,relay,latency";
+  auto wanted = [&](const char* part) { return parts.find(part) != std::string::npos; };
   Conn db(info);
   if (PQstatus(db.conn) != CONNECTION_OK) {
     std::fprintf(stderr, "cannot connect: %s", PQerrorMessage(db.conn));
@@ -168,7 +211,7 @@ int main(int argc, char** argv) {
   }
 
   // 1. Staging overhead.
-  {
+  if (wanted("staging")) {
     emissions::Emitter emitter(config_with(nullptr));
     std::vector<double> plain;
     std::vector<double> staged;
@@ -199,7 +242,7 @@ int main(int argc, char** argv) {
   }
 
   // 2. Relay throughput: a backlog, drained by one relay with batch 500.
-  {
+  if (wanted("relay")) {
     constexpr int kEvents = 100'000;
     constexpr int kPerTx = 500;
     {
@@ -217,6 +260,8 @@ int main(int argc, char** argv) {
     auto adapter = std::make_shared<Counting>();
     emissions::Emitter emitter(config_with(adapter));
     emissions::postgres::Relay relay(emitter, {.conninfo = info, .outbox = outbox, .batch = 500});
+    const std::map<std::string, double> server_before = server_cpu(db);
+    const double self_before = self_cpu_s();
     const auto t0 = Clock::now();
     if (!relay.start().ok()) return 1;
     const auto deadline = t0 + 300s;
@@ -224,6 +269,12 @@ int main(int argc, char** argv) {
       std::this_thread::sleep_for(1ms);
     }
     const auto t1 = Clock::now();
+    const double self_used = self_cpu_s() - self_before;
+    double server_used = 0;  // read while the relay's backend is still there
+    for (const auto& [pid, cpu] : server_cpu(db)) {
+      const auto before = server_before.find(pid);
+      server_used += cpu - (before == server_before.end() ? 0 : before->second);
+    }
     const auto stats = relay.stats();
     if (!relay.stop(10s).ok() || !emitter.drain(10s).ok() || stats.deleted != kEvents ||
         adapter->count() != static_cast<std::size_t>(kEvents)) {
@@ -234,10 +285,12 @@ int main(int argc, char** argv) {
     std::printf("relay_throughput_batch500_eps  %.0f (%d events in %.2f s)\n",
                 kEvents / std::chrono::duration<double>(t1 - t0).count(), kEvents,
                 std::chrono::duration<double>(t1 - t0).count());
+    std::printf("relay_cpu_us_per_event         relay process %.2f, server %.2f\n",
+                self_used * 1e6 / kEvents, server_used * 1e6 / kEvents);
   }
 
   // 3. Commit-to-delivery latency with LISTEN.
-  {
+  if (wanted("latency")) {
     auto adapter = std::make_shared<Counting>();
     emissions::Emitter emitter(config_with(adapter));
     emissions::postgres::Relay relay(

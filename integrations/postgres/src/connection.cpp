@@ -1,5 +1,7 @@
 #include "connection.hpp"
 
+#include "relay_faults.hpp"
+
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -98,6 +100,7 @@ bool wait_for(int socket, bool write, const Io& io, std::string& error) {
 }  // namespace
 
 ConnHandle connect(const std::string& conninfo, const Io& io, std::string& error) {
+  (void)fault(FaultPoint::connecting, nullptr);
   ConnHandle conn(PQconnectStart(conninfo.c_str()));
   if (!conn) {
     error = "out of memory opening a connection";

@@ -4,7 +4,9 @@
 #include <atomic>
 #include <charconv>
 #include <cstdint>
+#include <iterator>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -12,6 +14,7 @@
 #include "connection.hpp"
 #include "emissions/outbox/postgres_relay.hpp"
 #include "emissions/telemetry.hpp"
+#include "relay_faults.hpp"
 #include "relay_options.hpp"
 #include "sql.hpp"
 
@@ -49,28 +52,79 @@ bool parse_i64(const char* text, std::int64_t& out) {
 // a telemetry handler on the relay thread must not join that thread.
 thread_local const void* t_relay_state = nullptr;
 
+// A claim from its UPDATE until its rows are deleted (or handed back).
 struct Claim {
   std::string id;
-  std::size_t rows = 0;
+  std::vector<std::int64_t> seqs;  // its rows handed to the Emitter, in seq order
+  std::size_t pieces_out = 0;      // pieces handed to the Emitter and not settled yet
+  // A piece was dropped while the Emitter was shutting down: its rows stay in the table.
+  bool keep = false;
+  // A DELETE of these rows lost its reply with the connection: it may have committed.
+  bool delete_uncertain = false;
+  [[nodiscard]] bool settled() const { return pieces_out == 0; }
 };
+
+struct SettledPiece {
+  std::string claim_id;
+  bool shutdown_drop = false;
+};
+
+std::mutex g_fault_mutex;
+detail::FaultHook g_fault_hook;
+std::atomic<bool> g_fault_set{false};
 
 }  // namespace
 
+namespace detail {
+
+void set_fault_hook(FaultHook hook) {
+  const std::lock_guard lock(g_fault_mutex);
+  g_fault_set.store(static_cast<bool>(hook), std::memory_order_release);
+  g_fault_hook = std::move(hook);
+}
+
+bool fault(FaultPoint point, PGconn* conn) {
+  if (!g_fault_set.load(std::memory_order_acquire)) return false;
+  FaultHook hook;
+  {
+    const std::lock_guard lock(g_fault_mutex);
+    hook = g_fault_hook;
+  }
+  return hook ? hook(point, conn) : false;
+}
+
+}  // namespace detail
+
 struct Relay::State : std::enable_shared_from_this<Relay::State> {
   State(Emitter& e, RelayOptions o) : emitter(e), options(std::move(o)) {}
+  // The connecting thread, if a host name resolution still held it when run() ended: its
+  // attempt sees the stop and gives up as soon as libpq returns.
+  ~State() {
+    if (connector.joinable()) connector.join();
+  }
+  State(const State&) = delete;
+  State& operator=(const State&) = delete;
 
   Emitter& emitter;
   const RelayOptions options;
   detail::WakeFd wake;
   detail::StopSignal stop;
 
-  std::mutex mutex;                  // guards settled and last_error
-  std::vector<std::string> settled;  // claims every adapter settled, to delete
+  std::mutex mutex;                   // guards settled, last_error and the connector's result
+  std::vector<SettledPiece> settled;  // pieces every adapter settled, to account for
   std::string last_error;
+
+  // Connection attempts run on their own thread: libpq resolves host names with a blocking
+  // getaddrinfo() that no deadline interrupts, and stop() must return by its own.
+  std::thread connector;
+  bool connect_done = false;  // guarded by mutex, with the two below
+  detail::ConnHandle connect_result;
+  std::string connect_error;
 
   std::atomic<std::uint64_t> claimed{0};
   std::atomic<std::uint64_t> published{0};
   std::atomic<std::uint64_t> deleted{0};
+  std::atomic<std::uint64_t> malformed{0};
   std::atomic<std::uint64_t> reconnects{0};
   std::atomic<std::uint64_t> errors{0};
   std::atomic<bool> connected{false};
@@ -99,24 +153,81 @@ struct Relay::State : std::enable_shared_from_this<Relay::State> {
                          {{"relay", options.name}});
     }
   }
+  // [emissions, outbox, malformed] {count: 1} {relay, seq, reason}.
+  void report_malformed(std::int64_t seq, const std::string& why) {
+    malformed.fetch_add(1, std::memory_order_relaxed);
+    if (telemetry::enabled()) {
+      telemetry::execute({"emissions", "outbox", "malformed"}, {{"count", 1}},
+                         {{"relay", options.name}, {"seq", seq}, {"reason", why}});
+    }
+  }
+
+  // Starts a connection attempt on the connector thread (the previous one joined).
+  void start_connecting() {
+    {
+      const std::lock_guard lock(mutex);
+      connect_done = false;
+    }
+    connector = std::thread([this] {
+      std::string error;
+      detail::ConnHandle conn = detail::connect(
+          options.conninfo, detail::Io{&wake, Clock::now() + kConnectTimeout, &stop}, error);
+      {
+        const std::lock_guard lock(mutex);
+        connect_result = std::move(conn);
+        connect_error = std::move(error);
+        connect_done = true;
+      }
+      wake.wake();
+    });
+  }
 
   void run();
 };
 
+namespace {
+
+// Decodes one claimed row; an empty string, or why it cannot be an Event.
+std::string decode_row(PGresult* rows, int r, std::int64_t& seq, Event& e) {
+  std::int64_t micros = 0;
+  if (!parse_i64(PQgetvalue(rows, r, 0), seq)) return "its seq is not a number";
+  const std::optional<EventId> id = EventId::parse(PQgetvalue(rows, r, 1));
+  if (!id || id->is_nil()) return "its id is not a UUID";
+  if (PQgetlength(rows, r, 2) == 0) return "its name is empty";
+  if (!parse_i64(PQgetvalue(rows, r, 5), micros)) return "its emitted_at is out of range";
+  e.payload = nlohmann::json::parse(PQgetvalue(rows, r, 3), nullptr, false);
+  e.metadata = nlohmann::json::parse(PQgetvalue(rows, r, 4), nullptr, false);
+  if (e.payload.is_discarded() || e.metadata.is_discarded()) return "it holds invalid JSON";
+  if (!e.metadata.is_null() && !e.metadata.is_object()) return "its metadata is not an object";
+  e.id = *id;
+  e.name = EventName(std::string_view(PQgetvalue(rows, r, 2)));
+  e.emitted_at = std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::microseconds(micros)));
+  return {};
+}
+
+}  // namespace
+
 void Relay::State::run() {
   t_relay_state = this;
   detail::ConnHandle conn;
-  std::vector<Claim> live;
-  std::vector<std::string> to_delete;
+  std::vector<Claim> live;  // claimed, not yet deleted or handed back
+  std::vector<SettledPiece> arrived;
   std::vector<detail::ResultHandle> results;
   std::string error;
   bool sql_failed = false;
+  bool connecting = false;
   std::uint32_t failures = 0;
   bool ever_connected = false;
   bool want_claim = true;
+  // The most events one publish takes: `batch`, halved each time the Emitter refuses a
+  // piece as overloaded (a claim larger than an adapter's buffer_size never fits whole).
+  std::size_t piece_limit = options.batch;
   Clock::time_point next_connect = Clock::now();
   Clock::time_point next_poll = Clock::now();
   Clock::time_point next_renew = Clock::time_point::max();
+  Clock::time_point next_publish = Clock::time_point::min();
   Clock::time_point paused_until = Clock::time_point::min();
   const auto renew_every = options.lease / 3;
   // One statement may take at most a lease: beyond that our claims are lost anyway.
@@ -146,55 +257,130 @@ void Relay::State::run() {
   auto exec = [&](const std::string& sql) {
     return detail::run(conn.get(), sql, io(statement_timeout), results, error, sql_failed);
   };
+  auto find_claim = [&](const std::string& id) {
+    return std::find_if(live.begin(), live.end(), [&](const Claim& c) { return c.id == id; });
+  };
+  // Hands `events` (a claim's, in seq order) to the Emitter a piece at a time, each with its
+  // own on_settled. The number handed over; `refusal` tells why the rest was not.
+  auto publish_pieces = [&](Claim& claim, std::vector<Event>& events, Status& refusal) {
+    std::size_t done = 0;
+    while (done < events.size()) {
+      const std::size_t n = std::min(piece_limit, events.size() - done);
+      std::vector<Event> piece;
+      if (done == 0 && n == events.size()) {
+        piece = std::move(events);  // the usual case: the claim whole, no copy
+      } else {
+        const auto first = events.begin() + static_cast<std::ptrdiff_t>(done);
+        piece.assign(std::make_move_iterator(first),
+                     std::make_move_iterator(first + static_cast<std::ptrdiff_t>(n)));
+      }
+      auto on_settled = [weak = weak_from_this(), id = claim.id](const Settlement& s) {
+        const auto self = weak.lock();
+        if (!self) return;
+        std::uint64_t dropped = 0;
+        for (const AdapterStats& a : s.adapters)
+          dropped += a.dropped;
+        // A drop is a settlement, but one made while the Emitter shuts down (its deadline
+        // ran out) is not final for the destination: those rows stay for the next claim.
+        // A drop by an overflow policy before the shutdown began is final. An overflow drop
+        // during a shutdown counts as a shutdown's: published again rather than lost.
+        const bool shutdown_drop = dropped > 0 && self->emitter.closed();
+        {
+          const std::lock_guard lock(self->mutex);
+          self->settled.push_back(SettledPiece{id, shutdown_drop});
+        }
+        self->wake.wake();
+      };
+      refusal = emitter.publish(std::move(piece), std::move(on_settled));
+      if (!refusal.ok()) {
+        // Later pieces of a claim that was too large for an adapter's queue get smaller.
+        if (refusal == Errc::overloaded && n > 1) piece_limit = std::max<std::size_t>(1, n / 2);
+        break;
+      }
+      ++claim.pieces_out;
+      done += n;
+    }
+    return done;
+  };
 
   while (true) {
     {
       const std::lock_guard lock(mutex);
-      for (std::string& claim : settled)
-        to_delete.push_back(std::move(claim));
-      settled.clear();
+      arrived.swap(settled);
     }
+    for (const SettledPiece& piece : arrived) {
+      const auto claim = find_claim(piece.claim_id);
+      if (claim == live.end()) continue;  // cannot happen: a claim leaves live once settled
+      --claim->pieces_out;
+      claim->keep = claim->keep || piece.shutdown_drop;
+    }
+    arrived.clear();
     stop.nothing_live.store(live.empty(), std::memory_order_release);
     const bool stopping = stop.requested.load(std::memory_order_acquire);
+    // A connection attempt stuck in a host name resolution is left to its thread (joined
+    // later, by the State): stop() returns by its deadline.
     if (stopping && (live.empty() || Clock::now() >= stop.when())) break;
     const Clock::time_point now = Clock::now();
 
     if (!conn) {
+      if (connecting) {
+        bool done = false;
+        {
+          const std::lock_guard lock(mutex);
+          done = connect_done;
+          if (done) {
+            conn = std::move(connect_result);
+            error = std::move(connect_error);
+          }
+        }
+        if (!done) {
+          (void)detail::wait_socket(-1, false, wake,
+                                    stopping ? stop.when() : Clock::time_point::max());
+          continue;
+        }
+        connector.join();
+        connecting = false;
+        if (!conn) {
+          record_error(error);
+          ++failures;
+          next_connect = Clock::now() + reconnect_delay(failures);
+          continue;
+        }
+        if (!exec(detail::listen_statement(options.outbox.channel))) {
+          drop_connection("LISTEN: " + error);
+          continue;
+        }
+        if (ever_connected) reconnects.fetch_add(1, std::memory_order_relaxed);
+        ever_connected = true;
+        failures = 0;
+        report_connection(true);
+        want_claim = true;  // what was committed while we were away
+        paused_until = Clock::time_point::min();
+        if (!live.empty()) next_renew = Clock::now();  // our leases ran on while we were away
+        // Connecting may have consumed a wake-up (a settlement, stop): look at the state again.
+        continue;
+      }
       if (now < next_connect) {
         (void)detail::wait_socket(-1, false, wake,
                                   stopping ? std::min(next_connect, stop.when()) : next_connect);
         continue;
       }
-      conn = detail::connect(options.conninfo, io(kConnectTimeout), error);
-      if (!conn) {
-        record_error(error);
-        ++failures;
-        next_connect = Clock::now() + reconnect_delay(failures);
-        continue;
-      }
-      if (!exec(detail::listen_statement(options.outbox.channel))) {
-        drop_connection("LISTEN: " + error);
-        continue;
-      }
-      if (ever_connected) reconnects.fetch_add(1, std::memory_order_relaxed);
-      ever_connected = true;
-      failures = 0;
-      report_connection(true);
-      want_claim = true;  // what was committed while we were away
-      paused_until = Clock::time_point::min();
-      if (!live.empty()) next_renew = now;  // our leases ran on while we were away
-      // Connecting may have consumed a wake-up (a settlement, stop): look at the state again.
+      connecting = true;
+      start_connecting();
       continue;
     }
 
     // Leases are renewed whatever else happens: during a pause too, or the rows still being
     // delivered would be claimed again by another relay once their lease ran out.
     if (!live.empty() && now >= next_renew) {
+      std::vector<std::int64_t> seqs;
       std::vector<std::string> ids;
       ids.reserve(live.size());
-      for (const Claim& c : live)
+      for (const Claim& c : live) {
         ids.push_back(c.id);
-      if (!exec(detail::renew_statement(table, ids, options.lease))) {
+        seqs.insert(seqs.end(), c.seqs.begin(), c.seqs.end());
+      }
+      if (!exec(detail::renew_statement(table, seqs, ids, options.lease))) {
         // Retried at the next renewal (or at once after a reconnect), not before: a failing
         // renewal must not spin.
         next_renew = Clock::now() + renew_every;
@@ -215,27 +401,74 @@ void Relay::State::run() {
       continue;
     }
 
-    if (!to_delete.empty()) {
-      if (!exec(detail::delete_statement(table, to_delete))) {
-        failed("deleting settled rows");
+    // Claims whose every piece was dropped by a shutdown, in part or whole: handed back,
+    // not deleted (they were not delivered; the next claim takes them).
+    if (const auto kept = std::find_if(live.begin(), live.end(),
+                                       [](const Claim& c) { return c.settled() && c.keep; });
+        kept != live.end()) {
+      if (!exec(detail::release_statement(table, kept->seqs, kept->id))) {
+        failed("handing back rows a shutdown dropped");
         continue;
       }
-      std::int64_t rows = 0;
-      if (parse_i64(PQcmdTuples(results.back().get()), rows)) {
-        deleted.fetch_add(static_cast<std::uint64_t>(rows), std::memory_order_relaxed);
-      }
-      std::erase_if(live, [&](const Claim& c) {
-        return std::find(to_delete.begin(), to_delete.end(), c.id) != to_delete.end();
-      });
-      to_delete.clear();
+      record_error(std::to_string(kept->seqs.size()) +
+                   " rows were dropped by the Emitter's shutdown: they stay in the table");
+      live.erase(kept);
       if (live.empty()) next_renew = Clock::time_point::max();
       continue;
+    }
+
+    // Settled claims: one DELETE for all of them (those whose earlier DELETE lost its reply
+    // in a statement of their own, since they are counted differently).
+    {
+      std::vector<std::int64_t> seqs;
+      std::vector<std::string> ids;
+      bool uncertain = false;
+      for (const Claim& c : live) {
+        if (!c.settled() || c.keep) continue;
+        if (ids.empty()) uncertain = c.delete_uncertain;
+        if (c.delete_uncertain != uncertain) continue;
+        ids.push_back(c.id);
+        seqs.insert(seqs.end(), c.seqs.begin(), c.seqs.end());
+      }
+      if (!ids.empty()) {
+        auto in_group = [&](const Claim& c) {
+          return std::find(ids.begin(), ids.end(), c.id) != ids.end();
+        };
+        bool ok = exec(detail::delete_statement(table, seqs, ids));
+        if (ok && detail::fault(detail::FaultPoint::delete_replied, conn.get())) {
+          ok = false;
+          sql_failed = false;
+          error = "the reply was lost (fault hook)";
+        }
+        if (!ok) {
+          // Lost with the connection, the DELETE may have committed: the next one counts
+          // the rows it no longer finds as deleted (nobody else deletes rows under our claim).
+          if (!sql_failed) {
+            for (Claim& c : live)
+              if (in_group(c)) c.delete_uncertain = true;
+          }
+          failed("deleting settled rows");
+          continue;
+        }
+        std::int64_t gone = 0;
+        std::int64_t present = 0;
+        PGresult* r = results.back().get();
+        if (PQntuples(r) == 1 && parse_i64(PQgetvalue(r, 0, 0), gone) &&
+            parse_i64(PQgetvalue(r, 0, 1), present)) {
+          std::int64_t confirmed = gone;
+          if (uncertain) confirmed += static_cast<std::int64_t>(seqs.size()) - present;
+          deleted.fetch_add(static_cast<std::uint64_t>(confirmed), std::memory_order_relaxed);
+        }
+        std::erase_if(live, in_group);
+        if (live.empty()) next_renew = Clock::time_point::max();
+        continue;
+      }
     }
 
     if (detail::take_notifications(conn.get()) > 0) want_claim = true;
     if (now >= next_poll) want_claim = true;
 
-    if (!stopping && want_claim && live.size() < kMaxClaimsInFlight) {
+    if (!stopping && want_claim && live.size() < kMaxClaimsInFlight && now >= next_publish) {
       const std::string claim_id = EventId::generate().str();
       if (!exec(detail::claim_statement(table, options.name, claim_id, options.lease,
                                         options.batch))) {
@@ -252,72 +485,87 @@ void Relay::State::run() {
       claimed.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
       std::vector<std::pair<std::int64_t, Event>> decoded;
       decoded.reserve(static_cast<std::size_t>(n));
-      std::string bad;
-      for (int r = 0; r < n && bad.empty(); ++r) {
+      std::vector<std::int64_t> bad;  // malformed rows, by seq, and why
+      std::vector<std::string> bad_why;
+      for (int r = 0; r < n; ++r) {
         std::int64_t seq = 0;
-        std::int64_t micros = 0;
-        const std::optional<EventId> id = EventId::parse(PQgetvalue(rows, r, 1));
-        if (!parse_i64(PQgetvalue(rows, r, 0), seq) || !id ||
-            !parse_i64(PQgetvalue(rows, r, 5), micros)) {
-          bad = std::string("row with seq ") + PQgetvalue(rows, r, 0) + " is malformed";
-          break;
-        }
         Event e;
-        e.id = *id;
-        e.name = EventName(std::string_view(PQgetvalue(rows, r, 2)));
-        e.payload = nlohmann::json::parse(PQgetvalue(rows, r, 3), nullptr, false);
-        e.metadata = nlohmann::json::parse(PQgetvalue(rows, r, 4), nullptr, false);
-        if (e.payload.is_discarded() || e.metadata.is_discarded()) {
-          bad = std::string("row with seq ") + PQgetvalue(rows, r, 0) + " holds invalid JSON";
-          break;
-        }
-        e.emitted_at = std::chrono::system_clock::time_point(
-            std::chrono::duration_cast<std::chrono::system_clock::duration>(
-                std::chrono::microseconds(micros)));
-        decoded.emplace_back(seq, std::move(e));
-      }
-      Status published_status;
-      if (bad.empty()) {
-        // One relay publishes in insertion order (RETURNING promises no order).
-        std::sort(decoded.begin(), decoded.end(),
-                  [](const auto& a, const auto& b) { return a.first < b.first; });
-        std::vector<Event> events;
-        events.reserve(decoded.size());
-        for (auto& [seq, e] : decoded)
-          events.push_back(std::move(e));
-        live.push_back(Claim{claim_id, events.size()});
-        stop.nothing_live.store(false, std::memory_order_release);
-        auto on_settled = [weak = weak_from_this(), claim_id](const Settlement&) {
-          if (const auto self = weak.lock()) {
-            {
-              const std::lock_guard lock(self->mutex);
-              self->settled.push_back(claim_id);
-            }
-            self->wake.wake();
-          }
-        };
-        published_status = emitter.publish(std::move(events), std::move(on_settled));
-        if (published_status.ok()) {
-          published.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
-          if (next_renew == Clock::time_point::max()) next_renew = Clock::now() + renew_every;
-          want_claim = static_cast<std::size_t>(n) == options.batch;  // more may be waiting
-          if (!want_claim) next_poll = Clock::now() + options.poll_interval;
+        const std::string why = decode_row(rows, r, seq, e);
+        if (why.empty()) {
+          decoded.emplace_back(seq, std::move(e));
           continue;
         }
-        live.pop_back();
-        bad = "the emitter refused the claim: " + published_status.to_string();
+        // A row whose seq cannot be read cannot be set aside either: it stays claimed
+        // (the whole claim is handed back below) and is reported at each claim.
+        if (!parse_i64(PQgetvalue(rows, r, 0), seq)) {
+          bad.clear();
+          bad_why.clear();
+          decoded.clear();
+          record_error(std::string("a claimed row has no readable seq: ") + why);
+          break;
+        }
+        bad.push_back(seq);
+        bad_why.push_back(why);
       }
-      // Nothing of this claim was published: hand its rows back at once. A closed Emitter
-      // will not take them sooner than the next poll; an overloaded one may soon.
-      // A stop() meanwhile waits for the release (up to its deadline): otherwise the rows
-      // would wait for their lease.
+      // One relay publishes in insertion order (RETURNING promises no order).
+      std::sort(decoded.begin(), decoded.end(),
+                [](const auto& a, const auto& b) { return a.first < b.first; });
+      Claim claim{claim_id, {}, 0, false, false};
+      claim.seqs.reserve(decoded.size());
+      std::vector<Event> events;
+      events.reserve(decoded.size());
+      for (auto& [seq, e] : decoded) {
+        claim.seqs.push_back(seq);
+        events.push_back(std::move(e));
+      }
+      decoded.clear();
+      if (!bad.empty() && !exec(detail::set_aside_statement(table, bad, claim_id, options.name))) {
+        // Not set aside: the claim is not published; its lease brings it back.
+        failed("setting malformed rows aside");
+        continue;
+      }
+      // Counted and reported once set aside: a row is never counted twice.
+      for (std::size_t i = 0; i < bad.size(); ++i) {
+        report_malformed(bad[i], bad_why[i]);
+        record_error("row with seq " + std::to_string(bad[i]) + " is malformed (" + bad_why[i] +
+                     "): set aside");
+      }
+      if (events.empty() && bad.empty()) {
+        // Rows that cannot even be told apart: hand them all back, look again at the next poll.
+        want_claim = false;
+        next_poll = Clock::now() + options.poll_interval;
+        if (!exec(detail::release_statement(table, {}, claim_id))) failed("releasing a claim");
+        continue;
+      }
+      want_claim = static_cast<std::size_t>(n) == options.batch;  // more may be waiting
+      if (!want_claim) next_poll = Clock::now() + options.poll_interval;
+      if (events.empty()) continue;  // all set aside
+
+      Status refusal;
+      const std::size_t taken = publish_pieces(claim, events, refusal);
+      std::vector<std::int64_t> rest(claim.seqs.begin() + static_cast<std::ptrdiff_t>(taken),
+                                     claim.seqs.end());
+      claim.seqs.resize(taken);
+      if (taken > 0) {
+        published.fetch_add(taken, std::memory_order_relaxed);
+        live.push_back(std::move(claim));
+        stop.nothing_live.store(false, std::memory_order_release);
+        if (next_renew == Clock::time_point::max()) next_renew = Clock::now() + renew_every;
+      }
+      if (rest.empty()) continue;
+      // What the Emitter did not take is handed back at once (the rows taken stay in this
+      // claim). A closed Emitter will not take them sooner than the next poll; an
+      // overloaded one may soon. A stop() meanwhile waits for the release (up to its
+      // deadline): otherwise the rows would wait for their lease.
       want_claim = false;
-      next_poll = Clock::now() + (published_status == Errc::closed
+      next_poll = Clock::now() + (refusal == Errc::closed
                                       ? options.poll_interval
                                       : std::min(options.poll_interval, kRepublishDelay));
+      next_publish = next_poll;
       stop.nothing_live.store(false, std::memory_order_release);
-      const bool released = exec(detail::release_statement(table, claim_id));
-      record_error(bad);
+      const bool released = exec(detail::release_statement(table, rest, claim_id));
+      record_error("the emitter refused " + std::to_string(rest.size()) +
+                   " claimed rows: " + refusal.to_string());
       if (!released) failed("releasing a claim");
       continue;
     }
@@ -332,6 +580,7 @@ void Relay::State::run() {
     if (!stopping && stop.requested.load(std::memory_order_acquire)) continue;
     Clock::time_point until = Clock::time_point::max();
     if (!stopping && !want_claim) until = next_poll;
+    if (!stopping && want_claim && now < next_publish) until = next_publish;
     if (!live.empty()) until = std::min(until, next_renew);
     if (stopping) until = std::min(until, stop.when());
     if (detail::wait_socket(PQsocket(conn.get()), false, wake, until) == detail::Ready::io) {
@@ -345,7 +594,7 @@ void Relay::State::run() {
   }
   std::size_t rows = 0;
   for (const Claim& c : live)
-    rows += c.rows;
+    rows += c.seqs.size();
   left_in_flight = rows;
   conn.reset();
   connected.store(false, std::memory_order_relaxed);
@@ -421,6 +670,7 @@ RelayStats Relay::stats() const {
   s.claimed = state_->claimed.load(std::memory_order_relaxed);
   s.published = state_->published.load(std::memory_order_relaxed);
   s.deleted = state_->deleted.load(std::memory_order_relaxed);
+  s.malformed = state_->malformed.load(std::memory_order_relaxed);
   s.reconnects = state_->reconnects.load(std::memory_order_relaxed);
   s.connected = state_->connected.load(std::memory_order_relaxed);
   s.errors = state_->errors.load(std::memory_order_relaxed);

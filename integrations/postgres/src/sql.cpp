@@ -1,5 +1,7 @@
 #include "sql.hpp"
 
+#include <cstdint>
+
 #include "emissions/status.hpp"
 
 namespace emissions::postgres::detail {
@@ -28,13 +30,24 @@ std::string quote_identifier(std::string_view part) {
   return out;
 }
 
-std::string claims_list(const std::vector<std::string>& claims) {
-  std::string out;
-  for (const std::string& claim : claims) {
-    if (!out.empty()) out += ',';
-    out += quote_literal(claim);
+// ARRAY['a','b']::uuid[]: claim ids as literals.
+std::string claims_array(const std::vector<std::string>& claims) {
+  std::string out = "ARRAY[";
+  for (std::size_t i = 0; i < claims.size(); ++i) {
+    if (i > 0) out += ',';
+    out += quote_literal(claims[i]);
   }
-  return out;
+  return out + "]::uuid[]";
+}
+
+// '{1,2,3}'::bigint[]: the rows, by primary key (index lookups, whatever the table's size).
+std::string seqs_array(const std::vector<std::int64_t>& seqs) {
+  std::string out = "'{";
+  for (std::size_t i = 0; i < seqs.size(); ++i) {
+    if (i > 0) out += ',';
+    out += std::to_string(seqs[i]);
+  }
+  return out + "}'::bigint[]";
 }
 
 std::string lease_interval(std::chrono::milliseconds lease) {
@@ -91,8 +104,10 @@ std::string listen_statement(std::string_view channel) {
 std::string schema_statements(std::string_view table) {
   const std::string t = quote_table(table, "OutboxOptions::table");
   const std::string base(table_base(table));
-  // The claim query reads unclaimed or expired rows in seq order (the primary key) and the
-  // keys under a lease (claimed_key); deletes and renewals find a claim's rows (claim).
+  // The claim query reads unclaimed or expired rows in seq order (the primary key) and looks
+  // up the rows of a key (key); deletes, renewals and releases find rows by seq. No index
+  // holds a column a claim writes, so a claim's UPDATE can be HOT (no index entries), and
+  // the fill factor leaves room on each page for the claimed versions of its rows.
   return "CREATE TABLE IF NOT EXISTS " + t +
          " (\n"
          "  seq bigserial PRIMARY KEY,\n"
@@ -106,14 +121,10 @@ std::string schema_statements(std::string_view table) {
          "  claim_id uuid,\n"
          "  claimed_until timestamptz,\n"
          "  claims integer NOT NULL DEFAULT 0\n"
-         ");\n"
+         ") WITH (fillfactor = 50);\n"
          "CREATE INDEX IF NOT EXISTS " +
-         quote_identifier(base + "_claim") + " ON " + t +
-         " (claim_id) WHERE claim_id IS NOT NULL;\n"
-         "CREATE INDEX IF NOT EXISTS " +
-         quote_identifier(base + "_claimed_key") + " ON " + t +
-         " (ordering_key, claimed_until) WHERE claimed_until IS NOT NULL AND ordering_key IS "
-         "NOT NULL;\n";
+         quote_identifier(base + "_key") + " ON " + t +
+         " (ordering_key) WHERE ordering_key IS NOT NULL;\n";
 }
 
 std::string stage_statement(std::string_view table) {
@@ -155,36 +166,54 @@ std::string claim_statement(std::string_view table, std::string_view name,
          ", claim_id = " + quote_literal(claim_id) + ", claimed_until = clock_timestamp() + " +
          lease_interval(lease) +
          ", claims = o.claims + 1 WHERE (o.claimed_until IS NULL OR o.claimed_until <= now()) "
-         "AND o.seq IN ("
+         "AND o.seq = ANY(ARRAY("
          "SELECT c.seq FROM " +
          t +
          " AS c WHERE (c.claimed_until IS NULL OR c.claimed_until <= now()) "
          "AND (c.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM " +
          t +
-         " AS b WHERE b.ordering_key = c.ordering_key AND b.claimed_until > now())) "
+         " AS b WHERE b.ordering_key IS NOT NULL AND b.ordering_key = c.ordering_key "
+         "AND b.claimed_until > now())) "
          "ORDER BY c.seq LIMIT " +
          std::to_string(batch) +
-         ") RETURNING o.seq, o.id, o.name, o.payload::text, o.metadata::text, "
+         ")) RETURNING o.seq, o.id, o.name, o.payload::text, o.metadata::text, "
          "(extract(epoch FROM o.emitted_at) * 1000000)::bigint";
 }
 
-std::string renew_statement(std::string_view table, const std::vector<std::string>& claims,
+std::string renew_statement(std::string_view table, const std::vector<std::int64_t>& seqs,
+                            const std::vector<std::string>& claims,
                             std::chrono::milliseconds lease) {
   // clock_timestamp(): the lease runs from the renewal, even if it waited for a row lock.
   return "UPDATE " + quote_table(table, "OutboxOptions::table") +
-         " SET claimed_until = clock_timestamp() + " + lease_interval(lease) +
-         " WHERE claim_id IN (" + claims_list(claims) + ")";
+         " SET claimed_until = clock_timestamp() + " + lease_interval(lease) + " WHERE seq = ANY(" +
+         seqs_array(seqs) + ") AND claim_id = ANY(" + claims_array(claims) + ")";
 }
 
-std::string delete_statement(std::string_view table, const std::vector<std::string>& claims) {
-  return "DELETE FROM " + quote_table(table, "OutboxOptions::table") + " WHERE claim_id IN (" +
-         claims_list(claims) + ")";
+std::string delete_statement(std::string_view table, const std::vector<std::int64_t>& seqs,
+                             const std::vector<std::string>& claims) {
+  const std::string t = quote_table(table, "OutboxOptions::table");
+  // The outer SELECT sees the table as the statement found it (one snapshot for the whole
+  // statement): rows of `seqs` there before the DELETE, whoever holds them now.
+  return "WITH gone AS (DELETE FROM " + t + " WHERE seq = ANY(" + seqs_array(seqs) +
+         ") AND claim_id = ANY(" + claims_array(claims) +
+         ") RETURNING 1) SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM " + t +
+         " WHERE seq = ANY(" + seqs_array(seqs) + "))";
 }
 
-std::string release_statement(std::string_view table, std::string_view claim_id) {
+std::string release_statement(std::string_view table, const std::vector<std::int64_t>& seqs,
+                              std::string_view claim_id) {
   return "UPDATE " + quote_table(table, "OutboxOptions::table") +
-         " SET claimed_by = NULL, claim_id = NULL, claimed_until = NULL WHERE claim_id = " +
-         quote_literal(claim_id);
+         " SET claimed_by = NULL, claim_id = NULL, claimed_until = NULL WHERE " +
+         (seqs.empty() ? std::string() : "seq = ANY(" + seqs_array(seqs) + ") AND ") +
+         "claim_id = " + quote_literal(claim_id);
+}
+
+std::string set_aside_statement(std::string_view table, const std::vector<std::int64_t>& seqs,
+                                std::string_view claim_id, std::string_view name) {
+  return "UPDATE " + quote_table(table, "OutboxOptions::table") + " SET claimed_by = " +
+         quote_literal(std::string("malformed (") + std::string(name) + ")") +
+         ", claim_id = NULL, claimed_until = 'infinity' WHERE seq = ANY(" + seqs_array(seqs) +
+         ") AND claim_id = " + quote_literal(claim_id);
 }
 
 }  // namespace emissions::postgres::detail

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,9 +34,22 @@ std::string stage_statement(std::string_view table, std::string_view events,
 std::string claim_statement(std::string_view table, std::string_view name,
                             std::string_view claim_id, std::chrono::milliseconds lease,
                             std::size_t batch);
-std::string renew_statement(std::string_view table, const std::vector<std::string>& claims,
+// The leases of the rows `seqs` still held by one of `claims`.
+std::string renew_statement(std::string_view table, const std::vector<std::int64_t>& seqs,
+                            const std::vector<std::string>& claims,
                             std::chrono::milliseconds lease);
-std::string delete_statement(std::string_view table, const std::vector<std::string>& claims);
-std::string release_statement(std::string_view table, std::string_view claim_id);
+// Deletes the rows `seqs` still held by one of `claims` (a row another relay claimed since
+// has another claim id and stays). One row: rows deleted, rows of `seqs` in the table when
+// the statement began (deleted or not).
+std::string delete_statement(std::string_view table, const std::vector<std::int64_t>& seqs,
+                             const std::vector<std::string>& claims);
+// Hands the rows `seqs` of `claim_id` back (empty: all of them; not by index): the next
+// claim may take them at once.
+std::string release_statement(std::string_view table, const std::vector<std::int64_t>& seqs,
+                              std::string_view claim_id);
+// Sets rows that cannot be decoded aside: they stay in the table, claimed by
+// "malformed (name)" until 'infinity', so that no claim takes them again.
+std::string set_aside_statement(std::string_view table, const std::vector<std::int64_t>& seqs,
+                                std::string_view claim_id, std::string_view name);
 
 }  // namespace emissions::postgres::detail

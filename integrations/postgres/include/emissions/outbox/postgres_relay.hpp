@@ -19,10 +19,14 @@
 /// The relay renews the leases of its claims every lease / 3 while they are in flight; a
 /// relay that dies (or stays disconnected for `lease`) leaves its rows to be claimed again
 /// once their lease expired. Each claim is published with Emitter::publish (ids and times
-/// kept) in `seq` order; once every adapter and handler settled it, whatever the outcome,
-/// its rows are deleted. A claim never takes a row whose ordering key has a row under
-/// another live lease, so rows with the same key are never in flight in two claims at once:
-/// per-key order holds with several relays too.
+/// kept) in `seq` order, in smaller pieces once the Emitter refused one as overloaded (a
+/// `batch` larger than an adapter's buffer_size); once every adapter and handler settled it,
+/// whatever the outcome, its rows are deleted, except when an adapter dropped events while
+/// the Emitter was shutting down: those claims are handed back for the next claim. A row
+/// that cannot be decoded into an Event is set aside (it stays in the table, claimed until
+/// 'infinity' by "malformed (name)") and the rest of its claim is published. A claim never takes a
+/// row whose ordering key has a row under another live lease, so rows with the same key are never
+/// in flight in two claims at once: per-key order holds with several relays too.
 ///
 /// Wake-ups: LISTEN on the channel stage() notifies, a poll every `poll_interval` as a
 /// fallback, and at once when a claim was full (more rows are waiting). A lost connection is
@@ -31,9 +35,12 @@
 /// Telemetry (on the relay thread): `[emissions, outbox, error]` {count: 1} {relay, reason}
 /// for each failed statement or connection attempt (the reason never holds the conninfo),
 /// `[emissions, outbox, connected]` and `[emissions, outbox, disconnected]` {count: 1}
-/// {relay}.
+/// {relay}, `[emissions, outbox, malformed]` {count: 1} {relay, seq, reason} per row set
+/// aside.
 ///
-/// Threads: one relay thread between start() and stop(), which owns the connection.
+/// Threads: one relay thread between start() and stop(), which owns the connection, and a
+/// connecting thread per connection attempt (libpq's host name resolution blocks), which
+/// stop() does not wait for and the destructor joins.
 #pragma once
 
 #include <chrono>
@@ -74,9 +81,14 @@ struct RelayOptions {
 
 /// Counters of a Relay (relaxed reads).
 struct RelayStats {
-  std::uint64_t claimed = 0;     ///< rows claimed (a row claimed again counts again)
-  std::uint64_t published = 0;   ///< rows handed to Emitter::publish successfully
-  std::uint64_t deleted = 0;     ///< rows deleted after their settlement
+  std::uint64_t claimed = 0;    ///< rows claimed (a row claimed again counts again)
+  std::uint64_t published = 0;  ///< rows handed to Emitter::publish successfully
+  /// Rows of this relay's settled claims confirmed gone from the table: counted from the
+  /// server's reply to the DELETE; after a DELETE whose reply was lost with the connection,
+  /// the rows the next DELETE no longer finds (that DELETE had committed).
+  std::uint64_t deleted = 0;
+  /// Claimed rows that could not be decoded into an Event (set aside, see the file comment)
+  std::uint64_t malformed = 0;
   std::uint64_t reconnects = 0;  ///< connections opened after the first one
   bool connected = false;        ///< whether the relay holds a working connection now
   std::uint64_t errors = 0;      ///< failed statements and connection attempts
@@ -90,7 +102,9 @@ class Relay {
   /// Validates `options` (ConfigError naming the field). Starts nothing; the Emitter must
   /// outlive the relay (or its stop()).
   Relay(Emitter& emitter, RelayOptions options);
-  /// stop(0): rows still in flight stay claimed until their lease expires.
+  /// stop(0): rows still in flight stay claimed until their lease expires. Then joins a
+  /// connection attempt still inside libpq's host name resolution (up to the resolver's
+  /// own timeout).
   ~Relay();
   Relay(const Relay&) = delete;
   Relay& operator=(const Relay&) = delete;
@@ -102,7 +116,8 @@ class Relay {
   Status start();
   /// Stops claiming, waits until the rows in flight are settled and deleted, closes the
   /// connection and joins the thread, returning by `timeout` (plus the time an
-  /// Emitter::publish already under way may block: its block_timeout). timeout when rows
+  /// Emitter::publish already under way may block: its block_timeout; never the time of a
+  /// host name resolution, see the destructor). timeout when rows
   /// were still in flight: they stay in the table for the next claim (after their lease).
   /// Idempotent: later calls return ok. Called on the relay thread (a telemetry handler),
   /// it only requests the stop and returns ok at once: the thread ends after the handler

@@ -1,0 +1,254 @@
+// The Relay against a real PostgreSQL 15, the second review of issue 12: rows a shutdown
+// dropped stay in the table; stop() returns while a connection attempt hangs (a host name
+// resolution); a batch larger than an adapter's buffer is published in pieces; `deleted`
+// stays exact when a DELETE's reply is lost; a malformed row is set aside, not a stall.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "emissions/emitter.hpp"
+#include "emissions/outbox/postgres.hpp"
+#include "pg_test_support.hpp"
+#include "recording_adapter.hpp"
+#include "relay_faults.hpp"
+#include "relay_support.hpp"
+
+namespace {
+
+using emissions::postgres::OutboxOptions;
+using emissions::postgres::Relay;
+using emissions::postgres::RelayOptions;
+using emissions::postgres::detail::FaultPoint;
+using emissions::postgres::test::Db;
+using emissions::postgres::test::Delivered;
+using emissions::postgres::test::eventually;
+using emissions::postgres::test::fresh_outbox;
+using emissions::postgres::test::log_config;
+using emissions::postgres::test::LogAdapter;
+using emissions::postgres::test::relay_options;
+using emissions::postgres::test::rows_in;
+using emissions::postgres::test::SharedLog;
+using emissions::postgres::test::stage_events;
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+class RelaySettlement : public ::testing::Test {
+ protected:
+  ~RelaySettlement() override { emissions::postgres::detail::set_fault_hook({}); }
+  Db db;
+  OutboxOptions outbox = fresh_outbox(db);
+  std::string table = "\"" + outbox.table + "\"";
+  std::shared_ptr<SharedLog> log = std::make_shared<SharedLog>();
+};
+
+// Fails every delivery with a retriable code: events wait in their retry backoff.
+class Unavailable final : public emissions::Adapter {
+ public:
+  std::string_view name() const override { return "unavailable"; }
+  emissions::Status handle_events(std::span<const emissions::Event>) override {
+    return emissions::Status(emissions::Errc::unavailable, "down");
+  }
+};
+
+TEST_F(RelaySettlement, RowsTheEmittersShutdownDroppedStayInTheTable) {
+  emissions::Config config;
+  config.make_default = false;
+  config.add_adapter(
+      std::make_shared<Unavailable>(),
+      {.retry = emissions::RetryPolicy{
+           .max_attempts = 0, .initial_backoff = 60'000ms, .max_backoff = 60'000ms}});
+  emissions::Emitter emitter(std::move(config));
+  stage_events(emitter, db, outbox, 0, 5, true);
+  const emissions::test_support::TelemetryRecorder recorder("relay_shutdown_drop",
+                                                            {{"emissions", "outbox", "error"}});
+  Relay relay(emitter, relay_options(outbox, "relay_shutdown_drop"));
+  ASSERT_TRUE(relay.start().ok());
+  ASSERT_TRUE(eventually([&] { return relay.stats().published == 5; }, 20s));
+  // The retries wait a minute: the shutdown runs out of time and drops them.
+  (void)emitter.shutdown(200ms);
+  auto reported = [&] {
+    for (const auto& r : recorder.records({"emissions", "outbox", "error"})) {
+      if (r.metadata.at("reason").get<std::string>().find("dropped by the Emitter's shutdown") !=
+          std::string::npos) {
+        return true;
+      }
+    }
+    return false;
+  };
+  ASSERT_TRUE(eventually(reported, 20s)) << relay.stats().last_error;
+  (void)relay.stop(5s);
+  EXPECT_EQ(relay.stats().deleted, 0U);
+  EXPECT_EQ(rows_in(db, outbox), 5);  // for the next claim
+}
+
+TEST_F(RelaySettlement, StopReturnsWhileAConnectionAttemptHangs) {
+  // The hook stands for libpq's blocking host name resolution: it holds the connecting
+  // thread until released (or 30 s).
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool entered = false;
+  bool released = false;
+  bool returned = false;
+  emissions::postgres::detail::set_fault_hook([&](FaultPoint point, PGconn*) {
+    if (point != FaultPoint::connecting) return false;
+    std::unique_lock lock(mutex);
+    entered = true;
+    changed.notify_all();
+    changed.wait_for(lock, 30s, [&] { return released; });
+    returned = true;
+    return false;
+  });
+  emissions::Emitter emitter(log_config("a", log));
+  {
+    Relay relay(emitter, relay_options(outbox, "relay_resolving"));
+    ASSERT_TRUE(relay.start().ok());
+    {
+      std::unique_lock lock(mutex);
+      ASSERT_TRUE(changed.wait_for(lock, 10s, [&] { return entered; }));
+    }
+    EXPECT_TRUE(relay.stop(100ms).ok());  // nothing was in flight
+    bool still_held = false;
+    {
+      const std::lock_guard lock(mutex);
+      still_held = !returned;
+      released = true;  // the destructor joins the connecting thread
+    }
+    changed.notify_all();
+    EXPECT_TRUE(still_held) << "stop() waited for the connection attempt";
+    EXPECT_FALSE(relay.stats().connected);
+  }
+  emissions::postgres::detail::set_fault_hook({});
+}
+
+// A slow adapter: 1 ms per call.
+class Slow final : public emissions::Adapter {
+ public:
+  explicit Slow(std::shared_ptr<SharedLog> log) : log_(std::move(log)) {}
+  std::string_view name() const override { return "slow"; }
+  emissions::Status handle_events(std::span<const emissions::Event> batch) override {
+    std::this_thread::sleep_for(1ms);
+    log_->add("slow", batch);
+    return {};
+  }
+
+ private:
+  std::shared_ptr<SharedLog> log_;
+};
+
+TEST_F(RelaySettlement, BatchLargerThanAnAdaptersBufferIsPublishedInPieces) {
+  // The pipeline admits a commit larger than a queue's buffer_size only into an empty
+  // queue: with other commits keeping the queue busy, a claim of 25 events into a buffer of
+  // 10 would be refused forever.
+  emissions::Config config;
+  config.make_default = false;
+  config.add_adapter(std::make_shared<Slow>(log),
+                     {.max_demand = 2, .buffer_size = 10, .block_timeout = 50ms});
+  emissions::Emitter emitter(std::move(config));
+  for (int t = 0; t < 6; ++t)
+    stage_events(emitter, db, outbox, t * 10, 10, true);
+  std::atomic<bool> busy{true};
+  std::vector<std::thread> traffic;
+  for (int i = 0; i < 3; ++i) {
+    traffic.emplace_back([&] {
+      while (busy.load()) {
+        emissions::Transaction tx = emitter.start();
+        (void)tx.emit("other", nullptr);
+        (void)tx.commit();  // overloaded at times: the queue is meant to stay full
+      }
+    });
+  }
+  RelayOptions options = relay_options(outbox, "relay_pieces");
+  options.batch = 25;
+  Relay relay(emitter, options);
+  ASSERT_TRUE(relay.start().ok());
+  const bool all = eventually([&] { return relay.stats().deleted == 60; }, 30s);
+  busy.store(false);
+  for (std::thread& t : traffic)
+    t.join();
+  ASSERT_TRUE(all) << relay.stats().deleted << "; " << relay.stats().last_error;
+  EXPECT_TRUE(relay.stop(5s).ok());
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  std::vector<int> relayed;
+  for (const Delivered& d : log->entries()) {
+    if (d.event.name.str() == "e") relayed.push_back(d.event.payload.at("n").get<int>());
+  }
+  ASSERT_EQ(relayed.size(), 60U);  // each once
+  for (std::size_t i = 0; i < relayed.size(); ++i)
+    EXPECT_EQ(relayed[i], static_cast<int>(i));  // in seq order
+  EXPECT_EQ(rows_in(db, outbox), 0);
+}
+
+TEST_F(RelaySettlement, DeletedStaysExactWhenADeletesReplyIsLost) {
+  // The first DELETE commits; then the relay's backend is terminated and the relay handles
+  // the reply as lost with the connection.
+  std::atomic<int> lost{0};
+  emissions::postgres::detail::set_fault_hook([&](FaultPoint point, PGconn*) {
+    if (point != FaultPoint::delete_replied || lost.load() > 0) return false;
+    const Db killer;
+    killer.exec(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
+        "'relay_lost_reply'");
+    lost.fetch_add(1);
+    return true;
+  });
+  emissions::Emitter emitter(log_config("a", log));
+  Relay relay(emitter, relay_options(outbox, "relay_lost_reply"));
+  ASSERT_TRUE(relay.start().ok());
+  for (int t = 0; t < 4; ++t)
+    stage_events(emitter, db, outbox, t * 5, 5, true);
+  ASSERT_TRUE(
+      eventually([&] { return rows_in(db, outbox) == 0 && relay.stats().reconnects >= 1; }, 30s));
+  EXPECT_EQ(lost.load(), 1);
+  ASSERT_TRUE(eventually([&] { return relay.stats().deleted == 20; }, 10s))
+      << relay.stats().deleted;
+  EXPECT_TRUE(relay.stop(5s).ok());
+  const auto stats = relay.stats();
+  EXPECT_EQ(stats.deleted, 20U);
+  EXPECT_EQ(stats.published, 20U);
+  ASSERT_TRUE(emitter.drain(5s).ok());
+  EXPECT_EQ(log->size(), 20U);
+}
+
+TEST_F(RelaySettlement, MalformedRowIsSetAsideAndTheRestPublished) {
+  const emissions::test_support::TelemetryRecorder recorder("relay_malformed",
+                                                            {{"emissions", "outbox", "malformed"}});
+  // Written by hand, not by stage(): metadata that is not an object cannot be an Event.
+  const std::string bad_seq =
+      db.scalar("INSERT INTO " + table +
+                " (id, name, payload, metadata, emitted_at) VALUES (gen_random_uuid(), 'e', "
+                "'{}', '[1]', now()) RETURNING seq");
+  emissions::Emitter emitter(log_config("a", log));
+  stage_events(emitter, db, outbox, 0, 3, true);
+  Relay relay(emitter, relay_options(outbox, "relay_malformed"));
+  ASSERT_TRUE(relay.start().ok());
+  ASSERT_TRUE(eventually([&] { return relay.stats().deleted == 3; }, 20s))
+      << relay.stats().last_error;
+  ASSERT_TRUE(recorder.wait_for({"emissions", "outbox", "malformed"}, 1, 10s));
+  // Later claims leave it alone: the relay is not stalled and does not report it again.
+  stage_events(emitter, db, outbox, 3, 2, true);
+  ASSERT_TRUE(eventually([&] { return relay.stats().deleted == 5; }, 20s));
+  EXPECT_TRUE(relay.stop(5s).ok());
+  const auto stats = relay.stats();
+  EXPECT_EQ(stats.malformed, 1U);
+  EXPECT_EQ(stats.published, 5U);
+  const auto reports = recorder.records({"emissions", "outbox", "malformed"});
+  ASSERT_EQ(reports.size(), 1U);
+  EXPECT_EQ(reports.front().metadata.at("seq").get<std::int64_t>(), std::stoll(bad_seq));
+  EXPECT_THAT(reports.front().metadata.at("reason").get<std::string>(), HasSubstr("metadata"));
+  // Left in the table, out of every claim's way, for someone to look at.
+  EXPECT_EQ(db.column("SELECT seq FROM " + table), std::vector<std::string>{bad_seq});
+  EXPECT_THAT(db.scalar("SELECT claimed_by FROM " + table), HasSubstr("malformed"));
+  EXPECT_EQ(db.scalar("SELECT claimed_until FROM " + table), "infinity");
+  ASSERT_TRUE(emitter.drain(5s).ok());
+  EXPECT_EQ(log->size(), 5U);
+}
+
+}  // namespace
