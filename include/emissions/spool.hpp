@@ -55,11 +55,11 @@ struct SpoolOptions {
   std::filesystem::path dir;
   Durability durability = Durability::process;  ///< see Durability
   /// The segments' total size on disk. When it is reached, the overflow policies of the
-  /// adapters holding the oldest segment apply (docs/SPOOL.md): if all of them are
-  /// drop_oldest, they let go of it (what they had not read is dropped for them); otherwise
-  /// a commit waits up to the longest block_timeout of the block adapters for a segment to
-  /// be freed, then returns overloaded (nothing is written), or, when no adapter is block,
-  /// is dropped for every adapter at once (commit() returns ok).
+  /// adapters holding the oldest segment apply (docs/SPOOL.md): if all are drop_oldest, they
+  /// let go of it (what they had not read is dropped for them); else a commit waits up to the
+  /// longest block_timeout of the block adapters for room, then returns overloaded, or, with
+  /// no block adapter, is dropped for every adapter (commit() returns ok). A commit larger
+  /// than max_bytes - segment_bytes can never fit: invalid_argument at once, nothing dropped.
   std::uint64_t max_bytes = 1ull << 30;
   /// The size of one segment file: at least 1 MiB, at most half of max_bytes (the segment
   /// being written is never deleted, so the budget must hold two).

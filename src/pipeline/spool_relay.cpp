@@ -393,6 +393,7 @@ void Core::run_relay(std::size_t lane_index) noexcept {
       continue;
     }
     if (!spool.published(lane_index, at)) continue;  // reclaimed meanwhile: see the fence
+    const auto event_count = static_cast<std::uint32_t>(events.size());
     BatchPtr batch = acquire_batch();
     for (Event& e : events) {
       // Empty metadata goes in as null: the recycled slot keeps its own empty object, and
@@ -407,7 +408,7 @@ void Core::run_relay(std::size_t lane_index) noexcept {
     if (!published) {
       // Routing threw or memory ran out: withdraw the commit (its position must not stick
       // at a commit nobody will settle) and try it again shortly.
-      spool.withdraw(lane_index, at);
+      if (spool.withdraw(lane_index, at, event_count)) continue;  // dropped: see the fence
       reading.emplace(spool.log(), at);
       corrupt_reported = 0;
       wait_until(spool.relay_wake(lane_index), stopping, deadline_after(kRetryPublish));

@@ -231,6 +231,16 @@ Status SegmentLog::append(std::span<const std::uint8_t> body, std::uint32_t even
                                               " bytes is larger than the spool's frame limit");
   }
   const std::uint64_t frame = frame_size(body.size());
+  // The segment being written is never deleted, so a new segment gets at most max_bytes -
+  // segment_bytes: a commit needing more could never be written. Refused at once, before any
+  // reclaim could drop a backlog to make room that would not be enough anyway.
+  if (options_.segment_bytes + kSegmentHeaderSize + frame > options_.max_bytes) {
+    return Status(Errc::invalid_argument,
+                  "a commit of " + std::to_string(frame) + " bytes on disk can never fit in the " +
+                      "spool in " + options_.dir.string() + " (max_bytes " +
+                      std::to_string(options_.max_bytes) + " minus segment_bytes " +
+                      std::to_string(options_.segment_bytes) + " for the segment being written)");
+  }
   std::uint64_t logical_end = 0;
   if (failed_.load(std::memory_order_acquire)) {
     std::lock_guard sync_lock(sync_mutex_);

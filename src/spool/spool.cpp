@@ -258,6 +258,7 @@ void Spool::handed_over_live(std::size_t lane, const LogPosition& at, const LogP
   {
     std::lock_guard lock(track.mutex);
     track.in_flight.push_back(Track::Entry{at, false});
+    track.claimed_upto = std::max(track.claimed_upto, at.seq + 1);
     if (next.seq > track.next.seq) track.next = next;
   }
   if (next.seq >= wake_at_.load(std::memory_order_seq_cst)) progress.notify();
@@ -284,6 +285,7 @@ bool Spool::published(std::size_t lane, const LogPosition& at) {
   std::lock_guard lock(track.mutex);
   if (at.seq < track.fence.seq) return false;  // reclaimed
   track.in_flight.push_back(Track::Entry{at, false});
+  track.claimed_upto = std::max(track.claimed_upto, at.seq + 1);
   return true;
 }
 
@@ -295,12 +297,28 @@ std::optional<LogPosition> Spool::fence(std::size_t lane, std::uint64_t cursor) 
   return track.fence;
 }
 
-void Spool::withdraw(std::size_t lane, const LogPosition& at) {
+bool Spool::withdraw(std::size_t lane, const LogPosition& at, std::uint32_t events) {
   Track& track = *tracks_[lane];
-  std::lock_guard lock(track.mutex);
-  if (!track.in_flight.empty() && track.in_flight.back().at.seq == at.seq) {
-    track.in_flight.pop_back();
+  bool reclaimed = false;
+  {
+    std::lock_guard lock(track.mutex);
+    if (!track.in_flight.empty() && track.in_flight.back().at.seq == at.seq) {
+      track.in_flight.pop_back();
+    }
+    // Not handed over: a later reclaim may drop it (the relay's published() then refuses it).
+    if (track.claimed_upto == at.seq + 1) track.claimed_upto = at.seq;
+    // A reclaim passed it while it was claimed, so did not count it: nobody else will hand
+    // it over or settle it, so it is dropped here.
+    reclaimed = at.seq < track.fence.seq;
   }
+  if (!reclaimed) return false;
+  AdapterStats stats;
+  stats.received = stats.dropped = events;
+  settle_pending(at.seq, lane, stats);
+  if (events != 0 && reclaim_listener_) {
+    best_effort([&] { reclaim_listener_(lane, events); });
+  }
+  return true;
 }
 
 void Spool::handed_over(std::size_t lane, const LogPosition& next) {

@@ -132,7 +132,11 @@ class Spool {
   // reclaim left it (nothing when none did, or its cursor is past it).
   [[nodiscard]] std::optional<LogPosition> fence(std::size_t lane, std::uint64_t cursor) const;
   // ... or could not hand it over (nothing of it reached the lane): takes published() back.
-  void withdraw(std::size_t lane, const LogPosition& at);
+  // `events` is the commit's event count. If a full spool reclaimed the commit meanwhile
+  // (it was claimed then, so the reclaim left it to the relay), it is dropped for the lane
+  // here (counted and settled as the reclaim would have) and true is returned: the relay
+  // reads on from fence().
+  bool withdraw(std::size_t lane, const LogPosition& at, std::uint32_t events);
   // ... and has handed it over: `next` is its reader's cursor after it.
   void handed_over(std::size_t lane, const LogPosition& next);
   // The relay of `lane` found the commits [from, upto) corrupt and skipped them; `next` is

@@ -139,8 +139,9 @@ Status Spool::reclaim_lane(std::size_t lane, const LogPosition& fence, Reclaimed
   {
     std::lock_guard lock(track.mutex);
     // What the relay handed over, or is handing over, stays its own to deliver.
-    std::uint64_t claimed = track.next.seq;
-    if (!track.in_flight.empty()) claimed = std::max(claimed, track.in_flight.back().at.seq + 1);
+    // (claimed_upto, not in_flight: a commit handed over may have settled and left
+    // in_flight before the relay moved `next` past it.)
+    const std::uint64_t claimed = std::max(track.next.seq, track.claimed_upto);
     out.dropped_from = std::max(claimed, from.seq);
     out.dropped_upto = std::max(out.dropped_from, fence.seq);
     if (track.fence.seq < fence.seq) {

@@ -27,6 +27,12 @@ struct Spool::Track {
   mutable std::mutex mutex;
   std::deque<Entry> in_flight;  // guarded by mutex
   LogPosition next;             // guarded by mutex
+  // One past the last commit the relay or the commit path claimed for the lane (published()
+  // or handed_over_live(), less a withdraw()), guarded by mutex. A claimed commit stays the
+  // lane's to settle even once it has settled and left in_flight before `next` caught up
+  // with it (the relay calls handed_over() after the lane may already have settled it): a
+  // reclaim must not count it dropped too.
+  std::uint64_t claimed_upto = 0;
   // Live handoff: written under Spool::append_mutex_; `live` read by the relay without it.
   std::atomic<bool> live{false};
   LogPosition resume;

@@ -185,6 +185,10 @@ TEST_P(SpoolOverflowTest, WhatADropOldestLaneLetGoOfIsNotDeliveredAgainAfterARes
   TempDir dir;
   Settlements settlements;
   constexpr int kCommits = 300;
+  // The reclaims' drops are settled inside commit(); the shutdown's come later, and those
+  // of commits the spool still protected are delivered again by design: only the former
+  // are "let go of".
+  std::map<int, Settlement> reclaimed;
   {
     auto stuck = std::make_shared<FaultyAdapter>("stuck");
     Config config = small_spool(dir.path(), GetParam());
@@ -192,11 +196,12 @@ TEST_P(SpoolOverflowTest, WhatADropOldestLaneLetGoOfIsNotDeliveredAgainAfterARes
     Emitter emitter(std::move(config));
     stuck->stall();
     ASSERT_EQ(commit_numbered(emitter, kCommits, settlements), 0);
+    reclaimed = settlements.last();
     EXPECT_FALSE(emitter.shutdown(std::chrono::milliseconds(100)).ok()) << "it holds events";
     stuck->release();
   }
   std::set<int> dropped;
-  for (const auto& [k, settlement] : settlements.last()) {
+  for (const auto& [k, settlement] : reclaimed) {
     if (settlement.adapters.at(0).dropped == 1 && settlement.adapters.at(0).received == 1) {
       dropped.insert(k);
     }
@@ -308,6 +313,201 @@ TEST_P(SpoolOverflowTest, ADropOldestLaneCannotReclaimWhatABlockingLaneStillHold
     EXPECT_EQ(s.delivered, static_cast<std::uint64_t>(accepted)) << s.name;
     EXPECT_EQ(s.dropped, 0u) << s.name;
   }
+}
+
+TEST_P(SpoolOverflowTest, ACommitBiggerThanTheBudgetIsRefusedAtOnceAndDropsNothing) {
+  TempDir dir;
+  auto stuck = std::make_shared<FaultyAdapter>("stuck");
+  Config config = small_spool(dir.path(), GetParam());
+  config.add_adapter(stuck, {.buffer_size = 10, .overflow = Overflow::drop_oldest});
+  Emitter emitter(std::move(config));
+  stuck->stall();
+  Settlements settlements;
+  constexpr int kCommits = 100;  // more than one segment, less than two
+  ASSERT_EQ(commit_numbered(emitter, kCommits, settlements), 0);
+  // max_bytes (2 MiB) minus the segment being written (1 MiB) cannot hold it, whatever the
+  // drop_oldest lane let go of: refused, and its backlog kept.
+  Transaction tx = emitter.start();
+  ASSERT_TRUE(tx.emit("huge", std::string((1u << 20) + 1024, 'h')).ok());
+  const Status refused = tx.commit();
+  EXPECT_EQ(refused.code(), Errc::invalid_argument) << refused.to_string();
+  EXPECT_NE(refused.message().find("max_bytes"), std::string::npos) << refused.message();
+  EXPECT_EQ(tx.size(), 1u) << "the transaction keeps its events";
+  EXPECT_EQ(emitter.stats().adapters[0].dropped, 0u);
+  stuck->release();
+  ASSERT_TRUE(emitter.drain(kWait).ok());
+  const EmitterStats stats = emitter.stats();
+  EXPECT_EQ(stats.committed, static_cast<std::uint64_t>(kCommits));
+  EXPECT_EQ(stats.adapters[0].received, static_cast<std::uint64_t>(kCommits));
+  EXPECT_EQ(stats.adapters[0].delivered, static_cast<std::uint64_t>(kCommits));
+  EXPECT_EQ(stats.adapters[0].dropped, 0u);
+  std::vector<int> expected(kCommits);
+  for (int k = 0; k < kCommits; ++k)
+    expected[static_cast<std::size_t>(k)] = k;
+  EXPECT_EQ(arrivals(*stuck), expected);
+}
+
+TEST_P(SpoolOverflowTest, TwoDropOldestLanesEachDropOnlyWhatTheyAloneHeldBack) {
+  TempDir dir;
+  const std::vector<std::string> kSpoolDropped = {"emissions", "spool", "dropped"};
+  TelemetryRecorder telemetry("spool-overflow-two", {kSpoolDropped});
+  auto slow = std::make_shared<FaultyAdapter>("slow");
+  auto slower = std::make_shared<FaultyAdapter>("slower");
+  auto fast = std::make_shared<FaultyAdapter>("fast");
+  Config config = small_spool(dir.path(), GetParam());
+  config.pipeline.block_timeout = std::chrono::milliseconds(2000);
+  config.add_adapter(slow, {.buffer_size = 50, .overflow = Overflow::drop_oldest})
+      .add_adapter(slower, {.buffer_size = 10, .overflow = Overflow::drop_oldest})
+      .add_adapter(fast);
+  Emitter emitter(std::move(config));
+  slow->stall();
+  slower->stall();
+  Settlements settlements;
+  constexpr int kCommits = 500;
+  ASSERT_EQ(commit_numbered(emitter, kCommits / 2, settlements), 0);
+  slow->release();  // catches up while slower stays stalled
+  for (int k = kCommits / 2; k < kCommits; ++k) {
+    Transaction tx = emitter.start();
+    ASSERT_TRUE(tx.emit("big", big_payload(k)).ok());
+    ASSERT_TRUE(tx.commit(settlements.for_commit(k)).ok()) << "commit " << k;
+  }
+  slower->release();
+  ASSERT_TRUE(emitter.drain(kWait).ok());
+
+  const EmitterStats stats = emitter.stats();
+  const std::map<int, int> calls = settlements.calls();
+  const std::map<int, Settlement> last = settlements.last();
+  ASSERT_EQ(calls.size(), static_cast<std::size_t>(kCommits));
+  std::map<std::string, std::uint64_t> reported;
+  for (const TelemetryRecorder::Record& r : telemetry.records(kSpoolDropped)) {
+    reported[r.metadata.at("adapter").get<std::string>()] +=
+        r.measurements.at("count").get<std::uint64_t>();
+  }
+  const std::vector<std::shared_ptr<FaultyAdapter>> adapters = {slow, slower, fast};
+  for (std::size_t l = 0; l < adapters.size(); ++l) {
+    const AdapterStats& s = stats.adapters[l];
+    SCOPED_TRACE(s.name);
+    EXPECT_EQ(s.received, static_cast<std::uint64_t>(kCommits));
+    EXPECT_EQ(s.delivered + s.dropped, static_cast<std::uint64_t>(kCommits));
+    EXPECT_EQ(s.failed, 0u);
+    EXPECT_EQ(reported[s.name], s.dropped) << "each lane's drops are its own";
+    const std::vector<int> got = arrivals(*adapters[l]);
+    EXPECT_TRUE(std::is_sorted(got.begin(), got.end()));
+    EXPECT_EQ(std::adjacent_find(got.begin(), got.end()), got.end()) << "a duplicate";
+    EXPECT_EQ(got.size(), s.delivered);
+    const std::set<int> delivered(got.begin(), got.end());
+    for (int k = 0; k < kCommits; ++k) {
+      ASSERT_EQ(calls.at(k), 1) << "commit " << k;
+      const AdapterStats& mine = last.at(k).adapters.at(l);
+      ASSERT_EQ(mine.delivered + mine.dropped, 1u) << "commit " << k;
+      ASSERT_EQ(mine.dropped == 1, delivered.count(k) == 0) << "commit " << k;
+    }
+  }
+  EXPECT_GT(stats.adapters[1].dropped, 0u) << "slower stalled through ~8 MiB";
+  EXPECT_EQ(stats.adapters[2].dropped, 0u) << "a lane that kept up loses nothing";
+  EXPECT_LT(stats.adapters[0].dropped, stats.adapters[1].dropped)
+      << "slow caught up halfway: it let go of less than slower";
+}
+
+// First run: a stalled blocking lane fills a 4 MiB spool. The second run opens it with a
+// 2 MiB budget: the spool starts over budget.
+int fill_four_mebibytes(const std::filesystem::path& dir, Durability durability) {
+  auto stuck = std::make_shared<FaultyAdapter>("a");
+  Config config = small_spool(dir, durability);
+  config.spool->max_bytes = 4u << 20;
+  config.pipeline.block_timeout = std::chrono::milliseconds(20);
+  config.add_adapter(stuck, {.buffer_size = 10, .overflow = Overflow::block});
+  Emitter emitter(std::move(config));
+  stuck->stall();
+  Status refused;
+  const int accepted = commit_until_refused(emitter, refused);
+  EXPECT_EQ(refused.code(), Errc::overloaded) << refused.to_string();
+  EXPECT_FALSE(emitter.shutdown(std::chrono::milliseconds(100)).ok()) << "it holds events";
+  stuck->release();
+  return accepted;
+}
+
+TEST_P(SpoolOverflowTest, RestartedOverBudgetADropOldestLaneDropsExactlyItsOldestBacklog) {
+  TempDir dir;
+  const int backlog = fill_four_mebibytes(dir.path(), GetParam());
+  ASSERT_GT(backlog, 150) << "more than the 2 MiB budget of the second run";
+  const std::vector<std::string> kSpoolDropped = {"emissions", "spool", "dropped"};
+  TelemetryRecorder telemetry("spool-overflow-restart", {kSpoolDropped});
+  auto stuck = std::make_shared<FaultyAdapter>("a");
+  Config config = small_spool(dir.path(), GetParam());  // 2 MiB
+  config.add_adapter(stuck, {.buffer_size = 10, .overflow = Overflow::drop_oldest});
+  Emitter emitter(std::move(config));
+  stuck->stall();
+  Settlements settlements;
+  constexpr int kMore = 100;
+  constexpr int kFirst = 1000;  // the new commits' numbers: after the backlog's
+  for (int k = kFirst; k < kFirst + kMore; ++k) {
+    Transaction tx = emitter.start();
+    ASSERT_TRUE(tx.emit("big", big_payload(k)).ok());
+    ASSERT_TRUE(tx.commit(settlements.for_commit(k)).ok()) << "commit " << k;
+  }
+  EXPECT_LE(emitter.stats().spool_bytes, 2u << 20) << "back within the budget";
+  stuck->release();
+  ASSERT_TRUE(emitter.drain(kWait).ok());
+
+  const AdapterStats s = emitter.stats().adapters[0];
+  EXPECT_EQ(s.received, static_cast<std::uint64_t>(backlog + kMore)) << "each event once";
+  EXPECT_EQ(s.delivered + s.dropped, s.received);
+  EXPECT_GT(s.dropped, 0u);
+  EXPECT_EQ(sum_counts(telemetry.records(kSpoolDropped)), s.dropped);
+  const std::vector<int> got = arrivals(*stuck);
+  EXPECT_EQ(got.size(), s.delivered);
+  EXPECT_TRUE(std::is_sorted(got.begin(), got.end()));
+  EXPECT_EQ(std::adjacent_find(got.begin(), got.end()), got.end()) << "a duplicate";
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(got.back(), kFirst + kMore - 1) << "the newest are kept";
+  // The old backlog came first; what it got of it was read before the reclaims (its queue
+  // and window, delivered unprotected) or after them.
+  const auto first_new = std::lower_bound(got.begin(), got.end(), kFirst);
+  EXPECT_LT(first_new - got.begin(), backlog) << "it let go of some of the old backlog";
+  if (first_new != got.begin()) {
+    EXPECT_LT(*(first_new - 1), backlog);
+  }
+  const std::map<int, Settlement> last = settlements.last();
+  const std::set<int> delivered(got.begin(), got.end());
+  for (int k = kFirst; k < kFirst + kMore; ++k) {
+    ASSERT_EQ(settlements.calls().at(k), 1) << "commit " << k;
+    EXPECT_EQ(last.at(k).adapters.at(0).dropped == 1, delivered.count(k) == 0) << "commit " << k;
+  }
+}
+
+TEST_P(SpoolOverflowTest, RestartedOverBudgetABlockingLaneLosesNothingAndCommitsResume) {
+  TempDir dir;
+  const int backlog = fill_four_mebibytes(dir.path(), GetParam());
+  auto stuck = std::make_shared<FaultyAdapter>("a");
+  Config config = small_spool(dir.path(), GetParam());  // 2 MiB
+  config.pipeline.block_timeout = std::chrono::milliseconds(20);
+  config.add_adapter(stuck, {.buffer_size = 10, .overflow = Overflow::block});
+  Emitter emitter(std::move(config));
+  stuck->stall();
+  {
+    Transaction tx = emitter.start();
+    ASSERT_TRUE(tx.emit("big", big_payload(1000)).ok());
+    EXPECT_EQ(tx.commit().code(), Errc::overloaded) << "over budget, nothing can be freed";
+  }
+  stuck->release();
+  ASSERT_TRUE(emitter.drain(kWait).ok());
+  constexpr int kMore = 50;
+  for (int k = 1000; k < 1000 + kMore; ++k) {
+    Transaction tx = emitter.start();
+    ASSERT_TRUE(tx.emit("big", big_payload(k)).ok());
+    ASSERT_TRUE(tx.commit().ok()) << "commit " << k;
+  }
+  ASSERT_TRUE(emitter.drain(kWait).ok());
+  const AdapterStats s = emitter.stats().adapters[0];
+  EXPECT_EQ(s.delivered, static_cast<std::uint64_t>(backlog + kMore));
+  EXPECT_EQ(s.dropped, 0u);
+  std::vector<int> expected;
+  for (int k = 0; k < backlog; ++k)
+    expected.push_back(k);
+  for (int k = 1000; k < 1000 + kMore; ++k)
+    expected.push_back(k);
+  EXPECT_EQ(arrivals(*stuck), expected) << "every acknowledged event, once, in order";
 }
 
 }  // namespace

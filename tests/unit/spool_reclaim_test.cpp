@@ -148,6 +148,101 @@ TEST(SpoolReclaimTest, ACommitBeingHandedOverDuringTheReclaimIsStillTheRelays) {
   f.spool->close();
 }
 
+TEST(SpoolReclaimTest, ACommitSettledBeforeItsRelayMovedOnIsNotDroppedByAReclaim) {
+  // A fast adapter settles a relayed commit before its relay calls handed_over(): the
+  // commit has left in_flight, and the lane's cursor is still at it.
+  TempDir dir;
+  Fixture f(dir);
+  LogReader reader(f.spool->log(), f.spool->start(0));
+  const LogPosition at = f.append_and_read(0, reader);
+  ASSERT_TRUE(f.spool->published(0, at));
+  AdapterStats delivered;
+  delivered.delivered = 1;
+  delivered.received = 1;
+  f.spool->settled(0, at.seq, delivered);
+  ASSERT_EQ(f.calls[0], 1);
+
+  f.fill_until_reclaimed(1);
+  const std::uint64_t fence_seq = f.spool->log().segments().front();
+  EXPECT_EQ(f.reported, fence_seq - 2) << "all but the commit handed over and settled";
+  EXPECT_EQ(f.calls[0], 1) << "settled once, as delivered";
+  EXPECT_EQ(f.settled[0].delivered, 1u);
+  EXPECT_EQ(f.settled[0].dropped, 0u);
+  f.spool->handed_over(0, reader.cursor());
+  for (int k = 1; static_cast<std::uint64_t>(k) + 1 < fence_seq; ++k) {
+    EXPECT_EQ(f.calls[k], 1) << "commit " << k;
+    EXPECT_EQ(f.settled[k].dropped, 1u) << "commit " << k;
+  }
+  f.spool->close();
+}
+
+TEST(SpoolReclaimTest, ACommitWithdrawnAfterAReclaimPassedItIsDroppedOnce) {
+  // The relay claimed the commit (so the reclaim left it alone), then could not hand it
+  // over: nobody else will, so it is the withdraw that drops it.
+  TempDir dir;
+  Fixture f(dir);
+  LogReader reader(f.spool->log(), f.spool->start(0));
+  const LogPosition at = f.append_and_read(0, reader);
+  ASSERT_TRUE(f.spool->published(0, at));
+
+  f.fill_until_reclaimed(1);
+  const std::uint64_t fence_seq = f.spool->log().segments().front();
+  EXPECT_EQ(f.reported, fence_seq - 2);
+  EXPECT_EQ(f.calls[0], 0);
+  EXPECT_TRUE(f.spool->withdraw(0, at, 1)) << "dropped: the relay reads on at the fence";
+  EXPECT_EQ(f.reported, fence_seq - 1) << "every commit before the fence, once";
+  EXPECT_EQ(f.calls[0], 1);
+  EXPECT_EQ(f.settled[0].dropped, 1u);
+  EXPECT_EQ(f.settled[0].received, 1u);
+  EXPECT_FALSE(f.spool->published(0, at)) << "and it may not be handed over after";
+  f.spool->close();
+}
+
+TEST(SpoolReclaimTest, ACommitWithdrawnBeforeAnyReclaimIsTheRelaysToRetry) {
+  TempDir dir;
+  Fixture f(dir);
+  LogReader reader(f.spool->log(), f.spool->start(0));
+  const LogPosition at = f.append_and_read(0, reader);
+  ASSERT_TRUE(f.spool->published(0, at));
+  EXPECT_FALSE(f.spool->withdraw(0, at, 1));
+  EXPECT_EQ(f.reported, 0u);
+  EXPECT_EQ(f.calls[0], 0);
+  // Withdrawn, so unclaimed: a reclaim now drops it with the rest.
+  f.fill_until_reclaimed(1);
+  const std::uint64_t fence_seq = f.spool->log().segments().front();
+  EXPECT_EQ(f.reported, fence_seq - 1);
+  EXPECT_EQ(f.calls[0], 1);
+  EXPECT_EQ(f.settled[0].dropped, 1u);
+  f.spool->close();
+}
+
+TEST(SpoolReclaimTest, ACommitThatCanNeverFitIsRefusedAtOnceAndReclaimsNothing) {
+  TempDir dir;
+  Fixture f(dir);
+  for (int k = 0; k < 100; ++k)
+    f.append(k);  // more than one segment behind the lane, which never reads
+  const std::vector<std::uint64_t> before = f.spool->log().segments();
+  ASSERT_GE(before.size(), 2u);
+  // Bigger than max_bytes minus the segment being written: no reclaim could make room.
+  Event huge;
+  huge.name = EventName("huge");
+  huge.payload = std::string(kSegmentBytes + 1024, 'h');
+  huge.id = EventId(2, 1);
+  std::function<void(const Settlement&)> callback = [](const Settlement&) {
+    ADD_FAILURE() << "a refused commit is not settled";
+  };
+  bool dropped = false;
+  const Status s = f.spool->append(std::vector<Event>{huge}, 0, f.scratch,
+                                   std::chrono::milliseconds(0), &callback, nullptr, &dropped);
+  EXPECT_EQ(s.code(), Errc::invalid_argument) << s.to_string();
+  EXPECT_NE(s.message().find("max_bytes"), std::string::npos) << s.message();
+  EXPECT_FALSE(dropped);
+  EXPECT_EQ(f.reported, 0u) << "no backlog dropped for it";
+  EXPECT_EQ(f.spool->log().segments(), before);
+  EXPECT_TRUE(static_cast<bool>(callback)) << "the caller keeps its callback";
+  f.spool->close();
+}
+
 TEST(SpoolReclaimTest, ABlockingLaneHoldingTheOldestSegmentStopsTheReclaim) {
   TempDir dir;
   auto spool = Spool::open(
