@@ -96,7 +96,8 @@ struct Client::Loop {
   std::vector<std::string> fixed_lines;
 };
 
-Client::Client(const Settings& settings, const Signer& signer, OnDone on_done)
+Client::Client(const Settings& settings, const Signer& signer, OnDone on_done,
+               std::shared_ptr<const void> keep_alive)
     : settings_(settings),
       signer_(signer),
       on_done_(std::move(on_done)),
@@ -116,11 +117,28 @@ Client::Client(const Settings& settings, const Signer& signer, OnDone on_done)
                         "Expect:"};  // no 100-continue round trip for large bodies
   loop_->fixed_lines.insert(loop_->fixed_lines.end(), settings_.header_lines.begin(),
                             settings_.header_lines.end());
-  thread_ = std::thread([this] { loop(); });
+  thread_ = std::thread([this, keep = std::move(keep_alive)]() mutable {
+    loop();
+    // Last: this may be the owner's last reference (a callback released the others), which
+    // destroys this client here, on this thread (see ~Client). Nothing after it touches
+    // `this`.
+    keep.reset();
+  });
 }
 
 Client::~Client() {
+  if (on_io_thread()) {
+    // Only from the end of the thread's own function (the constructor's lambda), after
+    // loop() returned: every request was settled and no callback runs any more.
+    close_connections();
+    thread_.detach();
+    return;
+  }
   (void)stop(deadline_after(std::chrono::nanoseconds::zero()));
+}
+
+bool Client::on_io_thread() const noexcept {
+  return std::this_thread::get_id() == thread_.get_id();
 }
 
 void Client::set_ca_file(std::string path) {
@@ -187,7 +205,7 @@ void Client::done_with(std::size_t count) noexcept {
 }
 
 std::size_t Client::stop(Deadline deadline) noexcept {
-  if (std::this_thread::get_id() == thread_.get_id()) {
+  if (on_io_thread()) {
     // Called back on the I/O thread (a telemetry handler shutting the Emitter down): it
     // cannot wait for itself. The loop ends after the callback under way and fails what is
     // left; a later stop() (at the latest the destructor's) joins it.
@@ -205,12 +223,16 @@ std::size_t Client::stop(Deadline deadline) noexcept {
   if (thread_.joinable()) thread_.join();
   // What the loop failed as it ended, and anything queued since.
   const std::size_t left = abandoned_.load(std::memory_order_acquire) + abandon_all();
+  close_connections();
+  return left;
+}
+
+void Client::close_connections() noexcept {
   // Every easy handle out of the multi handle first, then the multi handle (under the lock:
   // a late submit() must not wake a freed handle).
   loop_->spare.clear();
   std::lock_guard lock(mutex_);
   loop_->multi.reset();
-  return left;
 }
 
 // --- the I/O thread ---------------------------------------------------------------------

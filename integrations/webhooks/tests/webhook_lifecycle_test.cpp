@@ -1,0 +1,155 @@
+// The Webhook adapter's lifecycle against its own I/O thread: terminate() from another thread
+// wakes that thread and returns by its deadline; the adapter shut down, or released for the
+// last time, from a callback running on that thread neither joins the thread from itself
+// (std::terminate) nor frees what the loop still uses.
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "emissions/adapters/webhook.hpp"
+#include "emissions/emitter.hpp"
+#include "emissions/event.hpp"
+#include "emissions/telemetry.hpp"
+#include "emissions/testing.hpp"
+#include "recording_adapter.hpp"
+#include "test_server.hpp"
+#include "webhook_fixture.hpp"
+
+namespace {
+
+using emissions::Errc;
+using emissions::adapters::Webhook;
+using emissions::test_support::TelemetryRecorder;
+using emissions::webhooks_test::commit_each;
+using emissions::webhooks_test::config_with;
+using emissions::webhooks_test::options_for;
+using emissions::webhooks_test::Received;
+using emissions::webhooks_test::Reply;
+using emissions::webhooks_test::TestServer;
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+const std::vector<std::string> kResponse = {"emissions", "webhook", "response"};
+
+std::vector<emissions::Event> events(std::size_t n) {
+  std::vector<emissions::Event> out(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    out[i].id = emissions::EventId::generate();
+    out[i].name = emissions::EventName("order_created");
+    out[i].payload = {{"n", i}};
+  }
+  return out;
+}
+
+// Detaches a telemetry handler when the test ends, whichever way it ends.
+struct Attached {
+  std::string id;
+  ~Attached() { (void)emissions::telemetry::detach(id); }
+};
+
+TEST(WebhookLifecycle, TerminateReturnsByItsDeadlineWhileARequestHangsOnAServerThatNeverAnswers) {
+  TestServer server(
+      [](const Received&, std::size_t) { return Reply{.status = 200, .delay = 10min}; });
+  auto options = options_for(server);
+  options.timeout = std::chrono::minutes(5);  // the request alone would hang for minutes
+  Webhook hook(std::move(options));
+  const std::vector<emissions::Event> batch = events(2);
+  ASSERT_TRUE(emissions::testing::deliver_now(hook, batch).ok());
+  ASSERT_TRUE(server.wait_for_requests(2, 5s));
+  // The I/O thread now sleeps in curl_multi_poll with nothing to do until the server answers.
+  const auto started = std::chrono::steady_clock::now();
+  const emissions::Status status = hook.terminate(emissions::deadline_after(200ms));
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_EQ(status.code(), Errc::timeout);
+  EXPECT_THAT(status.message(), HasSubstr("2 requests had no response by the deadline"));
+  EXPECT_EQ(hook.outstanding(), 0u);
+  EXPECT_GE(took, 200ms);
+  // Woken at once (curl_multi_wakeup), not after its longest sleep (1 s) or the requests'
+  // timeout: the bound is well under both, with room for a loaded machine.
+  EXPECT_LT(took, 200ms + 750ms) << std::chrono::duration_cast<std::chrono::milliseconds>(took);
+}
+
+TEST(WebhookLifecycle, ACallbackOnTheIoThreadThatShutsDownAndDestroysTheEmitterIsSafe) {
+  TestServer server([](const Received&, std::size_t) { return Reply{.status = 200}; });
+  auto hook = std::make_shared<Webhook>(options_for(server));
+  const std::weak_ptr<Webhook> watch = hook;
+  TelemetryRecorder recorder("webhook-lifecycle-emitter", {kResponse});
+  auto emitter = std::make_unique<emissions::Emitter>(config_with(hook));
+  hook.reset();  // the Emitter holds the last reference
+
+  std::mutex mutex;
+  std::unique_ptr<emissions::Emitter> doomed;  // handed to the callback
+  std::atomic<bool> returned{false};
+  emissions::Status inside;
+  const Attached attached{"webhook-lifecycle-shutdown"};
+  ASSERT_TRUE(emissions::telemetry::attach(attached.id, kResponse, [&](auto&, auto&, auto&) {
+                std::unique_ptr<emissions::Emitter> mine;
+                {
+                  std::lock_guard lock(mutex);
+                  mine = std::move(doomed);
+                }
+                if (!mine) return;
+                // On the adapter's I/O thread: terminate() runs
+                // here, then ~Webhook with the Emitter.
+                inside = mine->shutdown(300ms);
+                mine.reset();
+                returned = true;
+              }).ok());
+  commit_each(*emitter, 3);
+  {
+    std::lock_guard lock(mutex);
+    doomed = std::move(emitter);
+  }
+  ASSERT_TRUE(recorder.wait_for(kResponse, 3, 10s));
+  ASSERT_TRUE(returned.load());
+  EXPECT_FALSE(inside.ok());  // it could not drain what its own thread was to settle
+  EXPECT_TRUE(watch.expired());
+  // One report per request, each exactly once: the one answered, and the rest failed when
+  // the loop ended after the callback.
+  EXPECT_EQ(recorder.records(kResponse).size(), 3u);
+}
+
+TEST(WebhookLifecycle, ACallbackOnTheIoThreadThatReleasesTheLastReferenceIsSafe) {
+  TestServer server([](const Received&, std::size_t) { return Reply{.status = 200}; });
+  TelemetryRecorder recorder("webhook-lifecycle-release", {kResponse});
+  std::mutex mutex;
+  auto hook = std::make_shared<Webhook>(options_for(server));
+  const std::weak_ptr<Webhook> watch = hook;
+  std::atomic<bool> released{false};
+  const Attached attached{"webhook-lifecycle-last-reference"};
+  ASSERT_TRUE(emissions::telemetry::attach(attached.id, kResponse, [&](auto&, auto&, auto&) {
+                std::shared_ptr<Webhook> last;
+                {
+                  std::lock_guard lock(mutex);
+                  last = std::move(hook);
+                }
+                if (!last) return;
+                last.reset();  // ~Webhook on the I/O thread
+                released = true;
+              }).ok());
+  const std::vector<emissions::Event> batch = events(3);
+  {
+    std::lock_guard lock(mutex);
+    ASSERT_TRUE(emissions::testing::deliver_now(*hook, batch).ok());
+  }
+  ASSERT_TRUE(recorder.wait_for(kResponse, 3, 10s));
+  ASSERT_TRUE(released.load());
+  EXPECT_TRUE(watch.expired());
+  const auto records = recorder.records(kResponse);
+  ASSERT_EQ(records.size(), 3u);  // each request reported once, answered or given up
+  EXPECT_EQ(records[0].metadata.at("outcome"), "delivered");
+  for (std::size_t i = 1; i < records.size(); ++i) {
+    if (records[i].metadata.at("outcome") != "delivered") {
+      EXPECT_THAT(records[i].metadata.at("reason").get<std::string>(), HasSubstr("terminated"));
+    }
+  }
+}
+
+}  // namespace
