@@ -1,5 +1,6 @@
 #include "client.hpp"
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <list>
@@ -92,6 +93,7 @@ struct Client::Loop {
   std::list<Transfer> active;
   std::list<Transfer> spare;
   std::vector<Finished> finished;  // answered, for the callback (report_finished)
+  std::vector<Request> starting;   // taken off the queue by start_queued(), being started
   // The header lines every request carries, which the transfers' lists point at.
   std::vector<std::string> fixed_lines;
 };
@@ -113,6 +115,7 @@ Client::Client(const Settings& settings, const Signer& signer, OnDone on_done,
       curl_multi_setopt(multi, CURLMOPT_PIPELINING, long{CURLPIPE_MULTIPLEX}) != CURLM_OK) {
     throw std::runtime_error("libcurl: the multi handle refused an option");
   }
+  loop_->starting.reserve(settings_.max_connections);
   loop_->fixed_lines = {"Content-Type: application/json",
                         "Expect:"};  // no 100-continue round trip for large bodies
   loop_->fixed_lines.insert(loop_->fixed_lines.end(), settings_.header_lines.begin(),
@@ -265,16 +268,22 @@ void Client::loop() noexcept {
 }
 
 void Client::start_queued() noexcept {
-  while (loop_->active.size() < settings_.max_connections) {
-    Request request;
-    {
-      std::lock_guard lock(mutex_);
-      if (queue_.empty()) return;
-      request = std::move(queue_.front());
+  const std::size_t busy = loop_->active.size();
+  if (busy >= settings_.max_connections) return;
+  // Everything that fits, taken under one lock (the consumers' submit() contends for it),
+  // into a vector whose capacity (max_connections) was reserved: no allocation here.
+  std::vector<Request>& starting = loop_->starting;
+  {
+    std::lock_guard lock(mutex_);
+    const std::size_t n = std::min(settings_.max_connections - busy, queue_.size());
+    for (std::size_t i = 0; i < n; ++i) {
+      starting.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
-    start(std::move(request));
   }
+  for (Request& request : starting)
+    start(std::move(request));
+  starting.clear();
 }
 
 void Client::start(Request request) noexcept {
