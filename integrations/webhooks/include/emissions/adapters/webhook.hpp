@@ -74,8 +74,10 @@
 ///
 /// Threads: one I/O thread per adapter (libcurl's multi interface: up to `max_connections`
 /// requests at once, keep-alive connections, HTTP/2 over TLS when the server offers it),
-/// started by the constructor and joined by terminate() (or the destructor). Events are
-/// settled, and telemetry runs, on it. Name resolution runs on libcurl's resolver threads.
+/// started by the constructor and joined by terminate() (or the destructor; for a Webhook
+/// released by a callback on that thread, see ~Webhook). Events are settled, and telemetry
+/// runs, on it: a callback there may call terminate(), shut the Emitter down or release the
+/// last reference. Name resolution runs on libcurl's resolver threads.
 #pragma once
 
 #include <chrono>
