@@ -76,6 +76,16 @@ TEST(WebhookLifecycle, TerminateReturnsByItsDeadlineWhileARequestHangsOnAServerT
   EXPECT_LT(took, 200ms + 750ms) << std::chrono::duration_cast<std::chrono::milliseconds>(took);
 }
 
+// What a handler on the I/O thread shares with its test: held by the handler itself, since
+// the thread may still be running it (for a later response) once the test has returned.
+struct Shared {
+  std::mutex mutex;
+  std::unique_ptr<emissions::Emitter> emitter;  // handed to the handler
+  std::shared_ptr<Webhook> hook;                // handed to the handler
+  std::atomic<bool> returned{false};
+  emissions::Status inside;  // written before `returned`
+};
+
 TEST(WebhookLifecycle, ACallbackOnTheIoThreadThatShutsDownAndDestroysTheEmitterIsSafe) {
   TestServer server([](const Received&, std::size_t) { return Reply{.status = 200}; });
   auto hook = std::make_shared<Webhook>(options_for(server));
@@ -84,32 +94,29 @@ TEST(WebhookLifecycle, ACallbackOnTheIoThreadThatShutsDownAndDestroysTheEmitterI
   auto emitter = std::make_unique<emissions::Emitter>(config_with(hook));
   hook.reset();  // the Emitter holds the last reference
 
-  std::mutex mutex;
-  std::unique_ptr<emissions::Emitter> doomed;  // handed to the callback
-  std::atomic<bool> returned{false};
-  emissions::Status inside;
+  const auto shared = std::make_shared<Shared>();
   const Attached attached{"webhook-lifecycle-shutdown"};
-  ASSERT_TRUE(emissions::telemetry::attach(attached.id, kResponse, [&](auto&, auto&, auto&) {
+  ASSERT_TRUE(emissions::telemetry::attach(attached.id, kResponse, [shared](auto&, auto&, auto&) {
                 std::unique_ptr<emissions::Emitter> mine;
                 {
-                  std::lock_guard lock(mutex);
-                  mine = std::move(doomed);
+                  std::lock_guard lock(shared->mutex);
+                  mine = std::move(shared->emitter);
                 }
                 if (!mine) return;
                 // On the adapter's I/O thread: terminate() runs
                 // here, then ~Webhook with the Emitter.
-                inside = mine->shutdown(300ms);
+                shared->inside = mine->shutdown(300ms);
                 mine.reset();
-                returned = true;
+                shared->returned = true;
               }).ok());
   commit_each(*emitter, 3);
   {
-    std::lock_guard lock(mutex);
-    doomed = std::move(emitter);
+    std::lock_guard lock(shared->mutex);
+    shared->emitter = std::move(emitter);
   }
   ASSERT_TRUE(recorder.wait_for(kResponse, 3, 10s));
-  ASSERT_TRUE(returned.load());
-  EXPECT_FALSE(inside.ok());  // it could not drain what its own thread was to settle
+  ASSERT_TRUE(shared->returned.load());
+  EXPECT_FALSE(shared->inside.ok());  // it could not drain what its own thread was to settle
   EXPECT_TRUE(watch.expired());
   // One report per request, each exactly once: the one answered, and the rest failed when
   // the loop ended after the callback.
@@ -119,28 +126,27 @@ TEST(WebhookLifecycle, ACallbackOnTheIoThreadThatShutsDownAndDestroysTheEmitterI
 TEST(WebhookLifecycle, ACallbackOnTheIoThreadThatReleasesTheLastReferenceIsSafe) {
   TestServer server([](const Received&, std::size_t) { return Reply{.status = 200}; });
   TelemetryRecorder recorder("webhook-lifecycle-release", {kResponse});
-  std::mutex mutex;
-  auto hook = std::make_shared<Webhook>(options_for(server));
-  const std::weak_ptr<Webhook> watch = hook;
-  std::atomic<bool> released{false};
+  const auto shared = std::make_shared<Shared>();
+  shared->hook = std::make_shared<Webhook>(options_for(server));
+  const std::weak_ptr<Webhook> watch = shared->hook;
   const Attached attached{"webhook-lifecycle-last-reference"};
-  ASSERT_TRUE(emissions::telemetry::attach(attached.id, kResponse, [&](auto&, auto&, auto&) {
+  ASSERT_TRUE(emissions::telemetry::attach(attached.id, kResponse, [shared](auto&, auto&, auto&) {
                 std::shared_ptr<Webhook> last;
                 {
-                  std::lock_guard lock(mutex);
-                  last = std::move(hook);
+                  std::lock_guard lock(shared->mutex);
+                  last = std::move(shared->hook);
                 }
                 if (!last) return;
                 last.reset();  // ~Webhook on the I/O thread
-                released = true;
+                shared->returned = true;
               }).ok());
   const std::vector<emissions::Event> batch = events(3);
   {
-    std::lock_guard lock(mutex);
-    ASSERT_TRUE(emissions::testing::deliver_now(*hook, batch).ok());
+    std::lock_guard lock(shared->mutex);
+    ASSERT_TRUE(emissions::testing::deliver_now(*shared->hook, batch).ok());
   }
   ASSERT_TRUE(recorder.wait_for(kResponse, 3, 10s));
-  ASSERT_TRUE(released.load());
+  ASSERT_TRUE(shared->returned.load());
   EXPECT_TRUE(watch.expired());
   const auto records = recorder.records(kResponse);
   ASSERT_EQ(records.size(), 3u);  // each request reported once, answered or given up
