@@ -4,6 +4,7 @@
 // (std::terminate) nor frees what the loop still uses.
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -18,7 +19,6 @@
 #include "emissions/event.hpp"
 #include "emissions/telemetry.hpp"
 #include "emissions/testing.hpp"
-#include "recording_adapter.hpp"
 #include "test_server.hpp"
 #include "webhook_fixture.hpp"
 
@@ -26,7 +26,6 @@ namespace {
 
 using emissions::Errc;
 using emissions::adapters::Webhook;
-using emissions::test_support::TelemetryRecorder;
 using emissions::webhooks_test::commit_each;
 using emissions::webhooks_test::config_with;
 using emissions::webhooks_test::options_for;
@@ -80,80 +79,97 @@ TEST(WebhookLifecycle, TerminateReturnsByItsDeadlineWhileARequestHangsOnAServerT
 // the thread may still be running it (for a later response) once the test has returned.
 struct Shared {
   std::mutex mutex;
+  std::condition_variable reported;
+  std::vector<nlohmann::json> responses;        // the metadata of every response report
   std::unique_ptr<emissions::Emitter> emitter;  // handed to the handler
   std::shared_ptr<Webhook> hook;                // handed to the handler
   std::atomic<bool> returned{false};
   emissions::Status inside;  // written before `returned`
+
+  // Records a response report (first thing the handler does).
+  void record(const nlohmann::json& metadata) {
+    std::lock_guard lock(mutex);
+    responses.push_back(metadata);
+    reported.notify_all();  // under the lock: the test may return once it sees the count
+  }
+  // Waits for `n` response reports; a copy of them (fewer when 10 s passed first).
+  std::vector<nlohmann::json> wait_for(std::size_t n) {
+    std::unique_lock lock(mutex);
+    reported.wait_for(lock, std::chrono::seconds(10), [&] { return responses.size() >= n; });
+    return responses;
+  }
 };
 
 TEST(WebhookLifecycle, ACallbackOnTheIoThreadThatShutsDownAndDestroysTheEmitterIsSafe) {
   TestServer server([](const Received&, std::size_t) { return Reply{.status = 200}; });
   auto hook = std::make_shared<Webhook>(options_for(server));
   const std::weak_ptr<Webhook> watch = hook;
-  TelemetryRecorder recorder("webhook-lifecycle-emitter", {kResponse});
   auto emitter = std::make_unique<emissions::Emitter>(config_with(hook));
   hook.reset();  // the Emitter holds the last reference
 
   const auto shared = std::make_shared<Shared>();
   const Attached attached{"webhook-lifecycle-shutdown"};
-  ASSERT_TRUE(emissions::telemetry::attach(attached.id, kResponse, [shared](auto&, auto&, auto&) {
-                std::unique_ptr<emissions::Emitter> mine;
-                {
-                  std::lock_guard lock(shared->mutex);
-                  mine = std::move(shared->emitter);
-                }
-                if (!mine) return;
-                // On the adapter's I/O thread: terminate() runs
-                // here, then ~Webhook with the Emitter.
-                shared->inside = mine->shutdown(300ms);
-                mine.reset();
-                shared->returned = true;
-              }).ok());
+  ASSERT_TRUE(emissions::telemetry::attach(attached.id, kResponse,
+                                           [shared](auto&, auto&, const nlohmann::json& metadata) {
+                                             shared->record(metadata);
+                                             std::unique_ptr<emissions::Emitter> mine;
+                                             {
+                                               std::lock_guard lock(shared->mutex);
+                                               mine = std::move(shared->emitter);
+                                             }
+                                             if (!mine) return;
+                                             // On the adapter's I/O thread: terminate() runs
+                                             // here, then ~Webhook with the Emitter.
+                                             shared->inside = mine->shutdown(300ms);
+                                             mine.reset();
+                                             shared->returned = true;
+                                           })
+                  .ok());
   commit_each(*emitter, 3);
   {
     std::lock_guard lock(shared->mutex);
     shared->emitter = std::move(emitter);
   }
-  ASSERT_TRUE(recorder.wait_for(kResponse, 3, 10s));
+  // One report per request, each exactly once: the one answered, and the rest failed when
+  // the loop ended after the callback.
+  EXPECT_EQ(shared->wait_for(3).size(), 3u);
   ASSERT_TRUE(shared->returned.load());
   EXPECT_FALSE(shared->inside.ok());  // it could not drain what its own thread was to settle
   EXPECT_TRUE(watch.expired());
-  // One report per request, each exactly once: the one answered, and the rest failed when
-  // the loop ended after the callback.
-  EXPECT_EQ(recorder.records(kResponse).size(), 3u);
 }
 
 TEST(WebhookLifecycle, ACallbackOnTheIoThreadThatReleasesTheLastReferenceIsSafe) {
   TestServer server([](const Received&, std::size_t) { return Reply{.status = 200}; });
-  TelemetryRecorder recorder("webhook-lifecycle-release", {kResponse});
   const auto shared = std::make_shared<Shared>();
   shared->hook = std::make_shared<Webhook>(options_for(server));
   const std::weak_ptr<Webhook> watch = shared->hook;
   const Attached attached{"webhook-lifecycle-last-reference"};
-  ASSERT_TRUE(emissions::telemetry::attach(attached.id, kResponse, [shared](auto&, auto&, auto&) {
-                std::shared_ptr<Webhook> last;
-                {
-                  std::lock_guard lock(shared->mutex);
-                  last = std::move(shared->hook);
-                }
-                if (!last) return;
-                last.reset();  // ~Webhook on the I/O thread
-                shared->returned = true;
-              }).ok());
+  ASSERT_TRUE(emissions::telemetry::attach(attached.id, kResponse,
+                                           [shared](auto&, auto&, const nlohmann::json& metadata) {
+                                             shared->record(metadata);
+                                             std::shared_ptr<Webhook> last;
+                                             {
+                                               std::lock_guard lock(shared->mutex);
+                                               last = std::move(shared->hook);
+                                             }
+                                             if (!last) return;
+                                             last.reset();  // ~Webhook on the I/O thread
+                                             shared->returned = true;
+                                           })
+                  .ok());
   const std::vector<emissions::Event> batch = events(3);
   {
     std::lock_guard lock(shared->mutex);
     ASSERT_TRUE(emissions::testing::deliver_now(*shared->hook, batch).ok());
   }
-  ASSERT_TRUE(recorder.wait_for(kResponse, 3, 10s));
+  const std::vector<nlohmann::json> records = shared->wait_for(3);
+  ASSERT_EQ(records.size(), 3u);  // each request reported once, answered or given up
   ASSERT_TRUE(shared->returned.load());
   EXPECT_TRUE(watch.expired());
-  const auto records = recorder.records(kResponse);
-  ASSERT_EQ(records.size(), 3u);  // each request reported once, answered or given up
-  EXPECT_EQ(records[0].metadata.at("outcome"), "delivered");
+  EXPECT_EQ(records[0].at("outcome"), "delivered");
   for (std::size_t i = 1; i < records.size(); ++i) {
-    if (records[i].metadata.at("outcome") != "delivered") {
-      EXPECT_THAT(records[i].metadata.at("reason").get<std::string>(), HasSubstr("terminated"));
+    if (records[i].at("outcome") != "delivered") {
+      EXPECT_THAT(records[i].at("reason").get<std::string>(), HasSubstr("terminated"));
     }
   }
 }
