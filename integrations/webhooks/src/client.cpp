@@ -1,5 +1,6 @@
 #include "client.hpp"
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <list>
@@ -92,11 +93,13 @@ struct Client::Loop {
   std::list<Transfer> active;
   std::list<Transfer> spare;
   std::vector<Finished> finished;  // answered, for the callback (report_finished)
+  std::vector<Request> starting;   // taken off the queue by start_queued(), being started
   // The header lines every request carries, which the transfers' lists point at.
   std::vector<std::string> fixed_lines;
 };
 
-Client::Client(const Settings& settings, const Signer& signer, OnDone on_done)
+Client::Client(const Settings& settings, const Signer& signer, OnDone on_done,
+               std::shared_ptr<const void> keep_alive)
     : settings_(settings),
       signer_(signer),
       on_done_(std::move(on_done)),
@@ -112,15 +115,33 @@ Client::Client(const Settings& settings, const Signer& signer, OnDone on_done)
       curl_multi_setopt(multi, CURLMOPT_PIPELINING, long{CURLPIPE_MULTIPLEX}) != CURLM_OK) {
     throw std::runtime_error("libcurl: the multi handle refused an option");
   }
+  loop_->starting.reserve(settings_.max_connections);
   loop_->fixed_lines = {"Content-Type: application/json",
                         "Expect:"};  // no 100-continue round trip for large bodies
   loop_->fixed_lines.insert(loop_->fixed_lines.end(), settings_.header_lines.begin(),
                             settings_.header_lines.end());
-  thread_ = std::thread([this] { loop(); });
+  thread_ = std::thread([this, keep = std::move(keep_alive)]() mutable {
+    loop();
+    // Last: this may be the owner's last reference (a callback released the others), which
+    // destroys this client here, on this thread (see ~Client). Nothing after it touches
+    // `this`.
+    keep.reset();
+  });
 }
 
 Client::~Client() {
+  if (on_io_thread()) {
+    // Only from the end of the thread's own function (the constructor's lambda), after
+    // loop() returned: every request was settled and no callback runs any more.
+    close_connections();
+    thread_.detach();
+    return;
+  }
   (void)stop(deadline_after(std::chrono::nanoseconds::zero()));
+}
+
+bool Client::on_io_thread() const noexcept {
+  return std::this_thread::get_id() == thread_.get_id();
 }
 
 void Client::set_ca_file(std::string path) {
@@ -187,7 +208,7 @@ void Client::done_with(std::size_t count) noexcept {
 }
 
 std::size_t Client::stop(Deadline deadline) noexcept {
-  if (std::this_thread::get_id() == thread_.get_id()) {
+  if (on_io_thread()) {
     // Called back on the I/O thread (a telemetry handler shutting the Emitter down): it
     // cannot wait for itself. The loop ends after the callback under way and fails what is
     // left; a later stop() (at the latest the destructor's) joins it.
@@ -205,12 +226,16 @@ std::size_t Client::stop(Deadline deadline) noexcept {
   if (thread_.joinable()) thread_.join();
   // What the loop failed as it ended, and anything queued since.
   const std::size_t left = abandoned_.load(std::memory_order_acquire) + abandon_all();
+  close_connections();
+  return left;
+}
+
+void Client::close_connections() noexcept {
   // Every easy handle out of the multi handle first, then the multi handle (under the lock:
   // a late submit() must not wake a freed handle).
   loop_->spare.clear();
   std::lock_guard lock(mutex_);
   loop_->multi.reset();
-  return left;
 }
 
 // --- the I/O thread ---------------------------------------------------------------------
@@ -243,16 +268,22 @@ void Client::loop() noexcept {
 }
 
 void Client::start_queued() noexcept {
-  while (loop_->active.size() < settings_.max_connections) {
-    Request request;
-    {
-      std::lock_guard lock(mutex_);
-      if (queue_.empty()) return;
-      request = std::move(queue_.front());
+  const std::size_t busy = loop_->active.size();
+  if (busy >= settings_.max_connections) return;
+  // Everything that fits, taken under one lock (the consumers' submit() contends for it),
+  // into a vector whose capacity (max_connections) was reserved: no allocation here.
+  std::vector<Request>& starting = loop_->starting;
+  {
+    std::lock_guard lock(mutex_);
+    const std::size_t n = std::min(settings_.max_connections - busy, queue_.size());
+    for (std::size_t i = 0; i < n; ++i) {
+      starting.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
-    start(std::move(request));
   }
+  for (Request& request : starting)
+    start(std::move(request));
+  starting.clear();
 }
 
 void Client::start(Request request) noexcept {

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -36,9 +37,17 @@ class Client {
 
   // Creates the multi handle and starts the I/O thread. Throws std::runtime_error when
   // libcurl cannot be set up. `settings` and `signer` must outlive the client; `signer`
-  // signs again a request that waited long for a connection.
-  Client(const Settings& settings, const Signer& signer, OnDone on_done);
-  // stop() with a deadline already passed.
+  // signs again a request that waited long for a connection. The I/O thread holds
+  // `keep_alive` (the owner of this client, and of what `on_done` uses) until it has run
+  // its last callback: an owner released by a callback (on the I/O thread) is destroyed
+  // when the loop has ended, not under it.
+  Client(const Settings& settings, const Signer& signer, OnDone on_done,
+         std::shared_ptr<const void> keep_alive);
+  // stop() with a deadline already passed. On the I/O thread itself (its owner's last
+  // reference was released by a callback: see the constructor), the loop has ended and the
+  // thread is about to return: the connections are closed and the thread, which cannot
+  // join itself and has no other owner left, is detached as its last act (it runs no code
+  // of this library or of its callbacks afterwards).
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
@@ -64,10 +73,10 @@ class Client {
   // (each is handed to the callback with a failure: "terminated before the response"),
   // closes the connections and joins the I/O thread. Returns how many requests were left.
   // Call refuse() first, or submissions may keep coming. Later calls return 0. Called from
-  // the I/O thread itself (a callback), it only makes the loop end after that callback,
-  // failing what is left, and returns how many requests are outstanding; a later call from
-  // another thread (the destructor's at the latest) joins the thread. The client must not be
-  // destroyed on its own I/O thread.
+  // the I/O thread itself (a callback), it cannot wait for that thread: it makes the loop
+  // end once the callback returns, failing what is left, and returns how many requests are
+  // outstanding; a later call from another thread (the destructor's at the latest) joins
+  // the thread.
   std::size_t stop(Deadline deadline) noexcept;
 
   // Trusts the CA certificates in `path` (PEM) instead of the system's, for the easy handles
@@ -112,6 +121,11 @@ class Client {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> stopped_{false};
   std::atomic<std::size_t> abandoned_{0};  // failed by the loop as it ended
+
+  // Whether the calling thread is the I/O thread.
+  [[nodiscard]] bool on_io_thread() const noexcept;
+  // Removes every easy handle and closes the multi handle (after the loop ended).
+  void close_connections() noexcept;
 
   // The I/O thread's own (touched by no other thread while it runs).
   struct Loop;

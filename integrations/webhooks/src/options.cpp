@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <set>
 #include <string_view>
 
 #include "common/config_check.hpp"
@@ -71,6 +72,9 @@ Settings check_options(const adapters::WebhookOptions& options) {
     settings.keys.push_back(std::move(key));
   }
 
+  // HTTP header names are case-insensitive: two keys that differ only in case would send the
+  // header twice (or let a later line override an earlier one), so they are refused.
+  std::set<std::string> seen;
   for (const auto& [name, value] : options.headers) {
     if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) {
           return token_char(static_cast<unsigned char>(c));
@@ -79,10 +83,16 @@ Settings check_options(const adapters::WebhookOptions& options) {
           "WebhookOptions.headers: the name of a header must be an HTTP token (got " +
           std::string(name.empty() ? "an empty name" : "a name with other characters") + ")");
     }
-    if (reserved_header(lower(name))) {
+    const std::string lowered = lower(name);
+    if (reserved_header(lowered)) {
       throw ConfigError(header_field(name) +
                         " is written by the adapter: content-type, content-length, host, "
                         "transfer-encoding, connection, expect and webhook-* cannot be set");
+    }
+    if (!seen.insert(lowered).second) {
+      throw ConfigError(header_field(name) +
+                        " is given twice: header names are case-insensitive, " +
+                        "and another key of WebhookOptions.headers differs from it only in case");
     }
     if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
       throw ConfigError(header_field(name) +

@@ -1,5 +1,6 @@
 #include "signature.hpp"
 
+#include <mutex>
 #include <stdexcept>
 #include <utility>
 
@@ -64,6 +65,13 @@ std::string decode_secret(std::string_view secret, std::string& problem) {
 
 struct Signer::Contexts {
   std::vector<MacContextHandle> keyed;
+  // Per key, copies of its keyed context that finished a signature, for the next one: a
+  // copy is re-initialised with the key it holds (EVP_MAC_init with no key), which saves
+  // EVP_MAC_CTX_dup's and EVP_MAC_CTX_free's allocations on every signature. At most
+  // kSpareContexts per key (one per thread signing at once is enough).
+  static constexpr std::size_t kSpareContexts = 16;
+  std::mutex mutex;
+  std::vector<std::vector<MacContextHandle>> spare;  // guarded by mutex
 };
 
 Signer::Signer(const std::vector<std::string>& keys) : contexts_(std::make_unique<Contexts>()) {
@@ -74,6 +82,7 @@ Signer::Signer(const std::vector<std::string>& keys) : contexts_(std::make_uniqu
       OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest.data(), 0),
       OSSL_PARAM_construct_end()};
   contexts_->keyed.reserve(keys.size());
+  contexts_->spare.resize(keys.size());
   for (const std::string& key : keys) {
     MacContextHandle context(EVP_MAC_CTX_new(hmac.get()));
     if (!context) openssl_failed("cannot create an HMAC context");
@@ -95,8 +104,24 @@ std::size_t Signer::size() const noexcept {
 
 Mac Signer::mac(std::size_t index, std::string_view id, std::string_view timestamp,
                 std::string_view body) const {
-  MacContextHandle context(EVP_MAC_CTX_dup(contexts_->keyed.at(index).get()));
-  if (!context) openssl_failed("cannot copy an HMAC context");
+  const EVP_MAC_CTX* keyed = contexts_->keyed.at(index).get();
+  MacContextHandle context;
+  {
+    std::lock_guard lock(contexts_->mutex);
+    std::vector<MacContextHandle>& spare = contexts_->spare[index];
+    if (!spare.empty()) {
+      context = std::move(spare.back());
+      spare.pop_back();
+    }
+  }
+  if (context) {
+    if (EVP_MAC_init(context.get(), nullptr, 0, nullptr) != 1) {
+      openssl_failed("cannot reinitialise an HMAC context");
+    }
+  } else {
+    context.reset(EVP_MAC_CTX_dup(keyed));
+    if (!context) openssl_failed("cannot copy an HMAC context");
+  }
   update(context.get(), id);
   update(context.get(), ".");
   update(context.get(), timestamp);
@@ -107,6 +132,14 @@ Mac Signer::mac(std::size_t index, std::string_view id, std::string_view timesta
   if (EVP_MAC_final(context.get(), out.data(), &written, out.size()) != 1 ||
       written != out.size()) {
     openssl_failed("HMAC final failed");
+  }
+  std::lock_guard lock(contexts_->mutex);
+  std::vector<MacContextHandle>& spare = contexts_->spare[index];
+  if (spare.size() < Contexts::kSpareContexts) {
+    try {
+      spare.push_back(std::move(context));
+    } catch (...) {  // NOLINT(bugprone-empty-catch): out of memory: the copy is freed instead
+    }
   }
   return out;
 }

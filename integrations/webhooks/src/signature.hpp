@@ -26,8 +26,9 @@ using Mac = std::array<unsigned char, kMacBytes>;
 [[nodiscard]] std::string decode_secret(std::string_view secret, std::string& problem);
 
 // HMAC-SHA256 under a fixed set of keys. Each key's context is keyed once, at construction;
-// a signature copies it. Thread-safety: const members may run on several threads at once
-// (each copies the keyed context it reads and writes only the copy).
+// a signature works on a copy of it, kept for a later signature (a few per key). Thread-
+// safety: const members may run on several threads at once (each takes a copy of its own,
+// under a mutex held only to take or give back a copy; the keyed context is only read).
 class Signer {
  public:
   // One context per key (the decoded bytes, not the whsec_ text). Throws std::runtime_error

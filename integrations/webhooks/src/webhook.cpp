@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <utility>
@@ -40,6 +41,8 @@ struct Webhook::State {
   void report_response(const Request& request, const Response& response,
                        const Outcome& outcome) const noexcept;
   void disable(long status) noexcept;
+  // insecure_skip_verify: the warning, once per adapter (from the constructor).
+  void warn_insecure() const noexcept;
   Status terminate(Deadline deadline) noexcept;
 
   const detail::webhooks::Settings settings;
@@ -149,6 +152,26 @@ void Webhook::State::disable(long status) noexcept {
   });
 }
 
+void Webhook::State::warn_insecure() const noexcept {
+  detail::best_effort([&] {
+    const std::string reason =
+        "insecure_skip_verify is set: TLS certificates and host names "
+        "are not verified";
+    // The library has no logger: the line goes to stderr as well as to telemetry, so that
+    // a service with no handler attached still shows it. One write of the whole line (no
+    // interleaving with other writers); the endpoint is scheme://host:port only.
+    const std::string line =
+        "emissions: warning: " + what + " (" + settings.endpoint + "): " + reason + "\n";
+    (void)std::fwrite(line.data(), 1, line.size(), stderr);
+    const telemetry::Probe& probe = detail::webhooks::g_probes->warning;
+    if (probe.enabled()) {
+      probe.execute(
+          {{"count", 1}},
+          {{"adapter", settings.name}, {"endpoint", settings.endpoint}, {"reason", reason}});
+    }
+  });
+}
+
 // --- terminate ----------------------------------------------------------------------------
 
 Status Webhook::State::terminate(Deadline deadline) noexcept {
@@ -186,27 +209,23 @@ Status Webhook::State::terminate(Deadline deadline) noexcept {
 Webhook::Webhook(WebhookOptions options) {
   auto state = std::make_shared<State>(options);
   State* raw = state.get();
+  // The I/O thread keeps the state alive until its last callback has returned: a callback
+  // may release the last Webhook (see ~Webhook).
   state->client = std::make_unique<Client>(
       state->settings, state->signer,
-      [raw](Request& request, const Response& response) { raw->on_done(request, response); });
-  if (state->settings.insecure_skip_verify) {
-    const telemetry::Probe& probe = detail::webhooks::g_probes->warning;
-    if (probe.enabled()) {
-      detail::best_effort([&] {
-        probe.execute({{"count", 1}},
-                      {{"adapter", state->settings.name},
-                       {"endpoint", state->settings.endpoint},
-                       {"reason",
-                        "insecure_skip_verify is set: TLS certificates and host names "
-                        "are not verified"}});
-      });
-    }
-  }
+      [raw](Request& request, const Response& response) { raw->on_done(request, response); },
+      std::shared_ptr<const void>(state));
+  if (state->settings.insecure_skip_verify) state->warn_insecure();
   state_ = std::move(state);
 }
 
 Webhook::~Webhook() {
-  (void)state_->terminate(deadline_after(std::chrono::nanoseconds::zero()));
+  const Deadline now = deadline_after(std::chrono::nanoseconds::zero());
+  (void)state_->terminate(now);
+  // Off the I/O thread this joins it, also when terminate() ran earlier on that thread (and
+  // so could not). On it (a callback released the last reference), the loop ends once the
+  // callback returns, and the state goes with the thread's own reference (client.hpp).
+  (void)state_->client->stop(now);
 }
 
 void Webhook::deliver(Delivery delivery) {

@@ -502,6 +502,10 @@ TEST(WebhookDelivery, ShutdownFromATelemetryHandlerOnTheIoThreadNeitherHangsNorC
   (void)emissions::telemetry::detach("webhook-reentry");
   ASSERT_TRUE(returned.load());
   EXPECT_FALSE(inside.ok());  // it could not drain what its own thread was to settle
+  // The loop fails what is left once the callback has returned, a moment after `returned`.
+  const auto callback_returned = std::chrono::steady_clock::now();
+  while (hook->outstanding() != 0 && std::chrono::steady_clock::now() - callback_returned < 10s)
+    std::this_thread::sleep_for(1ms);
   EXPECT_EQ(hook->outstanding(), 0u);
   emitter.reset();  // joins the adapter's I/O thread from here
   hook.reset();

@@ -1,5 +1,6 @@
 // Invalid WebhookOptions are a ConfigError from the constructor, naming the field and never
 // quoting a secret, a header value or the URL's credentials.
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <string>
@@ -9,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "emissions/adapters/webhook.hpp"
+#include "recording_adapter.hpp"
 #include "webhook_fixture.hpp"
 
 namespace {
@@ -114,6 +116,74 @@ TEST(WebhookOptions, EachInvalidFieldIsNamed) {
     WebhookOptions options = valid();
     c.change(options);
     EXPECT_THAT(refusal(options), HasSubstr(c.field));
+  }
+}
+
+TEST(WebhookOptions, HeaderNamesThatDifferOnlyInCaseAreRefusedNamingTheField) {
+  WebhookOptions options = valid();
+  options.headers = {{"X-Trace", "a"}, {"x-trace", "b"}};
+  const std::string reason = refusal(options);
+  // std::map orders "X-Trace" before "x-trace": the second one is named.
+  EXPECT_THAT(reason, HasSubstr("WebhookOptions.headers[\"x-trace\"] is given twice"));
+  EXPECT_THAT(reason, HasSubstr("differs from it only in case"));
+  EXPECT_THAT(reason, Not(HasSubstr("\"a\""))) << "a header value is never quoted";
+
+  options.headers = {{"Authorization", "x"}, {"AUTHORIZATION", "y"}, {"authorization", "z"}};
+  EXPECT_THAT(refusal(options),
+              HasSubstr("WebhookOptions.headers[\"Authorization\"] is given twice"));
+
+  // The reserved names whatever their case.
+  for (const std::string name : {"CONTENT-TYPE", "content-type", "Content-type", "WEBHOOK-ID",
+                                 "webhook-timestamp", "WebHook-Anything"}) {
+    options.headers = {{name, "x"}};
+    EXPECT_THAT(refusal(options),
+                HasSubstr("WebhookOptions.headers[\"" + name + "\"] is written by the adapter"))
+        << name;
+  }
+  // One spelling of a name is fine.
+  options.headers = {{"X-Trace", "a"}, {"X-Other", "b"}};
+  EXPECT_EQ(refusal(options), "");
+}
+
+TEST(WebhookOptions, InsecureSkipVerifyWarnsOncePerAdapterOnStderrAndInTelemetry) {
+  emissions::test_support::TelemetryRecorder recorder("webhook-insecure-options",
+                                                      {{"emissions", "webhook", "warning"}});
+  const auto count_lines = [](const std::string& text) {
+    std::size_t lines = 0;
+    for (std::size_t at = text.find("insecure_skip_verify"); at != std::string::npos;
+         at = text.find("insecure_skip_verify", at + 1))
+      ++lines;
+    return lines;
+  };
+  WebhookOptions insecure = valid();
+  insecure.url = "https://user:pass@hooks.example.com/in?token=t0k3n";
+  insecure.insecure_skip_verify = true;
+  insecure.name = "unsafe";
+
+  ::testing::internal::CaptureStderr();
+  {
+    Webhook first(insecure);
+    Webhook second(insecure);
+    Webhook safe(valid());  // verifies: no warning
+    for (int i = 0; i < 3; ++i)
+      (void)first.flush(emissions::deadline_after(0ms));
+  }
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(count_lines(err), 2u) << err;  // one line per insecure adapter
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 2) << err;
+  EXPECT_THAT(err,
+              HasSubstr("emissions: warning: webhook 'unsafe' (https://hooks.example.com:443)"));
+  EXPECT_THAT(err, Not(HasSubstr("pass")));
+  EXPECT_THAT(err, Not(HasSubstr("t0k3n")));
+  EXPECT_THAT(err, Not(HasSubstr(kSecret.substr(6))));
+
+  const auto warnings = recorder.records({"emissions", "webhook", "warning"});
+  ASSERT_EQ(warnings.size(), 2u);
+  for (const auto& warning : warnings) {
+    EXPECT_EQ(warning.metadata.at("adapter"), "unsafe");
+    EXPECT_EQ(warning.metadata.at("endpoint"), "https://hooks.example.com:443");
+    EXPECT_THAT(warning.metadata.at("reason").get<std::string>(),
+                HasSubstr("insecure_skip_verify"));
   }
 }
 

@@ -63,16 +63,21 @@
 ///   status (the HTTP status, 0 when there was no response), outcome (`delivered`, `retry`
 ///   or `failed`), reason (empty when delivered)}: one per request, on the I/O thread;
 /// - `[emissions, webhook, disabled]` {count: 1} {adapter, endpoint, status: 410}: once;
-/// - `[emissions, webhook, warning]` {count: 1} {adapter, endpoint, reason}: once, from the
-///   constructor, when `insecure_skip_verify` is set;
+/// - `[emissions, webhook, warning]` {count: 1} {adapter, endpoint, reason}: once per
+///   adapter, from the constructor, when `insecure_skip_verify` is set; the library has no
+///   logger, so the same warning is also written as one line to stderr
+///   (e.g. `emissions: warning: webhook 'orders' (https://hooks.example.com:443):
+///   insecure_skip_verify is set: ...`);
 /// - `[emissions, webhook, terminated]` {left, duration} {adapter, endpoint}: at
 ///   terminate(), how many requests had no response by its deadline (their events are
 ///   failed, and counted dropped at shutdown).
 ///
 /// Threads: one I/O thread per adapter (libcurl's multi interface: up to `max_connections`
 /// requests at once, keep-alive connections, HTTP/2 over TLS when the server offers it),
-/// started by the constructor and joined by terminate() (or the destructor). Events are
-/// settled, and telemetry runs, on it. Name resolution runs on libcurl's resolver threads.
+/// started by the constructor and joined by terminate() (or the destructor; for a Webhook
+/// released by a callback on that thread, see ~Webhook). Events are settled, and telemetry
+/// runs, on it: a callback there may call terminate(), shut the Emitter down or release the
+/// last reference. Name resolution runs on libcurl's resolver threads.
 #pragma once
 
 #include <chrono>
@@ -111,7 +116,9 @@ struct WebhookOptions {
   std::vector<std::string> secrets = {};
   /// Extra request headers (e.g. `Authorization`). Names must be HTTP tokens, values must
   /// not hold CR, LF or NUL; `content-type`, `content-length`, `transfer-encoding`, `host`,
-  /// `connection`, `expect` and any `webhook-*` name are the adapter's own (ConfigError).
+  /// `connection`, `expect` and any `webhook-*` name, in any case, are the adapter's own;
+  /// two names that differ only in case (`X-Trace`, `x-trace`) are one header given twice
+  /// (ConfigError naming the field either way).
   std::map<std::string, std::string> headers = {};
   /// The longest one request may take, connecting included (1 ms .. 24 h); past it the
   /// request fails with `timeout` (retriable).
@@ -136,7 +143,8 @@ struct WebhookOptions {
   /// rebound) to such an address is refused too. true: any address.
   bool allow_private_networks = false;
   /// true: TLS certificates and host names are not verified (for tests against
-  /// self-signed servers). Reported once as `[emissions, webhook, warning]`.
+  /// self-signed servers). Warned about once per adapter, from the constructor: one line on
+  /// stderr and `[emissions, webhook, warning]`.
   bool insecure_skip_verify = false;
   /// The adapter's name in telemetry, statistics and reasons. Must not be empty.
   std::string name = "webhook";
@@ -162,7 +170,14 @@ class Webhook final : public AsyncAdapter {
   /// Connects to nothing until events come.
   explicit Webhook(WebhookOptions options);
   /// terminate() with a deadline already passed, if it has not been called: what has no
-  /// response yet is failed at once.
+  /// response yet is failed at once; then joins the I/O thread (also when terminate() was
+  /// called on that thread, which could not). May run on any thread, including the I/O
+  /// thread itself, when a settlement or telemetry callback releases the last reference
+  /// (or destroys the Emitter that held it): the adapter refuses new events at once, and
+  /// once the callback returns the loop fails what is left, closes the connections and
+  /// releases the adapter's state. That thread cannot join itself and no owner is left to
+  /// join it, so it detaches itself as its very last act, after which it runs no code of
+  /// this library or of any callback; nothing is global.
   ~Webhook() override;
   Webhook(const Webhook&) = delete;
   Webhook& operator=(const Webhook&) = delete;
@@ -181,10 +196,12 @@ class Webhook final : public AsyncAdapter {
   /// what was queued until `deadline`, then fails what is left with `unavailable` (the
   /// pipeline counts it dropped at shutdown), closes the connections and joins the I/O
   /// thread. Returns ok when nothing was left, otherwise `timeout` naming how many requests
-  /// were left. Idempotent (later calls return ok). Called back on the adapter's own I/O
-  /// thread (a telemetry handler that shuts the Emitter down), it cannot wait for that
-  /// thread: the thread fails what is left once the callback returns, and the destructor
-  /// joins it; the result counts what was outstanding.
+  /// were left. Idempotent (later calls return ok). A terminate() from another thread wakes
+  /// the I/O thread at once: it returns by `deadline` whatever the requests in flight wait
+  /// for. Called back on the adapter's own I/O thread (a settlement or telemetry callback
+  /// that shuts the Emitter down), it cannot wait for that thread: it returns at once, the
+  /// thread fails what is left once the callback returns, and the destructor joins it (see
+  /// ~Webhook); the result counts what was outstanding.
   Status terminate(Deadline deadline) override;
 
   /// `options.name`.
