@@ -225,7 +225,7 @@ void Kafka::State::poll_loop() noexcept {
       (void)detail::wait_until(
           poll_wake, [&] { return stop_polling.load(std::memory_order_acquire); },
           deadline_after(kRecreateInterval));
-      if (stop_polling.load(std::memory_order_acquire)) return;
+      if (stop_polling.load(std::memory_order_acquire)) break;
       try {
         replace(make_producer());
         restarts.fetch_add(1, std::memory_order_relaxed);
