@@ -11,6 +11,8 @@
 //     message to the last one handled. raw = poll, parse the JSON, count, commit every
 //     second; source = KafkaSource publishing into an Emitter whose one adapter counts.
 //
+// Each figure is given in events/s (wall time) and in this process's CPU ns per event (all
+// threads; the mock broker is another process), the steadier one on a loaded machine.
 // Each rep runs both pairs on fresh topics and groups; the table gives medians. A run whose
 // counts do not add up (a failed delivery, a missing event) prints no figures and exits 2.
 #include <algorithm>
@@ -21,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -160,6 +163,18 @@ ConfHandle make_conf(const std::map<std::string, std::string>& properties) {
   return conf;
 }
 
+// CPU time of this process (every thread: ours and librdkafka's; not the mock broker's, which
+// is another process), in nanoseconds. Robust to other processes loading the machine, unlike
+// wall time.
+double cpu_ns() {
+  timespec now{};
+  (void)::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now);
+  return static_cast<double>(now.tv_sec) * 1e9 + static_cast<double>(now.tv_nsec);
+}
+
+// Process CPU nanoseconds per event of the last producer or consumer run (set by each).
+double g_cpu_ns_per_event = 0;
+
 double seconds_between(Clock::time_point from, Clock::time_point to) {
   return std::chrono::duration<double>(to - from).count();
 }
@@ -245,6 +260,7 @@ double raw_producer(const Options& options, const std::string& bootstraps,
   }
   reports.delivered = 0;
   const auto started = Clock::now();
+  const double cpu_started = cpu_ns();
   for (std::size_t i = 0; i < options.events; ++i) {
     produce(i);
     if (i % 1'000 == 0) (void)rd_kafka_poll(producer.get(), 0);
@@ -253,6 +269,7 @@ double raw_producer(const Options& options, const std::string& bootstraps,
     throw Failure("raw producer: flush timed out");
   }
   const double elapsed = seconds_between(started, Clock::now());
+  g_cpu_ns_per_event = (cpu_ns() - cpu_started) / static_cast<double>(options.events);
   if (reports.delivered != options.events || reports.failed != 0) {
     throw Failure("raw producer: " + std::to_string(reports.delivered.load()) + " delivered, " +
                   std::to_string(reports.failed.load()) + " failed of " +
@@ -285,6 +302,7 @@ double adapter_producer(const Options& options, const std::string& bootstraps,
     }
   }
   const auto started = Clock::now();
+  const double cpu_started = cpu_ns();
   for (std::size_t i = 0; i < options.events;) {
     emissions::Transaction tx = emitter.start();
     for (std::size_t end = std::min(options.events, i + kEventsPerCommit); i < end; ++i) {
@@ -296,6 +314,7 @@ double adapter_producer(const Options& options, const std::string& bootstraps,
   }
   if (!emitter.drain(std::chrono::seconds(120)).ok()) throw Failure("adapter: drain timed out");
   const double elapsed = seconds_between(started, Clock::now());
+  g_cpu_ns_per_event = (cpu_ns() - cpu_started) / static_cast<double>(options.events);
   const emissions::AdapterStats stats = emitter.stats().adapters.at(0);
   if (stats.delivered != options.events + 1 || stats.failed != 0 || stats.dropped != 0) {
     throw Failure("adapter: " + std::to_string(stats.delivered) + " delivered, " +
@@ -309,6 +328,7 @@ double adapter_producer(const Options& options, const std::string& bootstraps,
 
 double raw_consumer(const Options& options, const std::string& bootstraps, const std::string& topic,
                     const std::string& group) {
+  const double cpu_started = cpu_ns();  // from joining the group, as for the source
   ConfHandle conf = make_conf({{"bootstrap.servers", bootstraps},
                                {"group.id", group},
                                {"auto.offset.reset", "earliest"},
@@ -346,6 +366,7 @@ double raw_consumer(const Options& options, const std::string& bootstraps, const
     }
   }
   const double elapsed = seconds_between(first, Clock::now());
+  g_cpu_ns_per_event = (cpu_ns() - cpu_started) / static_cast<double>(in_topic);
   (void)rd_kafka_commit(consumer.get(), nullptr, 0);
   (void)rd_kafka_consumer_close(consumer.get());
   if (handled != in_topic || malformed != 0) {
@@ -393,6 +414,7 @@ class CountingAdapter final : public emissions::Adapter {
 
 double source_consumer(const Options& options, const std::string& bootstraps,
                        const std::string& topic, const std::string& group) {
+  const double cpu_started = cpu_ns();              // from joining the group, as for the raw loop
   const std::size_t in_topic = options.events + 1;  // and the producer's warm-up message
   auto counting = std::make_shared<CountingAdapter>(in_topic);
   emissions::Config config;
@@ -405,6 +427,7 @@ double source_consumer(const Options& options, const std::string& bootstraps,
                                                    .properties = {{"log_level", "2"}}});
   if (!source.start().ok()) throw Failure("source: start failed");
   const double elapsed = counting->wait(std::chrono::seconds(120));
+  g_cpu_ns_per_event = (cpu_ns() - cpu_started) / static_cast<double>(in_topic);
   (void)source.stop(std::chrono::seconds(10));
   if (elapsed < 0 || counting->count() != in_topic) {
     throw Failure("source: " + std::to_string(counting->count()) + " handled of " +
@@ -477,17 +500,25 @@ int main(int argc, char** argv) {
       std::map<std::string, double> figures;
       if (producers) {
         figures["raw_producer_eps"] = raw_producer(options, broker.bootstraps(), raw);
+        figures["raw_producer_cpu_ns"] = g_cpu_ns_per_event;
         figures["adapter_eps"] = adapter_producer(options, broker.bootstraps(), written);
+        figures["adapter_cpu_ns"] = g_cpu_ns_per_event;
         figures["adapter_vs_raw_producer"] = figures["adapter_eps"] / figures["raw_producer_eps"];
+        figures["adapter_vs_raw_producer_cpu"] =
+            figures["raw_producer_cpu_ns"] / figures["adapter_cpu_ns"];
       } else {
         (void)raw_producer(options, broker.bootstraps(), written);  // the same envelopes
       }
       if (consumers) {
         figures["raw_consumer_eps"] =
             raw_consumer(options, broker.bootstraps(), written, "raw-" + std::to_string(rep));
+        figures["raw_consumer_cpu_ns"] = g_cpu_ns_per_event;
         figures["source_eps"] =
             source_consumer(options, broker.bootstraps(), written, "source-" + std::to_string(rep));
+        figures["source_cpu_ns"] = g_cpu_ns_per_event;
         figures["source_vs_raw_consumer"] = figures["source_eps"] / figures["raw_consumer_eps"];
+        figures["source_vs_raw_consumer_cpu"] =
+            figures["raw_consumer_cpu_ns"] / figures["source_cpu_ns"];
       }
       if (rep == 0) continue;
       for (const auto& [key, value] : figures)
@@ -501,8 +532,11 @@ int main(int argc, char** argv) {
       std::printf("%s\n", result.dump().c_str());
     } else {
       std::printf("%-28s %14s\n", "figure (median)", "value");
-      for (const char* key : {"raw_producer_eps", "adapter_eps", "adapter_vs_raw_producer",
-                              "raw_consumer_eps", "source_eps", "source_vs_raw_consumer"}) {
+      for (const char* key :
+           {"raw_producer_eps", "adapter_eps", "adapter_vs_raw_producer", "raw_producer_cpu_ns",
+            "adapter_cpu_ns", "adapter_vs_raw_producer_cpu", "raw_consumer_eps", "source_eps",
+            "source_vs_raw_consumer", "raw_consumer_cpu_ns", "source_cpu_ns",
+            "source_vs_raw_consumer_cpu"}) {
         if (result.contains(key)) std::printf("%-28s %14.3f\n", key, result[key].get<double>());
       }
       std::printf("(%zu events per run, %d reps after a warm-up, %d partitions)\n", options.events,

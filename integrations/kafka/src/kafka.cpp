@@ -78,6 +78,15 @@ struct Kafka::State {
   void produce_one(Producer& producer, InFlight& record, std::size_t index, std::string& topic,
                    std::string& key, std::string& value) noexcept;
   void poll_loop() noexcept;
+  // The end of the poll thread: fails what has no report and destroys the producers (out
+  // of every librdkafka call, so also when terminate() ran inside one of its callbacks).
+  void tear_down() noexcept;
+  // Joins the poll thread, unless called on it (then it ends by itself after the callback
+  // under way). Safe to call from several threads.
+  void join_poll_thread() noexcept;
+  [[nodiscard]] bool on_poll_thread() const noexcept {
+    return std::this_thread::get_id() == poll_thread_id;
+  }
   // A producer with the adapter's options whose fatal errors call on_fatal().
   std::shared_ptr<Producer> make_producer();
   // Replaces `failed` (still polling) by a new producer; the poll loop retires it.
@@ -98,7 +107,12 @@ struct Kafka::State {
   std::atomic<bool> terminated{false};
   std::atomic<std::size_t> restarts{0};
   detail::WaitChannel poll_wake;  // wakes the poll thread when it waits without a producer
+  // Messages without a report when the poll thread stopped serving them (written by it
+  // before it ends).
+  std::atomic<std::size_t> left_at_stop{0};
+  std::mutex join_mutex;  // serializes joining (and detaching) poll_thread
   std::thread poll_thread;
+  std::thread::id poll_thread_id;  // set once, before anyone but the thread sees the state
 };
 
 // --- deliver ------------------------------------------------------------------------------
@@ -211,7 +225,7 @@ void Kafka::State::poll_loop() noexcept {
       (void)detail::wait_until(
           poll_wake, [&] { return stop_polling.load(std::memory_order_acquire); },
           deadline_after(kRecreateInterval));
-      if (stop_polling.load(std::memory_order_acquire)) return;
+      if (stop_polling.load(std::memory_order_acquire)) break;
       try {
         replace(make_producer());
         restarts.fetch_add(1, std::memory_order_relaxed);
@@ -228,6 +242,36 @@ void Kafka::State::poll_loop() noexcept {
     }
     if (retired) retire(std::move(retired));
   }
+  left_at_stop.store(reports->outstanding.load(std::memory_order_acquire),
+                     std::memory_order_release);
+  tear_down();
+}
+
+void Kafka::State::tear_down() noexcept {
+  std::shared_ptr<Producer> last;
+  std::shared_ptr<Producer> retired;
+  {
+    std::lock_guard lock(producer_mutex);
+    last.swap(producer);
+    retired.swap(retiring);
+  }
+  if (retired) {
+    retired->purge(true);
+    retired->poll(std::chrono::milliseconds(0));
+    retired.reset();
+  }
+  if (last) {
+    // What has no report yet fails now, retriably (at shutdown: counted dropped).
+    last->purge(true);
+    last->poll(std::chrono::milliseconds(0));
+    last.reset();  // destroys the instance; fails anything librdkafka did not report
+  }
+}
+
+void Kafka::State::join_poll_thread() noexcept {
+  if (on_poll_thread()) return;
+  std::lock_guard lock(join_mutex);
+  if (poll_thread.joinable()) poll_thread.join();
 }
 
 std::shared_ptr<Producer> Kafka::State::make_producer() {
@@ -283,40 +327,35 @@ void Kafka::State::retire(std::shared_ptr<Producer> retired) noexcept {
 // --- terminate ----------------------------------------------------------------------------
 
 Status Kafka::State::terminate(Deadline deadline) noexcept {
-  if (terminated.exchange(true, std::memory_order_acq_rel)) return {};
+  // On the poll thread (a settlement callback or a telemetry handler shutting the Emitter
+  // down, or dropping the adapter): it serves the delivery reports and cannot wait for
+  // them, nor join itself, nor destroy a producer whose poll() it is inside. It stops
+  // taking events and polling; once the callback under way returns, it fails what has no
+  // report and destroys the producer (tear_down), and a later terminate() or the
+  // destructor on another thread joins it.
+  const bool self = on_poll_thread();
+  if (terminated.exchange(true, std::memory_order_acq_rel)) {
+    join_poll_thread();
+    return {};
+  }
   const auto started = std::chrono::steady_clock::now();
   closing.store(true, std::memory_order_release);
   reports->reported.notify();  // a deliver() waiting for room gives up
 
-  const Deadline flush_deadline = earliest(deadline, deadline_after(options.flush_timeout));
-  (void)detail::wait_until(
-      reports->reported, [&] { return reports->outstanding.load(std::memory_order_acquire) == 0; },
-      flush_deadline);
+  if (!self) {
+    const Deadline flush_deadline = earliest(deadline, deadline_after(options.flush_timeout));
+    (void)detail::wait_until(
+        reports->reported,
+        [&] { return reports->outstanding.load(std::memory_order_acquire) == 0; }, flush_deadline);
+  }
 
   stop_polling.store(true, std::memory_order_release);
   if (std::shared_ptr<Producer> active = current()) active->wake_poll();
   poll_wake.notify();
-  if (poll_thread.joinable()) poll_thread.join();
-
-  const std::size_t left = reports->outstanding.load(std::memory_order_acquire);
-  std::shared_ptr<Producer> last;
-  std::shared_ptr<Producer> retired;
-  {
-    std::lock_guard lock(producer_mutex);
-    last.swap(producer);
-    retired.swap(retiring);
-  }
-  if (retired) {
-    retired->purge(true);
-    retired->poll(std::chrono::milliseconds(0));
-    retired.reset();
-  }
-  if (last) {
-    // What has no report yet fails now, retriably (at shutdown: counted dropped).
-    last->purge(true);
-    last->poll(std::chrono::milliseconds(0));
-    last.reset();  // destroys the instance; fails anything librdkafka did not report
-  }
+  // No report is served meanwhile on the poll thread itself: `left` is exact either way.
+  const std::size_t left = self
+                               ? reports->outstanding.load(std::memory_order_acquire)
+                               : (join_poll_thread(), left_at_stop.load(std::memory_order_acquire));
 
   const auto duration = std::chrono::steady_clock::now() - started;
   Status status;
@@ -329,10 +368,15 @@ Status Kafka::State::terminate(Deadline deadline) noexcept {
           {{"adapter", options.name}});
     }
     if (left != 0) {
-      status = Status(Errc::timeout,
-                      what() + ": " + std::to_string(left) +
-                          " messages had no delivery report by the deadline (flush_timeout " +
-                          std::to_string(options.flush_timeout.count()) + " ms); they were failed");
+      status =
+          Status(Errc::timeout,
+                 what() + ": " + std::to_string(left) +
+                     (self ? " messages had no delivery report when terminate() was called on the "
+                             "adapter's poll thread (which cannot wait for them); they are failed "
+                             "once the callback under way returns"
+                           : " messages had no delivery report by the deadline (flush_timeout " +
+                                 std::to_string(options.flush_timeout.count()) +
+                                 " ms); they were failed"));
     }
   } catch (...) {
     if (left != 0) status = Status(Errc::timeout, {});
@@ -346,12 +390,23 @@ Kafka::Kafka(KafkaOptions options) {
   detail::kafka::check_options(options);
   auto state = std::make_shared<State>(std::move(options));
   state->producer = state->make_producer();
-  state->poll_thread = std::thread([raw = state.get()] { raw->poll_loop(); });
+  // The thread keeps the state alive: it may outlive this object (see ~Kafka).
+  state->poll_thread = std::thread([keep = state] { keep->poll_loop(); });
+  state->poll_thread_id = state->poll_thread.get_id();
   state_ = std::move(state);
 }
 
 Kafka::~Kafka() {
   (void)state_->terminate(deadline_after(std::chrono::nanoseconds::zero()));
+  if (state_->on_poll_thread()) {
+    // The last reference was dropped on the poll thread, inside a callback: no thread is
+    // left to join it, and it cannot join itself. It ends by itself once the callback
+    // returns (tear_down, then its reference to the state is the last), touching nothing
+    // but the state it keeps alive and the Deliveries it settles (safe after the Emitter is
+    // gone). This is the one case where the thread is not joined by its owner.
+    std::lock_guard lock(state_->join_mutex);
+    if (state_->poll_thread.joinable()) state_->poll_thread.detach();
+  }
 }
 
 void Kafka::deliver(Delivery delivery) {

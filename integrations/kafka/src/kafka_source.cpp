@@ -33,6 +33,7 @@ using detail::kafka::ClientHandle;
 using detail::kafka::ErrorHandle;
 using detail::kafka::MessageHandle;
 using detail::kafka::OffsetTracker;
+using detail::kafka::QueueHandle;
 
 namespace {
 
@@ -45,6 +46,9 @@ constexpr int kRevokeIntervals = 10;
 // How long an assignment waits for the group's committed offsets of partitions this source
 // held before (to resume after what it handled); without them it resumes where it was.
 constexpr std::chrono::milliseconds kCommittedTimeout{5'000};
+// How long a commit made while running waits for the coordinator's answer before the
+// polling thread goes on (the same offsets are committed again at the next interval).
+constexpr std::chrono::milliseconds kCommitWait{10'000};
 
 using PartitionKey = std::pair<std::string, std::int32_t>;  // topic, partition
 
@@ -64,6 +68,14 @@ struct PartitionListDeleter {
 };
 using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter>;
 
+// Owns a consumer destroyed without leaving its group (RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE).
+struct UnclosedClientDeleter {
+  void operator()(rd_kafka_t* client) const noexcept {
+    rd_kafka_destroy_flags(client, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+  }
+};
+using UnclosedClient = std::unique_ptr<rd_kafka_t, UnclosedClientDeleter>;
+
 }  // namespace
 
 struct KafkaSource::State {
@@ -78,8 +90,27 @@ struct KafkaSource::State {
                std::vector<Event> events);
   std::optional<Event> decode(const rd_kafka_message_t& message, std::string& error) const;
   void settle(const PartitionKey& key, std::uint64_t generation, std::int64_t offset);
-  // Commits what is committable, for every partition or those in `only`.
-  void commit(const rd_kafka_topic_partition_list_t* only = nullptr) noexcept;
+  // Commits what is committable, for every partition or those in `only`, and waits for the
+  // coordinator's answer until `deadline` (and, once stop() began, its deadline). Returns
+  // whether the answer came (or there was nothing to commit).
+  bool commit(Deadline deadline, const rd_kafka_topic_partition_list_t* only = nullptr) noexcept;
+  // One commit() waiting for its answer (the opaque of rd_kafka_commit_queue). The answer
+  // is served only by polling the commit's own queue, inside commit(): once commit() gave
+  // up and destroyed that queue, the answer is dropped unserved, so this never dangles.
+  struct CommitCall {
+    State* state = nullptr;
+    bool answered = false;
+  };
+  // The coordinator's answer to a commit(): records what was committed.
+  void committed_result(rd_kafka_resp_err_t error,
+                        const rd_kafka_topic_partition_list_t* offsets) noexcept;
+  // Leaves the group (serving the revoke callback on this thread) until `deadline`.
+  // Returns whether the consumer is closed.
+  bool close(Deadline deadline) noexcept;
+  // `own`, or stop()'s deadline if that is earlier and stop() began.
+  [[nodiscard]] Deadline bounded(Deadline own) const noexcept {
+    return stopping.load(std::memory_order_acquire) ? std::min(own, stop_deadline) : own;
+  }
   // Waits (bounded) for the events of `partitions`, commits them and forgets them.
   void release(const rd_kafka_topic_partition_list_t* partitions) noexcept;
   // Starts tracking the newly assigned `partitions`; those this source held before get
@@ -101,6 +132,9 @@ struct KafkaSource::State {
   std::mutex lifecycle_mutex;  // serializes start() and stop()
   enum class Phase { created, running, stopped } phase = Phase::created;  // lifecycle_mutex
   std::thread thread;
+  // Destroys a consumer that could not leave its group by stop()'s deadline (lifecycle_mutex;
+  // joined by the destructor).
+  std::thread closer;
   std::atomic<bool> stopping{false};
   Deadline stop_deadline = Deadline::max();  // written before `stopping`
 
@@ -160,7 +194,7 @@ void KafkaSource::State::run() noexcept {
       // the group after a restart; keep polling.
     }
     if (std::chrono::steady_clock::now() - last_commit >= options.commit_interval) {
-      commit();
+      (void)commit(deadline_after(kCommitWait));
       last_commit = std::chrono::steady_clock::now();
     }
   }
@@ -297,7 +331,8 @@ void KafkaSource::State::settle(const PartitionKey& key, std::uint64_t generatio
 
 // --- offsets ------------------------------------------------------------------------------
 
-void KafkaSource::State::commit(const rd_kafka_topic_partition_list_t* only) noexcept {
+bool KafkaSource::State::commit(Deadline deadline,
+                                const rd_kafka_topic_partition_list_t* only) noexcept {
   try {
     PartitionList list(rd_kafka_topic_partition_list_new(4));
     {
@@ -313,29 +348,87 @@ void KafkaSource::State::commit(const rd_kafka_topic_partition_list_t* only) noe
         }
       }
     }
-    if (list->cnt == 0) return;
-    if (const rd_kafka_resp_err_t error = rd_kafka_commit(consumer.get(), list.get(), 0);
-        error != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      // Not committed: tried again at the next interval (a refused commit makes the group
-      // read these messages again only if the partition moves before then).
-      if (telemetry::enabled()) {
+    if (list->cnt == 0) return true;
+    // rd_kafka_commit() would block until the coordinator answers, for as long as it is
+    // unreachable: the answer comes on a queue of our own instead, polled to the deadline.
+    const QueueHandle queue(rd_kafka_queue_new(consumer.get()));
+    CommitCall call{.state = this};
+    const rd_kafka_resp_err_t error = rd_kafka_commit_queue(
+        consumer.get(), list.get(), queue.get(),
+        [](rd_kafka_t*, rd_kafka_resp_err_t result, rd_kafka_topic_partition_list_t* offsets,
+           void* opaque) {
+          auto& answer = *static_cast<CommitCall*>(opaque);
+          answer.answered = true;
+          answer.state->committed_result(result, offsets);
+        },
+        &call);
+    if (error != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      committed_result(error, nullptr);
+      return true;
+    }
+    while (!call.answered) {
+      const auto left = detail::time_left(bounded(deadline));
+      if (left.count() == 0) return false;  // tried again at the next interval, or not at all
+      const auto slice = left.count() < 0 ? kPollInterval
+                                          : std::min<std::chrono::nanoseconds>(left, kPollInterval);
+      (void)rd_kafka_queue_poll_callback(
+          queue.get(),
+          static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(slice).count()));
+    }
+    return true;
+  } catch (...) {
+    return false;  // Out of memory: committed next time.
+  }
+}
+
+void KafkaSource::State::committed_result(rd_kafka_resp_err_t error,
+                                          const rd_kafka_topic_partition_list_t* offsets) noexcept {
+  if (error != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    // Not committed: tried again at the next interval (a refused commit makes the group
+    // read these messages again only if the partition moves before then).
+    if (telemetry::enabled()) {
+      try {
         telemetry::execute({"emissions", "source", "error"}, {{"count", 1}},
                            {{"source", options.name},
                             {"code", rd_kafka_err2name(error)},
                             {"reason", std::string("commit failed: ") + rd_kafka_err2str(error)}});
+      } catch (...) {
       }
-      return;
     }
-    std::lock_guard lock(offsets_mutex);
-    for (int i = 0; i < list->cnt; ++i) {
-      const rd_kafka_topic_partition_t& entry = list->elems[i];
-      if (entry.err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
-      const auto found = partitions.find(PartitionKey{entry.topic, entry.partition});
-      if (found != partitions.end()) found->second.offsets.committed(entry.offset);
-      committed.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (offsets == nullptr) return;
+  std::lock_guard lock(offsets_mutex);
+  for (int i = 0; i < offsets->cnt; ++i) {
+    const rd_kafka_topic_partition_t& entry = offsets->elems[i];
+    if (entry.err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+    const auto found = partitions.find(PartitionKey{entry.topic, entry.partition});
+    if (found != partitions.end()) found->second.offsets.committed(entry.offset);
+    committed.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+bool KafkaSource::State::close(Deadline deadline) noexcept {
+  try {
+    const QueueHandle queue(rd_kafka_queue_new(consumer.get()));
+    if (const ErrorHandle error(rd_kafka_consumer_close_queue(consumer.get(), queue.get()));
+        error) {
+      return rd_kafka_consumer_closed(consumer.get()) != 0;
     }
+    // The revoke callback runs here, inside the polls, and commits (bounded by `deadline`,
+    // stop()'s).
+    while (rd_kafka_consumer_closed(consumer.get()) == 0) {
+      const auto left = detail::time_left(deadline);
+      if (left.count() == 0) return false;
+      const auto slice = left.count() < 0 ? kPollInterval
+                                          : std::min<std::chrono::nanoseconds>(left, kPollInterval);
+      (void)rd_kafka_queue_poll_callback(
+          queue.get(),
+          static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(slice).count()));
+    }
+    return true;
   } catch (...) {
-    // Out of memory: committed next time.
+    return false;
   }
 }
 
@@ -366,10 +459,14 @@ void KafkaSource::State::release(const rd_kafka_topic_partition_list_t* revoked)
     // What is settled already is committed at once: the group coordinator may refuse
     // commits once the other members have rejoined (REBALANCE_IN_PROGRESS until the new
     // generation), so waiting first could lose it; then the rest, as it settles.
-    commit(revoked);
-    (void)detail::wait_until(
-        settled, [&] { return idle(revoked); }, deadline);
-    commit(revoked);
+    (void)commit(deadline, revoked);
+    // In slices: stop() may begin meanwhile, with an earlier deadline.
+    while (!idle(revoked) && !expired(bounded(deadline))) {
+      (void)detail::wait_until(
+          settled, [&] { return idle(revoked); },
+          std::min(bounded(deadline), deadline_after(kPollInterval)));
+    }
+    (void)commit(deadline, revoked);
     std::lock_guard lock(offsets_mutex);
     for (int i = 0; i < revoked->cnt; ++i) {
       PartitionKey key{revoked->elems[i].topic, revoked->elems[i].partition};
@@ -490,6 +587,7 @@ KafkaSource::KafkaSource(Emitter& emitter, KafkaSourceOptions options) {
 
 KafkaSource::~KafkaSource() {
   (void)stop(std::chrono::milliseconds(0));
+  if (state_->closer.joinable()) state_->closer.join();
 }
 
 Status KafkaSource::start() {
@@ -525,20 +623,48 @@ Status KafkaSource::stop(std::chrono::milliseconds timeout) {
   s.settled.notify();
   if (s.thread.joinable()) s.thread.join();
   std::size_t left = 0;
+  bool closed = true;
   if (was_running) {
     (void)detail::wait_until(
         s.settled, [&] { return s.idle(nullptr); }, s.stop_deadline);
     left = s.unsettled();
-    s.commit();
+    (void)s.commit(s.stop_deadline);
     // Leaves the group; the revoke callback runs here and commits again (bounded by the
     // same deadline).
-    (void)rd_kafka_consumer_close(s.consumer.get());
+    closed = s.close(s.stop_deadline);
   }
-  s.consumer.reset();
+  if (closed && was_running) {
+    s.consumer.reset();
+  } else {
+    // Never subscribed (nothing to leave or commit), or the group could not be left in
+    // time (its coordinator unreachable): librdkafka's own close would wait for the
+    // coordinator, so the instance is destroyed without one (no callback of ours runs).
+    // The group gives the partitions to the others once session.timeout.ms passed
+    // without this member.
+    UnclosedClient client(s.consumer.release());
+    if (!was_running) {
+      client.reset();  // nothing waits for a coordinator: quick
+    } else {
+      // Even so, librdkafka's destroy waits for the commits that wait for a coordinator,
+      // until session.timeout.ms after the close began: on a thread of its own, joined by
+      // the destructor, so that stop() returns by its deadline.
+      try {
+        s.closer = std::thread([owned = std::move(client)]() mutable { owned.reset(); });
+      } catch (...) {
+        client.reset();  // no thread to be had: destroyed here, late
+      }
+    }
+  }
   if (left != 0) {
     return Status(Errc::timeout, "kafka source '" + s.options.name + "': " + std::to_string(left) +
                                      " partitions had unsettled events at the deadline; the "
                                      "group reads them again");
+  }
+  if (!closed) {
+    return Status(Errc::timeout, "kafka source '" + s.options.name +
+                                     "': the consumer did not leave its group by the deadline "
+                                     "(its coordinator unreachable); the group reassigns its "
+                                     "partitions after session.timeout.ms");
   }
   return {};
 }

@@ -8,6 +8,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gmock/gmock.h>
@@ -322,6 +323,74 @@ TEST(KafkaAdapter, TerminateStopsAtItsDeadlineBeforeFlushTimeout) {
   const emissions::AdapterStats stats = emitter.stats().adapters[0];
   EXPECT_EQ(stats.delivered, 0u);
   EXPECT_EQ(stats.dropped + stats.failed, 3u);
+}
+
+// The callbacks below run on the adapter's poll thread (delivery reports are served there):
+// terminate() there must neither join nor wait for that thread.
+
+TEST(KafkaAdapter, ShuttingTheEmitterDownFromASettlementCallbackOnThePollThreadIsSafe) {
+  MockCluster cluster(1);
+  cluster.create_topic("orders", 1);
+  auto kafka = std::make_shared<Kafka>(options_for(cluster, "orders"));
+  auto emitter = std::make_unique<emissions::Emitter>(config_with(kafka));
+  auto emitter_shutdown = [&] { return emitter->shutdown(500ms); };
+  std::atomic<bool> called{false};
+  std::thread::id called_on;
+  emissions::Status shut;
+  emissions::Transaction tx = emitter->start();
+  ASSERT_TRUE(tx.emit("order_created", {{"id", 1}}).ok());
+  ASSERT_TRUE(tx.commit([&](const emissions::Settlement&) {
+                  called_on = std::this_thread::get_id();
+                  shut = emitter_shutdown();
+                  called.store(true);
+                }).ok());
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  while (!called.load() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(5ms);
+  ASSERT_TRUE(called.load());
+  EXPECT_NE(called_on, std::this_thread::get_id());
+  // The Emitter cannot drain the settlement whose callback is running: it may time out.
+  EXPECT_TRUE(shut.ok() || shut.code() == Errc::timeout) << shut.message();
+  EXPECT_TRUE(emitter->closed());
+  EXPECT_EQ(emitter->stats().adapters.at(0).delivered, 1u);
+  EXPECT_EQ(kafka->outstanding(), 0u);
+  emitter.reset();
+  kafka.reset();  // the last reference, here: joins the poll thread, which ended by itself
+  EXPECT_EQ(read_back(cluster.bootstraps(), "orders", 1, 10s).size(), 1u);
+}
+
+TEST(KafkaAdapter, DroppingTheLastReferenceOnThePollThreadIsSafe) {
+  // A broker that is down makes librdkafka report errors, which the poll thread hands to
+  // telemetry: the handler drops the only reference to the adapter.
+  MockCluster cluster(1);
+  cluster.create_topic("orders", 1);
+  rd_kafka_mock_broker_set_down(cluster.get(), 1);
+  auto kafka = std::make_shared<Kafka>(options_for(cluster, "orders"));
+  std::atomic<bool> dropped{false};
+  std::atomic<int> terminated{0};
+  std::thread::id dropped_on;
+  ASSERT_TRUE(emissions::telemetry::attach("drop", {"emissions", "kafka", "error"},
+                                           [&](const auto&, const auto&, const auto&) {
+                                             if (!kafka) return;
+                                             dropped_on = std::this_thread::get_id();
+                                             kafka.reset();
+                                             dropped.store(true);
+                                           })
+                  .ok());
+  ASSERT_TRUE(emissions::telemetry::attach(
+                  "terminated", {"emissions", "kafka", "terminated"},
+                  [&](const auto&, const auto&, const auto&) { terminated.fetch_add(1); })
+                  .ok());
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  while (!dropped.load() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(5ms);
+  // The thread ends by itself; nothing of it is left to wait for but librdkafka's exit.
+  std::this_thread::sleep_for(200ms);
+  (void)emissions::telemetry::detach("drop");
+  (void)emissions::telemetry::detach("terminated");
+  ASSERT_TRUE(dropped.load());
+  EXPECT_NE(dropped_on, std::this_thread::get_id());
+  EXPECT_EQ(terminated.load(), 1);
 }
 
 }  // namespace

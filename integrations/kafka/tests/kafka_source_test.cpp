@@ -1,10 +1,13 @@
 // The Kafka source against librdkafka's mock cluster: what the adapter wrote comes back as
 // the same events, malformed messages are skipped and reported, committed offsets let the
 // next member of the group continue where the last one stopped.
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -208,6 +211,245 @@ TEST(KafkaSource, AMemberThatLostItsPartitionsResumesAfterWhatItHandled) {
   EXPECT_GT(source.stats().committed, 0u);
   EXPECT_EQ(worker.handled->size(), 100u) << "events handled again after the rejoin";
   EXPECT_EQ(source.stats().consumed, 100u);
+}
+
+// An adapter that acks the events whose payload "seq" is below `hold_from` and holds the
+// others (unsettled) until the test acks them, in the order they arrived.
+class Holding final : public emissions::AsyncAdapter {
+ public:
+  explicit Holding(int hold_from) : hold_from_(hold_from) {}
+  std::string_view name() const override { return "holding"; }
+  void deliver(emissions::Delivery delivery) override {
+    auto shared = std::make_shared<emissions::Delivery>(std::move(delivery));
+    std::vector<std::size_t> ack;
+    {
+      std::lock_guard lock(mutex_);
+      for (std::size_t i = 0; i < shared->events().size(); ++i) {
+        const emissions::Event& e = shared->events()[i];
+        handled_.push_back(e);
+        if (e.payload.at("seq").get<int>() >= hold_from_) {
+          held_.push_back(Held{shared, i});
+        } else {
+          ack.push_back(i);
+        }
+      }
+    }
+    for (std::size_t i : ack)
+      shared->ack(i);
+  }
+  // Acks the first `count` events held (fewer if fewer are held).
+  void ack_held(std::size_t count) {
+    std::vector<Held> taken;
+    {
+      std::lock_guard lock(mutex_);
+      count = std::min(count, held_.size());
+      taken.assign(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(count));
+      held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(count));
+    }
+    for (Held& h : taken)
+      h.delivery->ack(h.index);
+  }
+  std::size_t held() const {
+    std::lock_guard lock(mutex_);
+    return held_.size();
+  }
+  // Every event handed over, in order (held ones included).
+  std::vector<emissions::Event> handled() const {
+    std::lock_guard lock(mutex_);
+    return handled_;
+  }
+
+ private:
+  struct Held {
+    std::shared_ptr<emissions::Delivery> delivery;
+    std::size_t index = 0;
+  };
+  const int hold_from_;
+  mutable std::mutex mutex_;
+  std::vector<Held> held_;
+  std::vector<emissions::Event> handled_;
+};
+
+std::unique_ptr<emissions::Emitter> emitter_with(std::shared_ptr<emissions::Adapter> adapter) {
+  emissions::Config config;
+  config.make_default = false;
+  config.add_adapter(std::move(adapter));
+  return std::make_unique<emissions::Emitter>(std::move(config));
+}
+
+// The group's committed offset of orders/`partition` (RD_KAFKA_OFFSET_INVALID: none), read
+// by a client that does not join the group.
+std::int64_t group_offset(const MockCluster& cluster, const std::string& group, int partition) {
+  emissions::detail::kafka::ConfHandle conf(rd_kafka_conf_new());
+  std::array<char, 512> errstr{};
+  for (const auto& [key, value] : std::map<std::string, std::string>{
+           {"bootstrap.servers", cluster.bootstraps()}, {"group.id", group}, {"log_level", "2"}}) {
+    EXPECT_EQ(
+        rd_kafka_conf_set(conf.get(), key.c_str(), value.c_str(), errstr.data(), errstr.size()),
+        RD_KAFKA_CONF_OK);
+  }
+  rd_kafka_t* client = rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), errstr.data(), errstr.size());
+  if (client == nullptr) return -2;
+  (void)conf.release();
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  (void)rd_kafka_topic_partition_list_add(list, "orders", partition);
+  std::int64_t offset = -3;
+  if (rd_kafka_committed(client, list, 10'000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+      list->elems[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    offset = list->elems[0].offset;
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  rd_kafka_destroy_flags(client, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);  // never joined
+  return offset;
+}
+
+// Counts `[emissions, source, assigned]` reports of the source named `name`.
+struct Assignments {
+  explicit Assignments(std::string name) : source(std::move(name)) {
+    EXPECT_TRUE(emissions::telemetry::attach("assignments-" + source,
+                                             {"emissions", "source", "assigned"},
+                                             [this](const auto&, const auto&, const auto& meta) {
+                                               if (meta.at("source") == source) count.fetch_add(1);
+                                             })
+                    .ok());
+  }
+  ~Assignments() { (void)emissions::telemetry::detach("assignments-" + source); }
+  Assignments(const Assignments&) = delete;
+  Assignments& operator=(const Assignments&) = delete;
+  std::string source;
+  std::atomic<int> count{0};
+};
+
+template <typename Predicate>
+bool eventually(Predicate done, std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+// The first member (`a`, holding events 5..9 of orders/0) has its partition revoked and
+// given back to it: a second member joins the group subscribed to another topic only.
+struct RevokedAndGivenBack {
+  explicit RevokedAndGivenBack(std::chrono::milliseconds commit_interval) : cluster(1) {
+    cluster.create_topic("orders", 1);
+    cluster.create_topic("other", 1);
+    (void)produce(cluster, 0, 10);
+    KafkaSourceOptions options = source_options(cluster, "workers");
+    options.name = "a";
+    options.max_batch = 1;  // one publish, and so one settlement, per message
+    options.commit_interval = commit_interval;
+    options.properties["heartbeat.interval.ms"] = "200";  // sees a rebalance soon
+    a = std::make_unique<KafkaSource>(*a_emitter, std::move(options));
+  }
+  void join_second_member() {
+    KafkaSourceOptions options = source_options(cluster, "workers");
+    options.name = "b";
+    options.topics = {"other"};
+    b = std::make_unique<KafkaSource>(*b_emitter, std::move(options));
+    ASSERT_TRUE(b->start().ok());
+  }
+  ~RevokedAndGivenBack() {
+    if (b) (void)b->stop(5s);
+    holding->ack_held(1'000);
+    if (a) (void)a->stop(5s);
+  }
+  MockCluster cluster;
+  std::shared_ptr<Holding> holding = std::make_shared<Holding>(5);
+  std::unique_ptr<emissions::Emitter> a_emitter = emitter_with(holding);
+  std::unique_ptr<emissions::Emitter> b_emitter = emitter_with(std::make_shared<TestAdapter>("b"));
+  Assignments a_assigned{"a"};
+  std::unique_ptr<KafkaSource> a;
+  std::unique_ptr<KafkaSource> b;
+};
+
+std::vector<std::int64_t> offsets_of(const std::vector<emissions::Event>& events) {
+  std::vector<std::int64_t> out;
+  for (const emissions::Event& e : events)
+    out.push_back(e.metadata.at("kafka").at("offset").get<std::int64_t>());
+  return out;
+}
+
+TEST(KafkaSource, ARevokedPartitionsEventsInFlightAreWaitedForAndCommittedBeforeItGoes) {
+  // Revoked while events 5..9 are unsettled, which settle during the wait (bounded by
+  // commit_interval x 10 = 10 s): the commit made before the partition goes covers them,
+  // so the partition, given back, is not read again from 5.
+  RevokedAndGivenBack group(1s);
+  ASSERT_TRUE(group.a->start().ok());
+  ASSERT_TRUE(eventually([&] { return group.holding->held() == 5; }, 30s));
+  ASSERT_TRUE(eventually([&] { return group_offset(group.cluster, "workers", 0) == 5; }, 10s));
+  group.join_second_member();
+  std::this_thread::sleep_for(3s);  // the rebalance began: `a` waits in its revoke
+  EXPECT_EQ(group.a_assigned.count.load(), 1) << "given back before its events settled";
+  group.holding->ack_held(5);
+  ASSERT_TRUE(eventually([&] { return group.a_assigned.count.load() == 2; }, 30s));
+  // Committed in the revoke, or (the coordinator refusing commits while the group
+  // rebalances) right after the assignment, from where the source resumed.
+  EXPECT_TRUE(eventually([&] { return group_offset(group.cluster, "workers", 0) == 10; }, 10s));
+  std::this_thread::sleep_for(500ms);  // anything read again would arrive by now
+  EXPECT_EQ(group.a->stats().consumed, 10u);
+  EXPECT_EQ(offsets_of(group.holding->handled()),
+            (std::vector<std::int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+}
+
+TEST(KafkaSource, APartitionGivenBackResumesAtTheLastCommitAndIgnoresSettlementsOfTheOldOne) {
+  // Events 5..9 stay unsettled through the revoke (its wait of commit_interval x 10 = 1 s
+  // runs out): only 0..4 are committed, and the partition, given back, is read again from
+  // offset 5 (not from 0, not from 10). The first copies of 5..9 settling later counts for
+  // nothing: the offset moves past 5 only once the second copies settle.
+  RevokedAndGivenBack group(100ms);
+  ASSERT_TRUE(group.a->start().ok());
+  ASSERT_TRUE(eventually([&] { return group.holding->held() == 5; }, 30s));
+  ASSERT_TRUE(eventually([&] { return group_offset(group.cluster, "workers", 0) == 5; }, 10s));
+  group.join_second_member();
+  ASSERT_TRUE(eventually([&] { return group.a_assigned.count.load() == 2; }, 30s));
+  ASSERT_TRUE(eventually([&] { return group.holding->held() == 10; }, 30s));
+  EXPECT_EQ(group_offset(group.cluster, "workers", 0), 5);
+  EXPECT_EQ(offsets_of(group.holding->handled()),
+            (std::vector<std::int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 5, 6, 7, 8, 9}));
+  EXPECT_EQ(group.a->stats().consumed, 15u);
+
+  group.holding->ack_held(5);       // the copies read before the revoke
+  std::this_thread::sleep_for(1s);  // ten commit intervals
+  EXPECT_EQ(group_offset(group.cluster, "workers", 0), 5)
+      << "settlements of the old assignment moved the new one's offset";
+  group.holding->ack_held(5);
+  EXPECT_TRUE(eventually([&] { return group_offset(group.cluster, "workers", 0) == 10; }, 10s));
+}
+
+TEST(KafkaSource, StopReturnsByItsTimeoutWhenTheBrokersAreDown) {
+  // Leaving the group needs the coordinator: with every broker down right after events
+  // were handled (their commit still in flight), librdkafka's blocking close waits far
+  // longer than any timeout given to stop(): until that commit times out (the session
+  // timeout, 10 s, or the request timeout, socket.timeout.ms, here 5 s, plus retries).
+  MockCluster cluster(1);
+  cluster.create_topic("orders", 2);
+  (void)produce(cluster, 0, 20);
+  Worker worker;
+  KafkaSourceOptions options = source_options(cluster, "workers");
+  options.properties["session.timeout.ms"] = "10000";
+  options.properties["socket.timeout.ms"] = "5000";
+  auto source = std::make_unique<KafkaSource>(*worker.emitter, std::move(options));
+  ASSERT_TRUE(source->start().ok());
+  ASSERT_TRUE(worker.handled->wait_for([](auto events) { return events.size() >= 20; }, 30s));
+  rd_kafka_mock_broker_set_down(cluster.get(), 1);
+
+  const auto began = std::chrono::steady_clock::now();
+  const emissions::Status stopped = source->stop(1s);
+  const auto took = std::chrono::steady_clock::now() - began;
+  EXPECT_EQ(stopped.code(), emissions::Errc::timeout) << stopped.message();
+  EXPECT_THAT(stopped.message(), HasSubstr("did not leave its group"));
+  EXPECT_LT(took, 4s) << "stop(1 s) took "
+                      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                      << " ms";
+  EXPECT_TRUE(source->stop(1s).ok()) << "a second stop() has nothing left to do";
+  // The destructor waits for librdkafka to let go of the consumer: until the commit in
+  // flight times out.
+  const auto destroying = std::chrono::steady_clock::now();
+  source.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - destroying, 30s);
 }
 
 TEST(KafkaSource, BadOptionsAreAConfigErrorNamingThem) {

@@ -67,6 +67,15 @@
 /// reports and client errors, and joined by terminate() (or the destructor). librdkafka
 /// runs its own threads, ended by terminate(). User code (`topic_for`, `key_for`, the
 /// pipeline's settlement and telemetry) never runs while the adapter holds a lock.
+///
+/// Callbacks on the poll thread (`on_settled` of a commit, telemetry handlers) may shut the
+/// Emitter down or drop the last reference to the adapter. terminate() called there
+/// cannot wait for the delivery reports that thread serves, nor join it: it stops taking
+/// events and returns at once (`timeout` naming the messages without a report, if any);
+/// the thread fails those messages and destroys the producer once the callback returns,
+/// and is joined by a later terminate() or the destructor on another thread. When the last
+/// reference goes on the poll thread, nothing is left to join it: it ends by itself right
+/// after the callback (the one thread the adapter does not join).
 #pragma once
 
 #include <chrono>
@@ -163,7 +172,8 @@ class Kafka final : public AsyncAdapter {
   /// then fails what is left with `unavailable` (the pipeline counts it dropped at
   /// shutdown), joins the poll thread and destroys the producer. Returns ok when nothing
   /// was left, otherwise `timeout` naming how many messages were left. Idempotent (later
-  /// calls return ok).
+  /// calls return ok and join the poll thread if the first call could not). On the poll
+  /// thread itself (from a callback): returns at once, see the file comment.
   Status terminate(Deadline deadline) override;
 
   /// `options.name`.

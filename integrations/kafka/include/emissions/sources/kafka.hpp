@@ -116,7 +116,13 @@ class KafkaSource {
   /// Checks `options` and creates the consumer (no broker is contacted yet). Throws
   /// ConfigError naming a bad option or a property librdkafka rejects.
   KafkaSource(Emitter& emitter, KafkaSourceOptions options);
-  /// stop() with no time to wait, if it is running.
+  /// stop() with no time to wait, if it is running: it does not wait for events in flight
+  /// nor for the group to be left (the group reassigns its partitions after
+  /// `session.timeout.ms`); call stop() with a timeout first to leave cleanly. Then waits
+  /// for librdkafka to end a consumer that could not leave its group: commits still in
+  /// flight to an unreachable coordinator hold it until librdkafka times them out
+  /// (`session.timeout.ms` while no coordinator is known, `socket.timeout.ms` and its
+  /// retries for a request sent to a broker that went down).
   ~KafkaSource();
   KafkaSource(const KafkaSource&) = delete;
   KafkaSource& operator=(const KafkaSource&) = delete;
@@ -125,9 +131,13 @@ class KafkaSource {
   /// stopped (a source runs once); unavailable when librdkafka refuses the subscription.
   Status start();
   /// Stops polling, waits up to `timeout` for the events in flight to be settled, commits
-  /// the offsets of what settled, leaves the group and joins the thread. timeout when
-  /// events were left unsettled (their messages will be read again by the group); ok
-  /// otherwise, also when it was not running.
+  /// the offsets of what settled, leaves the group and joins the thread, all by `timeout`
+  /// (plus up to about 100 ms for a librdkafka call under way to return). timeout when
+  /// events were left unsettled (their messages will be read again by the group), or when
+  /// the group could not be left in time (e.g. its coordinator is unreachable: the consumer
+  /// is then destroyed without leaving, and the group reassigns its partitions after
+  /// `session.timeout.ms`; librdkafka ends the consumer on a thread the destructor joins);
+  /// ok otherwise, also when it was not running.
   Status stop(std::chrono::milliseconds timeout);
   /// A snapshot of the counters.
   [[nodiscard]] KafkaSourceStats stats() const;
