@@ -420,6 +420,13 @@ TEST(KafkaSource, APartitionGivenBackResumesAtTheLastCommitAndIgnoresSettlements
 }
 
 TEST(KafkaSource, StopReturnsByItsTimeoutWhenTheBrokersAreDown) {
+#if defined(__SANITIZE_THREAD__)
+  // librdkafka's destroy of a consumer whose commit is still in flight polls in a loop
+  // until that commit times out; under TSan's instrumentation that took over 6 minutes.
+  // What this test checks (stop's own bound) has no data race to find; the dev and ASan
+  // runs keep it.
+  GTEST_SKIP() << "too slow under ThreadSanitizer (librdkafka's destroy waits in a loop)";
+#endif
   // Leaving the group needs the coordinator: with every broker down right after events
   // were handled (their commit still in flight), librdkafka's blocking close waits far
   // longer than any timeout given to stop(): until that commit times out (the session
