@@ -81,7 +81,7 @@ class Hub {
   std::mutex mu_;
   std::deque<std::string> history_;
   std::vector<std::shared_ptr<ClientQueue>> clients_;
-  std::unordered_map<std::string, std::uint64_t> counts_;
+  std::unordered_map<EventName, std::uint64_t> counts_;  // interned: hashing is free
   std::uint64_t seen_ = 0;
   std::function<void()> wake_;
   bool wake_armed_ = true;
