@@ -4,10 +4,14 @@
 //
 // Both configurations run in the same process, alternating, `--reps` times each; each run
 // commits `--events` events (10 per commit, one producer thread, one no-op adapter) and
-// is timed until drain() returns. Prints the medians and their ratio (one JSON object with
-// --json). Exits 2 if a run lost events (the no-op adapter did not see every one).
+// is timed until drain() returns. Prints the medians and their ratio, of the throughput and
+// of the process's CPU time per event (all threads: less noisy on a shared machine), and
+// what the slow client was told it missed (read once the run is timed) (one JSON object
+// with --json). Exits 2 if a run lost events (the no-op adapter did not see every one).
 //
 //   ./build/release/integrations/http/emissions-http-bench [--events N] [--reps N] [--json]
+#include <time.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -21,6 +25,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
+#include <nlohmann/json.hpp>
 
 #include "emissions/emissions.hpp"
 #include "emissions/http/server.hpp"
@@ -41,8 +46,17 @@ class Noop final : public emissions::Adapter {
   std::atomic<std::uint64_t> seen{0};
 };
 
+double cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
 struct Run {
   double events_per_second = 0;
+  double cpu_ns_per_event = 0;
+  std::uint64_t client_received = 0;    // events the slow client got (at most its queue, about)
+  std::uint64_t client_missed = 0;      // what it was told it missed
   std::uint64_t missed_or_dropped = 0;  // what the viewer did not show (with the server)
   bool complete = false;
 };
@@ -70,6 +84,7 @@ Run run(std::uint64_t events, bool with_server) {
     client->handshake("127.0.0.1", "/events");
   }
 
+  const double cpu_start = cpu_seconds();
   const auto start = std::chrono::steady_clock::now();
   for (std::uint64_t i = 0; i < events; i += 10) {
     emissions::Transaction tx = emitter.start();
@@ -81,11 +96,26 @@ Run run(std::uint64_t events, bool with_server) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   Run r;
+  r.cpu_ns_per_event = (cpu_seconds() - cpu_start) * 1e9 / static_cast<double>(events);
   r.events_per_second = static_cast<double>(events) / seconds;
   r.complete = noop->seen.load() == events;
   if (server) {
-    for (const auto& a : emitter.stats().adapters)
-      if (a.name == "emissions.http") r.missed_or_dropped = a.dropped;
+    std::uint64_t watched = 0;
+    for (const auto& a : emitter.stats().adapters) {
+      if (a.name != "emissions.http") continue;
+      r.missed_or_dropped = a.dropped;
+      watched = a.delivered;
+    }
+    // Untimed: the client reads at last, until every event the server saw is accounted for.
+    boost::beast::error_code ec;
+    while (r.client_received + r.client_missed < watched) {
+      boost::beast::flat_buffer buffer;
+      client->read(buffer, ec);
+      if (ec) break;
+      const auto m = nlohmann::json::parse(boost::beast::buffers_to_string(buffer.data()));
+      if (m.at("type") == "missed") r.client_missed += m.at("count").get<std::uint64_t>();
+      if (m.at("type") == "events") r.client_received += m.at("events").size();
+    }
     (void)server->stop(std::chrono::seconds(2));
   }
   return r;
@@ -117,7 +147,9 @@ int main(int argc, char** argv) {
   }
   std::vector<double> without;
   std::vector<double> with;
-  std::uint64_t viewer_dropped = 0;
+  std::vector<double> cpu_without;
+  std::vector<double> cpu_with;
+  Run last;
   for (int r = 0; r < reps; ++r) {
     const Run a = run(events, false);
     const Run b = run(events, true);
@@ -127,24 +159,39 @@ int main(int argc, char** argv) {
     }
     without.push_back(a.events_per_second);
     with.push_back(b.events_per_second);
-    viewer_dropped = b.missed_or_dropped;
-    std::cerr << "rep " << r + 1 << ": without " << a.events_per_second << " ev/s, with "
-              << b.events_per_second << " ev/s\n";
+    cpu_without.push_back(a.cpu_ns_per_event);
+    cpu_with.push_back(b.cpu_ns_per_event);
+    last = b;
+    std::cerr << "rep " << r + 1 << ": without " << a.events_per_second << " ev/s "
+              << a.cpu_ns_per_event << " cpu ns/ev, with " << b.events_per_second << " ev/s "
+              << b.cpu_ns_per_event << " cpu ns/ev; client got " << b.client_received << ", missed "
+              << b.client_missed << "\n";
   }
   const double m_without = median(without);
   const double m_with = median(with);
   const double ratio = m_with / m_without;
+  const double c_without = median(cpu_without);
+  const double c_with = median(cpu_with);
+  const std::uint64_t viewer_dropped = last.missed_or_dropped;
   if (json) {
     std::cout << "{\"events\":" << events << ",\"reps\":" << reps
               << ",\"without_server_eps\":" << m_without
               << ",\"with_server_slow_client_eps\":" << m_with << ",\"ratio\":" << ratio
-              << ",\"viewer_dropped_last_rep\":" << viewer_dropped << "}\n";
+              << ",\"cpu_ns_per_event_without\":" << c_without
+              << ",\"cpu_ns_per_event_with\":" << c_with << ",\"cpu_ratio\":" << c_with / c_without
+              << ",\"viewer_dropped_last_rep\":" << viewer_dropped
+              << ",\"client_received_last_rep\":" << last.client_received
+              << ",\"client_missed_last_rep\":" << last.client_missed << "}\n";
   } else {
     std::cout << "events per run          " << events << " (10 per commit, 1 no-op adapter)\n"
               << "without the server      " << m_without << " events/s (median of " << reps << ")\n"
               << "with server, slow client " << m_with << " events/s\n"
               << "ratio                   " << ratio << " (target >= 0.9)\n"
-              << "viewer dropped (last)   " << viewer_dropped << " events (drop_oldest)\n";
+              << "CPU ns/event            " << c_without << " without, " << c_with
+              << " with (ratio " << c_with / c_without << ")\n"
+              << "viewer dropped (last)   " << viewer_dropped << " events (drop_oldest)\n"
+              << "slow client (last)      " << last.client_received << " received, "
+              << last.client_missed << " told missed\n";
   }
   return 0;
 }

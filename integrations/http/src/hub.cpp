@@ -16,11 +16,19 @@ Hub::Hub(bool show_payloads, std::size_t history, std::size_t client_queue,
       budget_(static_cast<double>(max_per_second)) {}
 
 std::string Hub::render(const Event& event) const {
-  if (show_payloads_) return serialize(event);
+  if (show_payloads_) {
+    try {
+      return serialize(event);
+    } catch (const nlohmann::json::type_error&) {
+      // A string that is not UTF-8 (JSON built from raw bytes): shown with U+FFFD in its
+      // place rather than not at all (the events after it in the batch are shown too).
+      return envelope(event).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
+  }
   nlohmann::json j = {{"id", event.id.str()},
                       {"name", event.name.str()},
                       {"emitted_at", format_timestamp(event.emitted_at)}};
-  return j.dump();
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 void Hub::publish(std::span<const Event> batch) {
@@ -35,18 +43,29 @@ void Hub::publish(std::span<const Event> batch) {
   const std::size_t shown =
       std::min(batch.size(), static_cast<std::size_t>(std::max(0.0, budget_)));
   budget_ -= static_cast<double>(shown);
-  const std::size_t skipped = batch.size() - shown;
+  std::size_t skipped = batch.size() - shown;  // plus those that could not be rendered
 
   // Serialize before locking: the I/O thread and new clients never wait for JSON.
   std::vector<std::string> texts;
   texts.reserve(shown);
-  for (const Event& e : batch.subspan(skipped))
-    texts.push_back(render(e));
+  for (const Event& e : batch.last(shown)) {
+    try {
+      texts.push_back(render(e));
+    } catch (...) {  // out of memory: this one is missed, the others are shown
+      ++skipped;
+    }
+  }
 
   std::lock_guard lock(mu_);
   seen_ += batch.size();
-  for (const Event& e : batch)
-    ++counts_[e.name.str()];
+  // Runs of one name (the usual batch) cost one lookup.
+  for (std::size_t i = 0; i < batch.size();) {
+    std::size_t j = i + 1;
+    while (j < batch.size() && batch[j].name == batch[i].name)
+      ++j;
+    counts_[batch[i].name] += j - i;
+    i = j;
+  }
   bool queued = false;
   for (const auto& client : clients_) {
     if (skipped != 0) {
@@ -119,12 +138,40 @@ void Hub::rearm() {
 
 std::map<std::string, std::uint64_t> Hub::counts() {
   std::lock_guard lock(mu_);
-  return {counts_.begin(), counts_.end()};
+  std::map<std::string, std::uint64_t> out;
+  for (const auto& [name, n] : counts_)
+    out.emplace(name.str(), n);
+  return out;
 }
 
 std::uint64_t Hub::seen() {
   std::lock_guard lock(mu_);
   return seen_;
+}
+
+std::string ClientFeed::next(Hub& hub, ClientQueue& client, std::size_t max_events) {
+  if (!held_.empty()) {
+    std::string out = events_message(held_);
+    held_.clear();
+    return out;
+  }
+  Hub::Taken taken = hub.take(client, max_events);
+  if (taken.missed != 0) {
+    held_ = std::move(taken.events);  // after the missed count: the client learns of the gap first
+    return nlohmann::json{{"type", "missed"}, {"count", taken.missed}}.dump();
+  }
+  if (taken.events.empty()) return {};
+  return events_message(taken.events);
+}
+
+std::string events_message(const std::vector<std::string>& events) {
+  std::string out = R"({"type":"events","events":[)";
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    if (i != 0) out += ',';
+    out += events[i];
+  }
+  out += "]}";
+  return out;
 }
 
 }  // namespace emissions::http::detail

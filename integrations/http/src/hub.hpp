@@ -19,6 +19,7 @@
 
 #include "emissions/adapter.hpp"
 #include "emissions/event.hpp"
+#include "emitter_view.hpp"
 
 namespace emissions::http::detail {
 
@@ -65,7 +66,8 @@ class Hub {
   std::uint64_t seen();
 
   // The JSON text an event is shown as: its envelope, or {id, name, emitted_at} without
-  // payloads.
+  // payloads. Bytes that are not UTF-8 in a string are shown as U+FFFD. Throws only
+  // bad_alloc.
   [[nodiscard]] std::string render(const Event& event) const;
 
  private:
@@ -79,24 +81,54 @@ class Hub {
   std::mutex mu_;
   std::deque<std::string> history_;
   std::vector<std::shared_ptr<ClientQueue>> clients_;
-  std::unordered_map<std::string, std::uint64_t> counts_;
+  std::unordered_map<EventName, std::uint64_t> counts_;  // interned: hashing is free
   std::uint64_t seen_ = 0;
   std::function<void()> wake_;
   bool wake_armed_ = true;
 };
 
-// The server's adapter: hands every batch to the hub.
+// What one WebSocket client is sent next, one message at a time (the I/O thread asks once
+// the previous write has finished). Only that thread uses it.
+class ClientFeed {
+ public:
+  // The next message, or empty when nothing is pending: events are taken from `client`'s
+  // queue (at most `max_events` a message); a missed count taken with them is sent first,
+  // as {"type":"missed","count":n}, and the events are held until the next call, which
+  // sends them before taking more (taking more first would overwrite them: neither sent
+  // nor counted).
+  std::string next(Hub& hub, ClientQueue& client, std::size_t max_events);
+
+ private:
+  std::vector<std::string> held_;
+};
+
+// {"type":"events","events":[...]} of serialized envelopes.
+[[nodiscard]] std::string events_message(const std::vector<std::string>& events);
+
+// The server's adapter: hands every batch to the hub, and tells the server's view of the
+// Emitter when the Emitter lets go of it (terminate() at shutdown; the destructor when
+// terminate() was skipped), so that the server stops reading an Emitter that may be
+// destroyed next.
 class WatchAdapter final : public Adapter {
  public:
-  explicit WatchAdapter(std::shared_ptr<Hub> hub) : hub_(std::move(hub)) {}
+  WatchAdapter(std::shared_ptr<Hub> hub, std::shared_ptr<EmitterView> view)
+      : hub_(std::move(hub)), view_(std::move(view)) {}
+  ~WatchAdapter() override { view_->detach(); }
+  WatchAdapter(const WatchAdapter&) = delete;
+  WatchAdapter& operator=(const WatchAdapter&) = delete;
   [[nodiscard]] std::string_view name() const override { return "emissions.http"; }
   Status handle_events(std::span<const Event> batch) override {
     hub_->publish(batch);
     return {};
   }
+  Status terminate(Deadline) override {
+    view_->detach_after_snapshot();
+    return {};
+  }
 
  private:
   std::shared_ptr<Hub> hub_;
+  std::shared_ptr<EmitterView> view_;
 };
 
 }  // namespace emissions::http::detail

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <map>
 #include <string_view>
 
 namespace emissions::http::detail {
@@ -54,7 +55,8 @@ std::string adapter_label(const AdapterStats& a) {
 
 }  // namespace
 
-std::string render_metrics(const EmitterStats& stats, bool with_spool) {
+std::string render_metrics(const EmitterStats& stats, bool with_spool,
+                           const DropCounter::Counts& drops, const ServerCounters& server) {
   std::string out;
   out.reserve(512 + stats.adapters.size() * 600);
 
@@ -66,6 +68,21 @@ std::string render_metrics(const EmitterStats& stats, bool with_spool) {
     sample(out, "emissions_adapter_events_total", l + ",outcome=\"failed\"", a.failed);
     sample(out, "emissions_adapter_events_total", l + ",outcome=\"filtered\"", a.filtered);
     sample(out, "emissions_adapter_events_total", l + ",outcome=\"dropped\"", a.dropped);
+  }
+  header(out, "emissions_dropped_events_total", "counter",
+         "Events dropped per adapter, by reason (overflow: the overflow policy or a full "
+         "spool; shutdown: not delivered by a shutdown's deadline).");
+  for (const AdapterStats& a : stats.adapters) {
+    const std::string l = adapter_label(a);
+    // The reasons the pipeline reports for an adapter, shown from 0 (a series that appears
+    // only with its first drop hides that first drop from rate()); then any other reason.
+    std::map<std::string_view, std::uint64_t> by_reason{{"overflow", 0}, {"shutdown", 0}};
+    for (auto it = drops.lower_bound({a.name, std::string()});
+         it != drops.end() && it->first.first == a.name; ++it)
+      by_reason[it->first.second] += it->second;
+    for (const auto& [reason, n] : by_reason)
+      sample(out, "emissions_dropped_events_total", l + ",reason=\"" + escape_label(reason) + "\"",
+             n);
   }
   header(out, "emissions_adapter_received_total", "counter",
          "Events handed to each adapter's queue.");
@@ -110,6 +127,10 @@ std::string render_metrics(const EmitterStats& stats, bool with_spool) {
   header(out, "emissions_cascade_dropped_events_total", "counter",
          "Handler emits refused by max_cascade_depth.");
   sample(out, "emissions_cascade_dropped_events_total", "", stats.cascade_dropped);
+
+  header(out, "emissions_http_accept_errors_total", "counter",
+         "Connections this server failed to accept (out of file descriptors, ...).");
+  sample(out, "emissions_http_accept_errors_total", "", server.accept_errors);
 
   if (with_spool) {
     header(out, "emissions_spool_backlog_bytes", "gauge", "Bytes of spool segment files on disk.");

@@ -3,12 +3,14 @@
 // metrics.cpp, page.cpp), without Boost.
 //
 // One I/O thread runs every connection (the viewer is for a few operators, /metrics for a
-// scraper): no locks on the I/O side; the hub's mutex is the only one shared with the
-// adapter thread.
+// scraper): no locks on the I/O side but two shared with other threads, neither held while
+// user code runs: the hub's (with the adapter thread) and the emitter view's (with the
+// thread that shuts the Emitter down).
 #include "emissions/http/server.hpp"
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cmath>
 #include <future>
 #include <list>
@@ -26,6 +28,8 @@
 #include <boost/beast/websocket.hpp>
 #include <nlohmann/json.hpp>
 
+#include "drop_counter.hpp"
+#include "emitter_view.hpp"
 #include "hub.hpp"
 #include "metrics.hpp"
 #include "page.hpp"
@@ -47,6 +51,17 @@ constexpr std::size_t kHeaderLimit = 64 * 1024;  // the issue's bound; larger: 4
 constexpr std::size_t kBodyLimit = 64 * 1024;    // no route takes a body; larger: 413
 constexpr std::size_t kEventsPerMessage = 500;   // one WebSocket message holds at most this
 constexpr std::chrono::milliseconds kStatsPeriod{500};
+// After a failed accept (out of file descriptors: the connection stays in the backlog and
+// the next accept fails at once), the next is tried after a pause that doubles up to the
+// maximum, so that the I/O thread does not spin; a successful accept resets it.
+constexpr std::chrono::milliseconds kAcceptBackoffMin{10};
+constexpr std::chrono::milliseconds kAcceptBackoffMax{1'000};
+
+// JSON for viewers: a string that is not UTF-8 (an event name, an adapter's name) is shown
+// with U+FFFD in place of the bad bytes rather than making dump() throw.
+std::string dump(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 class HttpSession;
 class WsSession;
@@ -61,12 +76,17 @@ struct Io {
   net::io_context ioc{1};
   tcp::acceptor acceptor{ioc};
   net::steady_timer stats_timer{ioc};
+  net::steady_timer accept_timer{ioc};
+  std::chrono::milliseconds accept_backoff{0};
+  std::uint64_t accept_errors = 0;
   bool stopping = false;
 };
 
 struct ServerState {
   ServerOptions options;
   std::shared_ptr<Hub> hub;
+  std::shared_ptr<EmitterView> view;  // shared with the adapter, which may outlive the server
+  std::unique_ptr<DropCounter> drops;
   bool with_spool = false;
 
   std::mutex mu;  // start/stop against each other
@@ -74,12 +94,12 @@ struct ServerState {
   bool stopped = false;
   Status stop_result;
   std::atomic<std::uint16_t> port{0};
-  Emitter* emitter = nullptr;  // set by start(), before the I/O thread exists
   std::unique_ptr<Io> io;
   std::thread thread;
   std::promise<void> io_done;
 
   void do_accept();
+  void on_accept_error(const boost::system::error_code& ec);
   void schedule_stats();
   void broadcast_stats();
   void pump_all();
@@ -155,35 +175,8 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
       write(std::exchange(stats_, std::nullopt).value());
       return;
     }
-    if (!held_.empty()) {
-      // Taken together with a missed count, which went first: sent before anything more is
-      // taken (taking more now would overwrite them, and they would be neither sent nor
-      // counted).
-      auto events = std::move(held_);
-      held_.clear();
-      write(events_message(events));
-      return;
-    }
-    Hub::Taken taken = state_.hub->take(*client_, kEventsPerMessage);
-    if (taken.missed != 0) {
-      // Sent before the events taken with it: the client learns of the gap first.
-      if (!taken.events.empty()) held_ = std::move(taken.events);
-      write(nlohmann::json{{"type", "missed"}, {"count", taken.missed}}.dump());
-      return;
-    }
-    if (taken.events.empty()) return;
-    write(events_message(taken.events));
-  }
-
-  template <typename Events>
-  static std::string events_message(const Events& events) {
-    std::string out = R"({"type":"events","events":[)";
-    for (std::size_t i = 0; i < events.size(); ++i) {
-      if (i != 0) out += ',';
-      out += events[i];
-    }
-    out += "]}";
-    return out;
+    std::string message = feed_.next(*state_.hub, *client_, kEventsPerMessage);
+    if (!message.empty()) write(std::move(message));
   }
 
   // The server stops: clients get a close frame and `grace` to answer it. A write in
@@ -197,7 +190,9 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     if (writing_) {
       cut_timer_.expires_after(grace);
       cut_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-        if (!ec) self->cut();
+        // Expired as the write finished (both handlers queued): the write's handler sent the
+        // close frame, whose handshake has its own timeout; cutting now would cut that.
+        if (!ec && self->writing_) self->cut();
       });
       return;
     }
@@ -269,7 +264,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   beast::flat_buffer in_;
   std::string out_;
   std::optional<std::string> stats_;
-  std::vector<std::string> held_;
+  ClientFeed feed_;
   net::steady_timer cut_timer_;
   std::chrono::milliseconds grace_{0};
   bool open_ = false;
@@ -304,11 +299,17 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     parser_->header_limit(kHeaderLimit);
     parser_->body_limit(kBodyLimit);
     timed_out_ = false;
+    reading_ = true;
+    const std::uint64_t read_number = ++reads_;
     // Our own timer rather than the stream's: the stream's closes the socket, and a
     // request that is late gets a 408 first.
     timer_.expires_after(state_.options.request_timeout);
-    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-      if (ec) return;
+    timer_.async_wait([self = shared_from_this(), read_number](beast::error_code ec) {
+      // cancel() does not stop a wait that expired already (its handler is queued): one
+      // that expired as its read completed, or as the session was handed over or closed,
+      // finds that read over and does nothing; cancelling the socket now would cut the
+      // response being written, or the next request.
+      if (ec || !self->reading_ || read_number != self->reads_) return;
       self->timed_out_ = true;
       beast::error_code ignored;
       self->stream_.socket().cancel(ignored);
@@ -319,8 +320,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void on_read(beast::error_code ec) {
+    reading_ = false;
     timer_.cancel();
     if (io_.stopping) return close();
+    // A request that arrived in full is answered, even when its time ran out meanwhile.
+    if (!ec) return handle(parser_->release());
     if (timed_out_) {
       // An idle keep-alive connection is closed quietly; a request that started is told.
       if (parser_->got_some() || buffer_.size() != 0)
@@ -334,10 +338,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       return fail(bhttp::status::payload_too_large, "request body too large\n");
     if (ec == bhttp::error::partial_message)
       return fail(bhttp::status::bad_request, "truncated request\n");
-    if (ec && ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category())
+    if (ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category())
       return fail(bhttp::status::bad_request, "malformed request\n");
-    if (ec) return close();
-    handle(parser_->release());
+    close();
   }
 
   void fail(bhttp::status status, std::string body) {
@@ -398,12 +401,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       return send(std::move(res));
     }
     if (path == "/metrics") {
-      return send(make_response(req, bhttp::status::ok,
-                                render_metrics(state_.emitter->stats(), state_.with_spool),
-                                "text/plain; version=0.0.4; charset=utf-8"));
+      return send(make_response(
+          req, bhttp::status::ok,
+          render_metrics(state_.view->read().stats, state_.with_spool, state_.drops->counts(),
+                         {.accept_errors = io_.accept_errors}),
+          "text/plain; version=0.0.4; charset=utf-8"));
     }
     if (path == "/readyz") {
-      if (state_.emitter->closed())
+      if (!state_.view->read().ready)
         return send(plain(req, bhttp::status::service_unavailable, "shutting down\n"));
       return send(plain(req, bhttp::status::ok, "ready\n"));
     }
@@ -429,6 +434,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   Response response_;
+  std::uint64_t reads_ = 0;  // numbers each read(), so that its timer knows it
+  bool reading_ = false;     // a read is under way (its timer may cut it)
   bool timed_out_ = false;
 };
 
@@ -438,6 +445,14 @@ nlohmann::json latency_quantile(const DeliveryLatency& latency, double q) {
   const double v = latency.quantile(q);
   if (latency.count == 0 || std::isinf(v)) return nullptr;
   return v;
+}
+
+// Whether a failed accept() will fail again at once until something is released: out of
+// file descriptors (EMFILE, ENFILE) or kernel memory (ENOBUFS, ENOMEM).
+bool out_of_resources(const beast::error_code& ec) {
+  if (ec.category() != boost::system::system_category()) return false;
+  const int e = ec.value();
+  return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
 }
 
 template <typename T>
@@ -450,23 +465,37 @@ void prune(std::list<std::weak_ptr<T>>& sessions) {
 void ServerState::do_accept() {
   io->acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
     if (ec == net::error::operation_aborted || io->stopping) return;
-    if (!ec) {
-      if (io->connections >= options.max_connections) {
-        beast::error_code ignored;
-        socket.close(ignored);  // bounded: the client sees the connection closed
-      } else {
-        prune(io->http_sessions);
-        auto session = std::make_shared<HttpSession>(std::move(socket), *this);
-        io->http_sessions.push_back(session);
-        session->start();
-      }
+    if (ec) return on_accept_error(ec);
+    io->accept_backoff = std::chrono::milliseconds(0);
+    if (io->connections >= options.max_connections) {
+      beast::error_code ignored;
+      socket.close(ignored);  // bounded: the client sees the connection closed
+    } else {
+      prune(io->http_sessions);
+      auto session = std::make_shared<HttpSession>(std::move(socket), *this);
+      io->http_sessions.push_back(session);
+      session->start();
     }
     do_accept();
   });
 }
 
+void ServerState::on_accept_error(const beast::error_code& ec) {
+  ++io->accept_errors;
+  // One connection's failure (reset before it was accepted): the next may be accepted now.
+  // Backing off on those would let a client that resets connections slow everyone down.
+  if (!out_of_resources(ec)) return do_accept();
+  io->accept_backoff = std::clamp(io->accept_backoff * 2, kAcceptBackoffMin, kAcceptBackoffMax);
+  io->accept_timer.expires_after(io->accept_backoff);
+  io->accept_timer.async_wait([this](beast::error_code wait_ec) {
+    if (wait_ec || io->stopping) return;
+    do_accept();
+  });
+}
+
 std::string ServerState::stats_message() const {
-  const EmitterStats s = emitter->stats();
+  const EmitterView::Snapshot snapshot = view->read();
+  const EmitterStats& s = snapshot.stats;
   nlohmann::json adapters = nlohmann::json::array();
   for (const AdapterStats& a : s.adapters) {
     adapters.push_back({{"name", a.name},
@@ -485,15 +514,14 @@ std::string ServerState::stats_message() const {
   nlohmann::json counts = nlohmann::json::object();
   for (const auto& [name, n] : hub->counts())
     counts[name] = n;
-  return nlohmann::json{{"type", "stats"},
-                        {"adapters", std::move(adapters)},
-                        {"committed", s.committed},
-                        {"transactions", s.transactions},
-                        {"discarded", s.discarded},
-                        {"ready", !emitter->closed()},
-                        {"show_payloads", options.show_payloads},
-                        {"counts", std::move(counts)}}
-      .dump();
+  return dump(nlohmann::json{{"type", "stats"},
+                             {"adapters", std::move(adapters)},
+                             {"committed", s.committed},
+                             {"transactions", s.transactions},
+                             {"discarded", s.discarded},
+                             {"ready", snapshot.ready},
+                             {"show_payloads", options.show_payloads},
+                             {"counts", std::move(counts)}});
 }
 
 void ServerState::broadcast_stats() {
@@ -524,6 +552,7 @@ void ServerState::shutdown_all(std::chrono::milliseconds grace) {
   beast::error_code ignored;
   io->acceptor.close(ignored);
   io->stats_timer.cancel();
+  io->accept_timer.cancel();
   for (const auto& weak : io->http_sessions)
     if (auto s = weak.lock()) s->close();
   for (const auto& weak : io->ws_sessions)
@@ -567,7 +596,7 @@ Status Server::start(Emitter& emitter) {
             "emissions::http::Server: cannot listen on " + where + ": " + ec.message()};
   const std::uint16_t bound = io->acceptor.local_endpoint(ec).port();
 
-  st.emitter = &emitter;
+  st.view->attach(emitter);
   st.io = std::move(io);
   detail::ServerState* raw = &st;
   st.hub->set_wake([raw] { net::post(raw->io->ioc, [raw] { raw->pump_all(); }); });
@@ -632,12 +661,15 @@ std::shared_ptr<Server> watch(Config& config, ServerOptions options) {
   auto state = std::make_shared<detail::ServerState>();
   state->hub = std::make_shared<detail::Hub>(options.show_payloads, options.history,
                                              options.client_queue, options.max_events_per_second);
+  state->view = std::make_shared<detail::EmitterView>();
+  // Attached now: drops before start() are counted too.
+  state->drops = std::make_unique<detail::DropCounter>();
   state->with_spool = config.spool.has_value();
   const std::size_t queue = options.client_queue;
   state->options = std::move(options);
   // The adapter's queue holds whole committed batches (shared, not copies); it only needs
   // to absorb bursts while the adapter serializes, and drops the oldest beyond that.
-  config.add_adapter(std::make_shared<detail::WatchAdapter>(state->hub),
+  config.add_adapter(std::make_shared<detail::WatchAdapter>(state->hub, state->view),
                      {.max_demand = 1'000,  // few, large calls: little per-batch overhead
                       .buffer_size = std::max<std::size_t>(queue, 10'000),
                       .overflow = Overflow::drop_oldest});

@@ -3,6 +3,7 @@
 // queue and its `missed` messages, and close frames when the server stops.
 #include <sys/socket.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -19,6 +20,7 @@
 
 #include "emissions/emissions.hpp"
 #include "emissions/http/server.hpp"
+#include "raw_client.hpp"
 
 namespace emissions::http {
 namespace {
@@ -226,6 +228,133 @@ TEST(Events, StopReturnsByItsDeadlineWithAClientThatNeverReads) {
   const Status s = f.server->stop(std::chrono::seconds(2));
   EXPECT_TRUE(s.ok() || s.code() == Errc::timeout) << s.to_string();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+}
+
+// A payload string that is not UTF-8 (JSON built from raw bytes) cannot be written as JSON
+// as it is: it is shown with U+FFFD in place of the bad bytes, and the rest of its batch is
+// shown too. An event name that is not UTF-8 does not stop the stats messages either.
+TEST(Events, TextThatIsNotUtf8IsShownWithReplacementCharacters) {
+  Fixture f;
+  Client c(f.server->port());
+  ASSERT_TRUE(c.next());  // the first stats message: subscribed
+  Transaction tx = f.emitter->start();
+  ASSERT_TRUE(tx.emit("before", {{"i", 1}}).ok());
+  ASSERT_TRUE(tx.emit("bad", {{"text", std::string("caf\xC3 \xFF!")}}).ok());
+  ASSERT_TRUE(tx.emit(std::string("name\xFF"), {{"i", 3}}).ok());
+  ASSERT_TRUE(tx.emit("after", {{"i", 4}}).ok());
+  ASSERT_TRUE(tx.commit().ok());  // one commit: one batch for the server's adapter
+  const Received r = read_until(c, 4);
+  ASSERT_EQ(r.events.size(), 4U);
+  EXPECT_EQ(r.events[0].at("name"), "before");
+  EXPECT_EQ(r.events[1].at("name"), "bad");
+  EXPECT_EQ(r.events[1].at("payload").at("text"), "caf\uFFFD \uFFFD!");
+  EXPECT_EQ(r.events[2].at("name"), "name\uFFFD");
+  EXPECT_EQ(r.events[3].at("name"), "after");
+  // The stats messages keep coming (every 500 ms), counting the name as shown.
+  bool counted = false;
+  for (int i = 0; i < 20 && !counted; ++i) {
+    auto m = c.next();
+    ASSERT_TRUE(m) << c.error().message();
+    if (m->at("type") == "stats") counted = m->at("counts").contains("name\uFFFD");
+  }
+  EXPECT_TRUE(counted);
+}
+
+// Regression (commit 80ab326): a client that reads slowly while events keep flowing misses
+// some again and again; the events taken with each missed count were held for the next
+// message, and a second miss overwrote them: neither sent nor counted. Every event the
+// server's adapter saw must reach the client or be in a missed count, in order.
+TEST(Events, ASlowReaderIsToldExactlyWhatItMissedWhileEventsKeepFlowing) {
+  Fixture f({.history = 0, .client_queue = 10, .max_events_per_second = 10'000'000});
+  Client slow(f.server->port(), "/events", 4096);
+  ASSERT_FALSE(slow.handshake_error());
+  ASSERT_TRUE(slow.next());  // the first stats message: subscribed before anything flows
+  std::atomic<std::uint64_t> seen{0};
+  std::atomic<bool> done{false};
+  std::thread producer([&] {
+    // Spread over the reading, so that the queue overflows again while a missed count is
+    // being written.
+    const std::string pad(4096, 'x');
+    for (int i = 0; i < 2000; ++i) {
+      Transaction tx = f.emitter->start();
+      EXPECT_TRUE(tx.emit("big", {{"i", i}, {"pad", pad}}).ok());
+      EXPECT_TRUE(tx.commit().ok());
+      if (i % 50 == 49) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_TRUE(f.emitter->drain(std::chrono::seconds(20)).ok());
+    seen = f.watched();
+    done = true;
+  });
+  std::uint64_t received = 0;
+  std::uint64_t missed = 0;
+  std::int64_t last = -1;
+  bool ordered = true;
+  while (!done || received + missed < seen) {
+    std::this_thread::sleep_for(std::chrono::microseconds(500));  // a slow reader
+    auto m = slow.next();
+    if (!m) break;
+    if (m->at("type") == "missed") missed += m->at("count").get<std::uint64_t>();
+    if (m->at("type") != "events") continue;
+    for (const auto& e : m->at("events")) {
+      const std::int64_t i = e.at("payload").at("i");
+      ordered = ordered && i > last;
+      last = i;
+      ++received;
+    }
+  }
+  producer.join();
+  EXPECT_EQ(received + missed, seen.load()) << "received " << received << ", missed " << missed;
+  EXPECT_GT(missed, 0U);
+  EXPECT_TRUE(ordered);
+}
+
+// The Emitter may be destroyed before the server stops: its shutdown terminates the
+// server's adapter, and from then on the server answers from the last snapshot and never
+// reads the Emitter again (before the fix, /metrics, /readyz and the stats messages read
+// the destroyed Emitter: a use after free, reported by ASan).
+TEST(Events, AnEmitterDestroyedBeforeTheServerStopsIsNotReadAgain) {
+  Config config;
+  config.make_default = false;
+  config.add_adapter(std::make_shared<Sink>());
+  auto server = watch(config);
+  auto emitter = std::make_unique<Emitter>(std::move(config));
+  ASSERT_TRUE(server->start(*emitter).ok());
+  const std::uint16_t port = server->port();
+  Client before(port);  // connected throughout: stats messages every 500 ms
+  ASSERT_TRUE(before.next());
+  for (int i = 0; i < 3; ++i) {
+    Transaction tx = emitter->start();
+    ASSERT_TRUE(tx.emit("order_created", {{"i", i}}).ok());
+    ASSERT_TRUE(tx.commit().ok());
+  }
+  ASSERT_TRUE(emitter->drain(std::chrono::seconds(5)).ok());
+  EXPECT_EQ(test::get(port, "/readyz").status, 200);
+  emitter.reset();
+
+  EXPECT_EQ(test::get(port, "/readyz").status, 503);
+  const test::Reply metrics = test::get(port, "/metrics");
+  EXPECT_EQ(metrics.status, 200);
+  EXPECT_NE(metrics.body.find("\nemissions_committed_events_total 3\n"), std::string::npos)
+      << metrics.body;
+  EXPECT_NE(metrics.body.find("emissions_adapter_events_total{adapter=\"sink\",outcome="
+                              "\"delivered\"} 3\n"),
+            std::string::npos);
+  // A viewer that connects now, and the one connected before, get stats messages from the
+  // snapshot: not ready, the counts as they were.
+  Client after(port);
+  auto first = after.next();
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->at("type"), "stats");
+  EXPECT_EQ(first->at("ready"), false);
+  EXPECT_EQ(first->at("committed"), 3);
+  bool got_stats = false;
+  for (int i = 0; i < 20 && !got_stats; ++i) {
+    auto m = before.next();
+    ASSERT_TRUE(m) << before.error().message();
+    got_stats = m->at("type") == "stats" && m->at("ready") == false;
+  }
+  EXPECT_TRUE(got_stats);
+  EXPECT_TRUE(server->stop().ok());
 }
 
 }  // namespace

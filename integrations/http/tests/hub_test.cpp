@@ -86,5 +86,30 @@ TEST(Hub, BeyondTheRateEventsAreCountedAndMissedNotSerialized) {
   EXPECT_EQ(hub.seen(), 85U);
 }
 
+// Regression (commit 80ab326): a client that missed events again while the events taken
+// with its first missed count were held lost those events (overwritten by the second
+// take: neither sent nor counted). Each message in turn: every event is sent or counted.
+TEST(ClientFeed, HeldEventsAreSentBeforeMoreAreTaken) {
+  Hub hub(true, 0, 10, 1'000'000);
+  auto client = hub.subscribe();
+  ClientFeed feed;
+  hub.publish(events(15));  // 10 queued, 5 missed
+  auto first = nlohmann::json::parse(feed.next(hub, *client, 500));
+  EXPECT_EQ(first.at("type"), "missed");
+  EXPECT_EQ(first.at("count"), 5);
+  hub.publish(events(15));  // the queue overflows again while the missed count is written
+  auto second = nlohmann::json::parse(feed.next(hub, *client, 500));
+  ASSERT_EQ(second.at("type"), "events");
+  ASSERT_EQ(second.at("events").size(), 10U);  // the 10 held
+  auto third = nlohmann::json::parse(feed.next(hub, *client, 500));
+  EXPECT_EQ(third.at("type"), "missed");
+  EXPECT_EQ(third.at("count"), 5);
+  auto fourth = nlohmann::json::parse(feed.next(hub, *client, 500));
+  ASSERT_EQ(fourth.at("type"), "events");
+  EXPECT_EQ(fourth.at("events").size(), 10U);
+  EXPECT_EQ(feed.next(hub, *client, 500), "");
+  // 30 published: 20 sent, 10 missed.
+}
+
 }  // namespace
 }  // namespace emissions::http::detail

@@ -56,6 +56,27 @@ std::string label(const std::string& adapter) {
   return "adapter=\"" + detail::escape_label(adapter) + "\"";
 }
 
+// emissions_dropped_events_total of `adapter`, by reason.
+std::map<std::string, std::uint64_t> drops_by_reason(const std::map<std::string, double>& samples,
+                                                     const std::string& adapter) {
+  std::map<std::string, std::uint64_t> out;
+  const std::string prefix = "emissions_dropped_events_total{" + label(adapter) + ",reason=\"";
+  for (auto it = samples.lower_bound(prefix);
+       it != samples.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+    const std::string reason =
+        it->first.substr(prefix.size(), it->first.size() - prefix.size() - 2);
+    out[reason] = static_cast<std::uint64_t>(it->second);
+  }
+  return out;
+}
+
+std::uint64_t sum(const std::map<std::string, std::uint64_t>& by_reason) {
+  std::uint64_t n = 0;
+  for (const auto& [reason, count] : by_reason)
+    n += count;
+  return n;
+}
+
 void expect_matches(const std::map<std::string, double>& samples, const EmitterStats& s) {
   // Counters are integers in the text: read back exactly.
   auto m = [&](const std::string& series) {
@@ -89,6 +110,12 @@ void expect_matches(const std::map<std::string, double>& samples, const EmitterS
     EXPECT_NEAR(samples.at(h + "_sum{" + l + "}"), static_cast<double>(a.latency.sum_ns) * 1e-9,
                 1e-9)
         << a.name;
+    // Every adapter has its drops by reason, overflow and shutdown at least, summing to its
+    // dropped count.
+    const auto drops = drops_by_reason(samples, a.name);
+    EXPECT_TRUE(drops.contains("overflow")) << a.name;
+    EXPECT_TRUE(drops.contains("shutdown")) << a.name;
+    EXPECT_EQ(sum(drops), a.dropped) << a.name;
   }
 }
 
@@ -173,6 +200,81 @@ TEST(Metrics, SpoolBacklogIsExposedWithASpool) {
   EXPECT_GT(samples.at("emissions_spool_backlog_bytes"), 0U);
   const auto [rc, output] = promtool(r.body);
   EXPECT_EQ(rc, 0) << output;
+}
+
+// Drops by (adapter, reason) come from telemetry, stats() has them per adapter: after a
+// drain (overflow drops: drop_oldest and drop_newest) and after a shutdown that gave up
+// (shutdown drops: queued and unsettled events), each adapter's reasons sum to its dropped
+// count exactly.
+TEST(Metrics, DroppedEventsByReasonSumToStatsDropped) {
+  Config config;
+  config.make_default = false;
+  auto oldest = std::make_shared<emissions::testing::FaultyAdapter>("stalled \"oldest\"");
+  auto newest = std::make_shared<emissions::testing::FaultyAdapter>("stalled newest");
+  // One delivery in flight at a time, and room for 5 events: the rest overflow.
+  config.add_adapter(
+      oldest,
+      {.max_demand = 1, .buffer_size = 5, .overflow = Overflow::drop_oldest, .max_in_flight = 1});
+  config.add_adapter(
+      newest,
+      {.max_demand = 1, .buffer_size = 5, .overflow = Overflow::drop_newest, .max_in_flight = 1});
+  auto server = watch(config);
+  auto emitter = std::make_unique<Emitter>(std::move(config));
+  ASSERT_TRUE(server->start(*emitter).ok());
+
+  auto emit = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      Transaction tx = emitter->start();
+      ASSERT_TRUE(tx.emit("e", {{"i", i}}).ok());
+      ASSERT_TRUE(tx.commit().ok());
+    }
+  };
+  auto check = [&](const EmitterStats& s, const std::string& body) {
+    const auto samples = parse_samples(body);
+    for (const AdapterStats& a : s.adapters) {
+      const auto drops = drops_by_reason(samples, a.name);
+      EXPECT_EQ(sum(drops), a.dropped) << a.name << "\n" << body;
+    }
+    const auto [rc, output] = promtool(body);
+    EXPECT_EQ(rc, 0) << output << "\n" << body;
+  };
+
+  // 1. Overflow, then drained.
+  oldest->stall();
+  newest->stall();
+  emit(50);
+  oldest->release();
+  newest->release();
+  ASSERT_TRUE(emitter->drain(std::chrono::seconds(10)).ok());
+  {
+    const test::Reply r = test::get(server->port(), "/metrics");
+    ASSERT_EQ(r.status, 200);
+    const EmitterStats s = emitter->stats();
+    ASSERT_GT(s.adapters[0].dropped, 0U);
+    ASSERT_GT(s.adapters[1].dropped, 0U);
+    check(s, r.body);
+    expect_matches(parse_samples(r.body), s);  // the server reads the same stats()
+    const auto drops = drops_by_reason(parse_samples(r.body), "stalled \"oldest\"");
+    EXPECT_EQ(drops.at("overflow"), s.adapters[0].dropped);
+    EXPECT_EQ(drops.at("shutdown"), 0U);
+  }
+
+  // 2. Overflow, then a shutdown that gives up on what is queued and unsettled.
+  oldest->stall();
+  newest->stall();
+  emit(50);
+  EXPECT_EQ(emitter->shutdown(std::chrono::milliseconds(100)).code(), Errc::timeout);
+  {
+    const test::Reply r = test::get(server->port(), "/metrics");
+    ASSERT_EQ(r.status, 200);
+    const EmitterStats s = emitter->stats();
+    check(s, r.body);
+    const auto drops = drops_by_reason(parse_samples(r.body), "stalled newest");
+    EXPECT_GT(drops.at("overflow"), 0U);
+    EXPECT_GT(drops.at("shutdown"), 0U);
+  }
+  emitter.reset();
+  EXPECT_TRUE(server->stop().ok());
 }
 
 }  // namespace

@@ -2,10 +2,14 @@
 // address, bounded connections, malformed requests, start/stop.
 #include "emissions/http/server.hpp"
 
+#include <dirent.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 
 #include <chrono>
+#include <cstdio>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -388,6 +392,63 @@ TEST(Server, StopReturnsByItsDeadlineWithIdleConnectionsOpen) {
   EXPECT_TRUE(server->stop(std::chrono::seconds(5)).ok());
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
   EXPECT_TRUE(idle.closed_by_peer());
+}
+
+// How many file descriptors this process has open.
+int open_descriptors() {
+  int n = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (::readdir(d) != nullptr)
+      ++n;
+    ::closedir(d);
+  }
+  return n - 3;  // ".", ".." and the directory's own descriptor
+}
+
+// In a child process (below): with few descriptors left, clients connect until the last
+// connection waits in the backlog and every accept() fails (EMFILE). The server waits
+// between tries (10 ms, doubling) rather than retrying at once, and serves again once
+// descriptors are released. Exits 0 and prints "recovered" when all went as expected.
+[[noreturn]] void exhaust_descriptors_then_recover() {
+  Config config = base_config();
+  auto server = watch(config);
+  Emitter emitter(std::move(config));
+  if (!server->start(emitter).ok()) std::_Exit(10);
+  const std::uint16_t port = server->port();
+  rlimit limit{};
+  ::getrlimit(RLIMIT_NOFILE, &limit);
+  limit.rlim_cur = static_cast<rlim_t>(open_descriptors() + 16);
+  if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) std::_Exit(11);
+  std::vector<std::unique_ptr<Connection>> held;
+  for (int i = 0; i < 64; ++i) {
+    auto c = std::make_unique<Connection>(port, std::chrono::seconds(2));
+    if (!c->connected()) break;
+    held.push_back(std::move(c));
+  }
+  if (held.size() < 4) std::_Exit(12);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // accept() keeps failing
+  held.clear();
+  test::Reply r;
+  for (int i = 0; i < 100 && r.status != 200; ++i) {
+    r = get(port, "/metrics");
+    if (r.status != 200) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (r.status != 200) std::_Exit(13);
+  const auto at = r.body.find("\nemissions_http_accept_errors_total ");
+  if (at == std::string::npos) std::_Exit(14);
+  const long errors = std::strtol(r.body.c_str() + at + 36, nullptr, 10);
+  std::fprintf(stderr, "accept errors: %ld\n", errors);
+  // At least one failure; at most one per pause (10 + 20 + 40 + 80 + 160 ms...) over the
+  // 300 ms and the wait after: retrying at once made thousands.
+  if (errors < 1 || errors > 12) std::_Exit(15);
+  std::fprintf(stderr, "recovered\n");
+  (void)server->stop();
+  std::_Exit(0);
+}
+
+TEST(ServerDeathTest, OutOfDescriptorsTheAcceptLoopBacksOffAndServesAgain) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(exhaust_descriptors_then_recover(), ::testing::ExitedWithCode(0), "recovered");
 }
 
 }  // namespace

@@ -16,7 +16,7 @@
 ///   if (auto s = server->start(emitter); !s.ok()) log(s.to_string());
 ///   std::cout << "http://127.0.0.1:" << server->port() << "/\n";
 ///   // ...
-///   (void)server->stop();  // before the Emitter goes away
+///   (void)server->stop();
 /// @endcode
 ///
 /// Routes: `/` (the viewer page, embedded: it loads nothing from elsewhere), `/events`
@@ -70,8 +70,11 @@ struct ServerState;
 /// The HTTP server; made by watch(). See the file comment.
 ///
 /// Thread-safety: start(), stop() and port() may be called from any thread. The server
-/// runs its own I/O thread (started by start(), joined by stop()); the Emitter passed to
-/// start() must outlive the server, or the server must be stopped before it is destroyed.
+/// runs its own I/O thread (started by start(), joined by stop()). The Emitter passed to
+/// start() (the one built from the Config given to watch()) may be destroyed before the
+/// server stops: when its shutdown terminates the server's adapter, the server reads it a
+/// last time and never again (/readyz answers 503, the panels and /metrics show that last
+/// snapshot).
 class Server {
  public:
   /// Binds options.address:options.port and serves on a thread of its own. Errors:
