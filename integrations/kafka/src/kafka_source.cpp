@@ -135,6 +135,8 @@ struct KafkaSource::State {
   // Destroys a consumer that could not leave its group by stop()'s deadline (lifecycle_mutex;
   // joined by the destructor).
   std::thread closer;
+  // The queue a close started on (see close()); destroyed before the consumer.
+  QueueHandle close_queue;
   std::atomic<bool> stopping{false};
   Deadline stop_deadline = Deadline::max();  // written before `stopping`
 
@@ -410,10 +412,15 @@ void KafkaSource::State::committed_result(rd_kafka_resp_err_t error,
 
 bool KafkaSource::State::close(Deadline deadline) noexcept {
   try {
-    const QueueHandle queue(rd_kafka_queue_new(consumer.get()));
-    if (const ErrorHandle error(rd_kafka_consumer_close_queue(consumer.get(), queue.get()));
-        error) {
-      return rd_kafka_consumer_closed(consumer.get()) != 0;
+    if (!close_queue) {
+      QueueHandle queue(rd_kafka_queue_new(consumer.get()));
+      if (const ErrorHandle error(rd_kafka_consumer_close_queue(consumer.get(), queue.get()));
+          error) {
+        return rd_kafka_consumer_closed(consumer.get()) != 0;
+      }
+      // Kept until the close finished: librdkafka's close goes on through this queue, and a
+      // close whose queue nobody serves never ends (destroy then loops forever).
+      close_queue = std::move(queue);
     }
     // The revoke callback runs here, inside the polls, and commits (bounded by `deadline`,
     // stop()'s).
@@ -423,9 +430,10 @@ bool KafkaSource::State::close(Deadline deadline) noexcept {
       const auto slice = left.count() < 0 ? kPollInterval
                                           : std::min<std::chrono::nanoseconds>(left, kPollInterval);
       (void)rd_kafka_queue_poll_callback(
-          queue.get(),
+          close_queue.get(),
           static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(slice).count()));
     }
+    close_queue.reset();
     return true;
   } catch (...) {
     return false;
@@ -635,24 +643,24 @@ Status KafkaSource::stop(std::chrono::milliseconds timeout) {
   }
   if (closed && was_running) {
     s.consumer.reset();
-  } else {
-    // Never subscribed (nothing to leave or commit), or the group could not be left in
-    // time (its coordinator unreachable): librdkafka's own close would wait for the
-    // coordinator, so the instance is destroyed without one (no callback of ours runs).
-    // The group gives the partitions to the others once session.timeout.ms passed
-    // without this member.
+  } else if (!was_running) {
+    // Never subscribed: nothing to leave or commit, destroyed without a close (quick).
     UnclosedClient client(s.consumer.release());
-    if (!was_running) {
-      client.reset();  // nothing waits for a coordinator: quick
-    } else {
-      // Even so, librdkafka's destroy waits for the commits that wait for a coordinator,
-      // until session.timeout.ms after the close began: on a thread of its own, joined by
-      // the destructor, so that stop() returns by its deadline.
-      try {
-        s.closer = std::thread([owned = std::move(client)]() mutable { owned.reset(); });
-      } catch (...) {
-        client.reset();  // no thread to be had: destroyed here, late
-      }
+  } else {
+    // The group could not be left in time (its coordinator unreachable). The close goes on
+    // on a thread of its own, joined by the destructor, so that stop() returns by its
+    // deadline: it ends when librdkafka gives up on the coordinator (about
+    // session.timeout.ms) or reaches it. A close started through a queue must be served to
+    // the end: destroying the consumer halfway makes librdkafka's destroy loop forever.
+    const auto finish_close = [raw = &s]() noexcept {
+      (void)raw->close(Deadline::max());
+      raw->close_queue.reset();
+      raw->consumer.reset();
+    };
+    try {
+      s.closer = std::thread(finish_close);
+    } catch (...) {
+      finish_close();  // no thread to be had: finished here, late
     }
   }
   if (left != 0) {

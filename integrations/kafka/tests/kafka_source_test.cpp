@@ -421,10 +421,9 @@ TEST(KafkaSource, APartitionGivenBackResumesAtTheLastCommitAndIgnoresSettlements
 
 TEST(KafkaSource, StopReturnsByItsTimeoutWhenTheBrokersAreDown) {
 #if defined(__SANITIZE_THREAD__)
-  // librdkafka's destroy of a consumer whose commit is still in flight polls in a loop
-  // until that commit times out; under TSan's instrumentation that took over 6 minutes.
-  // What this test checks (stop's own bound) has no data race to find; the dev and ASan
-  // runs keep it.
+  // Before the close was served to its end, librdkafka's destroy looped forever here (over
+  // 6 minutes under TSan). Fixed since, but not yet run under TSan: it stays skipped there
+  // until it is; the dev and ASan runs keep it.
   GTEST_SKIP() << "too slow under ThreadSanitizer (librdkafka's destroy waits in a loop)";
 #endif
   // Leaving the group needs the coordinator: with every broker down right after events
@@ -452,11 +451,12 @@ TEST(KafkaSource, StopReturnsByItsTimeoutWhenTheBrokersAreDown) {
                       << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
                       << " ms";
   EXPECT_TRUE(source->stop(1s).ok()) << "a second stop() has nothing left to do";
-  // The destructor waits for librdkafka to let go of the consumer: until the commit in
-  // flight times out.
+  // The destructor waits for the close that stop() left running to end: librdkafka gives
+  // up on the coordinator after about the session timeout (17 s in our runs). A close
+  // abandoned halfway instead made librdkafka's destroy loop forever.
   const auto destroying = std::chrono::steady_clock::now();
   source.reset();
-  EXPECT_LT(std::chrono::steady_clock::now() - destroying, 30s);
+  EXPECT_LT(std::chrono::steady_clock::now() - destroying, 60s);
 }
 
 TEST(KafkaSource, BadOptionsAreAConfigErrorNamingThem) {

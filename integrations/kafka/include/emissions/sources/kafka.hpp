@@ -134,10 +134,10 @@ class KafkaSource {
   /// the offsets of what settled, leaves the group and joins the thread, all by `timeout`
   /// (plus up to about 100 ms for a librdkafka call under way to return). timeout when
   /// events were left unsettled (their messages will be read again by the group), or when
-  /// the group could not be left in time (e.g. its coordinator is unreachable: the consumer
-  /// is then destroyed without leaving, and the group reassigns its partitions after
-  /// `session.timeout.ms`; librdkafka ends the consumer on a thread the destructor joins);
-  /// ok otherwise, also when it was not running.
+  /// the group could not be left in time (e.g. its coordinator is unreachable: the close
+  /// goes on on a thread of the source's own, which the destructor joins; it ends when
+  /// librdkafka reaches the coordinator or gives up on it, about `session.timeout.ms`, so
+  /// the destructor may wait that long); ok otherwise, also when it was not running.
   Status stop(std::chrono::milliseconds timeout);
   /// A snapshot of the counters.
   [[nodiscard]] KafkaSourceStats stats() const;
