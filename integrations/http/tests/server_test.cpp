@@ -447,6 +447,12 @@ int open_descriptors() {
 }
 
 TEST(ServerDeathTest, OutOfDescriptorsTheAcceptLoopBacksOffAndServesAgain) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // The sanitizer runtimes need descriptors of their own: UBSan checks that memory is
+  // readable through a pipe, which fails with EMFILE, and then reports every virtual call
+  // as an "invalid vptr". The dev build runs this test.
+  GTEST_SKIP() << "the sanitizers need file descriptors this test takes away";
+#endif
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(exhaust_descriptors_then_recover(), ::testing::ExitedWithCode(0), "recovered");
 }
