@@ -649,8 +649,9 @@ Status KafkaSource::stop(std::chrono::milliseconds timeout) {
   } else {
     // The group could not be left in time (its coordinator unreachable). The close goes on
     // on a thread of its own, joined by the destructor, so that stop() returns by its
-    // deadline: it ends when librdkafka gives up on the coordinator (about
-    // session.timeout.ms) or reaches it. A close started through a queue must be served to
+    // deadline: it ends when librdkafka reaches the coordinator again (it sometimes gives
+    // up earlier, after about session.timeout.ms; not always: the destructor can wait as
+    // long as the coordinator is away). A close started through a queue must be served to
     // the end: destroying the consumer halfway makes librdkafka's destroy loop forever.
     const auto finish_close = [raw = &s]() noexcept {
       (void)raw->close(Deadline::max());

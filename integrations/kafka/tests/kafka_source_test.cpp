@@ -451,9 +451,12 @@ TEST(KafkaSource, StopReturnsByItsTimeoutWhenTheBrokersAreDown) {
                       << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
                       << " ms";
   EXPECT_TRUE(source->stop(1s).ok()) << "a second stop() has nothing left to do";
-  // The destructor waits for the close that stop() left running to end: librdkafka gives
-  // up on the coordinator after about the session timeout (17 s in our runs). A close
-  // abandoned halfway instead made librdkafka's destroy loop forever.
+  // The destructor waits for the close that stop() left running to end. librdkafka 2.0.2
+  // ends it once the coordinator answers; with the broker down for good it sometimes gave
+  // up after about the session timeout (17 s) and sometimes never did (an ASan run waited
+  // over 6 minutes): an open bug, so the broker comes back here. A close abandoned
+  // halfway made librdkafka's destroy loop forever.
+  rd_kafka_mock_broker_set_up(cluster.get(), 1);
   const auto destroying = std::chrono::steady_clock::now();
   source.reset();
   EXPECT_LT(std::chrono::steady_clock::now() - destroying, 60s);

@@ -136,8 +136,9 @@ class KafkaSource {
   /// events were left unsettled (their messages will be read again by the group), or when
   /// the group could not be left in time (e.g. its coordinator is unreachable: the close
   /// goes on on a thread of the source's own, which the destructor joins; it ends when
-  /// librdkafka reaches the coordinator or gives up on it, about `session.timeout.ms`, so
-  /// the destructor may wait that long); ok otherwise, also when it was not running.
+  /// librdkafka reaches the coordinator again, so the destructor waits for that: with
+  /// librdkafka 2.0.2 it may wait as long as the coordinator stays unreachable); ok
+  /// otherwise, also when it was not running.
   Status stop(std::chrono::milliseconds timeout);
   /// A snapshot of the counters.
   [[nodiscard]] KafkaSourceStats stats() const;
