@@ -64,8 +64,10 @@ try {
   check(first.every((r) => r.name === "order_created" || r.name === "payment_captured"), "row names");
   await waitFor(page, () => document.getElementById("status").textContent, (s) => s === "live", "status live");
 
-  // An event expands to its full envelope.
-  await page.click("#events tbody tr.event");
+  // An event expands to its full envelope. Clicked from inside the page: the table is
+  // re-rendered as events arrive, so a row found by one call may be gone when a second
+  // call clicks it ("Node is either not clickable or not an Element", seen under TSan).
+  await page.evaluate(() => document.querySelector("#events tbody tr.event").click());
   const detail = await waitFor(page, () => document.querySelector("#events tbody tr.detail pre")?.textContent || "",
                                (t) => t.includes('"payload"') && t.includes('"emitted_at"'), "expanded envelope");
   check(JSON.parse(detail).id, "envelope has an id");
