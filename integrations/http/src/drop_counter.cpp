@@ -1,19 +1,17 @@
 #include "drop_counter.hpp"
 
 #include <algorithm>
-#include <atomic>
+#include <cstdint>
 
 #include "emissions/telemetry.hpp"
 
 namespace emissions::http::detail {
 
-namespace {
-
-std::atomic<std::uint64_t> g_next_id{0};
-
-}  // namespace
-
-DropCounter::DropCounter() : id_("emissions.http.drops/" + std::to_string(g_next_id.fetch_add(1))) {
+// The handler id is made unique by the shared state's address (no process-wide counter):
+// no two live counters share it, and a dead one's id was detached with it.
+DropCounter::DropCounter()
+    : id_("emissions.http.drops/" +
+          std::to_string(reinterpret_cast<std::uintptr_t>(shared_.get()))) {
   std::weak_ptr<Shared> weak = shared_;
   auto handler = [weak](const telemetry::EventName&, const nlohmann::json& measurements,
                         const nlohmann::json& metadata) {
