@@ -469,9 +469,13 @@ TEST(WebhookDelivery, TerminateGivesUpOnAStuckEndpointByItsDeadline) {
   const emissions::Status shut = emitter->shutdown(300ms);
   EXPECT_FALSE(shut.ok());
   EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
-  const emissions::AdapterStats stats = emitter->stats().adapters[0];
-  EXPECT_EQ(stats.delivered, 0u);
-  EXPECT_EQ(stats.dropped + stats.failed, 3u);
+  EXPECT_EQ(emitter->stats().adapters[0].delivered, 0u);
+  // The adapter is terminated by shutdown() when its consumer exited within the grace after
+  // the deadline, otherwise by the destructor (zero deadline): on a loaded machine either
+  // can happen. Both must give up on the stuck requests at once, exactly once.
+  const auto destroying = std::chrono::steady_clock::now();
+  emitter.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - destroying, 3s);
   EXPECT_EQ(hook->outstanding(), 0u);
   ASSERT_EQ(recorder.records({"emissions", "webhook", "terminated"}).size(), 1u);
   EXPECT_EQ(recorder.records({"emissions", "webhook", "terminated"})[0].measurements.at("left"), 3);
