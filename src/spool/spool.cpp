@@ -142,6 +142,9 @@ Status Spool::append(std::span<const Event> events, std::uint32_t flags,
   const auto count = static_cast<std::uint32_t>(events.size());
   const Deadline deadline = std::chrono::steady_clock::now() + wait;
   bool checkpointed = false;
+  // Read before the checkpoint that precedes a wait: a settlement after it (which the
+  // checkpoint may have missed) ends the wait at once instead of being slept through.
+  std::uint64_t epoch = 0;
   // The callback's entry is made before anything is written: once the commit is in the
   // log nothing may throw before the hook has handed it to the live lanes (a live lane
   // that missed it would move its position past it).
@@ -202,6 +205,7 @@ Status Spool::append(std::span<const Event> events, std::uint32_t flags,
     // `progress`).
     if (!checkpointed) {
       checkpointed = true;
+      epoch = progress_epoch_.load(std::memory_order_seq_cst);
       if (Status c = checkpoint_now(false); !c) return c;
       continue;
     }
@@ -216,7 +220,6 @@ Status Spool::append(std::span<const Event> events, std::uint32_t flags,
       return {};
     }
     checkpointed = false;
-    const std::uint64_t epoch = progress_epoch_.load(std::memory_order_seq_cst);
     if (!wait_until(
             progress, [&] { return progress_epoch_.load(std::memory_order_seq_cst) != epoch; },
             deadline)) {
