@@ -8,6 +8,8 @@
 #   3. a gtest consumer with find_package(emissions COMPONENTS testing), a Kafka consumer
 #      with COMPONENTS kafka (no installed header includes librdkafka) and a webhooks
 #      consumer with COMPONENTS webhooks (no installed header includes libcurl or OpenSSL);
+#      then adversarial programs (tests/package/adversarial_consumer): static destruction
+#      with work in flight to endpoints that never answer, and verify() on hostile input;
 #   3b. the http component: examples/http, built in step 1 against the installed tree (Boost
 #      and cpp-httplib found there), run; no installed header includes Boost or httplib.h
 #      but emissions/http/beast.hpp and emissions/http/httplib.hpp;
@@ -88,6 +90,17 @@ cmake -S "$root/tests/package/webhooks_consumer" -B "$work/webhooks_consumer" -G
 cmake --build "$work/webhooks_consumer" -j2
 "$work/webhooks_consumer/webhooks_consumer"
 echo "package: emissions::webhooks consumer passed; no installed header includes libcurl or OpenSSL"
+# Adversarial programs against the installed tree: static destruction with requests hanging
+# on a silent endpoint and with an unreachable Kafka broker (each must exit 0 within its
+# bound: `timeout` catches a hang), and verify() fed hostile input.
+cmake -S "$root/tests/package/adversarial_consumer" -B "$work/adversarial_consumer" -G Ninja \
+  -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$work/adversarial_consumer" -j2
+for program in verify_hostile_input webhook_static_exit kafka_static_exit; do
+  timeout 60 "$work/adversarial_consumer/$program" ||
+    { echo "package: adversarial program $program failed (exit $?)" >&2; exit 1; }
+done
+echo "package: adversarial programs (static destruction mid-flight, hostile input) passed"
 # The http component: Boost stays behind emissions::http but for the Beast helper's header,
 # cpp-httplib but for the httplib helper's.
 if grep -rlE '#[[:space:]]*include[[:space:]]*<boost/' "$prefix/include" | grep -v '/emissions/http/beast\.hpp$'; then
