@@ -9,6 +9,7 @@
 #include "common/config_check.hpp"
 #include "handlers/dispatcher.hpp"
 #include "pipeline/delivery_state.hpp"
+#include "pipeline/relay_window.hpp"
 #include "spool/spool.hpp"
 
 namespace emissions::detail {
@@ -209,6 +210,19 @@ Core::Core(Config config)
     spool_->set_overflow(std::move(policies), [this](std::size_t lane, std::uint64_t events) {
       count_spool_overflow(lane, events);
     });
+    if (spool_->live_handoff()) {
+      // Each lane's window holds up to its buffer size in events, in at most 4096 commits.
+      constexpr std::size_t kWindowCommits = 4096;
+      windows_.reserve(routed_lanes_);
+      windowing_.reserve(routed_lanes_);
+      for (std::size_t l = 0; l < routed_lanes_; ++l) {
+        std::size_t events = 0;
+        for (const auto& queue : lanes_[l]->queues)
+          events += queue->capacity;
+        windows_.push_back(std::make_unique<RelayWindow>(lanes_[l]->queues.size(),
+                                                         std::min(events, kWindowCommits), events));
+      }
+    }
   }
 }
 

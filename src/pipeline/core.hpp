@@ -53,6 +53,7 @@ class Spool;
 struct LogPosition;
 }  // namespace spool
 class HandlerDispatcher;
+class RelayWindow;
 struct DeliveryState;
 struct DeliveryHome;
 
@@ -408,6 +409,16 @@ class Core : public std::enable_shared_from_this<Core> {
   // Routes `batch` (commit `seq` of the log) to `lane` only, waits for room in its queues
   // (never drops: the backlog is on disk), and pushes it. closed once the relays stop.
   Status publish_relayed(Lane& lane, BatchPtr& batch, std::uint64_t seq, int cascade_depth);
+  // The relay's side of the lane's window: hands `batch` (commit `seq`, kept by the commit
+  // path with one reference, `takes` events for each of the lane's queues) to the lane,
+  // waiting for room in its queues as publish_relayed does. The window's reference is
+  // released or passed on in every case; closed once the relays stop.
+  Status publish_windowed(Lane& lane, Batch* batch, const std::uint32_t* takes);
+  // Under the append lock: whether room in lane `l`'s full window for a commit of `n` events
+  // is coming soon (its relay is near the window, and its queues have room).
+  bool window_room_coming(std::size_t l, std::size_t n) noexcept;
+  // Releases what the lanes' windows still hold (no adder or taker may run).
+  void clear_windows() noexcept;
   // Waits until every relay handed over every commit appended before this call.
   bool wait_for_relays(Deadline deadline) noexcept;
   void stop_relays() noexcept;
@@ -448,6 +459,10 @@ class Core : public std::enable_shared_from_this<Core> {
   // stop_relays). Shared with settlement trackers, which may outlive the Core.
   std::shared_ptr<spool::Spool> spool_;
   std::vector<std::thread> relays_;
+  // With live handoff, per routed lane: the commits it did not take at commit time, kept in
+  // memory for its relay (relay_window.hpp). Built before the relays start.
+  std::vector<std::unique_ptr<RelayWindow>> windows_;
+  std::vector<std::size_t> windowing_;  // hand_over_live's scratch (under the append lock)
   std::atomic<bool> relays_stop_{false};
   std::chrono::milliseconds spool_wait_{0};  // pipeline.block_timeout: a full spool's wait
   std::shared_ptr<Clock> clock_;             // retry delays

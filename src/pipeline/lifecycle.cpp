@@ -402,7 +402,8 @@ void Core::finish() {
   // stuck inside user code (interested, partition_by, a telemetry handler).
   wait_until(
       publishes_, [&] { return !publishes_in_flight(); }, Deadline::max());
-  stop_relays();  // joined already unless shutdown never ran its phases
+  stop_relays();    // joined already unless shutdown never ran its phases
+  clear_windows();  // no commit is under way and no relay runs: what they kept is released
   for (auto& lane : lanes_) {
     for (auto& consumer : lane->consumers) {
       if (consumer->thread.joinable()) consumer->thread.join();

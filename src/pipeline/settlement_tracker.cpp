@@ -25,7 +25,13 @@ SettlementTracker::SettlementTracker(std::shared_ptr<spool::Spool> spool, std::u
       seq_(seq) {}
 
 void SettlementTracker::hand_to(std::size_t lane) noexcept {
+  counts_[lane].held = true;
   counts_[lane].remaining.store(events_ + 1, std::memory_order_relaxed);
+}
+
+void SettlementTracker::hand_to_later(std::size_t lane) noexcept {
+  // Published to the lane's consumers by the queue push that follows (release/acquire).
+  counts_[lane].remaining.store(events_, std::memory_order_relaxed);
 }
 
 void SettlementTracker::add(std::size_t lane, Outcome outcome, std::uint64_t n) noexcept {
@@ -58,7 +64,7 @@ void SettlementTracker::release_hold() noexcept {
     return;
   }
   for (std::size_t l = 0; l < lanes_; ++l) {
-    if (counts_[l].remaining.load(std::memory_order_relaxed) != 0) lane_countdown(l, 1);
+    if (counts_[l].held) lane_countdown(l, 1);
   }
 }
 

@@ -43,8 +43,13 @@ class SettlementTracker {
   // Spool mode, before the commit is handed to any lane: its sequence number, when it was
   // not known at construction.
   void set_seq(std::uint64_t seq) noexcept { seq_ = seq; }
-  // Spool mode: `lane` is handed the commit (before any of its events can settle).
+  // Spool mode: `lane` is handed the commit (before any of its events can settle), by the
+  // thread that calls release_hold() afterwards.
   void hand_to(std::size_t lane) noexcept;
+  // Spool mode: `lane` is handed the commit later, by its relay, from the lane's in-memory
+  // window (src/pipeline/relay_window.hpp), before any of its events can settle. No hold:
+  // release_hold() (which may run at the same time on the committing thread) leaves it be.
+  void hand_to_later(std::size_t lane) noexcept;
 
   // Records `n` events of lane `lane` settled with `outcome`. Lanes past the tracked ones
   // (dead-letter lanes) are ignored. The settlement that completes the commit (or, with a
@@ -59,7 +64,8 @@ class SettlementTracker {
     std::atomic<std::uint64_t> failed{0};
     std::atomic<std::uint64_t> filtered{0};
     std::atomic<std::uint64_t> dropped{0};
-    std::atomic<std::uint64_t> remaining{0};  // spool mode: events + hold, once handed
+    std::atomic<std::uint64_t> remaining{0};  // spool mode: events (+ hold), once handed
+    bool held = false;  // spool mode: handed by hand_to(), on the releasing thread
   };
   void countdown(std::uint64_t n) noexcept;
   void lane_countdown(std::size_t lane, std::uint64_t n) noexcept;

@@ -9,6 +9,7 @@
 #include "common/best_effort.hpp"
 #include "common/wait.hpp"
 #include "pipeline/core.hpp"
+#include "pipeline/relay_window.hpp"
 #include "pipeline/thread_role.hpp"
 #include "spool/spool.hpp"
 #include "telemetry/events.hpp"
@@ -29,6 +30,9 @@ constexpr auto kRetryPublish = std::chrono::milliseconds(10);
 // A live lane's relay re-checks its state this often even without a wake-up (a bound on
 // any wake-up it might miss).
 constexpr auto kLiveRecheck = std::chrono::milliseconds(100);
+// How long a commit waits, at most, for room in a lane's window while its relay hands over
+// from it (see hand_over_live).
+constexpr auto kWindowRoomWait = std::chrono::milliseconds(1);
 // How long a relay that caught up with the log polls (yielding) before it parks.
 constexpr auto kRelaySpin = std::chrono::microseconds(50);
 
@@ -161,11 +165,35 @@ bool Core::hand_over_live(BatchPtr& buffer, const std::shared_ptr<SettlementTrac
   const std::size_t n = batch.size;
   tracker->set_seq(at.seq);
   std::uint32_t accepted = 0;
+  windowing_.clear();  // reserved for every lane: no allocation
+  // A lane that does not take the commit now keeps it in its window if it fits, with what
+  // each of its queues would take; its take[] entries are cleared either way.
+  auto keep_or_skip = [&](std::size_t l) noexcept {
+    Lane& lane = *lanes_[l];
+    if (n != 0 && l < windows_.size() && !windows_[l]->fits(n) && window_room_coming(l, n)) {
+      // The relay is near the window (in it, or in a short gap before it) and the lane's
+      // queues have room: a moment's wait keeps the gap from growing (the relay reads a gap
+      // from the log, which may take it longer than the producer takes to commit it, so a
+      // gap that grows is never closed). Every commit waits with this one (the append lock
+      // is held): the producer slows to the relay's pace until it is back in the window.
+      RelayWindow& window = *windows_[l];
+      (void)wait_until(
+          window.room,
+          [&] { return window.fits(n) || relays_stop_.load(std::memory_order_acquire); },
+          deadline_after(kWindowRoomWait));
+    }
+    if (n != 0 && l < windows_.size() && windows_[l]->fits(n)) {
+      std::uint32_t* takes = windows_[l]->prepare();
+      for (std::size_t q = 0; q < lane.queues.size(); ++q)
+        takes[q] = batch.take[lane.queues[q]->flat];
+      windowing_.push_back(l);
+    }
+    for (auto& queue_ptr : lane.queues)
+      batch.take[queue_ptr->flat] = 0;
+  };
   for (std::size_t l = 0; l < routed_lanes_; ++l) {
     if (!spool_->live(l)) {
-      // Its relay reads the commit from the log.
-      for (auto& queue_ptr : lanes_[l]->queues)
-        batch.take[queue_ptr->flat] = 0;
+      keep_or_skip(l);  // its relay hands it over, from the window or from the log
       continue;
     }
     Lane& lane = *lanes_[l];
@@ -197,8 +225,8 @@ bool Core::hand_over_live(BatchPtr& buffer, const std::shared_ptr<SettlementTrac
           unreserve(*queue_ptr, k);
           --reserved;
         }
-        batch.take[queue_ptr->flat] = 0;
       }
+      keep_or_skip(l);
       spool_->fall_behind(l, at);
       continue;
     }
@@ -211,11 +239,19 @@ bool Core::hand_over_live(BatchPtr& buffer, const std::shared_ptr<SettlementTrac
     for (auto& queue_ptr : lane.queues)
       accepted += batch.take[queue_ptr->flat] != 0 ? 1U : 0U;
   }
-  if (accepted == 0) return false;
+  if (accepted == 0 && windowing_.empty()) return false;
   batch.tracker = tracker;
   batch.cascade_depth = cascade_depth;
-  batch.refs.store(accepted, std::memory_order_relaxed);
-  push_to_queues(buffer.release());  // owned by its references from here on
+  // Every reference is counted before any of them is visible. The queues first: pushing reads
+  // every take[] entry, and a relay writes its lane's entries once it took the batch from its
+  // window. The windows' references keep the batch alive until they are published.
+  batch.refs.store(accepted + static_cast<std::uint32_t>(windowing_.size()),
+                   std::memory_order_relaxed);
+  Batch* owned = buffer.release();  // owned by its references from here on
+  if (accepted != 0) push_to_queues(owned);
+  for (const std::size_t l : windowing_) {
+    windows_[l]->publish(RelayWindow::Entry{at.seq, owned, static_cast<std::uint32_t>(n)});
+  }
   return true;
 }
 
@@ -293,6 +329,93 @@ Status Core::publish_relayed(Lane& lane, BatchPtr& buffer, std::uint64_t seq, in
   return {};
 }
 
+bool Core::window_room_coming(std::size_t l, std::size_t n) noexcept {
+  Lane& lane = *lanes_[l];
+  for (const auto& queue : lane.queues) {
+    // A queue without room for this commit: the adapter is the slow one; its backlog goes
+    // to the log.
+    if (queue->occupancy.load(std::memory_order_relaxed) + n > queue->capacity) return false;
+  }
+  return windows_[l]->taker_near();
+}
+
+Status Core::publish_windowed(Lane& lane, Batch* batch, const std::uint32_t* takes) {
+  const std::size_t n = batch->size;
+  // Routed at commit time; the lane's part of the tracker starts here (no hold: the lane's
+  // events settle only once pushed below).
+  batch->tracker->hand_to_later(lane.index);
+  // Room in every queue of the lane that takes events: wait as long as it takes (the
+  // backlog waits on disk), until relays stop.
+  std::size_t reserved = 0;
+  for (std::size_t q = 0; q < lane.queues.size(); ++q) {
+    const std::size_t k = takes[q];
+    if (k == 0) continue;
+    Queue& queue = *lane.queues[q];
+    for (;;) {
+      Deadline wait_deadline{};
+      if (reserve_blocking(queue, k, wait_deadline, kRoomCheck, /*cascade=*/true)) break;
+      if (relays_stop_.load(std::memory_order_seq_cst) || sealed_.load(std::memory_order_seq_cst)) {
+        for (std::size_t u = 0; u < q && reserved != 0; ++u) {
+          if (takes[u] == 0) continue;
+          unreserve(*lane.queues[u], takes[u]);
+          --reserved;
+        }
+        shared_->release(batch);
+        return Status(Errc::closed, "the emitter has been shut down");
+      }
+    }
+    ++reserved;
+  }
+  lane.counters->received.fetch_add(n, std::memory_order_relaxed);
+  const std::uint32_t skipped = batch->skipped[lane.index];
+  if (skipped != 0) lane.counters->filtered.fetch_add(skipped, std::memory_order_relaxed);
+  std::uint32_t accepted = 0;
+  std::size_t last = 0;
+  for (std::size_t q = 0; q < lane.queues.size(); ++q) {
+    if (takes[q] == 0) continue;
+    ++accepted;
+    last = q;
+  }
+  if (accepted == 0) {
+    // Every event filtered: settled here, and the window's reference goes.
+    if (skipped != 0)
+      batch->tracker->add(lane.index, SettlementTracker::Outcome::filtered, skipped);
+    shared_->release(batch);
+    return {};
+  }
+  // The window's reference becomes one of the queues'. take[] of this lane's queues is
+  // written by this thread alone (the commit path cleared it); other lanes' consumers read
+  // only their own queues' entries.
+  batch->refs.fetch_add(accepted - 1, std::memory_order_relaxed);
+  for (std::size_t q = 0; q < lane.queues.size(); ++q)
+    batch->take[lane.queues[q]->flat] = takes[q];
+  if (skipped != 0) batch->tracker->add(lane.index, SettlementTracker::Outcome::filtered, skipped);
+  for (std::size_t q = 0; q <= last; ++q) {
+    if (takes[q] == 0) continue;
+    Queue& queue = *lane.queues[q];
+    while (!queue.ring.try_push(batch))
+      sched_yield();
+    queue.wakeup.notify(1);
+    // From the last push on, the batch may be consumed and recycled.
+  }
+  return {};
+}
+
+void Core::clear_windows() noexcept {
+  std::vector<Batch*> stale;
+  for (const auto& window : windows_) {
+    try {
+      window->clear(stale);
+    } catch (...) {
+      // Out of memory: what this window holds is kept until the Core goes (the pool's
+      // batches are freed with it).
+    }
+    for (Batch* batch : stale)
+      shared_->release(batch);
+    stale.clear();
+  }
+}
+
 void Core::run_relay(std::size_t lane_index) noexcept {
   const ThreadRole role(this);  // user code it runs (interested) may not drain this emitter
   Lane& lane = *lanes_[lane_index];
@@ -304,7 +427,22 @@ void Core::run_relay(std::size_t lane_index) noexcept {
   auto last_checkpoint = std::chrono::steady_clock::now();
   // Set once the lane went live: the reader's cursor is then behind what the commit path
   // handed over, and the relay reads on from where the lane falls behind (resume_at).
-  bool reader_stale = false;
+  // A lane with no backlog starts live: whatever it later falls behind at, it reads from
+  // resume_at() (reading from start() would deliver again what was handed over live).
+  bool reader_stale = spool.started_live(lane_index);
+  // The lane's window (none with machine durability). Its scratch is allocated once, here:
+  // without it the relay reads every commit from the log, and the window stays full.
+  RelayWindow* window = lane_index < windows_.size() ? windows_[lane_index].get() : nullptr;
+  std::vector<std::uint32_t> takes;
+  std::vector<Batch*> stale;
+  try {
+    if (window != nullptr) {
+      takes.resize(window->queues());
+      stale.reserve(window->capacity());
+    }
+  } catch (...) {
+    window = nullptr;
+  }
   auto stopping = [&] { return relays_stop_.load(std::memory_order_acquire); };
   while (!stopping()) {
     const bool live = spool.is_live(lane_index);  // read once: it may change any time
@@ -335,6 +473,42 @@ void Core::run_relay(std::size_t lane_index) noexcept {
     spool::LogReader& reader = *reading;
     spool::LogReader::Next next{};
     spool::LogPosition at;
+    if (window != nullptr) {
+      // The next commit may be in memory: hand it over without decoding it.
+      RelayWindow::Entry entry;
+      stale.clear();
+      window->taker_at(reader.cursor().seq);
+      const bool kept = window->take(reader.cursor().seq, entry, takes.data(), stale);
+      for (Batch* batch : stale)
+        shared_->release(batch);
+      if (kept) {
+        const spool::LogPosition before = reader.cursor();
+        const std::uint64_t corrupt_before = reader.corrupt_commits();
+        std::uint32_t count = 0;
+        const Status skipped = reader.skip(next, count, at);
+        if (!skipped || next != spool::LogReader::Next::commit || at.seq != entry.seq ||
+            count != entry.events || reader.corrupt_commits() != corrupt_before) {
+          // Not the commit the window holds (it cannot be, short of a damaged page): read
+          // it from the log instead.
+          shared_->release(entry.batch);
+          reading.emplace(spool.log(), before);
+          corrupt_reported = 0;
+          continue;
+        }
+        if (!spool.published(lane_index, at)) {  // reclaimed meanwhile: see the fence
+          shared_->release(entry.batch);
+          continue;
+        }
+        const Status published = publish_windowed(lane, entry.batch, takes.data());
+        if (!published) break;  // closed: the relays stop
+        spool.handed_over(lane_index, reader.cursor());
+        if (std::chrono::steady_clock::now() - last_checkpoint >= kCheckpointEvery) {
+          (void)spool.checkpoint();
+          last_checkpoint = std::chrono::steady_clock::now();
+        }
+        continue;
+      }
+    }
     events.clear();
     const std::uint64_t from = reader.cursor().seq;
     const Status read = reader.next(next, events, at);
@@ -363,7 +537,15 @@ void Core::run_relay(std::size_t lane_index) noexcept {
       // Caught up: with live handoff the commit path hands the lane what comes next, unless
       // a commit came in meanwhile (then read on).
       if (read && spool.live_handoff()) {
-        if (spool.go_live(lane_index, reader.cursor())) reader_stale = true;
+        if (spool.go_live(lane_index, reader.cursor())) {
+          reader_stale = true;
+          if (window != nullptr) {  // nothing in it is ahead of the end of the log
+            stale.clear();
+            window->clear(stale);
+            for (Batch* batch : stale)
+              shared_->release(batch);
+          }
+        }
         continue;
       }
       // Caught up (or the disk failed a read: try again shortly). Sleep until a commit is

@@ -107,6 +107,14 @@ std::unique_ptr<Spool> Spool::open(const SpoolOptions& options,
       if (!segments.empty() && track->start.seq < segments.front()) track->start = oldest;
     }
     track->next = track->start;
+    // Nothing to read back: the commit path hands the lane its commits from the first one.
+    // (Its relay, started while the first commits come in, would otherwise have to catch up
+    // with the producer by reading the log, and may never reach its end.)
+    if (spool->live_handoff() && track->start.seq == end.seq) {
+      track->resume = end;
+      track->started_live = true;
+      track->live.store(true, std::memory_order_relaxed);
+    }
     spool->tracks_.push_back(std::move(track));
   }
   for (const AdapterPosition& saved : loaded.adapters) {
@@ -236,6 +244,10 @@ LogPosition Spool::start(std::size_t lane) const {
 
 bool Spool::live(std::size_t lane) const noexcept {
   return tracks_[lane]->live.load(std::memory_order_relaxed);
+}
+
+bool Spool::started_live(std::size_t lane) const noexcept {
+  return tracks_[lane]->started_live;
 }
 
 bool Spool::is_live(std::size_t lane) const noexcept {

@@ -114,6 +114,10 @@ class Spool {
   // Whether `lane` is live (seq_cst, see fall_behind). Once it is not, resume_at() is where its
   // relay reads from; both change only under the append lock.
   [[nodiscard]] bool is_live(std::size_t lane) const noexcept;
+  // Whether `lane` was live from the start (no backlog when the spool opened): its relay
+  // then reads only from resume_at(), never from start(), even if the lane fell behind
+  // before the relay ran.
+  [[nodiscard]] bool started_live(std::size_t lane) const noexcept;
   [[nodiscard]] LogPosition resume_at(std::size_t lane) const;
   // A live lane's relay parks here: woken when the lane falls behind, when a checkpoint is
   // wanted (positions moved) and by wake_relays().

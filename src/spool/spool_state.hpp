@@ -35,6 +35,7 @@ struct Spool::Track {
   std::uint64_t claimed_upto = 0;
   // Live handoff: written under Spool::append_mutex_; `live` read by the relay without it.
   std::atomic<bool> live{false};
+  bool started_live = false;  // set at open, before any thread reads it
   LogPosition resume;
   WaitChannel wake;
   // A full spool reclaimed every commit before `fence` for this lane (drop_oldest): its
