@@ -20,7 +20,9 @@ inline std::int64_t now_ns() noexcept {
       .count();
 }
 
-inline void main_returns() noexcept { g_main_returned_ns.store(now_ns()); }
+inline void main_returns() noexcept {
+  g_main_returned_ns.store(now_ns());
+}
 
 // write(2), then _exit(status): the program's verdict, from a static destructor.
 [[noreturn]] inline void fail(const char* text, int status) noexcept {

@@ -22,12 +22,11 @@ using namespace std::chrono_literals;
 
 const std::string kNowhere = "127.0.0.1:1";
 
-std::shared_ptr<emissions::adapters::Kafka> g_kafka =
-    std::make_shared<emissions::adapters::Kafka>(emissions::adapters::KafkaOptions{
-        .brokers = kNowhere,
-        .topic = "orders",
-        .properties = {{"log_level", "0"}},
-        .flush_timeout = 1s});
+std::shared_ptr<emissions::adapters::Kafka> g_kafka = std::make_shared<emissions::adapters::Kafka>(
+    emissions::adapters::KafkaOptions{.brokers = kNowhere,
+                                      .topic = "orders",
+                                      .properties = {{"log_level", "0"}},
+                                      .flush_timeout = 1s});
 
 struct Checker {
   ~Checker() {
@@ -50,12 +49,11 @@ emissions::Config make_config() {
 emissions::Emitter g_emitter(make_config());
 
 // Destroyed first: its destructor stops it, with the broker unreachable.
-emissions::sources::KafkaSource g_source(g_emitter,
-                                         emissions::sources::KafkaSourceOptions{
-                                             .brokers = kNowhere,
-                                             .group_id = "adversarial",
-                                             .topics = {"orders"},
-                                             .properties = {{"log_level", "0"}}});
+emissions::sources::KafkaSource g_source(g_emitter, emissions::sources::KafkaSourceOptions{
+                                                        .brokers = kNowhere,
+                                                        .group_id = "adversarial",
+                                                        .topics = {"orders"},
+                                                        .properties = {{"log_level", "0"}}});
 
 }  // namespace
 

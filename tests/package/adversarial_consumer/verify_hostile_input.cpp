@@ -17,9 +17,8 @@ const std::string kSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const std::string kKey = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 int g_broken = 0;
 
-void expect_refused(const char* what, const std::vector<std::string>& secrets,
-                    std::string_view id, std::string_view timestamp, std::string_view header,
-                    std::string_view body) {
+void expect_refused(const char* what, const std::vector<std::string>& secrets, std::string_view id,
+                    std::string_view timestamp, std::string_view header, std::string_view body) {
   const emissions::Status s = emissions::webhooks::verify(secrets, id, timestamp, header, body);
   const std::string message = s.message();
   if (s.ok()) {
@@ -61,10 +60,9 @@ int main() {
   expect_refused("no secrets", {}, id, now, good, body);
   expect_refused("empty header", secrets, id, now, "", body);
   expect_refused("empty id", secrets, "", now, good, body);
-  for (const char* timestamp :
-       {"", " ", "-1", "0", "1e10", "0x10", "+1", " 1", "1 ", "99999999999999999999999999",
-        "-99999999999999999999999999", "9223372036854775807", "-9223372036854775808",
-        "1700000000.5"}) {
+  for (const char* timestamp : {"", " ", "-1", "0", "1e10", "0x10", "+1", " 1", "1 ",
+                                "99999999999999999999999999", "-99999999999999999999999999",
+                                "9223372036854775807", "-9223372036854775808", "1700000000.5"}) {
     const std::string what = std::string("timestamp '") + timestamp + "'";
     expect_refused(what.c_str(), secrets, id, timestamp, good, body);
   }
@@ -84,13 +82,11 @@ int main() {
   expect_refused("bad base64", secrets, id, now, "v1,!!!!", body);
   expect_refused("1 MiB of base64", secrets, id, now, "v1," + std::string(1u << 20, 'A'), body);
   expect_refused("embedded NUL", secrets, id, now, good + std::string(1, '\0'), body);
-  expect_refused("body with a NUL appended", secrets, id, now, good,
-                 body + std::string(1, '\0'));
+  expect_refused("body with a NUL appended", secrets, id, now, good, body + std::string(1, '\0'));
   expect_refused("another id", secrets, "msg_2", now, good, body);
   const std::string old = std::to_string(std::time(nullptr) - 3600);
-  expect_refused("an hour old, signed then",
-                 secrets, id, old, emissions::webhooks::sign(secrets, id, std::stoll(old), body),
-                 body);
+  expect_refused("an hour old, signed then", secrets, id, old,
+                 emissions::webhooks::sign(secrets, id, std::stoll(old), body), body);
   // Secrets that are themselves malformed must be refused, not crash.
   expect_refused("malformed secret", {"whsec_%%%"}, id, now, good, body);
   expect_refused("secret without prefix", {kKey}, id, now, good, body);

@@ -70,8 +70,7 @@ struct Checker {
       adversarial::fail("webhook_static_exit: requests outstanding after ~Emitter\n", 4);
     }
     if (adversarial::seconds_since_main_returned() > 5.0) {
-      adversarial::fail("webhook_static_exit: ~Emitter took more than 5 s (deadline 500 ms)\n",
-                        3);
+      adversarial::fail("webhook_static_exit: ~Emitter took more than 5 s (deadline 500 ms)\n", 3);
     }
   }
 } g_checker;
