@@ -642,7 +642,9 @@ KafkaSource::~KafkaSource() {
 }
 
 void KafkaSource::State::finish_close() noexcept {
-  if (close(close_ceiling)) {
+  // Without close_queue, librdkafka refused to start a close (closed already, or a fatal
+  // error, which makes destroy skip the close): destroyed at once.
+  if (close(close_ceiling) || !close_queue) {
     consumer.reset();
     return;
   }
