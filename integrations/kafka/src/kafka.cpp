@@ -82,7 +82,7 @@ struct Kafka::State {
   // of every librdkafka call, so also when terminate() ran inside one of its callbacks).
   void tear_down() noexcept;
   // Joins the poll thread, unless called on it (then it ends by itself after the callback
-  // under way). Safe to call from several threads.
+  // under way). Safe to call from several threads; blocks until the thread ended.
   void join_poll_thread() noexcept;
   [[nodiscard]] bool on_poll_thread() const noexcept {
     return std::this_thread::get_id() == poll_thread_id;
@@ -110,7 +110,11 @@ struct Kafka::State {
   // Messages without a report when the poll thread stopped serving them (written by it
   // before it ends).
   std::atomic<std::size_t> left_at_stop{0};
-  std::mutex join_mutex;  // serializes joining (and detaching) poll_thread
+  // The poll thread has torn down (it only returns after this): a terminate() that found
+  // another one under way waits for this, by its own deadline, instead of joining.
+  std::atomic<bool> ended{false};
+  detail::WaitChannel ended_wake;  // notified once `ended` is set
+  std::mutex join_mutex;           // serializes joining (and detaching) poll_thread
   std::thread poll_thread;
   std::thread::id poll_thread_id;  // set once, before anyone but the thread sees the state
 };
@@ -245,6 +249,8 @@ void Kafka::State::poll_loop() noexcept {
   left_at_stop.store(reports->outstanding.load(std::memory_order_acquire),
                      std::memory_order_release);
   tear_down();
+  ended.store(true, std::memory_order_release);
+  ended_wake.notify();
 }
 
 void Kafka::State::tear_down() noexcept {
@@ -335,6 +341,16 @@ Status Kafka::State::terminate(Deadline deadline) noexcept {
   // destructor on another thread joins it.
   const bool self = on_poll_thread();
   if (terminated.exchange(true, std::memory_order_acq_rel)) {
+    // Another terminate() is under way or done: waits for the poll thread's end by this
+    // call's own deadline (never on the poll thread itself), then joins it (quick: it has
+    // ended). join_mutex is never held while the thread may still run a callback.
+    if (self) return {};
+    if (!detail::wait_until(
+            ended_wake, [&] { return ended.load(std::memory_order_acquire); }, deadline)) {
+      return Status(Errc::timeout, what() +
+                                       ": terminate() under way on another thread had not "
+                                       "finished by this call's deadline");
+    }
     join_poll_thread();
     return {};
   }
@@ -353,9 +369,17 @@ Status Kafka::State::terminate(Deadline deadline) noexcept {
   if (std::shared_ptr<Producer> active = current()) active->wake_poll();
   poll_wake.notify();
   // No report is served meanwhile on the poll thread itself: `left` is exact either way.
-  const std::size_t left = self
-                               ? reports->outstanding.load(std::memory_order_acquire)
-                               : (join_poll_thread(), left_at_stop.load(std::memory_order_acquire));
+  std::size_t left = 0;
+  if (self) {
+    left = reports->outstanding.load(std::memory_order_acquire);
+  } else {
+    // The thread ends within kPollInterval and its tear-down (purge, destroy the producer);
+    // waited for without join_mutex, then joined.
+    (void)detail::wait_until(
+        ended_wake, [&] { return ended.load(std::memory_order_acquire); }, Deadline::max());
+    join_poll_thread();
+    left = left_at_stop.load(std::memory_order_acquire);
+  }
 
   const auto duration = std::chrono::steady_clock::now() - started;
   Status status;
@@ -398,7 +422,11 @@ Kafka::Kafka(KafkaOptions options) {
 
 Kafka::~Kafka() {
   (void)state_->terminate(deadline_after(std::chrono::nanoseconds::zero()));
-  if (state_->on_poll_thread()) {
+  if (!state_->on_poll_thread()) {
+    // terminate() was called before (maybe on the poll thread, which ends by itself once
+    // its callback returns): the thread is joined here.
+    state_->join_poll_thread();
+  } else {
     // The last reference was dropped on the poll thread, inside a callback: no thread is
     // left to join it, and it cannot join itself. It ends by itself once the callback
     // returns (tear_down, then its reference to the state is the last), touching nothing

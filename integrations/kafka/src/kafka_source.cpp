@@ -6,7 +6,9 @@
 #include "emissions/sources/kafka.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <charconv>
 #include <cstring>
 #include <exception>
 #include <functional>
@@ -49,6 +51,31 @@ constexpr std::chrono::milliseconds kCommittedTimeout{5'000};
 // How long a commit made while running waits for the coordinator's answer before the
 // polling thread goes on (the same offsets are committed again at the next interval).
 constexpr std::chrono::milliseconds kCommitWait{10'000};
+// A close left to the source's own thread by stop() goes on at most session.timeout.ms +
+// socket.timeout.ms + this after stop() began (see close_limit()).
+constexpr std::chrono::milliseconds kCloseMargin{1'000};
+
+// An integer property of `client`'s configuration; `fallback` when it cannot be read.
+std::chrono::milliseconds property_ms(rd_kafka_t* client, const char* name,
+                                      std::chrono::milliseconds fallback) noexcept {
+  std::array<char, 64> text{};
+  std::size_t size = text.size();
+  if (rd_kafka_conf_get(rd_kafka_conf(client), name, text.data(), &size) != RD_KAFKA_CONF_OK) {
+    return fallback;
+  }
+  long long ms = 0;
+  const char* end = text.data() + std::strlen(text.data());
+  if (std::from_chars(text.data(), end, ms).ec != std::errc() || ms < 0) return fallback;
+  return std::chrono::milliseconds(ms);
+}
+
+// How long librdkafka 2.0.2 may take to close a consumer whose coordinator is gone: its
+// commits wait for a coordinator until session.timeout.ms after the close began, and a
+// request already sent fails after socket.timeout.ms at most.
+std::chrono::milliseconds close_limit(rd_kafka_t* client) noexcept {
+  return property_ms(client, "session.timeout.ms", std::chrono::milliseconds(45'000)) +
+         property_ms(client, "socket.timeout.ms", std::chrono::milliseconds(60'000)) + kCloseMargin;
+}
 
 using PartitionKey = std::pair<std::string, std::int32_t>;  // topic, partition
 
@@ -137,6 +164,17 @@ struct KafkaSource::State {
   std::thread closer;
   // The queue a close started on (see close()); destroyed before the consumer.
   QueueHandle close_queue;
+  // When a close left to `closer` (or to the destructor) is given up (lifecycle_mutex).
+  Deadline close_ceiling = Deadline::max();
+  // Set by stop() before it returns (and before `closer` starts): from then on nothing
+  // reaches the user (no telemetry), also from the close going on on `closer`.
+  std::atomic<bool> quiet{false};
+  [[nodiscard]] bool reporting() const noexcept {
+    return !quiet.load(std::memory_order_acquire) && telemetry::enabled();
+  }
+  // Serves a close stop() could not finish until it ends or close_ceiling passed, then
+  // destroys the consumer; past the ceiling the consumer is abandoned (see the .cpp).
+  void finish_close() noexcept;
   std::atomic<bool> stopping{false};
   Deadline stop_deadline = Deadline::max();  // written before `stopping`
 
@@ -211,7 +249,7 @@ void KafkaSource::State::handle(std::vector<MessageHandle>& batch) {
   for (std::size_t i = 0; i < batch.size(); ++i) {
     const rd_kafka_message_t& message = *batch[i];
     if (message.err != RD_KAFKA_RESP_ERR_NO_ERROR) {  // an error or event, not a message
-      if (message.err != RD_KAFKA_RESP_ERR__PARTITION_EOF && telemetry::enabled()) {
+      if (message.err != RD_KAFKA_RESP_ERR__PARTITION_EOF && reporting()) {
         telemetry::execute({"emissions", "source", "error"}, {{"count", 1}},
                            {{"source", options.name},
                             {"code", rd_kafka_err2name(message.err)},
@@ -243,7 +281,7 @@ void KafkaSource::State::handle(std::vector<MessageHandle>& batch) {
       continue;
     }
     malformed.fetch_add(1, std::memory_order_relaxed);
-    if (telemetry::enabled()) {
+    if (reporting()) {
       telemetry::execute({"emissions", "source", "malformed"}, {{"count", 1}},
                          {{"source", options.name},
                           {"topic", key.first},
@@ -388,7 +426,7 @@ void KafkaSource::State::committed_result(rd_kafka_resp_err_t error,
   if (error != RD_KAFKA_RESP_ERR_NO_ERROR) {
     // Not committed: tried again at the next interval (a refused commit makes the group
     // read these messages again only if the partition moves before then).
-    if (telemetry::enabled()) {
+    if (reporting()) {
       try {
         telemetry::execute({"emissions", "source", "error"}, {{"count", 1}},
                            {{"source", options.name},
@@ -569,7 +607,7 @@ void KafkaSource::State::on_rebalance(rd_kafka_t* consumer, rd_kafka_resp_err_t 
 
 void KafkaSource::State::report_partitions(
     const char* what, const rd_kafka_topic_partition_list_t* changed) const noexcept {
-  if (!telemetry::enabled()) return;
+  if (!reporting()) return;
   try {
     nlohmann::json list = nlohmann::json::array();
     for (int i = 0; i < changed->cnt; ++i) {
@@ -595,7 +633,30 @@ KafkaSource::KafkaSource(Emitter& emitter, KafkaSourceOptions options) {
 
 KafkaSource::~KafkaSource() {
   (void)stop(std::chrono::milliseconds(0));
-  if (state_->closer.joinable()) state_->closer.join();
+  std::lock_guard lock(state_->lifecycle_mutex);
+  if (state_->closer.joinable()) {
+    state_->closer.join();  // it ends by close_ceiling
+  } else if (state_->consumer) {
+    state_->finish_close();  // stop() could not make a thread: finished here, as bounded
+  }
+}
+
+void KafkaSource::State::finish_close() noexcept {
+  // Without close_queue, librdkafka refused to start a close (closed already, or a fatal
+  // error, which makes destroy skip the close): destroyed at once.
+  if (close(close_ceiling) || !close_queue) {
+    consumer.reset();
+    return;
+  }
+  // The close did not end by its ceiling (the coordinator stays away, and librdkafka 2.0.2
+  // does not always give its close up). Destroying the consumer now would wait for that
+  // close all the same (rd_kafka_destroy waits for the group to terminate, also with
+  // RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE), so it is abandoned: the close queue is destroyed
+  // (what librdkafka still posts to it is dropped: no callback of ours runs again) and the
+  // consumer is released without destroying it, its memory and librdkafka's threads left
+  // until the process ends. Bounded, at the cost of that leak.
+  close_queue.reset();
+  (void)consumer.release();
 }
 
 Status KafkaSource::start() {
@@ -627,6 +688,7 @@ Status KafkaSource::stop(std::chrono::milliseconds timeout) {
   const bool was_running = s.phase == State::Phase::running;
   s.phase = State::Phase::stopped;
   s.stop_deadline = deadline_after(timeout);
+  if (s.consumer) s.close_ceiling = deadline_after(close_limit(s.consumer.get()));
   s.stopping.store(true, std::memory_order_release);
   s.settled.notify();
   if (s.thread.joinable()) s.thread.join();
@@ -646,22 +708,20 @@ Status KafkaSource::stop(std::chrono::milliseconds timeout) {
   } else if (!was_running) {
     // Never subscribed: nothing to leave or commit, destroyed without a close (quick).
     UnclosedClient client(s.consumer.release());
-  } else {
+  }
+  // Nothing reaches the user once stop() returned, from the close going on below either.
+  s.quiet.store(true, std::memory_order_release);
+  if (!closed && was_running) {
     // The group could not be left in time (its coordinator unreachable). The close goes on
-    // on a thread of its own, joined by the destructor, so that stop() returns by its
-    // deadline: it ends when librdkafka reaches the coordinator again (it sometimes gives
-    // up earlier, after about session.timeout.ms; not always: the destructor can wait as
-    // long as the coordinator is away). A close started through a queue must be served to
-    // the end: destroying the consumer halfway makes librdkafka's destroy loop forever.
-    const auto finish_close = [raw = &s]() noexcept {
-      (void)raw->close(Deadline::max());
-      raw->close_queue.reset();
-      raw->consumer.reset();
-    };
+    // on a thread of the source's own, joined by the destructor, so that stop() returns by
+    // its deadline; it ends when librdkafka reaches the coordinator again or gives up
+    // (about session.timeout.ms), and is abandoned at close_ceiling (finish_close). A close
+    // started through a queue must be served: destroying the consumer halfway makes
+    // librdkafka's destroy loop forever.
     try {
-      s.closer = std::thread(finish_close);
+      s.closer = std::thread([raw = &s] { raw->finish_close(); });
     } catch (...) {
-      finish_close();  // no thread to be had: finished here, late
+      // No thread to be had: the destructor finishes it (as bounded); stop() returns now.
     }
   }
   if (left != 0) {

@@ -325,6 +325,46 @@ TEST(KafkaAdapter, TerminateStopsAtItsDeadlineBeforeFlushTimeout) {
   EXPECT_EQ(stats.dropped + stats.failed, 3u);
 }
 
+TEST(KafkaAdapter, ConcurrentTerminateCallsEachReturnByTheirOwnDeadline) {
+  // The first call waits for the reports until its deadline (3 s, the broker down); a
+  // second call with a short deadline must not wait for the first one past its own.
+  MockCluster cluster(1);
+  cluster.create_topic("orders", 1);
+  rd_kafka_mock_broker_set_down(cluster.get(), 1);
+  KafkaOptions options = options_for(cluster, "orders");
+  options.flush_timeout = 3s;
+  Kafka kafka(std::move(options));
+  std::vector<emissions::Event> events(3);
+  for (auto& event : events) {
+    event.name = emissions::EventName("order_created");
+    event.id = emissions::EventId::generate();
+    event.metadata = nlohmann::json::object();
+  }
+  EXPECT_TRUE(emissions::testing::deliver_now(kafka, events).ok());  // produced, not reported
+
+  std::atomic<bool> first_began{false};
+  emissions::Status first_status;
+  std::thread first([&] {
+    first_began.store(true);
+    first_status = kafka.terminate(emissions::deadline_after(30s));
+  });
+  while (!first_began.load())
+    std::this_thread::sleep_for(1ms);
+  std::this_thread::sleep_for(100ms);  // the first call is waiting for the reports
+  const auto started = std::chrono::steady_clock::now();
+  const emissions::Status second = kafka.terminate(emissions::deadline_after(200ms));
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_LT(took, 1s) << "terminate(200 ms) waited for the other call: "
+                      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                      << " ms";
+  EXPECT_EQ(second.code(), Errc::timeout) << second.to_string();
+  first.join();
+  EXPECT_EQ(first_status.code(), Errc::timeout);  // 3 messages without a report
+  EXPECT_EQ(kafka.outstanding(), 0u);
+  // Once the first call ended, another returns at once.
+  EXPECT_TRUE(kafka.terminate(emissions::deadline_after(0ms)).ok());
+}
+
 // The callbacks below run on the adapter's poll thread (delivery reports are served there):
 // terminate() there must neither join nor wait for that thread.
 

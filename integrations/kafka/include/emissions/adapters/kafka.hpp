@@ -171,9 +171,11 @@ class Kafka final : public AsyncAdapter {
   /// reports of what was produced until `deadline` or `flush_timeout`, whichever is first,
   /// then fails what is left with `unavailable` (the pipeline counts it dropped at
   /// shutdown), joins the poll thread and destroys the producer. Returns ok when nothing
-  /// was left, otherwise `timeout` naming how many messages were left. Idempotent (later
-  /// calls return ok and join the poll thread if the first call could not). On the poll
-  /// thread itself (from a callback): returns at once, see the file comment.
+  /// was left, otherwise `timeout` naming how many messages were left. Idempotent: a later
+  /// or concurrent call waits, by its own `deadline`, for the first one to end, then
+  /// returns ok (and joins the poll thread if the first call could not), or `timeout` if
+  /// the first one was still under way at its deadline. On the poll thread itself (from a
+  /// callback): returns at once, see the file comment.
   Status terminate(Deadline deadline) override;
 
   /// `options.name`.

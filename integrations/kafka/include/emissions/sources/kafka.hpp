@@ -32,7 +32,9 @@
 /// {count: 1} {source, code, reason}; librdkafka keeps trying.
 /// Each change of the partitions it holds is reported, once the change is made, as
 /// `[emissions, source, assigned]` or `[emissions, source, revoked]` {count} {source,
-/// partitions: [{topic, partition}...]} (on the polling thread).
+/// partitions: [{topic, partition}...]} (on the polling thread). Once stop() returned,
+/// nothing is reported any more (also not by a close that goes on after it) and no handler
+/// of the user's is called by the source.
 ///
 /// Offsets: a partition's offset is committed every `commit_interval` while running, up to
 /// the last message before the first one whose events are not all settled (settled in the
@@ -119,10 +121,12 @@ class KafkaSource {
   /// stop() with no time to wait, if it is running: it does not wait for events in flight
   /// nor for the group to be left (the group reassigns its partitions after
   /// `session.timeout.ms`); call stop() with a timeout first to leave cleanly. Then waits
-  /// for librdkafka to end a consumer that could not leave its group: commits still in
-  /// flight to an unreachable coordinator hold it until librdkafka times them out
-  /// (`session.timeout.ms` while no coordinator is known, `socket.timeout.ms` and its
-  /// retries for a request sent to a broker that went down).
+  /// for the close stop() could not finish (the coordinator unreachable: librdkafka holds
+  /// the close until its commits time out, about `session.timeout.ms`), at most until
+  /// `session.timeout.ms` + `socket.timeout.ms` + 1 s after stop() began (+ about 100 ms);
+  /// a close still under way then is abandoned: the consumer is left undestroyed (its
+  /// memory and librdkafka's threads stay until the process ends), since librdkafka 2.0.2
+  /// cannot destroy it before that close ends.
   ~KafkaSource();
   KafkaSource(const KafkaSource&) = delete;
   KafkaSource& operator=(const KafkaSource&) = delete;
@@ -135,10 +139,9 @@ class KafkaSource {
   /// (plus up to about 100 ms for a librdkafka call under way to return). timeout when
   /// events were left unsettled (their messages will be read again by the group), or when
   /// the group could not be left in time (e.g. its coordinator is unreachable: the close
-  /// goes on on a thread of the source's own, which the destructor joins; it ends when
-  /// librdkafka reaches the coordinator again, so the destructor waits for that: with
-  /// librdkafka 2.0.2 it may wait as long as the coordinator stays unreachable); ok
-  /// otherwise, also when it was not running.
+  /// goes on on a thread of the source's own, quietly, which the destructor joins, bounded
+  /// as said there); ok otherwise, also when it was not running. No telemetry is reported
+  /// once it returned.
   Status stop(std::chrono::milliseconds timeout);
   /// A snapshot of the counters.
   [[nodiscard]] KafkaSourceStats stats() const;
