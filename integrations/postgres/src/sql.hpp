@@ -23,7 +23,7 @@ std::string quote_literal(std::string_view text);
 std::string listen_statement(std::string_view channel);
 std::string schema_statements(std::string_view table);
 // $1: the events as a JSON array of {id, name, payload, metadata, emitted_at, key}; $2: the
-// channel. One row: the number of rows inserted.
+// channel. An INSERT: its command tag holds the number of rows inserted.
 std::string stage_statement(std::string_view table);
 // The same with the two parameters replaced by the given SQL expressions.
 std::string stage_statement(std::string_view table, std::string_view events,
