@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cstdint>
 #include <iterator>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -186,6 +187,16 @@ struct Relay::State : std::enable_shared_from_this<Relay::State> {
 };
 
 namespace {
+
+// The claim's columns past those decode_row() reads: the row's ordering key (null: none).
+constexpr int kClaimKey = 6;
+
+// A claimed row decoded: its seq, its row in the claim's result, its event.
+struct Decoded {
+  std::int64_t seq = 0;
+  int row = 0;
+  Event event;
+};
 
 // Decodes one claimed row; an empty string, or why it cannot be an Event.
 std::string decode_row(PGresult* rows, int r, std::int64_t& seq, Event& e) {
@@ -483,16 +494,17 @@ void Relay::State::run() {
         continue;
       }
       claimed.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
-      std::vector<std::pair<std::int64_t, Event>> decoded;
+      std::vector<Decoded> decoded;
       decoded.reserve(static_cast<std::size_t>(n));
       std::vector<std::int64_t> bad;  // malformed rows, by seq, and why
       std::vector<std::string> bad_why;
+      std::map<std::string, std::int64_t> bad_keys;  // a malformed row's key: its lowest seq
       for (int r = 0; r < n; ++r) {
         std::int64_t seq = 0;
         Event e;
         const std::string why = decode_row(rows, r, seq, e);
         if (why.empty()) {
-          decoded.emplace_back(seq, std::move(e));
+          decoded.push_back(Decoded{seq, r, std::move(e)});
           continue;
         }
         // A row whose seq cannot be read cannot be set aside either: it stays claimed
@@ -500,26 +512,45 @@ void Relay::State::run() {
         if (!parse_i64(PQgetvalue(rows, r, 0), seq)) {
           bad.clear();
           bad_why.clear();
+          bad_keys.clear();
           decoded.clear();
           record_error(std::string("a claimed row has no readable seq: ") + why);
           break;
         }
         bad.push_back(seq);
         bad_why.push_back(why);
+        if (PQgetisnull(rows, r, kClaimKey) == 0) {
+          const auto [at, added] = bad_keys.emplace(PQgetvalue(rows, r, kClaimKey), seq);
+          if (!added) at->second = std::min(at->second, seq);
+        }
       }
       // One relay publishes in insertion order (RETURNING promises no order).
       std::sort(decoded.begin(), decoded.end(),
-                [](const auto& a, const auto& b) { return a.first < b.first; });
+                [](const Decoded& a, const Decoded& b) { return a.seq < b.seq; });
       Claim claim{claim_id, {}, 0, false, false};
       claim.seqs.reserve(decoded.size());
       std::vector<Event> events;
       events.reserve(decoded.size());
-      for (auto& [seq, e] : decoded) {
-        claim.seqs.push_back(seq);
-        events.push_back(std::move(e));
+      // Rows of a key with a malformed row of a lower seq in this claim wait behind it, as
+      // they would behind one set aside earlier: handed back with the set-aside (the
+      // set-aside row then holds their key, so no claim takes them until it is fixed).
+      std::vector<std::int64_t> held;
+      for (Decoded& d : decoded) {
+        if (!bad_keys.empty() && PQgetisnull(rows, d.row, kClaimKey) == 0) {
+          const auto blocker = bad_keys.find(PQgetvalue(rows, d.row, kClaimKey));
+          if (blocker != bad_keys.end() && blocker->second < d.seq) {
+            held.push_back(d.seq);
+            continue;
+          }
+        }
+        claim.seqs.push_back(d.seq);
+        events.push_back(std::move(d.event));
       }
       decoded.clear();
-      if (!bad.empty() && !exec(detail::set_aside_statement(table, bad, claim_id, options.name))) {
+      if (!bad.empty() &&
+          !exec(detail::set_aside_statement(table, bad, claim_id, options.name) +
+                (held.empty() ? std::string()
+                              : ";\n" + detail::release_statement(table, held, claim_id)))) {
         // Not set aside: the claim is not published; its lease brings it back.
         failed("setting malformed rows aside");
         continue;
@@ -529,6 +560,11 @@ void Relay::State::run() {
         report_malformed(bad[i], bad_why[i]);
         record_error("row with seq " + std::to_string(bad[i]) + " is malformed (" + bad_why[i] +
                      "): set aside");
+      }
+      if (!held.empty()) {
+        record_error(std::to_string(held.size()) +
+                     " claimed rows wait behind a malformed row of their ordering key: handed "
+                     "back, claimed once it is fixed");
       }
       if (events.empty() && bad.empty()) {
         // Rows that cannot even be told apart: hand them all back, look again at the next poll.

@@ -182,7 +182,7 @@ std::string claim_statement(std::string_view table, std::string_view name,
          "ORDER BY c.seq LIMIT " +
          std::to_string(batch) +
          ")) RETURNING o.seq, o.id, o.name, o.payload::text, o.metadata::text, "
-         "(extract(epoch FROM o.emitted_at) * 1000000)::bigint";
+         "(extract(epoch FROM o.emitted_at) * 1000000)::bigint, o.ordering_key";
 }
 
 std::string renew_statement(std::string_view table, const std::vector<std::int64_t>& seqs,

@@ -30,7 +30,8 @@ std::string stage_statement(std::string_view table, std::string_view events,
                             std::string_view channel);
 
 // One simple-query string (one implicit transaction): the advisory lock of `table`, then
-// the claim of up to `batch` rows for `claim_id`. Its last result returns the rows.
+// the claim of up to `batch` rows for `claim_id`. Its last result returns the rows: seq, id,
+// name, payload, metadata, emitted_at (microseconds since the epoch), ordering_key.
 std::string claim_statement(std::string_view table, std::string_view name,
                             std::string_view claim_id, std::chrono::milliseconds lease,
                             std::size_t batch);

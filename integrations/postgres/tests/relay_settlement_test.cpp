@@ -31,6 +31,7 @@ using emissions::postgres::test::Db;
 using emissions::postgres::test::Delivered;
 using emissions::postgres::test::eventually;
 using emissions::postgres::test::fresh_outbox;
+using emissions::postgres::test::keyed;
 using emissions::postgres::test::log_config;
 using emissions::postgres::test::LogAdapter;
 using emissions::postgres::test::relay_options;
@@ -249,6 +250,41 @@ TEST_F(RelaySettlement, MalformedRowIsSetAsideAndTheRestPublished) {
   EXPECT_EQ(db.scalar("SELECT claimed_until FROM " + table), "infinity");
   ASSERT_TRUE(emitter.drain(5s).ok());
   EXPECT_EQ(log->size(), 5U);
+}
+
+TEST_F(RelaySettlement, RowsOfAMalformedRowsKeyWaitBehindItInTheSameClaim) {
+  // A malformed row of key K, then two good rows of K and one of L, all in one claim: the
+  // rows of K must not overtake the one set aside (published before it, once it is fixed).
+  const OutboxOptions by_key = keyed(outbox);
+  const std::string bad_seq =
+      db.scalar("INSERT INTO " + table +
+                " (id, name, payload, metadata, emitted_at, ordering_key) VALUES "
+                "(gen_random_uuid(), 'e', '{\"n\": -1}', '[1]', now(), 'K') RETURNING seq");
+  emissions::Emitter emitter(log_config("a", log));
+  stage_events(emitter, db, by_key, 0, 2, true, "K");
+  stage_events(emitter, db, by_key, 2, 1, true, "L");
+  Relay relay(emitter, relay_options(by_key, "relay_malformed_key"));
+  ASSERT_TRUE(relay.start().ok());
+  ASSERT_TRUE(eventually([&] { return relay.stats().deleted >= 1; }, 20s))
+      << relay.stats().last_error;
+  std::this_thread::sleep_for(600ms);  // a few polls: K's rows stay behind the set-aside row
+  EXPECT_EQ(relay.stats().malformed, 1U);
+  EXPECT_EQ(relay.stats().published, 1U);
+  EXPECT_EQ(rows_in(db, by_key), 3);
+  EXPECT_EQ(db.count("SELECT count(*) FROM " + table +
+                     " WHERE ordering_key = 'K' AND claimed_by IS NULL AND seq > " + bad_seq),
+            2);
+  // Fixed and handed back: K's rows follow in seq order.
+  db.exec("UPDATE " + table +
+          " SET metadata = '{}', claimed_by = NULL, claimed_until = NULL WHERE seq = " + bad_seq);
+  ASSERT_TRUE(eventually([&] { return relay.stats().deleted == 4; }, 20s))
+      << relay.stats().last_error;
+  EXPECT_TRUE(relay.stop(5s).ok());
+  ASSERT_TRUE(emitter.drain(5s).ok());
+  std::vector<int> order;
+  for (const Delivered& d : log->entries())
+    order.push_back(d.event.payload.at("n").get<int>());
+  EXPECT_EQ(order, (std::vector<int>{2, -1, 0, 1}));
 }
 
 }  // namespace
