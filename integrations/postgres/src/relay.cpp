@@ -98,17 +98,23 @@ bool fault(FaultPoint point, PGconn* conn) {
 
 struct Relay::State : std::enable_shared_from_this<Relay::State> {
   State(Emitter& e, RelayOptions o) : emitter(e), options(std::move(o)) {}
-  // The connecting thread, if a host name resolution still held it when run() ended: its
-  // attempt sees the stop and gives up as soon as libpq returns.
+  // The connecting thread was joined by then: by ~Relay, or by an orphaned relay thread at its
+  // end. The last owner of the State may be an Emitter thread (an on_settled callback), which
+  // must never wait for a connection attempt; this join is only a safety net.
   ~State() {
-    if (connector.joinable()) connector.join();
+    if (connector.joinable()) {
+      connector_wake.wake();
+      connector.join();
+    }
   }
   State(const State&) = delete;
   State& operator=(const State&) = delete;
 
   Emitter& emitter;
   const RelayOptions options;
-  detail::WakeFd wake;
+  detail::WakeFd wake;            // wakes the relay thread
+  detail::WakeFd connector_wake;  // wakes the connecting thread (stop): a wake-up of its own,
+                                  // or either thread could consume the other's
   detail::StopSignal stop;
 
   std::mutex mutex;                   // guards settled, last_error and the connector's result
@@ -130,6 +136,9 @@ struct Relay::State : std::enable_shared_from_this<Relay::State> {
   std::atomic<std::uint64_t> errors{0};
   std::atomic<bool> connected{false};
   std::size_t left_in_flight = 0;  // written by the thread before it ends, read after join
+  // Set by ~Relay on the relay thread (a telemetry handler), which then detaches it: the
+  // thread joins the connecting thread itself before it ends. Relay thread only.
+  bool orphaned = false;
 
   std::mutex lifecycle;  // serializes start() and stop()
   enum class Phase { idle, running, stopped } phase = Phase::idle;
@@ -172,7 +181,8 @@ struct Relay::State : std::enable_shared_from_this<Relay::State> {
     connector = std::thread([this] {
       std::string error;
       detail::ConnHandle conn = detail::connect(
-          options.conninfo, detail::Io{&wake, Clock::now() + kConnectTimeout, &stop}, error);
+          options.conninfo, detail::Io{&connector_wake, Clock::now() + kConnectTimeout, &stop},
+          error);
       {
         const std::lock_guard lock(mutex);
         connect_result = std::move(conn);
@@ -634,6 +644,11 @@ void Relay::State::run() {
   left_in_flight = rows;
   conn.reset();
   connected.store(false, std::memory_order_relaxed);
+  // An attempt under way sees the stop at once (a stop requested by a telemetry handler on
+  // this thread woke nobody).
+  connector_wake.wake();
+  // Detached by ~Relay: nobody else joins the connecting thread. This thread stalls nobody.
+  if (orphaned && connector.joinable()) connector.join();
   t_relay_state = nullptr;
 }
 
@@ -646,12 +661,22 @@ Relay::~Relay() {
   if (t_relay_state == state_.get()) {
     // Destroyed by a telemetry handler on its own thread: the thread cannot be joined here.
     // It stops at its next look at the stop signal and ends by itself (its lambda keeps the
-    // state alive); rows in flight stay claimed until their lease expires.
+    // state alive); rows in flight stay claimed until their lease expires. It joins the
+    // connecting thread itself before it ends.
+    state_->orphaned = true;
     (void)stop(milliseconds(0));
     if (state_->thread.joinable()) state_->thread.detach();
     return;
   }
   (void)stop(milliseconds(0));
+  // The relay thread is joined; a connection attempt may still be under way (stop() does not
+  // wait for it): woken, it gives up at once, unless a host name resolution holds it. Joined
+  // here, on the owner's thread, never by the State's last owner (maybe an Emitter thread).
+  const std::lock_guard lock(state_->lifecycle);
+  if (state_->connector.joinable()) {
+    state_->connector_wake.wake();
+    state_->connector.join();
+  }
 }
 
 Status Relay::start() {
@@ -689,6 +714,7 @@ Status Relay::stop(milliseconds timeout) {
   state_->stop.deadline.store(deadline.time_since_epoch().count(), std::memory_order_release);
   state_->stop.requested.store(true, std::memory_order_release);
   state_->wake.wake();
+  state_->connector_wake.wake();
   state_->thread.join();
   state_->phase = State::Phase::stopped;
   if (state_->left_in_flight > 0) {

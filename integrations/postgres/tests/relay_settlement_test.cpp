@@ -11,6 +11,11 @@
 #include <string>
 #include <thread>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -127,6 +132,50 @@ TEST_F(RelaySettlement, StopReturnsWhileAConnectionAttemptHangs) {
     EXPECT_FALSE(relay.stats().connected);
   }
   emissions::postgres::detail::set_fault_hook({});
+}
+
+TEST_F(RelaySettlement, StopAndDestructionReturnWhileConnectingToAServerThatDoesNotAnswer) {
+  // A TCP listener that never accepts: the kernel completes the handshake, libpq sends its
+  // startup packet and waits for a reply that never comes (the connect timeout is 10 s).
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), length), 0);
+  ASSERT_EQ(::listen(listener, 16), 0);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  const std::string conninfo = "host=127.0.0.1 port=" + std::to_string(ntohs(address.sin_port)) +
+                               " dbname=nobody user=nobody";
+  std::atomic<int> attempts{0};
+  emissions::postgres::detail::set_fault_hook([&](FaultPoint point, PGconn*) {
+    if (point == FaultPoint::connecting) attempts.fetch_add(1);
+    return false;
+  });
+  emissions::Emitter emitter(log_config("a", log));
+  // The stop's wake-up used to be shared by the relay and the connecting thread: when the
+  // relay thread took it, the attempt went on for its 10 s and the destructor waited for it.
+  // Either thread may be first, so a few rounds.
+  for (int round = 0; round < 4; ++round) {
+    const auto began = std::chrono::steady_clock::now();
+    {
+      RelayOptions options = relay_options(outbox, "relay_no_answer");
+      options.conninfo = conninfo;
+      Relay relay(emitter, options);
+      const int before = attempts.load();
+      ASSERT_TRUE(relay.start().ok());
+      ASSERT_TRUE(eventually([&] { return attempts.load() > before; }, 5s));
+      std::this_thread::sleep_for(100ms);  // inside the attempt, waiting for the server
+      const auto stopping = std::chrono::steady_clock::now();
+      EXPECT_TRUE(relay.stop(100ms).ok());
+      EXPECT_LT(std::chrono::steady_clock::now() - stopping, 2s) << "round " << round;
+      EXPECT_FALSE(relay.stats().connected);
+    }
+    EXPECT_LT(std::chrono::steady_clock::now() - began, 4s)
+        << "round " << round << ": the destructor waited for the connection attempt";
+  }
+  ::close(listener);
 }
 
 // A slow adapter: 1 ms per call.
