@@ -56,10 +56,12 @@ thread_local const void* t_relay_state = nullptr;
 // A claim from its UPDATE until its rows are deleted (or handed back).
 struct Claim {
   std::string id;
-  std::vector<std::int64_t> seqs;  // its rows handed to the Emitter, in seq order
-  std::size_t pieces_out = 0;      // pieces handed to the Emitter and not settled yet
+  std::vector<std::int64_t> seqs;       // its rows handed to the Emitter, in seq order
+  std::size_t pieces_out = 0;           // pieces handed to the Emitter and not settled yet
+  std::vector<std::size_t> piece_ends;  // where each piece handed over ends in `seqs`
   // A piece was dropped while the Emitter was shutting down: its rows stay in the table.
   bool keep = false;
+  std::size_t first_dropped = SIZE_MAX;  // the lowest such piece
   // A DELETE of these rows lost its reply with the connection: it may have committed.
   bool delete_uncertain = false;
   [[nodiscard]] bool settled() const { return pieces_out == 0; }
@@ -67,6 +69,7 @@ struct Claim {
 
 struct SettledPiece {
   std::string claim_id;
+  std::size_t piece = 0;
   bool shutdown_drop = false;
 };
 
@@ -295,7 +298,8 @@ void Relay::State::run() {
         piece.assign(std::make_move_iterator(first),
                      std::make_move_iterator(first + static_cast<std::ptrdiff_t>(n)));
       }
-      auto on_settled = [weak = weak_from_this(), id = claim.id](const Settlement& s) {
+      auto on_settled = [weak = weak_from_this(), id = claim.id,
+                         index = claim.piece_ends.size()](const Settlement& s) {
         const auto self = weak.lock();
         if (!self) return;
         std::uint64_t dropped = 0;
@@ -308,7 +312,7 @@ void Relay::State::run() {
         const bool shutdown_drop = dropped > 0 && self->emitter.closed();
         {
           const std::lock_guard lock(self->mutex);
-          self->settled.push_back(SettledPiece{id, shutdown_drop});
+          self->settled.push_back(SettledPiece{id, index, shutdown_drop});
         }
         self->wake.wake();
       };
@@ -320,6 +324,7 @@ void Relay::State::run() {
       }
       ++claim.pieces_out;
       done += n;
+      claim.piece_ends.push_back(done);
     }
     return done;
   };
@@ -333,7 +338,10 @@ void Relay::State::run() {
       const auto claim = find_claim(piece.claim_id);
       if (claim == live.end()) continue;  // cannot happen: a claim leaves live once settled
       --claim->pieces_out;
-      claim->keep = claim->keep || piece.shutdown_drop;
+      if (piece.shutdown_drop) {
+        claim->keep = true;
+        claim->first_dropped = std::min(claim->first_dropped, piece.piece);
+      }
     }
     arrived.clear();
     stop.nothing_live.store(live.empty(), std::memory_order_release);
@@ -427,6 +435,23 @@ void Relay::State::run() {
     if (const auto kept = std::find_if(live.begin(), live.end(),
                                        [](const Claim& c) { return c.settled() && c.keep; });
         kept != live.end()) {
+      // The pieces before the first dropped one were settled for good: deleted like any
+      // settled claim. From that piece on the rows are handed back, later pieces too, even
+      // if delivered: a key's rows then come again in seq order, never an older one alone
+      // after a newer one.
+      const std::size_t from = kept->first_dropped == 0 || kept->first_dropped == SIZE_MAX
+                                   ? 0
+                                   : kept->piece_ends[kept->first_dropped - 1];
+      if (from > 0) {
+        Claim rest{kept->id, {}, 0, {}, true, 0, false};
+        rest.seqs.assign(kept->seqs.begin() + static_cast<std::ptrdiff_t>(from), kept->seqs.end());
+        kept->seqs.resize(from);
+        kept->piece_ends.clear();
+        kept->keep = false;
+        kept->first_dropped = SIZE_MAX;
+        live.push_back(std::move(rest));  // kept is invalid from here on
+        continue;
+      }
       if (!exec(detail::release_statement(table, kept->seqs, kept->id))) {
         failed("handing back rows a shutdown dropped");
         continue;
@@ -537,7 +562,7 @@ void Relay::State::run() {
       // One relay publishes in insertion order (RETURNING promises no order).
       std::sort(decoded.begin(), decoded.end(),
                 [](const Decoded& a, const Decoded& b) { return a.seq < b.seq; });
-      Claim claim{claim_id, {}, 0, false, false};
+      Claim claim{claim_id, {}, 0, {}, false, SIZE_MAX, false};
       claim.seqs.reserve(decoded.size());
       std::vector<Event> events;
       events.reserve(decoded.size());

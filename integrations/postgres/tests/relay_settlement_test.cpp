@@ -95,6 +95,99 @@ TEST_F(RelaySettlement, RowsTheEmittersShutdownDroppedStayInTheTable) {
   EXPECT_EQ(rows_in(db, outbox), 5);  // for the next claim
 }
 
+// Holds "other" events at a gate while it is closed; delivers the outbox's events ("e") with
+// n below 3 and fails the others with a retriable code.
+class Picky final : public emissions::Adapter {
+ public:
+  explicit Picky(std::shared_ptr<SharedLog> log) : log_(std::move(log)) {}
+  std::string_view name() const override { return "picky"; }
+  emissions::Status handle_events(std::span<const emissions::Event> batch) override {
+    for (const emissions::Event& e : batch) {
+      if (e.name.str() == "other") {
+        std::unique_lock lock(mutex_);
+        entered_ = true;
+        changed_.notify_all();
+        changed_.wait_for(lock, 30s, [&] { return open_; });
+      } else if (e.payload.at("n").get<int>() >= 3) {
+        return emissions::Status(emissions::Errc::unavailable, "not these");
+      }
+    }
+    log_->add("picky", batch);
+    return {};
+  }
+  bool wait_entered() {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, 10s, [&] { return entered_; });
+  }
+  void open() {
+    const std::lock_guard lock(mutex_);
+    open_ = true;
+    changed_.notify_all();
+  }
+
+ private:
+  std::shared_ptr<SharedLog> log_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool entered_ = false;
+  bool open_ = false;
+};
+
+TEST_F(RelaySettlement, ShutdownDropOfALaterPieceHandsBackOnlyFromThatPiece) {
+  // A claim of 6 published in two pieces of 3: the first delivered, the second dropped by
+  // the Emitter's shutdown. The first piece's rows are deleted; only the second's stay (they
+  // used to be handed back all six, and the delivered three published again).
+  auto picky = std::make_shared<Picky>(log);
+  emissions::Config config;
+  config.make_default = false;
+  config.add_adapter(
+      picky, {.max_demand = 3,
+              .buffer_size = 4,
+              .block_timeout = 1'000ms,
+              .retry = emissions::RetryPolicy{
+                  .max_attempts = 0, .initial_backoff = 60'000ms, .max_backoff = 60'000ms}});
+  emissions::Emitter emitter(std::move(config));
+  const emissions::test_support::TelemetryRecorder recorder("relay_piece_drop",
+                                                            {{"emissions", "outbox", "error"}});
+  // The queue is not empty (one event held at the gate, one queued), so a claim of 6 (more
+  // than buffer_size) is refused, and the relay cuts its pieces to 3.
+  for (int i = 0; i < 2; ++i) {
+    emissions::Transaction tx = emitter.start();
+    ASSERT_TRUE(tx.emit("other", nullptr).ok());
+    ASSERT_TRUE(tx.commit().ok());
+    if (i == 0) {
+      ASSERT_TRUE(picky->wait_entered());
+    }
+  }
+  stage_events(emitter, db, outbox, 0, 6, true);
+  RelayOptions options = relay_options(outbox, "relay_piece_drop");
+  options.batch = 6;
+  Relay relay(emitter, options);
+  ASSERT_TRUE(relay.start().ok());
+  ASSERT_TRUE(eventually(
+      [&] { return relay.stats().last_error.find("refused") != std::string::npos; }, 20s));
+  picky->open();
+  ASSERT_TRUE(eventually([&] { return relay.stats().published == 6; }, 20s))
+      << relay.stats().last_error;
+  ASSERT_TRUE(log->wait_for_size(5, 10s));  // two "other", the first piece
+  (void)emitter.shutdown(200ms);            // the second piece waits a minute to be retried
+  auto reported = [&] {
+    for (const auto& r : recorder.records({"emissions", "outbox", "error"})) {
+      if (r.metadata.at("reason").get<std::string>().find("dropped by the Emitter's shutdown") !=
+          std::string::npos) {
+        return true;
+      }
+    }
+    return false;
+  };
+  ASSERT_TRUE(eventually(reported, 20s)) << relay.stats().last_error;
+  ASSERT_TRUE(eventually([&] { return relay.stats().deleted == 3; }, 10s)) << relay.stats().deleted;
+  (void)relay.stop(5s);
+  EXPECT_EQ(relay.stats().deleted, 3U);
+  EXPECT_EQ(db.column("SELECT payload->>'n' FROM " + table + " ORDER BY seq"),
+            (std::vector<std::string>{"3", "4", "5"}));
+}
+
 TEST_F(RelaySettlement, StopReturnsWhileAConnectionAttemptHangs) {
   // The hook stands for libpq's blocking host name resolution: it holds the connecting
   // thread until released (or 30 s).
