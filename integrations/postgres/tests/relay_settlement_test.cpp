@@ -46,14 +46,7 @@ using emissions::postgres::test::stage_events;
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
 
-class RelaySettlement : public ::testing::Test {
- protected:
-  ~RelaySettlement() override { emissions::postgres::detail::set_fault_hook({}); }
-  Db db;
-  OutboxOptions outbox = fresh_outbox(db);
-  std::string table = "\"" + outbox.table + "\"";
-  std::shared_ptr<SharedLog> log = std::make_shared<SharedLog>();
-};
+class RelaySettlement : public emissions::postgres::test::RelayFixture {};
 
 // Fails every delivery with a retriable code: events wait in their retry backoff.
 class Unavailable final : public emissions::Adapter {
