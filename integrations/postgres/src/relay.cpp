@@ -64,6 +64,10 @@ struct Claim {
   std::size_t first_dropped = SIZE_MAX;  // the lowest such piece
   // A DELETE of these rows lost its reply with the connection: it may have committed.
   bool delete_uncertain = false;
+  // Until when the lease surely holds, by this clock: from the sending of the last claim or
+  // renewal that succeeded. Once passed (lapsed), another relay may have taken the rows.
+  Clock::time_point lease_until = Clock::time_point::max();
+  bool lease_lapsed = false;
   [[nodiscard]] bool settled() const { return pieces_out == 0; }
 };
 
@@ -409,6 +413,7 @@ void Relay::State::run() {
         ids.push_back(c.id);
         seqs.insert(seqs.end(), c.seqs.begin(), c.seqs.end());
       }
+      const Clock::time_point renew_sent = Clock::now();
       if (!exec(detail::renew_statement(table, seqs, ids, options.lease))) {
         // Retried at the next renewal (or at once after a reconnect), not before: a failing
         // renewal must not spin.
@@ -417,6 +422,13 @@ void Relay::State::run() {
         continue;
       }
       next_renew = Clock::now() + renew_every;
+      for (Claim& c : live) {
+        if (renew_sent < c.lease_until) {
+          c.lease_until = renew_sent + options.lease;
+        } else {
+          c.lease_lapsed = true;
+        }
+      }
       // The renewal may have consumed a wake-up (a settlement, stop): look at the state again.
       continue;
     }
@@ -443,7 +455,7 @@ void Relay::State::run() {
                                    ? 0
                                    : kept->piece_ends[kept->first_dropped - 1];
       if (from > 0) {
-        Claim rest{kept->id, {}, 0, {}, true, 0, false};
+        Claim rest{kept->id, {}, 0, {}, true, 0, false, kept->lease_until, kept->lease_lapsed};
         rest.seqs.assign(kept->seqs.begin() + static_cast<std::ptrdiff_t>(from), kept->seqs.end());
         kept->seqs.resize(from);
         kept->piece_ends.clear();
@@ -464,15 +476,22 @@ void Relay::State::run() {
     }
 
     // Settled claims: one DELETE for all of them (those whose earlier DELETE lost its reply
-    // in a statement of their own, since they are counted differently).
+    // in a statement of their own, since they are counted differently; apart again those
+    // whose lease lapsed meanwhile).
     {
       std::vector<std::int64_t> seqs;
       std::vector<std::string> ids;
       bool uncertain = false;
+      bool ambiguous = false;
+      const Clock::time_point delete_sent = Clock::now();
       for (const Claim& c : live) {
         if (!c.settled() || c.keep) continue;
-        if (ids.empty()) uncertain = c.delete_uncertain;
-        if (c.delete_uncertain != uncertain) continue;
+        const bool lapsed = c.delete_uncertain && (c.lease_lapsed || delete_sent >= c.lease_until);
+        if (ids.empty()) {
+          uncertain = c.delete_uncertain;
+          ambiguous = lapsed;
+        }
+        if (c.delete_uncertain != uncertain || lapsed != ambiguous) continue;
         ids.push_back(c.id);
         seqs.insert(seqs.end(), c.seqs.begin(), c.seqs.end());
       }
@@ -480,7 +499,13 @@ void Relay::State::run() {
         auto in_group = [&](const Claim& c) {
           return std::find(ids.begin(), ids.end(), c.id) != ids.end();
         };
-        bool ok = exec(detail::delete_statement(table, seqs, ids));
+        bool ok = false;
+        if (detail::fault(detail::FaultPoint::deleting, conn.get())) {
+          sql_failed = false;
+          error = "the statement was lost (fault hook)";
+        } else {
+          ok = exec(detail::delete_statement(table, seqs, ids));
+        }
         if (ok && detail::fault(detail::FaultPoint::delete_replied, conn.get())) {
           ok = false;
           sql_failed = false;
@@ -488,7 +513,8 @@ void Relay::State::run() {
         }
         if (!ok) {
           // Lost with the connection, the DELETE may have committed: the next one counts
-          // the rows it no longer finds as deleted (nobody else deletes rows under our claim).
+          // the rows it no longer finds as deleted, as long as the lease held (nobody else
+          // deletes rows under a live claim of ours).
           if (!sql_failed) {
             for (Claim& c : live)
               if (in_group(c)) c.delete_uncertain = true;
@@ -502,8 +528,17 @@ void Relay::State::run() {
         if (PQntuples(r) == 1 && parse_i64(PQgetvalue(r, 0, 0), gone) &&
             parse_i64(PQgetvalue(r, 0, 1), present)) {
           std::int64_t confirmed = gone;
-          if (uncertain) confirmed += static_cast<std::int64_t>(seqs.size()) - present;
+          const std::int64_t missing = static_cast<std::int64_t>(seqs.size()) - present;
+          if (uncertain && !ambiguous) confirmed += missing;
           deleted.fetch_add(static_cast<std::uint64_t>(confirmed), std::memory_order_relaxed);
+          if (uncertain && ambiguous && missing > 0) {
+            // Deleted by our lost DELETE, or by another relay after the lease ran out: not
+            // knowable here. Not counted, so that no row counts twice across relays.
+            record_error(std::to_string(missing) +
+                         " rows of claims whose lease ran out while a DELETE's reply was lost "
+                         "are gone (deleted by this relay or, after the lease, by another): not "
+                         "counted in deleted");
+          }
         }
         std::erase_if(live, in_group);
         if (live.empty()) next_renew = Clock::time_point::max();
@@ -516,6 +551,7 @@ void Relay::State::run() {
 
     if (!stopping && want_claim && live.size() < kMaxClaimsInFlight && now >= next_publish) {
       const std::string claim_id = EventId::generate().str();
+      const Clock::time_point claim_sent = Clock::now();
       if (!exec(detail::claim_statement(table, options.name, claim_id, options.lease,
                                         options.batch))) {
         failed("claiming rows");
@@ -562,7 +598,7 @@ void Relay::State::run() {
       // One relay publishes in insertion order (RETURNING promises no order).
       std::sort(decoded.begin(), decoded.end(),
                 [](const Decoded& a, const Decoded& b) { return a.seq < b.seq; });
-      Claim claim{claim_id, {}, 0, {}, false, SIZE_MAX, false};
+      Claim claim{claim_id, {}, 0, {}, false, SIZE_MAX, false, claim_sent + options.lease, false};
       claim.seqs.reserve(decoded.size());
       std::vector<Event> events;
       events.reserve(decoded.size());

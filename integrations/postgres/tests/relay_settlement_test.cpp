@@ -353,6 +353,59 @@ TEST_F(RelaySettlement, DeletedStaysExactWhenADeletesReplyIsLost) {
   EXPECT_EQ(log->size(), 20U);
 }
 
+TEST_F(RelaySettlement, DeletedNeverCountsARowTwiceAcrossRelaysWhenALeaseLapsed) {
+  // Relay a's DELETE is lost before it reaches the server, and a's reconnection is held
+  // past its lease: relay b claims, publishes and deletes the rows. a cannot tell who
+  // deleted them: it used to count them too (deleted 5 + 5 for 5 rows).
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool lost = false;
+  bool holding = false;
+  bool released = false;
+  emissions::postgres::detail::set_fault_hook([&](FaultPoint point, PGconn*) {
+    std::unique_lock lock(mutex);
+    if (point == FaultPoint::deleting && !lost) {
+      lost = true;
+      return true;
+    }
+    if (point == FaultPoint::connecting && lost && !holding) {
+      holding = true;
+      changed.notify_all();
+      changed.wait_for(lock, 20s, [&] { return released; });
+    }
+    return false;
+  });
+  emissions::Emitter emitter_a(log_config("a", log));
+  emissions::Emitter emitter_b(log_config("b", log));
+  RelayOptions options_a = relay_options(outbox, "relay_lapsed_a");
+  options_a.lease = 1'000ms;
+  Relay a(emitter_a, options_a);
+  ASSERT_TRUE(a.start().ok());
+  stage_events(emitter_a, db, outbox, 0, 5, true);
+  {
+    std::unique_lock lock(mutex);
+    ASSERT_TRUE(changed.wait_for(lock, 20s, [&] { return holding; }));
+  }
+  std::this_thread::sleep_for(1'500ms);  // a's lease runs out
+  Relay b(emitter_b, relay_options(outbox, "relay_lapsed_b"));
+  ASSERT_TRUE(b.start().ok());
+  const bool b_deleted = eventually([&] { return b.stats().deleted == 5; }, 20s);
+  {
+    const std::lock_guard lock(mutex);
+    released = true;
+  }
+  changed.notify_all();
+  ASSERT_TRUE(b_deleted) << b.stats().last_error;
+  // a reconnects and sends its DELETE again; its stop waits for that.
+  EXPECT_TRUE(a.stop(10s).ok());
+  EXPECT_TRUE(b.stop(5s).ok());
+  EXPECT_EQ(a.stats().published, 5U);
+  EXPECT_EQ(b.stats().published, 5U);
+  EXPECT_EQ(a.stats().deleted + b.stats().deleted, 5U) << a.stats().deleted;
+  EXPECT_THAT(a.stats().last_error, HasSubstr("not counted"));
+  EXPECT_EQ(rows_in(db, outbox), 0);
+}
+
 TEST_F(RelaySettlement, MalformedRowIsSetAsideAndTheRestPublished) {
   const emissions::test_support::TelemetryRecorder recorder("relay_malformed",
                                                             {{"emissions", "outbox", "malformed"}});
