@@ -3,7 +3,8 @@
 //
 //   emissions-postgres-bench [conninfo [parts]]
 //
-// `parts` picks runs by name, comma-separated (staging,relay,latency; default all).
+// `parts` picks runs by name, comma-separated (staging,relay,latency; default all; also
+// `statements`, not in the default: the staging statement before and now, side by side).
 // Without a conninfo it starts a throw-away PostgreSQL 15 of its own with the server's
 // default durability (fsync and synchronous_commit on; pg_cluster.sh with
 // EMISSIONS_PG_DURABLE=1) and stops it at the end.
@@ -18,6 +19,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -27,6 +29,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <stdlib.h>
@@ -157,6 +160,19 @@ std::map<std::string, double> server_cpu(const Conn& db) {
   return out;
 }
 
+// The CPU seconds of one process from /proc/<pid>/schedstat (nanoseconds, unlike the clock
+// ticks of /proc/<pid>/stat), 0 when unreadable.
+double backend_cpu_s(const std::string& pid) {
+  std::ifstream in("/proc/" + pid + "/schedstat");
+  unsigned long long ns = 0;
+  in >> ns;
+  return static_cast<double>(ns) / 1e9;
+}
+
+double us(Clock::time_point from, Clock::time_point to) {
+  return std::chrono::duration<double, std::micro>(to - from).count();
+}
+
 double self_cpu_s() {
   rusage u{};
   ::getrusage(RUSAGE_SELF, &u);
@@ -213,25 +229,42 @@ int main(int argc, char** argv) {
   // 1. Staging overhead.
   if (wanted("staging")) {
     emissions::Emitter emitter(config_with(nullptr));
+    const std::string backend = std::to_string(PQbackendPID(db.conn));
     std::vector<double> plain;
     std::vector<double> staged;
+    std::vector<double> plain_commit;
+    std::vector<double> staged_statement;  // emit 3 events + stage()
+    std::vector<double> staged_commit;
+    double plain_server = 0;
+    double staged_server = 0;
     constexpr int kReps = 2'000;
-    for (int i = 0; i < kReps + 200; ++i) {  // the first 200 of each warm up
+    constexpr int kWarmUp = 200;
+    for (int i = 0; i < kReps + kWarmUp; ++i) {  // the first kWarmUp of each warm up
+      const double s0 = backend_cpu_s(backend);
       const auto t0 = Clock::now();
-      if (!db.exec("BEGIN") || !db.exec("INSERT INTO bench_orders (total) VALUES (1)") ||
-          !db.exec("COMMIT")) {
-        return 1;
-      }
+      if (!db.exec("BEGIN") || !db.exec("INSERT INTO bench_orders (total) VALUES (1)")) return 1;
       const auto t1 = Clock::now();
+      if (!db.exec("COMMIT")) return 1;
+      const auto t2 = Clock::now();
+      const double s1 = backend_cpu_s(backend);
       emissions::Transaction tx = emitter.start();
       for (int e = 0; e < 3; ++e)
         (void)tx.emit("order_event", {{"id", i}, {"e", e}});
       if (!db.exec("BEGIN") || !db.exec("INSERT INTO bench_orders (total) VALUES (1)")) return 1;
-      if (!emissions::postgres::stage(tx, db.conn, outbox).ok() || !db.exec("COMMIT")) return 1;
-      const auto t2 = Clock::now();
-      if (i >= 200) {
-        plain.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
-        staged.push_back(std::chrono::duration<double, std::micro>(t2 - t1).count());
+      const auto t3 = Clock::now();
+      if (!emissions::postgres::stage(tx, db.conn, outbox).ok()) return 1;
+      const auto t4 = Clock::now();
+      if (!db.exec("COMMIT")) return 1;
+      const auto t5 = Clock::now();
+      const double s2 = backend_cpu_s(backend);
+      if (i >= kWarmUp) {
+        plain.push_back(us(t0, t2));
+        plain_commit.push_back(us(t1, t2));
+        staged.push_back(us(t2, t5));
+        staged_statement.push_back(us(t3, t4));
+        staged_commit.push_back(us(t4, t5));
+        plain_server += s1 - s0;
+        staged_server += s2 - s1;
       }
     }
     if (!db.exec("TRUNCATE bench_outbox")) return 1;
@@ -239,6 +272,80 @@ int main(int argc, char** argv) {
     const double s = median(staged);
     std::printf("staging_3_events_tx_us_median  %.1f (without staging: %.1f; ratio %.2f)\n", s, p,
                 s / p);
+    std::printf(
+        "staging_split_us_median        stage() %.1f; COMMIT %.1f with staging, %.1f without; "
+        "server CPU %.1f us/tx with staging, %.1f without\n",
+        median(staged_statement), median(staged_commit), median(plain_commit),
+        staged_server * 1e6 / kReps, plain_server * 1e6 / kReps);
+  }
+
+  // 1b. The staging statement against the one before 0.x (a CTE with a count and a SELECT of
+  //     pg_notify), both unnamed statements through PQexecParams as stage() sends them,
+  //     interleaved in one business transaction shape; not part of the default run.
+  if (parts.find("statements") != std::string::npos) {
+    const std::string backend = std::to_string(PQbackendPID(db.conn));
+    const std::string cte =
+        "WITH staged AS (INSERT INTO bench_outbox (id, name, payload, metadata, emitted_at, "
+        "ordering_key) SELECT (e.doc->>'id')::uuid, e.doc->>'name', e.doc->'payload', "
+        "e.doc->'metadata', (e.doc->>'emitted_at')::timestamptz, e.doc->>'key' FROM "
+        "jsonb_array_elements(($1)::jsonb) WITH ORDINALITY AS e(doc, n) ORDER BY e.n RETURNING "
+        "1) SELECT (SELECT count(*) FROM staged), pg_notify($2, '')";
+    const std::string current =
+        "INSERT INTO bench_outbox (id, name, payload, metadata, emitted_at, ordering_key) SELECT "
+        "e.id, e.name, coalesce(e.payload, 'null'), e.metadata, e.emitted_at, e.key FROM "
+        "jsonb_to_recordset(($1)::jsonb) AS e(id uuid, name text, payload jsonb, metadata jsonb, "
+        "emitted_at timestamptz, key text) WHERE pg_notify($2, '') IS NOT NULL";
+    const std::vector<std::pair<const char*, std::string>> variants = {{"cte (before)", cte},
+                                                                       {"insert (now)", current}};
+    std::vector<std::vector<double>> statement(variants.size());
+    std::vector<std::vector<double>> total(variants.size());
+    std::vector<double> server(variants.size(), 0);
+    constexpr int kReps = 2'000;
+    std::uint64_t id = 0;
+    for (int i = 0; i < kReps + 200; ++i) {
+      for (std::size_t v = 0; v < variants.size(); ++v) {
+        std::string events = "[";
+        for (int e = 0; e < 3; ++e) {
+          char uuid[40];
+          std::snprintf(uuid, sizeof uuid, "00000000-0000-4000-8000-%012llx",
+                        static_cast<unsigned long long>(++id));
+          events += std::string(e > 0 ? "," : "") + R"({"id":")" + uuid +
+                    R"(","name":"order_event","payload":{"id":)" + std::to_string(i) + R"(,"e":)" +
+                    std::to_string(e) +
+                    R"(},"metadata":{},"emitted_at":"2026-12-01T18:00:00.000001Z","key":null})";
+        }
+        events += "]";
+        const char* values[2] = {events.c_str(), "bench"};
+        const double s0 = backend_cpu_s(backend);
+        const auto t0 = Clock::now();
+        if (!db.exec("BEGIN") || !db.exec("INSERT INTO bench_orders (total) VALUES (1)")) return 1;
+        const auto t1 = Clock::now();
+        PGresult* r = PQexecParams(db.conn, variants[v].second.c_str(), 2, nullptr, values, nullptr,
+                                   nullptr, 0);
+        const auto t2 = Clock::now();
+        const ExecStatusType st = PQresultStatus(r);
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+          std::fprintf(stderr, "%s: %s", variants[v].first, PQresultErrorMessage(r));
+          PQclear(r);
+          return 1;
+        }
+        PQclear(r);
+        if (!db.exec("COMMIT")) return 1;
+        const auto t3 = Clock::now();
+        if (i >= 200) {
+          statement[v].push_back(us(t1, t2));
+          total[v].push_back(us(t0, t3));
+          server[v] += backend_cpu_s(backend) - s0;
+        }
+      }
+    }
+    if (!db.exec("TRUNCATE bench_outbox")) return 1;
+    for (std::size_t v = 0; v < variants.size(); ++v) {
+      std::printf(
+          "staging_statement_%-13s statement %.1f us, tx %.1f us (medians); server CPU "
+          "%.1f us/tx\n",
+          variants[v].first, median(statement[v]), median(total[v]), server[v] * 1e6 / kReps);
+    }
   }
 
   // 2. Relay throughput: a backlog, drained by one relay with batch 500.

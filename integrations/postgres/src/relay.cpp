@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cstdint>
 #include <iterator>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -55,17 +56,24 @@ thread_local const void* t_relay_state = nullptr;
 // A claim from its UPDATE until its rows are deleted (or handed back).
 struct Claim {
   std::string id;
-  std::vector<std::int64_t> seqs;  // its rows handed to the Emitter, in seq order
-  std::size_t pieces_out = 0;      // pieces handed to the Emitter and not settled yet
+  std::vector<std::int64_t> seqs;       // its rows handed to the Emitter, in seq order
+  std::size_t pieces_out = 0;           // pieces handed to the Emitter and not settled yet
+  std::vector<std::size_t> piece_ends;  // where each piece handed over ends in `seqs`
   // A piece was dropped while the Emitter was shutting down: its rows stay in the table.
   bool keep = false;
+  std::size_t first_dropped = SIZE_MAX;  // the lowest such piece
   // A DELETE of these rows lost its reply with the connection: it may have committed.
   bool delete_uncertain = false;
+  // Until when the lease surely holds, by this clock: from the sending of the last claim or
+  // renewal that succeeded. Once passed (lapsed), another relay may have taken the rows.
+  Clock::time_point lease_until = Clock::time_point::max();
+  bool lease_lapsed = false;
   [[nodiscard]] bool settled() const { return pieces_out == 0; }
 };
 
 struct SettledPiece {
   std::string claim_id;
+  std::size_t piece = 0;
   bool shutdown_drop = false;
 };
 
@@ -97,17 +105,23 @@ bool fault(FaultPoint point, PGconn* conn) {
 
 struct Relay::State : std::enable_shared_from_this<Relay::State> {
   State(Emitter& e, RelayOptions o) : emitter(e), options(std::move(o)) {}
-  // The connecting thread, if a host name resolution still held it when run() ended: its
-  // attempt sees the stop and gives up as soon as libpq returns.
+  // The connecting thread was joined by then: by ~Relay, or by an orphaned relay thread at its
+  // end. The last owner of the State may be an Emitter thread (an on_settled callback), which
+  // must never wait for a connection attempt; this join is only a safety net.
   ~State() {
-    if (connector.joinable()) connector.join();
+    if (connector.joinable()) {
+      connector_wake.wake();
+      connector.join();
+    }
   }
   State(const State&) = delete;
   State& operator=(const State&) = delete;
 
   Emitter& emitter;
   const RelayOptions options;
-  detail::WakeFd wake;
+  detail::WakeFd wake;            // wakes the relay thread
+  detail::WakeFd connector_wake;  // wakes the connecting thread (stop): a wake-up of its own,
+                                  // or either thread could consume the other's
   detail::StopSignal stop;
 
   std::mutex mutex;                   // guards settled, last_error and the connector's result
@@ -129,6 +143,9 @@ struct Relay::State : std::enable_shared_from_this<Relay::State> {
   std::atomic<std::uint64_t> errors{0};
   std::atomic<bool> connected{false};
   std::size_t left_in_flight = 0;  // written by the thread before it ends, read after join
+  // Set by ~Relay on the relay thread (a telemetry handler), which then detaches it: the
+  // thread joins the connecting thread itself before it ends. Relay thread only.
+  bool orphaned = false;
 
   std::mutex lifecycle;  // serializes start() and stop()
   enum class Phase { idle, running, stopped } phase = Phase::idle;
@@ -171,7 +188,8 @@ struct Relay::State : std::enable_shared_from_this<Relay::State> {
     connector = std::thread([this] {
       std::string error;
       detail::ConnHandle conn = detail::connect(
-          options.conninfo, detail::Io{&wake, Clock::now() + kConnectTimeout, &stop}, error);
+          options.conninfo, detail::Io{&connector_wake, Clock::now() + kConnectTimeout, &stop},
+          error);
       {
         const std::lock_guard lock(mutex);
         connect_result = std::move(conn);
@@ -186,6 +204,16 @@ struct Relay::State : std::enable_shared_from_this<Relay::State> {
 };
 
 namespace {
+
+// The claim's columns past those decode_row() reads: the row's ordering key (null: none).
+constexpr int kClaimKey = 6;
+
+// A claimed row decoded: its seq, its row in the claim's result, its event.
+struct Decoded {
+  std::int64_t seq = 0;
+  int row = 0;
+  Event event;
+};
 
 // Decodes one claimed row; an empty string, or why it cannot be an Event.
 std::string decode_row(PGresult* rows, int r, std::int64_t& seq, Event& e) {
@@ -274,7 +302,8 @@ void Relay::State::run() {
         piece.assign(std::make_move_iterator(first),
                      std::make_move_iterator(first + static_cast<std::ptrdiff_t>(n)));
       }
-      auto on_settled = [weak = weak_from_this(), id = claim.id](const Settlement& s) {
+      auto on_settled = [weak = weak_from_this(), id = claim.id,
+                         index = claim.piece_ends.size()](const Settlement& s) {
         const auto self = weak.lock();
         if (!self) return;
         std::uint64_t dropped = 0;
@@ -287,7 +316,7 @@ void Relay::State::run() {
         const bool shutdown_drop = dropped > 0 && self->emitter.closed();
         {
           const std::lock_guard lock(self->mutex);
-          self->settled.push_back(SettledPiece{id, shutdown_drop});
+          self->settled.push_back(SettledPiece{id, index, shutdown_drop});
         }
         self->wake.wake();
       };
@@ -299,6 +328,7 @@ void Relay::State::run() {
       }
       ++claim.pieces_out;
       done += n;
+      claim.piece_ends.push_back(done);
     }
     return done;
   };
@@ -312,7 +342,10 @@ void Relay::State::run() {
       const auto claim = find_claim(piece.claim_id);
       if (claim == live.end()) continue;  // cannot happen: a claim leaves live once settled
       --claim->pieces_out;
-      claim->keep = claim->keep || piece.shutdown_drop;
+      if (piece.shutdown_drop) {
+        claim->keep = true;
+        claim->first_dropped = std::min(claim->first_dropped, piece.piece);
+      }
     }
     arrived.clear();
     stop.nothing_live.store(live.empty(), std::memory_order_release);
@@ -380,6 +413,7 @@ void Relay::State::run() {
         ids.push_back(c.id);
         seqs.insert(seqs.end(), c.seqs.begin(), c.seqs.end());
       }
+      const Clock::time_point renew_sent = Clock::now();
       if (!exec(detail::renew_statement(table, seqs, ids, options.lease))) {
         // Retried at the next renewal (or at once after a reconnect), not before: a failing
         // renewal must not spin.
@@ -388,6 +422,13 @@ void Relay::State::run() {
         continue;
       }
       next_renew = Clock::now() + renew_every;
+      for (Claim& c : live) {
+        if (renew_sent < c.lease_until) {
+          c.lease_until = renew_sent + options.lease;
+        } else {
+          c.lease_lapsed = true;
+        }
+      }
       // The renewal may have consumed a wake-up (a settlement, stop): look at the state again.
       continue;
     }
@@ -406,6 +447,23 @@ void Relay::State::run() {
     if (const auto kept = std::find_if(live.begin(), live.end(),
                                        [](const Claim& c) { return c.settled() && c.keep; });
         kept != live.end()) {
+      // The pieces before the first dropped one were settled for good: deleted like any
+      // settled claim. From that piece on the rows are handed back, later pieces too, even
+      // if delivered: a key's rows then come again in seq order, never an older one alone
+      // after a newer one.
+      const std::size_t from = kept->first_dropped == 0 || kept->first_dropped == SIZE_MAX
+                                   ? 0
+                                   : kept->piece_ends[kept->first_dropped - 1];
+      if (from > 0) {
+        Claim rest{kept->id, {}, 0, {}, true, 0, false, kept->lease_until, kept->lease_lapsed};
+        rest.seqs.assign(kept->seqs.begin() + static_cast<std::ptrdiff_t>(from), kept->seqs.end());
+        kept->seqs.resize(from);
+        kept->piece_ends.clear();
+        kept->keep = false;
+        kept->first_dropped = SIZE_MAX;
+        live.push_back(std::move(rest));  // kept is invalid from here on
+        continue;
+      }
       if (!exec(detail::release_statement(table, kept->seqs, kept->id))) {
         failed("handing back rows a shutdown dropped");
         continue;
@@ -418,15 +476,22 @@ void Relay::State::run() {
     }
 
     // Settled claims: one DELETE for all of them (those whose earlier DELETE lost its reply
-    // in a statement of their own, since they are counted differently).
+    // in a statement of their own, since they are counted differently; apart again those
+    // whose lease lapsed meanwhile).
     {
       std::vector<std::int64_t> seqs;
       std::vector<std::string> ids;
       bool uncertain = false;
+      bool ambiguous = false;
+      const Clock::time_point delete_sent = Clock::now();
       for (const Claim& c : live) {
         if (!c.settled() || c.keep) continue;
-        if (ids.empty()) uncertain = c.delete_uncertain;
-        if (c.delete_uncertain != uncertain) continue;
+        const bool lapsed = c.delete_uncertain && (c.lease_lapsed || delete_sent >= c.lease_until);
+        if (ids.empty()) {
+          uncertain = c.delete_uncertain;
+          ambiguous = lapsed;
+        }
+        if (c.delete_uncertain != uncertain || lapsed != ambiguous) continue;
         ids.push_back(c.id);
         seqs.insert(seqs.end(), c.seqs.begin(), c.seqs.end());
       }
@@ -434,7 +499,13 @@ void Relay::State::run() {
         auto in_group = [&](const Claim& c) {
           return std::find(ids.begin(), ids.end(), c.id) != ids.end();
         };
-        bool ok = exec(detail::delete_statement(table, seqs, ids));
+        bool ok = false;
+        if (detail::fault(detail::FaultPoint::deleting, conn.get())) {
+          sql_failed = false;
+          error = "the statement was lost (fault hook)";
+        } else {
+          ok = exec(detail::delete_statement(table, seqs, ids));
+        }
         if (ok && detail::fault(detail::FaultPoint::delete_replied, conn.get())) {
           ok = false;
           sql_failed = false;
@@ -442,7 +513,8 @@ void Relay::State::run() {
         }
         if (!ok) {
           // Lost with the connection, the DELETE may have committed: the next one counts
-          // the rows it no longer finds as deleted (nobody else deletes rows under our claim).
+          // the rows it no longer finds as deleted, as long as the lease held (nobody else
+          // deletes rows under a live claim of ours).
           if (!sql_failed) {
             for (Claim& c : live)
               if (in_group(c)) c.delete_uncertain = true;
@@ -456,8 +528,17 @@ void Relay::State::run() {
         if (PQntuples(r) == 1 && parse_i64(PQgetvalue(r, 0, 0), gone) &&
             parse_i64(PQgetvalue(r, 0, 1), present)) {
           std::int64_t confirmed = gone;
-          if (uncertain) confirmed += static_cast<std::int64_t>(seqs.size()) - present;
+          const std::int64_t missing = static_cast<std::int64_t>(seqs.size()) - present;
+          if (uncertain && !ambiguous) confirmed += missing;
           deleted.fetch_add(static_cast<std::uint64_t>(confirmed), std::memory_order_relaxed);
+          if (uncertain && ambiguous && missing > 0) {
+            // Deleted by our lost DELETE, or by another relay after the lease ran out: not
+            // knowable here. Not counted, so that no row counts twice across relays.
+            record_error(std::to_string(missing) +
+                         " rows of claims whose lease ran out while a DELETE's reply was lost "
+                         "are gone (deleted by this relay or, after the lease, by another): not "
+                         "counted in deleted");
+          }
         }
         std::erase_if(live, in_group);
         if (live.empty()) next_renew = Clock::time_point::max();
@@ -470,6 +551,7 @@ void Relay::State::run() {
 
     if (!stopping && want_claim && live.size() < kMaxClaimsInFlight && now >= next_publish) {
       const std::string claim_id = EventId::generate().str();
+      const Clock::time_point claim_sent = Clock::now();
       if (!exec(detail::claim_statement(table, options.name, claim_id, options.lease,
                                         options.batch))) {
         failed("claiming rows");
@@ -483,16 +565,17 @@ void Relay::State::run() {
         continue;
       }
       claimed.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
-      std::vector<std::pair<std::int64_t, Event>> decoded;
+      std::vector<Decoded> decoded;
       decoded.reserve(static_cast<std::size_t>(n));
       std::vector<std::int64_t> bad;  // malformed rows, by seq, and why
       std::vector<std::string> bad_why;
+      std::map<std::string, std::int64_t> bad_keys;  // a malformed row's key: its lowest seq
       for (int r = 0; r < n; ++r) {
         std::int64_t seq = 0;
         Event e;
         const std::string why = decode_row(rows, r, seq, e);
         if (why.empty()) {
-          decoded.emplace_back(seq, std::move(e));
+          decoded.push_back(Decoded{seq, r, std::move(e)});
           continue;
         }
         // A row whose seq cannot be read cannot be set aside either: it stays claimed
@@ -500,26 +583,45 @@ void Relay::State::run() {
         if (!parse_i64(PQgetvalue(rows, r, 0), seq)) {
           bad.clear();
           bad_why.clear();
+          bad_keys.clear();
           decoded.clear();
           record_error(std::string("a claimed row has no readable seq: ") + why);
           break;
         }
         bad.push_back(seq);
         bad_why.push_back(why);
+        if (PQgetisnull(rows, r, kClaimKey) == 0) {
+          const auto [at, added] = bad_keys.emplace(PQgetvalue(rows, r, kClaimKey), seq);
+          if (!added) at->second = std::min(at->second, seq);
+        }
       }
       // One relay publishes in insertion order (RETURNING promises no order).
       std::sort(decoded.begin(), decoded.end(),
-                [](const auto& a, const auto& b) { return a.first < b.first; });
-      Claim claim{claim_id, {}, 0, false, false};
+                [](const Decoded& a, const Decoded& b) { return a.seq < b.seq; });
+      Claim claim{claim_id, {}, 0, {}, false, SIZE_MAX, false, claim_sent + options.lease, false};
       claim.seqs.reserve(decoded.size());
       std::vector<Event> events;
       events.reserve(decoded.size());
-      for (auto& [seq, e] : decoded) {
-        claim.seqs.push_back(seq);
-        events.push_back(std::move(e));
+      // Rows of a key with a malformed row of a lower seq in this claim wait behind it, as
+      // they would behind one set aside earlier: handed back with the set-aside (the
+      // set-aside row then holds their key, so no claim takes them until it is fixed).
+      std::vector<std::int64_t> held;
+      for (Decoded& d : decoded) {
+        if (!bad_keys.empty() && PQgetisnull(rows, d.row, kClaimKey) == 0) {
+          const auto blocker = bad_keys.find(PQgetvalue(rows, d.row, kClaimKey));
+          if (blocker != bad_keys.end() && blocker->second < d.seq) {
+            held.push_back(d.seq);
+            continue;
+          }
+        }
+        claim.seqs.push_back(d.seq);
+        events.push_back(std::move(d.event));
       }
       decoded.clear();
-      if (!bad.empty() && !exec(detail::set_aside_statement(table, bad, claim_id, options.name))) {
+      if (!bad.empty() &&
+          !exec(detail::set_aside_statement(table, bad, claim_id, options.name) +
+                (held.empty() ? std::string()
+                              : ";\n" + detail::release_statement(table, held, claim_id)))) {
         // Not set aside: the claim is not published; its lease brings it back.
         failed("setting malformed rows aside");
         continue;
@@ -529,6 +631,11 @@ void Relay::State::run() {
         report_malformed(bad[i], bad_why[i]);
         record_error("row with seq " + std::to_string(bad[i]) + " is malformed (" + bad_why[i] +
                      "): set aside");
+      }
+      if (!held.empty()) {
+        record_error(std::to_string(held.size()) +
+                     " claimed rows wait behind a malformed row of their ordering key: handed "
+                     "back, claimed once it is fixed");
       }
       if (events.empty() && bad.empty()) {
         // Rows that cannot even be told apart: hand them all back, look again at the next poll.
@@ -598,6 +705,11 @@ void Relay::State::run() {
   left_in_flight = rows;
   conn.reset();
   connected.store(false, std::memory_order_relaxed);
+  // An attempt under way sees the stop at once (a stop requested by a telemetry handler on
+  // this thread woke nobody).
+  connector_wake.wake();
+  // Detached by ~Relay: nobody else joins the connecting thread. This thread stalls nobody.
+  if (orphaned && connector.joinable()) connector.join();
   t_relay_state = nullptr;
 }
 
@@ -610,12 +722,22 @@ Relay::~Relay() {
   if (t_relay_state == state_.get()) {
     // Destroyed by a telemetry handler on its own thread: the thread cannot be joined here.
     // It stops at its next look at the stop signal and ends by itself (its lambda keeps the
-    // state alive); rows in flight stay claimed until their lease expires.
+    // state alive); rows in flight stay claimed until their lease expires. It joins the
+    // connecting thread itself before it ends.
+    state_->orphaned = true;
     (void)stop(milliseconds(0));
     if (state_->thread.joinable()) state_->thread.detach();
     return;
   }
   (void)stop(milliseconds(0));
+  // The relay thread is joined; a connection attempt may still be under way (stop() does not
+  // wait for it): woken, it gives up at once, unless a host name resolution holds it. Joined
+  // here, on the owner's thread, never by the State's last owner (maybe an Emitter thread).
+  const std::lock_guard lock(state_->lifecycle);
+  if (state_->connector.joinable()) {
+    state_->connector_wake.wake();
+    state_->connector.join();
+  }
 }
 
 Status Relay::start() {
@@ -653,6 +775,7 @@ Status Relay::stop(milliseconds timeout) {
   state_->stop.deadline.store(deadline.time_since_epoch().count(), std::memory_order_release);
   state_->stop.requested.store(true, std::memory_order_release);
   state_->wake.wake();
+  state_->connector_wake.wake();
   state_->thread.join();
   state_->phase = State::Phase::stopped;
   if (state_->left_in_flight > 0) {

@@ -16,6 +16,9 @@ enum class FaultPoint {
   // The reply of a DELETE of settled rows arrived (conn: the relay's connection). A hook
   // that returns true makes the relay handle the reply as lost with the connection.
   delete_replied,
+  // Before a DELETE of settled rows is sent (conn: the relay's connection). A hook that
+  // returns true makes the relay handle it as lost with the connection, without sending it.
+  deleting,
 };
 
 using FaultHook = std::function<bool(FaultPoint, PGconn*)>;

@@ -23,14 +23,15 @@ std::string quote_literal(std::string_view text);
 std::string listen_statement(std::string_view channel);
 std::string schema_statements(std::string_view table);
 // $1: the events as a JSON array of {id, name, payload, metadata, emitted_at, key}; $2: the
-// channel. One row: the number of rows inserted.
+// channel. An INSERT: its command tag holds the number of rows inserted.
 std::string stage_statement(std::string_view table);
 // The same with the two parameters replaced by the given SQL expressions.
 std::string stage_statement(std::string_view table, std::string_view events,
                             std::string_view channel);
 
 // One simple-query string (one implicit transaction): the advisory lock of `table`, then
-// the claim of up to `batch` rows for `claim_id`. Its last result returns the rows.
+// the claim of up to `batch` rows for `claim_id`. Its last result returns the rows: seq, id,
+// name, payload, metadata, emitted_at (microseconds since the epoch), ordering_key.
 std::string claim_statement(std::string_view table, std::string_view name,
                             std::string_view claim_id, std::chrono::milliseconds lease,
                             std::size_t batch);

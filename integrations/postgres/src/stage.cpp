@@ -154,12 +154,12 @@ Status stage(Transaction& tx, PGconn* conn, const OutboxOptions& options) {
       PQexecParams(conn, statement.sql.c_str(), 2, nullptr, values, nullptr, nullptr, 0));
   const bool lost = PQstatus(conn) != CONNECTION_OK;
   if (!result) return detail::stage_error("", PQerrorMessage(conn), true, options);
-  if (PQresultStatus(result.get()) != PGRES_TUPLES_OK) {
+  if (PQresultStatus(result.get()) != PGRES_COMMAND_OK) {
     const char* sqlstate = PQresultErrorField(result.get(), PG_DIAG_SQLSTATE);
     return detail::stage_error(sqlstate == nullptr ? "" : sqlstate,
                                PQresultErrorMessage(result.get()), lost, options);
   }
-  const std::size_t inserted = std::stoull(PQgetvalue(result.get(), 0, 0));
+  const std::size_t inserted = std::stoull(PQcmdTuples(result.get()));
   if (inserted != statement.count) return detail::stage_count_mismatch(inserted, statement.count);
   return detail::finish_stage(tx);
 }

@@ -32,13 +32,7 @@ using emissions::postgres::test::SharedLog;
 using emissions::postgres::test::stage_events;
 using namespace std::chrono_literals;
 
-class RelayRobustness : public ::testing::Test {
- protected:
-  Db db;
-  OutboxOptions outbox = fresh_outbox(db);
-  std::string table = "\"" + outbox.table + "\"";
-  std::shared_ptr<SharedLog> log = std::make_shared<SharedLog>();
-};
+class RelayRobustness : public emissions::postgres::test::RelayFixture {};
 
 // The relay's backend waits for a lock (the test holds the rows).
 bool waits_on_lock(const Db& db, const std::string& application) {

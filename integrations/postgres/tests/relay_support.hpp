@@ -15,6 +15,7 @@
 #include "emissions/adapter.hpp"
 #include "emissions/emitter.hpp"
 #include "pg_test_support.hpp"
+#include "relay_faults.hpp"
 
 namespace emissions::postgres::test {
 
@@ -107,6 +108,17 @@ inline OutboxOptions keyed(OutboxOptions outbox) {
   };
   return outbox;
 }
+
+// The relay tests' fixture: a connection, a fresh outbox table of the test's own (`table`:
+// its quoted name) and a log for the adapters. Clears the fault hook a test may have set.
+class RelayFixture : public ::testing::Test {
+ protected:
+  ~RelayFixture() override { detail::set_fault_hook({}); }
+  Db db;
+  OutboxOptions outbox = fresh_outbox(db);
+  std::string table = "\"" + outbox.table + "\"";
+  std::shared_ptr<SharedLog> log = std::make_shared<SharedLog>();
+};
 
 // Waits until `condition()` holds or `timeout` passes; its last value.
 template <typename Condition>

@@ -37,11 +37,9 @@ using emissions::postgres::test::stage_events;
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
 
-class RelayTest : public ::testing::Test {
+class RelayTest : public emissions::postgres::test::RelayFixture {
  protected:
-  Db db;
-  OutboxOptions outbox = keyed(fresh_outbox(db));
-  std::shared_ptr<SharedLog> log = std::make_shared<SharedLog>();
+  RelayTest() { outbox = keyed(outbox); }
 };
 
 TEST_F(RelayTest, PublishesCommittedEventsOnceAndNothingOfRolledBackOnes) {

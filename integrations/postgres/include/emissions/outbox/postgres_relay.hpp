@@ -22,11 +22,12 @@
 /// kept) in `seq` order, in smaller pieces once the Emitter refused one as overloaded (a
 /// `batch` larger than an adapter's buffer_size); once every adapter and handler settled it,
 /// whatever the outcome, its rows are deleted, except when an adapter dropped events while
-/// the Emitter was shutting down: those claims are handed back for the next claim. A row
-/// that cannot be decoded into an Event is set aside (it stays in the table, claimed until
-/// 'infinity' by "malformed (name)") and the rest of its claim is published. A claim never takes a
-/// row whose ordering key has a row under another live lease, so rows with the same key are never
-/// in flight in two claims at once: per-key order holds with several relays too.
+/// the Emitter was shutting down: those rows are handed back for the next claim (from the
+/// first piece with such a drop on). A row that cannot be decoded into an Event is set aside
+/// (it stays in the table, claimed until 'infinity' by "malformed (name)") and the rest of
+/// its claim is published, except later rows of its ordering key, which wait behind it. A claim
+/// never takes a row whose ordering key has a row under another live lease, so rows with the same
+/// key are never in flight in two claims at once: per-key order holds with several relays too.
 ///
 /// Wake-ups: LISTEN on the channel stage() notifies, a poll every `poll_interval` as a
 /// fallback, and at once when a claim was full (more rows are waiting). A lost connection is
@@ -85,7 +86,8 @@ struct RelayStats {
   std::uint64_t published = 0;  ///< rows handed to Emitter::publish successfully
   /// Rows of this relay's settled claims confirmed gone from the table: counted from the
   /// server's reply to the DELETE; after a DELETE whose reply was lost with the connection,
-  /// the rows the next DELETE no longer finds (that DELETE had committed).
+  /// the rows the next DELETE no longer finds (that DELETE had committed), unless the
+  /// claim's lease ran out meanwhile (another relay may have deleted them: not counted).
   std::uint64_t deleted = 0;
   /// Claimed rows that could not be decoded into an Event (set aside, see the file comment)
   std::uint64_t malformed = 0;
@@ -102,9 +104,9 @@ class Relay {
   /// Validates `options` (ConfigError naming the field). Starts nothing; the Emitter must
   /// outlive the relay (or its stop()).
   Relay(Emitter& emitter, RelayOptions options);
-  /// stop(0): rows still in flight stay claimed until their lease expires. Then joins a
-  /// connection attempt still inside libpq's host name resolution (up to the resolver's
-  /// own timeout).
+  /// stop(0): rows still in flight stay claimed until their lease expires. Then joins the
+  /// connecting thread: an attempt waiting for the server gives up at once, one still inside
+  /// libpq's host name resolution when it returns (up to the resolver's own timeout).
   ~Relay();
   Relay(const Relay&) = delete;
   Relay& operator=(const Relay&) = delete;

@@ -46,7 +46,7 @@ inline Status stage(Transaction& tx, pqxx::transaction_base& work,
     // own. exec() refuses a closed transaction (usage_error).
     const pqxx::result result = work.exec(detail::inline_stage_statement(
         options, work.quote(statement.events), work.quote(options.channel)));
-    const auto inserted = result.at(0).at(0).as<std::size_t>();
+    const auto inserted = static_cast<std::size_t>(result.affected_rows());
     if (inserted != statement.count) return detail::stage_count_mismatch(inserted, statement.count);
   } catch (const pqxx::broken_connection& e) {
     return detail::stage_error("", e.what(), true, options);

@@ -14,8 +14,8 @@ struct OutboxOptions;
 
 namespace emissions::postgres::detail {
 
-// The statement stage() runs: $1 the events as a JSON array (text), $2 the channel. Its one
-// row holds the number of rows inserted.
+// The statement stage() runs: $1 the events as a JSON array (text), $2 the channel. An
+// INSERT: its command tag holds the number of rows inserted.
 struct StageStatement {
   std::string sql;
   std::string events;  // $1
