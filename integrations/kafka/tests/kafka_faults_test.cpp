@@ -94,10 +94,13 @@ struct Outcome {
 
 // Commits `events` events (100 per commit, keys customer-0..63) through an Emitter with
 // the Kafka adapter while `faults` runs on its own thread (given the count committed so
-// far), drains, then reads the topic back.
+// far), drains, then reads the topic back. With `hold`, the committing loop does not commit
+// past *hold events (for at most 30 s) until the faults raise it: commits are quick, and a
+// run on a loaded machine could otherwise be over before its last fault.
 Outcome run(std::size_t events, const std::map<std::string, std::string>& properties,
             const std::function<void(MockCluster&, const std::atomic<std::size_t>&,
-                                     const std::atomic<bool>&)>& faults) {
+                                     const std::atomic<bool>&)>& faults,
+            const std::atomic<std::size_t>* hold = nullptr) {
   MockCluster cluster(3);
   cluster.create_topic("orders", kPartitions, 3);
 
@@ -140,6 +143,11 @@ Outcome run(std::size_t events, const std::map<std::string, std::string>& proper
   const auto started = std::chrono::steady_clock::now();
   Outcome outcome;
   for (std::size_t seq = 0; seq < events; seq += kCommitSize) {
+    const auto held_since = std::chrono::steady_clock::now();
+    while (hold != nullptr && seq >= hold->load() &&
+           std::chrono::steady_clock::now() - held_since < 30s) {
+      std::this_thread::sleep_for(1ms);
+    }
     emissions::Transaction tx = emitter.start();
     for (std::size_t i = seq; i < seq + kCommitSize; ++i) {
       EXPECT_TRUE(tx.emit("order_created", {{"seq", i}}).ok());
@@ -228,24 +236,28 @@ void expect_complete(const Outcome& o, std::size_t events) {
 TEST(KafkaFaults, RetriableProduceErrorsLoseNothingDuplicateNothingKeepOrder) {
   const std::size_t events = event_count() / kCommitSize * kCommitSize;
   std::atomic<int> rounds{0};
+  // The commits wait at 70 % until the last round of errors is pushed.
+  std::atomic<std::size_t> hold{events * 7 / 10};
   // The mock refuses these requests without writing them, so a resend is never a duplicate.
   // One request in flight per connection: see the file comment (with 5, 1 in about 5 runs
   // under load lost a batch the mock never wrote and librdkafka reported delivered).
-  const Outcome o =
-      run(events, {{"max.in.flight.requests.per.connection", "1"}},
-          [&](MockCluster& cluster, const std::atomic<std::size_t>& committed,
-              const std::atomic<bool>& over) {
-            for (std::size_t share : {1U, 4U, 7U}) {
-              if (!reach(committed, events * share / 10, over)) return;
-              rd_kafka_mock_push_request_errors(
-                  cluster.get(), kProduceApi, 8, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
-                  RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-                  RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE,
-                  RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
-                  RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
-              rounds.fetch_add(1);
-            }
-          });
+  const Outcome o = run(
+      events, {{"max.in.flight.requests.per.connection", "1"}},
+      [&](MockCluster& cluster, const std::atomic<std::size_t>& committed,
+          const std::atomic<bool>& over) {
+        for (std::size_t share : {1U, 4U, 7U}) {
+          if (!reach(committed, events * share / 10, over)) return;
+          rd_kafka_mock_push_request_errors(
+              cluster.get(), kProduceApi, 8, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+              RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+              RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE,
+              RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+              RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
+          rounds.fetch_add(1);
+        }
+        hold.store(events);
+      },
+      &hold);
   ASSERT_EQ(rounds.load(), 3) << "the run ended before its faults";
   expect_complete(o, events);
   EXPECT_EQ(o.read, events);
@@ -256,25 +268,31 @@ TEST(KafkaFaults, ABrokerOutageAndResponsesSlowerThanTheTimeoutLoseNothingAndKee
   const std::size_t events = event_count() / kCommitSize * kCommitSize;
   std::atomic<std::size_t> down_at{0};  // events committed when the broker went down
   std::atomic<bool> injected{false};
+  // The commits wait at 60 % until the slow responses are on (they fail in-flight requests
+  // only while messages are being produced).
+  std::atomic<std::size_t> hold{events * 6 / 10};
   // A response slower than these fails its request, and librdkafka sends it again with the
   // same sequence numbers. librdkafka looks for timed-out requests once a second, so the
   // delay is well beyond timeout + 1 s.
   const std::map<std::string, std::string> timeouts{{"socket.timeout.ms", "500"},
                                                     {"request.timeout.ms", "500"}};
-  const Outcome o = run(events, timeouts,
-                        [&](MockCluster& cluster, const std::atomic<std::size_t>& committed,
-                            const std::atomic<bool>& over) {
-                          if (!reach(committed, events * 3 / 10, over)) return;
-                          down_at.store(committed.load());
-                          (void)rd_kafka_mock_broker_set_down(cluster.get(), 2);
-                          std::this_thread::sleep_for(1s);
-                          (void)rd_kafka_mock_broker_set_up(cluster.get(), 2);
-                          if (!reach(committed, events * 6 / 10, over)) return;
-                          (void)rd_kafka_mock_broker_set_rtt(cluster.get(), 3, 2'500);
-                          std::this_thread::sleep_for(3s);
-                          (void)rd_kafka_mock_broker_set_rtt(cluster.get(), 3, 0);
-                          injected.store(true);
-                        });
+  const Outcome o = run(
+      events, timeouts,
+      [&](MockCluster& cluster, const std::atomic<std::size_t>& committed,
+          const std::atomic<bool>& over) {
+        if (!reach(committed, events * 3 / 10, over)) return;
+        down_at.store(committed.load());
+        (void)rd_kafka_mock_broker_set_down(cluster.get(), 2);
+        std::this_thread::sleep_for(1s);
+        (void)rd_kafka_mock_broker_set_up(cluster.get(), 2);
+        if (!reach(committed, events * 6 / 10, over)) return;
+        (void)rd_kafka_mock_broker_set_rtt(cluster.get(), 3, 2'500);
+        hold.store(events);
+        std::this_thread::sleep_for(3s);
+        (void)rd_kafka_mock_broker_set_rtt(cluster.get(), 3, 0);
+        injected.store(true);
+      },
+      &hold);
   ASSERT_TRUE(injected.load()) << "the run ended before its faults";
   EXPECT_LT(down_at.load(), events) << "the broker went down after the last commit";
   expect_complete(o, events);
