@@ -5,15 +5,18 @@
 
 #include <atomic>
 #include <chrono>
+#include <set>
 #include <thread>
 #include <vector>
 
 #include "common/parking.hpp"
 #include "common/wait.hpp"
+#include "pipeline/delivery_state.hpp"
 
 namespace {
 
 using emissions::Deadline;
+using emissions::detail::DeliveryBlocks;
 using emissions::detail::WaitChannel;
 
 Deadline in_30s() {
@@ -117,6 +120,75 @@ TEST(WaitChannelTest, PingPongBetweenTwoThreadsCompletesEveryRound) {
   b.join();
   EXPECT_EQ(a_rounds, kRounds);
   EXPECT_EQ(b_rounds.load(), kRounds);
+}
+
+TEST(DeliveryBlocksTest, ABlockGivenBackFromAnotherThreadIsTakenAgain) {
+  auto* blocks = new DeliveryBlocks();
+  void* first = blocks->take();
+  std::thread([&] { blocks->give_back(first); }).join();
+  void* again = blocks->take();
+  EXPECT_EQ(again, first);
+  blocks->give_back(again);
+  blocks->release();  // the owner's: every block is back, so it is freed (ASan checks)
+}
+
+TEST(DeliveryBlocksTest, ThePoolOutlivesItsOwnerUntilEveryBlockIsBack) {
+  constexpr int kBlocks = 1000;
+  auto* blocks = new DeliveryBlocks();
+  std::vector<void*> taken;
+  std::set<void*> distinct;
+  for (int i = 0; i < kBlocks; ++i) {
+    taken.push_back(blocks->take());
+    distinct.insert(taken.back());
+  }
+  EXPECT_EQ(distinct.size(), static_cast<std::size_t>(kBlocks));
+  blocks->release();  // the owner goes first; the blocks are still out
+  // Given back from two threads at once; the last one frees the pool (ASan and TSan check).
+  std::thread t1([&] {
+    for (int i = 0; i < kBlocks; i += 2)
+      blocks->give_back(taken[static_cast<std::size_t>(i)]);
+  });
+  std::thread t2([&] {
+    for (int i = 1; i < kBlocks; i += 2)
+      blocks->give_back(taken[static_cast<std::size_t>(i)]);
+  });
+  t1.join();
+  t2.join();
+}
+
+TEST(DeliveryBlocksTest, BlocksCycleBetweenATakerAndAGiverWithoutGrowing) {
+  // The consumer takes, another thread gives back: the pool holds no more blocks than were
+  // out at once (here at most kOut), so a long run reuses the same few.
+  constexpr int kOut = 8;
+  constexpr int kCycles = 20000;
+  auto* blocks = new DeliveryBlocks();
+  std::atomic<void*> slots[kOut] = {};
+  std::atomic<bool> stop{false};
+  std::thread giver([&] {
+    while (!stop.load()) {
+      for (auto& slot : slots) {
+        if (void* p = slot.exchange(nullptr)) blocks->give_back(p);
+      }
+    }
+    for (auto& slot : slots) {
+      if (void* p = slot.exchange(nullptr)) blocks->give_back(p);
+    }
+  });
+  std::set<void*> seen;
+  for (int i = 0; i < kCycles; ++i) {
+    auto& slot = slots[i % kOut];
+    while (slot.load() != nullptr)
+      std::this_thread::yield();
+    void* p = blocks->take();
+    seen.insert(p);
+    slot.store(p);
+  }
+  stop.store(true);
+  giver.join();
+  blocks->release();
+  // At most kOut in the giver's hands plus the one being taken, plus those in the returned
+  // stack not yet taken back: never one per cycle.
+  EXPECT_LE(seen.size(), static_cast<std::size_t>(4 * kOut));
 }
 
 }  // namespace
