@@ -11,11 +11,14 @@
 
 #include "common/parking.hpp"
 #include "common/wait.hpp"
+#include "pipeline/batch.hpp"
 #include "pipeline/delivery_state.hpp"
 
 namespace {
 
 using emissions::Deadline;
+using emissions::detail::Batch;
+using emissions::detail::BatchPool;
 using emissions::detail::DeliveryBlocks;
 using emissions::detail::WaitChannel;
 
@@ -189,6 +192,64 @@ TEST(DeliveryBlocksTest, BlocksCycleBetweenATakerAndAGiverWithoutGrowing) {
   // At most kOut in the giver's hands plus the one being taken, plus those in the returned
   // stack not yet taken back: never one per cycle.
   EXPECT_LE(seen.size(), static_cast<std::size_t>(4 * kOut));
+}
+
+// A batch from the pool with one event; `recycled` tells whether it was kept by the pool
+// (its slots survive recycling; a new batch has none: addresses alone would not tell, as
+// malloc may hand a freed batch's address to a new one).
+Batch* one_event_batch(BatchPool& pool, bool& recycled) {
+  Batch* batch = pool.acquire().release();
+  recycled = batch->slots.capacity() != 0;
+  const auto now = std::chrono::system_clock::now();
+  batch->append(emissions::EventName("e"), 1, nullptr, emissions::EventId::generate(now), now);
+  return batch;
+}
+
+TEST(BatchPoolTest, KeepsAsManySmallBatchesAsReserved) {
+  // A queue of 5000 events full of one-event commits: every batch it gives back is kept,
+  // so the next 5000 commits allocate nothing (before, 1024 were kept and the rest freed).
+  constexpr std::size_t kBatches = 5000;
+  BatchPool pool;
+  pool.reserve(kBatches);
+  std::vector<Batch*> out;
+  bool recycled = false;
+  for (std::size_t i = 0; i < kBatches; ++i) {
+    out.push_back(one_event_batch(pool, recycled));
+    ASSERT_FALSE(recycled);
+  }
+  for (Batch* batch : out)
+    pool.recycle(batch);
+  out.clear();
+  std::size_t reused = 0;
+  for (std::size_t i = 0; i < kBatches; ++i) {
+    out.push_back(one_event_batch(pool, recycled));
+    if (recycled) ++reused;
+  }
+  EXPECT_EQ(reused, kBatches);
+  for (Batch* batch : out)
+    pool.recycle(batch);
+}
+
+TEST(BatchPoolTest, GrownBatchesAreKeptToTheSmallerBound) {
+  BatchPool pool;
+  pool.reserve(4 * BatchPool::kCapacity);
+  std::vector<Batch*> out;
+  for (std::size_t i = 0; i < 2 * BatchPool::kCapacity; ++i) {
+    Batch* batch = pool.acquire().release();
+    batch->slots.resize(Batch::kInitialSlots + 1);  // grown past a small batch
+    out.push_back(batch);
+  }
+  for (Batch* batch : out)
+    pool.recycle(batch);
+  std::size_t grown = 0;
+  out.clear();
+  for (std::size_t i = 0; i < 2 * BatchPool::kCapacity; ++i) {
+    out.push_back(pool.acquire().release());
+    if (out.back()->slots.capacity() > Batch::kInitialSlots) ++grown;
+  }
+  EXPECT_EQ(grown, BatchPool::kCapacity);
+  for (Batch* batch : out)
+    pool.recycle(batch);
 }
 
 }  // namespace
