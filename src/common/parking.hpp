@@ -23,8 +23,9 @@ namespace emissions::detail {
 static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
 
 // Sleeps while `word == expected`, at most `timeout` (negative: no limit). May return
-// spuriously: callers re-check their condition.
-inline void park(std::atomic<std::uint32_t>& word, std::uint32_t expected,
+// spuriously: callers re-check their condition. True when a FUTEX_WAKE woke it (or, rarely,
+// spuriously); false when it did not sleep, timed out or was interrupted.
+inline bool park(std::atomic<std::uint32_t>& word, std::uint32_t expected,
                  std::chrono::nanoseconds timeout = std::chrono::nanoseconds(-1)) noexcept {
   timespec ts{};
   timespec* tsp = nullptr;
@@ -33,19 +34,24 @@ inline void park(std::atomic<std::uint32_t>& word, std::uint32_t expected,
     ts.tv_nsec = static_cast<long>(timeout.count() % 1'000'000'000);
     tsp = &ts;
   }
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected, tsp,
-          nullptr, 0);
+  return syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected,
+                 tsp, nullptr, 0) == 0;
 }
 
-inline void unpark(std::atomic<std::uint32_t>& word, int count = INT_MAX) noexcept {
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE, count, nullptr,
-          nullptr, 0);
+// Wakes at most `count` threads parked on `word`; returns how many it woke.
+inline int unpark(std::atomic<std::uint32_t>& word, int count = INT_MAX) noexcept {
+  const long woken = syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE,
+                             count, nullptr, nullptr, 0);
+  return woken > 0 ? static_cast<int>(woken) : 0;
 }
 
 // A wake-up channel for "something changed" notifications with any number of waiters:
 //   waiter:   auto t = ch.prepare(); if (!condition()) ch.wait(t, timeout); ch.done();
 //   notifier: make condition true; ch.notify();
-// notify() costs one load when nobody waits.
+// notify() costs one load when nobody waits, and makes the futex call only when a waiter
+// is parked (or about to park) and not already woken: a waiter woken by one notify() and
+// not yet running costs the next notify() nothing (settlements streaming in from another
+// thread would otherwise make one futex call each until it runs).
 class WaitChannel {
  public:
   std::uint32_t prepare() noexcept {
@@ -53,19 +59,30 @@ class WaitChannel {
     return epoch_.load(std::memory_order_seq_cst);
   }
   void wait(std::uint32_t token, std::chrono::nanoseconds timeout) noexcept {
-    park(epoch_, token, timeout);
+    // Counted before the futex reads the epoch: a notify() that bumps the epoch after this
+    // either sees the count (and wakes) or came after it and the futex call returns at once.
+    parked_.fetch_add(1, std::memory_order_seq_cst);
+    // Woken by a FUTEX_WAKE: the waker took this one off `parked_`. Otherwise (did not
+    // sleep, timed out, interrupted) it takes itself off. A rare spurious wake-up leaves the
+    // count one high: later notify() calls then make a futex call that wakes nobody.
+    if (!park(epoch_, token, timeout)) parked_.fetch_sub(1, std::memory_order_seq_cst);
   }
   void done() noexcept { waiters_.fetch_sub(1, std::memory_order_seq_cst); }
   void notify(int count = INT_MAX) noexcept {
     if (waiters_.load(std::memory_order_seq_cst) != 0) {
       epoch_.fetch_add(1, std::memory_order_seq_cst);
-      unpark(epoch_, count);
+      if (parked_.load(std::memory_order_seq_cst) != 0) {
+        const int woken = unpark(epoch_, count);
+        if (woken > 0)
+          parked_.fetch_sub(static_cast<std::uint32_t>(woken), std::memory_order_seq_cst);
+      }
     }
   }
 
  private:
   std::atomic<std::uint32_t> epoch_{0};
   std::atomic<std::uint32_t> waiters_{0};
+  std::atomic<std::uint32_t> parked_{0};  // in (or entering) the futex wait, not yet woken
 };
 
 }  // namespace emissions::detail

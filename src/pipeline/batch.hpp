@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -143,23 +144,44 @@ struct Batch {
 
 using BatchPtr = std::unique_ptr<Batch, BatchDeleter>;
 
-// Batches waiting for reuse. Lock-free; bounded, so it never holds more than
-// kCapacity small batches.
+// Batches waiting for reuse. Lock-free; bounded. Two rings: batches whose storage has
+// grown past kInitialSlots (at most kCapacity of them, as the memory they keep is larger),
+// and small ones, as many as the pipeline's queues can hold at once (reserve()): commits of
+// one event fill a queue of buffer_size events with as many batches, and a pool smaller
+// than that freed the surplus on the consumer threads, for the committing thread to
+// allocate again (five allocations a commit, each freed on another thread).
 class BatchPool {
  public:
   static constexpr std::size_t kCapacity = 1024;
-  static constexpr std::size_t kMaxSlots = 256;  // larger batches are freed, not kept
+  static constexpr std::size_t kMaxSmall = 16384;  // reserve()'s bound
+  static constexpr std::size_t kMaxSlots = 256;    // larger batches are freed, not kept
 
-  BatchPool() : ring_(kCapacity) {}
+  BatchPool() : large_(kCapacity), small_(std::in_place, kCapacity) {}
   ~BatchPool() {
-    while (Batch* batch = ring_.try_pop())
+    while (Batch* batch = large_.try_pop())
+      BatchDeleter{}(batch);
+    while (Batch* batch = small_->try_pop())
       BatchDeleter{}(batch);
   }
   BatchPool(const BatchPool&) = delete;
   BatchPool& operator=(const BatchPool&) = delete;
 
+  // Room for `batches` small batches (at most kMaxSmall). Only before any other call may
+  // run concurrently (the Core's constructor).
+  void reserve(std::size_t batches) {
+    batches = batches < kMaxSmall ? batches : kMaxSmall;
+    if (batches <= small_->capacity()) return;
+    std::vector<Batch*> kept;
+    while (Batch* batch = small_->try_pop())
+      kept.push_back(batch);
+    small_.emplace(batches);
+    for (Batch* batch : kept)
+      if (!small_->try_push(batch)) BatchDeleter{}(batch);
+  }
+
   BatchPtr acquire() {
-    if (Batch* batch = ring_.try_pop()) return BatchPtr(batch);
+    if (Batch* batch = large_.try_pop()) return BatchPtr(batch);
+    if (Batch* batch = small_->try_pop()) return BatchPtr(batch);
     return BatchPtr(std::make_unique<Batch>().release());
   }
 
@@ -176,11 +198,18 @@ class BatchPool {
       batch->dead_letter_of.clear();
     }
     batch->refs.store(0, std::memory_order_relaxed);
-    if (batch->slots.size() > kMaxSlots || !ring_.try_push(batch)) BatchDeleter{}(batch);
+    const std::size_t slots = batch->slots.capacity();
+    if (slots > kMaxSlots) {
+      BatchDeleter{}(batch);
+    } else if (!(slots <= Batch::kInitialSlots ? small_->try_push(batch)
+                                               : large_.try_push(batch))) {
+      BatchDeleter{}(batch);
+    }
   }
 
  private:
-  BoundedRing<Batch> ring_;
+  BoundedRing<Batch> large_;
+  std::optional<BoundedRing<Batch>> small_;  // replaced only by reserve()
 };
 
 }  // namespace emissions::detail

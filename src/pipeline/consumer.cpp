@@ -289,11 +289,19 @@ bool Core::deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size
   batch.refs.fetch_add(1, std::memory_order_relaxed);  // the delivery's own reference
   try {
     if (!consumer.delivery_home) {
-      consumer.delivery_home = std::make_shared<const DeliveryHome>(
-          DeliveryHome{shared_, lane.counters, consumer.window,
-                       lane.decides_failures() ? consumer.retries : nullptr});
+      auto home = std::make_shared<DeliveryHome>();
+      home->shared = shared_;
+      home->counters = lane.counters;
+      home->window = consumer.window;
+      home->retries = lane.decides_failures() ? consumer.retries : nullptr;
+      home->blocks = new DeliveryBlocks();
+      consumer.delivery_home = std::move(home);
     }
-    state = std::make_shared<DeliveryState>(consumer.delivery_home, &batch, run, position);
+    // Recycled memory: no malloc here, no cross-thread free when an adapter's thread
+    // drops the last handle.
+    state = std::allocate_shared<DeliveryState>(
+        DeliveryAllocator<DeliveryState>(consumer.delivery_home->blocks), consumer.delivery_home,
+        &batch, run, position);
     state->lane_index = lane.index;
     std::lock_guard lock(window.mutex);
     window.open.push_back(state);

@@ -193,6 +193,16 @@ Core::Core(Config config)
     }
     settled_names_->push_back(lanes_[i]->name);
   }
+  // The batch pool keeps as many batches as can be in the pipeline at once (each holds at
+  // least one event): the largest lane's queues and its deliveries in flight.
+  std::size_t batches = 0;
+  for (const auto& lane : lanes_) {
+    std::size_t held = lane->options.max_in_flight * lane->consumers.size();
+    for (const auto& queue : lane->queues)
+      held += queue->capacity;
+    batches = std::max(batches, held);
+  }
+  shared_->pool.reserve(batches);
   if (config.spool) {
     // Last: every other mistake is reported before the directory is locked and opened.
     spool_ = spool::Spool::open(*config.spool, *settled_names_);

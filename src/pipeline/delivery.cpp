@@ -251,9 +251,10 @@ std::shared_ptr<DeliveryState> make_detached_delivery(std::string_view adapter_n
   owned->refs.store(1, std::memory_order_relaxed);
   Batch* batch = owned.release();
   const std::span<const Event> run(batch->slots.data(), batch->size);
-  auto home = std::make_shared<DeliveryHome>(
-      DeliveryHome{shared, std::make_shared<LaneCounters>(std::string(adapter_name)),
-                   std::make_shared<Window>(), nullptr});
+  auto home = std::make_shared<DeliveryHome>();
+  home->shared = shared;
+  home->counters = std::make_shared<LaneCounters>(std::string(adapter_name));
+  home->window = std::make_shared<Window>();
   auto state = std::make_shared<DeliveryState>(std::move(home), batch, run, 0);
   std::lock_guard lock(state->window->mutex);
   state->window->open.push_back(state);

@@ -8,10 +8,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -21,13 +23,112 @@
 
 namespace emissions::detail {
 
+// Memory for one consumer's delivery states (each with its shared_ptr control block),
+// recycled. A state is made on the consumer thread and usually freed on an adapter's
+// callback thread: from malloc that is a cross-thread free per delivery (glibc hands the
+// block back to the consumer's arena under that arena's lock, and grows arenas meanwhile).
+// Blocks come back through a lock-free stack (any thread pushes; only the consumer thread
+// takes, the whole stack at once, so no ABA). It holds at most as many blocks as states
+// were alive at once (the window, plus handles kept after settlement), and lives until its
+// owner let go (release()) and every block is back.
+class DeliveryBlocks {
+ public:
+  static constexpr std::size_t kBlockBytes = 512;
+  DeliveryBlocks() = default;
+  DeliveryBlocks(const DeliveryBlocks&) = delete;
+  DeliveryBlocks& operator=(const DeliveryBlocks&) = delete;
+
+  // A block of kBlockBytes (max_align_t aligned). One thread at a time (the consumer's).
+  // Throws std::bad_alloc.
+  void* take() {
+    if (spare_ == nullptr) spare_ = returned_.exchange(nullptr, std::memory_order_acquire);
+    void* block = nullptr;
+    if (spare_ != nullptr) {
+      block = spare_;
+      spare_ = spare_->next;
+    } else {
+      block = ::operator new(kBlockBytes);
+    }
+    refs_.fetch_add(1, std::memory_order_relaxed);
+    return block;
+  }
+  // Any thread; `block` came from take().
+  void give_back(void* block) noexcept {
+    auto* node = static_cast<Node*>(block);
+    node->next = returned_.load(std::memory_order_relaxed);
+    while (!returned_.compare_exchange_weak(node->next, node, std::memory_order_release,
+                                            std::memory_order_relaxed)) {
+    }
+    release();
+  }
+  // The owner's reference (or a block's, from give_back).
+  void release() noexcept {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+ private:
+  struct Node {
+    Node* next;
+  };
+  ~DeliveryBlocks() {
+    free_list(spare_);
+    free_list(returned_.load(std::memory_order_acquire));
+  }
+  static void free_list(Node* node) noexcept {
+    while (node != nullptr) {
+      Node* next = node->next;
+      ::operator delete(node);
+      node = next;
+    }
+  }
+  std::atomic<std::size_t> refs_{1};  // the owner, plus one per block taken and not back
+  std::atomic<Node*> returned_{nullptr};
+  Node* spare_ = nullptr;  // taking thread only
+};
+
+// std::allocate_shared's allocator for delivery states: one block from DeliveryBlocks.
+template <typename T>
+struct DeliveryAllocator {
+  using value_type = T;
+  explicit DeliveryAllocator(DeliveryBlocks* b) noexcept : blocks(b) {}
+  template <typename U>
+  DeliveryAllocator(const DeliveryAllocator<U>& other) noexcept  // NOLINT: implicit rebinding
+      : blocks(other.blocks) {}
+  T* allocate(std::size_t n) {
+    static_assert(sizeof(T) <= DeliveryBlocks::kBlockBytes &&
+                  alignof(T) <= alignof(std::max_align_t));
+    if (n != 1) return static_cast<T*>(::operator new(n * sizeof(T)));
+    return static_cast<T*>(blocks->take());
+  }
+  void deallocate(T* p, std::size_t n) noexcept {
+    if (n != 1) {
+      ::operator delete(p);
+    } else {
+      blocks->give_back(p);
+    }
+  }
+  template <typename U>
+  bool operator==(const DeliveryAllocator<U>& other) const noexcept {
+    return blocks == other.blocks;
+  }
+  DeliveryBlocks* blocks;
+};
+
 // What every delivery of one consumer needs to settle, kept alive together: one reference
 // per delivery instead of one per part (each a contended atomic on the settling thread).
 struct DeliveryHome {
+  DeliveryHome() = default;
+  DeliveryHome(const DeliveryHome&) = delete;
+  DeliveryHome& operator=(const DeliveryHome&) = delete;
+  ~DeliveryHome() {
+    if (blocks != nullptr) blocks->release();
+  }
   std::shared_ptr<PipelineShared> shared;
   std::shared_ptr<LaneCounters> counters;
   std::shared_ptr<Window> window;
   std::shared_ptr<RetryBox> retries;  // null unless the lane decides failures
+  // The consumer's recycled state memory (null for a detached delivery); owned.
+  DeliveryBlocks* blocks = nullptr;
 };
 
 struct DeliveryState {

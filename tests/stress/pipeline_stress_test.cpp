@@ -2,11 +2,14 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 #include "emissions/ambient.hpp"
+#include "emissions/delivery.hpp"
 #include "emissions/emitter.hpp"
 
 namespace emissions {
@@ -91,6 +94,111 @@ TEST(PipelineStressTest, EightThreadsThreeAdaptersExactCountsAndOrder) {
     EXPECT_EQ(stats.adapters[i].delivered, kTotal);
     EXPECT_EQ(stats.adapters[i].dropped, 0u);
   }
+}
+
+// Acks from two threads of its own, in the order handed over, keeping every settled handle
+// (they outlive the Emitter: their states' memory goes back to a pool that must outlive it).
+class TwoThreadAckAdapter final : public AsyncAdapter {
+ public:
+  TwoThreadAckAdapter() {
+    for (int i = 0; i < 2; ++i)
+      ackers_.emplace_back([this] { loop(); });
+  }
+  ~TwoThreadAckAdapter() override {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    ready_.notify_all();
+    for (auto& t : ackers_)
+      t.join();
+  }
+  std::string_view name() const override { return "two-thread-ack"; }
+  void deliver(Delivery delivery) override {
+    {
+      std::lock_guard lock(mutex_);
+      queue_.push_back(std::move(delivery));
+    }
+    ready_.notify_one();
+  }
+  std::uint64_t acked() const { return acked_.load(); }
+  // Handles kept after their ack; released by the caller (after the Emitter is gone).
+  std::vector<Delivery> take_kept() {
+    std::lock_guard lock(mutex_);
+    return std::move(kept_);
+  }
+
+ private:
+  void loop() {
+    for (;;) {
+      Delivery delivery;
+      {
+        std::unique_lock lock(mutex_);
+        ready_.wait(lock, [&] { return !queue_.empty() || stop_; });
+        if (queue_.empty()) return;
+        delivery = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      acked_.fetch_add(delivery.events().size());
+      delivery.ack();
+      if (acked_.load() % 7 == 0) {
+        std::lock_guard lock(mutex_);
+        kept_.push_back(std::move(delivery));
+      }
+    }
+  }
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<Delivery> queue_;
+  std::vector<Delivery> kept_;
+  bool stop_ = false;
+  std::atomic<std::uint64_t> acked_{0};
+  std::vector<std::thread> ackers_;
+};
+
+TEST(PipelineStressTest, OneEventCommitsToAnAdapterAckingFromTwoThreadsAreCountedExactly) {
+  // One-event commits fill the queue with as many batches (more than the batch pool kept
+  // before it was sized to the queues) and every delivery's state is freed on an acking
+  // thread (its memory recycled through the consumer's pool). Exact counts, and handles
+  // kept past the Emitter settle nothing twice.
+  constexpr int kProducers = 4;
+  constexpr int kCommits = 20'000;
+  auto adapter = std::make_shared<TwoThreadAckAdapter>();
+  std::vector<Delivery> kept;
+  {
+    Config config;
+    config.make_default = true;
+    config.add_adapter(adapter, {.buffer_size = 4000, .max_in_flight = 8});
+    Emitter emitter(std::move(config));
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kProducers; ++t) {
+      threads.emplace_back([] {
+        for (int i = 0; i < kCommits; ++i) {
+          ASSERT_TRUE(start().ok());
+          ASSERT_TRUE(emit("tick", i).ok());
+          ASSERT_TRUE(commit().ok());
+        }
+      });
+    }
+    for (auto& t : threads)
+      t.join();
+    ASSERT_TRUE(emitter.drain(300s).ok());
+    const EmitterStats stats = emitter.stats();
+    const std::uint64_t total = std::uint64_t{kProducers} * kCommits;
+    EXPECT_EQ(stats.committed, total);
+    EXPECT_EQ(stats.adapters[0].delivered, total);
+    EXPECT_EQ(stats.adapters[0].failed, 0u);
+    EXPECT_EQ(stats.adapters[0].dropped, 0u);
+    EXPECT_EQ(adapter->acked(), total);
+    kept = adapter->take_kept();
+    EXPECT_FALSE(kept.empty());
+    ASSERT_TRUE(emitter.shutdown(30s).ok());
+  }
+  for (Delivery& d : kept) {
+    EXPECT_TRUE(d.settled());
+    d.ack();  // a no-op: settled, and the Emitter is gone
+  }
+  kept.clear();  // the last states give their memory back to a pool whose owner is gone
 }
 
 TEST(PipelineStressTest, DropPoliciesUnderContentionAccountForEveryEvent) {
