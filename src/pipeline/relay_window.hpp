@@ -16,6 +16,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <vector>
@@ -59,16 +60,37 @@ class RelayWindow {
     events_ += entry.events;
   }
 
-  // Adder: whether the taker reads the window's first commit soon: it hands over from the
-  // window, or reads a gap before it no longer than the window (a gap of more is a backlog:
-  // the commit path does not wait for that).
+  // Adder: whether the taker reads the window's first commit soon: it is working (reading
+  // the log or taking from the window, not parked, not waiting for room in its queues or
+  // for a lock), and it hands over from the window or reads a gap before it no longer than
+  // the window (a gap of more is a backlog: the commit path does not wait for that).
   [[nodiscard]] bool taker_near() {
+    if (!taker_working_.load(std::memory_order_seq_cst)) return false;
     std::lock_guard lock(mutex_);
     return count_ != 0 &&
            relay_next_.load(std::memory_order_relaxed) + entries_.size() >= entries_[head_].seq;
   }
-  // Taker: the commit it reads next (set before each take()).
-  void taker_at(std::uint64_t seq) noexcept { relay_next_.store(seq, std::memory_order_relaxed); }
+  // Taker: the commit it reads next (set before each take()), and so it is working.
+  void taker_at(std::uint64_t seq) noexcept {
+    relay_next_.store(seq, std::memory_order_relaxed);
+    taker_working_.store(true, std::memory_order_seq_cst);
+  }
+  // Taker: about to wait (parked, for room in its lane's queues, for the append lock):
+  // commits must not wait for it meanwhile.
+  void taker_waits() noexcept { taker_working_.store(false, std::memory_order_seq_cst); }
+  // Adder: a wait for room timed out: no more waits for a while (whatever kept the taker
+  // from freeing room may go on; the commit path must not be slowed by it for long).
+  [[nodiscard]] bool may_wait(std::chrono::steady_clock::time_point now) const noexcept {
+    return now >= no_wait_until_;
+  }
+  void wait_timed_out(std::chrono::steady_clock::time_point until) noexcept {
+    no_wait_until_ = until;
+  }
+  // The taker cannot take (no memory for its scratch): nothing fits from now on.
+  void disable() {
+    std::lock_guard lock(mutex_);
+    capacity_events_ = 0;
+  }
   // Notified whenever entries leave.
   WaitChannel room;
 
@@ -123,11 +145,13 @@ class RelayWindow {
   std::mutex mutex_;
   std::vector<Entry> entries_;        // a ring: [head_, head_ + count_)
   std::vector<std::uint32_t> takes_;  // entries_.size() * queues_, by slot
-  const std::size_t capacity_events_;
-  std::size_t head_ = 0;    // guarded by mutex_
-  std::size_t count_ = 0;   // guarded by mutex_
-  std::size_t events_ = 0;  // guarded by mutex_
+  std::size_t capacity_events_;       // guarded by mutex_
+  std::size_t head_ = 0;              // guarded by mutex_
+  std::size_t count_ = 0;             // guarded by mutex_
+  std::size_t events_ = 0;            // guarded by mutex_
   std::atomic<std::uint64_t> relay_next_{0};
+  std::atomic<bool> taker_working_{false};
+  std::chrono::steady_clock::time_point no_wait_until_{};  // the adder's (append lock)
 };
 
 }  // namespace emissions::detail

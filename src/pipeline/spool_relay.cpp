@@ -31,8 +31,10 @@ constexpr auto kRetryPublish = std::chrono::milliseconds(10);
 // any wake-up it might miss).
 constexpr auto kLiveRecheck = std::chrono::milliseconds(100);
 // How long a commit waits, at most, for room in a lane's window while its relay hands over
-// from it (see hand_over_live).
+// from it (see hand_over_live), and for how long after a wait that timed out commits do
+// not wait for that lane's window again: at most 1 ms lost in 50 to a relay that is held up.
 constexpr auto kWindowRoomWait = std::chrono::milliseconds(1);
+constexpr auto kWindowWaitPause = std::chrono::milliseconds(50);
 // How long a relay that caught up with the log polls (yielding) before it parks.
 constexpr auto kRelaySpin = std::chrono::microseconds(50);
 
@@ -171,16 +173,19 @@ bool Core::hand_over_live(BatchPtr& buffer, const std::shared_ptr<SettlementTrac
   auto keep_or_skip = [&](std::size_t l) noexcept {
     Lane& lane = *lanes_[l];
     if (n != 0 && l < windows_.size() && !windows_[l]->fits(n) && window_room_coming(l, n)) {
-      // The relay is near the window (in it, or in a short gap before it) and the lane's
-      // queues have room: a moment's wait keeps the gap from growing (the relay reads a gap
-      // from the log, which may take it longer than the producer takes to commit it, so a
-      // gap that grows is never closed). Every commit waits with this one (the append lock
-      // is held): the producer slows to the relay's pace until it is back in the window.
+      // The relay is working near the window (in it, or in a short gap before it) and the
+      // lane's queues have room: a moment's wait keeps the gap from growing (the relay reads
+      // a gap from the log, which may take it longer than the producer takes to commit it,
+      // so a gap that grows is never closed). Every commit waits with this one (the append
+      // lock is held): the producer slows to the relay's pace until it is back in the
+      // window. A wait that times out means the relay was held up after all (a slow adapter,
+      // a core it did not get): no more waits on this lane for kWindowWaitPause.
       RelayWindow& window = *windows_[l];
-      (void)wait_until(
+      const bool room = wait_until(
           window.room,
           [&] { return window.fits(n) || relays_stop_.load(std::memory_order_acquire); },
           deadline_after(kWindowRoomWait));
+      if (!room) window.wait_timed_out(std::chrono::steady_clock::now() + kWindowWaitPause);
     }
     if (n != 0 && l < windows_.size() && windows_[l]->fits(n)) {
       std::uint32_t* takes = windows_[l]->prepare();
@@ -281,6 +286,13 @@ Status Core::publish_relayed(Lane& lane, BatchPtr& buffer, std::uint64_t seq, in
     Queue& queue = *queue_ptr;
     const std::size_t k = batch.take[queue.flat];
     if (k == 0) continue;
+    if (try_reserve(queue, k, queue.capacity)) {
+      ++reserved;
+      continue;
+    }
+    if (lane.index < windows_.size()) {
+      windows_[lane.index]->taker_waits();  // commits must not wait for room meanwhile
+    }
     for (;;) {
       Deadline wait_deadline{};
       if (reserve_blocking(queue, k, wait_deadline, kRoomCheck, /*cascade=*/true)) break;
@@ -331,6 +343,7 @@ Status Core::publish_relayed(Lane& lane, BatchPtr& buffer, std::uint64_t seq, in
 
 bool Core::window_room_coming(std::size_t l, std::size_t n) noexcept {
   Lane& lane = *lanes_[l];
+  if (!windows_[l]->may_wait(std::chrono::steady_clock::now())) return false;
   for (const auto& queue : lane.queues) {
     // A queue without room for this commit: the adapter is the slow one; its backlog goes
     // to the log.
@@ -351,6 +364,11 @@ Status Core::publish_windowed(Lane& lane, Batch* batch, const std::uint32_t* tak
     const std::size_t k = takes[q];
     if (k == 0) continue;
     Queue& queue = *lane.queues[q];
+    if (try_reserve(queue, k, queue.capacity)) {
+      ++reserved;
+      continue;
+    }
+    windows_[lane.index]->taker_waits();  // commits must not wait for room meanwhile
     for (;;) {
       Deadline wait_deadline{};
       if (reserve_blocking(queue, k, wait_deadline, kRoomCheck, /*cascade=*/true)) break;
@@ -441,11 +459,16 @@ void Core::run_relay(std::size_t lane_index) noexcept {
       stale.reserve(window->capacity());
     }
   } catch (...) {
+    try {
+      windows_[lane_index]->disable();  // the commit path keeps nothing for it
+    } catch (...) {
+    }
     window = nullptr;
   }
   auto stopping = [&] { return relays_stop_.load(std::memory_order_acquire); };
   while (!stopping()) {
-    const bool live = spool.is_live(lane_index);  // read once: it may change any time
+    const bool live = spool.is_live(lane_index);   // read once: it may change any time
+    if (window != nullptr) window->taker_waits();  // until it takes again (taker_at)
     if (live) {
       // The commit path hands this lane its commits: sleep until it falls behind, saving
       // positions every kCheckpointEvery while they move.
@@ -536,6 +559,7 @@ void Core::run_relay(std::size_t lane_index) noexcept {
     if (!read || next == spool::LogReader::Next::end) {
       // Caught up: with live handoff the commit path hands the lane what comes next, unless
       // a commit came in meanwhile (then read on).
+      if (window != nullptr) window->taker_waits();  // go_live takes the append lock
       if (read && spool.live_handoff()) {
         if (spool.go_live(lane_index, reader.cursor())) {
           reader_stale = true;
