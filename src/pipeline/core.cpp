@@ -299,6 +299,8 @@ EmitterStats Core::stats() const {
     out.spool_orphaned_events = spool_->orphaned_events();
     out.spool_corrupt_records = spool_->corrupt_records();
     out.spool_bytes = spool_->disk_bytes();
+    out.spool_commits_read_back = relayed_from_log_.load(std::memory_order_relaxed);
+    out.spool_commits_from_window = relayed_from_window_.load(std::memory_order_relaxed);
   }
   out.adapters.reserve(lanes_.size());
   for (const auto& lane : lanes_) {

@@ -463,6 +463,9 @@ class Core : public std::enable_shared_from_this<Core> {
   // memory for its relay (relay_window.hpp). Built before the relays start.
   std::vector<std::unique_ptr<RelayWindow>> windows_;
   std::vector<std::size_t> windowing_;  // hand_over_live's scratch (under the append lock)
+  // Commits relays handed over, read back from the log or taken from a window (stats()).
+  std::atomic<std::uint64_t> relayed_from_log_{0};
+  std::atomic<std::uint64_t> relayed_from_window_{0};
   std::atomic<bool> relays_stop_{false};
   std::chrono::milliseconds spool_wait_{0};  // pipeline.block_timeout: a full spool's wait
   std::shared_ptr<Clock> clock_;             // retry delays

@@ -525,6 +525,7 @@ void Core::run_relay(std::size_t lane_index) noexcept {
         const Status published = publish_windowed(lane, entry.batch, takes.data());
         if (!published) break;  // closed: the relays stop
         spool.handed_over(lane_index, reader.cursor());
+        relayed_from_window_.fetch_add(1, std::memory_order_relaxed);
         if (std::chrono::steady_clock::now() - last_checkpoint >= kCheckpointEvery) {
           (void)spool.checkpoint();
           last_checkpoint = std::chrono::steady_clock::now();
@@ -621,6 +622,7 @@ void Core::run_relay(std::size_t lane_index) noexcept {
       continue;
     }
     spool.handed_over(lane_index, reader.cursor());
+    relayed_from_log_.fetch_add(1, std::memory_order_relaxed);
   }
   (void)spool.checkpoint();
 }
