@@ -55,10 +55,11 @@ struct EmitterStats {
   std::uint64_t spool_corrupt_records = 0;
   /// With a spool: bytes of segment files on disk.
   std::uint64_t spool_bytes = 0;
-  /// With a spool: commits the adapters' relays handed over, per adapter that was behind:
-  /// read back from the log (decoded), or taken from the adapter's in-memory window of
-  /// recent commits (docs/SPOOL.md). Commits handed over live count in neither.
+  /// With a spool: commits the adapters' relays read back from the log (decoded), once per
+  /// adapter that was behind (docs/SPOOL.md). Commits handed over live do not count.
   std::uint64_t spool_commits_read_back = 0;
+  /// With a spool: commits the adapters' relays took from an adapter's in-memory window of
+  /// recent commits instead of reading them back, once per adapter that was behind.
   std::uint64_t spool_commits_from_window = 0;
   std::vector<AdapterStats> adapters;  ///< in configuration order
 };
