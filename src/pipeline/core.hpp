@@ -409,6 +409,15 @@ class Core : public std::enable_shared_from_this<Core> {
   // Routes `batch` (commit `seq` of the log) to `lane` only, waits for room in its queues
   // (never drops: the backlog is on disk), and pushes it. closed once the relays stop.
   Status publish_relayed(Lane& lane, BatchPtr& batch, std::uint64_t seq, int cascade_depth);
+  // A relay's room in `lane`'s queues, share(q) events in its queue q (the relay paths'
+  // common part; defined in spool_relay.cpp, its only user): false, nothing reserved, once
+  // the relays stop.
+  template <typename Share>
+  bool reserve_for_relay(Lane& lane, const Share& share) noexcept;
+  // Pushes `batch` (its refs set, room reserved) to each of `lane`'s queues whose share is
+  // not 0; the caller must not touch the batch afterwards.
+  template <typename Share>
+  void push_to_lane(Lane& lane, Batch* batch, const Share& share) noexcept;
   // The relay's side of the lane's window: hands `batch` (commit `seq`, kept by the commit
   // path with one reference, `takes` events for each of the lane's queues) to the lane,
   // waiting for room in its queues as publish_relayed does. The window's reference is

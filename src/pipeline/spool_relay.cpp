@@ -260,6 +260,49 @@ bool Core::hand_over_live(BatchPtr& buffer, const std::shared_ptr<SettlementTrac
   return true;
 }
 
+template <typename Share>
+bool Core::reserve_for_relay(Lane& lane, const Share& share) noexcept {
+  // Room in every queue of the lane that takes events (share(q) of them): wait as long as it
+  // takes (the backlog waits on disk), until relays stop; then undo what was reserved.
+  for (std::size_t q = 0; q < lane.queues.size(); ++q) {
+    const std::size_t k = share(q);
+    if (k == 0) continue;
+    Queue& queue = *lane.queues[q];
+    if (try_reserve(queue, k, queue.capacity)) continue;
+    if (lane.index < windows_.size()) {
+      windows_[lane.index]->taker_waits();  // commits must not wait for room meanwhile
+    }
+    for (;;) {
+      Deadline wait_deadline{};
+      if (reserve_blocking(queue, k, wait_deadline, kRoomCheck, /*cascade=*/true)) break;
+      if (relays_stop_.load(std::memory_order_seq_cst) || sealed_.load(std::memory_order_seq_cst)) {
+        for (std::size_t u = 0; u < q; ++u) {
+          if (share(u) != 0) unreserve(*lane.queues[u], share(u));
+        }
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+template <typename Share>
+void Core::push_to_lane(Lane& lane, Batch* batch, const Share& share) noexcept {
+  // Once the last push is done the batch may be consumed and recycled at once: find the
+  // last queue first, and read nothing of the batch after pushing to it.
+  std::size_t end = 0;
+  for (std::size_t q = 0; q < lane.queues.size(); ++q) {
+    if (share(q) != 0) end = q + 1;
+  }
+  for (std::size_t q = 0; q < end; ++q) {
+    if (share(q) == 0) continue;
+    Queue& queue = *lane.queues[q];
+    while (!queue.ring.try_push(batch))
+      sched_yield();
+    queue.wakeup.notify(1);
+  }
+}
+
 Status Core::publish_relayed(Lane& lane, BatchPtr& buffer, std::uint64_t seq, int cascade_depth) {
   Batch& batch = *buffer;
   const std::size_t n = batch.size;
@@ -279,35 +322,11 @@ Status Core::publish_relayed(Lane& lane, BatchPtr& buffer, std::uint64_t seq, in
     return Status(Errc::internal,
                   std::string("tracking the commit's settlement failed: ") + e.what());
   }
-  // Room in every queue of the lane that takes events: wait as long as it takes (the
-  // backlog waits on disk), until relays stop.
-  std::size_t reserved = 0;
-  for (auto& queue_ptr : lane.queues) {
-    Queue& queue = *queue_ptr;
-    const std::size_t k = batch.take[queue.flat];
-    if (k == 0) continue;
-    if (try_reserve(queue, k, queue.capacity)) {
-      ++reserved;
-      continue;
-    }
-    if (lane.index < windows_.size()) {
-      windows_[lane.index]->taker_waits();  // commits must not wait for room meanwhile
-    }
-    for (;;) {
-      Deadline wait_deadline{};
-      if (reserve_blocking(queue, k, wait_deadline, kRoomCheck, /*cascade=*/true)) break;
-      if (relays_stop_.load(std::memory_order_seq_cst) || sealed_.load(std::memory_order_seq_cst)) {
-        for (auto& undo : lane.queues) {
-          const std::size_t taken = batch.take[undo->flat];
-          if (taken == 0 || reserved == 0) continue;
-          unreserve(*undo, taken);
-          --reserved;
-        }
-        return Status(Errc::closed, "the emitter has been shut down");
-      }
-    }
-    ++reserved;
-  }
+  const auto share = [&batch, &lane](std::size_t q) -> std::size_t {
+    return batch.take[lane.queues[q]->flat];
+  };
+  if (!reserve_for_relay(lane, share))
+    return Status(Errc::closed, "the emitter has been shut down");
   lane.counters->received.fetch_add(n, std::memory_order_relaxed);
   if (batch.skipped[lane.index] != 0) {
     lane.counters->filtered.fetch_add(batch.skipped[lane.index], std::memory_order_relaxed);
@@ -322,20 +341,7 @@ Status Core::publish_relayed(Lane& lane, BatchPtr& buffer, std::uint64_t seq, in
     batch.tracker = tracker;
     batch.cascade_depth = cascade_depth;
     batch.refs.store(accepted, std::memory_order_relaxed);
-    Queue* last = nullptr;
-    for (const auto& queue : lane.queues) {
-      if (batch.take[queue->flat] != 0) last = queue.get();
-    }
-    Batch* shared = buffer.release();
-    for (const auto& queue_ptr : lane.queues) {
-      Queue& queue = *queue_ptr;
-      if (shared->take[queue.flat] == 0) continue;
-      const bool is_last = &queue == last;
-      while (!queue.ring.try_push(shared))
-        sched_yield();
-      queue.wakeup.notify(1);
-      if (is_last) break;  // the batch may be consumed and recycled from here on
-    }
+    push_to_lane(lane, buffer.release(), share);
   }
   tracker->release_hold();  // no lock held: this may complete the settlement
   return {};
@@ -357,43 +363,17 @@ Status Core::publish_windowed(Lane& lane, Batch* batch, const std::uint32_t* tak
   // Routed at commit time; the lane's part of the tracker starts here (no hold: the lane's
   // events settle only once pushed below).
   batch->tracker->hand_to_later(lane.index);
-  // Room in every queue of the lane that takes events: wait as long as it takes (the
-  // backlog waits on disk), until relays stop.
-  std::size_t reserved = 0;
-  for (std::size_t q = 0; q < lane.queues.size(); ++q) {
-    const std::size_t k = takes[q];
-    if (k == 0) continue;
-    Queue& queue = *lane.queues[q];
-    if (try_reserve(queue, k, queue.capacity)) {
-      ++reserved;
-      continue;
-    }
-    windows_[lane.index]->taker_waits();  // commits must not wait for room meanwhile
-    for (;;) {
-      Deadline wait_deadline{};
-      if (reserve_blocking(queue, k, wait_deadline, kRoomCheck, /*cascade=*/true)) break;
-      if (relays_stop_.load(std::memory_order_seq_cst) || sealed_.load(std::memory_order_seq_cst)) {
-        for (std::size_t u = 0; u < q && reserved != 0; ++u) {
-          if (takes[u] == 0) continue;
-          unreserve(*lane.queues[u], takes[u]);
-          --reserved;
-        }
-        shared_->release(batch);
-        return Status(Errc::closed, "the emitter has been shut down");
-      }
-    }
-    ++reserved;
+  const auto share = [takes](std::size_t q) -> std::size_t { return takes[q]; };
+  if (!reserve_for_relay(lane, share)) {
+    shared_->release(batch);
+    return Status(Errc::closed, "the emitter has been shut down");
   }
   lane.counters->received.fetch_add(n, std::memory_order_relaxed);
   const std::uint32_t skipped = batch->skipped[lane.index];
   if (skipped != 0) lane.counters->filtered.fetch_add(skipped, std::memory_order_relaxed);
   std::uint32_t accepted = 0;
-  std::size_t last = 0;
-  for (std::size_t q = 0; q < lane.queues.size(); ++q) {
-    if (takes[q] == 0) continue;
-    ++accepted;
-    last = q;
-  }
+  for (std::size_t q = 0; q < lane.queues.size(); ++q)
+    accepted += takes[q] != 0 ? 1U : 0U;
   if (accepted == 0) {
     // Every event filtered: settled here, and the window's reference goes.
     if (skipped != 0)
@@ -408,14 +388,7 @@ Status Core::publish_windowed(Lane& lane, Batch* batch, const std::uint32_t* tak
   for (std::size_t q = 0; q < lane.queues.size(); ++q)
     batch->take[lane.queues[q]->flat] = takes[q];
   if (skipped != 0) batch->tracker->add(lane.index, SettlementTracker::Outcome::filtered, skipped);
-  for (std::size_t q = 0; q <= last; ++q) {
-    if (takes[q] == 0) continue;
-    Queue& queue = *lane.queues[q];
-    while (!queue.ring.try_push(batch))
-      sched_yield();
-    queue.wakeup.notify(1);
-    // From the last push on, the batch may be consumed and recycled.
-  }
+  push_to_lane(lane, batch, share);
   return {};
 }
 
