@@ -239,29 +239,40 @@ bool Core::deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size
   // delivery waits for this consumer's decision, or shutdown gives up. Once a failure is
   // decided, the slot its delivery frees is enough (it may leave the window only after
   // waking us: drains must always see it somewhere).
+  //
+  // The retry box is read after the window, never only before it: a delivery that fails
+  // enters the box before it leaves the window (DeliveryState::complete, both seq_cst), so
+  // room seen here means its failure is seen below. Checking the box only before looking for
+  // room (as hand_over does) let a failure completing between the two be overtaken by this
+  // run (RetryStressTest.AFailureCompletingJustBeforeTheNextRunIsRetriedBeforeIt).
   std::size_t resume_at = window.resume_at;
-  while (window.size.load(std::memory_order_seq_cst) >= lane.options.max_in_flight) {
-    best_effort([&] {
-      const AdapterCallScope in_call(consumer);
-      (void)lane.adapter->flush(deadline_after(lane.options.block_timeout));
-    });
-    wait_until(
-        window.freed,
-        [&] {
-          return window.size.load(std::memory_order_seq_cst) <= resume_at ||
-                 (!consumer.serving_retries &&
-                  consumer.retries->size.load(std::memory_order_seq_cst) != 0) ||
-                 stop_.load(std::memory_order_seq_cst) == StopMode::abandon;
-        },
-        Deadline::max());
-    // Woken with room left (shutdown gave up): hand over nothing more.
-    if (stop_.load(std::memory_order_seq_cst) == StopMode::abandon) return false;
+  for (;;) {
+    const bool full = window.size.load(std::memory_order_seq_cst) >= lane.options.max_in_flight;
+    if (full) {
+      best_effort([&] {
+        const AdapterCallScope in_call(consumer);
+        (void)lane.adapter->flush(deadline_after(lane.options.block_timeout));
+      });
+      wait_until(
+          window.freed,
+          [&] {
+            return window.size.load(std::memory_order_seq_cst) <= resume_at ||
+                   (!consumer.serving_retries &&
+                    consumer.retries->size.load(std::memory_order_seq_cst) != 0) ||
+                   stop_.load(std::memory_order_seq_cst) == StopMode::abandon;
+          },
+          Deadline::max());
+      // Woken with room left (shutdown gave up): hand over nothing more.
+      if (stop_.load(std::memory_order_seq_cst) == StopMode::abandon) return false;
+    }
     // A delivery that failed is decided (retried, dead-lettered) before this run.
     if (!consumer.serving_retries && consumer.retries->size.load(std::memory_order_seq_cst) != 0) {
       serve_retries_first(lane, consumer, need_init);
       if (stop_.load(std::memory_order_acquire) == StopMode::abandon) return false;
       resume_at = lane.options.max_in_flight - 1;
+      continue;
     }
+    if (!full) break;
   }
 
   const bool report = delivery_reported();

@@ -655,5 +655,140 @@ TEST(RetryStressTest, EightThreadsTransientFailuresAPoisonEventExactCountsAndOrd
             << " ms\n";
 }
 
+// An AsyncAdapter that settles each delivery from its own thread a few hundred nanoseconds
+// after deliver() returned (the time the consumer needs to take its next batch), failing a
+// first attempt now and then: the failure then completes while the consumer is about to hand
+// the next run over. Records what it was handed, in order.
+class RacingFailer final : public AsyncAdapter {
+ public:
+  explicit RacingFailer(std::uint64_t seed) : rng_(seed), thread_([this] { run(); }) {}
+  ~RacingFailer() override {
+    stopping_flag_.store(true, std::memory_order_release);
+    thread_.join();
+  }
+  RacingFailer(const RacingFailer&) = delete;
+  RacingFailer& operator=(const RacingFailer&) = delete;
+
+  std::string_view name() const override { return "racing"; }
+  void deliver(Delivery delivery) override {
+    std::lock_guard lock(mutex_);
+    for (const Event& e : delivery.events())
+      handings_.emplace_back(e.payload.at("s").get<int>(), delivery.attempt());
+    queue_.push_back(std::move(delivery));
+    pending_.fetch_add(1, std::memory_order_release);
+  }
+  std::vector<std::pair<int, std::uint32_t>> handings() const {
+    std::lock_guard lock(mutex_);
+    return handings_;
+  }
+  std::uint64_t failures() const {
+    std::lock_guard lock(mutex_);
+    return failures_;
+  }
+
+ private:
+  void run() {
+    std::uniform_int_distribution<int> spin(0, 400);
+    std::bernoulli_distribution fail(0.2);
+    for (;;) {
+      // Polls (yielding the core) rather than parks: a wake-up takes longer than the
+      // consumer's path to its next hand-over, and the point is to settle during it.
+      while (pending_.load(std::memory_order_acquire) == 0) {
+        if (stopping_flag_.load(std::memory_order_acquire)) return;
+        std::this_thread::yield();
+      }
+      Delivery delivery;
+      {
+        std::lock_guard lock(mutex_);
+        delivery = std::move(queue_.front());
+        queue_.pop_front();
+        pending_.fetch_sub(1, std::memory_order_relaxed);
+      }
+      // A short, varying pause (bounded: at most a few microseconds) moves the completion
+      // across the consumer's path from one hand-over to the next.
+      const int n = spin(rng_);
+      for (int i = 0; i < n; ++i)
+        spun_.fetch_add(1, std::memory_order_relaxed);
+      if (delivery.attempt() == 1 && fail(rng_)) {
+        {
+          std::lock_guard lock(mutex_);
+          ++failures_;
+        }
+        delivery.fail(0, Status(Errc::unavailable, "transient"));
+      } else {
+        delivery.ack(0);
+      }
+    }
+  }
+
+  std::mt19937_64 rng_;  // the adapter thread's only
+  mutable std::mutex mutex_;
+  std::deque<Delivery> queue_;
+  std::atomic<std::size_t> pending_{0};  // queue_'s size, read without the lock
+  std::atomic<bool> stopping_flag_{false};
+  std::vector<std::pair<int, std::uint32_t>> handings_;  // (seq, attempt), in order handed
+  std::uint64_t failures_ = 0;
+  std::atomic<std::uint64_t> spun_{0};  // the pause's work, so that it is not optimised away
+  std::thread thread_;                  // last: starts once everything above is constructed
+};
+
+// Regression (a flake of the test above under load): with max_in_flight 1 a consumer
+// checked for waiting failures before it looked for room in its window. A delivery that
+// failed between the two checks (its failure enters the retry box just before it leaves the
+// window) let the next run go first, so a later commit overtook the retry. Every failed
+// event must be handed again before anything else is handed.
+TEST(RetryStressTest, AFailureCompletingJustBeforeTheNextRunIsRetriedBeforeIt) {
+  const std::uint64_t scale = env_number("EMISSIONS_STRESS_SCALE", 1);
+  const std::uint64_t seed = env_number("EMISSIONS_STRESS_SEED", 20'261'201);
+  const int events = static_cast<int>(20'000 * scale);
+  auto adapter = std::make_shared<RacingFailer>(seed);
+  Config config;
+  config.make_default = false;
+  config.pipeline.max_demand = 1;
+  config.pipeline.buffer_size = static_cast<std::size_t>(events);
+  config.pipeline.retry =
+      RetryPolicy{.max_attempts = 3, .initial_backoff = 1ms, .max_backoff = 1ms, .multiplier = 1};
+  config.add_adapter(adapter, {.max_in_flight = 1});
+  {
+    Emitter emitter(std::move(config));
+    for (int s = 0; s < events; ++s) {
+      Transaction tx = emitter.start();
+      ASSERT_TRUE(tx.emit("tick", {{"s", s}}).ok());
+      ASSERT_TRUE(tx.commit().ok());
+    }
+    const Status drained = emitter.drain(std::chrono::seconds(60 * scale));
+    ASSERT_TRUE(drained.ok()) << drained.to_string();
+    const AdapterStats stats = emitter.stats().adapters.at(0);
+    EXPECT_EQ(stats.delivered, static_cast<std::uint64_t>(events));
+    EXPECT_EQ(stats.failed + stats.dropped, 0u);
+    EXPECT_EQ(stats.retried, adapter->failures());
+  }
+  const auto handings = adapter->handings();
+  ASSERT_EQ(handings.size(), static_cast<std::size_t>(events) + adapter->failures());
+  std::size_t overtaken = 0;
+  std::string first;
+  int next_fresh = 0;
+  for (std::size_t i = 0; i < handings.size(); ++i) {
+    const auto [seq, attempt] = handings[i];
+    if (attempt == 1) {
+      EXPECT_EQ(seq, next_fresh) << "#" << i;
+      next_fresh = seq + 1;
+      continue;
+    }
+    // A retry: the handing just before it must be this event's previous attempt.
+    if (i == 0 || handings[i - 1] != std::pair{seq, attempt - 1}) {
+      if (overtaken++ == 0) {
+        first = "#" + std::to_string(i) + " seq " + std::to_string(seq) + " attempt " +
+                std::to_string(attempt) + " after seq " +
+                std::to_string(i == 0 ? -1 : handings[i - 1].first);
+      }
+    }
+  }
+  std::cout << "retry stress: " << adapter->failures() << " failures, " << overtaken
+            << " retries overtaken\n";
+  EXPECT_GT(adapter->failures(), 0u);
+  EXPECT_EQ(overtaken, 0u) << "first: " << first;
+}
+
 }  // namespace
 }  // namespace emissions
