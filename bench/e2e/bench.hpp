@@ -321,6 +321,19 @@ struct RestartResult {
 // once, in order.
 [[nodiscard]] RestartResult run_spool_restart(const RestartOptions& options);
 
+// What this machine's disk allows Durability::machine (disk_bound.cpp): a loop that writes
+// `bytes_per_sync` into a memory-mapped file in the temporary directory (where the spool
+// runs live) and fdatasyncs it, for `duration`. No pipeline, no threads: the most syncs per
+// second, and their latency, that any group commit on this disk can get.
+struct DiskSyncResult {
+  std::uint64_t syncs = 0;
+  double syncs_per_second = 0.0;
+  double p50_us = 0.0;
+  double p99_us = 0.0;
+};
+[[nodiscard]] DiskSyncResult probe_disk_sync(std::chrono::milliseconds duration,
+                                             std::size_t bytes_per_sync);
+
 // ---- helpers ---------------------------------------------------------------------------
 
 // Median of `values` (by copy); 0 for none.

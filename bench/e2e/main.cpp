@@ -444,6 +444,7 @@ struct DeliverySeries {
   std::vector<double> cpu_ns;
   std::vector<double> commit_p50_us;  // Workload::time_commits only
   std::vector<double> commit_p99_us;
+  std::function<void()> before_each;  // if set, runs (untimed) right before each run
 };
 
 // The throughput loop with 1 producer and 1 adapter of `kind`, options as given.
@@ -464,6 +465,7 @@ void measure_series(const std::string& scenario, std::vector<DeliverySeries>& se
              " (" + std::to_string(o.events) + " events per run, " + std::to_string(series.size()) +
              " runs)");
     for (DeliverySeries& s : series) {
+      if (s.before_each) s.before_each();
       const RunResult result = run_pipeline(s.workload);
       s.eps.push_back(result.eps());
       s.cpu_ns.push_back(result.cpu_ns_per_event());
@@ -588,7 +590,34 @@ void run_spool(const Options& o, Report& r) {
   machine.producers = kSpoolMachineProducers;
   machine.time_commits = true;
   series.push_back({"spool_machine_8_producers_eps", machine});
+  // The disk's own limit, right before each machine run (see disk_bound.cpp): the load on a
+  // shared disk comes and goes, so the probe sits next to the run it bounds.
+  constexpr std::size_t kProbeBytesPerSync = 4096;  // 8 commits of ~500 bytes on disk
+  std::vector<DiskSyncResult> probes;
+  series.back().before_each = [&probes] {
+    progress("spool: the disk's fdatasync rate (500 ms)");
+    probes.push_back(probe_disk_sync(std::chrono::milliseconds(500), kProbeBytesPerSync));
+  };
   measure_series("spool", series, o, r);
+  std::vector<double> rates;
+  std::vector<double> p50s;
+  std::vector<double> p99s;
+  for (const DiskSyncResult& p : probes) {
+    rates.push_back(p.syncs_per_second);
+    p50s.push_back(p.p50_us);
+    p99s.push_back(p.p99_us);
+  }
+  const double syncs_per_second = median(rates);
+  const double disk_bound_eps = syncs_per_second * static_cast<double>(kSpoolMachineProducers) *
+                                static_cast<double>(kEventsPerCommit);
+  r.results["spool_machine_disk_syncs_per_second"] = syncs_per_second;
+  r.results["spool_machine_disk_sync_p50_us"] = median(p50s);
+  r.results["spool_machine_disk_sync_p99_us"] = median(p99s);
+  r.results["spool_machine_disk_bound_eps"] = disk_bound_eps;
+  r.results["spool_machine_vs_disk_bound"] =
+      disk_bound_eps > 0.0
+          ? r.results["spool_machine_8_producers_eps"].get<double>() / disk_bound_eps
+          : 0.0;
   const double vs_memory = ratio_of(r, "spool_process_1_adapter_eps", "spool_memory_1_adapter_eps");
   r.results["spool_process_vs_memory"] = vs_memory;
   add_target(r, "spool_process_1_adapter_eps",
@@ -611,7 +640,15 @@ void run_spool(const Options& o, Report& r) {
       "spool_machine_8_producers_commit_p50_us / _p99_us: in that run, each producer "
       "thread reads the steady clock around each of its timed commit() calls (the encode, "
       "the append and the wait for the fdatasync that covers it); nearest-rank percentiles "
-      "over every producer's commits, median over the repetitions.");
+      "over every producer's commits, median over the repetitions. "
+      "spool_machine_disk_*: the disk's own limit, measured for 500 ms right before each "
+      "machine run: a loop writing 4096 bytes (8 commits' frames) into a memory-mapped, "
+      "sparse file in a temporary directory on the same file system and calling fdatasync, "
+      "nothing else running in the process; syncs per second, sync p50 and p99, medians over "
+      "the repetitions. spool_machine_disk_bound_eps = syncs per second x 8 producers x 10 events: "
+      "one "
+      "sync covers at most one commit of each producer, so no group commit can exceed it on "
+      "this disk; spool_machine_vs_disk_bound is the spool's figure over it.");
 }
 
 // A spool's restart with a large backlog (restart.cpp): how soon a new Emitter hands the
@@ -1009,6 +1046,13 @@ void print_table(const Report& r, const Json& machine, double run_seconds) {
         "", "<= " + fixed(kSpoolMachineCommitP99TargetUs, 0),
         "p50 " + fixed(num("spool_machine_8_producers_commit_p50_us"), 0) + " us",
         pass_text(r.targets, "spool_machine_8_producers_commit_p99_us"));
+    row("  the disk's bound (same run)", meps(num("spool_machine_disk_bound_eps")), "", "",
+        fixed(num("spool_machine_vs_disk_bound"), 2) + "x of it", "");
+    row("  fdatasync p50 / p99 (us), same run", fixed(num("spool_machine_disk_sync_p50_us"), 0), "",
+        "",
+        fixed(num("spool_machine_disk_sync_p99_us"), 0) + " us p99; " +
+            fixed(num("spool_machine_disk_syncs_per_second"), 0) + " syncs/s",
+        "");
   }
   if (has("spool_restart_first_event_cold_ms")) {
     const double backlog_mib = num("spool_restart_backlog_frame_bytes") / (1024.0 * 1024.0);

@@ -1,0 +1,101 @@
+// The disk's own limit for Durability::machine, measured in the same run as the spool: how
+// many fdatasync calls per second this machine's disk completes when nothing else is
+// written, and how long each takes. With P producers, each waiting for its own commit to be
+// synced, one sync covers at most P commits, so P x events per commit x syncs per second is
+// the most any group commit can deliver here; the spool's figure is reported against it.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "bench.hpp"
+
+namespace emissions::bench {
+namespace {
+
+// A file of `size` bytes, mapped shared, in a fresh temporary directory; all removed.
+class MappedScratch {
+ public:
+  explicit MappedScratch(std::size_t size) : size_(size) {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "emissions-bench-disk-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw BenchFailure("mkdtemp failed");
+    dir_ = pattern;
+    const std::string file = (dir_ / "probe").string();
+    fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd_ < 0) throw BenchFailure("open " + file + ": " + std::strerror(errno));
+    if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
+      throw BenchFailure("ftruncate " + file + ": " + std::strerror(errno));
+    }
+    void* map = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+    if (map == MAP_FAILED) throw BenchFailure("mmap " + file + ": " + std::strerror(errno));
+    map_ = static_cast<unsigned char*>(map);
+  }
+  ~MappedScratch() {
+    if (map_ != nullptr) ::munmap(map_, size_);
+    if (fd_ >= 0) ::close(fd_);
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+  MappedScratch(const MappedScratch&) = delete;
+  MappedScratch& operator=(const MappedScratch&) = delete;
+
+  [[nodiscard]] unsigned char* data() const { return map_; }
+  [[nodiscard]] std::size_t size() const { return size_; }
+  [[nodiscard]] int fd() const { return fd_; }
+
+ private:
+  std::filesystem::path dir_;
+  std::size_t size_ = 0;
+  int fd_ = -1;
+  unsigned char* map_ = nullptr;
+};
+
+}  // namespace
+
+DiskSyncResult probe_disk_sync(std::chrono::milliseconds duration, std::size_t bytes_per_sync) {
+  // As the spool's segments: written through a shared mapping, synced with fdatasync.
+  MappedScratch scratch(64u << 20);
+  std::vector<double> latencies_us;
+  std::size_t offset = 0;
+  const std::int64_t start = steady_ns();
+  const std::int64_t end = start + std::chrono::nanoseconds(duration).count();
+  std::int64_t now = start;
+  unsigned char fill = 1;
+  while (now < end) {
+    if (offset + bytes_per_sync > scratch.size()) offset = 0;
+    std::memset(scratch.data() + offset, fill++, bytes_per_sync);
+    offset += bytes_per_sync;
+    const std::int64_t before = steady_ns();
+    if (::fdatasync(scratch.fd()) != 0) {
+      throw BenchFailure(std::string("fdatasync: ") + std::strerror(errno));
+    }
+    now = steady_ns();
+    latencies_us.push_back(static_cast<double>(now - before) / 1e3);
+  }
+  DiskSyncResult result;
+  result.syncs = latencies_us.size();
+  result.syncs_per_second =
+      static_cast<double>(result.syncs) / (static_cast<double>(now - start) / 1e9);
+  std::sort(latencies_us.begin(), latencies_us.end());
+  if (!latencies_us.empty()) {
+    // Nearest rank, as the commit percentiles.
+    auto rank = [&](double q) {
+      const auto n = static_cast<double>(latencies_us.size());
+      const auto i = static_cast<std::size_t>(std::max(1.0, std::ceil(q * n))) - 1;
+      return latencies_us[std::min(i, latencies_us.size() - 1)];
+    };
+    result.p50_us = rank(0.50);
+    result.p99_us = rank(0.99);
+  }
+  return result;
+}
+
+}  // namespace emissions::bench
