@@ -1,5 +1,7 @@
 #include "spool/segment_log.hpp"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -261,16 +263,20 @@ Status SegmentLog::append(std::span<const std::uint8_t> body, std::uint32_t even
       if (active_ != nullptr && options_.sync_commits) {
         // Everything before the new segment must be durable before anything in it is.
         Status synced = active_->file->sync();
-        std::lock_guard sync_lock(sync_mutex_);
         if (!synced) {
-          sync_error_ = synced;
-          failed_.store(true, std::memory_order_release);
+          {
+            std::lock_guard sync_lock(sync_mutex_);
+            sync_error_ = synced;
+          }
+          failed_.store(true, std::memory_order_seq_cst);
         } else {
-          logical_durable_ = std::max(logical_durable_, logical_written_);
+          if (logical_written_ > logical_durable_.load(std::memory_order_relaxed)) {
+            logical_durable_.store(logical_written_, std::memory_order_seq_cst);
+          }
           durable_end_ = LogPosition{next_seq_, active_->base, write_offset_};
           end_seq_.store(next_seq_, std::memory_order_release);
         }
-        synced_.notify_all();
+        synced_.notify();
         if (!synced) return synced;
       }
       if (Status s = start_segment(next_seq_, size); !s) return s;
@@ -287,27 +293,50 @@ Status SegmentLog::append(std::span<const std::uint8_t> body, std::uint32_t even
     // With synced commits, readers see a frame only once it is durable (wait_durable).
     if (!options_.sync_commits) end_seq_.store(next_seq_, std::memory_order_release);
     logical_written_ += frame;
+    appends_.store(next_seq_, std::memory_order_relaxed);
     logical_end = logical_written_;
   }
   if (!options_.sync_commits) return {};
   return wait_durable(logical_end);
 }
 
-// Group commit: the first waiter syncs the active segment for everyone who wrote before it
-// read the write clock; the others wait for its result (woken by it).
+// How many times a syncing committer yields, at most, for others about to append.
+constexpr int kGatherYields = 8;
+
+// Group commit: whoever finds no sync running syncs the active segment for everyone who
+// wrote before it read the write clock; the others park until that sync is done, then return
+// if it covered them or compete to run the next one.
 Status SegmentLog::wait_durable(std::uint64_t logical_end) {
-  std::unique_lock lock(sync_mutex_);
   for (;;) {
+    if (logical_durable_.load(std::memory_order_seq_cst) >= logical_end) return {};
     // A failed sync fails every commit not known durable, now and later: the kernel may
     // have dropped the pages, and a later sync of the same file can report success.
-    if (!sync_error_.ok() && logical_durable_ < logical_end) return sync_error_;
-    if (logical_durable_ >= logical_end) return {};
-    if (syncing_) {
-      synced_.wait(lock);
+    if (failed_.load(std::memory_order_seq_cst)) {
+      std::lock_guard sync_lock(sync_mutex_);
+      return sync_error_;
+    }
+    bool idle = false;
+    if (!syncing_.compare_exchange_strong(idle, true, std::memory_order_seq_cst)) {
+      // A sync is running: park until it ends (it notifies after clearing syncing_).
+      const std::uint32_t token = synced_.prepare();
+      if (syncing_.load(std::memory_order_seq_cst) &&
+          logical_durable_.load(std::memory_order_seq_cst) < logical_end &&
+          !failed_.load(std::memory_order_seq_cst)) {
+        synced_.wait(token, std::chrono::nanoseconds(-1));
+      }
+      synced_.done();
       continue;
     }
-    syncing_ = true;
-    lock.unlock();
+    // Committers woken by the previous sync may be about to append, waiting for a core:
+    // yield to them while they keep coming (at most kGatherYields times, and once when
+    // nobody does) so that this sync covers them too rather than leave them the next one.
+    std::uint64_t seen = appends_.load(std::memory_order_relaxed);
+    for (int i = 0; i < kGatherYields; ++i) {
+      sched_yield();
+      const std::uint64_t now = appends_.load(std::memory_order_relaxed);
+      if (now == seen) break;
+      seen = now;
+    }
     std::shared_ptr<Segment> segment;
     std::uint64_t target = 0;
     LogPosition written;
@@ -318,24 +347,32 @@ Status SegmentLog::wait_durable(std::uint64_t logical_end) {
       written =
           LogPosition{next_seq_, active_ != nullptr ? active_->base : next_seq_, write_offset_};
     }
-    // Only the frames below `written` are known whole: later ones may be being copied in.
-    Status status = segment != nullptr ? segment->file->sync(written.offset) : Status{};
+    // Covered meanwhile (by a segment switch's sync): nothing to do.
+    Status status;
+    if (logical_durable_.load(std::memory_order_seq_cst) < target && segment != nullptr) {
+      // Only the frames below `written` are known whole: later ones may be being copied in.
+      status = segment->file->sync(written.offset);
+    }
     {
-      std::lock_guard log_lock(mutex_);  // the order everywhere: mutex_, then sync_mutex_
-      lock.lock();
-      syncing_ = false;
+      std::lock_guard log_lock(mutex_);
       if (status) {
-        logical_durable_ = std::max(logical_durable_, target);
+        if (target > logical_durable_.load(std::memory_order_relaxed)) {
+          logical_durable_.store(target, std::memory_order_seq_cst);
+        }
         if (written.seq > durable_end_.seq) {
           durable_end_ = written;
           end_seq_.store(written.seq, std::memory_order_release);
         }
       } else {
-        sync_error_ = status;
-        failed_.store(true, std::memory_order_release);
+        {
+          std::lock_guard sync_lock(sync_mutex_);
+          sync_error_ = status;
+        }
+        failed_.store(true, std::memory_order_seq_cst);
       }
+      syncing_.store(false, std::memory_order_seq_cst);
     }
-    synced_.notify_all();
+    synced_.notify();
   }
 }
 

@@ -15,7 +15,6 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -24,6 +23,7 @@
 #include <span>
 #include <vector>
 
+#include "common/parking.hpp"
 #include "emissions/event.hpp"
 #include "emissions/status.hpp"
 #include "spool/codec.hpp"
@@ -124,12 +124,16 @@ class SegmentLog {
   std::atomic<std::uint64_t> end_seq_{1};
   std::map<std::uint64_t, std::uint64_t> sizes_;  // base seq -> bytes on disk, every segment
   std::uint64_t disk_bytes_ = 0;
-  std::uint64_t logical_written_ = 0;  // bytes of frames ever appended (group commit's clock)
+  std::uint64_t logical_written_ = 0;      // bytes of frames ever appended (group commit's clock)
+  std::atomic<std::uint64_t> appends_{0};  // commits appended, read without the lock
 
-  std::mutex sync_mutex_;
-  std::condition_variable synced_;
-  bool syncing_ = false;
-  std::uint64_t logical_durable_ = 0;
+  // Group commit. The hot path takes no lock: a committer returns as soon as
+  // logical_durable_ covers its frame; one of them at a time (syncing_) syncs for all, and
+  // the others park on synced_ until it is done (one wake-up each, no mutex to re-take).
+  std::atomic<bool> syncing_{false};
+  std::atomic<std::uint64_t> logical_durable_{0};  // written with mutex_ held (monotonic)
+  WaitChannel synced_;                             // notified after every sync, and on failure
+  std::mutex sync_mutex_;                          // guards sync_error_
   Status sync_error_;                // the first failed sync: sticky (see wait_durable)
   std::atomic<bool> failed_{false};  // sync_error_ is set
 };

@@ -17,11 +17,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "spool/files.hpp"
@@ -106,6 +108,18 @@ class MemoryFiles final : public detail::spool::FileLayer {
   void set_capacity(std::uint64_t bytes) {
     std::lock_guard lock(mutex_);
     capacity_ = bytes;
+  }
+
+  // Every file sync from now on takes at least `delay` (a slow disk), spent outside the
+  // layer's lock.
+  void set_sync_delay(std::chrono::microseconds delay) {
+    std::lock_guard lock(mutex_);
+    sync_delay_ = delay;
+  }
+  // File syncs so far (not directory syncs), failed ones included.
+  [[nodiscard]] std::uint64_t syncs() {
+    std::lock_guard lock(mutex_);
+    return syncs_;
   }
 
   // The next `times` calls of `operation` ("open", "allocate", "write", "sync", "truncate",
@@ -251,6 +265,13 @@ class MemoryFiles final : public detail::spool::FileLayer {
       return {};
     }
     Status sync(std::uint64_t written_below) override {
+      std::chrono::microseconds delay{0};
+      {
+        std::lock_guard lock(owner_.mutex_);
+        ++owner_.syncs_;
+        delay = owner_.sync_delay_;
+      }
+      if (delay.count() > 0) std::this_thread::sleep_for(delay);
       std::lock_guard lock(owner_.mutex_);
       if (int err = owner_.take_failure("sync")) return detail::spool::io_error("sync", path_, err);
       // Bytes past `written_below` may be being written through the mapping: they stay as
@@ -310,6 +331,8 @@ class MemoryFiles final : public detail::spool::FileLayer {
   std::map<std::string, std::pair<int, int>> failures_;
   std::map<std::string, bool> locked_;
   std::uint64_t capacity_ = UINT64_MAX;
+  std::chrono::microseconds sync_delay_{0};
+  std::uint64_t syncs_ = 0;
 };
 
 }  // namespace emissions::testing_support

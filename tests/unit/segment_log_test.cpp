@@ -4,11 +4,13 @@
 #include "spool/segment_log.hpp"
 
 #include <gtest/gtest.h>
-#include <sys/stat.h>
 
+#include <sys/stat.h>
 #include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <iostream>
 #include <random>
 #include <thread>
 
@@ -255,6 +257,40 @@ TEST(SegmentLogTest, GroupCommitMakesEveryThreadsCommitsDurable) {
   EXPECT_EQ(r.seqs.size(), 800u);
   for (const auto& commit : r.commits)
     EXPECT_TRUE(is_commit(commit, 1));
+}
+
+// Group commit shares syncs: with a slow disk (each sync takes 2 ms) and 8 threads
+// committing at once, a commit that arrives while a sync runs waits for the next one, which
+// covers every commit that arrived meanwhile. A log that synced once per commit would make
+// 800 syncs here.
+TEST(SegmentLogTest, CommitsArrivingWhileASyncRunsShareTheNextOne) {
+  auto files = std::make_shared<MemoryFiles>();
+  SegmentLog::Options options = small_segments();
+  options.sync_commits = true;
+  options.segment_bytes = 1 << 20;  // no segment switch (it syncs too)
+  std::atomic<std::uint64_t> acknowledged{0};
+  std::uint64_t syncs = 0;
+  {
+    auto log = open_log(files, options);
+    const std::uint64_t before = files->syncs();
+    files->set_sync_delay(std::chrono::milliseconds(2));
+    {
+      std::vector<std::jthread> threads;
+      for (int t = 0; t < 8; ++t) {
+        threads.emplace_back([&] {
+          for (int i = 0; i < 100; ++i) {
+            if (append_commit(*log, 1).ok()) ++acknowledged;
+          }
+        });
+      }
+    }
+    syncs = files->syncs() - before;
+  }
+  EXPECT_EQ(acknowledged.load(), 800u);
+  std::cout << "800 commits, " << syncs << " syncs\n";
+  // Each thread has one commit waiting at a time, so a sync covers at most 8 (100 syncs).
+  EXPECT_GE(syncs, 100u);
+  EXPECT_LE(syncs, 400u) << "fewer than 2 commits per sync";
 }
 
 // Copies the log's files, damages the copy with `damage`, and opens it.
