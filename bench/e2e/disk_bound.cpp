@@ -20,7 +20,7 @@
 namespace emissions::bench {
 namespace {
 
-// A file of `size` bytes, mapped shared, in a fresh temporary directory; all removed.
+// A file of `size` bytes, allocated and mapped shared, in a fresh temporary directory; all removed.
 class MappedScratch {
  public:
   explicit MappedScratch(std::size_t size) : size_(size) {
@@ -31,8 +31,9 @@ class MappedScratch {
     const std::string file = (dir_ / "probe").string();
     fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd_ < 0) throw BenchFailure("open " + file + ": " + std::strerror(errno));
-    if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
-      throw BenchFailure("ftruncate " + file + ": " + std::strerror(errno));
+    // Allocated as the spool allocates a segment.
+    if (const int err = ::posix_fallocate(fd_, 0, static_cast<off_t>(size)); err != 0) {
+      throw BenchFailure("posix_fallocate " + file + ": " + std::strerror(err));
     }
     void* map = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
     if (map == MAP_FAILED) throw BenchFailure("mmap " + file + ": " + std::strerror(errno));
