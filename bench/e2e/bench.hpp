@@ -323,8 +323,11 @@ struct RestartResult {
 
 // What this machine's disk allows Durability::machine (disk_bound.cpp): a loop that writes
 // `bytes_per_sync` into a memory-mapped file in the temporary directory (where the spool
-// runs live) and fdatasyncs it, for `duration`. No pipeline, no threads: the most syncs per
-// second, and their latency, that any group commit on this disk can get.
+// runs live) and fdatasyncs it, for `duration`. No pipeline: the most syncs per second, and
+// their latency, that any group commit on this disk can get. With `busy_cores`, threads
+// spin on the other cores meanwhile: on a virtual machine an idle virtual CPU may see the
+// disk's completion only at its next timer tick (4 ms here), and in the machine run the
+// cores are busy.
 struct DiskSyncResult {
   std::uint64_t syncs = 0;
   double syncs_per_second = 0.0;
@@ -332,7 +335,7 @@ struct DiskSyncResult {
   double p99_us = 0.0;
 };
 [[nodiscard]] DiskSyncResult probe_disk_sync(std::chrono::milliseconds duration,
-                                             std::size_t bytes_per_sync);
+                                             std::size_t bytes_per_sync, bool busy_cores);
 
 // ---- helpers ---------------------------------------------------------------------------
 

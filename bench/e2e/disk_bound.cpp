@@ -8,11 +8,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench.hpp"
@@ -59,11 +62,42 @@ class MappedScratch {
   unsigned char* map_ = nullptr;
 };
 
+// Threads that keep the other cores busy (a plain loop, no system call) until destroyed.
+// Joined by the destructor.
+class BusyCores {
+ public:
+  explicit BusyCores(unsigned threads) {
+    for (unsigned i = 0; i < threads; ++i) {
+      threads_.emplace_back([this] {
+        std::uint64_t spins = 0;
+        while (!stop_.load(std::memory_order_relaxed))
+          ++spins;
+        sink_.fetch_add(spins, std::memory_order_relaxed);
+      });
+    }
+  }
+  ~BusyCores() {
+    stop_.store(true, std::memory_order_relaxed);
+    for (std::thread& t : threads_)
+      t.join();
+  }
+  BusyCores(const BusyCores&) = delete;
+  BusyCores& operator=(const BusyCores&) = delete;
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<std::uint64_t> sink_{0};
+  std::vector<std::thread> threads_;
+};
+
 }  // namespace
 
-DiskSyncResult probe_disk_sync(std::chrono::milliseconds duration, std::size_t bytes_per_sync) {
+DiskSyncResult probe_disk_sync(std::chrono::milliseconds duration, std::size_t bytes_per_sync,
+                               bool busy_cores) {
   // As the spool's segments: written through a shared mapping, synced with fdatasync.
   MappedScratch scratch(64u << 20);
+  std::optional<BusyCores> busy;
+  if (busy_cores) busy.emplace(std::max(1u, std::thread::hardware_concurrency()) - 1);
   std::vector<double> latencies_us;
   std::size_t offset = 0;
   const std::int64_t start = steady_ns();
