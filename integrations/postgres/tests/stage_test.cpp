@@ -139,6 +139,22 @@ TEST_F(Stage, NotifiesTheChannelOnCommitOnly) {
   EXPECT_EQ(notified(), 1);
 }
 
+TEST_F(Stage, NothingInTheSessionIsNeededAfterDiscardAll) {
+  // What a pooler does between two clients of one server connection: stage() must not rely
+  // on anything it left in the session (a prepared statement, a setting).
+  for (int round = 0; round < 3; ++round) {
+    emissions::Transaction tx = emitter.start();
+    ASSERT_TRUE(tx.emit("e", round).ok());
+    db.exec("BEGIN");
+    const emissions::Status s = stage(tx, db.get(), outbox);
+    db.exec("COMMIT");
+    ASSERT_TRUE(s.ok()) << s.to_string();
+    db.exec("DISCARD ALL");
+  }
+  EXPECT_EQ(db.column("SELECT payload::text FROM " + table + " ORDER BY seq"),
+            (std::vector<std::string>{"0", "1", "2"}));
+}
+
 TEST_F(Stage, IdleConnectionIsRefusedAndTxKeepsItsEvents) {
   emissions::Transaction tx = emitter.start();
   ASSERT_TRUE(tx.emit("e").ok());
