@@ -153,6 +153,10 @@ std::string schema_statements(std::string_view table) {
       "  GET DIAGNOSTICS inserted = ROW_COUNT;\n"
       "  RETURN inserted;\n"
       "END\n";
+  // The function's name, arguments and JSON keys are an interface between versions: a
+  // database may keep the function of an older schema_sql() while newer clients call it.
+  // A change to any of them needs a function of another name (and the 42883 message then
+  // tells users to run schema_sql() again), never a different body under the same name.
   // Dollar quoting (whatever standard_conforming_strings says), with a tag that the table's
   // name, the only text in it that is not ours, does not contain.
   std::string tag = "$emissions$";
