@@ -1,6 +1,7 @@
 #include "sql.hpp"
 
 #include <cstdint>
+#include <cstdio>
 
 #include "emissions/status.hpp"
 
@@ -104,27 +105,97 @@ std::string listen_statement(std::string_view channel) {
 std::string schema_statements(std::string_view table) {
   const std::string t = quote_table(table, "OutboxOptions::table");
   const std::string base(table_base(table));
+  const std::string fn = stage_function(table);
   // The claim query reads unclaimed or expired rows in seq order (the primary key) and looks
   // up the rows of a key (key); deletes, renewals and releases find rows by seq. No index
   // holds a column a claim writes, so a claim's UPDATE can be HOT (no index entries), and
   // the fill factor leaves room on each page for the claimed versions of its rows.
-  return "CREATE TABLE IF NOT EXISTS " + t +
-         " (\n"
-         "  seq bigserial PRIMARY KEY,\n"
-         "  id uuid NOT NULL UNIQUE,\n"
-         "  name text NOT NULL,\n"
-         "  payload jsonb NOT NULL,\n"
-         "  metadata jsonb NOT NULL DEFAULT '{}'::jsonb,\n"
-         "  emitted_at timestamptz NOT NULL,\n"
-         "  ordering_key text,\n"
-         "  claimed_by text,\n"
-         "  claim_id uuid,\n"
-         "  claimed_until timestamptz,\n"
-         "  claims integer NOT NULL DEFAULT 0\n"
-         ") WITH (fillfactor = 50);\n"
-         "CREATE INDEX IF NOT EXISTS " +
-         quote_identifier(base + "_key") + " ON " + t +
-         " (ordering_key) WHERE ordering_key IS NOT NULL;\n";
+  std::string ddl = "CREATE TABLE IF NOT EXISTS " + t +
+                    " (\n"
+                    "  seq bigserial PRIMARY KEY,\n"
+                    "  id uuid NOT NULL UNIQUE,\n"
+                    "  name text NOT NULL,\n"
+                    "  payload jsonb NOT NULL,\n"
+                    "  metadata jsonb NOT NULL DEFAULT '{}'::jsonb,\n"
+                    "  emitted_at timestamptz NOT NULL,\n"
+                    "  ordering_key text,\n"
+                    "  claimed_by text,\n"
+                    "  claim_id uuid,\n"
+                    "  claimed_until timestamptz,\n"
+                    "  claims integer NOT NULL DEFAULT 0\n"
+                    ") WITH (fillfactor = 50);\n"
+                    "CREATE INDEX IF NOT EXISTS " +
+                    quote_identifier(base + "_key") + " ON " + t +
+                    " (ordering_key) WHERE ordering_key IS NOT NULL;\n";
+  // stage() calls this function instead of sending the INSERT: PL/pgSQL keeps the INSERT's
+  // plan for the session, so each call costs the parse and plan of `SELECT fn($1, $2)` only,
+  // and nothing is left in the caller's session that a pooler or DISCARD ALL could take away
+  // (a discarded plan is made again on the next call). The events arrive as one JSON array,
+  // expanded by one function scan, which yields the array in order; an INSERT runs serially,
+  // so seq follows emit order with no ORDER BY. A JSON null becomes SQL NULL in a record: the
+  // payload null is written back as JSON. pg_notify() returns a non-null void: the filter
+  // passes every row and notifies once per row, folded into one by the server and delivered
+  // at COMMIT (a PERFORM of its own would start the executor once more: ~5 us of server CPU
+  // per call). SECURITY INVOKER (the default): the caller needs the same rights
+  // on the table as for the INSERT itself; the table is found as written, through the
+  // caller's search_path when it is not schema-qualified.
+  const std::string body =
+      "\nDECLARE\n"
+      "  inserted bigint;\n"
+      "BEGIN\n"
+      "  INSERT INTO " +
+      t +
+      " (id, name, payload, metadata, emitted_at, ordering_key)\n"
+      "  SELECT e.id, e.name, coalesce(e.payload, 'null'), e.metadata, e.emitted_at, e.key\n"
+      "  FROM jsonb_to_recordset(staged_events) AS e(id uuid, name text, payload jsonb,\n"
+      "    metadata jsonb, emitted_at timestamptz, key text)\n"
+      "  WHERE pg_notify(notify_channel, '') IS NOT NULL;\n"
+      "  GET DIAGNOSTICS inserted = ROW_COUNT;\n"
+      "  RETURN inserted;\n"
+      "END\n";
+  // The function's name, arguments and JSON keys are an interface between versions: a
+  // database may keep the function of an older schema_sql() while newer clients call it.
+  // A change to any of them needs a function of another name (and the 42883 message then
+  // tells users to run schema_sql() again), never a different body under the same name.
+  // Dollar quoting (whatever standard_conforming_strings says), with a tag that the table's
+  // name, the only text in it that is not ours, does not contain.
+  std::string tag = "$emissions$";
+  for (int n = 1; t.find(tag) != std::string::npos; ++n)
+    tag = "$emissions" + std::to_string(n) + "$";
+  ddl += "CREATE OR REPLACE FUNCTION " + fn +
+         "(staged_events jsonb, notify_channel text)\n"
+         "RETURNS bigint LANGUAGE plpgsql AS " +
+         tag + body + tag + ";\n";
+  ddl += "COMMENT ON FUNCTION " + fn + "(jsonb, text) IS " + tag +
+         "emissions: stages events into " + t +
+         " (emissions::postgres::stage(); made by schema_sql())" + tag + ";\n";
+  return ddl;
+}
+
+std::string stage_function(std::string_view table) {
+  (void)quote_table(table, "OutboxOptions::table");  // validates every part
+  constexpr std::size_t kMaxIdentifier = 63;         // NAMEDATALEN - 1, in bytes
+  const std::string_view base = table_base(table);
+  std::string name = std::string(base) + "_stage";
+  if (name.size() > kMaxIdentifier) {
+    // FNV-1a: stable across versions and platforms, so schema_sql() and stage() of any two
+    // versions agree on the name.
+    std::uint32_t hash = 2166136261U;
+    for (const char c : base) {
+      hash ^= static_cast<unsigned char>(c);
+      hash *= 16777619U;
+    }
+    std::size_t keep = 48;
+    while (keep > 0 && (static_cast<unsigned char>(base[keep]) & 0xC0U) == 0x80U)
+      --keep;  // base[keep] would start the cut: never split a UTF-8 character
+    char hex[9];
+    std::snprintf(hex, sizeof hex, "%08x", static_cast<unsigned>(hash));
+    name = std::string(base.substr(0, keep)) + "_" + hex + "_stage";
+  }
+  const std::size_t dot = table.rfind('.');
+  return (dot == std::string_view::npos ? std::string()
+                                        : quote_identifier(table.substr(0, dot)) + ".") +
+         quote_identifier(name);
 }
 
 std::string stage_statement(std::string_view table) {
@@ -133,22 +204,10 @@ std::string stage_statement(std::string_view table) {
 
 std::string stage_statement(std::string_view table, std::string_view events,
                             std::string_view channel) {
-  const std::string t = quote_table(table, "OutboxOptions::table");
-  // The events arrive as one JSON array. A plain INSERT from one function scan: the scan
-  // yields the array in order and an INSERT runs serially, so seq follows emit order with no
-  // ORDER BY (WITH ORDINALITY and a sort key cost ~15 % more planning, and the statement is
-  // parsed and planned on every call: an unnamed statement, nothing is left behind in the
-  // caller's session). Its command tag counts the rows. pg_notify() returns a non-null void:
-  // the filter passes every row and notifies once per row, folded into one by the server. A
-  // JSON null becomes SQL NULL in a record: the payload null is written back as JSON.
-  return "INSERT INTO " + t +
-         " (id, name, payload, metadata, emitted_at, ordering_key) "
-         "SELECT e.id, e.name, coalesce(e.payload, 'null'), e.metadata, e.emitted_at, e.key "
-         "FROM jsonb_to_recordset((" +
-         std::string(events) +
-         ")::jsonb) AS e(id uuid, name text, payload jsonb, metadata jsonb, "
-         "emitted_at timestamptz, key text) WHERE pg_notify(" +
-         std::string(channel) + ", '') IS NOT NULL";
+  // One short statement: stage() gives the parameters' types, so the server parses and plans
+  // a function call and nothing else (the INSERT's plan is the function's, kept per session).
+  return "SELECT " + stage_function(table) + "((" + std::string(events) + ")::jsonb, (" +
+         std::string(channel) + ")::text)";
 }
 
 std::string claim_statement(std::string_view table, std::string_view name,

@@ -21,9 +21,15 @@ std::string quote_literal(std::string_view text);
 
 // The session's setup: asynchronous commit for the relay's own statements, `LISTEN "channel"`.
 std::string listen_statement(std::string_view channel);
+// The table, its index and its staging function (stage_function).
 std::string schema_statements(std::string_view table);
-// $1: the events as a JSON array of {id, name, payload, metadata, emitted_at, key}; $2: the
-// channel. An INSERT: its command tag holds the number of rows inserted.
+// The staging function of `table`, quoted (schema-qualified when the table is): the table's
+// last part with "_stage" appended, in the table's schema. A name longer than PostgreSQL's
+// 63-byte identifier limit keeps its first 48 bytes (cut at a UTF-8 character boundary),
+// then '_', 8 hex digits of a hash of the whole last part and "_stage".
+std::string stage_function(std::string_view table);
+// `SELECT fn($1, $2)`: $1 the events as a JSON array of {id, name, payload, metadata,
+// emitted_at, key} (jsonb), $2 the channel (text). One row, one column: the rows inserted.
 std::string stage_statement(std::string_view table);
 // The same with the two parameters replaced by the given SQL expressions.
 std::string stage_statement(std::string_view table, std::string_view events,

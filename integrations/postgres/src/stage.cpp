@@ -1,6 +1,10 @@
 // stage(): the events of a Transaction as rows of the caller's database transaction.
+#include <charconv>
+#include <cstdint>
 #include <exception>
 #include <string>
+#include <string_view>
+#include <system_error>
 
 #include "emissions/outbox/postgres_outbox.hpp"
 #include "pq_handles.hpp"
@@ -42,6 +46,21 @@ void append_event(std::string& out, const Event& e, const OutboxOptions& options
   if (options.ordering_key) key = options.ordering_key(e);
   out += key.empty() ? std::string("null") : nlohmann::json(key).dump();
   out += '}';
+}
+
+// The server's message and its detail, on one line (not the statement, its position, the
+// hint or the PL/pgSQL context that PQresultErrorMessage adds); libpq's own message when the
+// error did not come from the server.
+std::string server_message(const PGresult* result) {
+  const char* primary = PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY);
+  if (primary == nullptr) return PQresultErrorMessage(result);
+  std::string out = primary;
+  if (const char* detail = PQresultErrorField(result, PG_DIAG_MESSAGE_DETAIL); detail != nullptr) {
+    out += " (";
+    out += detail;
+    out += ')';
+  }
+  return out;
 }
 
 }  // namespace
@@ -99,6 +118,24 @@ Status stage_error(std::string_view sqlstate, std::string_view message, bool con
     return Status(Errc::unavailable,
                   "staging failed, try the business transaction again" + state + ": " + what);
   }
+  if (sqlstate == "42883") {
+    // The statement calls one function with arguments of exact types: the function is the
+    // one missing (the table may be missing too: the call fails before the INSERT runs).
+    std::string function;
+    try {
+      function = stage_function(options.table);
+    } catch (const ConfigError&) {
+      function = "(invalid table name)";
+    }
+    return Status(Errc::not_found,
+                  "the outbox's staging function " + function + "(jsonb, text) of table '" +
+                      options.table +
+                      "' does not exist (SQL state 42883): the table was made by an older "
+                      "emissions::postgres::schema_sql(), or not at all; run the DDL of "
+                      "schema_sql() again (idempotent: it adds what is missing and keeps the "
+                      "rows): " +
+                      what);
+  }
   if (sqlstate == "42P01") {
     return Status(Errc::not_found, "the outbox table '" + options.table +
                                        "' does not exist (SQL state 42P01): create it with the "
@@ -112,11 +149,22 @@ Status stage_error(std::string_view sqlstate, std::string_view message, bool con
   return Status(Errc::internal, "staging failed" + state + ": " + what);
 }
 
-Status stage_count_mismatch(std::size_t inserted, std::size_t expected) {
-  return Status(Errc::internal, "staging inserted " + std::to_string(inserted) + " rows for " +
-                                    std::to_string(expected) +
-                                    " events (a trigger or rule on the outbox table?); roll "
-                                    "the database transaction back");
+Status check_staged_count(const char* inserted, std::size_t expected) {
+  std::uint64_t rows = 0;
+  const std::string_view text = inserted == nullptr ? std::string_view() : inserted;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), rows);
+  if (text.empty() || error != std::errc() || end != text.data() + text.size()) {
+    return Status(Errc::internal, "the staging function returned '" + std::string(text) +
+                                      "', not a row count (was it replaced?); roll the "
+                                      "database transaction back");
+  }
+  if (rows != expected) {
+    return Status(Errc::internal, "staging inserted " + std::to_string(rows) + " rows for " +
+                                      std::to_string(expected) +
+                                      " events (a trigger or rule on the outbox table?); roll "
+                                      "the database transaction back");
+  }
+  return {};
 }
 
 }  // namespace detail
@@ -150,17 +198,24 @@ Status stage(Transaction& tx, PGconn* conn, const OutboxOptions& options) {
   if (Status s = detail::prepare_stage(tx, options, statement); !s.ok()) return s;
   if (statement.count == 0) return detail::finish_stage(tx);
   const char* values[2] = {statement.events.c_str(), options.channel.c_str()};
+  // The parameters' types, so that the server has nothing to infer: jsonb and text (the
+  // built-in types' OIDs, fixed in pg_type.dat).
+  constexpr Oid kJsonb = 3802;
+  constexpr Oid kText = 25;
+  const Oid types[2] = {kJsonb, kText};
   const detail::ResultHandle result(
-      PQexecParams(conn, statement.sql.c_str(), 2, nullptr, values, nullptr, nullptr, 0));
+      PQexecParams(conn, statement.sql.c_str(), 2, types, values, nullptr, nullptr, 0));
   const bool lost = PQstatus(conn) != CONNECTION_OK;
   if (!result) return detail::stage_error("", PQerrorMessage(conn), true, options);
-  if (PQresultStatus(result.get()) != PGRES_COMMAND_OK) {
+  if (PQresultStatus(result.get()) != PGRES_TUPLES_OK) {
     const char* sqlstate = PQresultErrorField(result.get(), PG_DIAG_SQLSTATE);
-    return detail::stage_error(sqlstate == nullptr ? "" : sqlstate,
-                               PQresultErrorMessage(result.get()), lost, options);
+    return detail::stage_error(sqlstate == nullptr ? "" : sqlstate, server_message(result.get()),
+                               lost, options);
   }
-  const std::size_t inserted = std::stoull(PQcmdTuples(result.get()));
-  if (inserted != statement.count) return detail::stage_count_mismatch(inserted, statement.count);
+  const char* inserted = PQntuples(result.get()) == 1 && PQnfields(result.get()) == 1
+                             ? PQgetvalue(result.get(), 0, 0)
+                             : nullptr;
+  if (Status s = detail::check_staged_count(inserted, statement.count); !s.ok()) return s;
   return detail::finish_stage(tx);
 }
 

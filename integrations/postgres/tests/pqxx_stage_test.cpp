@@ -81,6 +81,9 @@ TEST_F(PqxxStage, NontransactionIsRefused) {
 }
 
 TEST_F(PqxxStage, MissingTableIsNotFound) {
+  // The staging function is there, its table is not.
+  db.exec(emissions::postgres::schema_sql({.table = "no_such_pqxx_outbox"}));
+  db.exec("DROP TABLE no_such_pqxx_outbox");
   emissions::Transaction tx = emitter.start();
   ASSERT_TRUE(tx.emit("a").ok());
   pqxx::work work(conn);
@@ -90,6 +93,27 @@ TEST_F(PqxxStage, MissingTableIsNotFound) {
   EXPECT_THAT(s.message(), HasSubstr("42P01"));
   EXPECT_THAT(s.message(), HasSubstr("schema_sql"));
   EXPECT_EQ(tx.size(), 1U);
+}
+
+TEST_F(PqxxStage, MissingFunctionIsNotFound) {
+  // A table without its staging function, as an older schema_sql() left it.
+  db.exec("DROP FUNCTION \"" + outbox.table + "_stage\"(jsonb, text)");
+  emissions::Transaction tx = emitter.start();
+  ASSERT_TRUE(tx.emit("a").ok());
+  {
+    pqxx::work work(conn);
+    const emissions::Status s = stage(tx, work, outbox);
+    EXPECT_EQ(s.code(), Errc::not_found);
+    EXPECT_THAT(s.message(), HasSubstr("\"" + outbox.table + "_stage\"(jsonb, text)"));
+    EXPECT_THAT(s.message(), HasSubstr("42883"));
+    EXPECT_THAT(s.message(), HasSubstr("schema_sql"));
+    EXPECT_EQ(tx.size(), 1U);
+  }
+  db.exec(emissions::postgres::schema_sql(outbox));
+  pqxx::work work(conn);
+  ASSERT_TRUE(stage(tx, work, outbox).ok());
+  work.commit();
+  EXPECT_EQ(rows_in(db, outbox), 1);
 }
 
 TEST_F(PqxxStage, AbortedTransactionIsInvalidArgument) {

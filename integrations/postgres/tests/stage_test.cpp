@@ -3,6 +3,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -138,6 +139,22 @@ TEST_F(Stage, NotifiesTheChannelOnCommitOnly) {
   EXPECT_EQ(notified(), 1);
 }
 
+TEST_F(Stage, NothingInTheSessionIsNeededAfterDiscardAll) {
+  // What a pooler does between two clients of one server connection: stage() must not rely
+  // on anything it left in the session (a prepared statement, a setting).
+  for (int round = 0; round < 3; ++round) {
+    emissions::Transaction tx = emitter.start();
+    ASSERT_TRUE(tx.emit("e", round).ok());
+    db.exec("BEGIN");
+    const emissions::Status s = stage(tx, db.get(), outbox);
+    db.exec("COMMIT");
+    ASSERT_TRUE(s.ok()) << s.to_string();
+    db.exec("DISCARD ALL");
+  }
+  EXPECT_EQ(db.column("SELECT payload::text FROM " + table + " ORDER BY seq"),
+            (std::vector<std::string>{"0", "1", "2"}));
+}
+
 TEST_F(Stage, IdleConnectionIsRefusedAndTxKeepsItsEvents) {
   emissions::Transaction tx = emitter.start();
   ASSERT_TRUE(tx.emit("e").ok());
@@ -163,7 +180,11 @@ TEST_F(Stage, AbortedTransactionIsRefused) {
 }
 
 TEST_F(Stage, MissingTableIsNotFoundNamingItAndSchemaSql) {
+  // The staging function is there, its table is not (dropped after schema_sql()): the
+  // function's INSERT fails with 42P01.
   const OutboxOptions missing{.table = "no_such_outbox_table", .channel = "x"};
+  db.exec(emissions::postgres::schema_sql(missing));
+  db.exec("DROP TABLE no_such_outbox_table");
   emissions::Transaction tx = emitter.start();
   ASSERT_TRUE(tx.emit("e").ok());
   db.exec("BEGIN");
@@ -174,6 +195,65 @@ TEST_F(Stage, MissingTableIsNotFoundNamingItAndSchemaSql) {
   EXPECT_THAT(s.message(), HasSubstr("42P01"));
   EXPECT_THAT(s.message(), HasSubstr("schema_sql"));
   EXPECT_EQ(tx.size(), 1U);
+}
+
+TEST_F(Stage, OutboxNeverCreatedIsNotFoundNamingTableFunctionAndSchemaSql) {
+  // Neither table nor function: the call fails first, on the function.
+  const OutboxOptions missing{.table = "never_created_outbox", .channel = "x"};
+  emissions::Transaction tx = emitter.start();
+  ASSERT_TRUE(tx.emit("e").ok());
+  db.exec("BEGIN");
+  const emissions::Status s = stage(tx, db.get(), missing);
+  db.exec("ROLLBACK");
+  EXPECT_EQ(s.code(), Errc::not_found);
+  EXPECT_THAT(s.message(), HasSubstr("'never_created_outbox'"));
+  EXPECT_THAT(s.message(), HasSubstr("\"never_created_outbox_stage\"(jsonb, text)"));
+  EXPECT_THAT(s.message(), HasSubstr("42883"));
+  EXPECT_THAT(s.message(), HasSubstr("schema_sql"));
+  EXPECT_EQ(tx.size(), 1U);
+}
+
+// The outbox table exactly as schema_sql() made it before the staging function (0.x).
+std::string table_of_an_older_schema_sql(const std::string& quoted) {
+  return "CREATE TABLE IF NOT EXISTS " + quoted +
+         " (seq bigserial PRIMARY KEY, id uuid NOT NULL UNIQUE, name text NOT NULL, payload "
+         "jsonb NOT NULL, metadata jsonb NOT NULL DEFAULT '{}'::jsonb, emitted_at timestamptz NOT "
+         "NULL, ordering_key text, claimed_by text, claim_id uuid, claimed_until timestamptz, "
+         "claims integer NOT NULL DEFAULT 0) WITH (fillfactor = 50)";
+}
+
+TEST_F(Stage, TableOfAnOlderSchemaSqlIsNotFoundUntilSchemaSqlRunsAgain) {
+  const OutboxOptions old{.table = outbox.table + "_old", .channel = outbox.channel};
+  const std::string quoted = "\"" + old.table + "\"";
+  db.exec("DROP TABLE IF EXISTS " + quoted);
+  db.exec("DROP FUNCTION IF EXISTS \"" + old.table + "_stage\"(jsonb, text)");
+  db.exec(table_of_an_older_schema_sql(quoted));
+  db.exec("INSERT INTO " + quoted +
+          " (id, name, payload, emitted_at) VALUES ('00000000-0000-7000-8000-000000000001', "
+          "'staged_by_0x', '1', now())");
+  emissions::Transaction tx = emitter.start();
+  ASSERT_TRUE(tx.emit("e", {{"n", 1}}).ok());
+  db.exec("BEGIN");
+  const emissions::Status s = stage(tx, db.get(), old);
+  db.exec("ROLLBACK");
+  EXPECT_EQ(s.code(), Errc::not_found);
+  EXPECT_THAT(s.message(), HasSubstr("\"" + old.table + "_stage\"(jsonb, text)"));
+  EXPECT_THAT(s.message(), HasSubstr("42883"));
+  EXPECT_THAT(s.message(), HasSubstr("schema_sql"));
+  EXPECT_TRUE(tx.active());
+  EXPECT_EQ(tx.size(), 1U);
+
+  // The upgrade: the same DDL as for a new outbox, over the old table and its row.
+  db.exec(emissions::postgres::schema_sql(old));
+  db.exec("BEGIN");
+  const emissions::Status again = stage(tx, db.get(), old);
+  db.exec("COMMIT");
+  ASSERT_TRUE(again.ok()) << again.to_string();
+  EXPECT_EQ(db.column("SELECT name FROM " + quoted + " ORDER BY seq"),
+            (std::vector<std::string>{"staged_by_0x", "e"}));
+  EXPECT_EQ(db.scalar("SELECT payload->>'n' FROM " + quoted + " WHERE name = 'e'"), "1");
+  db.exec("DROP TABLE " + quoted);
+  db.exec("DROP FUNCTION \"" + old.table + "_stage\"(jsonb, text)");
 }
 
 TEST_F(Stage, PayloadJsonbRejectsIsInvalidArgumentWithSqlStateAndNothingWritten) {
@@ -275,6 +355,68 @@ TEST(Schema, NamesAreQuotedIdentifiersUsedExactlyAsWritten) {
   EXPECT_TRUE(relay.stop(5s).ok());
 }
 
+// Stages one event named `name` into `options`' table and commits.
+void stage_one(const Db& db, emissions::Emitter& emitter, const OutboxOptions& options,
+               const std::string& name) {
+  emissions::Transaction tx = emitter.start();
+  ASSERT_TRUE(tx.emit(name).ok());
+  db.exec("BEGIN");
+  const emissions::Status s = stage(tx, db.get(), options);
+  db.exec("COMMIT");
+  ASSERT_TRUE(s.ok()) << s.to_string();
+}
+
+emissions::Config no_adapters() {
+  emissions::Config config;
+  config.make_default = false;
+  return config;
+}
+
+TEST(Schema, LongTableNamesGetDistinctFunctionsWithinTheIdentifierLimit) {
+  // 62-byte names (PostgreSQL keeps 63) sharing their first 60 bytes: "<name>_stage" would be
+  // cut to the same 63 bytes for both. The third puts a 2-byte UTF-8 character across the
+  // 48th byte, where a long name is cut.
+  Db db;
+  emissions::Emitter emitter(no_adapters());
+  std::string accented = "x";
+  for (int i = 0; i < 29; ++i)
+    accented += "\xc3\xa9";  // é, at bytes 1-2, 3-4, ... 47-48, ... 57-58
+  accented += "y";
+  const std::vector<std::string> tables = {std::string(60, 'l') + "_a", std::string(60, 'l') + "_b",
+                                           accented + "_c"};
+  for (const std::string& table : tables) {
+    ASSERT_EQ(table.size(), 62U);
+    db.exec("DROP TABLE IF EXISTS \"" + table + "\"");
+    db.exec(emissions::postgres::schema_sql({.table = table}));
+  }
+  for (const std::string& table : tables)
+    stage_one(db, emitter, {.table = table}, "into_" + table.substr(61));
+  for (const std::string& table : tables) {
+    EXPECT_EQ(db.column("SELECT name FROM \"" + table + "\""),
+              (std::vector<std::string>{"into_" + table.substr(61)}));
+  }
+  // Every staging function's name fits (none was cut by the server), and each is its own.
+  const auto names = db.column(
+      "SELECT proname FROM pg_proc WHERE proname LIKE 'llllllll%_stage' OR proname LIKE "
+      "'x\xc3\xa9%_stage' ORDER BY proname");
+  ASSERT_EQ(names.size(), 3U);
+  for (const std::string& name : names)
+    EXPECT_LE(name.size(), 63U);
+  EXPECT_NE(names[0], names[1]);
+  for (const std::string& table : tables)
+    db.exec("DROP TABLE \"" + table + "\"");
+}
+
+TEST(Schema, TableNameHoldingTheDollarQuoteTag) {
+  Db db;
+  emissions::Emitter emitter(no_adapters());
+  const OutboxOptions options{.table = "odd$emissions$name"};
+  db.exec("DROP TABLE IF EXISTS \"odd$emissions$name\"");
+  db.exec(emissions::postgres::schema_sql(options));
+  stage_one(db, emitter, options, "e");
+  EXPECT_EQ(db.count("SELECT count(*) FROM \"odd$emissions$name\""), 1);
+}
+
 TEST(Schema, IsIdempotentAndQuotesQualifiedNames) {
   Db db;
   db.exec("CREATE SCHEMA IF NOT EXISTS \"Billing\"");
@@ -286,6 +428,13 @@ TEST(Schema, IsIdempotentAndQuotesQualifiedNames) {
   EXPECT_EQ(db.scalar("SELECT data_type FROM information_schema.columns WHERE table_schema = "
                       "'Billing' AND table_name = 'Outbox' AND column_name = 'emitted_at'"),
             "timestamp with time zone");
+  // The staging function lives in the table's schema and writes into that table.
+  EXPECT_EQ(db.count("SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = "
+                     "p.pronamespace WHERE n.nspname = 'Billing' AND p.proname = 'Outbox_stage'"),
+            1);
+  emissions::Emitter emitter(no_adapters());
+  stage_one(db, emitter, options, "billed");
+  EXPECT_EQ(db.scalar("SELECT name FROM \"Billing\".\"Outbox\""), "billed");
   EXPECT_THROW((void)emissions::postgres::schema_sql({.table = ""}), emissions::ConfigError);
   EXPECT_THROW((void)emissions::postgres::schema_sql({.table = "a..b"}), emissions::ConfigError);
 }

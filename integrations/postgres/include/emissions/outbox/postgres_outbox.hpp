@@ -55,11 +55,14 @@ struct OutboxOptions {
   std::function<std::string(const Event&)> ordering_key = {};
 };
 
-/// The DDL that creates the outbox table and its indexes (`CREATE ... IF NOT EXISTS`: run it
-/// at every start if you like). One row per event: `seq bigserial` (insertion order), `id
-/// uuid` unique, `name`, `payload` and `metadata` as `jsonb`, `emitted_at timestamptz`, the
-/// `ordering_key`, and the claim columns relays use (`claimed_by`, `claim_id`,
-/// `claimed_until`, `claims`). docs/OUTBOX.md explains each column.
+/// The DDL that creates the outbox table, its indexes and its staging function, idempotent
+/// (`CREATE ... IF NOT EXISTS`, `CREATE OR REPLACE FUNCTION`: run it at every deployment; it
+/// also upgrades a table made by an earlier version, keeping its rows). One row per event:
+/// `seq bigserial` (insertion order), `id uuid` unique, `name`, `payload` and `metadata` as
+/// `jsonb`, `emitted_at timestamptz`, the `ordering_key`, and the claim columns relays use
+/// (`claimed_by`, `claim_id`, `claimed_until`, `claims`). The staging function, which stage()
+/// calls, is a PL/pgSQL function named after the table (`<table>_stage(jsonb, text)`, in the
+/// table's schema). docs/OUTBOX.md explains each column and the function.
 /// Throws ConfigError for an empty table name or part (`"a..b"`).
 ///
 /// @code
@@ -68,10 +71,12 @@ struct OutboxOptions {
 [[nodiscard]] std::string schema_sql(const OutboxOptions& options = {});
 
 /// Writes `tx`'s buffered events into the outbox table through `conn`, which must be inside
-/// an open database transaction (`BEGIN` sent, no error since), with one statement that also
-/// notifies `options.channel`. On success `tx` ends as after commit() (its events now belong
-/// to the database transaction, published when and only when it commits). An active `tx`
-/// with no events writes nothing and ends.
+/// an open database transaction (`BEGIN` sent, no error since), with one statement (a call of
+/// the table's staging function, see schema_sql()) that also notifies `options.channel`. On
+/// success `tx` ends as after commit() (its events now belong to the database transaction,
+/// published when and only when it commits). An active `tx` with no events writes nothing
+/// and ends. Nothing is prepared or set in the caller's session (safe behind poolers and
+/// after `DISCARD ALL`).
 ///
 /// Errors (then `tx` keeps its events and nothing is written):
 /// - invalid_argument: `conn` is null, idle (not inside a transaction: staging would commit
@@ -80,7 +85,9 @@ struct OutboxOptions {
 ///   data the server rejects (e.g. `\u0000` in a string, which `jsonb` refuses), with its SQL
 ///   state;
 /// - not_found: the table does not exist (SQL state 42P01): the message names it and
-///   points at schema_sql();
+///   points at schema_sql(); or its staging function does not exist (SQL state 42883: the
+///   table was made by an earlier version's schema_sql(), or nothing was made): the message
+///   names the function and the table and points at schema_sql(), which adds it;
 /// - unavailable: the connection is lost, or the server asks to try again (SQL state class
 ///   08, 40, 53, 57);
 /// - not_started/closed: `tx` is not active; internal: any other server error.

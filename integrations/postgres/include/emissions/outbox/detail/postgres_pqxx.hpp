@@ -46,8 +46,9 @@ inline Status stage(Transaction& tx, pqxx::transaction_base& work,
     // own. exec() refuses a closed transaction (usage_error).
     const pqxx::result result = work.exec(detail::inline_stage_statement(
         options, work.quote(statement.events), work.quote(options.channel)));
-    const auto inserted = static_cast<std::size_t>(result.affected_rows());
-    if (inserted != statement.count) return detail::stage_count_mismatch(inserted, statement.count);
+    const char* inserted =
+        result.size() == 1 && result.columns() == 1 ? result[0][0].c_str() : nullptr;
+    if (Status s = detail::check_staged_count(inserted, statement.count); !s.ok()) return s;
   } catch (const pqxx::broken_connection& e) {
     return detail::stage_error("", e.what(), true, options);
   } catch (const pqxx::sql_error& e) {

@@ -14,8 +14,9 @@ struct OutboxOptions;
 
 namespace emissions::postgres::detail {
 
-// The statement stage() runs: $1 the events as a JSON array (text), $2 the channel. An
-// INSERT: its command tag holds the number of rows inserted.
+// The statement stage() runs: a call of the outbox's staging function (made by
+// schema_sql()) with $1 the events as a JSON array (jsonb), $2 the channel (text). One row,
+// one column: the number of rows inserted.
 struct StageStatement {
   std::string sql;
   std::string events;  // $1
@@ -36,8 +37,9 @@ Status finish_stage(Transaction& tx);
 // message, whether the connection is gone.
 Status stage_error(std::string_view sqlstate, std::string_view message, bool connection_lost,
                    const OutboxOptions& options);
-// The Status when the inserted row count is not the event count (a trigger that skipped
-// rows, say): internal; the caller's transaction then holds a partial write: roll it back.
-Status stage_count_mismatch(std::size_t inserted, std::size_t expected);
+// Checks the function's result, the rows inserted as text (null: no such value): internal
+// when it is not `expected` (a trigger that skipped rows, say); the caller's transaction
+// then holds a partial write: roll it back.
+Status check_staged_count(const char* inserted, std::size_t expected);
 
 }  // namespace emissions::postgres::detail
