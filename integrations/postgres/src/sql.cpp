@@ -206,8 +206,12 @@ std::string stage_statement(std::string_view table, std::string_view events,
                             std::string_view channel) {
   // One short statement: stage() gives the parameters' types, so the server parses and plans
   // a function call and nothing else (the INSERT's plan is the function's, kept per session).
+  // The FROM clause names the table as a regclass constant, which the server resolves while
+  // it parses the FROM clause, before it looks the function up: an outbox that was never
+  // created fails with 42P01 (the table), as the contract says, not 42883 (the function).
   return "SELECT " + stage_function(table) + "((" + std::string(events) + ")::jsonb, (" +
-         std::string(channel) + ")::text)";
+         std::string(channel) + ")::text) FROM (SELECT " +
+         quote_literal(quote_table(table, "OutboxOptions::table")) + "::regclass) AS outbox";
 }
 
 std::string claim_statement(std::string_view table, std::string_view name,

@@ -119,8 +119,8 @@ Status stage_error(std::string_view sqlstate, std::string_view message, bool con
                   "staging failed, try the business transaction again" + state + ": " + what);
   }
   if (sqlstate == "42883") {
-    // The statement calls one function with arguments of exact types: the function is the
-    // one missing (the table may be missing too: the call fails before the INSERT runs).
+    // The statement calls one function with arguments of exact types, after resolving the
+    // table (a missing table is 42P01): the table is there, its function is not.
     std::string function;
     try {
       function = stage_function(options.table);
@@ -131,7 +131,7 @@ Status stage_error(std::string_view sqlstate, std::string_view message, bool con
                   "the outbox's staging function " + function + "(jsonb, text) of table '" +
                       options.table +
                       "' does not exist (SQL state 42883): the table was made by an older "
-                      "emissions::postgres::schema_sql(), or not at all; run the DDL of "
+                      "emissions::postgres::schema_sql(); run the DDL of "
                       "schema_sql() again (idempotent: it adds what is missing and keeps the "
                       "rows): " +
                       what);

@@ -85,9 +85,9 @@ struct OutboxOptions {
 ///   data the server rejects (e.g. `\u0000` in a string, which `jsonb` refuses), with its SQL
 ///   state;
 /// - not_found: the table does not exist (SQL state 42P01): the message names it and
-///   points at schema_sql(); or its staging function does not exist (SQL state 42883: the
-///   table was made by an earlier version's schema_sql(), or nothing was made): the message
-///   names the function and the table and points at schema_sql(), which adds it;
+///   points at schema_sql(); or the table exists without its staging function (SQL state
+///   42883: the table was made by an earlier version's schema_sql()): the message names the
+///   function and the table and points at schema_sql(), which adds it;
 /// - unavailable: the connection is lost, or the server asks to try again (SQL state class
 ///   08, 40, 53, 57);
 /// - not_started/closed: `tx` is not active; internal: any other server error.
