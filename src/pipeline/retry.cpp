@@ -329,10 +329,14 @@ void Core::serve_retries(Lane& lane, Consumer& consumer, bool& need_init) noexce
 void Core::serve_retries_first(Lane& lane, Consumer& consumer, bool& need_init) noexcept {
   if (consumer.serving_retries) return;
   consumer.serving_retries = true;
+  // Retries are delivered at their own batch's cascade depth; the run that was about to be
+  // handed over when they went first keeps its own.
+  const int depth = delivering_depth();
   while (consumer.retries->size.load(std::memory_order_seq_cst) != 0 &&
          stop_.load(std::memory_order_acquire) != StopMode::abandon) {
     serve_retries(lane, consumer, need_init);
   }
+  set_delivering_depth(depth);
   consumer.serving_retries = false;
 }
 

@@ -245,8 +245,7 @@ Status SegmentLog::append(std::span<const std::uint8_t> body, std::uint32_t even
   }
   std::uint64_t logical_end = 0;
   if (failed_.load(std::memory_order_acquire)) {
-    std::lock_guard sync_lock(sync_mutex_);
-    return Status(Errc::unavailable, sync_error_.message() +
+    return Status(Errc::unavailable, sticky_sync_error().message() +
                                          " (an earlier sync failed: the spool takes no more "
                                          "commits until it is opened again)");
   }
@@ -262,14 +261,8 @@ Status SegmentLog::append(std::span<const std::uint8_t> body, std::uint32_t even
       }
       if (active_ != nullptr && options_.sync_commits) {
         // Everything before the new segment must be durable before anything in it is.
-        Status synced = active_->file->sync();
-        if (!synced) {
-          {
-            std::lock_guard sync_lock(sync_mutex_);
-            sync_error_ = synced;
-          }
-          failed_.store(true, std::memory_order_seq_cst);
-        } else {
+        Status synced = sync_file(*active_->file, UINT64_MAX);
+        if (synced) {
           if (logical_written_ > logical_durable_.load(std::memory_order_relaxed)) {
             logical_durable_.store(logical_written_, std::memory_order_seq_cst);
           }
@@ -300,8 +293,30 @@ Status SegmentLog::append(std::span<const std::uint8_t> body, std::uint32_t even
   return wait_durable(logical_end);
 }
 
-// How many times a syncing committer yields, at most, for others about to append.
+Status SegmentLog::sticky_sync_error() {
+  std::lock_guard sync_lock(sync_mutex_);
+  return sync_error_;
+}
+
+Status SegmentLog::sync_file(SpoolFile& file, std::uint64_t written_below) {
+  std::lock_guard file_lock(file_sync_mutex_);
+  // A failed sync fails every commit not known durable, now and later: the kernel may have
+  // dropped the pages, and a later sync of the same file can report success.
+  if (failed_.load(std::memory_order_seq_cst)) return sticky_sync_error();
+  Status status = file.sync(written_below);
+  if (!status) {
+    {
+      std::lock_guard sync_lock(sync_mutex_);
+      if (sync_error_.ok()) sync_error_ = status;  // the first failure is the one reported
+    }
+    failed_.store(true, std::memory_order_seq_cst);
+  }
+  return status;
+}
+
+// Gathering (see wait_durable): at most this many yields, for at most this long.
 constexpr int kGatherYields = 8;
+constexpr std::chrono::microseconds kGatherFor{50};
 
 // Group commit: whoever finds no sync running syncs the active segment for everyone who
 // wrote before it read the write clock; the others park until that sync is done, then return
@@ -309,12 +324,7 @@ constexpr int kGatherYields = 8;
 Status SegmentLog::wait_durable(std::uint64_t logical_end) {
   for (;;) {
     if (logical_durable_.load(std::memory_order_seq_cst) >= logical_end) return {};
-    // A failed sync fails every commit not known durable, now and later: the kernel may
-    // have dropped the pages, and a later sync of the same file can report success.
-    if (failed_.load(std::memory_order_seq_cst)) {
-      std::lock_guard sync_lock(sync_mutex_);
-      return sync_error_;
-    }
+    if (failed_.load(std::memory_order_seq_cst)) return sticky_sync_error();
     bool idle = false;
     if (!syncing_.compare_exchange_strong(idle, true, std::memory_order_seq_cst)) {
       // A sync is running: park until it ends (it notifies after clearing syncing_).
@@ -327,15 +337,28 @@ Status SegmentLog::wait_durable(std::uint64_t logical_end) {
       synced_.done();
       continue;
     }
-    // Committers woken by the previous sync may be about to append, waiting for a core:
-    // yield to them while they keep coming (at most kGatherYields times, and once when
-    // nobody does) so that this sync covers them too rather than leave them the next one.
-    std::uint64_t seen = appends_.load(std::memory_order_relaxed);
-    for (int i = 0; i < kGatherYields; ++i) {
-      sched_yield();
-      const std::uint64_t now = appends_.load(std::memory_order_relaxed);
-      if (now == seen) break;
-      seen = now;
+    // This committer runs the sync. Whatever happens (an exception included), it gives the
+    // turn back and wakes the parked ones.
+    struct EndOfTurn {
+      SegmentLog& log;
+      ~EndOfTurn() {
+        log.syncing_.store(false, std::memory_order_seq_cst);
+        log.synced_.notify();
+      }
+    } end_of_turn{*this};
+    // When the last sync covered several commits, the committers it woke may be about to
+    // append, waiting for a core: yield to them while they keep coming (at most
+    // kGatherYields times and kGatherFor) so that this sync covers them too rather than
+    // leave them the next one. A lone committer does not yield.
+    if (last_sync_commits_ > 1) {
+      const auto until = std::chrono::steady_clock::now() + kGatherFor;
+      std::uint64_t seen = appends_.load(std::memory_order_relaxed);
+      for (int i = 0; i < kGatherYields && std::chrono::steady_clock::now() < until; ++i) {
+        sched_yield();
+        const std::uint64_t now = appends_.load(std::memory_order_relaxed);
+        if (now == seen) break;
+        seen = now;
+      }
     }
     std::shared_ptr<Segment> segment;
     std::uint64_t target = 0;
@@ -347,32 +370,24 @@ Status SegmentLog::wait_durable(std::uint64_t logical_end) {
       written =
           LogPosition{next_seq_, active_ != nullptr ? active_->base : next_seq_, write_offset_};
     }
+    last_sync_commits_ = written.seq - std::min(written.seq, last_sync_seq_);
+    last_sync_seq_ = written.seq;
     // Covered meanwhile (by a segment switch's sync): nothing to do.
     Status status;
     if (logical_durable_.load(std::memory_order_seq_cst) < target && segment != nullptr) {
       // Only the frames below `written` are known whole: later ones may be being copied in.
-      status = segment->file->sync(written.offset);
+      status = sync_file(*segment->file, written.offset);
     }
-    {
+    if (status) {
       std::lock_guard log_lock(mutex_);
-      if (status) {
-        if (target > logical_durable_.load(std::memory_order_relaxed)) {
-          logical_durable_.store(target, std::memory_order_seq_cst);
-        }
-        if (written.seq > durable_end_.seq) {
-          durable_end_ = written;
-          end_seq_.store(written.seq, std::memory_order_release);
-        }
-      } else {
-        {
-          std::lock_guard sync_lock(sync_mutex_);
-          sync_error_ = status;
-        }
-        failed_.store(true, std::memory_order_seq_cst);
+      if (target > logical_durable_.load(std::memory_order_relaxed)) {
+        logical_durable_.store(target, std::memory_order_seq_cst);
       }
-      syncing_.store(false, std::memory_order_seq_cst);
+      if (written.seq > durable_end_.seq) {
+        durable_end_ = written;
+        end_seq_.store(written.seq, std::memory_order_release);
+      }
     }
-    synced_.notify();
   }
 }
 

@@ -109,6 +109,12 @@ class SegmentLog {
   Status scan_last(std::uint64_t base, LogRecovery& recovery);
   Status start_segment(std::uint64_t base_seq, std::uint64_t size);  // with mutex_ held
   Status wait_durable(std::uint64_t logical_end);
+  // Syncs `file` below `written_below`, unless an earlier sync failed (then returns that
+  // error without syncing); a failure is recorded (the first one is kept) before it returns.
+  // Every sync of the active log goes through here, one at a time: a sync that succeeds
+  // after one that failed would otherwise vouch for pages the kernel may have dropped.
+  Status sync_file(SpoolFile& file, std::uint64_t written_below);
+  Status sticky_sync_error();
 
   std::shared_ptr<FileLayer> files_;
   Options options_;
@@ -133,7 +139,10 @@ class SegmentLog {
   std::atomic<bool> syncing_{false};
   std::atomic<std::uint64_t> logical_durable_{0};  // written with mutex_ held (monotonic)
   WaitChannel synced_;                             // notified after every sync, and on failure
-  std::mutex sync_mutex_;                          // guards sync_error_
+  std::uint64_t last_sync_seq_ = 0;      // next_seq_ when the last sync began (syncing_ holder's)
+  std::uint64_t last_sync_commits_ = 0;  // commits that sync covered (syncing_ holder's)
+  std::mutex file_sync_mutex_;       // one file sync at a time; order: mutex_, this, sync_mutex_
+  std::mutex sync_mutex_;            // guards sync_error_
   Status sync_error_;                // the first failed sync: sticky (see wait_durable)
   std::atomic<bool> failed_{false};  // sync_error_ is set
 };

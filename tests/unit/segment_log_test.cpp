@@ -516,6 +516,42 @@ TEST(SegmentLogTest, AFailedSyncFailsItsCommitsAndEveryLaterOneAndHidesThem) {
   expect_commits(read_all(*log), 1, 5);
 }
 
+// A sync that fails while a segment switch syncs the same file: neither may vouch for the
+// other. Found in review: the switch's sync (run while the group commit's sync was failing)
+// succeeded and marked the failing sync's commit durable, which then returned ok. Every
+// order of the two must fail both commits: the one whose sync failed, and the one whose
+// switch came after (or during) that failure.
+TEST(SegmentLogTest, ASegmentSwitchDuringAFailingSyncVouchesForNothing) {
+  auto files = std::make_shared<MemoryFiles>();
+  SegmentLog::Options options = small_segments();  // 4096-byte segments
+  options.sync_commits = true;
+  auto log = open_log(files, options);
+  std::vector<Event> events = commit_events(3);  // one event
+  events.front().payload = std::string(1500, 'x');
+  std::vector<std::uint8_t> body;
+  ASSERT_TRUE(encode_body(events, body).ok());
+  ASSERT_GT(body.size(), 1500u);  // two such commits fit in a segment, not three
+  ASSERT_LT(body.size(), 1800u);
+  LogPosition at;
+  ASSERT_TRUE(log->append(body, 1, 0, at).ok());
+  files->set_sync_delay(std::chrono::milliseconds(20));
+  files->fail("sync", EIO);  // the next sync fails, after its 20 ms
+  Status first;
+  Status second;
+  {
+    std::jthread syncing([&] {
+      LogPosition where;
+      first = log->append(body, 1, 0, where);  // fits: its committer syncs (and fails)
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    LogPosition where;
+    second = log->append(body, 1, 0, where);  // does not fit: switches segments, syncing first
+  }
+  EXPECT_FALSE(first.ok()) << "a commit whose sync failed was acknowledged";
+  EXPECT_FALSE(second.ok()) << "a commit appended after a failed sync was acknowledged";
+  EXPECT_EQ(read_all(*log).seqs.size(), 1u) << "readers see only the durable commit";
+}
+
 // ---- the real file system ----------------------------------------------------------------
 
 using test_support::TempDir;
