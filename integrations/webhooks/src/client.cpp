@@ -27,6 +27,10 @@ constexpr const char* kUserAgent = "emissions-webhooks";
 // A request whose signature is older than this when it starts is signed again (receivers
 // refuse timestamps more than 5 minutes away by default).
 constexpr std::chrono::seconds kResignAfter{30};
+// Spare requests kept for the consumers (Client::spares_): per connection, and the largest
+// body whose buffer is kept (larger ones are freed, so that spares hold little memory).
+constexpr std::size_t kSparesPerConnection = 32;
+constexpr std::size_t kSpareBodyBytes = 4096;
 
 // Response bodies are not kept: their content is not used, and it could hold our payload.
 std::size_t discard_body(char* /*data*/, std::size_t size, std::size_t count,
@@ -116,6 +120,7 @@ Client::Client(const Settings& settings, const Signer& signer, OnDone on_done,
     throw std::runtime_error("libcurl: the multi handle refused an option");
   }
   loop_->starting.reserve(settings_.max_connections);
+  spares_.reserve(kSparesPerConnection * settings_.max_connections);
   loop_->fixed_lines = {"Content-Type: application/json",
                         "Expect:"};  // no 100-continue round trip for large bodies
   loop_->fixed_lines.insert(loop_->fixed_lines.end(), settings_.header_lines.begin(),
@@ -151,7 +156,8 @@ void Client::set_ca_file(std::string path) {
 
 // --- any thread ------------------------------------------------------------------------
 
-void Client::submit(std::vector<Request> requests) noexcept {
+void Client::submit(std::vector<Request>& requests, std::vector<Request>& spares,
+                    std::size_t want) noexcept {
   if (requests.empty()) return;
   std::optional<Status> refused;
   try {
@@ -167,6 +173,12 @@ void Client::submit(std::vector<Request> requests) noexcept {
       if (wake_on_submit_ && loop_->multi) {
         wake_on_submit_ = false;
         (void)curl_multi_wakeup(loop_->multi.get());
+      }
+      // Last: out of memory growing `spares` leaves fewer of them, nothing else.
+      while (want > 0 && !spares_.empty()) {
+        spares.push_back(std::move(spares_.back()));
+        spares_.pop_back();
+        --want;
       }
       return;
     }
@@ -447,8 +459,21 @@ void Client::finish(Transfer& transfer, const Response& response) noexcept {
 }
 
 void Client::report_finished() noexcept {
-  for (Loop::Finished& done : loop_->finished)
+  if (loop_->finished.empty()) return;
+  for (Loop::Finished& done : loop_->finished) {
     on_done_(done.request, done.response);
+    done.request.delivery.reset();  // settled: its handle goes now, on this thread
+  }
+  {
+    // The requests' texts go back to the consumers (the threads that made them), one lock
+    // per pass; what does not fit is freed with `finished` below.
+    std::lock_guard lock(mutex_);
+    for (Loop::Finished& done : loop_->finished) {
+      if (spares_.size() == spares_.capacity()) break;
+      if (done.request.body.capacity() > kSpareBodyBytes) continue;
+      spares_.push_back(std::move(done.request));  // no allocation: capacity reserved
+    }
+  }
   loop_->finished.clear();  // keeps its capacity
 }
 

@@ -207,6 +207,14 @@ class Webhook final : public AsyncAdapter {
   /// `options.name`.
   [[nodiscard]] std::string_view name() const override;
 
+  /// 16 deliveries per connection (`16 * max_connections`), which the pipeline cuts to a
+  /// queue's worth of batches (200 with the default options) unless
+  /// AdapterOptions::max_in_flight is set. A deep window keeps signed requests queued
+  /// behind the busy connections: a connection that frees starts the next one in the same
+  /// pass of the I/O thread, and the consumer is woken once per many responses instead of
+  /// once per few (docs/BENCHMARKS.md, "Webhooks").
+  [[nodiscard]] std::size_t preferred_max_in_flight() const noexcept override;
+
   /// Requests queued or in flight (not yet answered). Thread-safe; one relaxed load.
   [[nodiscard]] std::size_t outstanding() const noexcept;
 
