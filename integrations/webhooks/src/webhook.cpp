@@ -111,8 +111,10 @@ void Webhook::State::deliver(Delivery delivery) noexcept {
 void Webhook::State::on_done(Request& request, const Response& response) noexcept {
   Outcome outcome;
   try {
-    outcome = detail::webhooks::classify(response, what, settings.endpoint,
-                                         std::chrono::system_clock::now());
+    // The clock only for a Retry-After (an HTTP date is relative to it).
+    const auto now = response.retry_after.empty() ? std::chrono::system_clock::time_point{}
+                                                  : std::chrono::system_clock::now();
+    outcome = detail::webhooks::classify(response, what, settings.endpoint, now);
   } catch (...) {
     outcome.verdict = Verdict::retry;
     outcome.status = Status(Errc::unavailable, {});  // out of memory for the reason

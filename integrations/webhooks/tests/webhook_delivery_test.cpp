@@ -145,6 +145,28 @@ TEST(WebhookDelivery, ReusedRequestsCarryOnlyTheirOwnEventsBodyIdAndSignature) {
   }
 }
 
+// The response probe's duration is the request's (libcurl's total time of the transfer):
+// at least the server's delay, well under the test's.
+TEST(WebhookDelivery, TheResponseProbeReportsHowLongTheRequestTook) {
+  TelemetryRecorder recorder("webhook-duration", {{"emissions", "webhook", "response"}});
+  TestServer server([](const Received&, std::size_t) {
+    std::this_thread::sleep_for(60ms);
+    return Reply{.status = 200};
+  });
+  auto hook = std::make_shared<Webhook>(options_for(server));
+  emissions::Emitter emitter(config_with(hook));
+  commit_each(emitter, 2);
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  ASSERT_TRUE(recorder.wait_for({"emissions", "webhook", "response"}, 2, 5s));
+  for (const auto& record : recorder.records()) {
+    const auto ns = record.measurements.at("duration").get<std::int64_t>();
+    EXPECT_GE(ns, std::chrono::nanoseconds(60ms).count());
+    EXPECT_LT(ns, std::chrono::nanoseconds(5s).count());
+    EXPECT_EQ(record.measurements.at("events"), 1);
+    EXPECT_EQ(record.metadata.at("outcome"), "delivered");
+  }
+}
+
 TEST(WebhookDelivery, AsksForSixteenDeliveriesInFlightPerConnection) {
   TestServer server([](const Received&, std::size_t) { return Reply{.status = 200}; });
   WebhookOptions options = options_for(server);
