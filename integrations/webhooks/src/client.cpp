@@ -119,7 +119,7 @@ Client::Client(const Settings& settings, const Signer& signer, OnDone on_done,
     throw std::runtime_error("libcurl: the multi handle refused an option");
   }
   loop_->starting.reserve(settings_.max_connections);
-  spares_.reserve(kSparesPerConnection * settings_.max_connections);
+  if (!settings_.batch) spares_.reserve(kSparesPerConnection * settings_.max_connections);
   loop_->fixed_lines = {"Content-Type: application/json",
                         "Expect:"};  // no 100-continue round trip for large bodies
   loop_->fixed_lines.insert(loop_->fixed_lines.end(), settings_.header_lines.begin(),
@@ -466,9 +466,10 @@ void Client::report_finished() noexcept {
     on_done_(done.request, done.response);
     done.request.delivery.reset();  // settled: its handle goes now, on this thread
   }
-  {
-    // The requests' texts go back to the consumers (the threads that made them), one lock
-    // per pass; what does not fit is freed with `finished` below.
+  // The requests' texts go back to the consumers (the threads that made them), one lock
+  // per pass; what does not fit is freed with `finished` below. Batched requests are not
+  // remade from spares (their bodies are cut and joined afresh): none are kept.
+  if (!settings_.batch) {
     std::lock_guard lock(mutex_);
     for (Loop::Finished& done : loop_->finished) {
       if (spares_.size() == spares_.capacity()) break;

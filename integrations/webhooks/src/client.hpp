@@ -118,7 +118,7 @@ class Client {
   std::string ca_file_;            // guarded by mutex_
   // Finished requests, their delivery released, kept for submit() to hand back (at most
   // the capacity reserved at construction; bodies larger than kSpareBodyBytes are not
-  // kept). Guarded by mutex_.
+  // kept; none with `batch`). Guarded by mutex_.
   std::vector<Request> spares_;
   // The I/O thread sleeps (or is about to) with room for more transfers: submit() must wake
   // it. Guarded by mutex_.
