@@ -14,7 +14,8 @@
 //            the user agent, TLS checks, multiplexing, an open-socket callback, the same
 //            headers, precomputed): no pipeline, no serialization, no signing.
 //   adapter  an Emitter with one Webhook adapter (max_connections C, allow_private_networks,
-//            AdapterOptions::max_in_flight F, default 16), fed by a producer thread that
+//            AdapterOptions::max_in_flight F when given, else the adapter's preferred
+//            window, Webhook::preferred_max_in_flight()), fed by a producer thread that
 //            commits one event per transaction (blocked by the queue when it is full, as a
 //            busy service is): emit, commit, the pipeline, serialization, HMAC signing and
 //            settlement included.
@@ -32,6 +33,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -251,7 +253,8 @@ double raw_loop(const std::string& url, const std::string& body, std::size_t tot
 
 // --- the adapter -------------------------------------------------------------------------------
 
-std::size_t in_flight = 16;  // AdapterOptions::max_in_flight (--in-flight)
+// AdapterOptions::max_in_flight (--in-flight); unset: the adapter's preference.
+std::optional<std::size_t> in_flight;
 
 // Events per second through a Webhook adapter: a producer thread commits `total` events,
 // one per transaction (blocked by the queue when it is full, as a service would be), and the
@@ -267,7 +270,9 @@ double adapter_run(const std::string& url, const nlohmann::json& payload, std::s
   auto hook = std::make_shared<emissions::adapters::Webhook>(std::move(options));
   emissions::Config config;
   config.make_default = false;
-  config.add_adapter(hook, {.max_in_flight = in_flight});
+  emissions::AdapterOptions adapter_options;
+  adapter_options.max_in_flight = in_flight;
+  config.add_adapter(hook, adapter_options);
   emissions::Emitter emitter(std::move(config));
   const emissions::EventName name("order_created");
   std::thread producer([&] {
@@ -338,7 +343,8 @@ int main(int argc, char** argv) {
       reps = 1;
     } else {
       std::fprintf(stderr,
-                   "usage: %s [--events N] [--reps R] [--connections C] [--json] [--quick]\n",
+                   "usage: %s [--events N] [--reps R] [--connections C] [--in-flight F]\n"
+                   "          [--only raw|adapter] [--json] [--quick]\n",
                    argv[0]);
       return 64;
     }

@@ -27,6 +27,10 @@ constexpr const char* kUserAgent = "emissions-webhooks";
 // A request whose signature is older than this when it starts is signed again (receivers
 // refuse timestamps more than 5 minutes away by default).
 constexpr std::chrono::seconds kResignAfter{30};
+// Spare requests kept for the consumers (Client::spares_): per connection, and the largest
+// body whose buffer is kept (larger ones are freed, so that spares hold little memory).
+constexpr std::size_t kSparesPerConnection = 32;
+constexpr std::size_t kSpareBodyBytes = 4096;
 
 // Response bodies are not kept: their content is not used, and it could hold our payload.
 std::size_t discard_body(char* /*data*/, std::size_t size, std::size_t count,
@@ -59,7 +63,6 @@ struct Client::Transfer {
   std::vector<curl_slist> headers;
   bool check_addresses = true;
   std::string refused;  // the first address the policy refused
-  std::chrono::steady_clock::time_point started;
   std::array<char, CURL_ERROR_SIZE> error{};
 
   // libcurl's open-socket callback (CURLOPT_OPENSOCKETFUNCTION), on the I/O thread, for each
@@ -116,6 +119,7 @@ Client::Client(const Settings& settings, const Signer& signer, OnDone on_done,
     throw std::runtime_error("libcurl: the multi handle refused an option");
   }
   loop_->starting.reserve(settings_.max_connections);
+  if (!settings_.batch) spares_.reserve(kSparesPerConnection * settings_.max_connections);
   loop_->fixed_lines = {"Content-Type: application/json",
                         "Expect:"};  // no 100-continue round trip for large bodies
   loop_->fixed_lines.insert(loop_->fixed_lines.end(), settings_.header_lines.begin(),
@@ -151,7 +155,8 @@ void Client::set_ca_file(std::string path) {
 
 // --- any thread ------------------------------------------------------------------------
 
-void Client::submit(std::vector<Request> requests) noexcept {
+void Client::submit(std::vector<Request>& requests, std::vector<Request>& spares,
+                    std::size_t want) noexcept {
   if (requests.empty()) return;
   std::optional<Status> refused;
   try {
@@ -167,6 +172,12 @@ void Client::submit(std::vector<Request> requests) noexcept {
       if (wake_on_submit_ && loop_->multi) {
         wake_on_submit_ = false;
         (void)curl_multi_wakeup(loop_->multi.get());
+      }
+      // Last: out of memory growing `spares` leaves fewer of them, nothing else.
+      while (want > 0 && !spares_.empty()) {
+        spares.push_back(std::move(spares_.back()));
+        spares_.pop_back();
+        --want;
       }
       return;
     }
@@ -305,7 +316,6 @@ void Client::start(Request request) noexcept {
   }
   transfer->request = std::move(request);
   try {
-    transfer->started = std::chrono::steady_clock::now();
     transfer->check_addresses = !settings_.allow_private_networks;
     transfer->refused.clear();
     if (!transfer->easy) set_up(*transfer);
@@ -400,7 +410,11 @@ std::size_t Client::collect_finished() noexcept {
     Response response;
     try {
       response.curl_code = code;
-      response.duration = std::chrono::steady_clock::now() - transfer.started;
+      // libcurl's own measure of the transfer (no clock read of ours per request).
+      curl_off_t microseconds = 0;
+      if (curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &microseconds) == CURLE_OK) {
+        response.duration = std::chrono::microseconds(microseconds);
+      }
       (void)curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &response.status);
       const long status = response.status;
       if (code == CURLE_OK && (status == 408 || status == 429 || status >= 500)) {
@@ -447,8 +461,22 @@ void Client::finish(Transfer& transfer, const Response& response) noexcept {
 }
 
 void Client::report_finished() noexcept {
-  for (Loop::Finished& done : loop_->finished)
+  if (loop_->finished.empty()) return;
+  for (Loop::Finished& done : loop_->finished) {
     on_done_(done.request, done.response);
+    done.request.delivery.reset();  // settled: its handle goes now, on this thread
+  }
+  // The requests' texts go back to the consumers (the threads that made them), one lock
+  // per pass; what does not fit is freed with `finished` below. Batched requests are not
+  // remade from spares (their bodies are cut and joined afresh): none are kept.
+  if (!settings_.batch) {
+    std::lock_guard lock(mutex_);
+    for (Loop::Finished& done : loop_->finished) {
+      if (spares_.size() == spares_.capacity()) break;
+      if (done.request.body.capacity() > kSpareBodyBytes) continue;
+      spares_.push_back(std::move(done.request));  // no allocation: capacity reserved
+    }
+  }
   loop_->finished.clear();  // keeps its capacity
 }
 

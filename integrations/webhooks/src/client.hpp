@@ -52,10 +52,14 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  // Queues `requests` and wakes the I/O thread; when the client refuses new requests
-  // (refuse()), fails them with the refusal instead, on this thread. Thread-safe; never
-  // blocks on the network.
-  void submit(std::vector<Request> requests) noexcept;
+  // Queues `requests` (moved out of the vector, which the caller clears) and wakes the I/O
+  // thread; when the client refuses new requests (refuse()), fails them with the refusal
+  // instead, on this thread. Under the same lock, moves up to `want` spare requests into
+  // `spares`: finished ones whose texts keep their capacity, for the caller's next plan
+  // (requests made and freed on one thread, no allocation per request in the steady state).
+  // Thread-safe; never blocks on the network.
+  void submit(std::vector<Request>& requests, std::vector<Request>& spares,
+              std::size_t want) noexcept;
 
   // From now on submit() fails requests with `reason` (the first refusal is kept). With
   // `drop_queued`, the queued requests not started yet are failed with it too, on this
@@ -98,7 +102,7 @@ class Client {
   // Retires `transfer` (its easy handle kept for the next one) and keeps its request and
   // `response` for report_finished().
   void finish(Transfer& transfer, const Response& response) noexcept;
-  // Hands each finished request to the callback.
+  // Hands each finished request to the callback, then keeps what it can as spares.
   void report_finished() noexcept;
   // Fails every request still queued or in flight (at stop); how many there were.
   std::size_t abandon_all() noexcept;
@@ -112,6 +116,10 @@ class Client {
   std::deque<Request> queue_;      // guarded by mutex_
   std::optional<Status> refusal_;  // guarded by mutex_
   std::string ca_file_;            // guarded by mutex_
+  // Finished requests, their delivery released, kept for submit() to hand back (at most
+  // the capacity reserved at construction; bodies larger than kSpareBodyBytes are not
+  // kept; none with `batch`). Guarded by mutex_.
+  std::vector<Request> spares_;
   // The I/O thread sleeps (or is about to) with room for more transfers: submit() must wake
   // it. Guarded by mutex_.
   bool wake_on_submit_ = true;

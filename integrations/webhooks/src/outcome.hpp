@@ -45,7 +45,7 @@ inline constexpr std::chrono::milliseconds kLongestRetryAfter = std::chrono::hou
 
 // The outcome of `response`. `what` starts every reason ("webhook 'orders'"), `endpoint`
 // names where the request went (scheme://host:port). Reasons never quote a request or a
-// response body.
+// response body. `now` is read only for a Retry-After date.
 [[nodiscard]] Outcome classify(const Response& response, std::string_view what,
                                std::string_view endpoint,
                                std::chrono::system_clock::time_point now);

@@ -55,25 +55,33 @@ Request make_batch(const std::shared_ptr<Delivery>& delivery, std::vector<std::s
   return request;
 }
 
-std::vector<Request> plan_each(const std::shared_ptr<Delivery>& delivery, std::size_t limit,
-                               std::string_view what) {
+void plan_each(const std::shared_ptr<Delivery>& delivery, std::size_t limit, std::string_view what,
+               std::vector<Request>& spares, std::vector<Request>& out) {
   const std::span<const Event> events = delivery->events();
-  std::vector<Request> requests;
-  requests.reserve(events.size());
+  out.reserve(out.size() + events.size());
   for (std::size_t i = 0; i < events.size(); ++i) {
-    std::string body;
-    if (!serialize_or_fail(*delivery, i, what, body)) continue;
-    if (body.size() > limit) {
-      fail_too_large(*delivery, i, body.size(), limit, what);
+    Request request;
+    if (!spares.empty()) {
+      request = std::move(spares.back());
+      spares.pop_back();
+    }
+    if (!serialize_or_fail(*delivery, i, what, request.body)) continue;
+    if (request.body.size() > limit) {
+      fail_too_large(*delivery, i, request.body.size(), limit, what);
       continue;
     }
-    requests.push_back(Request{delivery, i, 1, events[i].id.str(), std::move(body)});
+    request.delivery = delivery;
+    request.first = i;
+    request.count = 1;
+    request.id.assign(events[i].id.str());  // into the spare's capacity
+    request.signed_at = 0;
+    request.signature.clear();
+    out.push_back(std::move(request));
   }
-  return requests;
 }
 
-std::vector<Request> plan_batches(const std::shared_ptr<Delivery>& delivery, std::size_t limit,
-                                  BatchMemory& memory, std::string_view what) {
+void plan_batches(const std::shared_ptr<Delivery>& delivery, std::size_t limit, BatchMemory& memory,
+                  std::string_view what, std::vector<Request>& requests) {
   const std::span<const Event> events = delivery->events();
   std::vector<std::string> bodies(events.size());
   std::vector<bool> sendable(events.size(), false);
@@ -87,7 +95,6 @@ std::vector<Request> plan_batches(const std::shared_ptr<Delivery>& delivery, std
     sendable[i] = true;
   }
 
-  std::vector<Request> requests;
   const bool retry = delivery->attempt() > 1;
   std::size_t i = 0;
   while (i < events.size()) {
@@ -121,7 +128,6 @@ std::vector<Request> plan_batches(const std::shared_ptr<Delivery>& delivery, std
     requests.push_back(make_batch(delivery, bodies, i, n, bytes));
     i += n;
   }
-  return requests;
 }
 
 }  // namespace
@@ -189,11 +195,14 @@ std::size_t BatchMemory::recall(std::span<const Event> events) {
   return n;
 }
 
-std::vector<Request> plan_requests(const std::shared_ptr<Delivery>& delivery,
-                                   const PlanLimits& limits, BatchMemory& memory,
-                                   std::string_view what) {
-  return limits.batch ? plan_batches(delivery, limits.max_body_bytes, memory, what)
-                      : plan_each(delivery, limits.max_body_bytes, what);
+void plan_requests(const std::shared_ptr<Delivery>& delivery, const PlanLimits& limits,
+                   BatchMemory& memory, std::string_view what, std::vector<Request>& spares,
+                   std::vector<Request>& out) {
+  if (limits.batch) {
+    plan_batches(delivery, limits.max_body_bytes, memory, what, out);
+  } else {
+    plan_each(delivery, limits.max_body_bytes, what, spares, out);
+  }
 }
 
 }  // namespace emissions::detail::webhooks

@@ -86,13 +86,15 @@ struct PlanLimits {
   bool batch = false;
 };
 
-// The requests for `delivery`'s events. Fails (for good, `invalid_argument`) each event that
-// cannot be serialized, or whose body alone exceeds the limit; `what` starts those reasons.
-// With `limits.batch`, consecutive events are grouped into JSON arrays of at most
-// max_body_bytes; a retry (attempt() > 1) first takes the batches `memory` recalls.
+// The requests for `delivery`'s events, appended to `out`. Fails (for good,
+// `invalid_argument`) each event that cannot be serialized, or whose body alone exceeds the
+// limit; `what` starts those reasons. With `limits.batch`, consecutive events are grouped
+// into JSON arrays of at most max_body_bytes; a retry (attempt() > 1) first takes the
+// batches `memory` recalls. One request per event is made from a spare (taken off the back
+// of `spares`) while there is one: its texts are overwritten in the capacity they have.
 // Allocates; throws only std::bad_alloc.
-[[nodiscard]] std::vector<Request> plan_requests(const std::shared_ptr<Delivery>& delivery,
-                                                 const PlanLimits& limits, BatchMemory& memory,
-                                                 std::string_view what);
+void plan_requests(const std::shared_ptr<Delivery>& delivery, const PlanLimits& limits,
+                   BatchMemory& memory, std::string_view what, std::vector<Request>& spares,
+                   std::vector<Request>& out);
 
 }  // namespace emissions::detail::webhooks

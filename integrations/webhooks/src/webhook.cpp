@@ -22,6 +22,12 @@
 #include "webhook_access.hpp"
 
 namespace emissions::adapters {
+namespace {
+
+// The window the adapter asks for, per connection (preferred_max_in_flight()).
+constexpr std::size_t kDeliveriesPerConnection = 16;
+
+}  // namespace
 
 using detail::webhooks::Client;
 using detail::webhooks::Outcome;
@@ -57,23 +63,35 @@ struct Webhook::State {
 
 // --- deliver ------------------------------------------------------------------------------
 
+// The calling thread's requests, kept between deliveries (of any Webhook): spares the I/O
+// threads gave back, and the vector the requests are planned into. Taken by a delivery
+// and put back when it ends (a nested delivery on this thread would start empty).
+thread_local std::vector<Request> t_spares;
+thread_local std::vector<Request> t_planned;
+
 void Webhook::State::deliver(Delivery delivery) noexcept {
   std::shared_ptr<Delivery> shared;
+  std::vector<Request> spares = std::move(t_spares);
+  std::vector<Request> requests = std::move(t_planned);
   try {
     if (std::optional<Status> refused = client->refusal()) {
       delivery.fail(*refused);  // disabled, or terminated: nothing to serialize
       return;
     }
     shared = std::make_shared<Delivery>(std::move(delivery));
-    std::vector<Request> requests = detail::webhooks::plan_requests(
-        shared, {.max_body_bytes = settings.max_body_bytes, .batch = settings.batch}, batches,
-        what);
+    requests.clear();
+    detail::webhooks::plan_requests(
+        shared, {.max_body_bytes = settings.max_body_bytes, .batch = settings.batch}, batches, what,
+        spares, requests);
     // Signed here, on the consumer's thread, for an attempt that starts now (the I/O thread
     // signs again what waits too long).
     const std::int64_t now = detail::webhooks::unix_seconds();
     for (Request& request : requests)
       detail::webhooks::sign(request, signer, now);
-    client->submit(std::move(requests));
+    // As many spares back as this delivery used (one request per event, unless batched).
+    const std::size_t want =
+        settings.batch || spares.size() >= requests.size() ? 0 : requests.size() - spares.size();
+    client->submit(requests, spares, want);
   } catch (...) {
     // Out of memory: what is not settled yet fails (retriably) on whichever handle holds it.
     const Status error(Errc::unavailable, what + ": " + detail::describe_current_exception());
@@ -83,6 +101,9 @@ void Webhook::State::deliver(Delivery delivery) noexcept {
       delivery.fail(error);
     }
   }
+  requests.clear();  // moved from, or (after a failure) holding the delivery: released here
+  t_spares = std::move(spares);
+  t_planned = std::move(requests);
 }
 
 // --- responses (the I/O thread) ------------------------------------------------------------
@@ -90,8 +111,10 @@ void Webhook::State::deliver(Delivery delivery) noexcept {
 void Webhook::State::on_done(Request& request, const Response& response) noexcept {
   Outcome outcome;
   try {
-    outcome = detail::webhooks::classify(response, what, settings.endpoint,
-                                         std::chrono::system_clock::now());
+    // The clock only for a Retry-After (an HTTP date is relative to it).
+    const auto now = response.retry_after.empty() ? std::chrono::system_clock::time_point{}
+                                                  : std::chrono::system_clock::now();
+    outcome = detail::webhooks::classify(response, what, settings.endpoint, now);
   } catch (...) {
     outcome.verdict = Verdict::retry;
     outcome.status = Status(Errc::unavailable, {});  // out of memory for the reason
@@ -243,6 +266,10 @@ Status Webhook::terminate(Deadline deadline) {
 
 std::string_view Webhook::name() const {
   return state_->settings.name;
+}
+
+std::size_t Webhook::preferred_max_in_flight() const noexcept {
+  return kDeliveriesPerConnection * state_->settings.max_connections;
 }
 
 std::size_t Webhook::outstanding() const noexcept {

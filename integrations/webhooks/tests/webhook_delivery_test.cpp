@@ -98,6 +98,83 @@ TEST(WebhookDelivery, EachEventIsOnePostOfItsEnvelopeSignedPerTheSpecification) 
   EXPECT_LE(server.connections(), 8u);
 }
 
+// Requests are remade from finished ones (their texts reused in place): each must carry
+// its own event's body, id and signature, whatever the request before it held. Bodies of
+// alternating sizes, many more events than connections and spares, commits of one and of
+// several events.
+TEST(WebhookDelivery, ReusedRequestsCarryOnlyTheirOwnEventsBodyIdAndSignature) {
+  TestServer server([](const Received&, std::size_t) { return Reply{.status = 200}; });
+  WebhookOptions options = options_for(server);
+  options.max_connections = 2;
+  auto hook = std::make_shared<Webhook>(std::move(options));
+  auto copy = std::make_shared<TestAdapter>("copy");
+  emissions::Config config = config_with(hook);
+  config.add_adapter(copy);
+  emissions::Emitter emitter(std::move(config));
+
+  constexpr int kCommits = 150;
+  for (int i = 0; i < kCommits; ++i) {
+    emissions::Transaction tx = emitter.start();
+    for (int k = 0; k < 1 + i % 3; ++k) {
+      nlohmann::json payload = {{"n", i}, {"k", k}, {"canary", kCanary}};
+      if ((i + k) % 2 == 0)
+        payload["padding"] = std::string(static_cast<std::size_t>(300 + 7 * (i % 11)), 'x');
+      ASSERT_TRUE(tx.emit("order_created", payload).ok());
+    }
+    ASSERT_TRUE(tx.commit().ok());
+  }
+  ASSERT_TRUE(emitter.drain(30s).ok());
+  const std::size_t events = copy->events().size();
+  EXPECT_EQ(events, 300u);
+  EXPECT_EQ(emitter.stats().adapters[0].delivered, events);
+
+  const std::vector<Received> requests = server.requests();
+  ASSERT_EQ(requests.size(), events);
+  std::map<std::string, Received> by_id;
+  for (const Received& r : requests)
+    by_id[r.header("webhook-id")] = r;
+  ASSERT_EQ(by_id.size(), events);  // no id sent twice
+  for (const emissions::Event& event : copy->events()) {
+    SCOPED_TRACE(event.id.str());
+    ASSERT_TRUE(by_id.contains(event.id.str()));
+    const Received& r = by_id.at(event.id.str());
+    EXPECT_EQ(r.body, emissions::serialize(event));
+    // One signature (one secret), of this body under this id.
+    EXPECT_EQ(r.header("webhook-signature").find(' '), std::string::npos);
+    EXPECT_TRUE(verify_request(r, {kSecret}).ok());
+  }
+}
+
+// The response probe's duration is the request's (libcurl's total time of the transfer):
+// at least the server's delay, well under the test's.
+TEST(WebhookDelivery, TheResponseProbeReportsHowLongTheRequestTook) {
+  TelemetryRecorder recorder("webhook-duration", {{"emissions", "webhook", "response"}});
+  TestServer server([](const Received&, std::size_t) {
+    std::this_thread::sleep_for(60ms);
+    return Reply{.status = 200};
+  });
+  auto hook = std::make_shared<Webhook>(options_for(server));
+  emissions::Emitter emitter(config_with(hook));
+  commit_each(emitter, 2);
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  ASSERT_TRUE(recorder.wait_for({"emissions", "webhook", "response"}, 2, 5s));
+  for (const auto& record : recorder.records()) {
+    const auto ns = record.measurements.at("duration").get<std::int64_t>();
+    EXPECT_GE(ns, std::chrono::nanoseconds(60ms).count());
+    EXPECT_LT(ns, std::chrono::nanoseconds(5s).count());
+    EXPECT_EQ(record.measurements.at("events"), 1);
+    EXPECT_EQ(record.metadata.at("outcome"), "delivered");
+  }
+}
+
+TEST(WebhookDelivery, AsksForSixteenDeliveriesInFlightPerConnection) {
+  TestServer server([](const Received&, std::size_t) { return Reply{.status = 200}; });
+  WebhookOptions options = options_for(server);
+  EXPECT_EQ(Webhook(options).preferred_max_in_flight(), 16u * 8u);
+  options.max_connections = 3;
+  EXPECT_EQ(Webhook(options).preferred_max_in_flight(), 16u * 3u);
+}
+
 // The payload's "n" of a request body (one event per request).
 int n_of(const Received& request) {
   return nlohmann::json::parse(request.body).at("payload").at("n").get<int>();

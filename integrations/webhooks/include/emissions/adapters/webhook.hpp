@@ -59,9 +59,10 @@
 ///
 /// Telemetry (besides the pipeline's `[emissions, adapter, ...]`), metadata always with
 /// `adapter` (the name) and `endpoint` (scheme://host:port):
-/// - `[emissions, webhook, response]` {duration (ns), events, bytes} {adapter, endpoint,
-///   status (the HTTP status, 0 when there was no response), outcome (`delivered`, `retry`
-///   or `failed`), reason (empty when delivered)}: one per request, on the I/O thread;
+/// - `[emissions, webhook, response]` {duration (ns: libcurl's total time of the transfer,
+///   to the microsecond), events, bytes} {adapter, endpoint, status (the HTTP status, 0
+///   when there was no response), outcome (`delivered`, `retry` or `failed`), reason
+///   (empty when delivered)}: one per request, on the I/O thread;
 /// - `[emissions, webhook, disabled]` {count: 1} {adapter, endpoint, status: 410}: once;
 /// - `[emissions, webhook, warning]` {count: 1} {adapter, endpoint, reason}: once per
 ///   adapter, from the constructor, when `insecure_skip_verify` is set; the library has no
@@ -206,6 +207,16 @@ class Webhook final : public AsyncAdapter {
 
   /// `options.name`.
   [[nodiscard]] std::string_view name() const override;
+
+  /// 16 deliveries per connection (`16 * max_connections`), which the pipeline cuts to a
+  /// queue's worth of batches (200 with the default options) unless
+  /// AdapterOptions::max_in_flight is set. A deep window keeps signed requests queued
+  /// behind the busy connections: a connection that frees starts the next one in the same
+  /// pass of the I/O thread, and the consumer is woken once per many responses instead of
+  /// once per few (docs/BENCHMARKS.md, "Webhooks"). The price: when a request fails, up
+  /// to that many deliveries already handed over may be settled before its retry
+  /// (delivery.hpp, "Retries and order"); set max_in_flight lower where order matters more.
+  [[nodiscard]] std::size_t preferred_max_in_flight() const noexcept override;
 
   /// Requests queued or in flight (not yet answered). Thread-safe; one relaxed load.
   [[nodiscard]] std::size_t outstanding() const noexcept;
