@@ -64,9 +64,13 @@
 ///   messages had no delivery report by its deadline (they are failed and counted dropped).
 ///
 /// Threads: one poll thread per adapter, started by the constructor, serving delivery
-/// reports and client errors, and joined by terminate() (or the destructor). librdkafka
-/// runs its own threads, ended by terminate(). User code (`topic_for`, `key_for`, the
-/// pipeline's settlement and telemetry) never runs while the adapter holds a lock.
+/// reports and client errors, and joined by terminate() (or the destructor). After
+/// producing each batch, deliver() also serves the reports that are ready, on the
+/// pipeline's consumer thread (cheaper than waking the poll thread for them), so events
+/// are settled on either thread; the poll thread, once it has served some, lets the next
+/// ones gather for 1 ms. librdkafka runs its own threads, ended by terminate(). User code
+/// (`topic_for`, `key_for`, the pipeline's settlement and telemetry) never runs while the
+/// adapter holds a lock.
 ///
 /// Callbacks on the poll thread (`on_settled` of a commit, telemetry handlers) may shut the
 /// Emitter down or drop the last reference to the adapter. terminate() called there
