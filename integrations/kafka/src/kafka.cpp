@@ -36,7 +36,7 @@ constexpr std::chrono::milliseconds kPollInterval{100};
 // After serving reports, the poll thread lets the next ones gather this long before it
 // serves again (terminate() interrupts it): librdkafka wakes a waiting poll for every
 // response it queues, and at high rates waking for each of them cost more CPU per event
-// than serving them (see docs/BENCHMARKS.md, "Kafka: the adapter's cost per event").
+// than serving them (docs/BENCHMARKS.md, Kafka, "The adapter's cost per event").
 // Meanwhile deliver() serves what is ready after each batch it produces.
 constexpr std::chrono::milliseconds kReportLinger{1};
 // A deliver() that found librdkafka's queue full looks again at least this often.
