@@ -79,7 +79,11 @@
 /// the thread fails those messages and destroys the producer once the callback returns,
 /// and is joined by a later terminate() or the destructor on another thread. When the last
 /// reference goes on the poll thread, nothing is left to join it: it ends by itself right
-/// after the callback (the one thread the adapter does not join).
+/// after the callback (the one thread the adapter does not join). terminate() called in a
+/// callback on a consumer thread (while deliver() serves reports) waits as on any other
+/// thread, but the reports that thread had begun serving are settled only once the callback
+/// returns: it may wait until its deadline (or `flush_timeout`) and count them in its
+/// `timeout`.
 #pragma once
 
 #include <chrono>
