@@ -20,6 +20,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -50,5 +51,21 @@ void serialize_to(const Event& event, std::string& out);
 
 /// RFC 3339 UTC text with microseconds, e.g. "2026-11-21T01:37:33.123456Z".
 [[nodiscard]] std::string format_timestamp(std::chrono::system_clock::time_point t);
+
+/// The most characters format_timestamp_to() writes (a five-digit or negative year
+/// included; no terminator).
+inline constexpr std::size_t kMaxTimestampSize = 32;
+
+/// Writes format_timestamp(t)'s text to `out`, which must have room for kMaxTimestampSize
+/// characters (no terminator is written), and returns the end of what it wrote. Never
+/// allocates; thread-safe.
+///
+/// @code
+///   std::array<char, emissions::kMaxTimestampSize> text{};
+///   const char* end = emissions::format_timestamp_to(event.emitted_at, text.data());
+///   std::string_view at(text.data(), static_cast<std::size_t>(end - text.data()));
+///   // "2026-11-21T01:37:33.123456Z"
+/// @endcode
+char* format_timestamp_to(std::chrono::system_clock::time_point t, char* out) noexcept;
 
 }  // namespace emissions

@@ -12,11 +12,15 @@
 ///   emissions::EventId id = emissions::EventId::generate();
 ///   id.str();  // "018f3c5e-7a1b-7c3d-9e2f-0123456789ab"
 ///   emissions::EventId::parse(id.str()) == id;  // true
+///
+///   char text[emissions::EventId::kTextSize];  // the same text, without allocating
+///   std::string_view view(text, id.write_to(text) - text);
 /// @endcode
 #pragma once
 
 #include <chrono>
 #include <compare>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <iosfwd>
@@ -29,6 +33,9 @@ namespace emissions {
 /// A UUIDv7: 128 bits, unique, ordered by the time it was made.
 class EventId {
  public:
+  /// The length of the canonical text (str(), write_to()): 36 characters.
+  static constexpr std::size_t kTextSize = 36;
+
   /// The nil UUID (all zero bits).
   constexpr EventId() noexcept = default;
   /// The id with these halves; see high() and low().
@@ -44,6 +51,15 @@ class EventId {
 
   /// Canonical lower-case text, 8-4-4-4-12 hex digits.
   [[nodiscard]] std::string str() const;
+  /// Writes str()'s text to `out`, which must have room for kTextSize characters (no
+  /// terminator is written), and returns `out + kTextSize`. Never allocates; thread-safe.
+  ///
+  /// @code
+  ///   std::array<char, emissions::EventId::kTextSize> text{};
+  ///   id.write_to(text.data());
+  ///   send_header("event-id", std::string_view(text.data(), text.size()));
+  /// @endcode
+  char* write_to(char* out) const noexcept;
   /// The millisecond timestamp carried in the id.
   [[nodiscard]] std::chrono::system_clock::time_point timestamp() const noexcept;
   /// Whether every bit is zero (a default-constructed id).

@@ -197,37 +197,10 @@ char* put_digits(char* p, std::uint64_t value, int width) noexcept {
   return p + width;
 }
 
-// Calendar arithmetic through std::chrono: no locale, no shared static buffer (gmtime),
-// and correct for times before 1970 (floor, not truncation toward zero).
 void append_timestamp(std::chrono::system_clock::time_point t, std::string& out) {
-  using namespace std::chrono;
-  const auto us = floor<microseconds>(t);
-  const auto day = floor<days>(us);
-  const year_month_day date{day};
-  const hh_mm_ss<microseconds> time{us - day};
-
-  std::array<char, 40> text{};
-  char* p = text.data();
-  int year = static_cast<int>(date.year());
-  if (year < 0) {
-    *p++ = '-';
-    year = -year;
-  }
-  p = put_digits(p, static_cast<std::uint64_t>(year), year > 9999 ? 5 : 4);
-  *p++ = '-';
-  p = put_digits(p, static_cast<unsigned>(date.month()), 2);
-  *p++ = '-';
-  p = put_digits(p, static_cast<unsigned>(date.day()), 2);
-  *p++ = 'T';
-  p = put_digits(p, static_cast<std::uint64_t>(time.hours().count()), 2);
-  *p++ = ':';
-  p = put_digits(p, static_cast<std::uint64_t>(time.minutes().count()), 2);
-  *p++ = ':';
-  p = put_digits(p, static_cast<std::uint64_t>(time.seconds().count()), 2);
-  *p++ = '.';
-  p = put_digits(p, static_cast<std::uint64_t>(time.subseconds().count()), 6);
-  *p++ = 'Z';
-  out.append(text.data(), static_cast<std::size_t>(p - text.data()));
+  std::array<char, kMaxTimestampSize> text{};
+  const char* end = format_timestamp_to(t, text.data());
+  out.append(text.data(), static_cast<std::size_t>(end - text.data()));
 }
 
 // Events made by emit() always carry an object; a hand-built Event may hold null. Both the
@@ -276,6 +249,39 @@ void serialize_to(const Event& event, std::string& out) {
     out.resize(original_size);
     throw;
   }
+}
+
+// Calendar arithmetic through std::chrono: no locale, no shared static buffer (gmtime),
+// and correct for times before 1970 (floor, not truncation toward zero).
+char* format_timestamp_to(std::chrono::system_clock::time_point t, char* out) noexcept {
+  using namespace std::chrono;
+  using detail::put_digits;
+  const auto us = floor<microseconds>(t);
+  const auto day = floor<days>(us);
+  const year_month_day date{day};
+  const hh_mm_ss<microseconds> time{us - day};
+
+  char* p = out;
+  int year = static_cast<int>(date.year());
+  if (year < 0) {
+    *p++ = '-';
+    year = -year;
+  }
+  p = put_digits(p, static_cast<std::uint64_t>(year), year > 9999 ? 5 : 4);
+  *p++ = '-';
+  p = put_digits(p, static_cast<unsigned>(date.month()), 2);
+  *p++ = '-';
+  p = put_digits(p, static_cast<unsigned>(date.day()), 2);
+  *p++ = 'T';
+  p = put_digits(p, static_cast<std::uint64_t>(time.hours().count()), 2);
+  *p++ = ':';
+  p = put_digits(p, static_cast<std::uint64_t>(time.minutes().count()), 2);
+  *p++ = ':';
+  p = put_digits(p, static_cast<std::uint64_t>(time.seconds().count()), 2);
+  *p++ = '.';
+  p = put_digits(p, static_cast<std::uint64_t>(time.subseconds().count()), 6);
+  *p++ = 'Z';
+  return p;
 }
 
 std::string format_timestamp(std::chrono::system_clock::time_point t) {

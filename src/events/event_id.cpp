@@ -19,6 +19,7 @@
 
 #include <array>
 #include <atomic>
+#include <cstring>
 #include <ostream>
 #include <random>
 #include <thread>
@@ -186,6 +187,12 @@ std::optional<EventId> EventId::parse(std::string_view text) noexcept {
 std::string EventId::str() const {
   const std::array<char, 36> text = detail::event_id_text(*this);
   return std::string(text.data(), text.size());
+}
+
+char* EventId::write_to(char* out) const noexcept {
+  const std::array<char, kTextSize> text = detail::event_id_text(*this);
+  std::memcpy(out, text.data(), text.size());
+  return out + text.size();
 }
 
 std::chrono::system_clock::time_point EventId::timestamp() const noexcept {

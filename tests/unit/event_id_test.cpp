@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
@@ -210,6 +211,20 @@ TEST(EventIdTest, TextRoundTrip) {
   std::ostringstream os;
   os << fixed;
   EXPECT_EQ(os.str(), fixed.str());
+}
+
+TEST(EventIdTest, WriteToWritesTheCanonicalTextAndNothingElse) {
+  const EventId fixed(0x0123456789abcdefULL, 0xfedcba9876543210ULL);
+  for (const EventId& id : {fixed, EventId(), EventId::generate()}) {
+    std::array<char, EventId::kTextSize + 2> buffer{};
+    buffer.fill('#');
+    char* end = id.write_to(buffer.data());
+    ASSERT_EQ(end, buffer.data() + EventId::kTextSize);
+    EXPECT_EQ(std::string(buffer.data(), EventId::kTextSize), id.str());
+    EXPECT_EQ(buffer[EventId::kTextSize], '#');  // no terminator, nothing past the text
+    EXPECT_EQ(buffer[EventId::kTextSize + 1], '#');
+  }
+  EXPECT_EQ(EventId::kTextSize, fixed.str().size());
 }
 
 TEST(EventIdTest, ParseRejectsMalformedText) {

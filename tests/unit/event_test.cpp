@@ -2,6 +2,7 @@
 #include "emissions/event.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <ctime>
@@ -307,6 +308,27 @@ TEST(FormatTimestamp, AgreesWithGmtimeR) {
                                 tm.tm_sec, static_cast<int>(us));
     ASSERT_GT(n, 0);
     ASSERT_EQ(format_timestamp(t), expected) << "seconds " << s;
+  }
+}
+
+TEST(FormatTimestamp, ToABufferWritesTheSameTextAndNothingPastIt) {
+  const system_clock::time_point samples[] = {
+      system_clock::time_point{},       sample_time(),
+      system_clock::time_point{} - 1us, system_clock::time_point::min(),
+      system_clock::time_point::max(),  system_clock::now()};
+  for (const system_clock::time_point t : samples) {
+    std::array<char, kMaxTimestampSize + 1> buffer{};
+    buffer.fill('#');
+    const char* end = format_timestamp_to(t, buffer.data());
+    ASSERT_GT(end, buffer.data());
+    ASSERT_LE(end, buffer.data() + kMaxTimestampSize);
+    const std::string text(buffer.data(), static_cast<std::size_t>(end - buffer.data()));
+    EXPECT_EQ(text, format_timestamp(t));
+    EXPECT_EQ(text.back(), 'Z');
+    EXPECT_EQ(buffer[kMaxTimestampSize], '#');
+    if (end < buffer.data() + kMaxTimestampSize) {
+      EXPECT_EQ(*end, '#');  // no terminator
+    }
   }
 }
 

@@ -33,6 +33,12 @@ namespace {
 
 // The poll thread's longest wait in librdkafka; terminate() interrupts it sooner.
 constexpr std::chrono::milliseconds kPollInterval{100};
+// After serving reports, the poll thread lets the next ones gather this long before it
+// serves again (terminate() interrupts it): librdkafka wakes a waiting poll for every
+// response it queues, and at high rates waking for each of them cost more CPU per event
+// than serving them (docs/BENCHMARKS.md, Kafka, "The adapter's cost per event").
+// Meanwhile deliver() serves what is ready after each batch it produces.
+constexpr std::chrono::milliseconds kReportLinger{1};
 // A deliver() that found librdkafka's queue full looks again at least this often.
 constexpr std::chrono::milliseconds kQueueFullRecheck{100};
 // After a fatal error, how long the retired producer's in-flight requests may take to get
@@ -74,7 +80,8 @@ struct Kafka::State {
   std::string what() const { return "kafka '" + options.name + "'"; }
 
   void deliver(Delivery delivery) noexcept;
-  // Produces events()[index] of `record`, waiting while librdkafka's queue is full.
+  // Produces events()[index] of `record`, waiting while librdkafka's queue is full. The
+  // strings are deliver()'s buffers, reused from one event to the next.
   void produce_one(Producer& producer, InFlight& record, std::size_t index, std::string& topic,
                    std::string& key, std::string& value) noexcept;
   void poll_loop() noexcept;
@@ -142,6 +149,13 @@ void Kafka::State::deliver(Delivery delivery) noexcept {
       produce_one(*active, record, i, topic, key, value);
     }
     active->close(record);
+    // Serves the reports that are ready (earlier batches' events, settled here) instead of
+    // waking the poll thread for them: librdkafka frees each reported message on the thread
+    // that serves its report, and freeing on the thread that allocated it (this one) is
+    // cheaper. The poll thread still serves whatever comes while no batch does.
+    // Not after a fatal error: then the poll thread alone serves the failed producer, so
+    // that the purged messages' reports come after the new producer is in place.
+    if (!active->fatal()) (void)active->poll(std::chrono::milliseconds(0));
   } catch (...) {
     // Out of memory before the record existed: `delivery` fails what it still holds.
     delivery.fail(Status(Errc::internal, what() + ": " + describe_exception()));
@@ -153,23 +167,32 @@ void Kafka::State::produce_one(Producer& active, InFlight& record, std::size_t i
   Delivery& delivery = record.delivery;
   const Event& event = delivery.events()[index];
   try {
-    // User code first, with no lock of ours held.
+    // User code first, with no lock of ours held. Without topic_for, the topic is the
+    // option's own string (no copy per event).
+    const std::string* topic_text = &options.topic;
     try {
-      topic = options.topic_for ? options.topic_for(event) : options.topic;
+      if (options.topic_for) {
+        topic = options.topic_for(event);
+        topic_text = &topic;
+      }
     } catch (...) {
       delivery.fail(index, Status(Errc::internal, what() + ": topic_for threw for event " +
                                                       event.id.str() + " (" + event.name.str() +
                                                       "): " + describe_exception()));
       return;
     }
-    if (topic.empty()) {
+    if (topic_text->empty()) {
       delivery.fail(index, Status(Errc::invalid_argument,
                                   what() + ": topic_for returned no topic for event " +
                                       event.id.str() + " (" + event.name.str() + ")"));
       return;
     }
     try {
-      key = options.key_for ? options.key_for(event) : std::string();
+      if (options.key_for) {
+        key = options.key_for(event);
+      } else {
+        key.clear();
+      }
     } catch (...) {
       delivery.fail(index, Status(Errc::internal, what() + ": key_for threw for event " +
                                                       event.id.str() + " (" + event.name.str() +
@@ -192,12 +215,15 @@ void Kafka::State::produce_one(Producer& active, InFlight& record, std::size_t i
     std::optional<Deadline> give_up;
     for (;;) {
       const std::size_t before = reports->outstanding.load(std::memory_order_acquire);
-      const rd_kafka_resp_err_t error = active.produce(record, index, topic, key, value);
+      const rd_kafka_resp_err_t error =
+          active.produce(record, index, topic_text->c_str(), key, value);
       if (error == RD_KAFKA_RESP_ERR_NO_ERROR) return;
       if (error != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-        delivery.fail(index, detail::kafka::event_status(error, topic));
+        delivery.fail(index, detail::kafka::event_status(error, *topic_text));
         return;
       }
+      // Makes room by serving the reports that are ready, as the poll thread would.
+      if (!active.fatal() && active.poll(std::chrono::milliseconds(0)) > 0) continue;
       if (!give_up) give_up = deadline_after(active.message_timeout());
       if (closing.load(std::memory_order_acquire) || expired(*give_up)) {
         delivery.fail(
@@ -237,8 +263,13 @@ void Kafka::State::poll_loop() noexcept {
       }
       continue;
     }
-    active->poll(kPollInterval);
+    const int served = active->poll(kPollInterval);
     active.reset();
+    if (served > 0) {
+      (void)detail::wait_until(
+          poll_wake, [&] { return stop_polling.load(std::memory_order_acquire); },
+          deadline_after(kReportLinger));
+    }
     std::shared_ptr<Producer> retired;
     {
       std::lock_guard lock(producer_mutex);
@@ -286,8 +317,11 @@ std::shared_ptr<Producer> Kafka::State::make_producer() {
 }
 
 void Kafka::State::on_fatal(Producer& failed) noexcept {
-  // On the poll thread, inside the failed producer's poll(), before the reports of the
-  // messages librdkafka purges because of the error: their retries find the new producer.
+  // Inside the failed producer's poll() (on the poll thread, or on a consumer thread
+  // serving reports in deliver()), before the reports of the messages librdkafka purges
+  // because of the error, in the usual case: their retries find the new producer. (When
+  // the two threads serve at once, a purged report may be served on the other thread
+  // while this runs; its retry, after the retry policy's backoff, then finds the new one.)
   if (stop_polling.load(std::memory_order_acquire)) return;  // terminate() is under way
   std::shared_ptr<Producer> fresh;
   std::string failure;

@@ -64,27 +64,30 @@ InFlight& Producer::open(Delivery delivery) {
   return record;
 }
 
-rd_kafka_resp_err_t Producer::produce(InFlight& record, std::size_t index, const std::string& topic,
-                                      const std::string& key, const std::string& value) {
+rd_kafka_resp_err_t Producer::produce(InFlight& record, std::size_t index, const char* topic,
+                                      std::string_view key, std::string_view value) {
   const Event& event = record.delivery.events()[index];
-  const std::string id = event.id.str();
-  const std::string emitted_at = format_timestamp(event.emitted_at);
+  // The header texts on the stack: rd_kafka_header_add() copies them.
+  std::array<char, EventId::kTextSize> id{};
+  (void)event.id.write_to(id.data());
+  std::array<char, kMaxTimestampSize> emitted_at{};
+  const char* emitted_at_end = format_timestamp_to(event.emitted_at, emitted_at.data());
   HeadersHandle headers(rd_kafka_headers_new(4));
   constexpr std::string_view kContentType = "application/json";
-  const std::string& name = event.name.str();
+  const std::string_view name = event.name.view();
   (void)rd_kafka_header_add(headers.get(), "event-id", -1, id.data(),
                             static_cast<ssize_t>(id.size()));
   (void)rd_kafka_header_add(headers.get(), "event-name", -1, name.data(),
                             static_cast<ssize_t>(name.size()));
   (void)rd_kafka_header_add(headers.get(), "emitted-at", -1, emitted_at.data(),
-                            static_cast<ssize_t>(emitted_at.size()));
+                            static_cast<ssize_t>(emitted_at_end - emitted_at.data()));
   (void)rd_kafka_header_add(headers.get(), "content-type", -1, kContentType.data(),
                             static_cast<ssize_t>(kContentType.size()));
 
   std::array<rd_kafka_vu_t, 6> vus{};
   std::size_t n = 0;
   vus[n].vtype = RD_KAFKA_VTYPE_TOPIC;
-  vus[n++].u.cstr = topic.c_str();
+  vus[n++].u.cstr = topic;
   if (!key.empty()) {
     vus[n].vtype = RD_KAFKA_VTYPE_KEY;
     vus[n].u.mem.ptr = const_cast<char*>(key.data());  // copied (RD_KAFKA_MSG_F_COPY)
@@ -129,8 +132,8 @@ void Producer::reported(InFlight& record) noexcept {
   // `done` is destroyed here, without the lock: every event of its delivery is settled.
 }
 
-void Producer::poll(std::chrono::milliseconds timeout) noexcept {
-  (void)rd_kafka_poll(client_.get(), to_poll_ms(timeout));
+int Producer::poll(std::chrono::milliseconds timeout) noexcept {
+  return rd_kafka_poll(client_.get(), to_poll_ms(timeout));
 }
 
 void Producer::wake_poll() noexcept {

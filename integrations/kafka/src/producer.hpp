@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/parking.hpp"
@@ -55,17 +56,17 @@ struct InFlight {
 
 // Owns one rd_kafka_t (a producer) and its in-flight records.
 //
-// Thread-safety: produce() may run on any number of threads; poll() on one thread at a
-// time (the adapter's poll thread, or terminate() once that thread is joined); delivery
-// reports are settled on the polling thread. Settling (which runs the pipeline's telemetry)
+// Thread-safety: produce() and poll() may run on any number of threads; delivery reports are
+// settled on the thread whose poll() serves them (the adapter's poll thread, or a consumer
+// thread in deliver()). Settling (which runs the pipeline's telemetry)
 // never happens under the record list's lock. The destructor must not run on a librdkafka
 // thread.
 class Producer {
  public:
-  // Called on the polling thread, inside poll(), when librdkafka raises a fatal error (after
-  // fatal() became true and before any delivery report librdkafka queues after the error,
-  // such as the reports of the messages it purges because of it). Must not destroy the
-  // Producer. May be empty.
+  // Called on a polling thread, inside poll(), when librdkafka raises a fatal error (after
+  // fatal() became true and, unless another thread serves reports at the same time, before
+  // any delivery report librdkafka queues after the error, such as the reports of the
+  // messages it purges because of it). Must not destroy the Producer. May be empty.
   using FatalHook = std::function<void(Producer&)>;
 
   // Creates the instance (ConfigError as create_producer()).
@@ -79,16 +80,20 @@ class Producer {
 
   // A new record for `delivery`, holding it open (unreported = 1) until close(). Allocates.
   InFlight& open(Delivery delivery);
-  // Produces events()[index] of `record`: `topic` (non-empty), `key` (empty: null key),
-  // `value`, with the headers. NO_ERROR once librdkafka has it (its report settles it later);
-  // any other code: not produced, nothing settled (the caller settles). Never blocks.
-  rd_kafka_resp_err_t produce(InFlight& record, std::size_t index, const std::string& topic,
-                              const std::string& key, const std::string& value);
+  // Produces events()[index] of `record`: `topic` (non-empty, NUL-terminated), `key` (empty:
+  // null key), `value`, with the headers (their texts written on the stack; librdkafka
+  // copies the key, the value and the headers). NO_ERROR once librdkafka has it (its report
+  // settles it later); any other code: not produced, nothing settled (the caller settles).
+  // Never blocks.
+  rd_kafka_resp_err_t produce(InFlight& record, std::size_t index, const char* topic,
+                              std::string_view key, std::string_view value);
   // Drops deliver()'s hold on `record`; destroys it if every message was reported.
   void close(InFlight& record) noexcept;
 
-  // Serves delivery reports and client errors for up to `timeout` (0: what is there).
-  void poll(std::chrono::milliseconds timeout) noexcept;
+  // Serves delivery reports and client errors for up to `timeout` (0: what is there);
+  // returns how many it served. Any thread, also two at once (librdkafka's queue hands each
+  // report to one of them): the poll thread, and deliver() serving what is ready.
+  int poll(std::chrono::milliseconds timeout) noexcept;
   // Makes a poll() under way return soon (any thread).
   void wake_poll() noexcept;
   // Fails the messages not yet sent and, with `in_flight`, those sent and not answered:

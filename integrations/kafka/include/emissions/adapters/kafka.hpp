@@ -64,9 +64,13 @@
 ///   messages had no delivery report by its deadline (they are failed and counted dropped).
 ///
 /// Threads: one poll thread per adapter, started by the constructor, serving delivery
-/// reports and client errors, and joined by terminate() (or the destructor). librdkafka
-/// runs its own threads, ended by terminate(). User code (`topic_for`, `key_for`, the
-/// pipeline's settlement and telemetry) never runs while the adapter holds a lock.
+/// reports and client errors, and joined by terminate() (or the destructor). After
+/// producing each batch, deliver() also serves the reports that are ready, on the
+/// pipeline's consumer thread (cheaper than waking the poll thread for them), so events
+/// are settled on either thread; the poll thread, once it has served some, lets the next
+/// ones gather for 1 ms. librdkafka runs its own threads, ended by terminate(). User code
+/// (`topic_for`, `key_for`, the pipeline's settlement and telemetry) never runs while the
+/// adapter holds a lock.
 ///
 /// Callbacks on the poll thread (`on_settled` of a commit, telemetry handlers) may shut the
 /// Emitter down or drop the last reference to the adapter. terminate() called there
@@ -75,7 +79,11 @@
 /// the thread fails those messages and destroys the producer once the callback returns,
 /// and is joined by a later terminate() or the destructor on another thread. When the last
 /// reference goes on the poll thread, nothing is left to join it: it ends by itself right
-/// after the callback (the one thread the adapter does not join).
+/// after the callback (the one thread the adapter does not join). terminate() called in a
+/// callback on a consumer thread (while deliver() serves reports) waits as on any other
+/// thread, but the reports that thread had begun serving are settled only once the callback
+/// returns: it may wait until its deadline (or `flush_timeout`) and count them in its
+/// `timeout`.
 #pragma once
 
 #include <chrono>
