@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -338,6 +339,18 @@ struct DiskSyncResult {
                                              std::size_t bytes_per_sync, bool busy_cores);
 
 // ---- helpers ---------------------------------------------------------------------------
+
+// The nearest-rank `q` quantile of `sorted` (ascending); 0 for none.
+[[nodiscard]] double percentile(const std::vector<std::int64_t>& sorted, double q);
+
+// A fresh temporary directory "emissions-bench-<prefix>-XXXXXX", removed with its files.
+struct TempDir {
+  explicit TempDir(std::string_view prefix);
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::filesystem::path path;
+};
 
 // Median of `values` (by copy); 0 for none.
 [[nodiscard]] double median(std::vector<double> values);

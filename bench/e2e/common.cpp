@@ -1,7 +1,10 @@
 // Helpers shared by the emissions-bench scenarios.
+#include <stdlib.h>
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cmath>
+#include <string>
 
 #include "bench.hpp"
 
@@ -58,6 +61,26 @@ std::vector<std::shared_ptr<NoOpAdapter>> make_adapters(std::size_t count) {
 std::uint64_t events_per_producer(const Workload& w) {
   const std::uint64_t producers = std::max<std::uint64_t>(w.producers, 1);
   return w.events / producers / kEventsPerCommit * kEventsPerCommit;
+}
+
+double percentile(const std::vector<std::int64_t>& sorted, double q) {
+  if (sorted.empty()) return 0.0;
+  const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(sorted.size())));
+  const std::size_t index = std::min(sorted.size() - 1, rank == 0 ? 0 : rank - 1);
+  return static_cast<double>(sorted[index]);
+}
+
+TempDir::TempDir(std::string_view prefix) {
+  std::string pattern = (std::filesystem::temp_directory_path() /
+                         ("emissions-bench-" + std::string(prefix) + "-XXXXXX"))
+                            .string();
+  if (::mkdtemp(pattern.data()) == nullptr) throw BenchFailure("mkdtemp failed");
+  path = pattern;
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path, ignored);
 }
 
 double median(std::vector<double> values) {

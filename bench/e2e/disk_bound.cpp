@@ -10,9 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <cmath>
 #include <cstring>
-#include <filesystem>
 #include <optional>
 #include <string>
 #include <thread>
@@ -23,15 +21,12 @@
 namespace emissions::bench {
 namespace {
 
-// A file of `size` bytes, allocated and mapped shared, in a fresh temporary directory; all removed.
+// A file of `size` bytes, allocated and mapped shared, in a fresh temporary directory; all
+// removed.
 class MappedScratch {
  public:
   explicit MappedScratch(std::size_t size) : size_(size) {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "emissions-bench-disk-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw BenchFailure("mkdtemp failed");
-    dir_ = pattern;
-    const std::string file = (dir_ / "probe").string();
+    const std::string file = (dir_.path / "probe").string();
     fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd_ < 0) throw BenchFailure("open " + file + ": " + std::strerror(errno));
     // Allocated as the spool allocates a segment.
@@ -45,8 +40,6 @@ class MappedScratch {
   ~MappedScratch() {
     if (map_ != nullptr) ::munmap(map_, size_);
     if (fd_ >= 0) ::close(fd_);
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
   }
   MappedScratch(const MappedScratch&) = delete;
   MappedScratch& operator=(const MappedScratch&) = delete;
@@ -56,7 +49,7 @@ class MappedScratch {
   [[nodiscard]] int fd() const { return fd_; }
 
  private:
-  std::filesystem::path dir_;
+  TempDir dir_{"disk"};  // first: removed last, after the file is closed
   std::size_t size_ = 0;
   int fd_ = -1;
   unsigned char* map_ = nullptr;
@@ -98,7 +91,7 @@ DiskSyncResult probe_disk_sync(std::chrono::milliseconds duration, std::size_t b
   MappedScratch scratch(64u << 20);
   std::optional<BusyCores> busy;
   if (busy_cores) busy.emplace(std::max(1u, std::thread::hardware_concurrency()) - 1);
-  std::vector<double> latencies_us;
+  std::vector<std::int64_t> latencies_ns;
   std::size_t offset = 0;
   const std::int64_t start = steady_ns();
   const std::int64_t end = start + std::chrono::nanoseconds(duration).count();
@@ -113,23 +106,16 @@ DiskSyncResult probe_disk_sync(std::chrono::milliseconds duration, std::size_t b
       throw BenchFailure(std::string("fdatasync: ") + std::strerror(errno));
     }
     now = steady_ns();
-    latencies_us.push_back(static_cast<double>(now - before) / 1e3);
+    latencies_ns.push_back(now - before);
   }
+  std::sort(latencies_ns.begin(), latencies_ns.end());
   DiskSyncResult result;
-  result.syncs = latencies_us.size();
+  result.syncs = latencies_ns.size();
   result.syncs_per_second =
       static_cast<double>(result.syncs) / (static_cast<double>(now - start) / 1e9);
-  std::sort(latencies_us.begin(), latencies_us.end());
-  if (!latencies_us.empty()) {
-    // Nearest rank, as the commit percentiles.
-    auto rank = [&](double q) {
-      const auto n = static_cast<double>(latencies_us.size());
-      const auto i = static_cast<std::size_t>(std::max(1.0, std::ceil(q * n))) - 1;
-      return latencies_us[std::min(i, latencies_us.size() - 1)];
-    };
-    result.p50_us = rank(0.50);
-    result.p99_us = rank(0.99);
-  }
+  // Nearest rank, as the commit percentiles.
+  result.p50_us = percentile(latencies_ns, 0.50) / 1e3;
+  result.p99_us = percentile(latencies_ns, 0.99) / 1e3;
   return result;
 }
 

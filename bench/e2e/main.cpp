@@ -610,24 +610,21 @@ void run_spool(const Options& o, Report& r) {
         probe_disk_sync(std::chrono::milliseconds(500), kProbeBytesPerSync, /*busy_cores=*/true));
   };
   measure_series("spool", series, o, r);
-  std::vector<double> rates;
-  std::vector<double> p50s;
-  std::vector<double> p99s;
-  for (const DiskSyncResult& p : probes) {
-    rates.push_back(p.syncs_per_second);
-    p50s.push_back(p.p50_us);
-    p99s.push_back(p.p99_us);
-  }
-  const double syncs_per_second = median(rates);
+  // Medians over the repetitions of one field of the probes.
+  const auto median_of = [](const std::vector<DiskSyncResult>& of, double DiskSyncResult::*field) {
+    std::vector<double> values;
+    for (const DiskSyncResult& p : of)
+      values.push_back(p.*field);
+    return median(std::move(values));
+  };
+  const double syncs_per_second = median_of(probes, &DiskSyncResult::syncs_per_second);
   const double disk_bound_eps = syncs_per_second * static_cast<double>(kSpoolMachineProducers) *
                                 static_cast<double>(kEventsPerCommit);
   r.results["spool_machine_disk_syncs_per_second"] = syncs_per_second;
-  r.results["spool_machine_disk_sync_p50_us"] = median(p50s);
-  r.results["spool_machine_disk_sync_p99_us"] = median(p99s);
-  std::vector<double> idle_p50s;
-  for (const DiskSyncResult& p : idle_probes)
-    idle_p50s.push_back(p.p50_us);
-  r.results["spool_machine_disk_sync_idle_cores_p50_us"] = median(idle_p50s);
+  r.results["spool_machine_disk_sync_p50_us"] = median_of(probes, &DiskSyncResult::p50_us);
+  r.results["spool_machine_disk_sync_p99_us"] = median_of(probes, &DiskSyncResult::p99_us);
+  r.results["spool_machine_disk_sync_idle_cores_p50_us"] =
+      median_of(idle_probes, &DiskSyncResult::p50_us);
   r.results["spool_machine_disk_bound_eps"] = disk_bound_eps;
   r.results["spool_machine_vs_disk_bound"] =
       disk_bound_eps > 0.0
@@ -664,8 +661,8 @@ void run_spool(const Options& o, Report& r) {
       "system and calling fdatasync, while a thread per other core spins (on a virtual "
       "machine an idle virtual CPU may take a timer tick to see the disk's completion, and "
       "the cores are busy in the machine run; spool_machine_disk_sync_idle_cores_p50_us is "
-      "the same loop for 250 ms before it with nothing else running), "
-      "nothing else running in the process; syncs per second, sync p50 and p99, medians over "
+      "the same loop for 250 ms before it with nothing else running); syncs per second, sync p50 "
+      "and p99, medians over "
       "the repetitions. spool_machine_disk_bound_eps = syncs per second x 8 producers x 10 events: "
       "one "
       "sync covers at most one commit of each producer, so no group commit can exceed it on "

@@ -84,23 +84,6 @@ class RestartAdapter final : public AsyncAdapter {
   std::vector<Delivery> held_;  // abandoned with the adapter (shutdown counted them dropped)
 };
 
-// A fresh temporary directory, removed with its files.
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "emissions-bench-restart-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw BenchFailure("mkdtemp failed");
-    path = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-};
-
 // write_bytes of /proc/self/io: bytes of pages this process dirtied (to be written back).
 std::uint64_t io_write_bytes() {
   std::ifstream in("/proc/self/io");
@@ -197,7 +180,7 @@ double first_event_ms(const std::filesystem::path& dir, std::uint64_t max_bytes)
 
 RestartResult run_spool_restart(const RestartOptions& options) {
   RestartResult r;
-  const TempDir dir;
+  const TempDir dir("restart");
   const std::uint64_t segment = SpoolOptions{}.segment_bytes;
   const std::uint64_t max_bytes = options.backlog_bytes + 4 * segment;
   const std::uint64_t written_before = io_write_bytes();

@@ -81,13 +81,6 @@ void check_pipeline(const char* what, const Emitter& emitter,
   }
 }
 
-double percentile(const std::vector<std::int64_t>& sorted, double q) {
-  if (sorted.empty()) return 0.0;
-  const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(sorted.size())));
-  const std::size_t index = std::min(sorted.size() - 1, rank == 0 ? 0 : rank - 1);
-  return static_cast<double>(sorted[index]);
-}
-
 // Records (delivery time - commit time) per event; the commit time travels as the
 // payload. Written only by the consumer thread; read after drain(). It also publishes the
 // CPU clock of the thread that calls it (the adapter's consumer), so the producer can read

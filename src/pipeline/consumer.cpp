@@ -159,12 +159,13 @@ void Core::deliver(Lane& lane, Consumer& consumer, Batch& batch, std::size_t pos
   auto hand_over = [&](std::size_t next) {
     const std::span<const Event> run(begin + run_start, run_length);
     run_length = 0;
-    // An earlier run of this batch (or a batch before it) failed and waits for a retry:
-    // that goes first (head-of-line), also for the rest of this batch.
-    if (consumer.retries->size.load(std::memory_order_seq_cst) != 0) {
-      serve_retries_first(lane, consumer, need_init);
-    }
     if (lane.async == nullptr) {
+      // An earlier run of this batch (or a batch before it) failed and waits for a retry:
+      // that goes first (head-of-line), also for the rest of this batch. (deliver_async
+      // does the same once it has looked at its window.)
+      if (consumer.retries->size.load(std::memory_order_seq_cst) != 0) {
+        serve_retries_first(lane, consumer, need_init);
+      }
       if (stop_.load(std::memory_order_acquire) != StopMode::abandon) {
         deliver_sync(lane, consumer, batch, position, run, need_init);
         return true;
@@ -240,31 +241,14 @@ bool Core::deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size
   // decided, the slot its delivery frees is enough (it may leave the window only after
   // waking us: drains must always see it somewhere).
   //
-  // The retry box is read after the window, never only before it: a delivery that fails
-  // enters the box before it leaves the window (DeliveryState::complete, both seq_cst), so
-  // room seen here means its failure is seen below. Checking the box only before looking for
-  // room (as hand_over does) let a failure completing between the two be overtaken by this
-  // run (RetryStressTest.AFailureCompletingJustBeforeTheNextRunIsRetriedBeforeIt).
+  // The retry box is read after the window: a delivery that fails enters the box before it
+  // leaves the window (DeliveryState::complete, both seq_cst), so room seen here means its
+  // failure is seen next. Reading the box only before the window let a failure completing
+  // between the two reads be overtaken by this run
+  // (RetryStressTest.AFailureCompletingJustBeforeTheNextRunIsRetriedBeforeIt).
   std::size_t resume_at = window.resume_at;
   for (;;) {
     const bool full = window.size.load(std::memory_order_seq_cst) >= lane.options.max_in_flight;
-    if (full) {
-      best_effort([&] {
-        const AdapterCallScope in_call(consumer);
-        (void)lane.adapter->flush(deadline_after(lane.options.block_timeout));
-      });
-      wait_until(
-          window.freed,
-          [&] {
-            return window.size.load(std::memory_order_seq_cst) <= resume_at ||
-                   (!consumer.serving_retries &&
-                    consumer.retries->size.load(std::memory_order_seq_cst) != 0) ||
-                   stop_.load(std::memory_order_seq_cst) == StopMode::abandon;
-          },
-          Deadline::max());
-      // Woken with room left (shutdown gave up): hand over nothing more.
-      if (stop_.load(std::memory_order_seq_cst) == StopMode::abandon) return false;
-    }
     // A delivery that failed is decided (retried, dead-lettered) before this run.
     if (!consumer.serving_retries && consumer.retries->size.load(std::memory_order_seq_cst) != 0) {
       serve_retries_first(lane, consumer, need_init);
@@ -273,6 +257,21 @@ bool Core::deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size
       continue;
     }
     if (!full) break;
+    best_effort([&] {
+      const AdapterCallScope in_call(consumer);
+      (void)lane.adapter->flush(deadline_after(lane.options.block_timeout));
+    });
+    wait_until(
+        window.freed,
+        [&] {
+          return window.size.load(std::memory_order_seq_cst) <= resume_at ||
+                 (!consumer.serving_retries &&
+                  consumer.retries->size.load(std::memory_order_seq_cst) != 0) ||
+                 stop_.load(std::memory_order_seq_cst) == StopMode::abandon;
+        },
+        Deadline::max());
+    // Woken with room left (shutdown gave up): hand over nothing more.
+    if (stop_.load(std::memory_order_seq_cst) == StopMode::abandon) return false;
   }
 
   const bool report = delivery_reported();

@@ -73,7 +73,8 @@ void plan_each(const std::shared_ptr<Delivery>& delivery, std::size_t limit, std
     request.delivery = delivery;
     request.first = i;
     request.count = 1;
-    request.id.assign(events[i].id.str());  // into the spare's capacity
+    request.id.resize(EventId::kTextSize);  // the spare's capacity: no allocation
+    (void)events[i].id.write_to(request.id.data());
     request.signed_at = 0;
     request.signature.clear();
     out.push_back(std::move(request));
