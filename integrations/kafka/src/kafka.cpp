@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "common/parking.hpp"
 #include "common/wait.hpp"
@@ -107,7 +108,11 @@ struct Kafka::State {
 
   mutable std::mutex producer_mutex;
   std::shared_ptr<Producer> producer;  // guarded by producer_mutex; null after terminate()
-  std::shared_ptr<Producer> retiring;  // guarded by producer_mutex: replaced, to retire
+  // Replaced producers, for the poll loop to retire, oldest first; guarded by
+  // producer_mutex. Several can wait: fatal errors are met by whichever thread serves
+  // reports (the poll thread, or a consumer thread in deliver()), so a second one can come
+  // before the poll loop took the first.
+  std::vector<std::shared_ptr<Producer>> retiring;
 
   std::atomic<bool> closing{false};       // terminate() began: deliver() takes nothing more
   std::atomic<bool> stop_polling{false};  // the poll thread must return
@@ -270,12 +275,13 @@ void Kafka::State::poll_loop() noexcept {
           poll_wake, [&] { return stop_polling.load(std::memory_order_acquire); },
           deadline_after(kReportLinger));
     }
-    std::shared_ptr<Producer> retired;
+    std::vector<std::shared_ptr<Producer>> retired;
     {
       std::lock_guard lock(producer_mutex);
       retired.swap(retiring);
     }
-    if (retired) retire(std::move(retired));
+    for (std::shared_ptr<Producer>& each : retired)
+      retire(std::move(each));
   }
   left_at_stop.store(reports->outstanding.load(std::memory_order_acquire),
                      std::memory_order_release);
@@ -286,16 +292,16 @@ void Kafka::State::poll_loop() noexcept {
 
 void Kafka::State::tear_down() noexcept {
   std::shared_ptr<Producer> last;
-  std::shared_ptr<Producer> retired;
+  std::vector<std::shared_ptr<Producer>> retired;
   {
     std::lock_guard lock(producer_mutex);
     last.swap(producer);
     retired.swap(retiring);
   }
-  if (retired) {
-    retired->purge(true);
-    retired->poll(std::chrono::milliseconds(0));
-    retired.reset();
+  for (std::shared_ptr<Producer>& each : retired) {
+    each->purge(true);
+    each->poll(std::chrono::milliseconds(0));
+    each.reset();
   }
   if (last) {
     // What has no report yet fails now, retriably (at shutdown: counted dropped).
@@ -330,12 +336,18 @@ void Kafka::State::on_fatal(Producer& failed) noexcept {
   } catch (...) {
     failure = describe_exception();
   }
+  std::shared_ptr<Producer> unqueued;  // out of memory to queue it: released below, unlocked
   {
     std::lock_guard lock(producer_mutex);
     if (producer.get() != &failed) return;  // already replaced
-    retiring = std::move(producer);         // the poll loop retires it after this poll()
-    producer = fresh;                       // null when creation failed: tried again later
+    try {
+      retiring.push_back(std::move(producer));  // the poll loop retires it after its poll()
+    } catch (...) {
+      unqueued = std::move(producer);
+    }
+    producer = fresh;  // null when creation failed: tried again later
   }
+  unqueued.reset();  // not the last reference: the caller of its poll() holds one
   restarts.fetch_add(fresh ? 1 : 0, std::memory_order_relaxed);
   if (telemetry::enabled()) {
     try {

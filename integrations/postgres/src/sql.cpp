@@ -92,6 +92,16 @@ std::string quote_literal(std::string_view text) {
   return out;
 }
 
+std::string escape_string_literal(std::string_view text) {
+  std::string out = "E'";
+  for (const char c : text) {
+    if (c == '\'' || c == '\\') out += c;
+    out += c;
+  }
+  out += '\'';
+  return out;
+}
+
 std::string listen_statement(std::string_view channel) {
   // The relay's own commits (claims, renewals, deletes) do not wait for the WAL flush: a
   // server crash may then forget a claim or a delete, which only means those rows are
@@ -209,9 +219,12 @@ std::string stage_statement(std::string_view table, std::string_view events,
   // The FROM clause names the table as a regclass constant, which the server resolves while
   // it parses the FROM clause, before it looks the function up: an outbox that was never
   // created fails with 42P01 (the table), as the contract says, not 42883 (the function).
+  // An escape string constant: the caller's session may have standard_conforming_strings
+  // off, and a table's name may hold a backslash.
   return "SELECT " + stage_function(table) + "((" + std::string(events) + ")::jsonb, (" +
          std::string(channel) + ")::text) FROM (SELECT " +
-         quote_literal(quote_table(table, "OutboxOptions::table")) + "::regclass) AS outbox";
+         escape_string_literal(quote_table(table, "OutboxOptions::table")) +
+         "::regclass) AS outbox";
 }
 
 std::string claim_statement(std::string_view table, std::string_view name,

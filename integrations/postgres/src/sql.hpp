@@ -18,6 +18,9 @@ std::string quote_table(std::string_view table, std::string_view field);
 std::string_view table_base(std::string_view table);
 // 'text' as an SQL string literal (standard_conforming_strings, on since PostgreSQL 9.1).
 std::string quote_literal(std::string_view text);
+// `text` as an escape string constant (E'...', quotes and backslashes doubled): the same
+// value whatever the session's standard_conforming_strings.
+std::string escape_string_literal(std::string_view text);
 
 // The session's setup: asynchronous commit for the relay's own statements, `LISTEN "channel"`.
 std::string listen_statement(std::string_view channel);

@@ -222,6 +222,24 @@ std::string table_of_an_older_schema_sql(const std::string& quoted) {
          "claims integer NOT NULL DEFAULT 0) WITH (fillfactor = 50)";
 }
 
+TEST_F(Stage, ATableNameWithABackslashStagesWhateverStandardConformingStrings) {
+  // The call names the table in a string constant: it must mean the same table when the
+  // caller's session has standard_conforming_strings off (found in review: it did not).
+  const OutboxOptions odd{.table = outbox.table + "_back\\slash", .channel = outbox.channel};
+  db.exec(emissions::postgres::schema_sql(odd));
+  for (const char* setting : {"off", "on"}) {
+    SCOPED_TRACE(setting);
+    db.exec(std::string("SET standard_conforming_strings = ") + setting);
+    emissions::Transaction tx = emitter.start();
+    ASSERT_TRUE(tx.emit("e", {{"n", 1}}).ok());
+    db.exec("BEGIN");
+    const emissions::Status s = stage(tx, db.get(), odd);
+    db.exec("COMMIT");
+    EXPECT_TRUE(s.ok()) << s.to_string();
+  }
+  EXPECT_EQ(rows_in(db, odd), 2);
+}
+
 TEST_F(Stage, TableOfAnOlderSchemaSqlIsNotFoundUntilSchemaSqlRunsAgain) {
   const OutboxOptions old{.table = outbox.table + "_old", .channel = outbox.channel};
   const std::string quoted = "\"" + old.table + "\"";
