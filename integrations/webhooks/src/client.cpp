@@ -27,9 +27,12 @@ constexpr const char* kUserAgent = "emissions-webhooks";
 // A request whose signature is older than this when it starts is signed again (receivers
 // refuse timestamps more than 5 minutes away by default).
 constexpr std::chrono::seconds kResignAfter{30};
-// Spare requests kept for the consumers (Client::spares_): per connection, and the largest
-// body whose buffer is kept (larger ones are freed, so that spares hold little memory).
+// Spare requests kept for the consumers (Client::spares_): per connection up to a total (so
+// that 1,024 connections do not keep 32,768 spares, up to 128 MiB of bodies), and the
+// largest body whose buffer is kept (larger ones are freed, so that spares hold little
+// memory: at most kMaxSpares * kSpareBodyBytes, 4 MiB, of bodies).
 constexpr std::size_t kSparesPerConnection = 32;
+constexpr std::size_t kMaxSpares = 1024;
 constexpr std::size_t kSpareBodyBytes = 4096;
 
 // Response bodies are not kept: their content is not used, and it could hold our payload.
@@ -119,7 +122,9 @@ Client::Client(const Settings& settings, const Signer& signer, OnDone on_done,
     throw std::runtime_error("libcurl: the multi handle refused an option");
   }
   loop_->starting.reserve(settings_.max_connections);
-  if (!settings_.batch) spares_.reserve(kSparesPerConnection * settings_.max_connections);
+  if (!settings_.batch) {
+    spares_.reserve(std::min(kSparesPerConnection * settings_.max_connections, kMaxSpares));
+  }
   loop_->fixed_lines = {"Content-Type: application/json",
                         "Expect:"};  // no 100-continue round trip for large bodies
   loop_->fixed_lines.insert(loop_->fixed_lines.end(), settings_.header_lines.begin(),

@@ -75,7 +75,11 @@ void Webhook::State::deliver(Delivery delivery) noexcept {
   std::vector<Request> requests = std::move(t_planned);
   try {
     if (std::optional<Status> refused = client->refusal()) {
-      delivery.fail(*refused);  // disabled, or terminated: nothing to serialize
+      // Disabled, or terminated: nothing to serialize. The thread's spares are put back
+      // first (for its next delivery, to another Webhook), before fail() runs callbacks.
+      t_spares = std::move(spares);
+      t_planned = std::move(requests);
+      delivery.fail(*refused);
       return;
     }
     shared = std::make_shared<Delivery>(std::move(delivery));
