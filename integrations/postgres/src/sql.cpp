@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <utility>
 
 #include "emissions/status.hpp"
 
@@ -182,7 +183,10 @@ std::string schema_statements(std::string_view table) {
   return ddl;
 }
 
-std::string stage_function(std::string_view table) {
+namespace {
+
+// The staging function's name, unquoted: {schema (empty when the table is unqualified), name}.
+std::pair<std::string, std::string> stage_function_parts(std::string_view table) {
   (void)quote_table(table, "OutboxOptions::table");  // validates every part
   constexpr std::size_t kMaxIdentifier = 63;         // NAMEDATALEN - 1, in bytes
   const std::string_view base = table_base(table);
@@ -203,9 +207,20 @@ std::string stage_function(std::string_view table) {
     name = std::string(base.substr(0, keep)) + "_" + hex + "_stage";
   }
   const std::size_t dot = table.rfind('.');
-  return (dot == std::string_view::npos ? std::string()
-                                        : quote_identifier(table.substr(0, dot)) + ".") +
-         quote_identifier(name);
+  return {dot == std::string_view::npos ? std::string() : std::string(table.substr(0, dot)),
+          std::move(name)};
+}
+
+}  // namespace
+
+std::string stage_function(std::string_view table) {
+  const auto [schema, name] = stage_function_parts(table);
+  return (schema.empty() ? std::string() : quote_identifier(schema) + ".") + quote_identifier(name);
+}
+
+std::string stage_function_signature(std::string_view table) {
+  const auto [schema, name] = stage_function_parts(table);
+  return (schema.empty() ? std::string() : schema + ".") + name + "(jsonb, text)";
 }
 
 std::string stage_statement(std::string_view table) {

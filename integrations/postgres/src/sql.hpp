@@ -31,6 +31,10 @@ std::string schema_statements(std::string_view table);
 // 63-byte identifier limit keeps its first 48 bytes (cut at a UTF-8 character boundary),
 // then '_', 8 hex digits of a hash of the whole last part and "_stage".
 std::string stage_function(std::string_view table);
+// The staging function's signature as the server writes it in the message of a failed
+// lookup (SQL state 42883): the name unquoted, schema-qualified when the table is, then
+// "(jsonb, text)". Throws ConfigError as quote_table does.
+std::string stage_function_signature(std::string_view table);
 // `SELECT fn($1, $2)`: $1 the events as a JSON array of {id, name, payload, metadata,
 // emitted_at, key} (jsonb), $2 the channel (text). One row, one column: the rows inserted.
 std::string stage_statement(std::string_view table);

@@ -116,6 +116,30 @@ TEST_F(PqxxStage, MissingFunctionIsNotFound) {
   EXPECT_EQ(rows_in(db, outbox), 1);
 }
 
+TEST_F(PqxxStage, UndefinedFunctionInAUsersTriggerIsInvalidArgument) {
+  // 42883 from inside the staging function (a user's trigger) is not a missing staging
+  // function (found in review).
+  const std::string trigger_fn = "\"" + outbox.table + "_audit\"";
+  db.exec("CREATE FUNCTION " + trigger_fn +
+          "() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM "
+          "emissions_test_no_such_function(1); RETURN NEW; END $$");
+  db.exec("CREATE TRIGGER audit BEFORE INSERT ON \"" + outbox.table +
+          "\" FOR EACH ROW EXECUTE FUNCTION " + trigger_fn + "()");
+  emissions::Transaction tx = emitter.start();
+  ASSERT_TRUE(tx.emit("a").ok());
+  {
+    pqxx::work work(conn);
+    const emissions::Status s = stage(tx, work, outbox);
+    EXPECT_EQ(s.code(), Errc::invalid_argument) << s.to_string();
+    EXPECT_THAT(s.message(), HasSubstr("42883"));
+    EXPECT_THAT(s.message(), HasSubstr("emissions_test_no_such_function(integer)"));
+    EXPECT_THAT(s.message(), ::testing::Not(HasSubstr("schema_sql")));
+    EXPECT_EQ(tx.size(), 1U);
+  }
+  db.exec("DROP TRIGGER audit ON \"" + outbox.table + "\"");
+  db.exec("DROP FUNCTION " + trigger_fn + "()");
+}
+
 TEST_F(PqxxStage, AbortedTransactionIsInvalidArgument) {
   emissions::Transaction tx = emitter.start();
   ASSERT_TRUE(tx.emit("a").ok());

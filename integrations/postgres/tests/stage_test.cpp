@@ -274,6 +274,55 @@ TEST_F(Stage, TableOfAnOlderSchemaSqlIsNotFoundUntilSchemaSqlRunsAgain) {
   db.exec("DROP FUNCTION \"" + old.table + "_stage\"(jsonb, text)");
 }
 
+TEST_F(Stage, MissingFunctionOfAQualifiedOrLongTableIsStillNotFound) {
+  // The server names the missing function unquoted and schema-qualified; a long table's
+  // function has the hashed name. Both are still recognised as the staging function.
+  db.exec("CREATE SCHEMA IF NOT EXISTS \"Old Schema\"");
+  for (const std::string& t : {std::string("Old Schema.Out box"), std::string(62, 'o')}) {
+    SCOPED_TRACE(t);
+    const OutboxOptions old{.table = t, .channel = outbox.channel};
+    const std::string quoted = t.size() == 62 ? "\"" + t + "\"" : "\"Old Schema\".\"Out box\"";
+    db.exec("DROP TABLE IF EXISTS " + quoted);
+    db.exec(table_of_an_older_schema_sql(quoted));
+    emissions::Transaction tx = emitter.start();
+    ASSERT_TRUE(tx.emit("e").ok());
+    db.exec("BEGIN");
+    const emissions::Status s = stage(tx, db.get(), old);
+    db.exec("ROLLBACK");
+    EXPECT_EQ(s.code(), Errc::not_found) << s.to_string();
+    EXPECT_THAT(s.message(), HasSubstr("42883"));
+    EXPECT_THAT(s.message(), HasSubstr("schema_sql"));
+    EXPECT_EQ(tx.size(), 1U);
+    db.exec("DROP TABLE " + quoted);
+  }
+}
+
+TEST_F(Stage, UndefinedFunctionInAUsersTriggerIsNotTheMissingStagingFunction) {
+  // 42883 raised inside the staging function (here by a user's trigger on the outbox table
+  // calling a function that does not exist) is the server rejecting the write, not an outbox
+  // made by an older schema_sql() (found in review: it was reported as one).
+  const std::string trigger_fn = "\"" + outbox.table + "_audit\"";
+  db.exec("CREATE FUNCTION " + trigger_fn +
+          "() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM "
+          "emissions_test_no_such_function(1); RETURN NEW; END $$");
+  db.exec("CREATE TRIGGER audit BEFORE INSERT ON " + table + " FOR EACH ROW EXECUTE FUNCTION " +
+          trigger_fn + "()");
+  emissions::Transaction tx = emitter.start();
+  ASSERT_TRUE(tx.emit("e", {{"n", 1}}).ok());
+  db.exec("BEGIN");
+  const emissions::Status s = stage(tx, db.get(), outbox);
+  db.exec("ROLLBACK");
+  EXPECT_EQ(s.code(), Errc::invalid_argument) << s.to_string();
+  EXPECT_THAT(s.message(), HasSubstr("SQL state 42883"));
+  EXPECT_THAT(s.message(), HasSubstr("emissions_test_no_such_function(integer)"));
+  EXPECT_THAT(s.message(), ::testing::Not(HasSubstr("schema_sql")));
+  EXPECT_TRUE(tx.active());
+  EXPECT_EQ(tx.size(), 1U);
+  db.exec("DROP TRIGGER audit ON " + table);
+  db.exec("DROP FUNCTION " + trigger_fn + "()");
+  EXPECT_EQ(rows_in(db, outbox), 0);
+}
+
 TEST_F(Stage, PayloadJsonbRejectsIsInvalidArgumentWithSqlStateAndNothingWritten) {
   emissions::Transaction tx = emitter.start();
   ASSERT_TRUE(tx.emit("fine", 1).ok());
