@@ -24,7 +24,10 @@ std::string escape_string_literal(std::string_view text);
 
 // The session's setup: asynchronous commit for the relay's own statements, `LISTEN "channel"`.
 std::string listen_statement(std::string_view channel);
-// The table, its index and its staging function (stage_function).
+// The table, its key index and its staging function (stage_function). The key index is
+// "<table>_key", or for a name over 63 bytes the same scheme as the staging function's with
+// "_key"; an index an earlier version named with the server's cut of "<table>_key" is
+// renamed to it.
 std::string schema_statements(std::string_view table);
 // The staging function of `table`, quoted (schema-qualified when the table is): the table's
 // last part with "_stage" appended, in the table's schema. A name longer than PostgreSQL's
