@@ -226,6 +226,7 @@ TEST_F(Stage, ATableNameWithABackslashStagesWhateverStandardConformingStrings) {
   // The call names the table in a string constant: it must mean the same table when the
   // caller's session has standard_conforming_strings off (found in review: it did not).
   const OutboxOptions odd{.table = outbox.table + "_back\\slash", .channel = outbox.channel};
+  db.exec("DROP TABLE IF EXISTS \"" + odd.table + "\"");  // a cluster of an earlier run
   db.exec(emissions::postgres::schema_sql(odd));
   for (const char* setting : {"off", "on"}) {
     SCOPED_TRACE(setting);
