@@ -163,6 +163,26 @@ Status stage_error(std::string_view sqlstate, std::string_view message, bool con
   return Status(Errc::internal, "staging failed" + state + ": " + what);
 }
 
+std::string server_error_summary(std::string_view text) {
+  std::string primary;
+  std::string detail;
+  bool first = true;
+  while (!text.empty()) {
+    const std::size_t end = text.find('\n');
+    const std::string_view line = text.substr(0, end);
+    text = end == std::string_view::npos ? std::string_view() : text.substr(end + 1);
+    if (first) {
+      // "<SEVERITY>:  <message>"
+      const std::size_t sep = line.find(":  ");
+      primary = std::string(sep == std::string_view::npos ? line : line.substr(sep + 3));
+      first = false;
+    } else if (line.starts_with("DETAIL:  ")) {
+      detail = std::string(line.substr(9));
+    }
+  }
+  return detail.empty() ? primary : primary + " (" + detail + ")";
+}
+
 Status check_staged_count(const char* inserted, std::size_t expected) {
   std::uint64_t rows = 0;
   const std::string_view text = inserted == nullptr ? std::string_view() : inserted;

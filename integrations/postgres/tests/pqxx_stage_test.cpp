@@ -159,6 +159,13 @@ TEST_F(PqxxStage, RejectedPayloadIsInvalidArgumentWithSqlState) {
   const emissions::Status s = stage(tx, work, outbox);
   EXPECT_EQ(s.code(), Errc::invalid_argument);
   EXPECT_THAT(s.message(), HasSubstr("22P05"));
+  // One line, the server's message and its detail, as through libpq: not the statement
+  // around the error's position or the JSON context, which quote the events' ids and
+  // payloads (found in review: both were in the message).
+  EXPECT_THAT(s.message(), HasSubstr("unsupported Unicode escape sequence"));
+  EXPECT_THAT(s.message(), HasSubstr("cannot be converted to text"));
+  EXPECT_EQ(s.message().find('\n'), std::string::npos) << s.message();
+  EXPECT_THAT(s.message(), ::testing::Not(HasSubstr("\"payload\"")));
   EXPECT_EQ(tx.size(), 1U);
 }
 
