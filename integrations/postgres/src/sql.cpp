@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <utility>
 
 #include "emissions/status.hpp"
 
@@ -53,6 +54,46 @@ std::string seqs_array(const std::vector<std::int64_t>& seqs) {
 
 std::string lease_interval(std::chrono::milliseconds lease) {
   return "interval '1 millisecond' * " + std::to_string(lease.count());
+}
+
+// `base` + `suffix` when that fits PostgreSQL's 63-byte identifiers; otherwise the first 48
+// bytes of `base` (cut at a UTF-8 character boundary), '_', 8 hex digits of a hash of the
+// whole `base`, then `suffix` (at most 10 bytes): never cut by the server, and distinct for
+// two long names that share a prefix.
+std::string fitted_name(std::string_view base, std::string_view suffix) {
+  constexpr std::size_t kMaxIdentifier = 63;  // NAMEDATALEN - 1, in bytes
+  if (base.size() + suffix.size() <= kMaxIdentifier) return std::string(base) + std::string(suffix);
+  // FNV-1a: stable across versions and platforms, so schema_sql() and stage() of any two
+  // versions agree on the name.
+  std::uint32_t hash = 2166136261U;
+  for (const char c : base) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 16777619U;
+  }
+  std::size_t keep = 48;
+  while (keep > 0 && (static_cast<unsigned char>(base[keep]) & 0xC0U) == 0x80U)
+    --keep;  // base[keep] would start the cut: never split a UTF-8 character
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08x", static_cast<unsigned>(hash));
+  return std::string(base.substr(0, keep)) + "_" + hex + std::string(suffix);
+}
+
+// The name the server made of `name` when it was longer than 63 bytes: its first 63 bytes,
+// cut at a UTF-8 character boundary (truncate_identifier; the database's encoding UTF-8).
+std::string server_cut_name(std::string_view name) {
+  if (name.size() <= 63) return std::string(name);
+  std::size_t keep = 63;
+  while (keep > 0 && (static_cast<unsigned char>(name[keep]) & 0xC0U) == 0x80U)
+    --keep;
+  return std::string(name.substr(0, keep));
+}
+
+// The staging function's name, unquoted: {schema (empty when the table is unqualified), name}.
+std::pair<std::string, std::string> stage_function_parts(std::string_view table) {
+  (void)quote_table(table, "OutboxOptions::table");  // validates every part
+  const std::size_t dot = table.rfind('.');
+  return {dot == std::string_view::npos ? std::string() : std::string(table.substr(0, dot)),
+          fitted_name(table_base(table), "_stage")};
 }
 
 }  // namespace
@@ -133,10 +174,44 @@ std::string schema_statements(std::string_view table) {
                     "  claim_id uuid,\n"
                     "  claimed_until timestamptz,\n"
                     "  claims integer NOT NULL DEFAULT 0\n"
-                    ") WITH (fillfactor = 50);\n"
-                    "CREATE INDEX IF NOT EXISTS " +
-                    quote_identifier(base + "_key") + " ON " + t +
-                    " (ordering_key) WHERE ordering_key IS NOT NULL;\n";
+                    ") WITH (fillfactor = 50);\n";
+  // Dollar quoting (whatever standard_conforming_strings says), with a tag that the table's
+  // name, the only text in what we quote so that is not ours, does not contain.
+  std::string tag = "$emissions$";
+  for (int n = 1; t.find(tag) != std::string::npos; ++n)
+    tag = "$emissions" + std::to_string(n) + "$";
+  // The key index is "<table>_key", or, when that exceeds 63 bytes, a name with a hash
+  // (fitted_name): the server would cut it, and the cut name could be another table's (a
+  // 63-byte table's is the table itself), so that IF NOT EXISTS skipped the index or a
+  // later CREATE TABLE IF NOT EXISTS found this index and skipped its table. An earlier
+  // schema_sql() gave a long table's index the cut name: that index is renamed, once, so
+  // that the table does not get a second one.
+  const std::string key_index = fitted_name(base, "_key");
+  if (key_index != base + "_key") {
+    const std::string cut = server_cut_name(base + "_key");
+    ddl += "DO " + tag +
+           "\nDECLARE\n"
+           "  cut_index regclass;\n"
+           "BEGIN\n"
+           "  SELECT i.indexrelid::regclass INTO cut_index FROM pg_index i\n"
+           "    JOIN pg_class c ON c.oid = i.indexrelid\n"
+           "  WHERE i.indrelid = " +
+           escape_string_literal(t) + "::regclass AND c.relname = " + escape_string_literal(cut) +
+           "\n"
+           "    AND NOT EXISTS (SELECT 1 FROM pg_class n WHERE n.relnamespace = c.relnamespace\n"
+           "      AND n.relname = " +
+           escape_string_literal(key_index) +
+           ");\n"
+           "  IF cut_index IS NOT NULL THEN\n"
+           "    EXECUTE 'ALTER INDEX ' || cut_index::text || ' RENAME TO ' || quote_ident(" +
+           escape_string_literal(key_index) +
+           ");\n"
+           "  END IF;\n"
+           "END\n" +
+           tag + ";\n";
+  }
+  ddl += "CREATE INDEX IF NOT EXISTS " + quote_identifier(key_index) + " ON " + t +
+         " (ordering_key) WHERE ordering_key IS NOT NULL;\n";
   // stage() calls this function instead of sending the INSERT: PL/pgSQL keeps the INSERT's
   // plan for the session, so each call costs the parse and plan of `SELECT fn($1, $2)` only,
   // and nothing is left in the caller's session that a pooler or DISCARD ALL could take away
@@ -167,11 +242,6 @@ std::string schema_statements(std::string_view table) {
   // database may keep the function of an older schema_sql() while newer clients call it.
   // A change to any of them needs a function of another name (and the 42883 message then
   // tells users to run schema_sql() again), never a different body under the same name.
-  // Dollar quoting (whatever standard_conforming_strings says), with a tag that the table's
-  // name, the only text in it that is not ours, does not contain.
-  std::string tag = "$emissions$";
-  for (int n = 1; t.find(tag) != std::string::npos; ++n)
-    tag = "$emissions" + std::to_string(n) + "$";
   ddl += "CREATE OR REPLACE FUNCTION " + fn +
          "(staged_events jsonb, notify_channel text)\n"
          "RETURNS bigint LANGUAGE plpgsql AS " +
@@ -183,29 +253,13 @@ std::string schema_statements(std::string_view table) {
 }
 
 std::string stage_function(std::string_view table) {
-  (void)quote_table(table, "OutboxOptions::table");  // validates every part
-  constexpr std::size_t kMaxIdentifier = 63;         // NAMEDATALEN - 1, in bytes
-  const std::string_view base = table_base(table);
-  std::string name = std::string(base) + "_stage";
-  if (name.size() > kMaxIdentifier) {
-    // FNV-1a: stable across versions and platforms, so schema_sql() and stage() of any two
-    // versions agree on the name.
-    std::uint32_t hash = 2166136261U;
-    for (const char c : base) {
-      hash ^= static_cast<unsigned char>(c);
-      hash *= 16777619U;
-    }
-    std::size_t keep = 48;
-    while (keep > 0 && (static_cast<unsigned char>(base[keep]) & 0xC0U) == 0x80U)
-      --keep;  // base[keep] would start the cut: never split a UTF-8 character
-    char hex[9];
-    std::snprintf(hex, sizeof hex, "%08x", static_cast<unsigned>(hash));
-    name = std::string(base.substr(0, keep)) + "_" + hex + "_stage";
-  }
-  const std::size_t dot = table.rfind('.');
-  return (dot == std::string_view::npos ? std::string()
-                                        : quote_identifier(table.substr(0, dot)) + ".") +
-         quote_identifier(name);
+  const auto [schema, name] = stage_function_parts(table);
+  return (schema.empty() ? std::string() : quote_identifier(schema) + ".") + quote_identifier(name);
+}
+
+std::string stage_function_signature(std::string_view table) {
+  const auto [schema, name] = stage_function_parts(table);
+  return (schema.empty() ? std::string() : schema + ".") + name + "(jsonb, text)";
 }
 
 std::string stage_statement(std::string_view table) {

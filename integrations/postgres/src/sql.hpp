@@ -24,13 +24,20 @@ std::string escape_string_literal(std::string_view text);
 
 // The session's setup: asynchronous commit for the relay's own statements, `LISTEN "channel"`.
 std::string listen_statement(std::string_view channel);
-// The table, its index and its staging function (stage_function).
+// The table, its key index and its staging function (stage_function). The key index is
+// "<table>_key", or for a name over 63 bytes the same scheme as the staging function's with
+// "_key"; an index an earlier version named with the server's cut of "<table>_key" is
+// renamed to it.
 std::string schema_statements(std::string_view table);
 // The staging function of `table`, quoted (schema-qualified when the table is): the table's
 // last part with "_stage" appended, in the table's schema. A name longer than PostgreSQL's
 // 63-byte identifier limit keeps its first 48 bytes (cut at a UTF-8 character boundary),
 // then '_', 8 hex digits of a hash of the whole last part and "_stage".
 std::string stage_function(std::string_view table);
+// The staging function's signature as the server writes it in the message of a failed
+// lookup (SQL state 42883): the name unquoted, schema-qualified when the table is, then
+// "(jsonb, text)". Throws ConfigError as quote_table does.
+std::string stage_function_signature(std::string_view table);
 // `SELECT fn($1, $2)`: $1 the events as a JSON array of {id, name, payload, metadata,
 // emitted_at, key} (jsonb), $2 the channel (text). One row, one column: the rows inserted.
 std::string stage_statement(std::string_view table);

@@ -63,6 +63,17 @@ std::string server_message(const PGresult* result) {
   return out;
 }
 
+// Whether the server's message of a failed function lookup (SQL state 42883) is about the
+// staging function itself: it names the function as "name(jsonb, text)", unquoted, whatever
+// the language of the server's messages.
+bool names_stage_function(std::string_view message, const OutboxOptions& options) {
+  try {
+    return message.find(detail::stage_function_signature(options.table)) != std::string_view::npos;
+  } catch (const ConfigError&) {
+    return false;
+  }
+}
+
 }  // namespace
 
 std::string schema_sql(const OutboxOptions& options) {
@@ -118,9 +129,12 @@ Status stage_error(std::string_view sqlstate, std::string_view message, bool con
     return Status(Errc::unavailable,
                   "staging failed, try the business transaction again" + state + ": " + what);
   }
-  if (sqlstate == "42883") {
+  if (sqlstate == "42883" && names_stage_function(message, options)) {
     // The statement calls one function with arguments of exact types, after resolving the
-    // table (a missing table is 42P01): the table is there, its function is not.
+    // table (a missing table is 42P01), and the server's message names that function: the
+    // table is there, its function is not. A 42883 raised inside the function (a trigger on
+    // the table calling a function that does not exist) names another function and is the
+    // server rejecting the write, below.
     std::string function;
     try {
       function = stage_function(options.table);
@@ -147,6 +161,26 @@ Status stage_error(std::string_view sqlstate, std::string_view message, bool con
                   "the server rejected the staged events" + state + ": " + what);
   }
   return Status(Errc::internal, "staging failed" + state + ": " + what);
+}
+
+std::string server_error_summary(std::string_view text) {
+  std::string primary;
+  std::string detail;
+  bool first = true;
+  while (!text.empty()) {
+    const std::size_t end = text.find('\n');
+    const std::string_view line = text.substr(0, end);
+    text = end == std::string_view::npos ? std::string_view() : text.substr(end + 1);
+    if (first) {
+      // "<SEVERITY>:  <message>"
+      const std::size_t sep = line.find(":  ");
+      primary = std::string(sep == std::string_view::npos ? line : line.substr(sep + 3));
+      first = false;
+    } else if (line.starts_with("DETAIL:  ")) {
+      detail = std::string(line.substr(9));
+    }
+  }
+  return detail.empty() ? primary : primary + " (" + detail + ")";
 }
 
 Status check_staged_count(const char* inserted, std::size_t expected) {

@@ -116,6 +116,30 @@ TEST_F(PqxxStage, MissingFunctionIsNotFound) {
   EXPECT_EQ(rows_in(db, outbox), 1);
 }
 
+TEST_F(PqxxStage, UndefinedFunctionInAUsersTriggerIsInvalidArgument) {
+  // 42883 from inside the staging function (a user's trigger) is not a missing staging
+  // function (found in review).
+  const std::string trigger_fn = "\"" + outbox.table + "_audit\"";
+  db.exec("CREATE FUNCTION " + trigger_fn +
+          "() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM "
+          "emissions_test_no_such_function(1); RETURN NEW; END $$");
+  db.exec("CREATE TRIGGER audit BEFORE INSERT ON \"" + outbox.table +
+          "\" FOR EACH ROW EXECUTE FUNCTION " + trigger_fn + "()");
+  emissions::Transaction tx = emitter.start();
+  ASSERT_TRUE(tx.emit("a").ok());
+  {
+    pqxx::work work(conn);
+    const emissions::Status s = stage(tx, work, outbox);
+    EXPECT_EQ(s.code(), Errc::invalid_argument) << s.to_string();
+    EXPECT_THAT(s.message(), HasSubstr("42883"));
+    EXPECT_THAT(s.message(), HasSubstr("emissions_test_no_such_function(integer)"));
+    EXPECT_THAT(s.message(), ::testing::Not(HasSubstr("schema_sql")));
+    EXPECT_EQ(tx.size(), 1U);
+  }
+  db.exec("DROP TRIGGER audit ON \"" + outbox.table + "\"");
+  db.exec("DROP FUNCTION " + trigger_fn + "()");
+}
+
 TEST_F(PqxxStage, AbortedTransactionIsInvalidArgument) {
   emissions::Transaction tx = emitter.start();
   ASSERT_TRUE(tx.emit("a").ok());
@@ -135,6 +159,13 @@ TEST_F(PqxxStage, RejectedPayloadIsInvalidArgumentWithSqlState) {
   const emissions::Status s = stage(tx, work, outbox);
   EXPECT_EQ(s.code(), Errc::invalid_argument);
   EXPECT_THAT(s.message(), HasSubstr("22P05"));
+  // One line, the server's message and its detail, as through libpq: not the statement
+  // around the error's position or the JSON context, which quote the events' ids and
+  // payloads (found in review: both were in the message).
+  EXPECT_THAT(s.message(), HasSubstr("unsupported Unicode escape sequence"));
+  EXPECT_THAT(s.message(), HasSubstr("cannot be converted to text"));
+  EXPECT_EQ(s.message().find('\n'), std::string::npos) << s.message();
+  EXPECT_THAT(s.message(), ::testing::Not(HasSubstr("\"payload\"")));
   EXPECT_EQ(tx.size(), 1U);
 }
 

@@ -226,6 +226,7 @@ TEST_F(Stage, ATableNameWithABackslashStagesWhateverStandardConformingStrings) {
   // The call names the table in a string constant: it must mean the same table when the
   // caller's session has standard_conforming_strings off (found in review: it did not).
   const OutboxOptions odd{.table = outbox.table + "_back\\slash", .channel = outbox.channel};
+  db.exec("DROP TABLE IF EXISTS \"" + odd.table + "\"");  // a cluster of an earlier run
   db.exec(emissions::postgres::schema_sql(odd));
   for (const char* setting : {"off", "on"}) {
     SCOPED_TRACE(setting);
@@ -272,6 +273,55 @@ TEST_F(Stage, TableOfAnOlderSchemaSqlIsNotFoundUntilSchemaSqlRunsAgain) {
   EXPECT_EQ(db.scalar("SELECT payload->>'n' FROM " + quoted + " WHERE name = 'e'"), "1");
   db.exec("DROP TABLE " + quoted);
   db.exec("DROP FUNCTION \"" + old.table + "_stage\"(jsonb, text)");
+}
+
+TEST_F(Stage, MissingFunctionOfAQualifiedOrLongTableIsStillNotFound) {
+  // The server names the missing function unquoted and schema-qualified; a long table's
+  // function has the hashed name. Both are still recognised as the staging function.
+  db.exec("CREATE SCHEMA IF NOT EXISTS \"Old Schema\"");
+  for (const std::string& t : {std::string("Old Schema.Out box"), std::string(62, 'o')}) {
+    SCOPED_TRACE(t);
+    const OutboxOptions old{.table = t, .channel = outbox.channel};
+    const std::string quoted = t.size() == 62 ? "\"" + t + "\"" : "\"Old Schema\".\"Out box\"";
+    db.exec("DROP TABLE IF EXISTS " + quoted);
+    db.exec(table_of_an_older_schema_sql(quoted));
+    emissions::Transaction tx = emitter.start();
+    ASSERT_TRUE(tx.emit("e").ok());
+    db.exec("BEGIN");
+    const emissions::Status s = stage(tx, db.get(), old);
+    db.exec("ROLLBACK");
+    EXPECT_EQ(s.code(), Errc::not_found) << s.to_string();
+    EXPECT_THAT(s.message(), HasSubstr("42883"));
+    EXPECT_THAT(s.message(), HasSubstr("schema_sql"));
+    EXPECT_EQ(tx.size(), 1U);
+    db.exec("DROP TABLE " + quoted);
+  }
+}
+
+TEST_F(Stage, UndefinedFunctionInAUsersTriggerIsNotTheMissingStagingFunction) {
+  // 42883 raised inside the staging function (here by a user's trigger on the outbox table
+  // calling a function that does not exist) is the server rejecting the write, not an outbox
+  // made by an older schema_sql() (found in review: it was reported as one).
+  const std::string trigger_fn = "\"" + outbox.table + "_audit\"";
+  db.exec("CREATE FUNCTION " + trigger_fn +
+          "() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM "
+          "emissions_test_no_such_function(1); RETURN NEW; END $$");
+  db.exec("CREATE TRIGGER audit BEFORE INSERT ON " + table + " FOR EACH ROW EXECUTE FUNCTION " +
+          trigger_fn + "()");
+  emissions::Transaction tx = emitter.start();
+  ASSERT_TRUE(tx.emit("e", {{"n", 1}}).ok());
+  db.exec("BEGIN");
+  const emissions::Status s = stage(tx, db.get(), outbox);
+  db.exec("ROLLBACK");
+  EXPECT_EQ(s.code(), Errc::invalid_argument) << s.to_string();
+  EXPECT_THAT(s.message(), HasSubstr("SQL state 42883"));
+  EXPECT_THAT(s.message(), HasSubstr("emissions_test_no_such_function(integer)"));
+  EXPECT_THAT(s.message(), ::testing::Not(HasSubstr("schema_sql")));
+  EXPECT_TRUE(tx.active());
+  EXPECT_EQ(tx.size(), 1U);
+  db.exec("DROP TRIGGER audit ON " + table);
+  db.exec("DROP FUNCTION " + trigger_fn + "()");
+  EXPECT_EQ(rows_in(db, outbox), 0);
 }
 
 TEST_F(Stage, PayloadJsonbRejectsIsInvalidArgumentWithSqlStateAndNothingWritten) {
@@ -423,6 +473,103 @@ TEST(Schema, LongTableNamesGetDistinctFunctionsWithinTheIdentifierLimit) {
   EXPECT_NE(names[0], names[1]);
   for (const std::string& table : tables)
     db.exec("DROP TABLE \"" + table + "\"");
+}
+
+// `text` as an escape string constant.
+std::string escaped(const std::string& text) {
+  std::string out = "E'";
+  for (const char c : text) {
+    if (c == '\'' || c == '\\') out += c;
+    out += c;
+  }
+  return out + "'";
+}
+
+// The names of the indexes of `quoted` (a quoted table) on ordering_key alone.
+std::vector<std::string> key_indexes(const Db& db, const std::string& quoted) {
+  return db.column(
+      "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+      "WHERE i.indrelid = " +
+      escaped(quoted) +
+      "::regclass AND pg_get_indexdef(i.indexrelid) LIKE '%(ordering_key)%' ORDER "
+      "BY c.relname");
+}
+
+TEST(Schema, LongTableNamesEachGetTheirOwnKeyIndexWithinTheIdentifierLimit) {
+  // "<table>_key" longer than 63 bytes was cut by the server (found in review): a 61-byte
+  // table's index took the name of the 63-byte table "<table>_k", whose CREATE TABLE IF NOT
+  // EXISTS then found that index and made no table; and a 63-byte table's index name was the
+  // table's own, so its CREATE INDEX IF NOT EXISTS made no index.
+  Db db;
+  emissions::Emitter emitter(no_adapters());
+  const std::string first = std::string(59, 'k') + "_a";
+  const std::vector<std::string> tables = {first, first + "_k", std::string(63, 'm')};
+  for (const std::string& table : tables) {  // left by an earlier run: a table or an index
+    const std::string kind = db.scalar(
+        "SELECT coalesce((SELECT relkind::text FROM pg_class WHERE "
+        "relname = '" +
+        table + "'), '')");
+    if (kind == "r") db.exec("DROP TABLE \"" + table + "\"");
+    if (kind == "i") db.exec("DROP INDEX \"" + table + "\"");
+  }
+  for (const std::string& table : tables) {
+    db.exec(emissions::postgres::schema_sql({.table = table}));
+    db.exec(emissions::postgres::schema_sql({.table = table}));  // idempotent
+  }
+  std::vector<std::string> names;
+  for (const std::string& table : tables) {
+    SCOPED_TRACE(table);
+    ASSERT_EQ(db.scalar("SELECT relkind FROM pg_class WHERE relname = '" + table + "'"), "r");
+    const auto indexes = key_indexes(db, "\"" + table + "\"");
+    ASSERT_EQ(indexes.size(), 1U);
+    EXPECT_LE(indexes[0].size(), 63U);
+    names.push_back(indexes[0]);
+    stage_one(db, emitter, {.table = table}, "e");
+    EXPECT_EQ(db.count("SELECT count(*) FROM \"" + table + "\""), 1);
+  }
+  EXPECT_NE(names[0], names[1]);
+  EXPECT_NE(names[1], names[2]);
+  for (const std::string& table : tables)
+    db.exec("DROP TABLE \"" + table + "\"");
+}
+
+TEST(Schema, ALongTablesCutKeyIndexOfAnEarlierSchemaSqlIsRenamedNotDuplicated) {
+  // A table made by an earlier schema_sql(): its key index has the name the server cut to
+  // 63 bytes. Running the new schema_sql() leaves one key index, under the new name; also
+  // for a name with a quote, a backslash and a double quote, with standard_conforming_strings
+  // off.
+  Db db;
+  for (const std::string& table :
+       {std::string(60, 'r') + "_c", std::string(55, 'r') + "'q\\b\"_c"}) {
+    SCOPED_TRACE(table);
+    ASSERT_EQ(table.size(), 62U);
+    std::string quoted = "\"";
+    for (const char c : table)
+      quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
+    quoted += '"';
+    std::string index = (table + "_key").substr(0, 63);
+    std::string quoted_index = "\"";
+    for (const char c : index)
+      quoted_index += c == '"' ? std::string("\"\"") : std::string(1, c);
+    quoted_index += '"';
+    db.exec("SET standard_conforming_strings = on");
+    db.exec("DROP TABLE IF EXISTS " + quoted);
+    db.exec(table_of_an_older_schema_sql(quoted));
+    db.exec("CREATE INDEX IF NOT EXISTS " + quoted_index + " ON " + quoted +
+            " (ordering_key) WHERE ordering_key IS NOT NULL");
+    const auto before = key_indexes(db, quoted);
+    ASSERT_EQ(before.size(), 1U);
+    EXPECT_EQ(before[0], index);
+    db.exec("SET standard_conforming_strings = off");
+    db.exec(emissions::postgres::schema_sql({.table = table}));
+    db.exec(emissions::postgres::schema_sql({.table = table}));
+    db.exec("SET standard_conforming_strings = on");
+    const auto after = key_indexes(db, quoted);
+    ASSERT_EQ(after.size(), 1U);
+    EXPECT_NE(after[0], before[0]);
+    EXPECT_LE(after[0].size(), 63U);
+    db.exec("DROP TABLE " + quoted);
+  }
 }
 
 TEST(Schema, TableNameHoldingTheDollarQuoteTag) {

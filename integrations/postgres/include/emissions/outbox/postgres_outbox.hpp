@@ -87,7 +87,9 @@ struct OutboxOptions {
 /// - not_found: the table does not exist (SQL state 42P01): the message names it and
 ///   points at schema_sql(); or the table exists without its staging function (SQL state
 ///   42883: the table was made by an earlier version's schema_sql()): the message names the
-///   function and the table and points at schema_sql(), which adds it;
+///   function and the table and points at schema_sql(), which adds it (a 42883 raised inside
+///   the function, e.g. by a trigger on the table, is invalid_argument: it names another
+///   function);
 /// - unavailable: the connection is lost, or the server asks to try again (SQL state class
 ///   08, 40, 53, 57);
 /// - not_started/closed: `tx` is not active; internal: any other server error.

@@ -37,6 +37,11 @@ Status finish_stage(Transaction& tx);
 // message, whether the connection is gone.
 Status stage_error(std::string_view sqlstate, std::string_view message, bool connection_lost,
                    const OutboxOptions& options);
+// A client library's text of a server error (libpq's PQresultErrorMessage layout, as in
+// pqxx::sql_error::what()) on one line: the primary message without its severity, and
+// " (<detail>)" when there is a DETAIL line; the statement around the error's position, the
+// hint and the context (which quote the events) are left out.
+std::string server_error_summary(std::string_view text);
 // Checks the function's result, the rows inserted as text (null: no such value): internal
 // when it is not `expected` (a trigger that skipped rows, say); the caller's transaction
 // then holds a partial write: roll it back.
