@@ -423,6 +423,12 @@ class Core : public std::enable_shared_from_this<Core> {
   // waiting for room in its queues as publish_relayed does. The window's reference is
   // released or passed on in every case; closed once the relays stop.
   Status publish_windowed(Lane& lane, Batch* batch, const std::uint32_t* takes);
+  // Before the append lock (live handoff, no lock held): for each live lane that blocks and
+  // whose queue has no room for `batch`, waits for room so that it need not fall behind: up
+  // to 5 ms in all (and no longer than any such lane's block_timeout); a wait that times out
+  // pauses these waits on that lane for 100 ms. Never waits on the pipeline's own threads or
+  // for a cascade.
+  void await_live_room(const Batch& batch, int cascade_depth) noexcept;
   // Under the append lock: whether room in lane `l`'s full window for a commit of `n` events
   // is coming soon (its relay is near the window, and its queues have room).
   bool window_room_coming(std::size_t l, std::size_t n) noexcept;

@@ -81,10 +81,19 @@ class RelayWindow {
   // Adder: a wait for room timed out: no more waits for a while (whatever kept the taker
   // from freeing room may go on; the commit path must not be slowed by it for long).
   [[nodiscard]] bool may_wait(std::chrono::steady_clock::time_point now) const noexcept {
-    return now >= no_wait_until_;
+    return now.time_since_epoch().count() >= no_wait_until_.load(std::memory_order_relaxed);
   }
   void wait_timed_out(std::chrono::steady_clock::time_point until) noexcept {
-    no_wait_until_ = until;
+    no_wait_until_.store(until.time_since_epoch().count(), std::memory_order_relaxed);
+  }
+  // The same for the commit path's waits for room in the lane's queues while the lane is
+  // live (Core::await_live_room), paused separately: once the lane fell behind, the window's
+  // waits are what bring its relay back. Any thread.
+  [[nodiscard]] bool may_wait_live(std::chrono::steady_clock::time_point now) const noexcept {
+    return now.time_since_epoch().count() >= no_live_wait_until_.load(std::memory_order_relaxed);
+  }
+  void live_wait_timed_out(std::chrono::steady_clock::time_point until) noexcept {
+    no_live_wait_until_.store(until.time_since_epoch().count(), std::memory_order_relaxed);
   }
   // The taker cannot take (no memory for its scratch): nothing fits from now on.
   void disable() {
@@ -151,7 +160,9 @@ class RelayWindow {
   std::size_t events_ = 0;            // guarded by mutex_
   std::atomic<std::uint64_t> relay_next_{0};
   std::atomic<bool> taker_working_{false};
-  std::chrono::steady_clock::time_point no_wait_until_{};  // the adder's (append lock)
+  // steady_clock ticks; see may_wait and may_wait_live
+  std::atomic<std::chrono::steady_clock::rep> no_wait_until_{0};
+  std::atomic<std::chrono::steady_clock::rep> no_live_wait_until_{0};
 };
 
 }  // namespace emissions::detail

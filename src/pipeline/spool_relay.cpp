@@ -35,6 +35,14 @@ constexpr auto kLiveRecheck = std::chrono::milliseconds(100);
 // not wait for that lane's window again: at most 1 ms lost in 50 to a relay that is held up.
 constexpr auto kWindowRoomWait = std::chrono::milliseconds(1);
 constexpr auto kWindowWaitPause = std::chrono::milliseconds(50);
+// How long a commit waits, at most, before the append lock, for room in the queues of a live
+// lane that blocks (see await_live_room: a consumer that did not get a core for a few
+// milliseconds must not make its lane fall behind), and for how long after a wait that timed
+// out commits do not wait for that lane's queues again. A lane that falls behind is not
+// waited for until its relay caught up with the log, so a stalled adapter costs commits one
+// such wait per stall, and at most 5 ms in 100 if it stalls again and again.
+constexpr auto kLiveRoomWait = std::chrono::milliseconds(5);
+constexpr auto kLiveWaitPause = std::chrono::milliseconds(100);
 // How long a relay that caught up with the log polls (yielding) before it parks.
 constexpr auto kRelaySpin = std::chrono::microseconds(50);
 
@@ -81,6 +89,7 @@ Status Core::publish_to_spool(BatchPtr& buffer, int cascade_depth, DropReport& d
     if ((cascade_depth > 0 ? sealed_ : closed_).load(std::memory_order_seq_cst)) {
       return Status(Errc::closed, "the emitter has been shut down");
     }
+    await_live_room(batch, cascade_depth);
   }
   LiveHandoff handoff(*this, buffer, tracker, cascade_depth);
   bool dropped = false;
@@ -157,6 +166,47 @@ void Core::count_spool_overflow(std::size_t lane_index, std::uint64_t events) no
       events::kSpoolDropped.execute({{"count", events}},
                                     {{"adapter", lane.name}, {"reason", "overflow"}});
     });
+  }
+}
+
+void Core::await_live_room(const Batch& batch, int cascade_depth) noexcept {
+  // A live lane whose queue has no room for this commit falls behind at it, and its relay
+  // then hands over from the window or reads the log, which costs far more than the
+  // consumer freeing room (on a busy machine the relay may never catch up). A consumer that
+  // is behind for a moment (it did not get a core) is waited for here, as the in-memory
+  // pipeline's block policy would, briefly and with no lock held. Commits from the
+  // pipeline's own threads (cascades, on_settled callbacks) never wait: they may be what
+  // drains the queue.
+  if (cascade_depth > 0 || current_thread_owner() != nullptr) return;
+  Deadline deadline{};  // one for the whole commit, read from the clock only when needed
+  for (std::size_t l = 0; l < routed_lanes_ && l < windows_.size(); ++l) {
+    Lane& lane = *lanes_[l];
+    if (lane.options.overflow != Overflow::block || lane.options.block_timeout.count() == 0 ||
+        !spool_->is_live(l)) {
+      continue;
+    }
+    RelayWindow& window = *windows_[l];
+    for (auto& queue_ptr : lane.queues) {
+      Queue& queue = *queue_ptr;
+      const std::size_t k = batch.take[queue.flat];
+      const auto room = [&] {
+        const std::size_t used = queue.occupancy.load(std::memory_order_relaxed);
+        return used == 0 || used + k <= queue.capacity;
+      };
+      if (k == 0 || room()) continue;
+      const auto now = std::chrono::steady_clock::now();
+      if (!window.may_wait_live(now)) break;
+      if (deadline == Deadline{}) deadline = now + kLiveRoomWait;
+      const auto stop = [&] {
+        return room() || relays_stop_.load(std::memory_order_acquire) ||
+               closed_.load(std::memory_order_acquire);
+      };
+      if (!wait_until(queue.space, stop, std::min(deadline, now + lane.options.block_timeout))) {
+        // The consumer is held up (a slow adapter): the lane falls behind, commits go on.
+        window.live_wait_timed_out(std::chrono::steady_clock::now() + kLiveWaitPause);
+        break;
+      }
+    }
   }
 }
 

@@ -35,6 +35,7 @@ void Spool::abandon_pending() noexcept {
   {
     std::lock_guard lock(pending_mutex_);
     left.swap(pending_);
+    pending_count_.store(0, std::memory_order_relaxed);
   }
   for (auto& entry : left) {
     Pending& pending = *entry.second;
@@ -191,6 +192,7 @@ Status Spool::append(std::span<const Event> events, std::uint32_t flags,
         } else {
           entry.key() = at.seq;
           pending_.insert(std::move(entry));
+          pending_count_.store(pending_.size(), std::memory_order_relaxed);
         }
       }
     }
@@ -411,6 +413,9 @@ void Spool::settled(std::size_t lane, std::uint64_t seq, const AdapterStats& set
 }
 
 void Spool::settle_pending(std::uint64_t seq, std::size_t lane, const AdapterStats& stats) {
+  // The commit's entry, if it has one, was counted before the commit was handed to any lane
+  // (the handoff orders it before this settlement), and stays until this lane settled it.
+  if (pending_count_.load(std::memory_order_acquire) == 0) return;
   std::unique_ptr<Pending> done;
   {
     std::lock_guard lock(pending_mutex_);
@@ -433,6 +438,7 @@ std::unique_ptr<Spool::Pending> Spool::settle_pending_locked(std::uint64_t seq, 
   if (--pending.remaining != 0) return nullptr;
   std::unique_ptr<Pending> done = std::move(it->second);
   pending_.erase(it);
+  pending_count_.store(pending_.size(), std::memory_order_relaxed);
   return done;
 }
 

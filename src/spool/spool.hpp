@@ -227,6 +227,10 @@ class Spool {
 
   mutable std::mutex pending_mutex_;
   std::unordered_map<std::uint64_t, std::unique_ptr<Pending>> pending_;
+  // pending_.size(), written under pending_mutex_: a settlement finds no entry to update
+  // without taking the lock when it is 0 (a commit's entry is made before any lane can
+  // settle it, and is erased only once every lane did).
+  std::atomic<std::size_t> pending_count_{0};
 };
 
 }  // namespace emissions::detail::spool
