@@ -38,7 +38,9 @@ enum class Overflow {
   /// The caller waits: commit() blocks up to block_timeout for room. If the queue stays
   /// full, commit() returns overloaded and delivers nothing to any adapter (the transaction
   /// stays open with its events: retry, or terminate). A stalled adapter with this policy
-  /// therefore stalls every commit that has events it wants.
+  /// therefore stalls every commit that has events it wants. With a spool, a full queue
+  /// makes a commit wait only a few milliseconds (within block_timeout), then the adapter
+  /// reads its backlog from disk (spool.hpp); commit() waits longer only for a full spool.
   block,
   /// The caller never waits: the oldest queued batches of that adapter are dropped to make
   /// room (counted `dropped`, reason "overflow"). With a spool, a full spool drops the

@@ -6,7 +6,12 @@
 /// files in `dir` before commit() returns, whatever the number of adapters. Each adapter
 /// reads the log in order through its own reader and keeps a persisted position: the first
 /// commit it has not settled. An adapter that falls behind by more than its `buffer_size`
-/// reads its backlog back from disk, so memory stays bounded. A segment file is deleted
+/// reads its backlog back from disk, so memory stays bounded. (Before a `block` adapter
+/// whose queue is full falls behind, a commit waits for it briefly, up to 5 ms and never
+/// longer than its `block_timeout`, with no lock held: a consumer that missed a core for a
+/// moment stays live, which reading back would cost far more. After such a wait times out,
+/// commits do not wait for that adapter for 100 ms. Other policies never wait; commits made
+/// on the pipeline's own threads never wait.) A segment file is deleted
 /// once every adapter settled every event in it. docs/SPOOL.md gives the guarantees, the
 /// format and the recovery rules.
 ///
