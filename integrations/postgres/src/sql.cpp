@@ -184,25 +184,41 @@ std::string schema_statements(std::string_view table) {
   // (fitted_name): the server would cut it, and the cut name could be another table's (a
   // 63-byte table's is the table itself), so that IF NOT EXISTS skipped the index or a
   // later CREATE TABLE IF NOT EXISTS found this index and skipped its table. An earlier
-  // schema_sql() gave a long table's index the cut name: that index is renamed, once, so
-  // that the table does not get a second one.
+  // schema_sql() gave a long table's index the cut name: that index (on this table, with the
+  // key index's definition, nothing else) is renamed, so that the table does not get a
+  // second one; if the hashed one exists too (an older schema_sql() ran after a newer one,
+  // in a rolling deploy), the cut one is a duplicate and is dropped.
   const std::string key_index = fitted_name(base, "_key");
   if (key_index != base + "_key") {
     const std::string cut = server_cut_name(base + "_key");
+    const auto index_of_this_table = [&](const std::string& name) {
+      return "SELECT i.indexrelid::regclass FROM pg_index i JOIN pg_class c ON c.oid = "
+             "i.indexrelid\n"
+             "    WHERE i.indrelid = " +
+             escape_string_literal(t) +
+             "::regclass AND c.relname = " + escape_string_literal(name) +
+             "\n"
+             "      AND pg_get_indexdef(i.indexrelid) LIKE "
+             "'%(ordering_key) WHERE (ordering_key IS NOT NULL)'";
+    };
     ddl += "DO " + tag +
            "\nDECLARE\n"
            "  cut_index regclass;\n"
+           "  key_index regclass;\n"
            "BEGIN\n"
-           "  SELECT i.indexrelid::regclass INTO cut_index FROM pg_index i\n"
-           "    JOIN pg_class c ON c.oid = i.indexrelid\n"
-           "  WHERE i.indrelid = " +
-           escape_string_literal(t) + "::regclass AND c.relname = " + escape_string_literal(cut) +
-           "\n"
-           "    AND NOT EXISTS (SELECT 1 FROM pg_class n WHERE n.relnamespace = c.relnamespace\n"
-           "      AND n.relname = " +
-           escape_string_literal(key_index) +
+           "  cut_index := (" +
+           index_of_this_table(cut) +
            ");\n"
-           "  IF cut_index IS NOT NULL THEN\n"
+           "  key_index := (" +
+           index_of_this_table(key_index) +
+           ");\n"
+           "  IF cut_index IS NOT NULL AND key_index IS NOT NULL THEN\n"
+           "    EXECUTE 'DROP INDEX ' || cut_index::text;\n"
+           "  ELSIF cut_index IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_class n JOIN pg_class "
+           "c\n"
+           "      ON n.relnamespace = c.relnamespace WHERE c.oid = cut_index AND n.relname = " +
+           escape_string_literal(key_index) +
+           ") THEN\n"
            "    EXECUTE 'ALTER INDEX ' || cut_index::text || ' RENAME TO ' || quote_ident(" +
            escape_string_literal(key_index) +
            ");\n"

@@ -49,13 +49,16 @@ void append_event(std::string& out, const Event& e, const OutboxOptions& options
 }
 
 // The server's message and its detail, on one line (not the statement, its position, the
-// hint or the PL/pgSQL context that PQresultErrorMessage adds); libpq's own message when the
-// error did not come from the server.
+// hint or the PL/pgSQL context that PQresultErrorMessage adds, which quote the events; nor a
+// detail that quotes the rejected row, see detail::detail_quotes_row); libpq's own message
+// when the error did not come from the server.
 std::string server_message(const PGresult* result) {
   const char* primary = PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY);
   if (primary == nullptr) return PQresultErrorMessage(result);
   std::string out = primary;
-  if (const char* detail = PQresultErrorField(result, PG_DIAG_MESSAGE_DETAIL); detail != nullptr) {
+  const char* sqlstate = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+  if (const char* detail = PQresultErrorField(result, PG_DIAG_MESSAGE_DETAIL);
+      detail != nullptr && !detail::detail_quotes_row(sqlstate == nullptr ? "" : sqlstate)) {
     out += " (";
     out += detail;
     out += ')';
@@ -65,13 +68,26 @@ std::string server_message(const PGresult* result) {
 
 // Whether the server's message of a failed function lookup (SQL state 42883) is about the
 // staging function itself: it names the function as "name(jsonb, text)", unquoted, whatever
-// the language of the server's messages.
+// the language of the server's messages. The name must stand on its own: not the end of a
+// longer name, nor the same name in another schema ("other.name(jsonb, text)", "x_name(...").
+// Bytes past ASCII may come before it (some translations put no space before the name).
 bool names_stage_function(std::string_view message, const OutboxOptions& options) {
+  std::string signature;
   try {
-    return message.find(detail::stage_function_signature(options.table)) != std::string_view::npos;
+    signature = detail::stage_function_signature(options.table);
   } catch (const ConfigError&) {
     return false;
   }
+  const auto part_of_a_name = [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9') || c == '_' ||
+           c == '$' || c == '.' || c == '"';
+  };
+  for (std::size_t at = message.find(signature); at != std::string_view::npos;
+       at = message.find(signature, at + 1)) {
+    if (at == 0 || !part_of_a_name(message[at - 1])) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -163,7 +179,15 @@ Status stage_error(std::string_view sqlstate, std::string_view message, bool con
   return Status(Errc::internal, "staging failed" + state + ": " + what);
 }
 
-std::string server_error_summary(std::string_view text) {
+bool detail_quotes_row(std::string_view sqlstate) {
+  // Class 23 (integrity constraints): NOT NULL, CHECK and exclusion violations' details
+  // quote the failing row ("Failing row contains (...)"), payload and all, and a foreign key's
+  // the key's values. A unique violation's names the key, here the event's id, which is what
+  // tells a caller that the event was staged before: kept.
+  return sqlstate.starts_with("23") && sqlstate != "23505";
+}
+
+std::string server_error_summary(std::string_view text, std::string_view sqlstate) {
   std::string primary;
   std::string detail;
   bool first = true;
@@ -176,7 +200,7 @@ std::string server_error_summary(std::string_view text) {
       const std::size_t sep = line.find(":  ");
       primary = std::string(sep == std::string_view::npos ? line : line.substr(sep + 3));
       first = false;
-    } else if (line.starts_with("DETAIL:  ")) {
+    } else if (line.starts_with("DETAIL:  ") && !detail_quotes_row(sqlstate)) {
       detail = std::string(line.substr(9));
     }
   }

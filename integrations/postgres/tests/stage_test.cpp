@@ -324,6 +324,48 @@ TEST_F(Stage, UndefinedFunctionInAUsersTriggerIsNotTheMissingStagingFunction) {
   EXPECT_EQ(rows_in(db, outbox), 0);
 }
 
+TEST_F(Stage, ATriggerCallingAFunctionOfTheSameNameInAnotherSchemaIsNotTheMissingOne) {
+  // The server's message for the missing function names "other.<table>_stage(jsonb, text)",
+  // which holds our function's signature: the match must take the whole name (found in
+  // review: it was not_found).
+  db.exec("CREATE SCHEMA IF NOT EXISTS emissions_test_archive");
+  const std::string trigger_fn = "\"" + outbox.table + "_fwd\"";
+  db.exec("CREATE OR REPLACE FUNCTION " + trigger_fn +
+          "() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM emissions_test_archive.\"" +
+          outbox.table + "_stage\"(to_jsonb(NEW), 'c'::text); RETURN NEW; END $$");
+  db.exec("CREATE TRIGGER fwd BEFORE INSERT ON " + table + " FOR EACH ROW EXECUTE FUNCTION " +
+          trigger_fn + "()");
+  emissions::Transaction tx = emitter.start();
+  ASSERT_TRUE(tx.emit("e").ok());
+  db.exec("BEGIN");
+  const emissions::Status s = stage(tx, db.get(), outbox);
+  db.exec("ROLLBACK");
+  db.exec("DROP TRIGGER fwd ON " + table);
+  db.exec("DROP FUNCTION " + trigger_fn + "()");
+  EXPECT_EQ(s.code(), Errc::invalid_argument) << s.to_string();
+  EXPECT_THAT(s.message(), HasSubstr("SQL state 42883"));
+  EXPECT_TRUE(tx.active());
+  EXPECT_EQ(rows_in(db, outbox), 0);
+}
+
+TEST_F(Stage, AConstraintViolationsMessageDoesNotQuoteThePayload) {
+  // A CHECK (or NOT NULL) violation's DETAIL is "Failing row contains (...)": the whole row,
+  // payload included, which must not reach the Status message (and the logs it goes to).
+  db.exec("ALTER TABLE " + table +
+          " ADD CONSTRAINT emissions_test_small CHECK (length(payload::text) < 20)");
+  emissions::Transaction tx = emitter.start();
+  ASSERT_TRUE(tx.emit("e", {{"card", "4111-1111-1111-1111"}}).ok());
+  db.exec("BEGIN");
+  const emissions::Status s = stage(tx, db.get(), outbox);
+  db.exec("ROLLBACK");
+  db.exec("ALTER TABLE " + table + " DROP CONSTRAINT emissions_test_small");
+  EXPECT_EQ(s.code(), Errc::invalid_argument) << s.to_string();
+  EXPECT_THAT(s.message(), HasSubstr("SQL state 23514"));
+  EXPECT_THAT(s.message(), HasSubstr("emissions_test_small"));
+  EXPECT_THAT(s.message(), ::testing::Not(HasSubstr("4111-1111")));
+  EXPECT_TRUE(tx.active());
+}
+
 TEST_F(Stage, PayloadJsonbRejectsIsInvalidArgumentWithSqlStateAndNothingWritten) {
   emissions::Transaction tx = emitter.start();
   ASSERT_TRUE(tx.emit("fine", 1).ok());
@@ -570,6 +612,29 @@ TEST(Schema, ALongTablesCutKeyIndexOfAnEarlierSchemaSqlIsRenamedNotDuplicated) {
     EXPECT_LE(after[0].size(), 63U);
     db.exec("DROP TABLE " + quoted);
   }
+}
+
+TEST(Schema, ACutKeyIndexRecreatedByAnOlderSchemaSqlIsDroppedAsADuplicate) {
+  // A rolling deploy: an older schema_sql() runs after the new one and makes the cut-name
+  // index again beside the hashed one. The next new schema_sql() leaves one key index (found
+  // in review: the table kept two, each keyed insert paying for both).
+  Db db;
+  const std::string table(61, 'r');
+  const std::string quoted = "\"" + table + "\"";
+  db.exec("DROP TABLE IF EXISTS " + quoted);
+  db.exec(emissions::postgres::schema_sql({.table = table}));
+  db.exec("CREATE INDEX IF NOT EXISTS \"" + table + "_k\" ON " + quoted +
+          " (ordering_key) WHERE ordering_key IS NOT NULL");
+  ASSERT_EQ(key_indexes(db, quoted).size(), 2U);
+  db.exec(emissions::postgres::schema_sql({.table = table}));
+  const auto after = key_indexes(db, quoted);
+  ASSERT_EQ(after.size(), 1U);
+  EXPECT_NE(after[0], table + "_k");
+  // An index of the user's under the cut name, with another definition, is left alone.
+  db.exec("CREATE INDEX \"" + table + "_k\" ON " + quoted + " (name)");
+  db.exec(emissions::postgres::schema_sql({.table = table}));
+  EXPECT_EQ(db.count("SELECT count(*) FROM pg_class WHERE relname = '" + table + "_k'"), 1);
+  db.exec("DROP TABLE " + quoted);
 }
 
 TEST(Schema, TableNameHoldingTheDollarQuoteTag) {

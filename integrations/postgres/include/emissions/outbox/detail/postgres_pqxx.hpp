@@ -52,8 +52,8 @@ inline Status stage(Transaction& tx, pqxx::transaction_base& work,
   } catch (const pqxx::broken_connection& e) {
     return detail::stage_error("", e.what(), true, options);
   } catch (const pqxx::sql_error& e) {
-    return detail::stage_error(e.sqlstate(), detail::server_error_summary(e.what()), false,
-                               options);
+    return detail::stage_error(e.sqlstate(), detail::server_error_summary(e.what(), e.sqlstate()),
+                               false, options);
   } catch (const pqxx::usage_error& e) {
     // A transaction already committed, aborted or closed.
     return Status(Errc::invalid_argument,

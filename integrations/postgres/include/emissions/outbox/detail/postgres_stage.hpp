@@ -39,9 +39,14 @@ Status stage_error(std::string_view sqlstate, std::string_view message, bool con
                    const OutboxOptions& options);
 // A client library's text of a server error (libpq's PQresultErrorMessage layout, as in
 // pqxx::sql_error::what()) on one line: the primary message without its severity, and
-// " (<detail>)" when there is a DETAIL line; the statement around the error's position, the
-// hint and the context (which quote the events) are left out.
-std::string server_error_summary(std::string_view text);
+// " (<detail>)" when there is a DETAIL line that does not quote the rejected row (see
+// detail_quotes_row; `sqlstate` is the error's); the statement around the error's position,
+// the hint and the context (which quote the events) are left out.
+std::string server_error_summary(std::string_view text, std::string_view sqlstate = {});
+// Whether the server's DETAIL for an error of `sqlstate` quotes the rejected row's values
+// (a NOT NULL or CHECK violation's "Failing row contains (...)"): left out of Status messages,
+// which must not carry the events' payloads into logs.
+bool detail_quotes_row(std::string_view sqlstate);
 // Checks the function's result, the rows inserted as text (null: no such value): internal
 // when it is not `expected` (a trigger that skipped rows, say); the caller's transaction
 // then holds a partial write: roll it back.
