@@ -220,8 +220,8 @@ void Kafka::State::produce_one(Producer& active, InFlight& record, std::size_t i
     std::optional<Deadline> give_up;
     for (;;) {
       const std::size_t before = reports->outstanding.load(std::memory_order_acquire);
-      const rd_kafka_resp_err_t error =
-          active.produce(record, index, topic_text->c_str(), key, value);
+      const rd_kafka_resp_err_t error = active.produce(
+          record, index, options.topic_for ? topic_text->c_str() : nullptr, key, value);
       if (error == RD_KAFKA_RESP_ERR_NO_ERROR) return;
       if (error != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
         delivery.fail(index, detail::kafka::event_status(error, *topic_text));
