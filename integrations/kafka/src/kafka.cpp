@@ -219,6 +219,17 @@ void Kafka::State::produce_one(Producer& active, InFlight& record, std::size_t i
     // the queue stayed full for a whole message.timeout.ms.
     std::optional<Deadline> give_up;
     for (;;) {
+      // Checked before every attempt: terminate() may have begun meanwhile (on another
+      // thread, or in a settlement callback inside the poll() below) and torn the producer
+      // down. A message produced now would wait in a producer nobody polls, to be failed
+      // (retriably) when it is destroyed.
+      if (closing.load(std::memory_order_acquire)) {
+        delivery.fail(index, give_up ? Status(Errc::overloaded,
+                                              what() + ": librdkafka's queue stayed full until "
+                                                       "terminate()")
+                                     : Status(Errc::closed, what() + " is terminated"));
+        return;
+      }
       const std::size_t before = reports->outstanding.load(std::memory_order_acquire);
       const rd_kafka_resp_err_t error = active.produce(
           record, index, options.topic_for ? topic_text->c_str() : nullptr, key, value);

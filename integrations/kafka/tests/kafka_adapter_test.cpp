@@ -365,6 +365,48 @@ TEST(KafkaAdapter, ConcurrentTerminateCallsEachReturnByTheirOwnDeadline) {
   EXPECT_TRUE(kafka.terminate(emissions::deadline_after(0ms)).ok());
 }
 
+// terminate() while deliver() is between two events of a batch (here key_for blocks; a
+// settlement callback calling terminate() inside the reports deliver() serves when
+// librdkafka's queue is full is the same case): what deliver() had not produced fails for
+// good with `closed`, and nothing goes to the producer that terminate() tore down.
+TEST(KafkaAdapter, DeliverProducesNothingOnceTerminateBegan) {
+  MockCluster cluster(1);
+  cluster.create_topic("orders", 1);
+  std::atomic<bool> reached{false};
+  std::atomic<bool> release{false};
+  KafkaOptions options = options_for(cluster, "orders");
+  options.key_for = [&](const emissions::Event& e) {
+    if (e.payload.at("id").get<int>() == 5) {
+      reached.store(true);
+      const auto until = std::chrono::steady_clock::now() + 20s;
+      while (!release.load() && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(1ms);
+    }
+    return std::string("k");
+  };
+  auto kafka = std::make_shared<Kafka>(std::move(options));
+  emissions::Emitter emitter(config_with(kafka, {.retry = quick_retries()}));
+  emissions::Transaction tx = emitter.start();
+  for (int i = 0; i < 10; ++i)
+    ASSERT_TRUE(tx.emit("order_created", {{"id", i}}).ok());
+  ASSERT_TRUE(tx.commit().ok());
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  while (!reached.load() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(1ms);
+  ASSERT_TRUE(reached.load());
+  const emissions::Status terminated = kafka->terminate(emissions::deadline_after(10s));
+  release.store(true);
+  EXPECT_TRUE(terminated.ok()) << terminated.message();  // events 0-4 were reported
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  const emissions::AdapterStats stats = emitter.stats().adapters.at(0);
+  EXPECT_EQ(stats.delivered, 5u);
+  EXPECT_EQ(stats.failed, 5u);
+  EXPECT_EQ(stats.retried, 0u) << "events produced after terminate() and failed retriably";
+  EXPECT_EQ(stats.dropped, 0u);
+  EXPECT_EQ(kafka->outstanding(), 0u);
+  EXPECT_EQ(read_back(cluster.bootstraps(), "orders", 1, 10s).size(), 5u);
+}
+
 // Re-entry: each commit's on_settled commits a follow-up event. Delivery reports are served
 // on the poll thread and, after each batch, inside deliver() on the pipeline's consumer
 // thread: a callback committing from either must neither deadlock nor lose or duplicate.

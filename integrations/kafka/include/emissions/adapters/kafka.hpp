@@ -44,7 +44,10 @@
 /// `.kbytes`), deliver() waits for delivery reports to make room and produces again,
 /// never dropping. It waits at most the producer's `message.timeout.ms` in all (by then
 /// every queued message has been reported); what is still not produced then fails with
-/// `overloaded` (retriable), as it does at once when terminate() has begun.
+/// `overloaded` (retriable), as it does at once when terminate() has begun. Once
+/// terminate() has begun, deliver() produces nothing more, also in the middle of a batch:
+/// the events it had not produced fail with `closed` (`overloaded` if they were waiting
+/// for room).
 ///
 /// A fatal error of the idempotent producer (librdkafka stops the instance: sequence
 /// numbers can no longer be kept) fails the events in flight with `unavailable`, so the
