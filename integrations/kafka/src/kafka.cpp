@@ -495,7 +495,10 @@ Kafka::~Kafka() {
 }
 
 void Kafka::deliver(Delivery delivery) {
-  state_->deliver(std::move(delivery));
+  // Pinned: a callback run inside deliver() (a settlement, or telemetry of an error served
+  // with the reports) may drop the last reference to this adapter.
+  const std::shared_ptr<State> state = state_;
+  state->deliver(std::move(delivery));
 }
 
 Status Kafka::flush(Deadline deadline) {
@@ -504,7 +507,9 @@ Status Kafka::flush(Deadline deadline) {
 }
 
 Status Kafka::terminate(Deadline deadline) {
-  return state_->terminate(deadline);
+  // Pinned, as in deliver(): its telemetry handler may drop the last reference.
+  const std::shared_ptr<State> state = state_;
+  return state->terminate(deadline);
 }
 
 std::string_view Kafka::name() const {

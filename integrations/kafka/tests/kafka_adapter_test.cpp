@@ -21,6 +21,7 @@
 #include "emissions/testing.hpp"
 #include "kafka_access.hpp"
 #include "mock_cluster.hpp"
+#include "pipeline/delivery_state.hpp"
 
 namespace {
 
@@ -515,6 +516,37 @@ TEST(KafkaAdapter, DroppingTheLastReferenceOnThePollThreadIsSafe) {
   ASSERT_TRUE(dropped.load());
   EXPECT_NE(dropped_on, std::this_thread::get_id());
   EXPECT_EQ(terminated.load(), 1);
+}
+
+// The same inside terminate(), whose telemetry runs before it builds its result: the
+// adapter must stay alive until terminate() returns (as until deliver() returns, where a
+// settlement callback or an error's telemetry may drop it too). Visible to ASan only.
+TEST(KafkaAdapter, DroppingTheLastReferenceInsideTerminateIsSafe) {
+  MockCluster cluster(1);
+  cluster.create_topic("orders", 1);
+  rd_kafka_mock_broker_set_down(cluster.get(), 1);
+  auto kafka = std::make_shared<Kafka>(options_for(cluster, "orders"));
+  Kafka* const adapter = kafka.get();
+  std::vector<emissions::Event> events(1);
+  events[0].name = emissions::EventName("order_created");
+  events[0].id = emissions::EventId::generate();
+  events[0].payload = {{"id", 1}};
+  const auto batch = emissions::detail::make_detached_delivery("kafka", std::move(events));
+  adapter->deliver(emissions::detail::DeliveryAccess::make(batch));  // no report: broker down
+  std::atomic<bool> dropped{false};
+  ASSERT_TRUE(emissions::telemetry::attach("drop", {"emissions", "kafka", "terminated"},
+                                           [&](const auto&, const auto&, const auto&) {
+                                             if (!kafka) return;
+                                             kafka.reset();
+                                             dropped.store(true);
+                                           })
+                  .ok());
+  const emissions::Status status = adapter->terminate(emissions::deadline_after(100ms));
+  (void)emissions::telemetry::detach("drop");
+  EXPECT_TRUE(dropped.load());
+  EXPECT_EQ(status.code(), Errc::timeout);
+  EXPECT_THAT(status.message(), HasSubstr("1 messages had no delivery report"));
+  EXPECT_EQ(batch->unsettled.load(), 0u);
 }
 
 }  // namespace

@@ -86,7 +86,8 @@
 /// callback on a consumer thread (while deliver() serves reports) waits as on any other
 /// thread, but the reports that thread had begun serving are settled only once the callback
 /// returns: it may wait until its deadline (or `flush_timeout`) and count them in its
-/// `timeout`.
+/// `timeout`. deliver() and terminate() keep the adapter's state alive until they return,
+/// so a callback inside them may also drop the last reference.
 #pragma once
 
 #include <chrono>
