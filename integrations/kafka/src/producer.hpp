@@ -81,11 +81,10 @@ class Producer {
   // A new record for `delivery`, holding it open (unreported = 1) until close(). Allocates.
   InFlight& open(Delivery delivery);
   // Produces events()[index] of `record`: to `topic` (non-empty, NUL-terminated; null: the
-  // options' topic, through a handle kept for it), `key` (empty: null key), `value`, with the
-  // headers (their texts written on the stack; librdkafka
-  // copies the key, the value and the headers). NO_ERROR once librdkafka has it (its report
-  // settles it later); any other code: not produced, nothing settled (the caller settles).
-  // Never blocks.
+  // options' topic, through a handle kept for it), `key` (empty: null key), `value`, with
+  // the headers (their texts written on the stack; librdkafka copies the key, the value and
+  // the headers). NO_ERROR once librdkafka has it (its report settles it later); any other
+  // code: not produced, nothing settled (the caller settles). Never blocks.
   rd_kafka_resp_err_t produce(InFlight& record, std::size_t index, const char* topic,
                               std::string_view key, std::string_view value);
   // Drops deliver()'s hold on `record`; destroys it if every message was reported.
