@@ -67,7 +67,9 @@ struct Options {
   int reps = 3;
   int partitions = 6;
   bool json = false;
-  std::string only;               // "producer", "consumer" or "" (both)
+  // "producer", "consumer", "" (both), or one side of the producer pair alone, for
+  // profiling: "raw-producer" or "adapter"
+  std::string only;
   std::size_t max_in_flight = 0;  // the adapter's AdapterOptions::max_in_flight; 0: default
 };
 
@@ -446,7 +448,8 @@ double median(std::vector<double> values) {
 int usage(const char* why) {
   std::fprintf(stderr,
                "%s\nusage: emissions-kafka-bench [--events N] [--reps R] [--partitions P] "
-               "[--max-in-flight N] [--quick] [--json]\n",
+               "[--max-in-flight N] [--only producer|consumer|raw-producer|adapter] [--quick] "
+               "[--json]\n",
                why);
   return 64;
 }
@@ -474,10 +477,11 @@ int main(int argc, char** argv) {
     } else if (arg == "--max-in-flight") {
       if (!number(options.max_in_flight)) return usage("--max-in-flight takes a positive number");
     } else if (arg == "--only") {
-      if (i + 1 >= argc) return usage("--only takes producer or consumer");
+      if (i + 1 >= argc) return usage("--only takes producer, consumer, raw-producer or adapter");
       options.only = argv[++i];
-      if (options.only != "producer" && options.only != "consumer") {
-        return usage("--only takes producer or consumer");
+      if (options.only != "producer" && options.only != "consumer" &&
+          options.only != "raw-producer" && options.only != "adapter") {
+        return usage("--only takes producer, consumer, raw-producer or adapter");
       }
     } else if (arg == "--quick") {
       options.events = 20'000;
@@ -495,10 +499,17 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "%s %d/%d\n", rep == 0 ? "warm-up" : "rep", rep, options.reps);
       const std::string raw = topic_name("raw", rep);
       const std::string written = topic_name("adapter", rep);
+      const bool one_producer = options.only == "raw-producer" || options.only == "adapter";
       const bool producers = options.only != "consumer";
-      const bool consumers = options.only != "producer";
+      const bool consumers = options.only != "producer" && !one_producer;
       std::map<std::string, double> figures;
-      if (producers) {
+      if (options.only == "raw-producer") {
+        figures["raw_producer_eps"] = raw_producer(options, broker.bootstraps(), raw);
+        figures["raw_producer_cpu_ns"] = g_cpu_ns_per_event;
+      } else if (options.only == "adapter") {
+        figures["adapter_eps"] = adapter_producer(options, broker.bootstraps(), written);
+        figures["adapter_cpu_ns"] = g_cpu_ns_per_event;
+      } else if (producers) {
         figures["raw_producer_eps"] = raw_producer(options, broker.bootstraps(), raw);
         figures["raw_producer_cpu_ns"] = g_cpu_ns_per_event;
         figures["adapter_eps"] = adapter_producer(options, broker.bootstraps(), written);

@@ -26,6 +26,9 @@ struct HeadersDeleter {
 struct ErrorDeleter {
   void operator()(rd_kafka_error_t* error) const noexcept { rd_kafka_error_destroy(error); }
 };
+struct TopicDeleter {
+  void operator()(rd_kafka_topic_t* topic) const noexcept { rd_kafka_topic_destroy(topic); }
+};
 struct MessageDeleter {
   void operator()(rd_kafka_message_t* message) const noexcept { rd_kafka_message_destroy(message); }
 };
@@ -40,6 +43,9 @@ using QueueHandle = std::unique_ptr<rd_kafka_queue_t, QueueDeleter>;
 using HeadersHandle = std::unique_ptr<rd_kafka_headers_t, HeadersDeleter>;
 // rd_kafka_error_t: what rd_kafka_produceva() returns on failure.
 using ErrorHandle = std::unique_ptr<rd_kafka_error_t, ErrorDeleter>;
+// rd_kafka_topic_t: the application's reference on one topic of an instance; release before
+// the instance.
+using TopicHandle = std::unique_ptr<rd_kafka_topic_t, TopicDeleter>;
 // rd_kafka_message_t: what a consumer's poll returns.
 using MessageHandle = std::unique_ptr<rd_kafka_message_t, MessageDeleter>;
 

@@ -219,9 +219,20 @@ void Kafka::State::produce_one(Producer& active, InFlight& record, std::size_t i
     // the queue stayed full for a whole message.timeout.ms.
     std::optional<Deadline> give_up;
     for (;;) {
+      // Checked before every attempt: terminate() may have begun meanwhile (on another
+      // thread, or in a settlement callback inside the poll() below) and torn the producer
+      // down. A message produced now would wait in a producer nobody polls, to be failed
+      // (retriably) when it is destroyed.
+      if (closing.load(std::memory_order_acquire)) {
+        delivery.fail(index, give_up ? Status(Errc::overloaded,
+                                              what() + ": librdkafka's queue stayed full until "
+                                                       "terminate()")
+                                     : Status(Errc::closed, what() + " is terminated"));
+        return;
+      }
       const std::size_t before = reports->outstanding.load(std::memory_order_acquire);
-      const rd_kafka_resp_err_t error =
-          active.produce(record, index, topic_text->c_str(), key, value);
+      const rd_kafka_resp_err_t error = active.produce(
+          record, index, options.topic_for ? topic_text->c_str() : nullptr, key, value);
       if (error == RD_KAFKA_RESP_ERR_NO_ERROR) return;
       if (error != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
         delivery.fail(index, detail::kafka::event_status(error, *topic_text));
@@ -484,7 +495,10 @@ Kafka::~Kafka() {
 }
 
 void Kafka::deliver(Delivery delivery) {
-  state_->deliver(std::move(delivery));
+  // Pinned: a callback run inside deliver() (a settlement, or telemetry of an error served
+  // with the reports) may drop the last reference to this adapter.
+  const std::shared_ptr<State> state = state_;
+  state->deliver(std::move(delivery));
 }
 
 Status Kafka::flush(Deadline deadline) {
@@ -493,7 +507,9 @@ Status Kafka::flush(Deadline deadline) {
 }
 
 Status Kafka::terminate(Deadline deadline) {
-  return state_->terminate(deadline);
+  // Pinned, as in deliver(): its telemetry handler may drop the last reference.
+  const std::shared_ptr<State> state = state_;
+  return state->terminate(deadline);
 }
 
 std::string_view Kafka::name() const {

@@ -32,9 +32,15 @@ Producer::Producer(const adapters::KafkaOptions& options, std::shared_ptr<Report
   message_timeout_ = created.message_timeout;
   client_ = std::move(created.client);
   main_queue_.reset(rd_kafka_queue_get_main(client_.get()));
+  if (!options.topic_for) {
+    topic_name_ = options.topic;
+    // The topic's settings are the instance's defaults, as for a message produced by name.
+    topic_.reset(rd_kafka_topic_new(client_.get(), topic_name_.c_str(), nullptr));
+  }
 }
 
 Producer::~Producer() {
+  topic_.reset();
   main_queue_.reset();
   client_.reset();  // no callback runs after this: every callback is served by poll()
   std::list<InFlight> left;
@@ -86,8 +92,13 @@ rd_kafka_resp_err_t Producer::produce(InFlight& record, std::size_t index, const
 
   std::array<rd_kafka_vu_t, 6> vus{};
   std::size_t n = 0;
-  vus[n].vtype = RD_KAFKA_VTYPE_TOPIC;
-  vus[n++].u.cstr = topic;
+  if (topic == nullptr && topic_) {
+    vus[n].vtype = RD_KAFKA_VTYPE_RKT;
+    vus[n++].u.rkt = topic_.get();
+  } else {
+    vus[n].vtype = RD_KAFKA_VTYPE_TOPIC;
+    vus[n++].u.cstr = topic != nullptr ? topic : topic_name_.c_str();
+  }
   if (!key.empty()) {
     vus[n].vtype = RD_KAFKA_VTYPE_KEY;
     vus[n].u.mem.ptr = const_cast<char*>(key.data());  // copied (RD_KAFKA_MSG_F_COPY)

@@ -80,11 +80,11 @@ class Producer {
 
   // A new record for `delivery`, holding it open (unreported = 1) until close(). Allocates.
   InFlight& open(Delivery delivery);
-  // Produces events()[index] of `record`: `topic` (non-empty, NUL-terminated), `key` (empty:
-  // null key), `value`, with the headers (their texts written on the stack; librdkafka
-  // copies the key, the value and the headers). NO_ERROR once librdkafka has it (its report
-  // settles it later); any other code: not produced, nothing settled (the caller settles).
-  // Never blocks.
+  // Produces events()[index] of `record`: to `topic` (non-empty, NUL-terminated; null: the
+  // options' topic, through a handle kept for it), `key` (empty: null key), `value`, with
+  // the headers (their texts written on the stack; librdkafka copies the key, the value and
+  // the headers). NO_ERROR once librdkafka has it (its report settles it later); any other
+  // code: not produced, nothing settled (the caller settles). Never blocks.
   rd_kafka_resp_err_t produce(InFlight& record, std::size_t index, const char* topic,
                               std::string_view key, std::string_view value);
   // Drops deliver()'s hold on `record`; destroys it if every message was reported.
@@ -132,8 +132,13 @@ class Producer {
   std::list<InFlight> in_flight_;  // guarded by records_mutex_
 
   std::chrono::milliseconds message_timeout_{300'000};
-  ClientHandle client_;     // declared before main_queue_: destroyed after it
+  std::string topic_name_;  // the options' topic ("" with topic_for)
+  ClientHandle client_;     // declared before main_queue_ and topic_: destroyed after them
   QueueHandle main_queue_;  // rd_kafka_poll()'s queue, to interrupt a poll
+  // The options' topic (null with topic_for, or if librdkafka refused it: then produced by
+  // name). Produced through it, a message skips the lookup of its topic by name, which
+  // takes the instance's lock for writing.
+  TopicHandle topic_;
 };
 
 }  // namespace emissions::detail::kafka

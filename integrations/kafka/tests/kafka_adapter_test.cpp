@@ -21,6 +21,7 @@
 #include "emissions/testing.hpp"
 #include "kafka_access.hpp"
 #include "mock_cluster.hpp"
+#include "pipeline/delivery_state.hpp"
 
 namespace {
 
@@ -365,6 +366,48 @@ TEST(KafkaAdapter, ConcurrentTerminateCallsEachReturnByTheirOwnDeadline) {
   EXPECT_TRUE(kafka.terminate(emissions::deadline_after(0ms)).ok());
 }
 
+// terminate() while deliver() is between two events of a batch (here key_for blocks; a
+// settlement callback calling terminate() inside the reports deliver() serves when
+// librdkafka's queue is full is the same case): what deliver() had not produced fails for
+// good with `closed`, and nothing goes to the producer that terminate() tore down.
+TEST(KafkaAdapter, DeliverProducesNothingOnceTerminateBegan) {
+  MockCluster cluster(1);
+  cluster.create_topic("orders", 1);
+  std::atomic<bool> reached{false};
+  std::atomic<bool> release{false};
+  KafkaOptions options = options_for(cluster, "orders");
+  options.key_for = [&](const emissions::Event& e) {
+    if (e.payload.at("id").get<int>() == 5) {
+      reached.store(true);
+      const auto until = std::chrono::steady_clock::now() + 20s;
+      while (!release.load() && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(1ms);
+    }
+    return std::string("k");
+  };
+  auto kafka = std::make_shared<Kafka>(std::move(options));
+  emissions::Emitter emitter(config_with(kafka, {.retry = quick_retries()}));
+  emissions::Transaction tx = emitter.start();
+  for (int i = 0; i < 10; ++i)
+    ASSERT_TRUE(tx.emit("order_created", {{"id", i}}).ok());
+  ASSERT_TRUE(tx.commit().ok());
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  while (!reached.load() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(1ms);
+  ASSERT_TRUE(reached.load());
+  const emissions::Status terminated = kafka->terminate(emissions::deadline_after(10s));
+  release.store(true);
+  EXPECT_TRUE(terminated.ok()) << terminated.message();  // events 0-4 were reported
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  const emissions::AdapterStats stats = emitter.stats().adapters.at(0);
+  EXPECT_EQ(stats.delivered, 5u);
+  EXPECT_EQ(stats.failed, 5u);
+  EXPECT_EQ(stats.retried, 0u) << "events produced after terminate() and failed retriably";
+  EXPECT_EQ(stats.dropped, 0u);
+  EXPECT_EQ(kafka->outstanding(), 0u);
+  EXPECT_EQ(read_back(cluster.bootstraps(), "orders", 1, 10s).size(), 5u);
+}
+
 // Re-entry: each commit's on_settled commits a follow-up event. Delivery reports are served
 // on the poll thread and, after each batch, inside deliver() on the pipeline's consumer
 // thread: a callback committing from either must neither deadlock nor lose or duplicate.
@@ -473,6 +516,37 @@ TEST(KafkaAdapter, DroppingTheLastReferenceOnThePollThreadIsSafe) {
   ASSERT_TRUE(dropped.load());
   EXPECT_NE(dropped_on, std::this_thread::get_id());
   EXPECT_EQ(terminated.load(), 1);
+}
+
+// The same inside terminate(), whose telemetry runs before it builds its result: the
+// adapter must stay alive until terminate() returns (as until deliver() returns, where a
+// settlement callback or an error's telemetry may drop it too). Visible to ASan only.
+TEST(KafkaAdapter, DroppingTheLastReferenceInsideTerminateIsSafe) {
+  MockCluster cluster(1);
+  cluster.create_topic("orders", 1);
+  rd_kafka_mock_broker_set_down(cluster.get(), 1);
+  auto kafka = std::make_shared<Kafka>(options_for(cluster, "orders"));
+  Kafka* const adapter = kafka.get();
+  std::vector<emissions::Event> events(1);
+  events[0].name = emissions::EventName("order_created");
+  events[0].id = emissions::EventId::generate();
+  events[0].payload = {{"id", 1}};
+  const auto batch = emissions::detail::make_detached_delivery("kafka", std::move(events));
+  adapter->deliver(emissions::detail::DeliveryAccess::make(batch));  // no report: broker down
+  std::atomic<bool> dropped{false};
+  ASSERT_TRUE(emissions::telemetry::attach("drop", {"emissions", "kafka", "terminated"},
+                                           [&](const auto&, const auto&, const auto&) {
+                                             if (!kafka) return;
+                                             kafka.reset();
+                                             dropped.store(true);
+                                           })
+                  .ok());
+  const emissions::Status status = adapter->terminate(emissions::deadline_after(100ms));
+  (void)emissions::telemetry::detach("drop");
+  EXPECT_TRUE(dropped.load());
+  EXPECT_EQ(status.code(), Errc::timeout);
+  EXPECT_THAT(status.message(), HasSubstr("1 messages had no delivery report"));
+  EXPECT_EQ(batch->unsettled.load(), 0u);
 }
 
 }  // namespace

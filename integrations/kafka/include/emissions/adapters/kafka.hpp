@@ -44,7 +44,10 @@
 /// `.kbytes`), deliver() waits for delivery reports to make room and produces again,
 /// never dropping. It waits at most the producer's `message.timeout.ms` in all (by then
 /// every queued message has been reported); what is still not produced then fails with
-/// `overloaded` (retriable), as it does at once when terminate() has begun.
+/// `overloaded` (retriable), as it does at once when terminate() has begun. Once
+/// terminate() has begun, deliver() produces nothing more, also in the middle of a batch:
+/// the events it had not produced fail with `closed` (`overloaded` if they were waiting
+/// for room).
 ///
 /// A fatal error of the idempotent producer (librdkafka stops the instance: sequence
 /// numbers can no longer be kept) fails the events in flight with `unavailable`, so the
@@ -83,7 +86,19 @@
 /// callback on a consumer thread (while deliver() serves reports) waits as on any other
 /// thread, but the reports that thread had begun serving are settled only once the callback
 /// returns: it may wait until its deadline (or `flush_timeout`) and count them in its
-/// `timeout`.
+/// `timeout`. deliver() and terminate() keep the adapter's state alive until they return,
+/// so a callback inside them may also drop the last reference.
+///
+/// Settlement callbacks should not block. One that blocks inside deliver() holds that
+/// consumer thread: the batch it produced is in librdkafka's hands, but the next batches
+/// wait in the pipeline's queue until it returns (and so does the rest of the batch under
+/// way, when it blocked while deliver() waited for room in a full queue), while the poll
+/// thread goes on settling. One that blocks on the poll thread stops only that thread:
+/// deliver() goes on settling what is ready after each batch, until the pipeline's window
+/// of unsettled batches is full. Serving reports on the poll thread alone would keep user
+/// code out of deliver(), but a callback that blocks would then stop every settlement at
+/// once, and librdkafka would free each message on a thread other than the one that
+/// allocated it (docs/BENCHMARKS.md, Kafka).
 #pragma once
 
 #include <chrono>
@@ -168,7 +183,8 @@ class Kafka final : public AsyncAdapter {
 
   /// Produces each event of the batch; returns once they are all in librdkafka's queue
   /// (or failed). Blocks only while that queue is full (see the file comment). Events are
-  /// settled later, from their delivery reports, on the poll thread. Never throws.
+  /// settled later, from their delivery reports, on the poll thread or (the reports ready
+  /// after a batch) inside a later deliver(). Never throws.
   void deliver(Delivery delivery) override;
 
   /// Returns ok at once: librdkafka sends what it holds within `linger.ms` by itself, and
