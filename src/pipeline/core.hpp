@@ -426,9 +426,10 @@ class Core : public std::enable_shared_from_this<Core> {
   // Before the append lock (live handoff, no lock held): for each live lane that blocks and
   // whose queue has no room for `batch`, waits for room so that it need not fall behind: up
   // to 5 ms in all (and no longer than any such lane's block_timeout); a wait that times out
-  // pauses these waits on that lane for 100 ms. Never waits on the pipeline's own threads or
-  // for a cascade.
-  void await_live_room(const Batch& batch, int cascade_depth) noexcept;
+  // pauses these waits on that lane for 100 ms. Never waits on the pipeline's own threads,
+  // inside a settlement callback (on an adapter's thread, which may be what frees room) or
+  // for a cascade. Returns whether it waited.
+  bool await_live_room(const Batch& batch, int cascade_depth) noexcept;
   // Under the append lock: whether room in lane `l`'s full window for a commit of `n` events
   // is coming soon (its relay is near the window, and its queues have room).
   bool window_room_coming(std::size_t l, std::size_t n) noexcept;

@@ -1,4 +1,5 @@
 #include "pipeline/settlement_tracker.hpp"
+#include "pipeline/thread_role.hpp"
 
 #include <limits>
 
@@ -96,6 +97,7 @@ void SettlementTracker::countdown(std::uint64_t n) noexcept {
     settlement.adapters.reserve(lanes_);
     for (std::size_t l = 0; l < lanes_; ++l)
       settlement.adapters.push_back(stats_of(l));
+    const SettlementCallbackScope in_callback;
     callback(settlement);
   });
 }

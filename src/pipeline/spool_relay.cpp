@@ -89,7 +89,11 @@ Status Core::publish_to_spool(BatchPtr& buffer, int cascade_depth, DropReport& d
     if ((cascade_depth > 0 ? sealed_ : closed_).load(std::memory_order_seq_cst)) {
       return Status(Errc::closed, "the emitter has been shut down");
     }
-    await_live_room(batch, cascade_depth);
+    if (await_live_room(batch, cascade_depth) &&
+        (cascade_depth > 0 ? sealed_ : closed_).load(std::memory_order_seq_cst)) {
+      // Shut down while this commit waited: refused, as it would have been before the wait.
+      return Status(Errc::closed, "the emitter has been shut down");
+    }
   }
   LiveHandoff handoff(*this, buffer, tracker, cascade_depth);
   bool dropped = false;
@@ -169,16 +173,20 @@ void Core::count_spool_overflow(std::size_t lane_index, std::uint64_t events) no
   }
 }
 
-void Core::await_live_room(const Batch& batch, int cascade_depth) noexcept {
+bool Core::await_live_room(const Batch& batch, int cascade_depth) noexcept {
   // A live lane whose queue has no room for this commit falls behind at it, and its relay
   // then hands over from the window or reads the log, which costs far more than the
   // consumer freeing room (on a busy machine the relay may never catch up). A consumer that
   // is behind for a moment (it did not get a core) is waited for here, as the in-memory
-  // pipeline's block policy would, briefly and with no lock held. Commits from the
-  // pipeline's own threads (cascades, on_settled callbacks) never wait: they may be what
-  // drains the queue.
-  if (cascade_depth > 0 || current_thread_owner() != nullptr) return;
+  // pipeline's block policy would, briefly and with no lock held. Cascades, commits from the
+  // pipeline's own threads and commits from settlement callbacks (which may run on an
+  // adapter's own thread, its acknowledgements) never wait: they may be what drains the
+  // queue.
+  if (cascade_depth > 0 || current_thread_owner() != nullptr || in_settlement_callback()) {
+    return false;
+  }
   Deadline deadline{};  // one for the whole commit, read from the clock only when needed
+  bool waited = false;
   for (std::size_t l = 0; l < routed_lanes_ && l < windows_.size(); ++l) {
     Lane& lane = *lanes_[l];
     if (lane.options.overflow != Overflow::block || lane.options.block_timeout.count() == 0 ||
@@ -197,6 +205,10 @@ void Core::await_live_room(const Batch& batch, int cascade_depth) noexcept {
       const auto now = std::chrono::steady_clock::now();
       if (!window.may_wait_live(now)) break;
       if (deadline == Deadline{}) deadline = now + kLiveRoomWait;
+      // The commit's time to wait is spent (on an earlier lane): this lane falls behind
+      // without a wait of its own, and is not paused for it.
+      if (now >= deadline) break;
+      waited = true;
       const auto stop = [&] {
         return room() || relays_stop_.load(std::memory_order_acquire) ||
                closed_.load(std::memory_order_acquire);
@@ -208,6 +220,7 @@ void Core::await_live_room(const Batch& batch, int cascade_depth) noexcept {
       }
     }
   }
+  return waited;
 }
 
 bool Core::hand_over_live(BatchPtr& buffer, const std::shared_ptr<SettlementTracker>& tracker,

@@ -22,4 +22,18 @@ class ThreadRole {
   const Core* previous_;
 };
 
+// Whether the current thread is running a settlement callback (Transaction::on_settled) the
+// pipeline invoked: it may be an adapter's own thread (its acknowledgements), which a commit
+// made from the callback must not make wait for the adapter's queue.
+bool in_settlement_callback() noexcept;
+
+// Marks the current thread as running a settlement callback for the scope (nests).
+class SettlementCallbackScope {
+ public:
+  SettlementCallbackScope() noexcept;
+  ~SettlementCallbackScope();
+  SettlementCallbackScope(const SettlementCallbackScope&) = delete;
+  SettlementCallbackScope& operator=(const SettlementCallbackScope&) = delete;
+};
+
 }  // namespace emissions::detail

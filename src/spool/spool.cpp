@@ -7,6 +7,7 @@
 #include "common/best_effort.hpp"
 #include "common/config_check.hpp"
 #include "common/wait.hpp"
+#include "pipeline/thread_role.hpp"
 #include "spool/spool_state.hpp"
 
 namespace emissions::detail::spool {
@@ -39,7 +40,10 @@ void Spool::abandon_pending() noexcept {
   }
   for (auto& entry : left) {
     Pending& pending = *entry.second;
-    best_effort([&] { pending.callback(pending.settlement); });
+    best_effort([&] {
+      const detail::SettlementCallbackScope in_callback;
+      pending.callback(pending.settlement);
+    });
   }
 }
 
@@ -183,12 +187,18 @@ Status Spool::append(std::span<const Event> events, std::uint32_t flags,
       // commit before its callback is known.
       std::lock_guard lock(pending_mutex_);
       pending_.reserve(pending_.size() + 1);  // may throw: nothing is written yet
+      // Counted before the frame is readable: a lane that reads it back from the log (once
+      // a sync of another committer published it) may settle it before the entry is
+      // inserted below, and must then take pending_mutex_ (settle_pending), not skip it.
+      pending_count_.store(pending_.size() + 1, std::memory_order_relaxed);
       s = log_->append(scratch, count, flags, at);
+      if (!s) pending_count_.store(pending_.size(), std::memory_order_relaxed);
       if (s) {
         // No allocation from here: the node exists and the table has room for it.
         entry.mapped()->callback = std::move(*on_settled);
         if (tracks_.empty()) {
           at_once = std::move(entry.mapped());
+          pending_count_.store(pending_.size(), std::memory_order_relaxed);
         } else {
           entry.key() = at.seq;
           pending_.insert(std::move(entry));
@@ -205,7 +215,12 @@ Status Spool::append(std::span<const Event> events, std::uint32_t flags,
     if (append_lock.owns_lock()) append_lock.unlock();
     if (s) {
       appended.notify();
-      if (at_once) best_effort([&] { at_once->callback(at_once->settlement); });
+      if (at_once) {
+        best_effort([&] {
+          const detail::SettlementCallbackScope in_callback;
+          at_once->callback(at_once->settlement);
+        });
+      }
       return s;
     }
     if (s.code() != Errc::overloaded) return s;
@@ -413,15 +428,21 @@ void Spool::settled(std::size_t lane, std::uint64_t seq, const AdapterStats& set
 }
 
 void Spool::settle_pending(std::uint64_t seq, std::size_t lane, const AdapterStats& stats) {
-  // The commit's entry, if it has one, was counted before the commit was handed to any lane
-  // (the handoff orders it before this settlement), and stays until this lane settled it.
+  // The commit's entry, if it has one, was counted before its frame could be read or handed
+  // to any lane (the log's publication, or the handoff, orders it before this settlement),
+  // and stays until this lane settled it.
   if (pending_count_.load(std::memory_order_acquire) == 0) return;
   std::unique_ptr<Pending> done;
   {
     std::lock_guard lock(pending_mutex_);
     done = settle_pending_locked(seq, lane, stats);
   }
-  if (done) best_effort([&] { done->callback(done->settlement); });
+  if (done) {
+    best_effort([&] {
+      const detail::SettlementCallbackScope in_callback;
+      done->callback(done->settlement);
+    });
+  }
 }
 
 std::unique_ptr<Spool::Pending> Spool::settle_pending_locked(std::uint64_t seq, std::size_t lane,
