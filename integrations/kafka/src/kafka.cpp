@@ -85,6 +85,14 @@ struct Kafka::State {
   // strings are deliver()'s buffers, reused from one event to the next.
   void produce_one(Producer& producer, InFlight& record, std::size_t index, std::string& topic,
                    std::string& key, std::string& value) noexcept;
+  // Leaves a produce() section (see `producing`): the last one out wakes a terminate()
+  // waiting for it.
+  void end_producing() noexcept {
+    if (producing.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
+        closing.load(std::memory_order_seq_cst)) {
+      reports->reported.notify();
+    }
+  }
   void poll_loop() noexcept;
   // The end of the poll thread: fails what has no report and destroys the producers (out
   // of every librdkafka call, so also when terminate() ran inside one of its callbacks).
@@ -114,7 +122,12 @@ struct Kafka::State {
   // before the poll loop took the first.
   std::vector<std::shared_ptr<Producer>> retiring;
 
-  std::atomic<bool> closing{false};       // terminate() began: deliver() takes nothing more
+  std::atomic<bool> closing{false};  // terminate() began: deliver() takes nothing more
+  // deliver() calls between their look at `closing` and the end of their produce() (which
+  // never blocks): terminate() waits for none to be left before it counts what is
+  // outstanding and tears the producer down, so that no message enters a producer nobody
+  // polls. Both sides seq_cst: one of them sees the other.
+  std::atomic<std::size_t> producing{0};
   std::atomic<bool> stop_polling{false};  // the poll thread must return
   std::atomic<bool> terminated{false};
   std::atomic<std::size_t> restarts{0};
@@ -223,7 +236,9 @@ void Kafka::State::produce_one(Producer& active, InFlight& record, std::size_t i
       // thread, or in a settlement callback inside the poll() below) and torn the producer
       // down. A message produced now would wait in a producer nobody polls, to be failed
       // (retriably) when it is destroyed.
-      if (closing.load(std::memory_order_acquire)) {
+      producing.fetch_add(1, std::memory_order_seq_cst);
+      if (closing.load(std::memory_order_seq_cst)) {
+        end_producing();
         delivery.fail(index, give_up ? Status(Errc::overloaded,
                                               what() + ": librdkafka's queue stayed full until "
                                                        "terminate()")
@@ -231,8 +246,15 @@ void Kafka::State::produce_one(Producer& active, InFlight& record, std::size_t i
         return;
       }
       const std::size_t before = reports->outstanding.load(std::memory_order_acquire);
-      const rd_kafka_resp_err_t error = active.produce(
-          record, index, options.topic_for ? topic_text->c_str() : nullptr, key, value);
+      rd_kafka_resp_err_t error = RD_KAFKA_RESP_ERR_NO_ERROR;
+      try {
+        error = active.produce(record, index, options.topic_for ? topic_text->c_str() : nullptr,
+                               key, value);
+      } catch (...) {
+        end_producing();
+        throw;
+      }
+      end_producing();
       if (error == RD_KAFKA_RESP_ERR_NO_ERROR) return;
       if (error != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
         delivery.fail(index, detail::kafka::event_status(error, *topic_text));
@@ -412,8 +434,12 @@ Status Kafka::State::terminate(Deadline deadline) noexcept {
     return {};
   }
   const auto started = std::chrono::steady_clock::now();
-  closing.store(true, std::memory_order_release);
+  closing.store(true, std::memory_order_seq_cst);
   reports->reported.notify();  // a deliver() waiting for room gives up
+  // A deliver() that looked at `closing` before it was set may be inside produce() (never
+  // blocking): its message is counted below once it returns. By this call's deadline.
+  (void)detail::wait_until(
+      reports->reported, [&] { return producing.load(std::memory_order_seq_cst) == 0; }, deadline);
 
   if (!self) {
     const Deadline flush_deadline = earliest(deadline, deadline_after(options.flush_timeout));
