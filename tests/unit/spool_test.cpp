@@ -359,12 +359,15 @@ TEST(SpoolTest, AFullSpoolRefusesTheCommitAfterBlockTimeoutAndKeepsItsEvents) {
 // A synchronous adapter that records payloads and takes its time, so that a small queue
 // fills and its lane falls behind the log (its relay reads the backlog back) and then
 // catches up (the commit path hands it commits directly again).
+// (Or sleeps `pause` in every `every`-th call.)
 class SlowRecorder final : public Adapter {
  public:
-  explicit SlowRecorder(std::string name) : name_(std::move(name)) {}
+  explicit SlowRecorder(std::string name, std::uint64_t every = 8,
+                        std::chrono::microseconds pause = std::chrono::microseconds(300))
+      : name_(std::move(name)), every_(every), pause_(pause) {}
   [[nodiscard]] std::string_view name() const override { return name_; }
   Status handle_events(std::span<const Event> events) override {
-    if (++calls_ % 8 == 0) std::this_thread::sleep_for(std::chrono::microseconds(300));
+    if (++calls_ % every_ == 0) std::this_thread::sleep_for(pause_);
     std::lock_guard lock(mutex_);
     for (const Event& e : events)
       seen_.push_back(e.payload.get<std::int64_t>());
@@ -377,6 +380,8 @@ class SlowRecorder final : public Adapter {
 
  private:
   std::string name_;
+  std::uint64_t every_;
+  std::chrono::microseconds pause_;
   std::uint64_t calls_ = 0;  // the consumer thread only
   mutable std::mutex mutex_;
   std::vector<std::int64_t> seen_;
@@ -453,34 +458,14 @@ TEST(SpoolTest, ConcurrentCommitsReachALaggingAdapterExactlyOnceInEachThreadsOrd
     EXPECT_EQ(s.delivered, static_cast<std::uint64_t>(kThreads * kPerThread)) << s.name;
 }
 
-// Sleeps in every call, so that its queue fills whenever commits come faster than that.
-class Sluggish final : public Adapter {
- public:
-  [[nodiscard]] std::string_view name() const override { return "sluggish"; }
-  Status handle_events(std::span<const Event> events) override {
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
-    std::lock_guard lock(mutex_);
-    for (const Event& e : events)
-      seen_.push_back(e.payload.get<std::int64_t>());
-    return {};
-  }
-  [[nodiscard]] std::vector<std::int64_t> seen() const {
-    std::lock_guard lock(mutex_);
-    return seen_;
-  }
-
- private:
-  mutable std::mutex mutex_;
-  std::vector<std::int64_t> seen_;
-};
-
 TEST(SpoolTest, ALiveLaneWhoseConsumerIsBehindForAMomentIsWaitedForAndStaysLive) {
   // A commit that finds a live lane's queue full waits briefly for its consumer (as the
   // in-memory pipeline would) instead of leaving the lane behind: nothing is read back from
   // the log or handed over from the window, and every event arrives once, in order. Bursts
   // with drains between: a hiccup longer than the wait (a loaded machine) costs one burst.
   TempDir dir;
-  auto sluggish = std::make_shared<Sluggish>();
+  // Sleeps in every call, so that its queue fills whenever commits come faster than that.
+  auto sluggish = std::make_shared<SlowRecorder>("sluggish", 1, std::chrono::microseconds(200));
   Config config = spooled(dir.path());
   config.add_adapter(sluggish, {.max_demand = 2, .buffer_size = 32});
   Emitter emitter(std::move(config));
