@@ -22,6 +22,13 @@ std::string describe_bytes(std::uint64_t n) {
 
 }  // namespace
 
+void Spool::Pending::run_callback() noexcept {
+  best_effort([&] {
+    const detail::SettlementCallbackScope in_callback;
+    callback(settlement);
+  });
+}
+
 Spool::Spool(Key /*unused*/, const SpoolOptions& options, std::shared_ptr<FileLayer> files)
     : options_(options), files_(std::move(files)) {}
 
@@ -40,10 +47,7 @@ void Spool::abandon_pending() noexcept {
   }
   for (auto& entry : left) {
     Pending& pending = *entry.second;
-    best_effort([&] {
-      const detail::SettlementCallbackScope in_callback;
-      pending.callback(pending.settlement);
-    });
+    pending.run_callback();
   }
 }
 
@@ -192,19 +196,17 @@ Status Spool::append(std::span<const Event> events, std::uint32_t flags,
       // inserted below, and must then take pending_mutex_ (settle_pending), not skip it.
       pending_count_.store(pending_.size() + 1, std::memory_order_relaxed);
       s = log_->append(scratch, count, flags, at);
-      if (!s) pending_count_.store(pending_.size(), std::memory_order_relaxed);
       if (s) {
         // No allocation from here: the node exists and the table has room for it.
         entry.mapped()->callback = std::move(*on_settled);
         if (tracks_.empty()) {
           at_once = std::move(entry.mapped());
-          pending_count_.store(pending_.size(), std::memory_order_relaxed);
         } else {
           entry.key() = at.seq;
           pending_.insert(std::move(entry));
-          pending_count_.store(pending_.size(), std::memory_order_relaxed);
         }
       }
+      pending_count_.store(pending_.size(), std::memory_order_relaxed);  // the count as it is
     }
     if (s && hook != nullptr) {
       // The frame follows the commit at once in the same segment; a reader handed this
@@ -215,12 +217,7 @@ Status Spool::append(std::span<const Event> events, std::uint32_t flags,
     if (append_lock.owns_lock()) append_lock.unlock();
     if (s) {
       appended.notify();
-      if (at_once) {
-        best_effort([&] {
-          const detail::SettlementCallbackScope in_callback;
-          at_once->callback(at_once->settlement);
-        });
-      }
+      if (at_once) at_once->run_callback();
       return s;
     }
     if (s.code() != Errc::overloaded) return s;
@@ -437,12 +434,7 @@ void Spool::settle_pending(std::uint64_t seq, std::size_t lane, const AdapterSta
     std::lock_guard lock(pending_mutex_);
     done = settle_pending_locked(seq, lane, stats);
   }
-  if (done) {
-    best_effort([&] {
-      const detail::SettlementCallbackScope in_callback;
-      done->callback(done->settlement);
-    });
-  }
+  if (done) done->run_callback();
 }
 
 std::unique_ptr<Spool::Pending> Spool::settle_pending_locked(std::uint64_t seq, std::size_t lane,

@@ -89,7 +89,7 @@ Status Spool::reclaim_oldest(bool& reclaimed) {
       }
     }
     for (const auto& pending : settled)
-      best_effort([&] { pending->callback(pending->settlement); });
+      pending->run_callback();
     if (r.events != 0 && reclaim_listener_) {
       best_effort([&] { reclaim_listener_(r.lane, r.events); });
     }

@@ -53,6 +53,10 @@ struct Spool::Pending {
   std::function<void(const Settlement&)> callback;
   Settlement settlement;
   std::size_t remaining = 0;
+
+  // Runs the callback (user code: no lock may be held), marked as a settlement callback
+  // (thread_role.hpp); an exception from it is swallowed.
+  void run_callback() noexcept;
 };
 
 }  // namespace emissions::detail::spool

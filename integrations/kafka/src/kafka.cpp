@@ -85,14 +85,25 @@ struct Kafka::State {
   // strings are deliver()'s buffers, reused from one event to the next.
   void produce_one(Producer& producer, InFlight& record, std::size_t index, std::string& topic,
                    std::string& key, std::string& value) noexcept;
-  // Leaves a produce() section (see `producing`): the last one out wakes a terminate()
-  // waiting for it.
-  void end_producing() noexcept {
-    if (producing.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
-        closing.load(std::memory_order_seq_cst)) {
-      reports->reported.notify();
+  // A deliver() between its look at `closing` and the end of its produce() (see
+  // `producing`); the last one out wakes a terminate() waiting for it.
+  class ProduceSection {
+   public:
+    explicit ProduceSection(State& state) noexcept : state_(state) {
+      state_.producing.fetch_add(1, std::memory_order_seq_cst);
     }
-  }
+    ~ProduceSection() {
+      if (state_.producing.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
+          state_.closing.load(std::memory_order_seq_cst)) {
+        state_.reports->reported.notify();
+      }
+    }
+    ProduceSection(const ProduceSection&) = delete;
+    ProduceSection& operator=(const ProduceSection&) = delete;
+
+   private:
+    State& state_;
+  };
   void poll_loop() noexcept;
   // The end of the poll thread: fails what has no report and destroys the producers (out
   // of every librdkafka call, so also when terminate() ran inside one of its callbacks).
@@ -236,25 +247,24 @@ void Kafka::State::produce_one(Producer& active, InFlight& record, std::size_t i
       // thread, or in a settlement callback inside the poll() below) and torn the producer
       // down. A message produced now would wait in a producer nobody polls, to be failed
       // (retriably) when it is destroyed.
-      producing.fetch_add(1, std::memory_order_seq_cst);
-      if (closing.load(std::memory_order_seq_cst)) {
-        end_producing();
+      const std::size_t before = reports->outstanding.load(std::memory_order_acquire);
+      bool closed_now = false;
+      rd_kafka_resp_err_t error = RD_KAFKA_RESP_ERR_NO_ERROR;
+      {
+        const ProduceSection section(*this);
+        closed_now = closing.load(std::memory_order_seq_cst);
+        if (!closed_now) {
+          error = active.produce(record, index, options.topic_for ? topic_text->c_str() : nullptr,
+                                 key, value);
+        }
+      }
+      if (closed_now) {  // failed out of the section: fail() may run a callback
         delivery.fail(index, give_up ? Status(Errc::overloaded,
                                               what() + ": librdkafka's queue stayed full until "
                                                        "terminate()")
                                      : Status(Errc::closed, what() + " is terminated"));
         return;
       }
-      const std::size_t before = reports->outstanding.load(std::memory_order_acquire);
-      rd_kafka_resp_err_t error = RD_KAFKA_RESP_ERR_NO_ERROR;
-      try {
-        error = active.produce(record, index, options.topic_for ? topic_text->c_str() : nullptr,
-                               key, value);
-      } catch (...) {
-        end_producing();
-        throw;
-      }
-      end_producing();
       if (error == RD_KAFKA_RESP_ERR_NO_ERROR) return;
       if (error != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
         delivery.fail(index, detail::kafka::event_status(error, *topic_text));

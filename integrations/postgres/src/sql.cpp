@@ -56,6 +56,15 @@ std::string lease_interval(std::chrono::milliseconds lease) {
   return "interval '1 millisecond' * " + std::to_string(lease.count());
 }
 
+// The longest prefix of `text` of at most `max` bytes that does not split a UTF-8 character.
+std::string_view utf8_prefix(std::string_view text, std::size_t max) {
+  if (text.size() <= max) return text;
+  std::size_t keep = max;
+  while (keep > 0 && (static_cast<unsigned char>(text[keep]) & 0xC0U) == 0x80U)
+    --keep;  // text[keep] would start the cut: a continuation byte
+  return text.substr(0, keep);
+}
+
 // `base` + `suffix` when that fits PostgreSQL's 63-byte identifiers; otherwise the first 48
 // bytes of `base` (cut at a UTF-8 character boundary), '_', 8 hex digits of a hash of the
 // whole `base`, then `suffix` (at most 10 bytes): never cut by the server, and distinct for
@@ -70,22 +79,15 @@ std::string fitted_name(std::string_view base, std::string_view suffix) {
     hash ^= static_cast<unsigned char>(c);
     hash *= 16777619U;
   }
-  std::size_t keep = 48;
-  while (keep > 0 && (static_cast<unsigned char>(base[keep]) & 0xC0U) == 0x80U)
-    --keep;  // base[keep] would start the cut: never split a UTF-8 character
   char hex[9];
   std::snprintf(hex, sizeof hex, "%08x", static_cast<unsigned>(hash));
-  return std::string(base.substr(0, keep)) + "_" + hex + std::string(suffix);
+  return std::string(utf8_prefix(base, 48)) + "_" + hex + std::string(suffix);
 }
 
 // The name the server made of `name` when it was longer than 63 bytes: its first 63 bytes,
 // cut at a UTF-8 character boundary (truncate_identifier; the database's encoding UTF-8).
 std::string server_cut_name(std::string_view name) {
-  if (name.size() <= 63) return std::string(name);
-  std::size_t keep = 63;
-  while (keep > 0 && (static_cast<unsigned char>(name[keep]) & 0xC0U) == 0x80U)
-    --keep;
-  return std::string(name.substr(0, keep));
+  return std::string(utf8_prefix(name, 63));
 }
 
 // The staging function's name, unquoted: {schema (empty when the table is unqualified), name}.
