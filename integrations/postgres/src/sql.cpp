@@ -84,8 +84,10 @@ std::string fitted_name(std::string_view base, std::string_view suffix) {
   return std::string(utf8_prefix(base, 48)) + "_" + hex + std::string(suffix);
 }
 
-// The name the server made of `name` when it was longer than 63 bytes: its first 63 bytes,
-// cut at a UTF-8 character boundary (truncate_identifier; the database's encoding UTF-8).
+// The name the server makes of `name` when it is longer than 63 bytes: its first 63 bytes,
+// cut at a UTF-8 character boundary (truncate_identifier, for a UTF-8 client encoding). Only
+// for reading the server's messages: SQL that must find a cut name asks the server to cut it
+// (a text cast to `name`), in whatever encoding the database has.
 std::string server_cut_name(std::string_view name) {
   return std::string(utf8_prefix(name, 63));
 }
@@ -96,6 +98,18 @@ std::pair<std::string, std::string> stage_function_parts(std::string_view table)
   const std::size_t dot = table.rfind('.');
   return {dot == std::string_view::npos ? std::string() : std::string(table.substr(0, dot)),
           fitted_name(table_base(table), "_stage")};
+}
+
+// SQL for the text "<schema>.<function>(jsonb, text)" naming the staging function in the
+// schema where CREATE FUNCTION puts it: the table's schema when it is qualified, otherwise
+// the current schema (not wherever the search_path finds a function of that name first).
+std::string stage_function_in_its_schema(std::string_view table) {
+  const auto [schema, name] = stage_function_parts(table);
+  const std::string schema_sql_text = schema.empty()
+                                          ? std::string("quote_ident(current_schema())")
+                                          : escape_string_literal(quote_identifier(schema));
+  return schema_sql_text + " || " +
+         escape_string_literal("." + quote_identifier(name) + "(jsonb, text)");
 }
 
 }  // namespace
@@ -190,19 +204,23 @@ std::string schema_statements(std::string_view table) {
   // key index's definition, nothing else) is renamed, so that the table does not get a
   // second one; if the hashed one exists too (an older schema_sql() ran after a newer one,
   // in a rolling deploy), the cut one is a duplicate and is dropped.
+  // The cut name is the server's own cut (a cast to `name`), so that it is found in a
+  // database of any encoding.
   const std::string key_index = fitted_name(base, "_key");
+  // An index of this table named `name_sql` (an SQL expression of type name) with the key
+  // index's definition.
+  const auto index_of_this_table = [&](const std::string& name_sql) {
+    return "SELECT i.indexrelid::regclass FROM pg_index i JOIN pg_class c ON c.oid = "
+           "i.indexrelid\n"
+           "    WHERE i.indrelid = " +
+           escape_string_literal(t) + "::regclass AND c.relname = " + name_sql +
+           "\n"
+           "      AND pg_get_indexdef(i.indexrelid) LIKE "
+           "'%(ordering_key) WHERE (ordering_key IS NOT NULL)'";
+  };
+  const std::string key_index_name = escape_string_literal(key_index) + "::name";
   if (key_index != base + "_key") {
-    const std::string cut = server_cut_name(base + "_key");
-    const auto index_of_this_table = [&](const std::string& name) {
-      return "SELECT i.indexrelid::regclass FROM pg_index i JOIN pg_class c ON c.oid = "
-             "i.indexrelid\n"
-             "    WHERE i.indrelid = " +
-             escape_string_literal(t) +
-             "::regclass AND c.relname = " + escape_string_literal(name) +
-             "\n"
-             "      AND pg_get_indexdef(i.indexrelid) LIKE "
-             "'%(ordering_key) WHERE (ordering_key IS NOT NULL)'";
-    };
+    const std::string cut = escape_string_literal(base + "_key") + "::name";
     ddl += "DO " + tag +
            "\nDECLARE\n"
            "  cut_index regclass;\n"
@@ -212,7 +230,7 @@ std::string schema_statements(std::string_view table) {
            index_of_this_table(cut) +
            ");\n"
            "  key_index := (" +
-           index_of_this_table(key_index) +
+           index_of_this_table(key_index_name) +
            ");\n"
            "  IF cut_index IS NOT NULL AND key_index IS NOT NULL THEN\n"
            "    EXECUTE 'DROP INDEX ' || cut_index::text;\n"
@@ -230,6 +248,23 @@ std::string schema_statements(std::string_view table) {
   }
   ddl += "CREATE INDEX IF NOT EXISTS " + quote_identifier(key_index) + " ON " + t +
          " (ordering_key) WHERE ordering_key IS NOT NULL;\n";
+  // IF NOT EXISTS also skips the index when another relation of the schema has its name (a
+  // user's table, or an index of another definition): the outbox would then work without
+  // it, every claim scanning for its keys. That fails here instead, naming the relation.
+  ddl += "DO " + tag +
+         "\nBEGIN\n"
+         "  IF NOT EXISTS (" +
+         index_of_this_table(key_index_name) +
+         ") THEN\n"
+         "    RAISE EXCEPTION 'emissions: the outbox''s key index % cannot be made: a relation "
+         "of that name already exists in the schema of %', quote_ident(" +
+         escape_string_literal(key_index) + "), " + escape_string_literal(t) +
+         "\n"
+         "      USING ERRCODE = 'duplicate_table', HINT = 'rename or drop that relation, or "
+         "choose another OutboxOptions::table';\n"
+         "  END IF;\n"
+         "END\n" +
+         tag + ";\n";
   // stage() calls this function instead of sending the INSERT: PL/pgSQL keeps the INSERT's
   // plan for the session, so each call costs the parse and plan of `SELECT fn($1, $2)` only,
   // and nothing is left in the caller's session that a pooler or DISCARD ALL could take away
@@ -260,6 +295,23 @@ std::string schema_statements(std::string_view table) {
   // database may keep the function of an older schema_sql() while newer clients call it.
   // A change to any of them needs a function of another name (and the 42883 message then
   // tells users to run schema_sql() again), never a different body under the same name.
+  // CREATE OR REPLACE would take over a function of the user's with this name and these
+  // arguments: only one that schema_sql() made (its comment says so) is replaced.
+  ddl += "DO " + tag +
+         "\nDECLARE\n"
+         "  existing regprocedure := to_regprocedure(" +
+         stage_function_in_its_schema(table) +
+         ");\n"
+         "BEGIN\n"
+         "  IF existing IS NOT NULL AND coalesce(obj_description(existing, 'pg_proc'), '') NOT "
+         "LIKE 'emissions: stages events into %' THEN\n"
+         "    RAISE EXCEPTION 'emissions: the function % exists and was not made by "
+         "schema_sql(): it would be replaced by the outbox''s staging function', existing\n"
+         "      USING ERRCODE = 'duplicate_function', HINT = 'rename or drop that function, or "
+         "choose another OutboxOptions::table';\n"
+         "  END IF;\n"
+         "END\n" +
+         tag + ";\n";
   ddl += "CREATE OR REPLACE FUNCTION " + fn +
          "(staged_events jsonb, notify_channel text)\n"
          "RETURNS bigint LANGUAGE plpgsql AS " +
@@ -277,7 +329,8 @@ std::string stage_function(std::string_view table) {
 
 std::string stage_function_signature(std::string_view table) {
   const auto [schema, name] = stage_function_parts(table);
-  return (schema.empty() ? std::string() : schema + ".") + name + "(jsonb, text)";
+  // The server names the schema as it keeps it: cut to 63 bytes when it was longer.
+  return (schema.empty() ? std::string() : server_cut_name(schema) + ".") + name + "(jsonb, text)";
 }
 
 std::string stage_statement(std::string_view table) {

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gmock/gmock.h>
@@ -667,6 +668,128 @@ TEST(Schema, IsIdempotentAndQuotesQualifiedNames) {
   EXPECT_EQ(db.scalar("SELECT name FROM \"Billing\".\"Outbox\""), "billed");
   EXPECT_THROW((void)emissions::postgres::schema_sql({.table = ""}), emissions::ConfigError);
   EXPECT_THROW((void)emissions::postgres::schema_sql({.table = "a..b"}), emissions::ConfigError);
+}
+
+// Runs `sql` expecting the server to refuse it; returns its SQL state and message.
+std::pair<std::string, std::string> refused(const Db& db, const std::string& sql) {
+  const emissions::postgres::detail::ResultHandle r(PQexec(db.get(), sql.c_str()));
+  EXPECT_EQ(PQresultStatus(r.get()), PGRES_FATAL_ERROR) << sql;
+  const char* state = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
+  return {state == nullptr ? "" : state, PQresultErrorMessage(r.get())};
+}
+
+TEST(Schema, AUsersRelationWithTheKeyIndexsNameFailsTheDdlNamingItInsteadOfSkippingTheIndex) {
+  // Found in review: CREATE INDEX IF NOT EXISTS skipped the key index when a user's table had
+  // its name, and the outbox then worked without it (every claim scanning for keys).
+  Db db;
+  const std::string table = "keyed_outbox_clash";
+  db.exec("DROP TABLE IF EXISTS \"" + table + "\"");
+  db.exec("DROP TABLE IF EXISTS \"" + table + "_key\"");
+  db.exec("CREATE TABLE \"" + table + "_key\" (n int)");
+  const auto [state, message] = refused(db, emissions::postgres::schema_sql({.table = table}));
+  EXPECT_EQ(state, "42P07");
+  EXPECT_THAT(message, HasSubstr("key index " + table + "_key"));
+  EXPECT_THAT(message, HasSubstr("OutboxOptions::table"));
+  // The whole DDL is one statement list: nothing of the outbox was made.
+  EXPECT_EQ(db.count("SELECT count(*) FROM pg_class WHERE relname = '" + table + "'"), 0);
+  db.exec("DROP TABLE \"" + table + "_key\"");
+  db.exec(emissions::postgres::schema_sql({.table = table}));
+  EXPECT_EQ(key_indexes(db, "\"" + table + "\""), std::vector<std::string>{table + "_key"});
+  db.exec("DROP TABLE \"" + table + "\"");
+}
+
+TEST(Schema, AUsersFunctionWithTheStagingFunctionsNameIsNotReplaced) {
+  // Found in review: CREATE OR REPLACE FUNCTION took over a function of the user's with the
+  // staging function's name and arguments.
+  Db db;
+  const std::string table = "outbox_beside_a_users_function";
+  const std::string fn = "\"" + table + "_stage\"(jsonb, text)";
+  db.exec("DROP TABLE IF EXISTS \"" + table + "\"");
+  db.exec("DROP FUNCTION IF EXISTS " + fn);
+  db.exec("CREATE FUNCTION " + fn + " RETURNS bigint LANGUAGE sql AS 'SELECT 42::bigint'");
+  const auto [state, message] = refused(db, emissions::postgres::schema_sql({.table = table}));
+  EXPECT_EQ(state, "42723");
+  EXPECT_THAT(message, HasSubstr(table + "_stage(jsonb,text)"));
+  EXPECT_THAT(message, HasSubstr("not made by schema_sql()"));
+  EXPECT_EQ(db.scalar("SELECT prosrc FROM pg_proc WHERE proname = '" + table + "_stage'"),
+            "SELECT 42::bigint");
+  EXPECT_EQ(db.count("SELECT count(*) FROM pg_class WHERE relname = '" + table + "'"), 0);
+  db.exec("DROP FUNCTION " + fn);
+  // A function of that name in another schema of the search_path is not in the way: the
+  // staging function is made in the current schema.
+  db.exec("CREATE SCHEMA IF NOT EXISTS other_functions");
+  db.exec("DROP FUNCTION IF EXISTS other_functions." + fn);
+  db.exec("CREATE FUNCTION other_functions." + fn +
+          " RETURNS bigint LANGUAGE sql AS 'SELECT 7::bigint'");
+  db.exec("SET search_path = public, other_functions");
+  db.exec(emissions::postgres::schema_sql({.table = table}));
+  db.exec(emissions::postgres::schema_sql({.table = table}));  // its own function: replaced
+  emissions::Emitter emitter(no_adapters());
+  stage_one(db, emitter, {.table = table}, "e");
+  EXPECT_EQ(db.count("SELECT count(*) FROM \"" + table + "\""), 1);
+  db.exec("RESET search_path");
+  db.exec("DROP TABLE \"" + table + "\"");
+  db.exec("DROP FUNCTION public." + fn);
+  db.exec("DROP SCHEMA other_functions CASCADE");
+}
+
+TEST_F(Stage, MissingFunctionOfATableInASchemaWithANameOver63BytesIsStillNotFound) {
+  // Found in review: the server names a schema cut to 63 bytes, and the 42883 match looked
+  // for the whole name.
+  const std::string schema = std::string(60, 's') + "_long_schema";
+  ASSERT_GT(schema.size(), 63U);
+  const std::string cut = schema.substr(0, 63);
+  db.exec("DROP SCHEMA IF EXISTS \"" + cut + "\" CASCADE");
+  db.exec("CREATE SCHEMA \"" + schema + "\"");
+  const std::string quoted = "\"" + schema + "\".\"Out box\"";
+  db.exec(table_of_an_older_schema_sql(quoted));
+  const OutboxOptions old{.table = schema + ".Out box", .channel = outbox.channel};
+  emissions::Transaction tx = emitter.start();
+  ASSERT_TRUE(tx.emit("e").ok());
+  db.exec("BEGIN");
+  const emissions::Status s = stage(tx, db.get(), old);
+  db.exec("ROLLBACK");
+  EXPECT_EQ(s.code(), Errc::not_found) << s.to_string();
+  EXPECT_THAT(s.message(), HasSubstr("42883"));
+  EXPECT_EQ(tx.size(), 1U);
+  // schema_sql() makes what is missing, and staging then works.
+  db.exec(emissions::postgres::schema_sql(old));
+  db.exec("BEGIN");
+  EXPECT_TRUE(stage(tx, db.get(), old).ok());
+  db.exec("COMMIT");
+  EXPECT_EQ(db.count("SELECT count(*) FROM " + quoted), 1);
+  db.exec("DROP SCHEMA \"" + cut + "\" CASCADE");
+}
+
+TEST(Schema, ACutKeyIndexIsFoundInADatabaseThatIsNotUtf8) {
+  // Found in review: the rename looked for the cut name as a UTF-8 server cuts it. In a
+  // LATIN1 database, a table of 31 'é' is 31 bytes for the server (its "_key" index name
+  // was never cut) and 62 bytes for a UTF-8 client (whose key index name has a hash).
+  {
+    Db admin;
+    admin.exec("DROP DATABASE IF EXISTS emissions_latin1");
+    admin.exec(
+        "CREATE DATABASE emissions_latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
+        "TEMPLATE template0");
+  }
+  {
+    Db db(emissions::postgres::test::conninfo() + " dbname=emissions_latin1");
+    db.exec("SET client_encoding = 'UTF8'");
+    std::string table;
+    for (int i = 0; i < 31; ++i)
+      table += "\xc3\xa9";  // é
+    const std::string quoted = "\"" + table + "\"";
+    db.exec(table_of_an_older_schema_sql(quoted));
+    db.exec("CREATE INDEX IF NOT EXISTS \"" + table + "_key\" ON " + quoted +
+            " (ordering_key) WHERE ordering_key IS NOT NULL");
+    ASSERT_EQ(key_indexes(db, quoted), std::vector<std::string>{table + "_key"});
+    db.exec(emissions::postgres::schema_sql({.table = table}));
+    const auto after = key_indexes(db, quoted);
+    ASSERT_EQ(after.size(), 1U);
+    EXPECT_NE(after[0], table + "_key");
+  }
+  Db admin;
+  admin.exec("DROP DATABASE emissions_latin1");
 }
 
 }  // namespace
