@@ -10,6 +10,8 @@
 #      consumer with COMPONENTS webhooks (no installed header includes libcurl or OpenSSL);
 #      then adversarial programs (tests/package/adversarial_consumer): static destruction
 #      with work in flight to endpoints that never answer, and verify() on hostile input;
+#      then an Emitter with a spool and an adapter that never settles, destroyed at exit
+#      and made again on the same directory;
 #   3b. the http component: examples/http, built in step 1 against the installed tree (Boost
 #      and cpp-httplib found there), run; no installed header includes Boost or httplib.h
 #      but emissions/http/beast.hpp and emissions/http/httplib.hpp;
@@ -99,6 +101,10 @@ cmake --build "$work/adversarial_consumer" -j2
 for program in verify_hostile_input webhook_static_exit kafka_static_exit; do
   timeout 60 "$work/adversarial_consumer/$program" ||
     { echo "package: adversarial program $program failed (exit $?)" >&2; exit 1; }
+done
+for phase in write recover; do
+  timeout 60 "$work/adversarial_consumer/spool_static_exit" "$phase" "$work/adversarial-spool" ||
+    { echo "package: adversarial program spool_static_exit $phase failed (exit $?)" >&2; exit 1; }
 done
 echo "package: adversarial programs (static destruction mid-flight, hostile input) passed"
 # The http component: Boost stays behind emissions::http but for the Beast helper's header,
