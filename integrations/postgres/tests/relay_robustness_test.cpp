@@ -2,7 +2,7 @@
 // while a renewal waits is deleted at once; the claim lock is the table's, however it is
 // spelled; leases are renewed during a pause after an SQL error; the relay's literals hold
 // with standard_conforming_strings off; stop() and ~Relay() from a telemetry handler on the
-// relay thread.
+// relay thread; stop() and ~Relay() while a migration holds the table locked.
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -217,6 +217,37 @@ TEST_F(RelayRobustness, DestroyedFromATelemetryHandlerOnTheRelayThread) {
         return db.count(
                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
                    "'relay_self_destroy'") == 0;
+      },
+      10s));
+}
+
+TEST_F(RelayRobustness, StopAndDestructionReturnByTheirDeadlineWhileAMigrationLocksTheTable) {
+  // Adversary: a migration holds the outbox in ACCESS EXCLUSIVE mode in an open transaction,
+  // so the relay's claim waits on the lock inside the server with no end of its own. stop()
+  // must still return by its deadline, and ~Relay() at once after; the rows stay for later.
+  emissions::Emitter emitter(log_config("a", log));
+  stage_events(emitter, db, outbox, 0, 3, true);
+  Db migration;
+  migration.exec("BEGIN");
+  migration.exec("LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE");
+  auto relay = std::make_unique<Relay>(emitter, relay_options(outbox, "relay_migration_lock"));
+  ASSERT_TRUE(relay->start().ok());
+  ASSERT_TRUE(eventually([&] { return waits_on_lock(db, "relay_migration_lock"); }, 20s));
+  const auto stopping = std::chrono::steady_clock::now();
+  (void)relay->stop(300ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - stopping, 300ms + 2s);  // scheduling slack
+  const auto destroying = std::chrono::steady_clock::now();
+  relay.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - destroying, 2s);
+  migration.exec("ROLLBACK");
+  EXPECT_EQ(log->size(), 0U);  // nothing was claimed, so nothing was published
+  EXPECT_EQ(rows_in(db, outbox), 3);
+  // The relay's session does not stay behind waiting for the lock.
+  EXPECT_TRUE(eventually(
+      [&] {
+        return db.count(
+                   "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                   "'relay_migration_lock'") == 0;
       },
       10s));
 }
