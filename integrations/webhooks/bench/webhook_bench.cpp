@@ -3,7 +3,7 @@
 // run (docs/BENCHMARKS.md, "Webhooks").
 //
 //   emissions-webhooks-bench [--events N] [--reps R] [--connections C] [--in-flight F]
-//                            [--only raw|adapter] [--json] [--quick]
+//                            [--only raw|adapter] [--threads] [--json] [--quick]
 //
 // The server (in this process, one thread per connection) answers every request with
 // `200 OK` and an empty body as soon as its body has arrived. Both sides POST an envelope of
@@ -22,8 +22,10 @@
 // Each side's rate is measured between its 10th and 90th percentile of answered requests
 // (no start-up, no tail, no drain). Runs alternate (raw, adapter, raw, ...); the medians are
 // printed, and the median of the ratios of neighbouring pairs (load from elsewhere on the
-// machine changes slowly and weighs on both runs of a pair alike). Exit status: 0 when every
-// run delivered every event, 2 otherwise, 64 for bad flags.
+// machine changes slowly and weighs on both runs of a pair alike). `--threads` prints, for each
+// run, every thread's CPU time per request over the same window, the time it was runnable
+// but waiting for a core, and its sleeps (/proc/self/task/*/schedstat and status). Exit status: 0
+// when every run delivered every event, 2 otherwise, 64 for bad flags.
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -31,6 +33,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -39,8 +43,10 @@
 #include <vector>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -52,6 +58,72 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// --- per-thread times (--threads) -------------------------------------------------------------
+
+bool g_threads = false;
+
+struct ThreadTimes {
+  std::string name;
+  std::uint64_t run_ns = 0;   // on a core
+  std::uint64_t wait_ns = 0;  // runnable, waiting for a core
+  std::uint64_t sleeps = 0;   // voluntary context switches
+};
+using Snapshot = std::map<int, ThreadTimes>;
+
+// Every thread of this process, when --threads is on (empty otherwise).
+Snapshot snapshot() {
+  Snapshot threads;
+  if (!g_threads) return threads;
+  DIR* dir = ::opendir("/proc/self/task");
+  if (dir == nullptr) return threads;
+  while (const dirent* entry = ::readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    const std::string task = std::string("/proc/self/task/") + entry->d_name;
+    ThreadTimes& t = threads[std::atoi(entry->d_name)];
+    std::ifstream(task + "/comm") >> t.name;
+    std::ifstream(task + "/schedstat") >> t.run_ns >> t.wait_ns;
+    std::ifstream status(task + "/status");
+    for (std::string line; std::getline(status, line);) {
+      if (line.starts_with("voluntary_ctxt_switches:"))
+        t.sleeps = std::strtoull(line.c_str() + 24, nullptr, 10);
+    }
+  }
+  ::closedir(dir);
+  return threads;
+}
+
+// Each thread's share of `requests` between two snapshots, busiest first.
+void print_threads(const char* side, const Snapshot& before, const Snapshot& after,
+                   std::uint64_t requests) {
+  if (!g_threads || requests == 0) return;
+  std::vector<std::pair<int, ThreadTimes>> rows;
+  ThreadTimes total;
+  for (const auto& [tid, t] : after) {
+    const auto found = before.find(tid);
+    if (found == before.end()) continue;
+    ThreadTimes d{t.name, t.run_ns - found->second.run_ns, t.wait_ns - found->second.wait_ns,
+                  t.sleeps - found->second.sleeps};
+    total.run_ns += d.run_ns;
+    total.wait_ns += d.wait_ns;
+    total.sleeps += d.sleeps;
+    rows.emplace_back(tid, d);
+  }
+  std::sort(rows.begin(), rows.end(),
+            [](const auto& a, const auto& b) { return a.second.run_ns > b.second.run_ns; });
+  const auto per = [&](std::uint64_t v) {
+    return static_cast<double>(v) / static_cast<double>(requests);
+  };
+  std::fprintf(stderr, "  %s, per request (%llu requests): CPU us, runnable-waiting us, sleeps\n",
+               side, static_cast<unsigned long long>(requests));
+  for (const auto& [tid, d] : rows) {
+    if (per(d.run_ns) < 50) continue;  // idle threads
+    std::fprintf(stderr, "    %-16s %7d %7.2f %7.2f %6.3f\n", d.name.c_str(), tid,
+                 per(d.run_ns) / 1000, per(d.wait_ns) / 1000, per(d.sleeps));
+  }
+  std::fprintf(stderr, "    %-24s %7.2f %7.2f %6.3f\n", "process", per(total.run_ns) / 1000,
+               per(total.wait_ns) / 1000, per(total.sleeps));
+}
 
 // --- the server ----------------------------------------------------------------------------
 
@@ -72,7 +144,10 @@ class Server {
     socklen_t length = sizeof address;
     (void)::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length);
     port_ = ntohs(address.sin_port);
-    acceptor_ = std::thread([this] { accept_loop(); });
+    acceptor_ = std::thread([this] {
+      (void)pthread_setname_np(pthread_self(), "bench-acceptor");
+      accept_loop();
+    });
   }
   ~Server() {
     stopping_.store(true);
@@ -101,7 +176,10 @@ class Server {
       (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
       std::lock_guard lock(mutex_);
       fds_.push_back(fd);
-      threads_.emplace_back([this, fd] { serve(fd); });
+      threads_.emplace_back([this, fd] {
+        (void)pthread_setname_np(pthread_self(), "bench-server");
+        serve(fd);
+      });
     }
   }
 
@@ -212,6 +290,8 @@ double raw_loop(const std::string& url, const std::string& body, std::size_t tot
   // When 10% and 90% of the requests were answered: the rate is measured between them.
   std::pair<Clock::time_point, std::uint64_t> mark0{{}, 0};
   std::pair<Clock::time_point, std::uint64_t> mark1{{}, 0};
+  Snapshot threads0;
+  Snapshot threads1;
   for (CURL* easy : handles) {
     if (started < total) {
       curl_multi_add_handle(multi, easy);
@@ -236,8 +316,14 @@ double raw_loop(const std::string& url, const std::string& body, std::size_t tot
         done = total;  // a failure: counted short below
       }
     }
-    if (done >= total / 10 && mark0.second == 0) mark0 = {Clock::now(), done};
-    if (done >= total - total / 10 && mark1.second == 0) mark1 = {Clock::now(), done};
+    if (done >= total / 10 && mark0.second == 0) {
+      mark0 = {Clock::now(), done};
+      threads0 = snapshot();
+    }
+    if (done >= total - total / 10 && mark1.second == 0) {
+      mark1 = {Clock::now(), done};
+      threads1 = snapshot();
+    }
     if (done < total) curl_multi_poll(multi, nullptr, 0, 100, nullptr);
   }
   for (CURL* easy : handles) {
@@ -247,6 +333,7 @@ double raw_loop(const std::string& url, const std::string& body, std::size_t tot
   curl_slist_free_all(headers);
   curl_multi_cleanup(multi);
   done_out = done;
+  print_threads("raw", threads0, threads1, mark1.second - mark0.second);
   return static_cast<double>(mark1.second - mark0.second) /
          std::chrono::duration<double>(mark1.first - mark0.first).count();
 }
@@ -258,10 +345,11 @@ std::optional<std::size_t> in_flight;
 
 // Events per second through a Webhook adapter: a producer thread commits `total` events,
 // one per transaction (blocked by the queue when it is full, as a service would be), and the
-// rate is measured between the 10th and 90th percentile of settled events (no start-up, no
+// rate is measured between the 10th and 90th percentile of answered requests (no start-up, no
 // tail, no drain).
-double adapter_run(const std::string& url, const nlohmann::json& payload, std::size_t total,
+double adapter_run(const Server& server, const nlohmann::json& payload, std::size_t total,
                    std::size_t connections, std::uint64_t& delivered) {
+  const std::string url = server.url();
   emissions::adapters::WebhookOptions options;
   options.url = url;
   options.secrets = {"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"};
@@ -275,7 +363,9 @@ double adapter_run(const std::string& url, const nlohmann::json& payload, std::s
   config.add_adapter(hook, adapter_options);
   emissions::Emitter emitter(std::move(config));
   const emissions::EventName name("order_created");
+  const std::uint64_t answered_before = server.requests();  // the earlier runs' (all answered)
   std::thread producer([&] {
+    (void)pthread_setname_np(pthread_self(), "bench-producer");
     for (std::size_t i = 0; i < total; ++i) {
       emissions::Transaction tx = emitter.start();
       if (!tx.emit(name, nlohmann::json(payload)).ok()) return;
@@ -283,7 +373,24 @@ double adapter_run(const std::string& url, const nlohmann::json& payload, std::s
       }
     }
   });
-  const auto settled = [&] { return emitter.stats().adapters[0].delivered; };
+  // With --threads: where the events wait, sampled with the counters between the marks
+  // (the Emitter's queue; the adapter's requests queued or in flight).
+  double queued_sum = 0;
+  double outstanding_sum = 0;
+  std::size_t samples = 0;
+  bool sampling = false;
+  // Requests the server answered in this run: an atomic load (Emitter::stats() copies every
+  // adapter's counters and name, ~25 us a call, which this thread's polls would add to the
+  // adapter's side only; the raw loop counts inline). Over the window it is the same rate
+  // as the events acknowledged, each a response later.
+  const auto settled = [&] {
+    if (sampling && g_threads) {
+      queued_sum += static_cast<double>(emitter.stats().adapters[0].queued);
+      outstanding_sum += static_cast<double>(hook->outstanding());
+      ++samples;
+    }
+    return server.requests() - answered_before;
+  };
   const auto wait_for = [&](std::uint64_t n) {
     std::uint64_t now = settled();
     while (now < n) {
@@ -295,7 +402,18 @@ double adapter_run(const std::string& url, const nlohmann::json& payload, std::s
     return std::make_pair(Clock::now(), now);
   };
   const auto [t0, d0] = wait_for(total / 10);
+  const Snapshot threads0 = snapshot();
+  sampling = true;
   const auto [t1, d1] = wait_for(total - total / 10);
+  sampling = false;
+  const Snapshot threads1 = snapshot();
+  print_threads("adapter", threads0, threads1, d1 - d0);
+  if (g_threads && samples != 0) {
+    const auto n = static_cast<double>(samples);
+    std::fprintf(stderr,
+                 "    mean: %.0f events in the Emitter's queue, %.0f requests outstanding\n",
+                 queued_sum / n, outstanding_sum / n);
+  }
   producer.join();
   if (!emitter.drain(std::chrono::minutes(5)).ok()) std::fprintf(stderr, "drain timed out\n");
   delivered = emitter.stats().adapters[0].delivered;
@@ -336,6 +454,8 @@ int main(int argc, char** argv) {
       only = argv[++i];
     } else if (arg == "--in-flight") {
       in_flight = value();
+    } else if (arg == "--threads") {
+      g_threads = true;
     } else if (arg == "--json") {
       json = true;
     } else if (arg == "--quick") {
@@ -344,7 +464,7 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: %s [--events N] [--reps R] [--connections C] [--in-flight F]\n"
-                   "          [--only raw|adapter] [--json] [--quick]\n",
+                   "          [--only raw|adapter] [--threads] [--json] [--quick]\n",
                    argv[0]);
       return 64;
     }
@@ -368,8 +488,7 @@ int main(int argc, char** argv) {
     (void)raw_loop(server.url(), body, std::min<std::size_t>(events, 2'000), connections, done);
   }
   if (only != "raw") {
-    (void)adapter_run(server.url(), payload, std::min<std::size_t>(events, 2'000), connections,
-                      done);
+    (void)adapter_run(server, payload, std::min<std::size_t>(events, 2'000), connections, done);
   }
   for (std::size_t r = 0; r < reps; ++r) {
     std::fprintf(stderr, "rep %zu/%zu:", r + 1, reps);
@@ -379,7 +498,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, " raw %.0f req/s;", raw.back());
     }
     if (only != "raw") {
-      adapter.push_back(adapter_run(server.url(), payload, events, connections, done));
+      adapter.push_back(adapter_run(server, payload, events, connections, done));
       complete = complete && done == events;
       std::fprintf(stderr, " adapter %.0f events/s", adapter.back());
     }

@@ -74,7 +74,10 @@ void Webhook::State::deliver(Delivery delivery) noexcept {
   std::vector<Request> spares = std::move(t_spares);
   std::vector<Request> requests = std::move(t_planned);
   try {
-    if (std::optional<Status> refused = client->refusal()) {
+    // One relaxed load in the steady state; the refusal itself is read under the client's
+    // lock only once the endpoint was disabled or the adapter terminated.
+    if (std::optional<Status> refused =
+            client->refused() ? client->refusal() : std::optional<Status>()) {
       // Disabled, or terminated: nothing to serialize. The thread's spares are put back
       // first (for its next delivery, to another Webhook), before fail() runs callbacks.
       t_spares = std::move(spares);

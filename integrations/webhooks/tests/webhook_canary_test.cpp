@@ -64,16 +64,19 @@ std::vector<emissions::telemetry::EventName> every_event() {
 class CanaryWatch : public ::testing::Environment {
  public:
   void SetUp() override {
+    // The handler holds the record, not this environment: a callback on an I/O thread that
+    // detached itself (a test released its Webhook there) may still report after the last
+    // test returned, while gtest deletes its environments.
     const emissions::Status attached = emissions::telemetry::attach_many(
         "webhook-canary-watch", every_event(),
-        [this](const emissions::telemetry::EventName& event, const nlohmann::json& measurements,
-               const nlohmann::json& metadata) {
+        [record = record_](const emissions::telemetry::EventName& event,
+                           const nlohmann::json& measurements, const nlohmann::json& metadata) {
           const std::string text = measurements.dump() + " " + metadata.dump();
-          std::lock_guard lock(mutex_);
-          ++seen_;
+          std::lock_guard lock(record->mutex);
+          ++record->seen;
           for (const std::string& secret : forbidden()) {
             if (text.find(secret) != std::string::npos) {
-              leaks_.push_back(event.back() + ": " + text);
+              record->leaks.push_back(event.back() + ": " + text);
             }
           }
         });
@@ -81,23 +84,25 @@ class CanaryWatch : public ::testing::Environment {
   }
   void TearDown() override {
     (void)emissions::telemetry::detach("webhook-canary-watch");
-    std::lock_guard lock(mutex_);
-    EXPECT_THAT(leaks_, ::testing::IsEmpty()) << "telemetry leaked a canary or a secret";
+    EXPECT_THAT(leaks(), ::testing::IsEmpty()) << "telemetry leaked a canary or a secret";
   }
 
   [[nodiscard]] std::size_t seen() const {
-    std::lock_guard lock(mutex_);
-    return seen_;
+    std::lock_guard lock(record_->mutex);
+    return record_->seen;
   }
   [[nodiscard]] std::vector<std::string> leaks() const {
-    std::lock_guard lock(mutex_);
-    return leaks_;
+    std::lock_guard lock(record_->mutex);
+    return record_->leaks;
   }
 
  private:
-  mutable std::mutex mutex_;
-  std::size_t seen_ = 0;
-  std::vector<std::string> leaks_;
+  struct Record {
+    std::mutex mutex;
+    std::size_t seen = 0;
+    std::vector<std::string> leaks;
+  };
+  const std::shared_ptr<Record> record_ = std::make_shared<Record>();
 };
 
 CanaryWatch* const g_watch =

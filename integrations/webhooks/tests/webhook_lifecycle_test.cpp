@@ -19,6 +19,7 @@
 #include "emissions/event.hpp"
 #include "emissions/telemetry.hpp"
 #include "emissions/testing.hpp"
+#include "pipeline/delivery_state.hpp"
 #include "test_server.hpp"
 #include "webhook_fixture.hpp"
 
@@ -175,3 +176,27 @@ TEST(WebhookLifecycle, ACallbackOnTheIoThreadThatReleasesTheLastReferenceIsSafe)
 }
 
 }  // namespace
+
+// Finished requests are kept for reuse with their settled delivery, which the next delivery's
+// thread releases; an adapter that receives nothing more must not keep it (and the events of
+// its batch) for as long as it lives: the I/O thread releases it once idle.
+TEST(WebhookLifecycle, ASettledDeliveryIsReleasedOnceTheAdapterIsIdle) {
+  TestServer server([](const Received&, std::size_t) { return Reply{.status = 200}; });
+  Webhook hook(options_for(server));
+  auto sentinel = std::make_shared<int>(0);  // held by the delivery (its settlement listener)
+  const std::weak_ptr<int> watch = sentinel;
+  std::atomic<std::size_t> delivered{0};
+  ASSERT_TRUE(emissions::detail::deliver_detached(
+                  hook, events(3), 1,
+                  [keep = std::move(sentinel), &delivered](
+                      std::size_t, bool ok, const emissions::Status*, std::chrono::milliseconds) {
+                    if (ok) delivered.fetch_add(1);
+                  })
+                  .ok());
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while ((delivered.load() < 3 || !watch.expired()) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(delivered.load(), 3u);
+  EXPECT_TRUE(watch.expired()) << "the settled delivery is still held by the idle adapter";
+  EXPECT_EQ(hook.outstanding(), 0u);
+}
