@@ -24,7 +24,7 @@
 #include "common/parking.hpp"
 #include "common/wait.hpp"
 #include "emissions/telemetry.hpp"
-#include "events/envelope_parse.hpp"
+#include "envelope_reader.hpp"
 #include "handles.hpp"
 #include "offset_tracker.hpp"
 #include "source_config.hpp"
@@ -300,12 +300,17 @@ std::optional<Event> KafkaSource::State::decode(const rd_kafka_message_t& messag
     error = "no value (a tombstone)";
     return std::nullopt;
   }
-  std::optional<Event> event = detail::parse_envelope(
+  std::optional<Event> event = detail::kafka::read_envelope(
       std::string_view(static_cast<const char*>(message.payload), message.len), error);
   if (!event) return std::nullopt;
-  event->metadata["kafka"] = {{"topic", rd_kafka_topic_name(message.rkt)},
-                              {"partition", message.partition},
-                              {"offset", message.offset}};
+  // {"offset", "partition", "topic"} built in place (an initializer list would build each
+  // pair as an array first); metadata is an object (read_envelope checked).
+  nlohmann::json kafka(nlohmann::json::value_t::object);
+  auto& fields = kafka.get_ref<nlohmann::json::object_t&>();
+  fields.emplace_hint(fields.end(), "offset", message.offset);
+  fields.emplace_hint(fields.end(), "partition", message.partition);
+  fields.emplace_hint(fields.end(), "topic", rd_kafka_topic_name(message.rkt));
+  event->metadata.get_ref<nlohmann::json::object_t&>()["kafka"] = std::move(kafka);
   return event;
 }
 
