@@ -147,7 +147,14 @@ std::optional<Event> read_serialized_envelope(std::string_view text) {
 
 std::optional<Event> read_envelope(std::string_view text, std::string& error) {
   if (std::optional<Event> event = read_serialized_envelope(text)) return event;
-  return parse_envelope(text, error);
+  try {
+    return parse_envelope(text, error);
+  } catch (const nlohmann::json::exception& e) {
+    // parse_envelope lets nlohmann's out_of_range through (a number too large for a double,
+    // "1e999"): such a text is not valid JSON for us either.
+    error = std::string("not valid JSON: ") + e.what();
+    return std::nullopt;
+  }
 }
 
 }  // namespace emissions::detail::kafka

@@ -40,10 +40,20 @@ void expect_same(const Event& a, const Event& b) {
   EXPECT_EQ(a.metadata, b.metadata);
 }
 
+// parse_envelope's result, with what it throws (a number out of range) as a refusal.
+std::optional<Event> parse_or_refuse(const std::string& text, std::string& error) {
+  try {
+    return parse_envelope(text, error);
+  } catch (const nlohmann::json::exception& e) {
+    error = std::string("not valid JSON: ") + e.what();
+    return std::nullopt;
+  }
+}
+
 // What the source decodes for `text`: the same as parse_envelope, accepted or refused.
 void expect_as_parse_envelope(const std::string& text) {
   std::string parse_error;
-  const std::optional<Event> expected = parse_envelope(text, parse_error);
+  const std::optional<Event> expected = parse_or_refuse(text, parse_error);
   std::string error;
   const std::optional<Event> got = read_envelope(text, error);
   ASSERT_EQ(got.has_value(), expected.has_value()) << text;
@@ -172,9 +182,22 @@ TEST(KafkaEnvelopeReader, WhatParseEnvelopeRefusesTheScanRefuses) {
   };
   for (const std::string& text : texts) {
     std::string error;
-    EXPECT_FALSE(parse_envelope(text, error)) << text;
+    EXPECT_FALSE(parse_or_refuse(text, error)) << text;
     expect_as_parse_envelope(text);
   }
+}
+
+TEST(KafkaEnvelopeReader, ANumberOutOfRangeIsRefusedAsNotValidJson) {
+  // parse_envelope throws nlohmann's out_of_range for it; the source must count the message
+  // as malformed, not lose its batch to the exception.
+  const std::string text = R"({"emitted_at":"2026-11-21T01:37:33.123456Z","id":")" +
+                           emissions::EventId::generate().str() +
+                           R"(","metadata":{},"name":"e","payload":1e999})";
+  std::string error;
+  std::optional<Event> event;
+  EXPECT_NO_THROW(event = read_envelope(text, error));
+  EXPECT_FALSE(event);
+  EXPECT_NE(error.find("not valid JSON"), std::string::npos) << error;
 }
 
 }  // namespace
