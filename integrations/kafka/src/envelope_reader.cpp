@@ -31,7 +31,7 @@ bool expect(std::string_view text, std::size_t& at, char c) noexcept {
 }
 
 bool expect(std::string_view text, std::size_t& at, std::string_view literal) noexcept {
-  if (text.substr(at, literal.size()) != literal) return false;
+  if (at > text.size() || text.substr(at, literal.size()) != literal) return false;
   at += literal.size();
   return true;
 }

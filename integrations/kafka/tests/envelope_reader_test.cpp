@@ -5,7 +5,9 @@
 
 #include <chrono>
 #include <optional>
+#include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "emissions/event.hpp"
@@ -185,6 +187,46 @@ TEST(KafkaEnvelopeReader, WhatParseEnvelopeRefusesTheScanRefuses) {
     EXPECT_FALSE(parse_or_refuse(text, error)) << text;
     expect_as_parse_envelope(text);
   }
+}
+
+TEST(KafkaEnvelopeReader, MutatedEnvelopesAreReadAsParseEnvelopeReadsThem) {
+  // Serialized envelopes with one byte changed, removed or added, anywhere: whatever the
+  // scan takes, parse_envelope takes too and reads the same way.
+  const std::vector<Event> events = {
+      make_event("order_created", {{"order_id", 7}, {"sku", "SKU-12345"}, {"amount", 42.5}},
+                 json::object()),
+      make_event("e", json::array({1, "x"}), {{"trace", "a\"b"}, {"n", {{"m", nullptr}}}}),
+  };
+  constexpr std::string_view kBytes =
+      "{}[]\",:0123456789.-eZT \\\x01\xc3"
+      "ax";
+  std::mt19937 random(20261202);
+  int scanned = 0;
+  int left = 0;
+  for (const Event& event : events) {
+    const std::string text = emissions::serialize(event);
+    for (int round = 0; round < 3'000; ++round) {
+      std::string mutated = text;
+      const std::size_t at = random() % mutated.size();
+      const char byte = kBytes[random() % kBytes.size()];
+      switch (random() % 3) {
+        case 0:
+          mutated[at] = byte;
+          break;
+        case 1:
+          mutated.erase(at, 1);
+          break;
+        default:
+          mutated.insert(at, 1, byte);
+          break;
+      }
+      expect_as_parse_envelope(mutated);
+      if (::testing::Test::HasFailure()) return;
+      ++(read_serialized_envelope(mutated) ? scanned : left);
+    }
+  }
+  EXPECT_GT(scanned, 100) << "mutations the scan took (and parse_envelope read the same)";
+  EXPECT_GT(left, 100) << "mutations the scan refused or left to parse_envelope";
 }
 
 TEST(KafkaEnvelopeReader, ANumberOutOfRangeIsRefusedAsNotValidJson) {
