@@ -11,6 +11,9 @@
 //     message to the last one handled. raw = poll, parse the JSON, count, commit every
 //     second; source = KafkaSource publishing into an Emitter whose one adapter counts.
 //
+// `--only raw-consumer` or `--only source` runs one side of the consumer pair alone (after
+// the raw producer wrote its envelopes, untimed), for profiling.
+//
 // Each figure is given in events/s (wall time) and in this process's CPU ns per event (all
 // threads; the mock broker is another process), the steadier one on a loaded machine.
 // Each rep runs both pairs on fresh topics and groups; the table gives medians. A run whose
@@ -67,8 +70,8 @@ struct Options {
   int reps = 3;
   int partitions = 6;
   bool json = false;
-  // "producer", "consumer", "" (both), or one side of the producer pair alone, for
-  // profiling: "raw-producer" or "adapter"
+  // "producer", "consumer", "" (both), or one side of a pair alone, for profiling:
+  // "raw-producer", "adapter", "raw-consumer" or "source"
   std::string only;
   std::size_t max_in_flight = 0;  // the adapter's AdapterOptions::max_in_flight; 0: default
 };
@@ -446,11 +449,13 @@ double median(std::vector<double> values) {
 }
 
 int usage(const char* why) {
-  std::fprintf(stderr,
-               "%s\nusage: emissions-kafka-bench [--events N] [--reps R] [--partitions P] "
-               "[--max-in-flight N] [--only producer|consumer|raw-producer|adapter] [--quick] "
-               "[--json]\n",
-               why);
+  std::fprintf(
+      stderr,
+      "%s\nusage: emissions-kafka-bench [--events N] [--reps R] [--partitions P] "
+      "[--max-in-flight N] [--only producer|consumer|raw-producer|adapter|raw-consumer|source] "
+      "[--quick] "
+      "[--json]\n",
+      why);
   return 64;
 }
 
@@ -477,11 +482,14 @@ int main(int argc, char** argv) {
     } else if (arg == "--max-in-flight") {
       if (!number(options.max_in_flight)) return usage("--max-in-flight takes a positive number");
     } else if (arg == "--only") {
-      if (i + 1 >= argc) return usage("--only takes producer, consumer, raw-producer or adapter");
+      constexpr const char* kOnly =
+          "--only takes producer, consumer, raw-producer, adapter, raw-consumer or source";
+      if (i + 1 >= argc) return usage(kOnly);
       options.only = argv[++i];
       if (options.only != "producer" && options.only != "consumer" &&
-          options.only != "raw-producer" && options.only != "adapter") {
-        return usage("--only takes producer, consumer, raw-producer or adapter");
+          options.only != "raw-producer" && options.only != "adapter" &&
+          options.only != "raw-consumer" && options.only != "source") {
+        return usage(kOnly);
       }
     } else if (arg == "--quick") {
       options.events = 20'000;
@@ -500,7 +508,8 @@ int main(int argc, char** argv) {
       const std::string raw = topic_name("raw", rep);
       const std::string written = topic_name("adapter", rep);
       const bool one_producer = options.only == "raw-producer" || options.only == "adapter";
-      const bool producers = options.only != "consumer";
+      const bool one_consumer = options.only == "raw-consumer" || options.only == "source";
+      const bool producers = options.only != "consumer" && !one_consumer;
       const bool consumers = options.only != "producer" && !one_producer;
       std::map<std::string, double> figures;
       if (options.only == "raw-producer") {
@@ -520,7 +529,15 @@ int main(int argc, char** argv) {
       } else {
         (void)raw_producer(options, broker.bootstraps(), written);  // the same envelopes
       }
-      if (consumers) {
+      if (options.only == "raw-consumer") {
+        figures["raw_consumer_eps"] =
+            raw_consumer(options, broker.bootstraps(), written, "raw-" + std::to_string(rep));
+        figures["raw_consumer_cpu_ns"] = g_cpu_ns_per_event;
+      } else if (options.only == "source") {
+        figures["source_eps"] =
+            source_consumer(options, broker.bootstraps(), written, "source-" + std::to_string(rep));
+        figures["source_cpu_ns"] = g_cpu_ns_per_event;
+      } else if (consumers) {
         figures["raw_consumer_eps"] =
             raw_consumer(options, broker.bootstraps(), written, "raw-" + std::to_string(rep));
         figures["raw_consumer_cpu_ns"] = g_cpu_ns_per_event;

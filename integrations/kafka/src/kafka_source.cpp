@@ -12,6 +12,7 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -24,7 +25,7 @@
 #include "common/parking.hpp"
 #include "common/wait.hpp"
 #include "emissions/telemetry.hpp"
-#include "events/envelope_parse.hpp"
+#include "envelope_reader.hpp"
 #include "handles.hpp"
 #include "offset_tracker.hpp"
 #include "source_config.hpp"
@@ -87,6 +88,18 @@ struct Partition {
   OffsetTracker offsets;
 };
 
+// The messages of one polled batch that were tracked, for settling them together: each
+// message names its partition by an index into `partitions` (the batch's few partitions,
+// each with the generation it was read under).
+struct Reads {
+  struct Read {
+    std::uint32_t partition;
+    std::int64_t offset;
+  };
+  std::vector<std::pair<PartitionKey, std::uint64_t>> partitions;  // key, generation
+  std::vector<Read> messages;
+};
+
 // Owns an rd_kafka_topic_partition_list_t.
 struct PartitionListDeleter {
   void operator()(rd_kafka_topic_partition_list_t* list) const noexcept {
@@ -111,12 +124,19 @@ struct KafkaSource::State {
   void run() noexcept;
   // Decodes and publishes one polled batch; returns once the Emitter took it (or stop).
   void handle(std::vector<MessageHandle>& batch);
+  // Starts tracking the offsets of `batch`'s messages (one lock for the batch). Returns, per
+  // message, its index in reads.partitions, or kUntracked for a message not to be handled
+  // (an error, or its partition not assigned to this source now).
+  std::vector<std::uint32_t> track_batch(const std::vector<MessageHandle>& batch, Reads& reads);
+  static constexpr std::uint32_t kUntracked = std::numeric_limits<std::uint32_t>::max();
   // Publishes `events`, decoded from `messages` (indices into batch), retrying while the
-  // Emitter is overloaded (decoding them again: a refused publish consumed them).
+  // Emitter is overloaded (decoding them again: a refused publish consumed them); `reads`
+  // are settled once the Emitter settled the events.
   void publish(std::vector<MessageHandle>& batch, const std::vector<std::size_t>& messages,
-               std::vector<Event> events);
+               std::vector<Event> events, std::shared_ptr<const Reads> reads);
   std::optional<Event> decode(const rd_kafka_message_t& message, std::string& error) const;
-  void settle(const PartitionKey& key, std::uint64_t generation, std::int64_t offset);
+  // The messages of `reads` are handled (under one lock; one notification).
+  void settle(const Reads& reads);
   // Commits what is committable, for every partition or those in `only`, and waits for the
   // coordinator's answer until `deadline` (and, once stop() began, its deadline). Returns
   // whether the answer came (or there was nothing to commit).
@@ -190,7 +210,6 @@ struct KafkaSource::State {
   std::map<PartitionKey, std::int64_t> resume_points;
   detail::WaitChannel settled;  // notified after each settlement
 
-  std::vector<std::uint64_t> generation_of;  // the polling thread's: per message of a batch
   // The polling thread's, per batch: the partitions revoked while the batch was read (the
   // rebalance callback runs inside the polls that fill it), and for each message how many
   // revocations had happened when it was read. A message whose partition was revoked after
@@ -240,12 +259,61 @@ void KafkaSource::State::run() noexcept {
   }
 }
 
+std::vector<std::uint32_t> KafkaSource::State::track_batch(const std::vector<MessageHandle>& batch,
+                                                           Reads& reads) {
+  std::vector<std::uint32_t> slot_of(batch.size(), kUntracked);
+  // The last message's partition: a batch holds runs of messages of one partition.
+  const rd_kafka_topic_t* last_topic = nullptr;
+  std::int32_t last_partition = -1;
+  std::uint32_t last_slot = kUntracked;
+  std::vector<OffsetTracker*> trackers;  // per reads.partitions
+  std::size_t tracked = 0;
+  std::lock_guard lock(offsets_mutex);
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const rd_kafka_message_t& message = *batch[i];
+    if (message.err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;  // an error or event
+    if (message.rkt != last_topic || message.partition != last_partition) {
+      last_topic = message.rkt;
+      last_partition = message.partition;
+      PartitionKey key{rd_kafka_topic_name(message.rkt), message.partition};
+      last_slot = kUntracked;
+      for (std::size_t p = 0; p < reads.partitions.size(); ++p) {
+        if (reads.partitions[p].first == key) last_slot = static_cast<std::uint32_t>(p);
+      }
+      if (last_slot == kUntracked) {
+        const auto found = partitions.find(key);
+        // Not assigned (its tracking could not be set up): not handled, so never committed
+        // past; read again after the next rebalance.
+        if (found == partitions.end()) continue;
+        last_slot = static_cast<std::uint32_t>(reads.partitions.size());
+        reads.partitions.emplace_back(std::move(key), found->second.generation);
+        trackers.push_back(&found->second.offsets);
+      }
+    }
+    if (last_slot == kUntracked) continue;
+    const PartitionKey& key = reads.partitions[last_slot].first;
+    if (revocations_before[i] != revoked_in_batch.size() &&
+        std::find(revoked_in_batch.begin() + static_cast<std::ptrdiff_t>(revocations_before[i]),
+                  revoked_in_batch.end(), key) != revoked_in_batch.end()) {
+      continue;  // read under an assignment that has ended since (see revoked_in_batch)
+    }
+    trackers[last_slot]->add(message.offset);
+    slot_of[i] = last_slot;
+    ++tracked;
+  }
+  consumed.fetch_add(tracked, std::memory_order_relaxed);
+  return slot_of;
+}
+
 void KafkaSource::State::handle(std::vector<MessageHandle>& batch) {
+  auto reads = std::make_shared<Reads>();
+  const std::vector<std::uint32_t> slot_of = track_batch(batch, *reads);
   std::vector<std::size_t> good;
   std::vector<Event> events;
-  generation_of.assign(batch.size(), 0);
+  Reads skipped;  // malformed: handled as far as offsets go
   good.reserve(batch.size());
   events.reserve(batch.size());
+  reads->messages.reserve(batch.size());
   for (std::size_t i = 0; i < batch.size(); ++i) {
     const rd_kafka_message_t& message = *batch[i];
     if (message.err != RD_KAFKA_RESP_ERR_NO_ERROR) {  // an error or event, not a message
@@ -257,41 +325,28 @@ void KafkaSource::State::handle(std::vector<MessageHandle>& batch) {
       }
       continue;
     }
-    const PartitionKey key{rd_kafka_topic_name(message.rkt), message.partition};
-    if (std::find(revoked_in_batch.begin() + static_cast<std::ptrdiff_t>(revocations_before[i]),
-                  revoked_in_batch.end(), key) != revoked_in_batch.end()) {
-      continue;  // read under an assignment that has ended since (see revoked_in_batch)
-    }
-    std::uint64_t generation = 0;
-    {
-      std::lock_guard lock(offsets_mutex);
-      const auto found = partitions.find(key);
-      // Not assigned (its tracking could not be set up): not handled, so never committed
-      // past; read again after the next rebalance.
-      if (found == partitions.end()) continue;
-      found->second.offsets.add(message.offset);
-      generation = found->second.generation;
-    }
-    consumed.fetch_add(1, std::memory_order_relaxed);
-    generation_of[i] = generation;
+    if (slot_of[i] == kUntracked) continue;
     std::string error;
     if (std::optional<Event> event = decode(message, error)) {
       good.push_back(i);
       events.push_back(*std::move(event));
+      reads->messages.push_back({slot_of[i], message.offset});
       continue;
     }
     malformed.fetch_add(1, std::memory_order_relaxed);
     if (reporting()) {
       telemetry::execute({"emissions", "source", "malformed"}, {{"count", 1}},
                          {{"source", options.name},
-                          {"topic", key.first},
-                          {"partition", key.second},
+                          {"topic", reads->partitions[slot_of[i]].first.first},
+                          {"partition", message.partition},
                           {"offset", message.offset},
                           {"reason", error}});
     }
-    settle(key, generation, message.offset);  // skipped: handled as far as offsets go
+    if (skipped.partitions.empty()) skipped.partitions = reads->partitions;
+    skipped.messages.push_back({slot_of[i], message.offset});
   }
-  if (!good.empty()) publish(batch, good, std::move(events));
+  if (!skipped.messages.empty()) settle(skipped);
+  if (!good.empty()) publish(batch, good, std::move(events), std::move(reads));
 }
 
 std::optional<Event> KafkaSource::State::decode(const rd_kafka_message_t& message,
@@ -300,29 +355,23 @@ std::optional<Event> KafkaSource::State::decode(const rd_kafka_message_t& messag
     error = "no value (a tombstone)";
     return std::nullopt;
   }
-  std::optional<Event> event = detail::parse_envelope(
+  std::optional<Event> event = detail::kafka::read_envelope(
       std::string_view(static_cast<const char*>(message.payload), message.len), error);
   if (!event) return std::nullopt;
-  event->metadata["kafka"] = {{"topic", rd_kafka_topic_name(message.rkt)},
-                              {"partition", message.partition},
-                              {"offset", message.offset}};
+  // {"offset", "partition", "topic"} built in place (an initializer list would build each
+  // pair as an array first); metadata is an object (read_envelope checked).
+  nlohmann::json kafka(nlohmann::json::value_t::object);
+  auto& fields = kafka.get_ref<nlohmann::json::object_t&>();
+  fields.emplace_hint(fields.end(), "offset", message.offset);
+  fields.emplace_hint(fields.end(), "partition", message.partition);
+  fields.emplace_hint(fields.end(), "topic", rd_kafka_topic_name(message.rkt));
+  event->metadata.get_ref<nlohmann::json::object_t&>()["kafka"] = std::move(kafka);
   return event;
 }
 
 void KafkaSource::State::publish(std::vector<MessageHandle>& batch,
                                  const std::vector<std::size_t>& messages,
-                                 std::vector<Event> events) {
-  struct Read {
-    PartitionKey key;
-    std::uint64_t generation;
-    std::int64_t offset;
-  };
-  std::vector<Read> offsets;
-  offsets.reserve(messages.size());
-  for (std::size_t i : messages) {
-    offsets.push_back(Read{PartitionKey{rd_kafka_topic_name(batch[i]->rkt), batch[i]->partition},
-                           generation_of[i], batch[i]->offset});
-  }
+                                 std::vector<Event> events, std::shared_ptr<const Reads> reads) {
   for (;;) {
     if (events.empty()) {  // a retry
       std::string error;
@@ -334,11 +383,8 @@ void KafkaSource::State::publish(std::vector<MessageHandle>& batch,
     }
     const std::size_t count = events.size();
     // Settles the batch's messages once every adapter and handler settled their events.
-    auto on_settled = [weak = self, offsets](const Settlement&) {
-      if (const std::shared_ptr<State> state = weak.lock()) {
-        for (const Read& read : offsets)
-          state->settle(read.key, read.generation, read.offset);
-      }
+    auto on_settled = [weak = self, reads](const Settlement&) {
+      if (const std::shared_ptr<State> state = weak.lock()) state->settle(*reads);
     };
     const Status status = emitter.publish(std::exchange(events, {}), std::move(on_settled));
     if (status.ok()) {
@@ -357,13 +403,20 @@ void KafkaSource::State::publish(std::vector<MessageHandle>& batch,
   }
 }
 
-void KafkaSource::State::settle(const PartitionKey& key, std::uint64_t generation,
-                                std::int64_t offset) {
+void KafkaSource::State::settle(const Reads& reads) {
   {
     std::lock_guard lock(offsets_mutex);
-    const auto found = partitions.find(key);
-    if (found != partitions.end() && found->second.generation == generation) {
-      found->second.offsets.settle(offset);
+    // Each partition looked up once; one whose generation ended (revoked, perhaps assigned
+    // again since) is not settled: its messages belong to the old assignment.
+    std::vector<OffsetTracker*> trackers(reads.partitions.size(), nullptr);
+    for (std::size_t p = 0; p < reads.partitions.size(); ++p) {
+      const auto found = partitions.find(reads.partitions[p].first);
+      if (found != partitions.end() && found->second.generation == reads.partitions[p].second) {
+        trackers[p] = &found->second.offsets;
+      }
+    }
+    for (const Reads::Read& read : reads.messages) {
+      if (OffsetTracker* tracker = trackers[read.partition]) tracker->settle(read.offset);
     }
   }
   settled.notify();

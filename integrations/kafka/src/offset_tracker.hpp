@@ -9,14 +9,15 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
+#include <deque>
 #include <optional>
 
 namespace emissions::detail::kafka {
 
 class OffsetTracker {
  public:
-  // A message read at `offset` (greater than every offset added before).
+  // A message read at `offset`, usually greater than every offset added before (then
+  // constant time); an offset already pending is ignored.
   void add(std::int64_t offset);
   // The message at `offset` is handled. Unknown offsets are ignored.
   void settle(std::int64_t offset);
@@ -35,9 +36,15 @@ class OffsetTracker {
   [[nodiscard]] std::optional<std::int64_t> handled_through() const noexcept;
 
  private:
-  std::map<std::int64_t, bool> pending_;  // offset -> settled, from the first unsettled on
-  std::int64_t next_ = -1;                // one past the last settled prefix; -1: none yet
-  std::int64_t committed_ = -1;           // the last offset committed; -1: none
+  struct Entry {
+    std::int64_t offset;
+    bool settled;
+  };
+  // In increasing offset order, from the first unsettled on: a message is added at the back
+  // (no allocation per message), settled by a binary search.
+  std::deque<Entry> pending_;
+  std::int64_t next_ = -1;       // one past the last settled prefix; -1: none yet
+  std::int64_t committed_ = -1;  // the last offset committed; -1: none
 };
 
 }  // namespace emissions::detail::kafka

@@ -263,6 +263,54 @@ TEST(KafkaAdapter, AFatalProducerErrorFailsInFlightEventsRetriablyAndANewProduce
   EXPECT_EQ(records.size(), static_cast<std::size_t>(kEvents));
 }
 
+TEST(KafkaAdapter, TwoFatalErrorsInARowRecreateTheProducerTwiceAndLoseOrSettleNothingTwice) {
+  MockCluster cluster(1);
+  cluster.create_topic("orders", 1);
+  auto kafka = std::make_shared<Kafka>(options_for(cluster, "orders"));
+  emissions::Emitter emitter(config_with(kafka, {.retry = quick_retries()}));
+  const auto wait_for = [](const auto& done) {
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (!done() && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(1ms);
+    }
+    return done();
+  };
+
+  rd_kafka_mock_broker_set_down(cluster.get(), 1);
+  constexpr int kEvents = 20;
+  emissions::Transaction tx = emitter.start();
+  for (int i = 0; i < kEvents; ++i)
+    ASSERT_TRUE(tx.emit("order_created", {{"id", i}}).ok());
+  ASSERT_TRUE(tx.commit().ok());
+  ASSERT_TRUE(wait_for([&] { return kafka->outstanding() == kEvents; }));
+
+  ASSERT_EQ(emissions::detail::KafkaAccess::raise_fatal(
+                *kafka, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "the first one"),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+  ASSERT_TRUE(wait_for([&] { return emissions::detail::KafkaAccess::restarts(*kafka) == 1; }));
+  // The failed events retried into the second producer (the broker still down) ...
+  ASSERT_TRUE(wait_for([&] {
+    return kafka->outstanding() == kEvents && emitter.stats().adapters[0].retried == kEvents;
+  }));
+  // ... which fails too, before or while the first is retired.
+  ASSERT_EQ(emissions::detail::KafkaAccess::raise_fatal(
+                *kafka, RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID, "the second one"),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+  ASSERT_TRUE(wait_for([&] { return emissions::detail::KafkaAccess::restarts(*kafka) == 2; }));
+  rd_kafka_mock_broker_set_up(cluster.get(), 1);
+  ASSERT_TRUE(emitter.drain(20s).ok());
+
+  EXPECT_EQ(emissions::detail::KafkaAccess::restarts(*kafka), 2u);
+  EXPECT_EQ(kafka->outstanding(), 0u);
+  const emissions::AdapterStats stats = emitter.stats().adapters[0];
+  EXPECT_EQ(stats.delivered, static_cast<std::uint64_t>(kEvents));  // each settled once
+  EXPECT_EQ(stats.failed + stats.dropped, 0u);
+  EXPECT_EQ(stats.retried, static_cast<std::uint64_t>(2 * kEvents));  // once per fatal error
+  const auto records = read_back(cluster.bootstraps(), "orders", 1, 10s);
+  EXPECT_EQ(by_event_id(records).size(), static_cast<std::size_t>(kEvents));
+  EXPECT_EQ(records.size(), static_cast<std::size_t>(kEvents));
+}
+
 TEST(KafkaAdapter, TerminateWithTheBrokerDownReturnsWithinFlushTimeoutAndReportsWhatWasLeft) {
   MockCluster cluster(1);
   cluster.create_topic("orders", 1);

@@ -150,6 +150,47 @@ TEST(KafkaSource, AMalformedMessageIsCountedReportedAndSkipped) {
   EXPECT_THAT(where.at("reason").get<std::string>(), HasSubstr("not valid JSON"));
 }
 
+TEST(KafkaSource, AMessageWithANumberOutOfRangeIsMalformedAndTheRestOfItsBatchIsHandled) {
+  MockCluster cluster(1);
+  cluster.create_topic("orders", 1);
+  std::vector<std::string> messages;
+  std::vector<emissions::EventId> good;
+  for (int i = 0; i < 3; ++i) {
+    emissions::Event event;
+    event.name = emissions::EventName("order_created");
+    event.id = emissions::EventId::generate();
+    event.payload = {{"id", i}};
+    event.metadata = nlohmann::json::object();
+    event.emitted_at = std::chrono::system_clock::now();
+    std::string text = emissions::serialize(event);
+    if (i == 0) {
+      // The envelope's parser throws for it (nlohmann's out_of_range), not only refuses it.
+      text = text.substr(0, text.rfind(R"("payload":)")) + R"("payload":1e999})";
+    } else {
+      good.push_back(event.id);
+    }
+    messages.push_back(std::move(text));
+  }
+  produce_raw(cluster.bootstraps(), "orders", 0, messages);
+
+  Worker worker;
+  KafkaSource source(*worker.emitter, source_options(cluster, "workers"));
+  ASSERT_TRUE(source.start().ok());
+  EXPECT_TRUE(worker.handled->wait_for([](auto events) { return events.size() >= 2; }, 30s));
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (source.stats().committed == 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_TRUE(source.stop(10s).ok()) << "every message read was settled";
+
+  ASSERT_EQ(worker.handled->size(), 2u);
+  EXPECT_EQ(worker.handled->events()[0].id, good[0]);
+  EXPECT_EQ(worker.handled->events()[1].id, good[1]);
+  EXPECT_EQ(source.stats().consumed, 3u);
+  EXPECT_EQ(source.stats().malformed, 1u);
+  EXPECT_GT(source.stats().committed, 0u);
+}
+
 TEST(KafkaSource, TheNextMemberOfTheGroupContinuesAfterWhatWasCommitted) {
   MockCluster cluster(1);
   cluster.create_topic("orders", 2);

@@ -74,4 +74,19 @@ TEST(KafkaOffsetTracker, AResumedPartitionCommitsItsStartUnlessTheGroupHasIt) {
   EXPECT_EQ(theirs.handled_through(), 90);
 }
 
+TEST(KafkaOffsetTracker, AnOffsetReadAgainIsKeptInOrderAndOnce) {
+  // After the consumer's position was reset, offsets may come again or lower.
+  OffsetTracker t;
+  t.add(5);
+  t.add(6);
+  t.add(6);  // pending already: ignored
+  t.add(3);  // lower than the last: kept in order
+  t.settle(5);
+  t.settle(6);
+  EXPECT_FALSE(t.committable()) << "3 is not handled";
+  t.settle(3);
+  EXPECT_EQ(t.committable(), 7);
+  EXPECT_TRUE(t.idle()) << "6 was pending once, settled once";
+}
+
 }  // namespace
