@@ -100,7 +100,8 @@ std::optional<Event> parse_envelope(std::string_view text, std::string& error) {
   nlohmann::json envelope;
   try {
     envelope = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error, and out_of_range for a number too large for a double ("1e999").
     error = std::string("not valid JSON: ") + e.what();
     return std::nullopt;
   }

@@ -147,14 +147,7 @@ std::optional<Event> read_serialized_envelope(std::string_view text) {
 
 std::optional<Event> read_envelope(std::string_view text, std::string& error) {
   if (std::optional<Event> event = read_serialized_envelope(text)) return event;
-  try {
-    return parse_envelope(text, error);
-  } catch (const nlohmann::json::exception& e) {
-    // parse_envelope lets nlohmann's out_of_range through (a number too large for a double,
-    // "1e999"): such a text is not valid JSON for us either.
-    error = std::string("not valid JSON: ") + e.what();
-    return std::nullopt;
-  }
+  return parse_envelope(text, error);
 }
 
 }  // namespace emissions::detail::kafka

@@ -14,9 +14,8 @@
 
 namespace emissions::detail::kafka {
 
-// parse_envelope(text, error)'s result, faster for envelopes written by serialize(); a text
-// parse_envelope throws for (a number out of a double's range) is refused as not valid
-// JSON. Never throws, except std::bad_alloc.
+// parse_envelope(text, error)'s result, faster for envelopes written by serialize(). Never
+// throws, except std::bad_alloc.
 [[nodiscard]] std::optional<Event> read_envelope(std::string_view text, std::string& error);
 
 // The scan alone: nullopt when `text` is not in serialize()'s exact shape (it may still be
