@@ -403,10 +403,20 @@ void Spool::settled(std::size_t lane, std::uint64_t seq, const AdapterStats& set
   bool moved = false;
   if (settlement.dropped == 0) {
     std::lock_guard lock(track.mutex);
-    const auto it =
-        std::lower_bound(track.in_flight.begin(), track.in_flight.end(), seq,
-                         [](const Track::Entry& e, std::uint64_t s) { return e.at.seq < s; });
-    if (it != track.in_flight.end() && it->at.seq == seq) it->settled = true;
+    // The first entry not before `seq` (entries are in log order).
+    std::size_t lo = 0;
+    std::size_t hi = track.in_flight.size();
+    while (lo < hi) {
+      const std::size_t mid = lo + (hi - lo) / 2;
+      if (track.in_flight[mid].at.seq < seq) {
+        lo = mid + 1;
+      } else {
+        hi = mid;
+      }
+    }
+    if (lo < track.in_flight.size() && track.in_flight[lo].at.seq == seq) {
+      track.in_flight[lo].settled = true;
+    }
     while (!track.in_flight.empty() && track.in_flight.front().settled) {
       track.in_flight.pop_front();
       moved = true;
