@@ -226,6 +226,29 @@ Status SegmentLog::start_segment(std::uint64_t base_seq, std::uint64_t size) {
   return {};
 }
 
+void SegmentLog::prefault(std::uint64_t ahead) noexcept {
+  if (options_.sync_commits) return;
+  const std::unique_lock busy(prefault_mutex_, std::try_to_lock);
+  if (!busy.owns_lock()) return;
+  std::shared_ptr<Segment> segment;  // keeps the mapping while it is faulted in
+  std::uint64_t written = 0;
+  {
+    std::lock_guard lock(mutex_);
+    if (active_ == nullptr) return;
+    segment = active_;
+    written = write_offset_;
+  }
+  if (segment->base != prefaulted_base_) {
+    prefaulted_base_ = segment->base;
+    prefaulted_upto_ = 0;
+  }
+  const std::uint64_t from = std::max(prefaulted_upto_, written);
+  const std::uint64_t to = std::min(segment->size, written + ahead);
+  if (from >= to) return;
+  segment->file->prefault(from, to - from);
+  prefaulted_upto_ = to;
+}
+
 Status SegmentLog::append(std::span<const std::uint8_t> body, std::uint32_t event_count,
                           std::uint32_t flags, LogPosition& at) {
   if (body.size() > kMaxBodySize) {

@@ -89,6 +89,13 @@ class SegmentLog {
     return end_seq_.load(std::memory_order_acquire);
   }
 
+  // Faults in the active segment's pages up to `ahead` bytes past the end of the log
+  // (SpoolFile::prefault), so that append() finds them mapped instead of taking a page fault
+  // per fresh page. For an otherwise idle thread; best effort; one call at a time (a
+  // concurrent one returns at once). Not for a log that syncs commits (the pages it dirties
+  // ahead would be written by every sync).
+  void prefault(std::uint64_t ahead) noexcept;
+
   // Deletes the segments all of whose commits are before `seq` (never the active one).
   // Returns the number of bytes freed through `freed`.
   Status release_before(std::uint64_t seq, std::uint64_t& freed);
@@ -132,6 +139,11 @@ class SegmentLog {
   std::uint64_t disk_bytes_ = 0;
   std::uint64_t logical_written_ = 0;      // bytes of frames ever appended (group commit's clock)
   std::atomic<std::uint64_t> appends_{0};  // commits appended, read without the lock
+
+  // prefault(): how far it got, guarded by prefault_mutex_ (taken before mutex_).
+  std::mutex prefault_mutex_;
+  std::uint64_t prefaulted_base_ = 0;  // the segment (its base seq) ...
+  std::uint64_t prefaulted_upto_ = 0;  // ... and the offset below which it is faulted in
 
   // Group commit. The hot path takes no lock: a committer returns as soon as
   // logical_durable_ covers its frame; one of them at a time (syncing_) syncs for all, and
