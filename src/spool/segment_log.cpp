@@ -227,17 +227,24 @@ Status SegmentLog::start_segment(std::uint64_t base_seq, std::uint64_t size) {
 }
 
 void SegmentLog::prefault(std::uint64_t ahead) noexcept {
+  constexpr std::uint64_t kPrefaultCalls = 4;
   if (options_.sync_commits) return;
   const std::unique_lock busy(prefault_mutex_, std::try_to_lock);
   if (!busy.owns_lock()) return;
   std::shared_ptr<Segment> segment;  // keeps the mapping while it is faulted in
   std::uint64_t written = 0;
+  std::uint64_t appended = 0;
   {
     std::lock_guard lock(mutex_);
     if (active_ == nullptr) return;
     segment = active_;
     written = write_offset_;
+    appended = logical_written_ - prefault_logical_;
+    prefault_logical_ = logical_written_;
   }
+  // As far ahead as the log grows in a few calls, so that a slow log does not dirty pages
+  // long before it writes them (they would be written back as zeros first).
+  ahead = std::min(ahead, kPrefaultCalls * appended);
   if (segment->base != prefaulted_base_) {
     prefaulted_base_ = segment->base;
     prefaulted_upto_ = 0;
