@@ -15,9 +15,9 @@ namespace emissions::detail::spool {
 namespace {
 
 constexpr std::uint64_t kMinSegmentBytes = 1ull << 20;
-// How far prefault_log() faults in ahead of the end of the log at most: more than the commit path
-// appends between two calls (a live relay calls about every 10 ms while commits settle; the
-// commit path appends about 2.5 MB in 10 ms at 5 M events/s).
+// How far prefault_log() faults in ahead of the end of the log, at most: more than the
+// commit path appends between two calls (a live relay calls about every 10 ms while commits
+// settle; the commit path appends about 2.5 MB in 10 ms at 5 M events/s).
 constexpr std::uint64_t kPrefaultAhead = 8ull << 20;
 
 std::string describe_bytes(std::uint64_t n) {
