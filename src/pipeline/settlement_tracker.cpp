@@ -2,6 +2,7 @@
 #include "pipeline/thread_role.hpp"
 
 #include <limits>
+#include <memory>
 
 #include "common/best_effort.hpp"
 #include "spool/spool.hpp"
@@ -13,7 +14,7 @@ SettlementTracker::SettlementTracker(Names lanes, std::size_t events,
     : names_(std::move(lanes)),
       lanes_(names_->size()),
       events_(events),
-      counts_(std::make_unique<Counts[]>(lanes_)),
+      counts_(make_counts(lanes_)),
       remaining_(static_cast<std::uint64_t>(events) * lanes_ + 1),
       callback_(std::move(callback)) {}
 
@@ -21,9 +22,27 @@ SettlementTracker::SettlementTracker(std::shared_ptr<spool::Spool> spool, std::u
                                      std::size_t events, std::size_t lane_count)
     : lanes_(lane_count),
       events_(events),
-      counts_(std::make_unique<Counts[]>(lane_count)),
+      counts_(make_counts(lane_count)),
       spool_(std::move(spool)),
       seq_(seq) {}
+
+SettlementTracker::~SettlementTracker() {
+  if (!heap_counts_) std::destroy_n(counts_, lanes_);
+}
+
+SettlementTracker::Counts* SettlementTracker::make_counts(std::size_t lanes) {
+  if (lanes > kInlineLanes) {
+    heap_counts_ = std::make_unique<Counts[]>(lanes);
+    return heap_counts_.get();
+  }
+  void* at = inline_counts_;
+  std::size_t space = sizeof(inline_counts_);
+  at = std::align(alignof(Counts), lanes * sizeof(Counts), at, space);
+  Counts* counts = static_cast<Counts*>(at);
+  for (std::size_t l = 0; l < lanes; ++l)
+    ::new (static_cast<void*>(counts + l)) Counts();
+  return counts;
+}
 
 void SettlementTracker::hand_to(std::size_t lane) noexcept {
   counts_[lane].held = true;

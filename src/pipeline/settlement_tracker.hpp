@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -39,6 +40,9 @@ class SettlementTracker {
   // `spool` once that lane settled every event (after release_hold).
   SettlementTracker(std::shared_ptr<spool::Spool> spool, std::uint64_t seq, std::size_t events,
                     std::size_t lane_count);
+  ~SettlementTracker();
+  SettlementTracker(const SettlementTracker&) = delete;
+  SettlementTracker& operator=(const SettlementTracker&) = delete;
 
   // Spool mode, before the commit is handed to any lane: its sequence number, when it was
   // not known at construction.
@@ -71,10 +75,19 @@ class SettlementTracker {
   void lane_countdown(std::size_t lane, std::uint64_t n) noexcept;
   [[nodiscard]] AdapterStats stats_of(std::size_t lane) const;
 
+  // Counts of up to kInlineLanes lanes live inside the tracker (one allocation per commit
+  // with make_shared, none of them over-aligned), each on a cache line of its own; more
+  // lanes take an array of their own.
+  static constexpr std::size_t kInlineLanes = 2;
+  Counts* make_counts(std::size_t lanes);
+
   Names names_;
   std::size_t lanes_ = 0;
   std::uint64_t events_ = 0;
-  std::unique_ptr<Counts[]> counts_;
+  alignas(std::max_align_t) std::byte
+      inline_counts_[kInlineLanes * sizeof(Counts) + alignof(Counts)];
+  std::unique_ptr<Counts[]> heap_counts_;
+  Counts* counts_ = nullptr;  // in inline_counts_ or heap_counts_
   std::atomic<std::uint64_t> remaining_{0};
   std::function<void(const Settlement&)> callback_;
   std::shared_ptr<spool::Spool> spool_;  // spool mode

@@ -512,6 +512,7 @@ void Core::run_relay(std::size_t lane_index) noexcept {
         (void)spool.checkpoint();
         last_checkpoint = std::chrono::steady_clock::now();
       }
+      spool.prefault_log();  // the commit path's next pages, off its thread
       const bool moved = spool.moved();
       wait_until(
           spool.relay_wake(lane_index),

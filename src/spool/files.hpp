@@ -45,6 +45,11 @@ class SpoolFile {
   // Maps [0, size) shared and writable; the file must be at least `size` bytes (allocate).
   // The mapping lives until the SpoolFile is destroyed; one mapping per file.
   virtual Status map(std::uint64_t size, std::uint8_t*& out) = 0;
+  // Faults in the mapped pages of [offset, offset + length) for writing, ahead of the writes,
+  // so that the writer does not take a page fault per fresh page. Changes no byte; best
+  // effort (nothing happens where the system cannot). May run while another thread writes
+  // through the mapping. Does nothing by default.
+  virtual void prefault(std::uint64_t /*offset*/, std::uint64_t /*length*/) noexcept {}
 };
 
 // Held while a spool directory is in use (RAII: released when destroyed).

@@ -226,6 +226,36 @@ Status SegmentLog::start_segment(std::uint64_t base_seq, std::uint64_t size) {
   return {};
 }
 
+void SegmentLog::prefault(std::uint64_t ahead) noexcept {
+  constexpr std::uint64_t kPrefaultCalls = 4;
+  if (options_.sync_commits) return;
+  const std::unique_lock busy(prefault_mutex_, std::try_to_lock);
+  if (!busy.owns_lock()) return;
+  std::shared_ptr<Segment> segment;  // keeps the mapping while it is faulted in
+  std::uint64_t written = 0;
+  std::uint64_t appended = 0;
+  {
+    std::lock_guard lock(mutex_);
+    if (active_ == nullptr) return;
+    segment = active_;
+    written = write_offset_;
+    appended = logical_written_ - prefault_logical_;
+    prefault_logical_ = logical_written_;
+  }
+  // As far ahead as the log grows in a few calls, so that a slow log does not dirty pages
+  // long before it writes them (they would be written back as zeros first).
+  ahead = std::min(ahead, kPrefaultCalls * appended);
+  if (segment->base != prefaulted_base_) {
+    prefaulted_base_ = segment->base;
+    prefaulted_upto_ = 0;
+  }
+  const std::uint64_t from = std::max(prefaulted_upto_, written);
+  const std::uint64_t to = std::min(segment->size, written + ahead);
+  if (from >= to) return;
+  segment->file->prefault(from, to - from);
+  prefaulted_upto_ = to;
+}
+
 Status SegmentLog::append(std::span<const std::uint8_t> body, std::uint32_t event_count,
                           std::uint32_t flags, LogPosition& at) {
   if (body.size() > kMaxBodySize) {

@@ -89,6 +89,15 @@ class SegmentLog {
     return end_seq_.load(std::memory_order_acquire);
   }
 
+  // Faults in the active segment's pages past the end of the log (SpoolFile::prefault), so
+  // that append() finds them mapped instead of taking a page fault per fresh page: up to
+  // `ahead` bytes, and no more than 4 times what was appended since the previous call (a
+  // slow log does not dirty pages long before it writes them). For an otherwise idle thread
+  // calling regularly; best effort; one call at a time (a concurrent one returns at once).
+  // Does nothing for a log that syncs commits (every sync would write the pages dirtied
+  // ahead).
+  void prefault(std::uint64_t ahead) noexcept;
+
   // Deletes the segments all of whose commits are before `seq` (never the active one).
   // Returns the number of bytes freed through `freed`.
   Status release_before(std::uint64_t seq, std::uint64_t& freed);
@@ -132,6 +141,12 @@ class SegmentLog {
   std::uint64_t disk_bytes_ = 0;
   std::uint64_t logical_written_ = 0;      // bytes of frames ever appended (group commit's clock)
   std::atomic<std::uint64_t> appends_{0};  // commits appended, read without the lock
+
+  // prefault(): how far it got, guarded by prefault_mutex_ (taken before mutex_).
+  std::mutex prefault_mutex_;
+  std::uint64_t prefaulted_base_ = 0;   // the segment (its base seq) ...
+  std::uint64_t prefaulted_upto_ = 0;   // ... and the offset below which it is faulted in
+  std::uint64_t prefault_logical_ = 0;  // logical_written_ at the last call (under mutex_)
 
   // Group commit. The hot path takes no lock: a committer returns as soon as
   // logical_durable_ covers its frame; one of them at a time (syncing_) syncs for all, and

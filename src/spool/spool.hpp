@@ -123,6 +123,9 @@ class Spool {
   // wanted (positions moved) and by wake_relays().
   [[nodiscard]] WaitChannel& relay_wake(std::size_t lane) noexcept;
   void wake_relays() noexcept;
+  // With live_handoff(): faults in the log's next pages for the commit path
+  // (SegmentLog::prefault). For a live lane's relay, while it has nothing else to do.
+  void prefault_log() noexcept;
 
   // ---- relays
   [[nodiscard]] const SegmentLog& log() const noexcept { return *log_; }

@@ -3,11 +3,17 @@
 // from memory when they are still there, from the log otherwise. Whichever way a commit
 // goes, each lane gets each event it wants exactly once, in order within a partition, with
 // exact counts and one settlement per commit.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <span>
@@ -16,6 +22,7 @@
 #include <vector>
 
 #include "emissions/emissions.hpp"
+#include "spool/codec.hpp"
 #include "temp_dir.hpp"
 
 namespace emissions {
@@ -249,6 +256,118 @@ TEST(SpoolWindowStats, WithoutAnAdapterBehindNothingIsRelayed) {
   // over at commit time, none by the relay.
   EXPECT_EQ(emitter.stats().spool_commits_read_back, 0u);
   EXPECT_EQ(emitter.stats().spool_commits_from_window, 0u);
+}
+
+// Holds its first call until released (with a deadline), recording every payload.
+class HoldsFirst final : public Adapter {
+ public:
+  [[nodiscard]] std::string_view name() const override { return "holds-first"; }
+  Status handle_events(std::span<const Event> events) override {
+    std::unique_lock lock(mutex_);
+    if (!entered_) {
+      entered_ = true;
+      changed_.notify_all();
+      changed_.wait_for(lock, kWait, [&] { return released_; });
+    }
+    for (const Event& e : events)
+      seen_.push_back(e.payload.is_object() ? e.payload.at("n").get<std::int64_t>()
+                                            : e.payload.get<std::int64_t>());
+    return {};
+  }
+  [[nodiscard]] bool wait_entered() {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, kWait, [&] { return entered_; });
+  }
+  void release() {
+    std::lock_guard lock(mutex_);
+    released_ = true;
+    changed_.notify_all();
+  }
+  [[nodiscard]] std::vector<std::int64_t> seen() const {
+    std::lock_guard lock(mutex_);
+    return seen_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  bool entered_ = false;
+  bool released_ = false;
+  std::vector<std::int64_t> seen_;
+};
+
+// Flips a byte in the body of the last frame of the newest segment in `dir`.
+void damage_last_commit(const std::filesystem::path& dir) {
+  std::filesystem::path segment;  // names sort by base seq
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().extension() == ".log" && entry.path() > segment) segment = entry.path();
+  }
+  ASSERT_FALSE(segment.empty());
+  std::ifstream in(segment, std::ios::binary);
+  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                                  std::istreambuf_iterator<char>());
+  std::size_t offset = detail::spool::kSegmentHeaderSize;
+  std::size_t last = 0;
+  detail::spool::FrameHeader header;
+  while (offset < bytes.size() &&
+         detail::spool::check_frame(std::span(bytes).subspan(offset), header) ==
+             detail::spool::FrameCheck::ok) {
+    last = offset;
+    offset += detail::spool::frame_size(header.body_len);
+  }
+  ASSERT_NE(last, 0u);
+  const int fd = ::open(segment.c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  const std::uint8_t flipped = bytes[last + detail::spool::kFrameHeaderSize] ^ 0xFF;
+  EXPECT_EQ(::pwrite(fd, &flipped, 1, static_cast<off_t>(last + detail::spool::kFrameHeaderSize)),
+            1);
+  ::close(fd);
+}
+
+// A commit kept in a lane's window whose frame in the log is not what the window says
+// (here: damaged after the commit) is not handed over from memory: the relay reads the log
+// instead, where the damaged commit is skipped and counted, as for a lane that reads it.
+TEST(SpoolWindowStats, ACommitWhoseFrameNoLongerMatchesItsWindowEntryIsReadFromTheLog) {
+  TempDir dir;
+  auto held = std::make_shared<HoldsFirst>();
+  Config config;
+  config.make_default = false;
+  config.spool = SpoolOptions{.dir = dir.path(), .segment_bytes = 1u << 20};
+  config.add_adapter(held, {.max_demand = 1, .buffer_size = 10});
+  Emitter emitter(std::move(config));
+  auto commit = [&](std::int64_t first, int events) {
+    Transaction tx = emitter.start();
+    for (int e = 0; e < events; ++e)
+      ASSERT_TRUE(tx.emit("n", first + e).ok());
+    ASSERT_TRUE(tx.commit().ok());
+  };
+  commit(0, 1);  // the adapter holds it
+  ASSERT_TRUE(held->wait_entered());
+  commit(1, 10);  // fills the lane's queue (10 events)
+  auto commit_large = [&](std::int64_t n) {
+    Transaction tx = emitter.start();
+    ASSERT_TRUE(tx.emit("n", nlohmann::json{{"n", n}, {"pad", std::string(600'000, 'x')}}).ok());
+    ASSERT_TRUE(tx.commit().ok());
+  };
+  // The lane falls behind: its window keeps this one ...
+  commit_large(11);
+  // ... and this one, which does not fit in the first segment: the relay, which cannot
+  // reach it before the queue has room, has read none of its segment when it is damaged.
+  commit_large(12);
+  damage_last_commit(dir.path());
+  held->release();
+  ASSERT_TRUE(emitter.drain(kWait).ok());
+  commit(13, 1);
+  ASSERT_TRUE(emitter.drain(kWait).ok());
+
+  std::vector<std::int64_t> want;
+  for (std::int64_t v = 0; v <= 11; ++v)
+    want.push_back(v);
+  want.push_back(13);
+  EXPECT_EQ(held->seen(), want);
+  const EmitterStats stats = emitter.stats();
+  EXPECT_EQ(stats.spool_corrupt_records, 1u);
+  EXPECT_GE(stats.spool_commits_from_window, 1u);  // 11, from memory
 }
 
 INSTANTIATE_TEST_SUITE_P(BufferSizes, SpoolWindowTest, ::testing::Values(24, 600),
