@@ -243,3 +243,33 @@ TEST(KafkaEnvelopeReader, ANumberOutOfRangeIsRefusedAsNotValidJson) {
 }
 
 }  // namespace
+
+namespace {
+const std::string kReviewFrame =
+    R"({"emitted_at":"2026-11-21T01:00:00.123456Z","id":"01936b2a-7c00-7000-8000-000000000000",)"
+    R"("metadata":{},"name":"e","payload":)";
+}  // namespace
+
+// Review: nlohmann skips a UTF-8 byte-order mark at the start of its input; the scan parses
+// the payload as an input of its own, so a BOM before the payload is skipped there, while
+// parse_envelope (which parses the whole text) refuses it.
+TEST(KafkaEnvelopeReaderReview, AByteOrderMarkBeforeThePayloadIsRefusedAsParseEnvelopeRefusesIt) {
+  const std::string text = kReviewFrame + "\xEF\xBB\xBF" + "1}";
+  std::string error;
+  const std::optional<Event> reference = parse_envelope(text, error);
+  EXPECT_FALSE(reference.has_value()) << "parse_envelope accepts it";
+  EXPECT_FALSE(read_serialized_envelope(text).has_value()) << "the scan accepts it";
+  expect_as_parse_envelope(text);
+}
+
+// Review: nlohmann's lexer treats a NUL byte as the end of the input; the scan parses the
+// payload up to the last '}', so a payload followed by a NUL and anything is taken as the
+// payload, while for parse_envelope the object then ends without its closing brace.
+TEST(KafkaEnvelopeReaderReview, ANulAfterThePayloadIsRefusedAsParseEnvelopeRefusesIt) {
+  const std::string text = kReviewFrame + std::string("{\"a\":1}\0,\"x\":2}", 15);
+  std::string error;
+  const std::optional<Event> reference = parse_envelope(text, error);
+  EXPECT_FALSE(reference.has_value()) << "parse_envelope accepts it";
+  EXPECT_FALSE(read_serialized_envelope(text).has_value()) << "the scan accepts it";
+  expect_as_parse_envelope(text);
+}
