@@ -200,3 +200,59 @@ TEST(WebhookLifecycle, ASettledDeliveryIsReleasedOnceTheAdapterIsIdle) {
   EXPECT_TRUE(watch.expired()) << "the settled delivery is still held by the idle adapter";
   EXPECT_EQ(hook.outstanding(), 0u);
 }
+
+// Review: spares are handed back last in, first out, and released by the I/O thread only
+// when no transfer is active. An adapter that stays busy (a request always in flight) keeps
+// the deliveries of the older spares, and the batches (events, commit callbacks) they hold,
+// for as long as it stays busy, not until "the next delivery" or "idle".
+TEST(WebhookLifecycleReview, ASettledDeliveryIsKeptForAsLongAsTheAdapterStaysBusy) {
+  TestServer server([](const Received& request, std::size_t) {
+    Reply reply{.status = 200};
+    if (request.body.find("slow") != std::string::npos) reply.delay = 400ms;
+    return reply;
+  });
+  Webhook hook(options_for(server));
+  std::atomic<std::size_t> slow_done{0};
+  // Keeps a request in flight: a slow one every 150 ms (at most 3-4 at once).
+  std::atomic<bool> stop{false};
+  std::atomic<bool> started{false};
+  std::thread busy([&] {
+    while (!stop.load()) {
+      std::vector<emissions::Event> slow = events(1);
+      slow[0].payload["kind"] = "slow";
+      (void)emissions::detail::deliver_detached(
+          hook, std::move(slow), 1,
+          [&slow_done](std::size_t, bool, const emissions::Status*, std::chrono::milliseconds) {
+            slow_done.fetch_add(1);
+          });
+      started = true;
+      std::this_thread::sleep_for(150ms);
+    }
+  });
+  while (!started.load())
+    std::this_thread::sleep_for(1ms);
+  std::this_thread::sleep_for(50ms);
+
+  auto sentinel = std::make_shared<int>(0);  // held by the delivery (its settlement listener)
+  const std::weak_ptr<int> watch = sentinel;
+  std::atomic<std::size_t> delivered{0};
+  ASSERT_TRUE(emissions::detail::deliver_detached(
+                  hook, events(10), 1,
+                  [keep = std::move(sentinel), &delivered](
+                      std::size_t, bool ok, const emissions::Status*, std::chrono::milliseconds) {
+                    if (ok) delivered.fetch_add(1);
+                  })
+                  .ok());
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (delivered.load() < 10 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  ASSERT_EQ(delivered.load(), 10u);
+  // Settled long ago; the adapter goes on working.
+  std::this_thread::sleep_for(3s);
+  const bool held_while_busy = !watch.expired();
+  stop = true;
+  busy.join();
+  EXPECT_FALSE(held_while_busy)
+      << "a delivery settled 3 s ago is still held by the busy adapter's spares ("
+      << slow_done.load() << " slow requests answered meanwhile)";
+}
