@@ -273,3 +273,11 @@ TEST(KafkaEnvelopeReaderReview, ANulAfterThePayloadIsRefusedAsParseEnvelopeRefus
   EXPECT_FALSE(read_serialized_envelope(text).has_value()) << "the scan accepts it";
   expect_as_parse_envelope(text);
 }
+
+// Review (pre-existing, core): nlohmann's lexer ends the input at a NUL byte, so
+// parse_envelope itself takes an envelope followed by a NUL and any garbage.
+TEST(KafkaEnvelopeReaderReview, ParseEnvelopeRefusesTrailingGarbageAfterANul) {
+  const std::string text = kReviewFrame + std::string("1}\0garbage", 10);
+  std::string error;
+  EXPECT_FALSE(parse_envelope(text, error).has_value()) << "parse_envelope accepts it";
+}
