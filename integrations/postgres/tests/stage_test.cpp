@@ -1,14 +1,12 @@
 // stage() against a real PostgreSQL 15: the rows it writes, the guarantee (published iff the
 // database transaction commits) and every error it promises.
 #include <chrono>
-#include <cstdio>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <gmock/gmock.h>
-#include "sql.hpp"
 #include <gtest/gtest.h>
 
 #include "emissions/emitter.hpp"
