@@ -281,3 +281,69 @@ TEST(KafkaEnvelopeReaderReview, ParseEnvelopeRefusesTrailingGarbageAfterANul) {
   std::string error;
   EXPECT_FALSE(parse_envelope(text, error).has_value()) << "parse_envelope accepts it";
 }
+
+// Review: a wider mutation search (NUL, a BOM, comments, several edits at once), counting
+// what the scan takes that parse_envelope refuses or reads differently.
+TEST(KafkaEnvelopeReaderReview, WiderMutationsFindNoOtherDifference) {
+  const std::vector<Event> events = {
+      make_event("order_created", {{"order_id", 7}, {"sku", "SKU-12345"}, {"amount", 42.5}},
+                 json::object()),
+      make_event("e", json::array({1, "x"}), {{"trace", "a\"b"}, {"n", {{"m", nullptr}}}}),
+      make_event("e", "str", {{"k", 1}}),
+      make_event("e", -0.0, json::object()),
+  };
+  const std::vector<std::string> pieces = {
+      std::string(1, '\0'), "\xEF\xBB\xBF", "/", "*", "/**/", " ", "\t", "\n", "\r", "{", "}",
+      "[", "]", "\"", ",", ":", "0", "1", "-", ".", "e", "E", "+", "Z", "T", "\\", "\\u0000",
+      "\x7f", "\xc3\xa9", "\xc3", "\x80", "null", "true", "1e999", "-0", "1E5", "x"};
+  std::mt19937 random(7);
+  int differences = 0;
+  int shown = 0;
+  for (const Event& event : events) {
+    const std::string text = emissions::serialize(event);
+    for (int round = 0; round < 40'000; ++round) {
+      std::string mutated = text;
+      const int edits = 1 + static_cast<int>(random() % 2);
+      for (int k = 0; k < edits && !mutated.empty(); ++k) {
+        const std::size_t at = random() % mutated.size();
+        const std::string& piece = pieces[random() % pieces.size()];
+        switch (random() % 3) {
+          case 0:
+            mutated.replace(at, 1, piece);
+            break;
+          case 1:
+            mutated.erase(at, 1);
+            break;
+          default:
+            mutated.insert(at, piece);
+            break;
+        }
+      }
+      const std::optional<Event> scanned = read_serialized_envelope(mutated);
+      if (!scanned) continue;
+      std::string error;
+      const std::optional<Event> reference = parse_or_refuse(mutated, error);
+      bool same = reference.has_value();
+      if (same) {
+        same = scanned->id == reference->id && scanned->name == reference->name &&
+               scanned->emitted_at == reference->emitted_at &&
+               scanned->payload == reference->payload &&
+               scanned->payload.type() == reference->payload.type() &&
+               scanned->metadata == reference->metadata;
+      }
+      if (!same) {
+        ++differences;
+        if (shown++ < 8) {
+          std::string printable;
+          for (const char c : mutated) {
+            if (c == '\0') printable += "\\0";
+            else printable += c;
+          }
+          ADD_FAILURE() << (reference ? "read differently: " : "parse_envelope refuses (" + error + "): ")
+                        << printable;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(differences, 0);
+}
