@@ -97,6 +97,12 @@ std::optional<std::chrono::system_clock::time_point> parse_timestamp(std::string
 }  // namespace
 
 std::optional<Event> parse_envelope(std::string_view text, std::string& error) {
+  // nlohmann ends its input at a NUL byte, and would take what comes before it; a NUL is
+  // never valid in JSON text (outside strings, or raw inside one).
+  if (text.find('\0') != std::string_view::npos) {
+    error = "not valid JSON: a NUL byte at offset " + std::to_string(text.find('\0'));
+    return std::nullopt;
+  }
   nlohmann::json envelope;
   try {
     envelope = nlohmann::json::parse(text);

@@ -136,6 +136,13 @@ std::optional<Event> read_serialized_envelope(std::string_view text) {
   if (!expect(text, at, R"(,"payload":)") || text.size() - at < 2 || text.back() != '}') {
     return std::nullopt;
   }
+  // Parsed as an input of its own, the payload would get what only a whole text gets from
+  // nlohmann: a byte-order mark skipped at its start, and a NUL taken as its end (anything
+  // after it ignored). Both make the whole text invalid: parse_envelope decides.
+  if (text.substr(at, 3) == "\xEF\xBB\xBF" ||
+      text.find('\0', at) != std::string_view::npos) {
+    return std::nullopt;
+  }
   event.payload = nlohmann::json::parse(text.substr(at, text.size() - 1 - at), nullptr,
                                         /*allow_exceptions=*/false);
   if (event.payload.is_discarded()) return std::nullopt;
