@@ -100,9 +100,6 @@ struct Client::Loop {
   std::list<Transfer> spare;
   std::vector<Finished> finished;  // answered, for the callback (report_finished)
   std::vector<Request> starting;   // taken off the queue by start_queued(), being started
-  // The spares' deliveries, taken under the lock to be released after it (capacity of
-  // spares_ reserved: no allocation).
-  std::vector<std::shared_ptr<Delivery>> releasing;
   // The header lines every request carries, which the transfers' lists point at.
   std::vector<std::string> fixed_lines;
 };
@@ -127,7 +124,6 @@ Client::Client(const Settings& settings, const Signer& signer, OnDone on_done,
   loop_->starting.reserve(settings_.max_connections);
   if (!settings_.batch) {
     spares_.reserve(std::min(kSparesPerConnection * settings_.max_connections, kMaxSpares));
-    loop_->releasing.reserve(spares_.capacity());
   }
   loop_->fixed_lines = {"Content-Type: application/json",
                         "Expect:"};  // no 100-continue round trip for large bodies
@@ -169,7 +165,7 @@ void Client::submit(std::vector<Request>& requests, std::vector<Request>& spares
   if (requests.empty()) return;
   std::optional<Status> refused;
   try {
-    std::unique_lock lock(mutex_);
+    std::lock_guard lock(mutex_);
     if (refusal_) {
       refused = refusal_;
     } else {
@@ -183,7 +179,6 @@ void Client::submit(std::vector<Request>& requests, std::vector<Request>& spares
         (void)curl_multi_wakeup(loop_->multi.get());
       }
       // Last: out of memory growing `spares` leaves fewer of them, nothing else.
-      const std::size_t had = spares.size();
       try {
         while (want > 0 && !spares_.empty()) {
           spares.push_back(std::move(spares_.back()));
@@ -192,11 +187,6 @@ void Client::submit(std::vector<Request>& requests, std::vector<Request>& spares
         }
       } catch (...) {  // NOLINT(bugprone-empty-catch): fewer spares
       }
-      lock.unlock();
-      // Their deliveries (settled) go here, on this thread: the last reference to a batch
-      // frees its events.
-      for (std::size_t i = had; i < spares.size(); ++i)
-        spares[i].delivery.reset();
       return;
     }
   } catch (...) {
@@ -294,7 +284,6 @@ void Client::loop() noexcept {
       // submissions need not (one write and one extra turn of this loop saved per delivery).
       wake_on_submit_ = room;
     }
-    if (loop_->active.empty()) release_spare_deliveries();  // idle: nothing else to do
     (void)curl_multi_poll(multi, nullptr, 0, kPollMilliseconds, nullptr);
   }
   // Stopped: what is still in flight or queued is failed here, on this thread.
@@ -486,13 +475,15 @@ void Client::finish(Transfer& transfer, const Response& response) noexcept {
 
 void Client::report_finished() noexcept {
   if (loop_->finished.empty()) return;
-  for (Loop::Finished& done : loop_->finished)
+  for (Loop::Finished& done : loop_->finished) {
     on_done_(done.request, done.response);
+    // Settled: its handle goes now, on this thread. A spare that kept it would pin its
+    // batch (events, the commit's callback) for as long as the adapter stays busy.
+    done.request.delivery.reset();
+  }
   // The requests' texts go back to the consumers (the threads that made them), one lock
-  // per pass, with their settled deliveries: the consumer releases those (submit()), so
-  // that freeing the events of a batch is not the I/O thread's work. What does not fit is
-  // freed with `finished` below. Batched requests are not remade from spares (their bodies
-  // are cut and joined afresh): none are kept.
+  // per pass; what does not fit is freed with `finished` below. Batched requests are not
+  // remade from spares (their bodies are cut and joined afresh): none are kept.
   if (!settings_.batch) {
     std::lock_guard lock(mutex_);
     for (Loop::Finished& done : loop_->finished) {
@@ -502,19 +493,6 @@ void Client::report_finished() noexcept {
     }
   }
   loop_->finished.clear();  // keeps its capacity
-}
-
-void Client::release_spare_deliveries() noexcept {
-  std::vector<std::shared_ptr<Delivery>>& releasing = loop_->releasing;
-  {
-    std::lock_guard lock(mutex_);
-    for (Request& spare : spares_) {
-      if (!spare.delivery) continue;
-      if (releasing.size() == releasing.capacity()) break;  // never: as many as spares_
-      releasing.push_back(std::move(spare.delivery));       // no allocation: capacity reserved
-    }
-  }
-  releasing.clear();  // keeps its capacity
 }
 
 std::size_t Client::abandon_all() noexcept {

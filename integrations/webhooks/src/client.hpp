@@ -57,8 +57,6 @@ class Client {
   // instead, on this thread. Under the same lock, moves up to `want` spare requests into
   // `spares`: finished ones whose texts keep their capacity, for the caller's next plan
   // (requests made and freed on one thread, no allocation per request in the steady state).
-  // The spares' settled deliveries are released here, on the calling thread, after the
-  // lock: the last release of a batch frees its events, work kept off the I/O thread.
   // Thread-safe; never blocks on the network.
   void submit(std::vector<Request>& requests, std::vector<Request>& spares,
               std::size_t want) noexcept;
@@ -109,9 +107,6 @@ class Client {
   void finish(Transfer& transfer, const Response& response) noexcept;
   // Hands each finished request to the callback, then keeps what it can as spares.
   void report_finished() noexcept;
-  // Releases the spares' deliveries on the I/O thread (called when it falls idle, so that
-  // settled batches are not kept for long while no request comes).
-  void release_spare_deliveries() noexcept;
   // Fails every request still queued or in flight (at stop); how many there were.
   std::size_t abandon_all() noexcept;
   void done_with(std::size_t count) noexcept;
@@ -124,10 +119,9 @@ class Client {
   std::deque<Request> queue_;      // guarded by mutex_
   std::optional<Status> refusal_;  // guarded by mutex_
   std::string ca_file_;            // guarded by mutex_
-  // Finished requests, kept for submit() to hand back (at most the capacity reserved at
-  // construction; bodies larger than kSpareBodyBytes are not kept; none with `batch`). Each
-  // still holds its delivery, settled, until submit() hands it over (the consumer releases
-  // it) or the I/O thread falls idle (it releases them then). Guarded by mutex_.
+  // Finished requests, their delivery released, kept for submit() to hand back (at most
+  // the capacity reserved at construction; bodies larger than kSpareBodyBytes are not
+  // kept; none with `batch`). Guarded by mutex_.
   std::vector<Request> spares_;
   std::atomic<bool> refused_{false};  // refusal_ is set
   // The I/O thread sleeps (or is about to) with room for more transfers: submit() must wake

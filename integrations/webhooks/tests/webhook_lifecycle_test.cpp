@@ -201,11 +201,12 @@ TEST(WebhookLifecycle, ASettledDeliveryIsReleasedOnceTheAdapterIsIdle) {
   EXPECT_EQ(hook.outstanding(), 0u);
 }
 
-// Review: spares are handed back last in, first out, and released by the I/O thread only
-// when no transfer is active. An adapter that stays busy (a request always in flight) keeps
-// the deliveries of the older spares, and the batches (events, commit callbacks) they hold,
-// for as long as it stays busy, not until "the next delivery" or "idle".
-TEST(WebhookLifecycleReview, ASettledDeliveryIsKeptForAsLongAsTheAdapterStaysBusy) {
+// Found in review: spares kept their settled deliveries and were handed back last in, first
+// out, released by the I/O thread only when no transfer was active. An adapter that stayed
+// busy (a request always in flight) kept the older spares' deliveries, and the batches
+// (events, commit callbacks) they held, for as long as it stayed busy. A settled delivery is
+// now released as soon as it is reported, busy or not.
+TEST(WebhookLifecycle, ASettledDeliveryIsReleasedWhileTheAdapterStaysBusy) {
   TestServer server([](const Received& request, std::size_t) {
     Reply reply{.status = 200};
     if (request.body.find("slow") != std::string::npos) reply.delay = 400ms;
