@@ -292,10 +292,43 @@ TEST(KafkaEnvelopeReaderReview, WiderMutationsFindNoOtherDifference) {
       make_event("e", "str", {{"k", 1}}),
       make_event("e", -0.0, json::object()),
   };
-  const std::vector<std::string> pieces = {
-      std::string(1, '\0'), "\xEF\xBB\xBF", "/", "*", "/**/", " ", "\t", "\n", "\r", "{", "}",
-      "[", "]", "\"", ",", ":", "0", "1", "-", ".", "e", "E", "+", "Z", "T", "\\", "\\u0000",
-      "\x7f", "\xc3\xa9", "\xc3", "\x80", "null", "true", "1e999", "-0", "1E5", "x"};
+  const std::vector<std::string> pieces = {std::string(1, '\0'),
+                                           "\xEF\xBB\xBF",
+                                           "/",
+                                           "*",
+                                           "/**/",
+                                           " ",
+                                           "\t",
+                                           "\n",
+                                           "\r",
+                                           "{",
+                                           "}",
+                                           "[",
+                                           "]",
+                                           "\"",
+                                           ",",
+                                           ":",
+                                           "0",
+                                           "1",
+                                           "-",
+                                           ".",
+                                           "e",
+                                           "E",
+                                           "+",
+                                           "Z",
+                                           "T",
+                                           "\\",
+                                           "\\u0000",
+                                           "\x7f",
+                                           "\xc3\xa9",
+                                           "\xc3",
+                                           "\x80",
+                                           "null",
+                                           "true",
+                                           "1e999",
+                                           "-0",
+                                           "1E5",
+                                           "x"};
   std::mt19937 random(7);
   int differences = 0;
   int shown = 0;
@@ -336,10 +369,13 @@ TEST(KafkaEnvelopeReaderReview, WiderMutationsFindNoOtherDifference) {
         if (shown++ < 8) {
           std::string printable;
           for (const char c : mutated) {
-            if (c == '\0') printable += "\\0";
-            else printable += c;
+            if (c == '\0')
+              printable += "\\0";
+            else
+              printable += c;
           }
-          ADD_FAILURE() << (reference ? "read differently: " : "parse_envelope refuses (" + error + "): ")
+          ADD_FAILURE() << (reference ? "read differently: "
+                                      : "parse_envelope refuses (" + error + "): ")
                         << printable;
         }
       }
