@@ -139,8 +139,7 @@ std::optional<Event> read_serialized_envelope(std::string_view text) {
   // Parsed as an input of its own, the payload would get what only a whole text gets from
   // nlohmann: a byte-order mark skipped at its start, and a NUL taken as its end (anything
   // after it ignored). Both make the whole text invalid: parse_envelope decides.
-  if (text.substr(at, 3) == "\xEF\xBB\xBF" ||
-      text.find('\0', at) != std::string_view::npos) {
+  if (text.substr(at, 3) == "\xEF\xBB\xBF" || text.find('\0', at) != std::string_view::npos) {
     return std::nullopt;
   }
   event.payload = nlohmann::json::parse(text.substr(at, text.size() - 1 - at), nullptr,

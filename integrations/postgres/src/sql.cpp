@@ -112,6 +112,21 @@ std::string stage_function_in_its_schema(std::string_view table) {
          escape_string_literal("." + quote_identifier(name) + "(jsonb, text)");
 }
 
+// SQL for the text "<schema>.<name>" (`name` unquoted) naming a relation of the table's
+// schema: the schema written in `table`, or, unqualified, the schema of the table the
+// search_path finds, else the current schema (where CREATE TABLE would put it).
+std::string in_tables_schema(std::string_view table, std::string_view name) {
+  const std::size_t dot = table.rfind('.');
+  const std::string qualified_name = escape_string_literal("." + quote_identifier(name));
+  if (dot != std::string_view::npos) {
+    return escape_string_literal(quote_identifier(table.substr(0, dot))) + " || " + qualified_name;
+  }
+  return "coalesce((SELECT quote_ident(n.nspname) FROM pg_class c JOIN pg_namespace n ON n.oid "
+         "= c.relnamespace WHERE c.oid = to_regclass(" +
+         escape_string_literal(quote_table(table, "OutboxOptions::table")) +
+         ")), quote_ident(current_schema())) || " + qualified_name;
+}
+
 }  // namespace
 
 std::string quote_table(std::string_view table, std::string_view field) {
@@ -248,23 +263,32 @@ std::string schema_statements(std::string_view table) {
   }
   ddl += "CREATE INDEX IF NOT EXISTS " + quote_identifier(key_index) + " ON " + t +
          " (ordering_key) WHERE ordering_key IS NOT NULL;\n";
-  // IF NOT EXISTS also skips the index when another relation of the schema has its name (a
-  // user's table, or an index of another definition): the outbox would then work without
-  // it, every claim scanning for its keys. That fails here instead, naming the relation.
-  ddl += "DO " + tag +
-         "\nBEGIN\n"
-         "  IF NOT EXISTS (" +
-         index_of_this_table(key_index_name) +
-         ") THEN\n"
-         "    RAISE EXCEPTION 'emissions: the outbox''s key index % cannot be made: a relation "
-         "of that name already exists in the schema of %', quote_ident(" +
-         escape_string_literal(key_index) + "), " + escape_string_literal(t) +
-         "\n"
-         "      USING ERRCODE = 'duplicate_table', HINT = 'rename or drop that relation, or "
-         "choose another OutboxOptions::table';\n"
-         "  END IF;\n"
-         "END\n" +
-         tag + ";\n";
+  // Checked before anything is made, so that the DDL stops whole even when run statement by
+  // statement: CREATE INDEX IF NOT EXISTS would skip the key index if another relation of
+  // the schema had its name (a user's table, or an index of another definition), and the
+  // outbox would then work without it, every claim scanning for its keys.
+  std::string guards = "DO " + tag +
+                       "\nDECLARE\n"
+                       "  existing regclass := to_regclass(" +
+                       in_tables_schema(table, key_index) +
+                       ");\n"
+                       "BEGIN\n"
+                       "  IF existing IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE "
+                       "i.indexrelid = existing\n"
+                       "      AND i.indrelid = to_regclass(" +
+                       escape_string_literal(t) +
+                       ")\n"
+                       "      AND pg_get_indexdef(i.indexrelid) LIKE "
+                       "'%(ordering_key) WHERE (ordering_key IS NOT NULL)') THEN\n"
+                       "    RAISE EXCEPTION 'emissions: the outbox''s key index % cannot be made: "
+                       "a relation of that name already exists (table %)', existing, " +
+                       escape_string_literal(t) +
+                       "\n"
+                       "      USING ERRCODE = 'duplicate_table', HINT = 'rename or drop that "
+                       "relation, or choose another OutboxOptions::table';\n"
+                       "  END IF;\n"
+                       "END\n" +
+                       tag + ";\n";
   // stage() calls this function instead of sending the INSERT: PL/pgSQL keeps the INSERT's
   // plan for the session, so each call costs the parse and plan of `SELECT fn($1, $2)` only,
   // and nothing is left in the caller's session that a pooler or DISCARD ALL could take away
@@ -296,22 +320,23 @@ std::string schema_statements(std::string_view table) {
   // A change to any of them needs a function of another name (and the 42883 message then
   // tells users to run schema_sql() again), never a different body under the same name.
   // CREATE OR REPLACE would take over a function of the user's with this name and these
-  // arguments: only one that schema_sql() made (its comment says so) is replaced.
-  ddl += "DO " + tag +
-         "\nDECLARE\n"
-         "  existing regprocedure := to_regprocedure(" +
-         stage_function_in_its_schema(table) +
-         ");\n"
-         "BEGIN\n"
-         "  IF existing IS NOT NULL AND coalesce(obj_description(existing, 'pg_proc'), '') NOT "
-         "LIKE 'emissions: stages events into %' THEN\n"
-         "    RAISE EXCEPTION 'emissions: the function % exists and was not made by "
-         "schema_sql(): it would be replaced by the outbox''s staging function', existing\n"
-         "      USING ERRCODE = 'duplicate_function', HINT = 'rename or drop that function, or "
-         "choose another OutboxOptions::table';\n"
-         "  END IF;\n"
-         "END\n" +
-         tag + ";\n";
+  // arguments: only one that schema_sql() made (its comment says so) is replaced. Checked
+  // before anything is made, as above.
+  guards += "DO " + tag +
+            "\nDECLARE\n"
+            "  existing regprocedure := to_regprocedure(" +
+            stage_function_in_its_schema(table) +
+            ");\n"
+            "BEGIN\n"
+            "  IF existing IS NOT NULL AND coalesce(obj_description(existing, 'pg_proc'), '') NOT "
+            "LIKE 'emissions: stages events into %' THEN\n"
+            "    RAISE EXCEPTION 'emissions: the function % exists and was not made by "
+            "schema_sql(): it would be replaced by the outbox''s staging function', existing\n"
+            "      USING ERRCODE = 'duplicate_function', HINT = 'rename or drop that function, or "
+            "choose another OutboxOptions::table';\n"
+            "  END IF;\n"
+            "END\n" +
+            tag + ";\n";
   ddl += "CREATE OR REPLACE FUNCTION " + fn +
          "(staged_events jsonb, notify_channel text)\n"
          "RETURNS bigint LANGUAGE plpgsql AS " +
@@ -319,7 +344,7 @@ std::string schema_statements(std::string_view table) {
   ddl += "COMMENT ON FUNCTION " + fn + "(jsonb, text) IS " + tag +
          "emissions: stages events into " + t +
          " (emissions::postgres::stage(); made by schema_sql())" + tag + ";\n";
-  return ddl;
+  return guards + ddl;
 }
 
 std::string stage_function(std::string_view table) {
@@ -327,10 +352,16 @@ std::string stage_function(std::string_view table) {
   return (schema.empty() ? std::string() : quote_identifier(schema) + ".") + quote_identifier(name);
 }
 
-std::string stage_function_signature(std::string_view table) {
+std::vector<std::string> stage_function_signatures(std::string_view table) {
   const auto [schema, name] = stage_function_parts(table);
-  // The server names the schema as it keeps it: cut to 63 bytes when it was longer.
-  return (schema.empty() ? std::string() : server_cut_name(schema) + ".") + name + "(jsonb, text)";
+  const std::string tail = name + "(jsonb, text)";
+  if (schema.empty()) return {tail};
+  std::vector<std::string> out{schema + "." + tail};
+  // The server names the schema as it keeps it: cut to 63 bytes of its encoding when it was
+  // longer. Which encoding is not known here: both forms are tried.
+  const std::string cut = server_cut_name(schema);
+  if (cut != schema) out.push_back(cut + "." + tail);
+  return out;
 }
 
 std::string stage_statement(std::string_view table) {

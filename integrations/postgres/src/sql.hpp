@@ -34,10 +34,12 @@ std::string schema_statements(std::string_view table);
 // 63-byte identifier limit keeps its first 48 bytes (cut at a UTF-8 character boundary),
 // then '_', 8 hex digits of a hash of the whole last part and "_stage".
 std::string stage_function(std::string_view table);
-// The staging function's signature as the server writes it in the message of a failed
+// The staging function's signature as the server may write it in the message of a failed
 // lookup (SQL state 42883): the name unquoted, schema-qualified when the table is, then
-// "(jsonb, text)". Throws ConfigError as quote_table does.
-std::string stage_function_signature(std::string_view table);
+// "(jsonb, text)". A schema name over 63 bytes gives two: as written (a database whose
+// encoding keeps it within 63 bytes) and cut at 63 UTF-8 bytes (a UTF-8 database cuts it).
+// Throws ConfigError as quote_table does.
+std::vector<std::string> stage_function_signatures(std::string_view table);
 // `SELECT fn($1, $2)`: $1 the events as a JSON array of {id, name, payload, metadata,
 // emitted_at, key} (jsonb), $2 the channel (text). One row, one column: the rows inserted.
 std::string stage_statement(std::string_view table);

@@ -72,9 +72,9 @@ std::string server_message(const PGresult* result) {
 // longer name, nor the same name in another schema ("other.name(jsonb, text)", "x_name(...").
 // Bytes past ASCII may come before it (some translations put no space before the name).
 bool names_stage_function(std::string_view message, const OutboxOptions& options) {
-  std::string signature;
+  std::vector<std::string> signatures;
   try {
-    signature = detail::stage_function_signature(options.table);
+    signatures = detail::stage_function_signatures(options.table);
   } catch (const ConfigError&) {
     return false;
   }
@@ -83,9 +83,11 @@ bool names_stage_function(std::string_view message, const OutboxOptions& options
     return (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9') || c == '_' ||
            c == '$' || c == '.' || c == '"';
   };
-  for (std::size_t at = message.find(signature); at != std::string_view::npos;
-       at = message.find(signature, at + 1)) {
-    if (at == 0 || !part_of_a_name(message[at - 1])) return true;
+  for (const std::string& signature : signatures) {
+    for (std::size_t at = message.find(signature); at != std::string_view::npos;
+         at = message.find(signature, at + 1)) {
+      if (at == 0 || !part_of_a_name(message[at - 1])) return true;
+    }
   }
   return false;
 }
