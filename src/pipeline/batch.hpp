@@ -4,8 +4,15 @@
 // Allocation is what the hot path would otherwise spend most of its time on: a fresh
 // vector per commit, and an empty metadata map per event, each freed on a consumer thread
 // (so the committing thread's malloc cache never gets them back). A Batch keeps its slots
-// after delivery (payloads destroyed, metadata emptied but still allocated) and goes back
-// to a pool, so a steady stream of commits allocates nothing per event.
+// after delivery and goes back to a pool, so a steady stream of commits allocates nothing
+// per event. Its events' payloads and metadata are destroyed (metadata emptied, its map
+// kept) when the pool hands the batch out again, on the thread that takes it: usually a
+// committing thread, the one that allocated them. Freed on the consumer or acking thread
+// that recycled the batch, a payload's blocks went to that thread's malloc cache and the
+// committing thread allocated from glibc's slow paths (the pipeline bench's object
+// payloads ran at 0.4x the speed they do now). The price: a pooled batch holds its last
+// events' payloads until it is reused, so memory held by the pipeline stays at its peak
+// (at most what its queues held at once) until traffic reuses it or the Emitter goes.
 #pragma once
 
 #include <atomic>
@@ -36,8 +43,6 @@ struct Batch {
   std::size_t size = 0;
   // Every live event has a payload that owns no memory (number, boolean, null) and the
   // empty metadata its slot keeps: reset() then has nothing to free and touches no event.
-  // Whoever recycles a batch (a consumer, an acking thread) would otherwise read and write
-  // each slot's cache lines just before the committing thread writes them again.
   bool plain = true;
   int cascade_depth = 0;  // 0 for a request's events, k for events of a level-k handler
   // When the commit was published (a retry batch keeps its original's); unset (epoch) for
@@ -179,15 +184,19 @@ class BatchPool {
       if (!small_->try_push(batch)) BatchDeleter{}(batch);
   }
 
+  // A batch with no event: a pooled one (its previous events destroyed here, on the calling
+  // thread) or a new one.
   BatchPtr acquire() {
-    if (Batch* batch = large_.try_pop()) return BatchPtr(batch);
-    if (Batch* batch = small_->try_pop()) return BatchPtr(batch);
-    return BatchPtr(std::make_unique<Batch>().release());
+    Batch* batch = large_.try_pop();
+    if (batch == nullptr) batch = small_->try_pop();
+    if (batch == nullptr) return BatchPtr(std::make_unique<Batch>().release());
+    batch->reset();
+    return BatchPtr(batch);
   }
 
-  // Takes ownership of `batch` (no other reference may remain).
+  // Takes ownership of `batch` (no other reference may remain). Its events stay until
+  // acquire() hands it out again (see the file comment).
   void recycle(Batch* batch) noexcept {
-    batch->reset();
     batch->cascade_depth = 0;
     batch->committed_at = {};
     batch->only_lane = Batch::kAllLanes;

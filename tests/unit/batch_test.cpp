@@ -6,12 +6,14 @@
 
 #include <chrono>
 #include <string>
+#include <thread>
 
 namespace {
 
 using emissions::EventId;
 using emissions::EventName;
 using emissions::detail::Batch;
+using emissions::detail::BatchPool;
 
 void append(Batch& batch, nlohmann::json payload, nlohmann::json metadata = nullptr) {
   const auto now = std::chrono::system_clock::now();
@@ -74,6 +76,31 @@ TEST(BatchTest, ARecycledSlotTakesNewEventsWithoutKeepingTheOldOnesMetadata) {
   append(batch, 6);
   EXPECT_EQ(batch.slots[0].payload, 6);
   EXPECT_TRUE(batch.slots[0].metadata.empty());
+}
+
+TEST(BatchPoolTest, ARecycledBatchComesBackEmptyWithItsPayloadsDestroyedByTheThreadTakingIt) {
+  // recycle() keeps the events (their memory is freed by the acquiring thread, usually the
+  // committing one that allocated it); acquire() hands the batch out with no event.
+  BatchPool pool;
+  emissions::detail::BatchPtr batch = pool.acquire();
+  append(*batch, nlohmann::json{{"order", std::string(200, 'x')}}, nlohmann::json{{"t", 1}});
+  append(*batch, std::string(300, 'y'));
+  Batch* raw = batch.release();
+  std::thread([&] { pool.recycle(raw); }).join();
+  EXPECT_EQ(raw->size, 2u);  // still there, in the pool
+  emissions::detail::BatchPtr again = pool.acquire();
+  ASSERT_EQ(again.get(), raw);
+  EXPECT_EQ(again->size, 0u);
+  EXPECT_TRUE(again->plain);
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_FALSE(Batch::owns_memory(again->slots[i].payload)) << i;
+    EXPECT_TRUE(again->slots[i].metadata.is_object()) << i;
+    EXPECT_TRUE(again->slots[i].metadata.empty()) << i;
+  }
+  append(*again, 3);
+  EXPECT_EQ(again->events().size(), 1u);
+  EXPECT_EQ(again->events()[0].payload, 3);
+  pool.recycle(again.release());
 }
 
 }  // namespace
