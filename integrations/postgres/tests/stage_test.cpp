@@ -761,20 +761,37 @@ TEST_F(Stage, MissingFunctionOfATableInASchemaWithANameOver63BytesIsStillNotFoun
   db.exec("DROP SCHEMA \"" + cut + "\" CASCADE");
 }
 
+// A throw-away LATIN1 database of the test cluster, dropped at the end of the scope; its
+// connections (connect()) must be closed by then.
+class Latin1Database {
+ public:
+  explicit Latin1Database(std::string name) : name_(std::move(name)) {
+    Db admin;
+    admin.exec("DROP DATABASE IF EXISTS " + name_);
+    admin.exec("CREATE DATABASE " + name_ +
+               " ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0");
+  }
+  ~Latin1Database() { Db().exec("DROP DATABASE " + name_); }
+  Latin1Database(const Latin1Database&) = delete;
+  Latin1Database& operator=(const Latin1Database&) = delete;
+  // A connection speaking UTF-8 to it.
+  [[nodiscard]] Db connect() const {
+    Db db(emissions::postgres::test::conninfo() + " dbname=" + name_);
+    db.exec("SET client_encoding = 'UTF8'");
+    return db;
+  }
+
+ private:
+  std::string name_;
+};
+
 TEST(Schema, ACutKeyIndexIsFoundInADatabaseThatIsNotUtf8) {
   // Found in review: the rename looked for the cut name as a UTF-8 server cuts it. In a
   // LATIN1 database, a table of 31 'é' is 31 bytes for the server (its "_key" index name
   // was never cut) and 62 bytes for a UTF-8 client (whose key index name has a hash).
+  const Latin1Database latin1("emissions_latin1");
   {
-    Db admin;
-    admin.exec("DROP DATABASE IF EXISTS emissions_latin1");
-    admin.exec(
-        "CREATE DATABASE emissions_latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
-        "TEMPLATE template0");
-  }
-  {
-    Db db(emissions::postgres::test::conninfo() + " dbname=emissions_latin1");
-    db.exec("SET client_encoding = 'UTF8'");
+    const Db db = latin1.connect();
     std::string table;
     for (int i = 0; i < 31; ++i)
       table += "\xc3\xa9";  // é
@@ -788,25 +805,16 @@ TEST(Schema, ACutKeyIndexIsFoundInADatabaseThatIsNotUtf8) {
     ASSERT_EQ(after.size(), 1U);
     EXPECT_NE(after[0], table + "_key");
   }
-  Db admin;
-  admin.exec("DROP DATABASE emissions_latin1");
 }
 
 // Found in review: the 42883 match cut a long schema name as a UTF-8 server would (63 UTF-8
 // bytes); a LATIN1 database cuts it at 63 of its own bytes (or not at all), so a missing
 // staging function was not recognised there. Both forms are now matched.
 TEST_F(Stage, MissingFunctionOfALongNonAsciiSchemaInALatin1DatabaseIsStillNotFound) {
-  {
-    Db admin;
-    admin.exec("DROP DATABASE IF EXISTS emissions_latin1_review");
-    admin.exec(
-        "CREATE DATABASE emissions_latin1_review ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
-        "TEMPLATE template0");
-  }
+  const Latin1Database database("emissions_latin1_stage");
   emissions::Status s;
   {
-    Db latin1(emissions::postgres::test::conninfo() + " dbname=emissions_latin1_review");
-    latin1.exec("SET client_encoding = 'UTF8'");
+    const Db latin1 = database.connect();
     std::string schema = "x";  // not a repetition: no later part of it matches the cut
     for (int i = 0; i < 40; ++i)
       schema += "\xc3\xa9";  // 40 characters: 80 bytes in UTF-8, 40 in LATIN1
@@ -820,8 +828,6 @@ TEST_F(Stage, MissingFunctionOfALongNonAsciiSchemaInALatin1DatabaseIsStillNotFou
     s = stage(tx, latin1.get(), old);
     latin1.exec("ROLLBACK");
   }
-  Db admin;
-  admin.exec("DROP DATABASE emissions_latin1_review");
   EXPECT_EQ(s.code(), Errc::not_found) << s.to_string();
 }
 
