@@ -5,14 +5,15 @@
 // vector per commit, and an empty metadata map per event, each freed on a consumer thread
 // (so the committing thread's malloc cache never gets them back). A Batch keeps its slots
 // after delivery and goes back to a pool, so a steady stream of commits allocates nothing
-// per event. Its events' payloads and metadata are destroyed (metadata emptied, its map
-// kept) when the pool hands the batch out again, on the thread that takes it: usually a
-// committing thread, the one that allocated them. Freed on the consumer or acking thread
-// that recycled the batch, a payload's blocks went to that thread's malloc cache and the
-// committing thread allocated from glibc's slow paths (the pipeline bench's object
-// payloads ran at 0.4x the speed they do now). The price: a pooled batch holds its last
-// events' payloads until it is reused, so memory held by the pipeline stays at its peak
-// (at most what its queues held at once) until traffic reuses it or the Emitter goes.
+// per event. Up to kDeferred pooled batches keep their events until the pool hands them
+// out again: their payloads and metadata are then destroyed (metadata emptied, its map
+// kept) on the thread that takes them, usually a committing thread, the one that allocated
+// them. Freed on the consumer or acking thread that recycled the batch, a payload's blocks
+// go to that thread's malloc cache and the committing thread allocates from glibc's slow
+// paths (the pipeline bench's object payloads ran at 0.4x the speed). The bound is what a
+// pool may keep alive that no event needs any more: the events of kDeferred batches, the
+// most recently released ones (kept first in, first out: a steady stream replaces them).
+// Other batches are reset by whoever recycles them, as before.
 #pragma once
 
 #include <atomic>
@@ -161,8 +162,13 @@ class BatchPool {
   static constexpr std::size_t kMaxSmall = 16384;  // reserve()'s bound
   static constexpr std::size_t kMaxSlots = 256;    // larger batches are freed, not kept
 
-  BatchPool() : large_(kCapacity), small_(std::in_place, kCapacity) {}
+  // Batches kept with their events, to be reset by the thread that takes them.
+  static constexpr std::size_t kDeferred = 32;
+
+  BatchPool() : deferred_(kDeferred), large_(kCapacity), small_(std::in_place, kCapacity) {}
   ~BatchPool() {
+    while (Batch* batch = deferred_.try_pop())
+      BatchDeleter{}(batch);
     while (Batch* batch = large_.try_pop())
       BatchDeleter{}(batch);
     while (Batch* batch = small_->try_pop())
@@ -184,18 +190,21 @@ class BatchPool {
       if (!small_->try_push(batch)) BatchDeleter{}(batch);
   }
 
-  // A batch with no event: a pooled one (its previous events destroyed here, on the calling
-  // thread) or a new one.
+  // A batch with no event: a pooled one (a deferred one's previous events destroyed here,
+  // on the calling thread) or a new one.
   BatchPtr acquire() {
-    Batch* batch = large_.try_pop();
-    if (batch == nullptr) batch = small_->try_pop();
-    if (batch == nullptr) return BatchPtr(std::make_unique<Batch>().release());
-    batch->reset();
-    return BatchPtr(batch);
+    if (Batch* batch = deferred_.try_pop()) {
+      batch->reset();
+      return BatchPtr(batch);
+    }
+    if (Batch* batch = large_.try_pop()) return BatchPtr(batch);
+    if (Batch* batch = small_->try_pop()) return BatchPtr(batch);
+    return BatchPtr(std::make_unique<Batch>().release());
   }
 
   // Takes ownership of `batch` (no other reference may remain). Its events stay until
-  // acquire() hands it out again (see the file comment).
+  // acquire() hands it out again while fewer than kDeferred batches wait so; otherwise they
+  // are destroyed here (see the file comment).
   void recycle(Batch* batch) noexcept {
     batch->cascade_depth = 0;
     batch->committed_at = {};
@@ -210,13 +219,17 @@ class BatchPool {
     const std::size_t slots = batch->slots.capacity();
     if (slots > kMaxSlots) {
       BatchDeleter{}(batch);
-    } else if (!(slots <= Batch::kInitialSlots ? small_->try_push(batch)
-                                               : large_.try_push(batch))) {
+      return;
+    }
+    if (!batch->plain && deferred_.try_push(batch)) return;
+    batch->reset();
+    if (!(slots <= Batch::kInitialSlots ? small_->try_push(batch) : large_.try_push(batch))) {
       BatchDeleter{}(batch);
     }
   }
 
  private:
+  BoundedRing<Batch> deferred_;  // at most kDeferred, their events not yet destroyed
   BoundedRing<Batch> large_;
   std::optional<BoundedRing<Batch>> small_;  // replaced only by reserve()
 };

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace {
 
@@ -101,6 +102,33 @@ TEST(BatchPoolTest, ARecycledBatchComesBackEmptyWithItsPayloadsDestroyedByTheThr
   EXPECT_EQ(again->events().size(), 1u);
   EXPECT_EQ(again->events()[0].payload, 3);
   pool.recycle(again.release());
+}
+
+TEST(BatchPoolTest, AtMostKDeferredRecycledBatchesKeepTheirEvents) {
+  // Found in review: with every recycled batch keeping its events, a burst of small commits
+  // followed by large ones one at a time left the pool holding a large payload per pooled
+  // batch (1,000 x 1 MiB while at most 1 MiB was ever live). Only kDeferred batches keep
+  // their events; the others are reset as they are recycled.
+  BatchPool pool;
+  std::vector<Batch*> batches;
+  for (std::size_t i = 0; i < BatchPool::kDeferred + 8; ++i) {
+    emissions::detail::BatchPtr batch = pool.acquire();
+    append(*batch, std::string(1000, 'p'));
+    batches.push_back(batch.release());
+  }
+  for (Batch* batch : batches)
+    pool.recycle(batch);
+  std::size_t keeping = 0;
+  for (const Batch* batch : batches)
+    keeping += batch->size != 0 ? 1 : 0;
+  EXPECT_EQ(keeping, BatchPool::kDeferred);
+  // Plain batches (nothing to free) never take a deferred place.
+  emissions::detail::BatchPtr plain = pool.acquire();  // a deferred one, reset here
+  EXPECT_EQ(plain->size, 0u);
+  append(*plain, 1);
+  Batch* raw = plain.release();
+  pool.recycle(raw);
+  EXPECT_EQ(raw->size, 0u);
 }
 
 }  // namespace
