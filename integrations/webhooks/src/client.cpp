@@ -254,12 +254,8 @@ void Client::close_connections() noexcept {
   // Every easy handle out of the multi handle first, then the multi handle (under the lock:
   // a late submit() must not wake a freed handle).
   loop_->spare.clear();
-  std::vector<Request> spares;
-  {
-    std::lock_guard lock(mutex_);
-    loop_->multi.reset();
-    spares.swap(spares_);  // their deliveries released below, after the lock
-  }
+  std::lock_guard lock(mutex_);
+  loop_->multi.reset();
 }
 
 // --- the I/O thread ---------------------------------------------------------------------
