@@ -33,6 +33,15 @@ emissions::Config quiet_config(const std::shared_ptr<emissions::testing::TestAda
   return config;
 }
 
+// stage() inside a database transaction that is then rolled back.
+emissions::Status stage_rolled_back(const Db& db, emissions::Transaction& tx,
+                                    const OutboxOptions& options) {
+  db.exec("BEGIN");
+  emissions::Status s = stage(tx, db.get(), options);
+  db.exec("ROLLBACK");
+  return s;
+}
+
 class Stage : public ::testing::Test {
  protected:
   std::shared_ptr<emissions::testing::TestAdapter> adapter =
@@ -188,9 +197,7 @@ TEST_F(Stage, MissingTableIsNotFoundNamingItAndSchemaSql) {
   db.exec("DROP TABLE no_such_outbox_table");
   emissions::Transaction tx = emitter.start();
   ASSERT_TRUE(tx.emit("e").ok());
-  db.exec("BEGIN");
-  const emissions::Status s = stage(tx, db.get(), missing);
-  db.exec("ROLLBACK");
+  const emissions::Status s = stage_rolled_back(db, tx, missing);
   EXPECT_EQ(s.code(), Errc::not_found);
   EXPECT_THAT(s.message(), HasSubstr("no_such_outbox_table"));
   EXPECT_THAT(s.message(), HasSubstr("42P01"));
@@ -204,9 +211,7 @@ TEST_F(Stage, OutboxNeverCreatedIsNotFoundNamingTheTable42P01AndSchemaSql) {
   const OutboxOptions missing{.table = "never_created_outbox", .channel = "x"};
   emissions::Transaction tx = emitter.start();
   ASSERT_TRUE(tx.emit("e").ok());
-  db.exec("BEGIN");
-  const emissions::Status s = stage(tx, db.get(), missing);
-  db.exec("ROLLBACK");
+  const emissions::Status s = stage_rolled_back(db, tx, missing);
   EXPECT_EQ(s.code(), Errc::not_found);
   EXPECT_THAT(s.message(), HasSubstr("'never_created_outbox'"));
   EXPECT_THAT(s.message(), HasSubstr("42P01"));
@@ -253,9 +258,7 @@ TEST_F(Stage, TableOfAnOlderSchemaSqlIsNotFoundUntilSchemaSqlRunsAgain) {
           "'staged_by_0x', '1', now())");
   emissions::Transaction tx = emitter.start();
   ASSERT_TRUE(tx.emit("e", {{"n", 1}}).ok());
-  db.exec("BEGIN");
-  const emissions::Status s = stage(tx, db.get(), old);
-  db.exec("ROLLBACK");
+  const emissions::Status s = stage_rolled_back(db, tx, old);
   EXPECT_EQ(s.code(), Errc::not_found);
   EXPECT_THAT(s.message(), HasSubstr("\"" + old.table + "_stage\"(jsonb, text)"));
   EXPECT_THAT(s.message(), HasSubstr("42883"));
@@ -288,9 +291,7 @@ TEST_F(Stage, MissingFunctionOfAQualifiedOrLongTableIsStillNotFound) {
     db.exec(table_of_an_older_schema_sql(quoted));
     emissions::Transaction tx = emitter.start();
     ASSERT_TRUE(tx.emit("e").ok());
-    db.exec("BEGIN");
-    const emissions::Status s = stage(tx, db.get(), old);
-    db.exec("ROLLBACK");
+    const emissions::Status s = stage_rolled_back(db, tx, old);
     EXPECT_EQ(s.code(), Errc::not_found) << s.to_string();
     EXPECT_THAT(s.message(), HasSubstr("42883"));
     EXPECT_THAT(s.message(), HasSubstr("schema_sql"));
@@ -311,9 +312,7 @@ TEST_F(Stage, UndefinedFunctionInAUsersTriggerIsNotTheMissingStagingFunction) {
           trigger_fn + "()");
   emissions::Transaction tx = emitter.start();
   ASSERT_TRUE(tx.emit("e", {{"n", 1}}).ok());
-  db.exec("BEGIN");
-  const emissions::Status s = stage(tx, db.get(), outbox);
-  db.exec("ROLLBACK");
+  const emissions::Status s = stage_rolled_back(db, tx, outbox);
   EXPECT_EQ(s.code(), Errc::invalid_argument) << s.to_string();
   EXPECT_THAT(s.message(), HasSubstr("SQL state 42883"));
   EXPECT_THAT(s.message(), HasSubstr("emissions_test_no_such_function(integer)"));
@@ -338,9 +337,7 @@ TEST_F(Stage, ATriggerCallingAFunctionOfTheSameNameInAnotherSchemaIsNotTheMissin
           trigger_fn + "()");
   emissions::Transaction tx = emitter.start();
   ASSERT_TRUE(tx.emit("e").ok());
-  db.exec("BEGIN");
-  const emissions::Status s = stage(tx, db.get(), outbox);
-  db.exec("ROLLBACK");
+  const emissions::Status s = stage_rolled_back(db, tx, outbox);
   db.exec("DROP TRIGGER fwd ON " + table);
   db.exec("DROP FUNCTION " + trigger_fn + "()");
   EXPECT_EQ(s.code(), Errc::invalid_argument) << s.to_string();
@@ -356,9 +353,7 @@ TEST_F(Stage, AConstraintViolationsMessageDoesNotQuoteThePayload) {
           " ADD CONSTRAINT emissions_test_small CHECK (length(payload::text) < 20)");
   emissions::Transaction tx = emitter.start();
   ASSERT_TRUE(tx.emit("e", {{"card", "4111-1111-1111-1111"}}).ok());
-  db.exec("BEGIN");
-  const emissions::Status s = stage(tx, db.get(), outbox);
-  db.exec("ROLLBACK");
+  const emissions::Status s = stage_rolled_back(db, tx, outbox);
   db.exec("ALTER TABLE " + table + " DROP CONSTRAINT emissions_test_small");
   EXPECT_EQ(s.code(), Errc::invalid_argument) << s.to_string();
   EXPECT_THAT(s.message(), HasSubstr("SQL state 23514"));
@@ -371,9 +366,7 @@ TEST_F(Stage, PayloadJsonbRejectsIsInvalidArgumentWithSqlStateAndNothingWritten)
   emissions::Transaction tx = emitter.start();
   ASSERT_TRUE(tx.emit("fine", 1).ok());
   ASSERT_TRUE(tx.emit("bad", std::string("nul \0 inside", 12)).ok());  // jsonb refuses \u0000
-  db.exec("BEGIN");
-  const emissions::Status s = stage(tx, db.get(), outbox);
-  db.exec("ROLLBACK");
+  const emissions::Status s = stage_rolled_back(db, tx, outbox);
   EXPECT_EQ(s.code(), Errc::invalid_argument);
   EXPECT_THAT(s.message(), HasSubstr("SQL state 22P05"));
   EXPECT_TRUE(tx.active());
@@ -399,9 +392,7 @@ TEST_F(Stage, ThrowingOrderingKeyIsInvalidArgument) {
   };
   emissions::Transaction tx = emitter.start();
   ASSERT_TRUE(tx.emit("e").ok());
-  db.exec("BEGIN");
-  const emissions::Status s = stage(tx, db.get(), outbox);
-  db.exec("ROLLBACK");
+  const emissions::Status s = stage_rolled_back(db, tx, outbox);
   EXPECT_EQ(s.code(), Errc::invalid_argument);
   EXPECT_THAT(s.message(), HasSubstr("no key for you"));
   EXPECT_EQ(tx.size(), 1U);
@@ -746,9 +737,7 @@ TEST_F(Stage, MissingFunctionOfATableInASchemaWithANameOver63BytesIsStillNotFoun
   const OutboxOptions old{.table = schema + ".Out box", .channel = outbox.channel};
   emissions::Transaction tx = emitter.start();
   ASSERT_TRUE(tx.emit("e").ok());
-  db.exec("BEGIN");
-  const emissions::Status s = stage(tx, db.get(), old);
-  db.exec("ROLLBACK");
+  const emissions::Status s = stage_rolled_back(db, tx, old);
   EXPECT_EQ(s.code(), Errc::not_found) << s.to_string();
   EXPECT_THAT(s.message(), HasSubstr("42883"));
   EXPECT_EQ(tx.size(), 1U);
@@ -824,9 +813,7 @@ TEST_F(Stage, MissingFunctionOfALongNonAsciiSchemaInALatin1DatabaseIsStillNotFou
     const OutboxOptions old{.table = schema + ".outbox", .channel = outbox.channel};
     emissions::Transaction tx = emitter.start();
     ASSERT_TRUE(tx.emit("e").ok());
-    latin1.exec("BEGIN");
-    s = stage(tx, latin1.get(), old);
-    latin1.exec("ROLLBACK");
+    s = stage_rolled_back(latin1, tx, old);
   }
   EXPECT_EQ(s.code(), Errc::not_found) << s.to_string();
 }
