@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <ranges>
 #include <utility>
 
 #include "common/best_effort.hpp"
@@ -412,16 +413,10 @@ void Spool::settled(std::size_t lane, std::uint64_t seq, const AdapterStats& set
   if (settlement.dropped == 0) {
     std::lock_guard lock(track.mutex);
     // The first entry not before `seq` (entries are in log order).
-    std::size_t lo = 0;
-    std::size_t hi = track.in_flight.size();
-    while (lo < hi) {
-      const std::size_t mid = lo + (hi - lo) / 2;
-      if (track.in_flight[mid].at.seq < seq) {
-        lo = mid + 1;
-      } else {
-        hi = mid;
-      }
-    }
+    const auto indexes = std::views::iota(std::size_t{0}, track.in_flight.size());
+    const auto first = std::ranges::partition_point(
+        indexes, [&](std::size_t i) { return track.in_flight[i].at.seq < seq; });
+    const auto lo = static_cast<std::size_t>(first - indexes.begin());
     if (lo < track.in_flight.size() && track.in_flight[lo].at.seq == seq) {
       track.in_flight[lo].settled = true;
     }
