@@ -84,12 +84,33 @@ std::string fitted_name(std::string_view base, std::string_view suffix) {
   return std::string(utf8_prefix(base, 48)) + "_" + hex + std::string(suffix);
 }
 
-// The name the server makes of `name` when it is longer than 63 bytes: its first 63 bytes,
-// cut at a UTF-8 character boundary (truncate_identifier, for a UTF-8 client encoding). Only
-// for reading the server's messages: SQL that must find a cut name asks the server to cut it
-// (a text cast to `name`), in whatever encoding the database has.
-std::string server_cut_name(std::string_view name) {
-  return std::string(utf8_prefix(name, 63));
+// The names the server may make of `name` (UTF-8) when it is longer than 63 bytes of the
+// database's encoding, which is not known here: every prefix of whole characters that some
+// encoding could cut it to (truncate_identifier), i.e. at most 63 bytes if each non-ASCII
+// character took 1 byte, and over 63 with the next character if each took 4 (ASCII takes 1
+// in every server encoding). Shortest first; a name no encoding cuts gives none. Only for
+// reading the server's messages: SQL that must find a cut name asks the server to cut it (a
+// text cast to `name`), in whatever encoding the database has.
+std::vector<std::string> server_cut_names(std::string_view name) {
+  constexpr std::size_t kMaxIdentifier = 63;  // NAMEDATALEN - 1, in bytes
+  std::vector<std::string> out;
+  std::size_t ascii = 0;      // ASCII characters of name[0, at)
+  std::size_t non_ascii = 0;  // other characters of name[0, at)
+  for (std::size_t at = 0; at < name.size(); ++at) {
+    const auto byte = static_cast<unsigned char>(name[at]);
+    if ((byte & 0xC0U) == 0x80U) continue;  // a continuation byte: not a character boundary
+    const std::size_t next = byte < 0x80U ? 1 : 4;
+    if (at > 0 && ascii + non_ascii <= kMaxIdentifier &&
+        ascii + 4 * non_ascii + next > kMaxIdentifier) {
+      out.emplace_back(name.substr(0, at));
+    }
+    if (byte < 0x80U) {
+      ++ascii;
+    } else {
+      ++non_ascii;
+    }
+  }
+  return out;
 }
 
 // The staging function's name, unquoted: {schema (empty when the table is unqualified), name}.
@@ -358,9 +379,9 @@ std::vector<std::string> stage_function_signatures(std::string_view table) {
   if (schema.empty()) return {tail};
   std::vector<std::string> out{schema + "." + tail};
   // The server names the schema as it keeps it: cut to 63 bytes of its encoding when it was
-  // longer. Which encoding is not known here: both forms are tried.
-  const std::string cut = server_cut_name(schema);
-  if (cut != schema) out.push_back(cut + "." + tail);
+  // longer. Which encoding is not known here: every cut one could make is tried.
+  for (const std::string& cut : server_cut_names(schema))
+    out.push_back(cut + "." + tail);
   return out;
 }
 

@@ -818,4 +818,30 @@ TEST_F(Stage, MissingFunctionOfALongNonAsciiSchemaInALatin1DatabaseIsStillNotFou
   EXPECT_EQ(s.code(), Errc::not_found) << s.to_string();
 }
 
+// Found in review: a LATIN1 database cuts a schema name of ASCII and non-ASCII characters
+// over 63 of its bytes at its 63rd character, which is neither the name as written nor its
+// cut at 63 UTF-8 bytes: a missing staging function was reported as a generic error.
+TEST_F(Stage, MissingFunctionOfALongMixedSchemaInALatin1DatabaseIsNotFoundNamingIt) {
+  const Latin1Database database("emissions_latin1_mixed");
+  emissions::Status s;
+  std::string schema = "x";
+  for (int i = 0; i < 40; ++i)
+    schema += "\xc3\xa9";          // é: 2 bytes in UTF-8, 1 in LATIN1
+  schema += std::string(30, 'a');  // 71 characters: 111 bytes in UTF-8, 71 in LATIN1
+  {
+    const Db latin1 = database.connect();
+    latin1.exec("CREATE SCHEMA \"" + schema + "\"");
+    const std::string quoted = "\"" + schema + "\".\"outbox\"";
+    latin1.exec(table_of_an_older_schema_sql(quoted));
+    const OutboxOptions old{.table = schema + ".outbox", .channel = outbox.channel};
+    emissions::Transaction tx = emitter.start();
+    ASSERT_TRUE(tx.emit("e").ok());
+    s = stage_rolled_back(latin1, tx, old);
+  }
+  EXPECT_EQ(s.code(), Errc::not_found) << s.to_string();
+  EXPECT_THAT(s.message(), HasSubstr("staging function"));
+  EXPECT_THAT(s.message(), HasSubstr("\"outbox_stage\"(jsonb, text)"));
+  EXPECT_THAT(s.message(), HasSubstr("42883"));
+}
+
 }  // namespace
