@@ -228,9 +228,10 @@ std::string schema_statements(std::string_view table) {
                     "  claims integer NOT NULL DEFAULT 0\n"
                     ") WITH (fillfactor = 50);\n";
   // Dollar quoting (whatever standard_conforming_strings says), with a tag that the table's
-  // name, the only text in what we quote so that is not ours, does not contain.
+  // and the function's names, the only text in what we quote that is not ours, do not
+  // contain (escaping text, which doubles quotes and backslashes only, cannot make it).
   std::string tag = "$emissions$";
-  for (int n = 1; t.find(tag) != std::string::npos; ++n)
+  for (int n = 1; t.find(tag) != std::string::npos || fn.find(tag) != std::string::npos; ++n)
     tag = "$emissions" + std::to_string(n) + "$";
   // The key index is "<table>_key", or, when that exceeds 63 bytes, a name with a hash
   // (fitted_name): the server would cut it, and the cut name could be another table's (a
@@ -341,30 +342,41 @@ std::string schema_statements(std::string_view table) {
   // A change to any of them needs a function of another name (and the 42883 message then
   // tells users to run schema_sql() again), never a different body under the same name.
   // CREATE OR REPLACE would take over a function of the user's with this name and these
-  // arguments: only one that schema_sql() made (its comment says so) is replaced. Checked
-  // before anything is made, as above.
-  guards += "DO " + tag +
-            "\nDECLARE\n"
-            "  existing regprocedure := to_regprocedure(" +
-            stage_function_in_its_schema(table) +
-            ");\n"
-            "BEGIN\n"
-            "  IF existing IS NOT NULL AND coalesce(obj_description(existing, 'pg_proc'), '') NOT "
-            "LIKE 'emissions: stages events into %' THEN\n"
-            "    RAISE EXCEPTION 'emissions: the function % exists and was not made by "
-            "schema_sql(): it would be replaced by the outbox''s staging function', existing\n"
-            "      USING ERRCODE = 'duplicate_function', HINT = 'rename or drop that function, or "
-            "choose another OutboxOptions::table';\n"
-            "  END IF;\n"
-            "END\n" +
-            tag + ";\n";
-  ddl += "CREATE OR REPLACE FUNCTION " + fn +
-         "(staged_events jsonb, notify_channel text)\n"
-         "RETURNS bigint LANGUAGE plpgsql AS " +
-         tag + body + tag + ";\n";
-  ddl += "COMMENT ON FUNCTION " + fn + "(jsonb, text) IS " + tag +
-         "emissions: stages events into " + t +
-         " (emissions::postgres::stage(); made by schema_sql())" + tag + ";\n";
+  // arguments: only one that schema_sql() made (its comment says so) is replaced, or one of
+  // exactly this body (a run of an earlier version, which made the function and its comment
+  // in two statements, stopped between them). Checked before anything is made, as above.
+  guards +=
+      "DO " + tag +
+      "\nDECLARE\n"
+      "  existing regprocedure := to_regprocedure(" +
+      stage_function_in_its_schema(table) +
+      ");\n"
+      "BEGIN\n"
+      "  IF existing IS NOT NULL AND coalesce(obj_description(existing, 'pg_proc'), '') NOT "
+      "LIKE 'emissions: stages events into %'\n"
+      "      AND NOT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang\n"
+      "        WHERE p.oid = existing AND l.lanname = 'plpgsql' AND p.prosrc = " +
+      escape_string_literal(body) +
+      ") THEN\n"
+      "    RAISE EXCEPTION 'emissions: the function % exists and was not made by "
+      "schema_sql(): it would be replaced by the outbox''s staging function', existing\n"
+      "      USING ERRCODE = 'duplicate_function', HINT = 'rename or drop that function, or "
+      "choose another OutboxOptions::table';\n"
+      "  END IF;\n"
+      "END\n" +
+      tag + ";\n";
+  // The function and its comment are made by one statement (one transaction), so that a run
+  // stopped anywhere never leaves the function without the comment.
+  const std::string create_function = "CREATE OR REPLACE FUNCTION " + fn +
+                                      "(staged_events jsonb, notify_channel text)\n"
+                                      "RETURNS bigint LANGUAGE plpgsql AS " +
+                                      escape_string_literal(body);
+  const std::string comment_function =
+      "COMMENT ON FUNCTION " + fn + "(jsonb, text) IS " +
+      escape_string_literal("emissions: stages events into " + t +
+                            " (emissions::postgres::stage(); made by schema_sql())");
+  ddl += "DO " + tag + "\nBEGIN\n  EXECUTE " + escape_string_literal(create_function) +
+         ";\n  EXECUTE " + escape_string_literal(comment_function) + ";\nEND\n" + tag + ";\n";
   return guards + ddl;
 }
 

@@ -818,6 +818,67 @@ TEST_F(Stage, MissingFunctionOfALongNonAsciiSchemaInALatin1DatabaseIsStillNotFou
   EXPECT_EQ(s.code(), Errc::not_found) << s.to_string();
 }
 
+// The statements of `sql`, each with its ';': split at the semicolons outside string
+// constants and dollar quotes, as psql would send them one by one.
+std::vector<std::string> statements_of(const std::string& sql) {
+  std::vector<std::string> out;
+  std::string current;
+  for (std::size_t i = 0; i < sql.size(); ++i) {
+    const char c = sql[i];
+    if (c == '$') {
+      const std::size_t end = sql.find('$', i + 1);
+      const std::string tag = sql.substr(i, end - i + 1);
+      const std::size_t close = sql.find(tag, end + 1);
+      current += sql.substr(i, close + tag.size() - i);
+      i = close + tag.size() - 1;
+    } else if (c == '\'') {
+      std::size_t j = i + 1;
+      while (sql[j] != '\'' || (j + 1 < sql.size() && sql[j + 1] == '\'')) {
+        j += sql[j] == '\'' ? 2U : 1U;  // a doubled quote stays in the constant
+      }
+      current += sql.substr(i, j - i + 1);
+      i = j;
+    } else {
+      current += c;
+      if (c == ';') {
+        out.push_back(current);
+        current.clear();
+      }
+    }
+  }
+  return out;
+}
+
+TEST(Schema, ARunInterruptedAfterTheStagingFunctionDoesNotBlockTheNextRun) {
+  // Found in review: a statement-by-statement run that stopped between CREATE FUNCTION and
+  // its COMMENT left a function without the comment that marks it as ours, and every later
+  // run refused it as a user's function (42723).
+  Db db;
+  emissions::Emitter emitter(no_adapters());
+  const std::string table = "outbox_interrupted_run";
+  const std::string fn = "\"" + table + "_stage\"(jsonb, text)";
+  db.exec("DROP TABLE IF EXISTS \"" + table + "\"");
+  db.exec("DROP FUNCTION IF EXISTS " + fn);
+  for (const std::string& statement :
+       statements_of(emissions::postgres::schema_sql({.table = table}))) {
+    db.exec(statement);
+    if (statement.find("CREATE OR REPLACE FUNCTION") != std::string::npos) break;
+  }
+  db.exec(emissions::postgres::schema_sql({.table = table}));
+  stage_one(db, emitter, {.table = table}, "after_the_interruption");
+  EXPECT_EQ(db.count("SELECT count(*) FROM \"" + table + "\""), 1);
+  // A function of our body without the comment (a run of an earlier version interrupted
+  // there) is ours too: replaced, and commented.
+  db.exec("COMMENT ON FUNCTION " + fn + " IS NULL");
+  db.exec(emissions::postgres::schema_sql({.table = table}));
+  EXPECT_THAT(db.scalar("SELECT obj_description(" + escaped(fn) + "::regprocedure, 'pg_proc')"),
+              HasSubstr("emissions: stages events into"));
+  stage_one(db, emitter, {.table = table}, "after_the_comment");
+  EXPECT_EQ(db.count("SELECT count(*) FROM \"" + table + "\""), 2);
+  db.exec("DROP TABLE \"" + table + "\"");
+  db.exec("DROP FUNCTION " + fn);
+}
+
 // Found in review: a LATIN1 database cuts a schema name of ASCII and non-ASCII characters
 // over 63 of its bytes at its 63rd character, which is neither the name as written nor its
 // cut at 63 UTF-8 bytes: a missing staging function was reported as a generic error.
