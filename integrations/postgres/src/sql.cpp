@@ -133,19 +133,30 @@ std::string stage_function_in_its_schema(std::string_view table) {
          escape_string_literal("." + quote_identifier(name) + "(jsonb, text)");
 }
 
-// SQL for the text "<schema>.<name>" (`name` unquoted) naming a relation of the table's
-// schema: the schema written in `table`, or, unqualified, the schema of the table the
-// search_path finds, else the current schema (where CREATE TABLE would put it).
-std::string in_tables_schema(std::string_view table, std::string_view name) {
+// SQL for the text "<schema>.<name>" (`name` unquoted) naming a relation of the schema the
+// DDL acts in: the schema written in `table`, or, unqualified, the current schema, where
+// CREATE TABLE IF NOT EXISTS looks for the table and makes it (not the schema of a table of
+// that name later in the search_path).
+std::string in_ddl_schema(std::string_view table, std::string_view name) {
+  (void)quote_table(table, "OutboxOptions::table");  // validates every part
   const std::size_t dot = table.rfind('.');
   const std::string qualified_name = escape_string_literal("." + quote_identifier(name));
   if (dot != std::string_view::npos) {
     return escape_string_literal(quote_identifier(table.substr(0, dot))) + " || " + qualified_name;
   }
-  return "coalesce((SELECT quote_ident(n.nspname) FROM pg_class c JOIN pg_namespace n ON n.oid "
-         "= c.relnamespace WHERE c.oid = to_regclass(" +
-         escape_string_literal(quote_table(table, "OutboxOptions::table")) +
-         ")), quote_ident(current_schema())) || " + qualified_name;
+  return "quote_ident(current_schema()) || " + qualified_name;
+}
+
+// SQL conditions on `i` (pg_index), `c` (its pg_class row) and `am` (its pg_am row) that hold
+// for the key index as schema_sql() makes it, compared by structure (not by the text of its
+// definition, which storage parameters such as a fill factor change): a btree, not unique,
+// of the column ordering_key alone, ascending, with the predicate "ordering_key IS NOT NULL".
+std::string key_index_structure() {
+  return "am.amname = 'btree' AND NOT i.indisunique AND i.indnatts = 1 AND i.indexprs IS NULL\n"
+         "      AND i.indoption[0] = 0 AND i.indkey[0] = (SELECT a.attnum FROM pg_attribute a\n"
+         "        WHERE a.attrelid = i.indrelid AND a.attname = 'ordering_key' AND NOT "
+         "a.attisdropped)\n"
+         "      AND pg_get_expr(i.indpred, i.indrelid) = '(ordering_key IS NOT NULL)'";
 }
 
 }  // namespace
@@ -233,6 +244,8 @@ std::string schema_statements(std::string_view table) {
   std::string tag = "$emissions$";
   for (int n = 1; t.find(tag) != std::string::npos || fn.find(tag) != std::string::npos; ++n)
     tag = "$emissions" + std::to_string(n) + "$";
+  // The table where the DDL acts, as SQL for its quoted name (see in_ddl_schema).
+  const std::string table_here = "to_regclass(" + in_ddl_schema(table, base) + ")";
   // The key index is "<table>_key", or, when that exceeds 63 bytes, a name with a hash
   // (fitted_name): the server would cut it, and the cut name could be another table's (a
   // 63-byte table's is the table itself), so that IF NOT EXISTS skipped the index or a
@@ -245,15 +258,12 @@ std::string schema_statements(std::string_view table) {
   // database of any encoding.
   const std::string key_index = fitted_name(base, "_key");
   // An index of this table named `name_sql` (an SQL expression of type name) with the key
-  // index's definition.
+  // index's structure.
   const auto index_of_this_table = [&](const std::string& name_sql) {
     return "SELECT i.indexrelid::regclass FROM pg_index i JOIN pg_class c ON c.oid = "
-           "i.indexrelid\n"
+           "i.indexrelid JOIN pg_am am ON am.oid = c.relam\n"
            "    WHERE i.indrelid = " +
-           escape_string_literal(t) + "::regclass AND c.relname = " + name_sql +
-           "\n"
-           "      AND pg_get_indexdef(i.indexrelid) LIKE "
-           "'%(ordering_key) WHERE (ordering_key IS NOT NULL)'";
+           table_here + " AND c.relname = " + name_sql + "\n      AND " + key_index_structure();
   };
   const std::string key_index_name = escape_string_literal(key_index) + "::name";
   if (key_index != base + "_key") {
@@ -292,16 +302,15 @@ std::string schema_statements(std::string_view table) {
   std::string guards = "DO " + tag +
                        "\nDECLARE\n"
                        "  existing regclass := to_regclass(" +
-                       in_tables_schema(table, key_index) +
+                       in_ddl_schema(table, key_index) +
                        ");\n"
                        "BEGIN\n"
-                       "  IF existing IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE "
-                       "i.indexrelid = existing\n"
-                       "      AND i.indrelid = to_regclass(" +
-                       escape_string_literal(t) +
-                       ")\n"
-                       "      AND pg_get_indexdef(i.indexrelid) LIKE "
-                       "'%(ordering_key) WHERE (ordering_key IS NOT NULL)') THEN\n"
+                       "  IF existing IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_index i JOIN "
+                       "pg_class c ON c.oid = i.indexrelid\n"
+                       "      JOIN pg_am am ON am.oid = c.relam WHERE i.indexrelid = existing AND "
+                       "i.indrelid = " +
+                       table_here + "\n      AND " + key_index_structure() +
+                       ") THEN\n"
                        "    RAISE EXCEPTION 'emissions: the outbox''s key index % cannot be made: "
                        "a relation of that name already exists (table %)', existing, " +
                        escape_string_literal(t) +

@@ -27,7 +27,10 @@ std::string listen_statement(std::string_view channel);
 // The table, its key index and its staging function (stage_function). The key index is
 // "<table>_key", or for a name over 63 bytes the same scheme as the staging function's with
 // "_key"; an index an earlier version named with the server's cut of "<table>_key" is
-// renamed to it.
+// renamed to it. Idempotent, also run statement by statement and after a run stopped
+// anywhere: the key index is recognised by its structure (whatever its storage
+// parameters), the function by its comment or its body, and the function and its comment
+// are made by one statement. An unqualified table is made and checked in current_schema().
 std::string schema_statements(std::string_view table);
 // The staging function of `table`, quoted (schema-qualified when the table is): the table's
 // last part with "_stage" appended, in the table's schema. A name longer than PostgreSQL's

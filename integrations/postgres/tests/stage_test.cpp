@@ -879,6 +879,83 @@ TEST(Schema, ARunInterruptedAfterTheStagingFunctionDoesNotBlockTheNextRun) {
   db.exec("DROP FUNCTION " + fn);
 }
 
+TEST(Schema, AKeyIndexWithStorageParametersIsStillTheKeyIndex) {
+  // Found in review: the key index was recognised by its definition's text, which a DBA's
+  // ALTER INDEX ... SET (fillfactor = 90) changes ("WITH (fillfactor='90')" before "WHERE"):
+  // the next run refused the outbox's own index (42P07).
+  Db db;
+  const std::string table = "outbox_tuned_key_index";
+  db.exec("DROP TABLE IF EXISTS \"" + table + "\"");
+  db.exec(emissions::postgres::schema_sql({.table = table}));
+  db.exec("ALTER INDEX \"" + table + "_key\" SET (fillfactor = 90)");
+  db.exec(emissions::postgres::schema_sql({.table = table}));
+  EXPECT_EQ(key_indexes(db, "\"" + table + "\""), std::vector<std::string>{table + "_key"});
+  // The same for a long table's index under the name the server cut (renamed, not refused).
+  const std::string long_table = std::string(61, 't');
+  const std::string quoted = "\"" + long_table + "\"";
+  db.exec("DROP TABLE IF EXISTS " + quoted);
+  db.exec(table_of_an_older_schema_sql(quoted));
+  db.exec("CREATE INDEX \"" + (long_table + "_key").substr(0, 63) + "\" ON " + quoted +
+          " (ordering_key) WITH (fillfactor = 80) WHERE ordering_key IS NOT NULL");
+  db.exec(emissions::postgres::schema_sql({.table = long_table}));
+  db.exec(emissions::postgres::schema_sql({.table = long_table}));
+  const auto after = key_indexes(db, quoted);
+  ASSERT_EQ(after.size(), 1U);
+  EXPECT_NE(after[0], (long_table + "_key").substr(0, 63));
+  // An index of that name with another definition is still refused, clearly.
+  db.exec("DROP INDEX \"" + table + "_key\"");
+  db.exec("CREATE INDEX \"" + table + "_key\" ON \"" + table +
+          "\" (ordering_key) WITH (fillfactor = 90)");
+  const auto [state, message] = refused(db, emissions::postgres::schema_sql({.table = table}));
+  EXPECT_EQ(state, "42P07");
+  EXPECT_THAT(message, HasSubstr("key index " + table + "_key"));
+  db.exec("DROP TABLE \"" + table + "\"");
+  db.exec("DROP TABLE " + quoted);
+}
+
+TEST(Schema, AnUnqualifiedTableIsCheckedInTheSchemaWhereTheDdlActs) {
+  // Found in review: with an unqualified name, the key index guard checked the schema of the
+  // table the search_path found (here in b), while CREATE TABLE IF NOT EXISTS and CREATE
+  // INDEX act in current_schema() (a): a wrong error, or none where one was due.
+  Db db;
+  emissions::Emitter emitter(no_adapters());
+  const std::string table = "outbox_on_the_path";
+  db.exec("DROP SCHEMA IF EXISTS path_a CASCADE");
+  db.exec("DROP SCHEMA IF EXISTS path_b CASCADE");
+  db.exec("CREATE SCHEMA path_a");
+  db.exec("CREATE SCHEMA path_b");
+  // b: a table of an older schema_sql() (no key index), beside a user's table of the key
+  // index's name. Nothing of b is in the way of the outbox made in a.
+  db.exec(table_of_an_older_schema_sql("path_b.\"" + table + "\""));
+  db.exec("CREATE TABLE path_b.\"" + table + "_key\" (n int)");
+  db.exec("SET search_path = path_a, path_b");
+  db.exec(emissions::postgres::schema_sql({.table = table}));
+  EXPECT_EQ(key_indexes(db, "path_a.\"" + table + "\""), std::vector<std::string>{table + "_key"});
+  EXPECT_EQ(db.count("SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = "
+                     "p.pronamespace WHERE n.nspname = 'path_a' AND p.proname = '" +
+                     table + "_stage'"),
+            1);
+  // Staging uses what the search_path resolves: the table in a.
+  stage_one(db, emitter, {.table = table}, "into_a");
+  EXPECT_EQ(db.count("SELECT count(*) FROM path_a.\"" + table + "\""), 1);
+  EXPECT_EQ(db.count("SELECT count(*) FROM path_b.\"" + table + "\""), 0);
+  // A user's relation of the key index's name in a, where the DDL acts, is refused, even
+  // though the search_path's first table of that name (in b) has its key index.
+  db.exec("DROP SCHEMA path_a CASCADE");
+  db.exec("CREATE SCHEMA path_a");
+  db.exec("SET search_path = path_b");
+  db.exec("DROP TABLE path_b.\"" + table + "_key\"");
+  db.exec(emissions::postgres::schema_sql({.table = table}));
+  db.exec("CREATE TABLE path_a.\"" + table + "_key\" (n int)");
+  db.exec("SET search_path = path_a, path_b");
+  const auto [state, message] = refused(db, emissions::postgres::schema_sql({.table = table}));
+  EXPECT_EQ(state, "42P07");
+  EXPECT_THAT(message, HasSubstr(table + "_key"));
+  db.exec("RESET search_path");
+  db.exec("DROP SCHEMA path_a CASCADE");
+  db.exec("DROP SCHEMA path_b CASCADE");
+}
+
 // Found in review: a LATIN1 database cuts a schema name of ASCII and non-ASCII characters
 // over 63 of its bytes at its 63rd character, which is neither the name as written nor its
 // cut at 63 UTF-8 bytes: a missing staging function was reported as a generic error.
