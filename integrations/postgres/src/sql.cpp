@@ -84,12 +84,33 @@ std::string fitted_name(std::string_view base, std::string_view suffix) {
   return std::string(utf8_prefix(base, 48)) + "_" + hex + std::string(suffix);
 }
 
-// The name the server makes of `name` when it is longer than 63 bytes: its first 63 bytes,
-// cut at a UTF-8 character boundary (truncate_identifier, for a UTF-8 client encoding). Only
-// for reading the server's messages: SQL that must find a cut name asks the server to cut it
-// (a text cast to `name`), in whatever encoding the database has.
-std::string server_cut_name(std::string_view name) {
-  return std::string(utf8_prefix(name, 63));
+// The names the server may make of `name` (UTF-8) when it is longer than 63 bytes of the
+// database's encoding, which is not known here: every prefix of whole characters that some
+// encoding could cut it to (truncate_identifier), i.e. at most 63 bytes if each non-ASCII
+// character took 1 byte, and over 63 with the next character if each took 4 (ASCII takes 1
+// in every server encoding). Shortest first; a name no encoding cuts gives none. Only for
+// reading the server's messages: SQL that must find a cut name asks the server to cut it (a
+// text cast to `name`), in whatever encoding the database has.
+std::vector<std::string> server_cut_names(std::string_view name) {
+  constexpr std::size_t kMaxIdentifier = 63;  // NAMEDATALEN - 1, in bytes
+  std::vector<std::string> out;
+  std::size_t ascii = 0;      // ASCII characters of name[0, at)
+  std::size_t non_ascii = 0;  // other characters of name[0, at)
+  for (std::size_t at = 0; at < name.size(); ++at) {
+    const auto byte = static_cast<unsigned char>(name[at]);
+    if ((byte & 0xC0U) == 0x80U) continue;  // a continuation byte: not a character boundary
+    const std::size_t next = byte < 0x80U ? 1 : 4;
+    if (at > 0 && ascii + non_ascii <= kMaxIdentifier &&
+        ascii + 4 * non_ascii + next > kMaxIdentifier) {
+      out.emplace_back(name.substr(0, at));
+    }
+    if (byte < 0x80U) {
+      ++ascii;
+    } else {
+      ++non_ascii;
+    }
+  }
+  return out;
 }
 
 // The staging function's name, unquoted: {schema (empty when the table is unqualified), name}.
@@ -112,19 +133,30 @@ std::string stage_function_in_its_schema(std::string_view table) {
          escape_string_literal("." + quote_identifier(name) + "(jsonb, text)");
 }
 
-// SQL for the text "<schema>.<name>" (`name` unquoted) naming a relation of the table's
-// schema: the schema written in `table`, or, unqualified, the schema of the table the
-// search_path finds, else the current schema (where CREATE TABLE would put it).
-std::string in_tables_schema(std::string_view table, std::string_view name) {
+// SQL for the text "<schema>.<name>" (`name` unquoted) naming a relation of the schema the
+// DDL acts in: the schema written in `table`, or, unqualified, the current schema, where
+// CREATE TABLE IF NOT EXISTS looks for the table and makes it (not the schema of a table of
+// that name later in the search_path).
+std::string in_ddl_schema(std::string_view table, std::string_view name) {
+  (void)quote_table(table, "OutboxOptions::table");  // validates every part
   const std::size_t dot = table.rfind('.');
   const std::string qualified_name = escape_string_literal("." + quote_identifier(name));
   if (dot != std::string_view::npos) {
     return escape_string_literal(quote_identifier(table.substr(0, dot))) + " || " + qualified_name;
   }
-  return "coalesce((SELECT quote_ident(n.nspname) FROM pg_class c JOIN pg_namespace n ON n.oid "
-         "= c.relnamespace WHERE c.oid = to_regclass(" +
-         escape_string_literal(quote_table(table, "OutboxOptions::table")) +
-         ")), quote_ident(current_schema())) || " + qualified_name;
+  return "quote_ident(current_schema()) || " + qualified_name;
+}
+
+// SQL conditions on `i` (pg_index), `c` (its pg_class row) and `am` (its pg_am row) that hold
+// for the key index as schema_sql() makes it, compared by structure (not by the text of its
+// definition, which storage parameters such as a fill factor change): a btree, not unique,
+// of the column ordering_key alone, ascending, with the predicate "ordering_key IS NOT NULL".
+std::string key_index_structure() {
+  return "am.amname = 'btree' AND NOT i.indisunique AND i.indnatts = 1 AND i.indexprs IS NULL\n"
+         "      AND i.indoption[0] = 0 AND i.indkey[0] = (SELECT a.attnum FROM pg_attribute a\n"
+         "        WHERE a.attrelid = i.indrelid AND a.attname = 'ordering_key' AND NOT "
+         "a.attisdropped)\n"
+         "      AND pg_get_expr(i.indpred, i.indrelid) = '(ordering_key IS NOT NULL)'";
 }
 
 }  // namespace
@@ -207,10 +239,13 @@ std::string schema_statements(std::string_view table) {
                     "  claims integer NOT NULL DEFAULT 0\n"
                     ") WITH (fillfactor = 50);\n";
   // Dollar quoting (whatever standard_conforming_strings says), with a tag that the table's
-  // name, the only text in what we quote so that is not ours, does not contain.
+  // and the function's names, the only text in what we quote that is not ours, do not
+  // contain (escaping text, which doubles quotes and backslashes only, cannot make it).
   std::string tag = "$emissions$";
-  for (int n = 1; t.find(tag) != std::string::npos; ++n)
+  for (int n = 1; t.find(tag) != std::string::npos || fn.find(tag) != std::string::npos; ++n)
     tag = "$emissions" + std::to_string(n) + "$";
+  // The table where the DDL acts, as SQL for its quoted name (see in_ddl_schema).
+  const std::string table_here = "to_regclass(" + in_ddl_schema(table, base) + ")";
   // The key index is "<table>_key", or, when that exceeds 63 bytes, a name with a hash
   // (fitted_name): the server would cut it, and the cut name could be another table's (a
   // 63-byte table's is the table itself), so that IF NOT EXISTS skipped the index or a
@@ -223,15 +258,12 @@ std::string schema_statements(std::string_view table) {
   // database of any encoding.
   const std::string key_index = fitted_name(base, "_key");
   // An index of this table named `name_sql` (an SQL expression of type name) with the key
-  // index's definition.
+  // index's structure.
   const auto index_of_this_table = [&](const std::string& name_sql) {
     return "SELECT i.indexrelid::regclass FROM pg_index i JOIN pg_class c ON c.oid = "
-           "i.indexrelid\n"
+           "i.indexrelid JOIN pg_am am ON am.oid = c.relam\n"
            "    WHERE i.indrelid = " +
-           escape_string_literal(t) + "::regclass AND c.relname = " + name_sql +
-           "\n"
-           "      AND pg_get_indexdef(i.indexrelid) LIKE "
-           "'%(ordering_key) WHERE (ordering_key IS NOT NULL)'";
+           table_here + " AND c.relname = " + name_sql + "\n      AND " + key_index_structure();
   };
   const std::string key_index_name = escape_string_literal(key_index) + "::name";
   if (key_index != base + "_key") {
@@ -270,16 +302,15 @@ std::string schema_statements(std::string_view table) {
   std::string guards = "DO " + tag +
                        "\nDECLARE\n"
                        "  existing regclass := to_regclass(" +
-                       in_tables_schema(table, key_index) +
+                       in_ddl_schema(table, key_index) +
                        ");\n"
                        "BEGIN\n"
-                       "  IF existing IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE "
-                       "i.indexrelid = existing\n"
-                       "      AND i.indrelid = to_regclass(" +
-                       escape_string_literal(t) +
-                       ")\n"
-                       "      AND pg_get_indexdef(i.indexrelid) LIKE "
-                       "'%(ordering_key) WHERE (ordering_key IS NOT NULL)') THEN\n"
+                       "  IF existing IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_index i JOIN "
+                       "pg_class c ON c.oid = i.indexrelid\n"
+                       "      JOIN pg_am am ON am.oid = c.relam WHERE i.indexrelid = existing AND "
+                       "i.indrelid = " +
+                       table_here + "\n      AND " + key_index_structure() +
+                       ") THEN\n"
                        "    RAISE EXCEPTION 'emissions: the outbox''s key index % cannot be made: "
                        "a relation of that name already exists (table %)', existing, " +
                        escape_string_literal(t) +
@@ -320,30 +351,41 @@ std::string schema_statements(std::string_view table) {
   // A change to any of them needs a function of another name (and the 42883 message then
   // tells users to run schema_sql() again), never a different body under the same name.
   // CREATE OR REPLACE would take over a function of the user's with this name and these
-  // arguments: only one that schema_sql() made (its comment says so) is replaced. Checked
-  // before anything is made, as above.
-  guards += "DO " + tag +
-            "\nDECLARE\n"
-            "  existing regprocedure := to_regprocedure(" +
-            stage_function_in_its_schema(table) +
-            ");\n"
-            "BEGIN\n"
-            "  IF existing IS NOT NULL AND coalesce(obj_description(existing, 'pg_proc'), '') NOT "
-            "LIKE 'emissions: stages events into %' THEN\n"
-            "    RAISE EXCEPTION 'emissions: the function % exists and was not made by "
-            "schema_sql(): it would be replaced by the outbox''s staging function', existing\n"
-            "      USING ERRCODE = 'duplicate_function', HINT = 'rename or drop that function, or "
-            "choose another OutboxOptions::table';\n"
-            "  END IF;\n"
-            "END\n" +
-            tag + ";\n";
-  ddl += "CREATE OR REPLACE FUNCTION " + fn +
-         "(staged_events jsonb, notify_channel text)\n"
-         "RETURNS bigint LANGUAGE plpgsql AS " +
-         tag + body + tag + ";\n";
-  ddl += "COMMENT ON FUNCTION " + fn + "(jsonb, text) IS " + tag +
-         "emissions: stages events into " + t +
-         " (emissions::postgres::stage(); made by schema_sql())" + tag + ";\n";
+  // arguments: only one that schema_sql() made (its comment says so) is replaced, or one of
+  // exactly this body (a run of an earlier version, which made the function and its comment
+  // in two statements, stopped between them). Checked before anything is made, as above.
+  guards +=
+      "DO " + tag +
+      "\nDECLARE\n"
+      "  existing regprocedure := to_regprocedure(" +
+      stage_function_in_its_schema(table) +
+      ");\n"
+      "BEGIN\n"
+      "  IF existing IS NOT NULL AND coalesce(obj_description(existing, 'pg_proc'), '') NOT "
+      "LIKE 'emissions: stages events into %'\n"
+      "      AND NOT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang\n"
+      "        WHERE p.oid = existing AND l.lanname = 'plpgsql' AND p.prosrc = " +
+      escape_string_literal(body) +
+      ") THEN\n"
+      "    RAISE EXCEPTION 'emissions: the function % exists and was not made by "
+      "schema_sql(): it would be replaced by the outbox''s staging function', existing\n"
+      "      USING ERRCODE = 'duplicate_function', HINT = 'rename or drop that function, or "
+      "choose another OutboxOptions::table';\n"
+      "  END IF;\n"
+      "END\n" +
+      tag + ";\n";
+  // The function and its comment are made by one statement (one transaction), so that a run
+  // stopped anywhere never leaves the function without the comment.
+  const std::string create_function = "CREATE OR REPLACE FUNCTION " + fn +
+                                      "(staged_events jsonb, notify_channel text)\n"
+                                      "RETURNS bigint LANGUAGE plpgsql AS " +
+                                      escape_string_literal(body);
+  const std::string comment_function =
+      "COMMENT ON FUNCTION " + fn + "(jsonb, text) IS " +
+      escape_string_literal("emissions: stages events into " + t +
+                            " (emissions::postgres::stage(); made by schema_sql())");
+  ddl += "DO " + tag + "\nBEGIN\n  EXECUTE " + escape_string_literal(create_function) +
+         ";\n  EXECUTE " + escape_string_literal(comment_function) + ";\nEND\n" + tag + ";\n";
   return guards + ddl;
 }
 
@@ -358,9 +400,9 @@ std::vector<std::string> stage_function_signatures(std::string_view table) {
   if (schema.empty()) return {tail};
   std::vector<std::string> out{schema + "." + tail};
   // The server names the schema as it keeps it: cut to 63 bytes of its encoding when it was
-  // longer. Which encoding is not known here: both forms are tried.
-  const std::string cut = server_cut_name(schema);
-  if (cut != schema) out.push_back(cut + "." + tail);
+  // longer. Which encoding is not known here: every cut one could make is tried.
+  for (const std::string& cut : server_cut_names(schema))
+    out.push_back(cut + "." + tail);
   return out;
 }
 

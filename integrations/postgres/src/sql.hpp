@@ -27,7 +27,10 @@ std::string listen_statement(std::string_view channel);
 // The table, its key index and its staging function (stage_function). The key index is
 // "<table>_key", or for a name over 63 bytes the same scheme as the staging function's with
 // "_key"; an index an earlier version named with the server's cut of "<table>_key" is
-// renamed to it.
+// renamed to it. Idempotent, also run statement by statement and after a run stopped
+// anywhere: the key index is recognised by its structure (whatever its storage
+// parameters), the function by its comment or its body, and the function and its comment
+// are made by one statement. An unqualified table is made and checked in current_schema().
 std::string schema_statements(std::string_view table);
 // The staging function of `table`, quoted (schema-qualified when the table is): the table's
 // last part with "_stage" appended, in the table's schema. A name longer than PostgreSQL's
@@ -36,8 +39,9 @@ std::string schema_statements(std::string_view table);
 std::string stage_function(std::string_view table);
 // The staging function's signature as the server may write it in the message of a failed
 // lookup (SQL state 42883): the name unquoted, schema-qualified when the table is, then
-// "(jsonb, text)". A schema name over 63 bytes gives two: as written (a database whose
-// encoding keeps it within 63 bytes) and cut at 63 UTF-8 bytes (a UTF-8 database cuts it).
+// "(jsonb, text)". A schema name that some database encoding holds in more than 63 bytes
+// gives more: as written, then each prefix of whole characters that such an encoding could
+// cut it to (a UTF-8 database cuts at 63 UTF-8 bytes, a LATIN1 one at 63 characters).
 // Throws ConfigError as quote_table does.
 std::vector<std::string> stage_function_signatures(std::string_view table);
 // `SELECT fn($1, $2)`: $1 the events as a JSON array of {id, name, payload, metadata,

@@ -818,4 +818,168 @@ TEST_F(Stage, MissingFunctionOfALongNonAsciiSchemaInALatin1DatabaseIsStillNotFou
   EXPECT_EQ(s.code(), Errc::not_found) << s.to_string();
 }
 
+// The statements of `sql`, each with its ';': split at the semicolons outside string
+// constants and dollar quotes, as psql would send them one by one.
+std::vector<std::string> statements_of(const std::string& sql) {
+  std::vector<std::string> out;
+  std::string current;
+  for (std::size_t i = 0; i < sql.size(); ++i) {
+    const char c = sql[i];
+    if (c == '$') {
+      const std::size_t end = sql.find('$', i + 1);
+      const std::string tag = sql.substr(i, end - i + 1);
+      const std::size_t close = sql.find(tag, end + 1);
+      current += sql.substr(i, close + tag.size() - i);
+      i = close + tag.size() - 1;
+    } else if (c == '\'') {
+      std::size_t j = i + 1;
+      while (sql[j] != '\'' || (j + 1 < sql.size() && sql[j + 1] == '\'')) {
+        j += sql[j] == '\'' ? 2U : 1U;  // a doubled quote stays in the constant
+      }
+      current += sql.substr(i, j - i + 1);
+      i = j;
+    } else {
+      current += c;
+      if (c == ';') {
+        out.push_back(current);
+        current.clear();
+      }
+    }
+  }
+  return out;
+}
+
+TEST(Schema, ARunInterruptedAfterTheStagingFunctionDoesNotBlockTheNextRun) {
+  // Found in review: a statement-by-statement run that stopped between CREATE FUNCTION and
+  // its COMMENT left a function without the comment that marks it as ours, and every later
+  // run refused it as a user's function (42723).
+  Db db;
+  emissions::Emitter emitter(no_adapters());
+  const std::string table = "outbox_interrupted_run";
+  const std::string fn = "\"" + table + "_stage\"(jsonb, text)";
+  db.exec("DROP TABLE IF EXISTS \"" + table + "\"");
+  db.exec("DROP FUNCTION IF EXISTS " + fn);
+  for (const std::string& statement :
+       statements_of(emissions::postgres::schema_sql({.table = table}))) {
+    db.exec(statement);
+    if (statement.find("CREATE OR REPLACE FUNCTION") != std::string::npos) break;
+  }
+  db.exec(emissions::postgres::schema_sql({.table = table}));
+  stage_one(db, emitter, {.table = table}, "after_the_interruption");
+  EXPECT_EQ(db.count("SELECT count(*) FROM \"" + table + "\""), 1);
+  // A function of our body without the comment (a run of an earlier version interrupted
+  // there) is ours too: replaced, and commented.
+  db.exec("COMMENT ON FUNCTION " + fn + " IS NULL");
+  db.exec(emissions::postgres::schema_sql({.table = table}));
+  EXPECT_THAT(db.scalar("SELECT obj_description(" + escaped(fn) + "::regprocedure, 'pg_proc')"),
+              HasSubstr("emissions: stages events into"));
+  stage_one(db, emitter, {.table = table}, "after_the_comment");
+  EXPECT_EQ(db.count("SELECT count(*) FROM \"" + table + "\""), 2);
+  db.exec("DROP TABLE \"" + table + "\"");
+  db.exec("DROP FUNCTION " + fn);
+}
+
+TEST(Schema, AKeyIndexWithStorageParametersIsStillTheKeyIndex) {
+  // Found in review: the key index was recognised by its definition's text, which a DBA's
+  // ALTER INDEX ... SET (fillfactor = 90) changes ("WITH (fillfactor='90')" before "WHERE"):
+  // the next run refused the outbox's own index (42P07).
+  Db db;
+  const std::string table = "outbox_tuned_key_index";
+  db.exec("DROP TABLE IF EXISTS \"" + table + "\"");
+  db.exec(emissions::postgres::schema_sql({.table = table}));
+  db.exec("ALTER INDEX \"" + table + "_key\" SET (fillfactor = 90)");
+  db.exec(emissions::postgres::schema_sql({.table = table}));
+  EXPECT_EQ(key_indexes(db, "\"" + table + "\""), std::vector<std::string>{table + "_key"});
+  // The same for a long table's index under the name the server cut (renamed, not refused).
+  const std::string long_table = std::string(61, 't');
+  const std::string quoted = "\"" + long_table + "\"";
+  db.exec("DROP TABLE IF EXISTS " + quoted);
+  db.exec(table_of_an_older_schema_sql(quoted));
+  db.exec("CREATE INDEX \"" + (long_table + "_key").substr(0, 63) + "\" ON " + quoted +
+          " (ordering_key) WITH (fillfactor = 80) WHERE ordering_key IS NOT NULL");
+  db.exec(emissions::postgres::schema_sql({.table = long_table}));
+  db.exec(emissions::postgres::schema_sql({.table = long_table}));
+  const auto after = key_indexes(db, quoted);
+  ASSERT_EQ(after.size(), 1U);
+  EXPECT_NE(after[0], (long_table + "_key").substr(0, 63));
+  // An index of that name with another definition is still refused, clearly.
+  db.exec("DROP INDEX \"" + table + "_key\"");
+  db.exec("CREATE INDEX \"" + table + "_key\" ON \"" + table +
+          "\" (ordering_key) WITH (fillfactor = 90)");
+  const auto [state, message] = refused(db, emissions::postgres::schema_sql({.table = table}));
+  EXPECT_EQ(state, "42P07");
+  EXPECT_THAT(message, HasSubstr("key index " + table + "_key"));
+  db.exec("DROP TABLE \"" + table + "\"");
+  db.exec("DROP TABLE " + quoted);
+}
+
+TEST(Schema, AnUnqualifiedTableIsCheckedInTheSchemaWhereTheDdlActs) {
+  // Found in review: with an unqualified name, the key index guard checked the schema of the
+  // table the search_path found (here in b), while CREATE TABLE IF NOT EXISTS and CREATE
+  // INDEX act in current_schema() (a): a wrong error, or none where one was due.
+  Db db;
+  emissions::Emitter emitter(no_adapters());
+  const std::string table = "outbox_on_the_path";
+  db.exec("DROP SCHEMA IF EXISTS path_a CASCADE");
+  db.exec("DROP SCHEMA IF EXISTS path_b CASCADE");
+  db.exec("CREATE SCHEMA path_a");
+  db.exec("CREATE SCHEMA path_b");
+  // b: a table of an older schema_sql() (no key index), beside a user's table of the key
+  // index's name. Nothing of b is in the way of the outbox made in a.
+  db.exec(table_of_an_older_schema_sql("path_b.\"" + table + "\""));
+  db.exec("CREATE TABLE path_b.\"" + table + "_key\" (n int)");
+  db.exec("SET search_path = path_a, path_b");
+  db.exec(emissions::postgres::schema_sql({.table = table}));
+  EXPECT_EQ(key_indexes(db, "path_a.\"" + table + "\""), std::vector<std::string>{table + "_key"});
+  EXPECT_EQ(db.count("SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = "
+                     "p.pronamespace WHERE n.nspname = 'path_a' AND p.proname = '" +
+                     table + "_stage'"),
+            1);
+  // Staging uses what the search_path resolves: the table in a.
+  stage_one(db, emitter, {.table = table}, "into_a");
+  EXPECT_EQ(db.count("SELECT count(*) FROM path_a.\"" + table + "\""), 1);
+  EXPECT_EQ(db.count("SELECT count(*) FROM path_b.\"" + table + "\""), 0);
+  // A user's relation of the key index's name in a, where the DDL acts, is refused, even
+  // though the search_path's first table of that name (in b) has its key index.
+  db.exec("DROP SCHEMA path_a CASCADE");
+  db.exec("CREATE SCHEMA path_a");
+  db.exec("SET search_path = path_b");
+  db.exec("DROP TABLE path_b.\"" + table + "_key\"");
+  db.exec(emissions::postgres::schema_sql({.table = table}));
+  db.exec("CREATE TABLE path_a.\"" + table + "_key\" (n int)");
+  db.exec("SET search_path = path_a, path_b");
+  const auto [state, message] = refused(db, emissions::postgres::schema_sql({.table = table}));
+  EXPECT_EQ(state, "42P07");
+  EXPECT_THAT(message, HasSubstr(table + "_key"));
+  db.exec("RESET search_path");
+  db.exec("DROP SCHEMA path_a CASCADE");
+  db.exec("DROP SCHEMA path_b CASCADE");
+}
+
+// Found in review: a LATIN1 database cuts a schema name of ASCII and non-ASCII characters
+// over 63 of its bytes at its 63rd character, which is neither the name as written nor its
+// cut at 63 UTF-8 bytes: a missing staging function was reported as a generic error.
+TEST_F(Stage, MissingFunctionOfALongMixedSchemaInALatin1DatabaseIsNotFoundNamingIt) {
+  const Latin1Database database("emissions_latin1_mixed");
+  emissions::Status s;
+  std::string schema = "x";
+  for (int i = 0; i < 40; ++i)
+    schema += "\xc3\xa9";          // é: 2 bytes in UTF-8, 1 in LATIN1
+  schema += std::string(30, 'a');  // 71 characters: 111 bytes in UTF-8, 71 in LATIN1
+  {
+    const Db latin1 = database.connect();
+    latin1.exec("CREATE SCHEMA \"" + schema + "\"");
+    const std::string quoted = "\"" + schema + "\".\"outbox\"";
+    latin1.exec(table_of_an_older_schema_sql(quoted));
+    const OutboxOptions old{.table = schema + ".outbox", .channel = outbox.channel};
+    emissions::Transaction tx = emitter.start();
+    ASSERT_TRUE(tx.emit("e").ok());
+    s = stage_rolled_back(latin1, tx, old);
+  }
+  EXPECT_EQ(s.code(), Errc::not_found) << s.to_string();
+  EXPECT_THAT(s.message(), HasSubstr("staging function"));
+  EXPECT_THAT(s.message(), HasSubstr("\"outbox_stage\"(jsonb, text)"));
+  EXPECT_THAT(s.message(), HasSubstr("42883"));
+}
+
 }  // namespace

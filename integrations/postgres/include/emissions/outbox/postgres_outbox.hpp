@@ -62,7 +62,9 @@ struct OutboxOptions {
 /// `jsonb`, `emitted_at timestamptz`, the `ordering_key`, and the claim columns relays use
 /// (`claimed_by`, `claim_id`, `claimed_until`, `claims`). The staging function, which stage()
 /// calls, is a PL/pgSQL function named after the table (`<table>_stage(jsonb, text)`, in the
-/// table's schema). docs/OUTBOX.md explains each column and the function.
+/// table's schema). Run as one string or statement by statement, also after a run stopped
+/// anywhere, it never fails on its own output; an unqualified table is made and checked in
+/// `current_schema()`. docs/OUTBOX.md explains each column and the function.
 /// Throws ConfigError for an empty table name or part (`"a..b"`).
 ///
 /// @code
