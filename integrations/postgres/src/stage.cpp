@@ -297,21 +297,25 @@ namespace emissions::postgres {
 
 namespace {
 
-// The start of the error the checked staging statement raises for a wrong row count.
-constexpr std::string_view kCountMismatch = "emissions: the staging function returned ";
+// stage()'s statement with the row count checked by the server, $3 (bigint) being the
+// number of events: `SELECT 1 / coalesce((<call> = $3)::int, 0) ...`. stage() checks the count
+// on the client, before its caller commits; stage_and_commit() has sent COMMIT behind the
+// statement already, so a wrong count (a trigger or rule on the table, a replaced function)
+// must fail the statement itself, which makes the server skip the COMMIT. Plain SQL has no
+// RAISE: the division by zero does (SQL state 22012, without the PL/pgSQL context an error
+// raised inside the function has). The cheapest of the forms measured (docs/BENCHMARKS.md):
+// ~9 us of server CPU, where a CASE building a message cost ~110.
+std::string checked_stage_statement(const OutboxOptions& options) {
+  return detail::stage_statement(options.table, "$1", "$2", "1 / coalesce((",
+                                 " = ($3)::bigint)::int, 0)");
+}
 
-// stage()'s statement (`stage_sql`) with the row count checked by the server, $3 (bigint)
-// being the number of events. stage() checks the count on the client, before its caller
-// commits; stage_and_commit() has sent COMMIT behind the statement already, so a wrong count
-// (a trigger or rule on the table, a replaced function) must fail the statement itself, which
-// makes the server skip the COMMIT. Plain SQL has no RAISE: the cast of the message to bigint
-// fails (SQL state 22P02, the message quoted). MATERIALIZED: the function runs once.
-std::string checked_stage_statement(const std::string& stage_sql) {
-  return "WITH staged(n) AS MATERIALIZED (" + stage_sql +
-         ") SELECT CASE WHEN count(*) = 1 AND min(n) = $3 THEN min(n) ELSE ('" +
-         std::string(kCountMismatch) +
-         "' || coalesce(string_agg(n::text, ','), 'nothing') || ' for ' || $3 || "
-         "' events')::bigint END FROM staged";
+// Whether `result` is the checked statement's own division by zero (not one raised inside
+// the staging function, by a trigger: that one has a context).
+bool count_mismatch(const PGresult* result) {
+  const char* state = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+  return state != nullptr && std::string_view(state) == "22012" &&
+         PQresultErrorField(result, PG_DIAG_CONTEXT) == nullptr;
 }
 
 std::string sqlstate_of(const PGresult* result) {
@@ -355,6 +359,12 @@ Status stage_and_commit(Transaction& tx, PGconn* conn, const OutboxOptions& opti
   if (Status s = detail::prepare_stage(tx, options, statement); !s.ok()) return s;
   const bool staging = statement.count > 0;
 
+  std::string sql;
+  try {
+    if (staging) sql = checked_stage_statement(options);
+  } catch (const ConfigError& e) {  // not expected: prepare_stage() made it from the same name
+    return Status(Errc::invalid_argument, e.what());
+  }
   // One round trip: the staging call (when there are events), COMMIT and a sync, sent
   // together. After an error the server skips what follows up to the sync, so a failed
   // staging call never commits.
@@ -362,7 +372,6 @@ Status stage_and_commit(Transaction& tx, PGconn* conn, const OutboxOptions& opti
     return Status(Errc::internal,
                   who + ": cannot enter pipeline mode: " + std::string(PQerrorMessage(conn)));
   }
-  const std::string sql = staging ? checked_stage_statement(statement.sql) : std::string();
   const std::string count = std::to_string(statement.count);
   bool commit_sent = false;  // COMMIT's bytes may have left, in part or whole
   bool sent = true;
@@ -423,7 +432,7 @@ Status stage_and_commit(Transaction& tx, PGconn* conn, const OutboxOptions& opti
       // A server error: the statement failed, so the server skipped COMMIT (a FATAL one
       // ends the session, which rolls back). tx keeps its events.
       const std::string message = server_message(staged.get());
-      if (state == "22P02" && message.find(kCountMismatch) != std::string::npos) {
+      if (count_mismatch(staged.get())) {
         return Status(Errc::internal,
                       who +
                           ": the staging function did not insert one row per event (a "

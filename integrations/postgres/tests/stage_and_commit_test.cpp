@@ -182,6 +182,27 @@ TEST_F(StageAndCommit, AStagingFunctionInsertingTooFewRowsIsRefusedByTheServerBe
   EXPECT_EQ(business_rows(db), 0);
 }
 
+TEST_F(StageAndCommit, ADivisionByZeroInAUsersTriggerIsNotAWrongRowCount) {
+  // The server-side count check fails with SQL state 22012 (a division by zero); the same
+  // state raised inside the staging function (here by a user's trigger) is the server
+  // rejecting the write, as stage() reports it.
+  const std::string fn = "\"" + outbox.table + "_divide\"";
+  db.exec("CREATE FUNCTION " + fn +
+          "() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM 1 / 0; RETURN NEW; END $$");
+  db.exec("CREATE TRIGGER divide BEFORE INSERT ON " + table + " FOR EACH ROW EXECUTE FUNCTION " +
+          fn + "()");
+  emissions::Transaction tx = three_events();
+  business_write();
+  const emissions::Status s = stage_and_commit(tx, db.get(), outbox);
+  EXPECT_EQ(s.code(), Errc::invalid_argument) << s.to_string();
+  EXPECT_THAT(s.message(), HasSubstr("SQL state 22012"));
+  EXPECT_THAT(s.message(), ::testing::Not(HasSubstr("one row per event")));
+  EXPECT_EQ(PQtransactionStatus(db.get()), PQTRANS_INERROR);
+  EXPECT_EQ(tx.size(), 3U);
+  db.exec("ROLLBACK");
+  EXPECT_EQ(rows_in(db, outbox), 0);
+}
+
 TEST_F(StageAndCommit, ADeferredConstraintFailingAtCommitKeepsTheEventsForARetry) {
   db.exec("ALTER TABLE " + orders +
           " ADD CONSTRAINT one_total UNIQUE (total) DEFERRABLE INITIALLY DEFERRED");
