@@ -122,8 +122,9 @@ Status stage(Transaction& tx, PGconn* conn, const OutboxOptions& options = {});
 ///   event that cannot be written; `tx` not active): the database transaction is as it was.
 /// - the staging call failed (errors as stage() reports them: not_found, invalid_argument,
 ///   unavailable...; internal for a wrong row count): `COMMIT` was not executed; the database
-///   transaction is aborted and still open (PQTRANS_INERROR): roll it back. Nothing was
-///   written; `tx` keeps its events.
+///   transaction is aborted and still open (PQTRANS_INERROR): roll it back (unless the
+///   connection was lost with it: then the server rolled it back). Nothing was written;
+///   `tx` keeps its events.
 /// - `COMMIT` failed with a server error (a deferred constraint: invalid_argument; a
 ///   serialization failure, class 40: unavailable, try again): the server rolled the
 ///   transaction back, `conn` is idle; nothing was written and `tx` keeps its events, for a
