@@ -412,6 +412,12 @@ std::string stage_statement(std::string_view table) {
 
 std::string stage_statement(std::string_view table, std::string_view events,
                             std::string_view channel) {
+  return stage_statement(table, events, channel, "", "");
+}
+
+std::string stage_statement(std::string_view table, std::string_view events,
+                            std::string_view channel, std::string_view before_call,
+                            std::string_view after_call) {
   // One short statement: stage() gives the parameters' types, so the server parses and plans
   // a function call and nothing else (the INSERT's plan is the function's, kept per session).
   // The FROM clause names the table as a regclass constant, which the server resolves while
@@ -419,9 +425,9 @@ std::string stage_statement(std::string_view table, std::string_view events,
   // created fails with 42P01 (the table), as the contract says, not 42883 (the function).
   // An escape string constant: the caller's session may have standard_conforming_strings
   // off, and a table's name may hold a backslash.
-  return "SELECT " + stage_function(table) + "((" + std::string(events) + ")::jsonb, (" +
-         std::string(channel) + ")::text) FROM (SELECT " +
-         escape_string_literal(quote_table(table, "OutboxOptions::table")) +
+  return "SELECT " + std::string(before_call) + stage_function(table) + "((" + std::string(events) +
+         ")::jsonb, (" + std::string(channel) + ")::text)" + std::string(after_call) +
+         " FROM (SELECT " + escape_string_literal(quote_table(table, "OutboxOptions::table")) +
          "::regclass) AS outbox";
 }
 

@@ -50,6 +50,11 @@ std::string stage_statement(std::string_view table);
 // The same with the two parameters replaced by the given SQL expressions.
 std::string stage_statement(std::string_view table, std::string_view events,
                             std::string_view channel);
+// The same with the call written between `before_call` and `after_call` in the target list
+// (an expression of its result).
+std::string stage_statement(std::string_view table, std::string_view events,
+                            std::string_view channel, std::string_view before_call,
+                            std::string_view after_call);
 
 // One simple-query string (one implicit transaction): the advisory lock of `table`, then
 // the claim of up to `batch` rows for `claim_id`. Its last result returns the rows: seq, id,

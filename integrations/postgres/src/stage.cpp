@@ -229,31 +229,43 @@ Status check_staged_count(const char* inserted, std::size_t expected) {
 
 }  // namespace detail
 
-Status stage(Transaction& tx, PGconn* conn, const OutboxOptions& options) {
-  if (conn == nullptr) return Status(Errc::invalid_argument, "stage(): the connection is null");
+namespace {
+
+// stage()'s and stage_and_commit()'s preconditions on `conn` (`who` begins the messages):
+// open, inside an open database transaction, not busy. Ok, or the error; nothing is sent.
+Status connection_precondition(PGconn* conn, const std::string& who) {
+  if (conn == nullptr) return Status(Errc::invalid_argument, who + ": the connection is null");
   if (PQstatus(conn) != CONNECTION_OK) {
     return Status(Errc::unavailable,
-                  "stage(): the connection is not open: " + std::string(PQerrorMessage(conn)));
+                  who + ": the connection is not open: " + std::string(PQerrorMessage(conn)));
   }
   switch (PQtransactionStatus(conn)) {
     case PQTRANS_INTRANS:
-      break;
+      return {};
     case PQTRANS_IDLE:
       return Status(Errc::invalid_argument,
-                    "stage(): the connection is not inside a transaction (send BEGIN first): "
-                    "staged rows would commit on their own, whatever became of the business "
-                    "transaction");
+                    who +
+                        ": the connection is not inside a transaction (send BEGIN first): "
+                        "staged rows would commit on their own, whatever became of the business "
+                        "transaction");
     case PQTRANS_INERROR:
       return Status(Errc::invalid_argument,
-                    "stage(): the connection's transaction is aborted (an earlier statement "
-                    "failed): roll it back");
+                    who +
+                        ": the connection's transaction is aborted (an earlier statement "
+                        "failed): roll it back");
     case PQTRANS_ACTIVE:
-      return Status(Errc::invalid_argument, "stage(): the connection is busy with another command");
+      return Status(Errc::invalid_argument, who + ": the connection is busy with another command");
     case PQTRANS_UNKNOWN:
     default:
       return Status(Errc::unavailable,
-                    "stage(): the connection is bad: " + std::string(PQerrorMessage(conn)));
+                    who + ": the connection is bad: " + std::string(PQerrorMessage(conn)));
   }
+}
+
+}  // namespace
+
+Status stage(Transaction& tx, PGconn* conn, const OutboxOptions& options) {
+  if (Status s = connection_precondition(conn, "stage()"); !s.ok()) return s;
   detail::StageStatement statement;
   if (Status s = detail::prepare_stage(tx, options, statement); !s.ok()) return s;
   if (statement.count == 0) return detail::finish_stage(tx);
@@ -277,6 +289,192 @@ Status stage(Transaction& tx, PGconn* conn, const OutboxOptions& options) {
                              : nullptr;
   if (Status s = detail::check_staged_count(inserted, statement.count); !s.ok()) return s;
   return detail::finish_stage(tx);
+}
+
+}  // namespace emissions::postgres
+
+namespace emissions::postgres {
+
+namespace {
+
+// stage()'s statement with the row count checked by the server, $3 (bigint) being the
+// number of events: `SELECT 1 / coalesce((<call> = $3)::int, 0) ...`. stage() checks the count
+// on the client, before its caller commits; stage_and_commit() has sent COMMIT behind the
+// statement already, so a wrong count (a trigger or rule on the table, a replaced function)
+// must fail the statement itself, which makes the server skip the COMMIT. Plain SQL has no
+// RAISE: the division by zero does (SQL state 22012, without the PL/pgSQL context an error
+// raised inside the function has). The cheapest of the forms measured (docs/BENCHMARKS.md):
+// ~9 us of server CPU, where a CASE building a message cost ~110.
+std::string checked_stage_statement(const OutboxOptions& options) {
+  return detail::stage_statement(options.table, "$1", "$2", "1 / coalesce((",
+                                 " = ($3)::bigint)::int, 0)");
+}
+
+// Whether `result` is the checked statement's own division by zero (not one raised inside
+// the staging function, by a trigger: that one has a context).
+bool count_mismatch(const PGresult* result) {
+  const char* state = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+  return state != nullptr && std::string_view(state) == "22012" &&
+         PQresultErrorField(result, PG_DIAG_CONTEXT) == nullptr;
+}
+
+std::string sqlstate_of(const PGresult* result) {
+  const char* state = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+  return state == nullptr ? std::string() : std::string(state);
+}
+
+// A server error that ends only the statement (severity ERROR), not the session (FATAL,
+// PANIC), after which the server may have done more than the error says.
+bool statement_error(const PGresult* result) {
+  const char* severity = PQresultErrorField(result, PG_DIAG_SEVERITY_NONLOCALIZED);
+  return severity != nullptr && std::string_view(severity) == "ERROR";
+}
+
+Status commit_outcome_unknown(PGconn* conn) {
+  std::string what = PQerrorMessage(conn);
+  while (!what.empty() && (what.back() == '\n' || what.back() == ' '))
+    what.pop_back();
+  return Status(Errc::unavailable,
+                "stage_and_commit(): the connection was lost after COMMIT was sent: the "
+                "commit's outcome is unknown (if it committed, the events are published); tx "
+                "keeps its events: staged again in a retry they fail with a unique violation "
+                "of their ids (SQL state 23505) if they were committed, so none is published "
+                "twice: " +
+                    what);
+}
+
+}  // namespace
+
+Status stage_and_commit(Transaction& tx, PGconn* conn, const OutboxOptions& options) {
+  const std::string who = "stage_and_commit()";
+  if (conn != nullptr && PQstatus(conn) == CONNECTION_OK &&
+      PQpipelineStatus(conn) != PQ_PIPELINE_OFF) {
+    return Status(Errc::invalid_argument,
+                  who +
+                      ": the connection is in pipeline mode (PQenterPipelineMode): leave it "
+                      "first; stage_and_commit() enters and leaves pipeline mode itself");
+  }
+  if (Status s = connection_precondition(conn, who); !s.ok()) return s;
+  detail::StageStatement statement;
+  if (Status s = detail::prepare_stage(tx, options, statement); !s.ok()) return s;
+  const bool staging = statement.count > 0;
+
+  std::string sql;
+  try {
+    if (staging) sql = checked_stage_statement(options);
+  } catch (const ConfigError& e) {  // not expected: prepare_stage() made it from the same name
+    return Status(Errc::invalid_argument, e.what());
+  }
+  // One round trip: the staging call (when there are events), COMMIT and a sync, sent
+  // together. After an error the server skips what follows up to the sync, so a failed
+  // staging call never commits.
+  if (PQenterPipelineMode(conn) != 1) {
+    return Status(Errc::internal,
+                  who + ": cannot enter pipeline mode: " + std::string(PQerrorMessage(conn)));
+  }
+  const std::string count = std::to_string(statement.count);
+  bool commit_sent = false;  // COMMIT's bytes may have left, in part or whole
+  bool sent = true;
+  if (staging) {
+    const char* values[3] = {statement.events.c_str(), options.channel.c_str(), count.c_str()};
+    // jsonb, text, bigint: the built-in types' OIDs (pg_type.dat).
+    const Oid types[3] = {3802, 25, 20};
+    sent = PQsendQueryParams(conn, sql.c_str(), 3, types, values, nullptr, nullptr, 0) == 1;
+  }
+  if (sent) {
+    commit_sent = true;
+    sent = PQsendQueryParams(conn, "COMMIT", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1 &&
+           PQpipelineSync(conn) == 1;
+  }
+
+  // Every result, blocking as stage()'s PQexecParams does: the staging call's (slot 0), then
+  // COMMIT's (slot 1), each followed by a null, then the sync's. A lost connection gives one
+  // error result, then null.
+  detail::ResultHandle staged;
+  detail::ResultHandle committed;
+  bool synced = false;
+  if (sent) {
+    int slot = staging ? 0 : 1;
+    for (int reads = 0; reads < 8 && !synced; ++reads) {
+      detail::ResultHandle r(PQgetResult(conn));
+      if (!r) {
+        if (PQstatus(conn) != CONNECTION_OK) break;
+        ++slot;
+        continue;
+      }
+      if (PQresultStatus(r.get()) == PGRES_PIPELINE_SYNC) {
+        synced = true;
+      } else if (slot == 0 && !staged) {
+        staged = std::move(r);
+      } else if (slot == 1 && !committed) {
+        committed = std::move(r);
+      }
+    }
+  }
+  // Nothing is left to read after the sync: this cannot fail then. On a lost connection it
+  // may (results never came); the connection is unusable anyway (PQreset or PQfinish it).
+  (void)PQexitPipelineMode(conn);
+  const bool lost = PQstatus(conn) != CONNECTION_OK;
+
+  if (!sent && !commit_sent) {
+    return detail::stage_error("", PQerrorMessage(conn), true, options);
+  }
+  if (staging) {
+    if (!staged)
+      return lost ? commit_outcome_unknown(conn)
+                  : Status(Errc::internal, who + ": no result for the staging call: " +
+                                               std::string(PQerrorMessage(conn)));
+    if (PQresultStatus(staged.get()) != PGRES_TUPLES_OK) {
+      const std::string state = sqlstate_of(staged.get());
+      // No SQL state: libpq's own error, the connection lost before the staging call's
+      // result came; the server may have run both statements.
+      if (state.empty() && lost) return commit_outcome_unknown(conn);
+      // A server error: the statement failed, so the server skipped COMMIT (a FATAL one
+      // ends the session, which rolls back). tx keeps its events.
+      const std::string message = server_message(staged.get());
+      if (count_mismatch(staged.get())) {
+        return Status(Errc::internal,
+                      who +
+                          ": the staging function did not insert one row per event (a "
+                          "trigger or rule on the outbox table?), so the server refused it "
+                          "and did not execute COMMIT: roll the database transaction back: " +
+                          message);
+      }
+      return detail::stage_error(state, message, lost, options);
+    }
+  }
+  if (!committed)
+    return lost ? commit_outcome_unknown(conn)
+                : Status(Errc::internal,
+                         who + ": no result for COMMIT: " + std::string(PQerrorMessage(conn)));
+  if (PQresultStatus(committed.get()) == PGRES_COMMAND_OK &&
+      std::string_view(PQcmdStatus(committed.get())) == "COMMIT") {
+    return detail::finish_stage(tx);
+  }
+  if (PQresultStatus(committed.get()) == PGRES_COMMAND_OK) {
+    // "ROLLBACK": the transaction was aborted when COMMIT ran.
+    return Status(Errc::internal, who +
+                                      ": the server rolled the database transaction back "
+                                      "instead of committing it: nothing was written, tx "
+                                      "keeps its events");
+  }
+  // An error of the statement alone (severity ERROR): COMMIT failed and the server rolled
+  // the transaction back, whatever became of the connection since. Otherwise (FATAL, or
+  // libpq's own error of a lost connection) the server may have committed.
+  if (!statement_error(committed.get())) {
+    if (lost) return commit_outcome_unknown(conn);
+    return Status(Errc::internal, who + ": COMMIT failed: " + server_message(committed.get()));
+  }
+  const std::string state = sqlstate_of(committed.get());
+  const std::string what = who +
+                           ": COMMIT failed and the server rolled the database transaction "
+                           "back: nothing was written, tx keeps its events (SQL state " +
+                           state + "): " + server_message(committed.get());
+  if (retriable_class(state)) {
+    return Status(Errc::unavailable, what + "; try the business transaction again");
+  }
+  if (rejected_class(state)) return Status(Errc::invalid_argument, what);
+  return Status(Errc::internal, what);
 }
 
 }  // namespace emissions::postgres

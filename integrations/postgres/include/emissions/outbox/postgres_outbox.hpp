@@ -102,6 +102,45 @@ struct OutboxOptions {
 /// round trip to the server.
 Status stage(Transaction& tx, PGconn* conn, const OutboxOptions& options = {});
 
+/// stage() and `COMMIT` in one round trip (libpq's pipeline mode): for a request whose last
+/// statement before `COMMIT` is the staging, it saves stage()'s own round trip. `conn` must
+/// be inside an open database transaction, as for stage(), and not in pipeline mode; it is
+/// left out of pipeline mode, its blocking mode unchanged. The server runs `COMMIT` only if
+/// the staging call succeeded (and inserted one row per event: checked by the server, as
+/// stage() checks it on the client). An active `tx` with no events just commits.
+///
+/// @code
+///   PQclear(PQexec(db, "BEGIN"));
+///   PQclear(PQexec(db, "UPDATE accounts SET ..."));
+///   emissions::Status s = emissions::postgres::stage_and_commit(tx, db);
+///   if (!s.ok() && PQtransactionStatus(db) == PQTRANS_INERROR) PQclear(PQexec(db, "ROLLBACK"));
+/// @endcode
+///
+/// Outcomes:
+/// - ok: the database transaction committed with the events (a Relay publishes them); `tx`
+///   ended as after commit(); `conn` is idle.
+/// - nothing sent (the preconditions of stage(): `conn` null, idle, inside an aborted
+///   transaction or busy, or in pipeline mode: invalid_argument; not open: unavailable; an
+///   event that cannot be written; `tx` not active): the database transaction is as it was.
+/// - the staging call failed (errors as stage() reports them: not_found, invalid_argument,
+///   unavailable...; internal for a wrong row count): `COMMIT` was not executed; the database
+///   transaction is aborted and still open (PQTRANS_INERROR): roll it back (unless the
+///   connection was lost with it: then the server rolled it back). Nothing was written;
+///   `tx` keeps its events.
+/// - `COMMIT` failed with a server error (a deferred constraint: invalid_argument; a
+///   serialization failure, class 40: unavailable, try again): the server rolled the
+///   transaction back, `conn` is idle; nothing was written and `tx` keeps its events, for a
+///   retry of the whole business transaction.
+/// - the connection was lost once `COMMIT` was sent: unavailable, saying the commit's outcome
+///   is unknown. `tx` keeps its events: if the commit did happen, staging them again fails
+///   with a unique violation of their ids (SQL state 23505) and writes nothing, so a retry
+///   never publishes an event twice; dropping `tx` loses nothing that committed. `conn` is
+///   bad (PQreset or PQfinish it).
+///
+/// Thread-safety as stage(); blocks for one round trip to the server, as stage() does (no
+/// deadline of its own: libpq's connection options, e.g. `tcp_user_timeout`, bound it).
+Status stage_and_commit(Transaction& tx, PGconn* conn, const OutboxOptions& options = {});
+
 }  // namespace emissions::postgres
 
 // The libpqxx overload, when <pqxx/pqxx> (or <pqxx/transaction_base>) was included first:
