@@ -288,13 +288,18 @@ TEST(PublishTest, CommitsOfShrinkingSizeThroughRecycledBatchesDeliverExactlyThei
     ASSERT_TRUE(emitter.drain(10s).ok());
   }
   std::vector<Event> events(2);
-  events[0].name = emissions::EventName("published");
-  events[0].payload = {{"p", 0}};
-  events[1].name = emissions::EventName("published");
-  events[1].payload = {{"p", 1}};
+  for (int p = 0; p < 2; ++p) {
+    Event& e = events[static_cast<std::size_t>(p)];
+    e.name = emissions::EventName("published");
+    e.payload = {{"p", p}};
+    e.metadata = nlohmann::json::object();
+    e.emitted_at = std::chrono::system_clock::now();
+    e.id = emissions::EventId::generate();
+  }
   want.push_back(events[0].payload);
   want.push_back(events[1].payload);
-  ASSERT_TRUE(emitter.publish(std::move(events)).ok());
+  const Status published = emitter.publish(std::move(events));
+  ASSERT_TRUE(published.ok()) << published.message();
   ASSERT_TRUE(emitter.drain(10s).ok());
   EXPECT_EQ(recording->payloads(), want);
   expect_exact(emitter.stats());
