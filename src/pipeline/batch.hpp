@@ -16,6 +16,7 @@
 // Other batches are reset by whoever recycles them, as before.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -42,6 +43,10 @@ struct FailureHistory {
 struct Batch {
   std::vector<Event> slots;  // [0, size) are live; the rest are recycled, with {} metadata
   std::size_t size = 0;
+  // Slots [size, stale) still hold the events of the batch's previous use (a deferred
+  // batch handed out by BatchPool::acquire_stale()): append() hands each old payload back
+  // to its caller, who destroys it; reset() and drop_stale() destroy the rest. 0 otherwise.
+  std::size_t stale = 0;
   // Every live event has a payload that owns no memory (number, boolean, null) and the
   // empty metadata its slot keeps: reset() then has nothing to free and touches no event.
   bool plain = true;
@@ -125,20 +130,32 @@ struct Batch {
     ++size;
   }
 
+  // Destroys the previous use's events left in [size, stale) (see `stale`).
+  void drop_stale() noexcept {
+    for (std::size_t i = size; i < stale; ++i)
+      clear_slot(slots[i]);
+    stale = 0;
+  }
+
   // Drops the live events' payloads and empties their metadata, keeping the storage.
   // Payloads that own no memory (numbers, booleans, null) are left for append() to
   // overwrite: nothing to free.
+  // Stale slots (see `stale`) are emptied too.
   void reset() noexcept {
-    for (std::size_t i = 0; !plain && i < size; ++i) {
-      if (owns_memory(slots[i].payload)) slots[i].payload = nullptr;
-      if (slots[i].metadata.is_object()) {
-        slots[i].metadata.get_ref<nlohmann::json::object_t&>().clear();
-      } else {
-        slots[i].metadata = nullptr;
-      }
-    }
+    for (std::size_t i = 0; !plain && i < size; ++i)
+      clear_slot(slots[i]);
+    drop_stale();
     size = 0;
     plain = true;
+  }
+
+  static void clear_slot(Event& slot) noexcept {
+    if (owns_memory(slot.payload)) slot.payload = nullptr;
+    if (slot.metadata.is_object()) {
+      slot.metadata.get_ref<nlohmann::json::object_t&>().clear();
+    } else {
+      slot.metadata = nullptr;
+    }
   }
 
   [[nodiscard]] static bool owns_memory(const nlohmann::json& value) noexcept {
@@ -200,6 +217,23 @@ class BatchPool {
     if (Batch* batch = large_.try_pop()) return BatchPtr(batch);
     if (Batch* batch = small_->try_pop()) return BatchPtr(batch);
     return BatchPtr(std::make_unique<Batch>().release());
+  }
+
+  // As acquire(), but a deferred batch's previous events are not destroyed here: they stay
+  // in its slots as `stale`, and each append() hands one back to its caller, so that the
+  // caller frees an old event's blocks as it allocates the next one's (what glibc's
+  // per-thread cache serves best: destroying a hundred events at once overflowed it, and
+  // the allocations that followed took malloc's slow paths). The caller calls drop_stale()
+  // before the batch leaves its thread (Transaction::hand_off), so that the old events are
+  // never kept longer than by acquire().
+  BatchPtr acquire_stale() {
+    if (Batch* batch = deferred_.try_pop()) {
+      batch->stale = batch->plain ? 0 : std::max(batch->size, batch->stale);
+      batch->size = 0;
+      batch->plain = true;
+      return BatchPtr(batch);
+    }
+    return acquire();
   }
 
   // Takes ownership of `batch` (no other reference may remain). Its events stay until

@@ -309,6 +309,8 @@ class Core : public std::enable_shared_from_this<Core> {
 
   // Event storage for a transaction, recycled from delivered batches when possible.
   BatchPtr acquire_batch() { return shared_->pool.acquire(); }
+  // The same, for a Transaction's emits: may hold stale events (BatchPool::acquire_stale()).
+  BatchPtr acquire_stale_batch() { return shared_->pool.acquire_stale(); }
   void recycle(Batch* batch) noexcept { shared_->pool.recycle(batch); }
 
   Status drain(std::chrono::milliseconds timeout);

@@ -110,7 +110,9 @@ Status Transaction::append(EventName name, nlohmann::json&& payload, nlohmann::j
     return Status(Errc::closed, "the emitter has been shut down");
   }
   if (cascade_depth_ > core_->max_cascade_depth()) return cascade_limit(name);
-  if (!buffer_) buffer_ = core_->acquire_batch();
+  // The batch's stale events (if any) come back one by one in `payload` and `metadata`,
+  // destroyed by the caller (see BatchPool::acquire_stale()).
+  if (!buffer_) buffer_ = core_->acquire_stale_batch();
   const auto now = detail::wall_now();
   buffer_->append(name, std::move(payload), std::move(metadata), EventId::generate(now), now);
   return {};
@@ -131,6 +133,7 @@ Status TransactionAccess::publish(Transaction& tx, std::vector<Event>& events,
                                         "; nothing was published");
   }
   if (!tx.buffer_) tx.buffer_ = tx.core_->acquire_batch();
+  tx.buffer_->drop_stale();  // the caller's events must not get old events back
   for (Event& e : events) {
     tx.buffer_->append(e.name, std::move(e.payload), std::move(e.metadata), e.id, e.emitted_at);
   }
@@ -177,6 +180,7 @@ Status Transaction::hand_off(bool keep_open, std::function<void(const Settlement
       HandingOff(const HandingOff&) = delete;
       HandingOff& operator=(const HandingOff&) = delete;
     };
+    buffer_->drop_stale();  // not kept past the thread that acquired them
     Status status;
     {
       const HandingOff guard(handing_off_);

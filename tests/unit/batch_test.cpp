@@ -131,4 +131,52 @@ TEST(BatchPoolTest, AtMostKDeferredRecycledBatchesKeepTheirEvents) {
   EXPECT_EQ(raw->size, 0u);
 }
 
+TEST(BatchPoolTest, AStaleBatchHandsItsOldEventsBackOneAppendAtATime) {
+  // acquire_stale() (a transaction's emits): the deferred batch's old events are destroyed
+  // by the appends that replace them (each old payload comes back in the caller's
+  // argument), the ones left over by drop_stale() or reset(); none is ever live again.
+  BatchPool pool;
+  emissions::detail::BatchPtr batch = pool.acquire();
+  for (int i = 0; i < 3; ++i)
+    append(*batch, nlohmann::json{{"old", i}}, nlohmann::json{{"m", i}});
+  Batch* raw = batch.release();
+  pool.recycle(raw);
+  emissions::detail::BatchPtr again = pool.acquire_stale();
+  ASSERT_EQ(again.get(), raw);
+  EXPECT_EQ(again->size, 0u);
+  EXPECT_EQ(again->stale, 3u);
+  EXPECT_TRUE(again->plain);
+  EXPECT_TRUE(again->events().empty());
+
+  nlohmann::json payload = nlohmann::json{{"new", 0}};
+  const auto now = std::chrono::system_clock::now();
+  again->append(EventName("e"), std::move(payload), nullptr, EventId::generate(now), now);
+  EXPECT_EQ(payload, (nlohmann::json{{"old", 0}}));  // handed back, for the caller to destroy
+  ASSERT_EQ(again->events().size(), 1u);
+  EXPECT_EQ(again->events()[0].payload, (nlohmann::json{{"new", 0}}));
+  EXPECT_TRUE(again->events()[0].metadata.is_object());
+  EXPECT_TRUE(again->events()[0].metadata.empty());  // the old metadata is not kept
+
+  again->drop_stale();  // what the commit does before the batch leaves the thread
+  EXPECT_EQ(again->stale, 0u);
+  for (std::size_t i = 1; i < 3; ++i) {
+    EXPECT_FALSE(Batch::owns_memory(again->slots[i].payload)) << i;
+    EXPECT_TRUE(again->slots[i].metadata.empty()) << i;
+  }
+  pool.recycle(again.release());
+
+  // Stale slots left over when the batch is recycled or reset are emptied too.
+  emissions::detail::BatchPtr third = pool.acquire_stale();
+  ASSERT_EQ(third.get(), raw);
+  EXPECT_EQ(third->stale, 1u);
+  third->reset();
+  EXPECT_EQ(third->stale, 0u);
+  EXPECT_FALSE(Batch::owns_memory(third->slots[0].payload));
+  pool.recycle(third.release());
+
+  // Without a deferred batch it is acquire(): nothing stale.
+  BatchPool fresh;
+  EXPECT_EQ(fresh.acquire_stale()->stale, 0u);
+}
+
 }  // namespace

@@ -269,6 +269,42 @@ TEST(PublishTest, RecycledBatchesRouteEachCommitAfreshAndQueueExactlyWhatEachLan
   EXPECT_EQ(suffix->received(), want_suffix + 1 + 5 + 4);
 }
 
+TEST(PublishTest, CommitsOfShrinkingSizeThroughRecycledBatchesDeliverExactlyTheirOwnEvents) {
+  // A transaction's batch comes from the pool with the previous commit's events still in
+  // its slots (BatchPool::acquire_stale()): each emit hands one back to be destroyed, the
+  // commit drops the rest. Commits of 8, 7, ..., 1 object payloads, then a publish into a
+  // transaction: each delivers its own events, never an old one.
+  auto recording = std::make_shared<RecordingAdapter>("recording");
+  Emitter emitter(config_with({recording}));
+  std::vector<nlohmann::json> want;
+  for (int c = 0; c < 8; ++c) {
+    Transaction tx = emitter.start();
+    for (int i = 0; i < 8 - c; ++i) {
+      nlohmann::json payload = {{"c", c}, {"i", i}, {"pad", std::string(64, 'p')}};
+      want.push_back(payload);
+      ASSERT_TRUE(tx.emit("sized", std::move(payload), {{"m", c}}).ok());
+    }
+    ASSERT_TRUE(tx.commit().ok());
+    ASSERT_TRUE(emitter.drain(10s).ok());
+  }
+  std::vector<Event> events(2);
+  for (int p = 0; p < 2; ++p) {
+    Event& e = events[static_cast<std::size_t>(p)];
+    e.name = emissions::EventName("published");
+    e.payload = {{"p", p}};
+    e.metadata = nlohmann::json::object();
+    e.emitted_at = std::chrono::system_clock::now();
+    e.id = emissions::EventId::generate();
+  }
+  want.push_back(events[0].payload);
+  want.push_back(events[1].payload);
+  const Status published = emitter.publish(std::move(events));
+  ASSERT_TRUE(published.ok()) << published.message();
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  EXPECT_EQ(recording->payloads(), want);
+  expect_exact(emitter.stats());
+}
+
 TEST(PublishTest, DropOldestUnderContentionCountsEveryEventExactly) {
   // Defect 13: the drop_oldest loop could spin without bound; counters must stay exact.
   auto slow = std::make_shared<RecordingAdapter>("slow");

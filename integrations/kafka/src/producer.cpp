@@ -1,6 +1,8 @@
 #include "producer.hpp"
 
+#include <algorithm>
 #include <array>
+#include <functional>
 #include <utility>
 
 #include "emissions/telemetry.hpp"
@@ -16,6 +18,21 @@ int to_poll_ms(std::chrono::milliseconds timeout) noexcept {
   return static_cast<int>(timeout.count());
 }
 
+}  // namespace
+
+// The successful delivery reports one poll() served on this thread, settled together once
+// librdkafka's poll returns (Producer::poll()). One per poll() under way on the thread (a
+// settlement may run code that polls again: the inner one has its own).
+struct Producer::Collector {
+  Producer* owner = nullptr;
+  Collector* outer = nullptr;
+  std::vector<InFlight::Slot*> slots;  // reports served and not yet settled
+};
+
+namespace {
+thread_local Producer::Collector* t_collector = nullptr;
+// Reused by the outermost poll() of each thread: no allocation per poll in steady state.
+thread_local std::vector<InFlight::Slot*> t_spare;
 }  // namespace
 
 InFlight::InFlight(Producer& owner, Delivery d) : producer(owner), delivery(std::move(d)) {
@@ -133,8 +150,8 @@ void Producer::close(InFlight& record) noexcept {
   reported(record);
 }
 
-void Producer::reported(InFlight& record) noexcept {
-  if (record.unreported.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+void Producer::reported(InFlight& record, std::size_t count) noexcept {
+  if (record.unreported.fetch_sub(count, std::memory_order_acq_rel) != count) return;
   std::list<InFlight> done;
   {
     std::lock_guard lock(records_mutex_);
@@ -144,7 +161,47 @@ void Producer::reported(InFlight& record) noexcept {
 }
 
 int Producer::poll(std::chrono::milliseconds timeout) noexcept {
-  return rd_kafka_poll(client_.get(), to_poll_ms(timeout));
+  Collector collector;
+  collector.owner = this;
+  collector.outer = t_collector;
+  if (collector.outer == nullptr) collector.slots.swap(t_spare);
+  t_collector = &collector;
+  const int served = rd_kafka_poll(client_.get(), to_poll_ms(timeout));
+  t_collector = collector.outer;
+  settle_collected(collector.slots);
+  collector.slots.clear();
+  if (collector.outer == nullptr) collector.slots.swap(t_spare);
+  return served;
+}
+
+void Producer::settle_collected(std::vector<InFlight::Slot*>& slots) noexcept {
+  if (slots.empty()) return;
+  // Counted first, as for a report settled alone (on_delivery_report()).
+  unreported_.fetch_sub(slots.size(), std::memory_order_acq_rel);
+  reports_->outstanding.fetch_sub(slots.size(), std::memory_order_acq_rel);
+  reports_->reported.notify();
+  // A record's slots are contiguous and in index order: sorted by address, each record's
+  // reports come together, in order.
+  std::sort(slots.begin(), slots.end(), std::less<>());
+  for (std::size_t first = 0; first < slots.size();) {
+    InFlight& record = *slots[first]->record;
+    std::size_t last = first + 1;
+    while (last < slots.size() && slots[last]->record == &record)
+      ++last;
+    const std::size_t count = last - first;
+    // Nothing else of the record unreported, and deliver()'s hold dropped: its unsettled
+    // events are exactly these (the rest were settled by earlier reports, or failed before
+    // they were produced), all delivered, settled in one call. Only these reports may
+    // lower the count from here: it cannot change under this look.
+    if (record.unreported.load(std::memory_order_acquire) == count) {
+      record.delivery.ack();
+    } else {
+      for (std::size_t i = first; i < last; ++i)
+        record.delivery.ack(slots[i]->index);
+    }
+    reported(record, count);
+    first = last;
+  }
 }
 
 void Producer::wake_poll() noexcept {
@@ -171,6 +228,14 @@ void Producer::on_delivery_report(rd_kafka_t* /*client*/, const rd_kafka_message
   auto& self = *static_cast<Producer*>(opaque);
   auto* slot = static_cast<InFlight::Slot*>(message->_private);
   if (slot == nullptr) return;  // not ours (never happens: every message has its slot)
+  if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR && t_collector != nullptr &&
+      t_collector->owner == &self) {
+    try {
+      t_collector->slots.push_back(slot);  // settled when librdkafka's poll returns
+      return;
+    } catch (...) {  // out of memory: settled here, alone
+    }
+  }
   InFlight& record = *slot->record;
   // Counted first: once the event is settled a drain may return, and outstanding() must
   // not lag behind it.

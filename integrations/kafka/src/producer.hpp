@@ -91,8 +91,11 @@ class Producer {
   void close(InFlight& record) noexcept;
 
   // Serves delivery reports and client errors for up to `timeout` (0: what is there);
-  // returns how many it served. Any thread, also two at once (librdkafka's queue hands each
-  // report to one of them): the poll thread, and deliver() serving what is ready.
+  // returns how many it served. Successful reports are counted and settled together once
+  // librdkafka's poll returns (a record whose every report is among them with one
+  // settlement call); failed ones, and client errors, as they are served. Any thread, also
+  // two at once (librdkafka's queue hands each report to one of them): the poll thread, and
+  // deliver() serving what is ready.
   int poll(std::chrono::milliseconds timeout) noexcept;
   // Makes a poll() under way return soon (any thread).
   void wake_poll() noexcept;
@@ -117,9 +120,16 @@ class Producer {
   static void on_delivery_report(rd_kafka_t* client, const rd_kafka_message_t* message,
                                  void* opaque) noexcept;
   static void on_error(rd_kafka_t* client, int error, const char* reason, void* opaque) noexcept;
-  // One message of `record` was reported: counts it, destroys the record after the last.
-  void reported(InFlight& record) noexcept;
+  // `count` messages of `record` were reported: counts them, destroys the record after
+  // the last.
+  void reported(InFlight& record, std::size_t count = 1) noexcept;
+  // Settles the successful reports poll() collected (their messages not counted yet).
+  void settle_collected(std::vector<InFlight::Slot*>& slots) noexcept;
 
+ public:
+  struct Collector;  // producer.cpp
+
+ private:
   std::string name_;
   std::shared_ptr<Reports> reports_;
   FatalHook on_fatal_;

@@ -132,6 +132,49 @@ TEST(KafkaAdapter, TopicForWinsAndAnEmptyTopicFailsThatEventForGood) {
   EXPECT_EQ(read_back(cluster.bootstraps(), "fallback", 1, 10s).size(), 0u);
 }
 
+TEST(KafkaAdapter, ReportsSettledTogetherSettleEachEventOnceAndNeverOneFailedBeforeProduce) {
+  // A poll's successful reports are settled together, a record whose every report is among
+  // them with one Delivery::ack(): that must not touch its events failed before they were
+  // produced (here every 7th, unrouted), and a record whose reports straddle polls or
+  // threads is settled event by event. Counts and messages must come out exact.
+  MockCluster cluster(1);
+  cluster.create_topic("mixed", 3);
+  KafkaOptions options = options_for(cluster, "mixed");
+  options.topic_for = [](const emissions::Event& e) {
+    return e.payload.at("i").get<int>() % 7 == 3 ? std::string() : std::string("mixed");
+  };
+  options.key_for = [](const emissions::Event& e) {
+    return "k" + std::to_string(e.payload.at("i").get<int>() % 11);
+  };
+  auto kafka = std::make_shared<Kafka>(std::move(options));
+  auto dead = std::make_shared<TestAdapter>("dead");
+  emissions::Emitter emitter(config_with(kafka, {.retry = quick_retries(), .dead_letter = dead}));
+
+  constexpr int kCommits = 40;
+  constexpr int kPerCommit = 50;
+  int unrouted = 0;
+  for (int c = 0; c < kCommits; ++c) {
+    emissions::Transaction tx = emitter.start();
+    for (int j = 0; j < kPerCommit; ++j) {
+      const int i = c * kPerCommit + j;
+      unrouted += i % 7 == 3 ? 1 : 0;
+      ASSERT_TRUE(tx.emit("order_created", {{"i", i}}).ok());
+    }
+    ASSERT_TRUE(tx.commit().ok());
+  }
+  ASSERT_TRUE(emitter.drain(30s).ok());
+  const auto total = static_cast<std::uint64_t>(kCommits * kPerCommit);
+  const emissions::AdapterStats stats = emitter.stats().adapters[0];
+  EXPECT_EQ(stats.delivered, total - static_cast<std::uint64_t>(unrouted));
+  EXPECT_EQ(stats.failed, static_cast<std::uint64_t>(unrouted));
+  EXPECT_EQ(stats.dropped, 0u);
+  EXPECT_EQ(dead->size(), static_cast<std::size_t>(unrouted));
+  EXPECT_EQ(kafka->outstanding(), 0u);
+  const auto records = read_back(cluster.bootstraps(), "mixed", 3, 10s);
+  EXPECT_EQ(records.size(), total - static_cast<std::uint64_t>(unrouted));
+  EXPECT_EQ(by_event_id(records).size(), records.size());  // no duplicate
+}
+
 TEST(KafkaAdapter, TopicForOrKeyForThrowingFailsThatEventWithInternal) {
   MockCluster cluster(1);
   cluster.create_topic("orders", 1);

@@ -71,7 +71,10 @@
 /// producing each batch, deliver() also serves the reports that are ready, on the
 /// pipeline's consumer thread (cheaper than waking the poll thread for them), so events
 /// are settled on either thread; the poll thread, once it has served some, lets the next
-/// ones gather for 1 ms. librdkafka runs its own threads, ended by terminate(). User code
+/// ones gather for 1 ms. The successful reports one poll serves are counted and settled
+/// together once librdkafka's poll returns, failed ones as they are served (each event is
+/// still settled once, after it stopped counting in outstanding()). librdkafka runs its own
+/// threads, ended by terminate(). User code
 /// (`topic_for`, `key_for`, the pipeline's settlement and telemetry) never runs while the
 /// adapter holds a lock.
 ///
