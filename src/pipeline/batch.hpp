@@ -12,7 +12,9 @@
 // go to that thread's malloc cache and the committing thread allocates from glibc's slow
 // paths (the pipeline bench's object payloads ran at 0.4x the speed). The bound is what a
 // pool may keep alive that no event needs any more: the events of kDeferred batches, the
-// most recently released ones (kept first in, first out: a steady stream replaces them).
+// most recently released ones (kept first in, first out: a steady stream replaces them),
+// and the old events of at most kDeferred batches handed out by acquire_stale() (a
+// transaction's emits destroy them one by one; one left open keeps the rest until it ends).
 // Other batches are reset by whoever recycles them, as before.
 #pragma once
 
@@ -47,6 +49,9 @@ struct Batch {
   // batch handed out by BatchPool::acquire_stale()): append() hands each old payload back
   // to its caller, who destroys it; reset() and drop_stale() destroy the rest. 0 otherwise.
   std::size_t stale = 0;
+  // The pool's count of batches out with stale events, while this one is (see
+  // BatchPool::acquire_stale()); released by drop_stale().
+  std::atomic<std::size_t>* stale_loans = nullptr;
   // Every live event has a payload that owns no memory (number, boolean, null) and the
   // empty metadata its slot keeps: reset() then has nothing to free and touches no event.
   bool plain = true;
@@ -135,6 +140,10 @@ struct Batch {
     for (std::size_t i = size; i < stale; ++i)
       clear_slot(slots[i]);
     stale = 0;
+    if (stale_loans != nullptr) {
+      stale_loans->fetch_sub(1, std::memory_order_relaxed);
+      stale_loans = nullptr;
+    }
   }
 
   // Drops the live events' payloads and empties their metadata, keeping the storage.
@@ -226,20 +235,37 @@ class BatchPool {
   // the allocations that followed took malloc's slow paths). The caller calls drop_stale()
   // before the batch leaves its thread (Transaction::hand_off), so that the old events are
   // never kept longer than by acquire().
+  // At most kDeferred batches are out with stale events at once (a transaction left open
+  // keeps its batch's old events until it ends: unbounded, open transactions would keep
+  // dead events without limit); past that, the old events are destroyed here as by
+  // acquire().
   BatchPtr acquire_stale() {
     if (Batch* batch = deferred_.try_pop()) {
-      batch->stale = batch->plain ? 0 : std::max(batch->size, batch->stale);
-      batch->size = 0;
-      batch->plain = true;
+      // (A pooled batch holds no loan: recycle() dropped it.)
+      if (!batch->plain && stale_loans_.fetch_add(1, std::memory_order_relaxed) < kDeferred) {
+        batch->stale = std::max(batch->size, batch->stale);
+        batch->stale_loans = &stale_loans_;
+        batch->size = 0;
+        batch->plain = true;
+        return BatchPtr(batch);
+      }
+      if (!batch->plain) stale_loans_.fetch_sub(1, std::memory_order_relaxed);
+      batch->reset();
       return BatchPtr(batch);
     }
     return acquire();
+  }
+
+  // How many batches are out with stale events (at most kDeferred).
+  [[nodiscard]] std::size_t stale_loans() const noexcept {
+    return stale_loans_.load(std::memory_order_relaxed);
   }
 
   // Takes ownership of `batch` (no other reference may remain). Its events stay until
   // acquire() hands it out again while fewer than kDeferred batches wait so; otherwise they
   // are destroyed here (see the file comment).
   void recycle(Batch* batch) noexcept {
+    batch->drop_stale();  // a transaction that ended without a commit (no-op otherwise)
     batch->cascade_depth = 0;
     batch->committed_at = {};
     batch->only_lane = Batch::kAllLanes;
@@ -263,7 +289,8 @@ class BatchPool {
   }
 
  private:
-  BoundedRing<Batch> deferred_;  // at most kDeferred, their events not yet destroyed
+  BoundedRing<Batch> deferred_;              // at most kDeferred, their events not yet destroyed
+  std::atomic<std::size_t> stale_loans_{0};  // batches out with stale events (<= kDeferred)
   BoundedRing<Batch> large_;
   std::optional<BoundedRing<Batch>> small_;  // replaced only by reserve()
 };

@@ -179,4 +179,44 @@ TEST(BatchPoolTest, AStaleBatchHandsItsOldEventsBackOneAppendAtATime) {
   EXPECT_EQ(fresh.acquire_stale()->stale, 0u);
 }
 
+TEST(BatchPoolTest, AtMostKDeferredBatchesAreOutWithStaleEventsAtOnce) {
+  // Found in review: each transaction left open after one emit kept its batch's other old
+  // events (100 open transactions kept 215 MB of dead 10 KB payloads). Past kDeferred loans
+  // acquire_stale() destroys the old events as acquire() does; a loan ends with the
+  // transaction's use of the batch (drop_stale(), reset() or recycle()).
+  BatchPool pool;
+  const auto deferred_batch = [&pool] {
+    emissions::detail::BatchPtr batch = pool.acquire();
+    append(*batch, std::string(1000, 'o'));
+    append(*batch, std::string(1000, 'o'));
+    pool.recycle(batch.release());
+  };
+  std::vector<emissions::detail::BatchPtr> open;
+  for (std::size_t i = 0; i < BatchPool::kDeferred; ++i) {
+    deferred_batch();
+    open.push_back(pool.acquire_stale());
+    ASSERT_EQ(open.back()->stale, 2u) << i;
+  }
+  EXPECT_EQ(pool.stale_loans(), BatchPool::kDeferred);
+
+  deferred_batch();
+  emissions::detail::BatchPtr over = pool.acquire_stale();
+  EXPECT_EQ(over->stale, 0u);
+  for (std::size_t i = 0; i < 2; ++i)
+    EXPECT_FALSE(Batch::owns_memory(over->slots[i].payload)) << i;  // destroyed here
+  EXPECT_EQ(pool.stale_loans(), BatchPool::kDeferred);
+  pool.recycle(over.release());
+
+  open.front()->drop_stale();  // the first transaction commits
+  EXPECT_EQ(pool.stale_loans(), BatchPool::kDeferred - 1);
+  deferred_batch();
+  emissions::detail::BatchPtr next = pool.acquire_stale();
+  EXPECT_EQ(next->stale, 2u);
+  open.push_back(std::move(next));
+
+  for (emissions::detail::BatchPtr& batch : open)  // the others end (rolled back, destroyed)
+    pool.recycle(batch.release());
+  EXPECT_EQ(pool.stale_loans(), 0u);
+}
+
 }  // namespace

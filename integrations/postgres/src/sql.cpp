@@ -152,10 +152,17 @@ std::string in_ddl_schema(std::string_view table, std::string_view name) {
 // definition, which storage parameters such as a fill factor change): a btree, not unique,
 // of the column ordering_key alone, ascending, with the predicate "ordering_key IS NOT NULL".
 std::string key_index_structure() {
-  return "am.amname = 'btree' AND NOT i.indisunique AND i.indnatts = 1 AND i.indexprs IS NULL\n"
-         "      AND i.indoption[0] = 0 AND i.indkey[0] = (SELECT a.attnum FROM pg_attribute a\n"
+  // The column's own collation and its type's default btree operator class: an index with
+  // another (COLLATE "POSIX", text_pattern_ops) does not serve the claim's key lookup.
+  return "am.amname = 'btree' AND NOT i.indisunique AND i.indisvalid AND i.indnatts = 1\n"
+         "      AND i.indexprs IS NULL AND i.indoption[0] = 0 AND EXISTS (SELECT FROM "
+         "pg_attribute a\n"
          "        WHERE a.attrelid = i.indrelid AND a.attname = 'ordering_key' AND NOT "
-         "a.attisdropped)\n"
+         "a.attisdropped\n"
+         "        AND a.attnum = i.indkey[0] AND i.indcollation[0] = a.attcollation\n"
+         "        AND i.indclass[0] = (SELECT opc.oid FROM pg_opclass opc WHERE opc.opcmethod = "
+         "am.oid\n"
+         "          AND opc.opcdefault AND opc.opcintype = a.atttypid))\n"
          "      AND pg_get_expr(i.indpred, i.indrelid) = '(ordering_key IS NOT NULL)'";
 }
 

@@ -909,6 +909,18 @@ TEST(Schema, AKeyIndexWithStorageParametersIsStillTheKeyIndex) {
   const auto [state, message] = refused(db, emissions::postgres::schema_sql({.table = table}));
   EXPECT_EQ(state, "42P07");
   EXPECT_THAT(message, HasSubstr("key index " + table + "_key"));
+  // So is one that differs only in its collation or operator class (found in review: the
+  // claim's key lookup cannot use it, and became a sequential scan).
+  for (const std::string column :
+       {"ordering_key COLLATE \"POSIX\"", "ordering_key text_pattern_ops"}) {
+    db.exec("DROP INDEX \"" + table + "_key\"");
+    db.exec("CREATE INDEX \"" + table + "_key\" ON \"" + table + "\" (" + column +
+            ") WHERE ordering_key IS NOT NULL");
+    const auto [other_state, other_message] =
+        refused(db, emissions::postgres::schema_sql({.table = table}));
+    EXPECT_EQ(other_state, "42P07") << column;
+    EXPECT_THAT(other_message, HasSubstr("key index " + table + "_key")) << column;
+  }
   db.exec("DROP TABLE \"" + table + "\"");
   db.exec("DROP TABLE " + quoted);
 }
