@@ -774,6 +774,20 @@ class Latin1Database {
   std::string name_;
 };
 
+// stage() of one event, rolled back, in `database` into `<schema>.outbox`, a table of an
+// earlier version (no staging function), made there first.
+emissions::Status stage_into_an_old_outbox(const Latin1Database& database,
+                                           emissions::Emitter& emitter, const std::string& schema,
+                                           const std::string& channel) {
+  const Db latin1 = database.connect();
+  latin1.exec("CREATE SCHEMA \"" + schema + "\"");
+  latin1.exec(table_of_an_older_schema_sql("\"" + schema + "\".\"outbox\""));
+  const OutboxOptions old{.table = schema + ".outbox", .channel = channel};
+  emissions::Transaction tx = emitter.start();
+  if (!tx.emit("e").ok()) return emissions::Status(emissions::Errc::internal, "emit failed");
+  return stage_rolled_back(latin1, tx, old);
+}
+
 TEST(Schema, ACutKeyIndexIsFoundInADatabaseThatIsNotUtf8) {
   // Found in review: the rename looked for the cut name as a UTF-8 server cuts it. In a
   // LATIN1 database, a table of 31 'é' is 31 bytes for the server (its "_key" index name
@@ -803,17 +817,10 @@ TEST_F(Stage, MissingFunctionOfALongNonAsciiSchemaInALatin1DatabaseIsStillNotFou
   const Latin1Database database("emissions_latin1_stage");
   emissions::Status s;
   {
-    const Db latin1 = database.connect();
     std::string schema = "x";  // not a repetition: no later part of it matches the cut
     for (int i = 0; i < 40; ++i)
       schema += "\xc3\xa9";  // 40 characters: 80 bytes in UTF-8, 40 in LATIN1
-    latin1.exec("CREATE SCHEMA \"" + schema + "\"");
-    const std::string quoted = "\"" + schema + "\".\"outbox\"";
-    latin1.exec(table_of_an_older_schema_sql(quoted));
-    const OutboxOptions old{.table = schema + ".outbox", .channel = outbox.channel};
-    emissions::Transaction tx = emitter.start();
-    ASSERT_TRUE(tx.emit("e").ok());
-    s = stage_rolled_back(latin1, tx, old);
+    s = stage_into_an_old_outbox(database, emitter, schema, outbox.channel);
   }
   EXPECT_EQ(s.code(), Errc::not_found) << s.to_string();
 }
@@ -978,16 +985,7 @@ TEST_F(Stage, MissingFunctionOfALongMixedSchemaInALatin1DatabaseIsNotFoundNaming
   for (int i = 0; i < 40; ++i)
     schema += "\xc3\xa9";          // é: 2 bytes in UTF-8, 1 in LATIN1
   schema += std::string(30, 'a');  // 71 characters: 111 bytes in UTF-8, 71 in LATIN1
-  {
-    const Db latin1 = database.connect();
-    latin1.exec("CREATE SCHEMA \"" + schema + "\"");
-    const std::string quoted = "\"" + schema + "\".\"outbox\"";
-    latin1.exec(table_of_an_older_schema_sql(quoted));
-    const OutboxOptions old{.table = schema + ".outbox", .channel = outbox.channel};
-    emissions::Transaction tx = emitter.start();
-    ASSERT_TRUE(tx.emit("e").ok());
-    s = stage_rolled_back(latin1, tx, old);
-  }
+  s = stage_into_an_old_outbox(database, emitter, schema, outbox.channel);
   EXPECT_EQ(s.code(), Errc::not_found) << s.to_string();
   EXPECT_THAT(s.message(), HasSubstr("staging function"));
   EXPECT_THAT(s.message(), HasSubstr("\"outbox_stage\"(jsonb, text)"));
