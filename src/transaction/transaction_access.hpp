@@ -39,6 +39,9 @@ struct TransactionAccess {
   // pipeline: they were written elsewhere (an outbox table) for a relay to publish. Fires
   // [emissions, buffer, committed]. invalid_argument while a hand-off of `tx` is under way.
   static Status end_written_elsewhere(Transaction& tx);
+  // Whether a flush() or commit() of `tx` is under way on this thread (user code it runs
+  // is calling): what would write `tx`'s events elsewhere must refuse before writing.
+  static bool handing_off(const Transaction& tx) noexcept { return tx.handing_off_; }
   static Transaction make(std::shared_ptr<detail::Core> core, int cascade_depth = 0) {
     return Transaction(std::move(core), cascade_depth);
   }

@@ -104,6 +104,9 @@ Status prepare_stage(Transaction& tx, const OutboxOptions& options, StageStateme
   if (!tx.active()) {
     return Status(Errc::not_started, "the transaction is not active: nothing to stage");
   }
+  // Checked before anything is sent: stage_and_commit() would commit the database
+  // transaction, then fail to end `tx`, whose commit() would publish the events too.
+  if (TransactionAccess::handing_off(tx)) return emissions::detail::handing_off();
   try {
     out.sql = stage_statement(options.table);
   } catch (const ConfigError& e) {

@@ -317,6 +317,60 @@ TEST_F(Terminated, BackendTerminatedDuringStagingIsUnavailableAndNotCommitted) {
   EXPECT_EQ(business_rows(other), 0);
 }
 
+// Found in review: user code that a commit of `tx` runs (here an adapter's interested())
+// staged and committed that same `tx`: the database committed the events, ending `tx` then
+// failed, and the outer commit published them too (twice in all). Refused, nothing sent.
+class StagesTheTransactionBeingCommitted final : public emissions::Adapter {
+ public:
+  StagesTheTransactionBeingCommitted(const Db& db, OutboxOptions outbox)
+      : db_(db), outbox_(std::move(outbox)) {}
+  std::string_view name() const override { return "stages-while-routing"; }
+  bool interested(const emissions::Event& /*event*/) const override {
+    if (tx != nullptr && !done_) {
+      done_ = true;
+      result_ = stage_and_commit(*tx, db_.get(), outbox_);
+      staged_ = emissions::postgres::stage(*tx, db_.get(), outbox_);
+    }
+    return true;
+  }
+  emissions::Status handle_events(std::span<const emissions::Event> /*batch*/) override {
+    return {};
+  }
+  emissions::Transaction* tx = nullptr;
+  emissions::Status result() const { return result_; }
+  emissions::Status staged() const { return staged_; }
+
+ private:
+  const Db& db_;
+  OutboxOptions outbox_;
+  mutable bool done_ = false;
+  mutable emissions::Status result_;
+  mutable emissions::Status staged_;
+};
+
+TEST_F(StageAndCommit, UserCodeRunByTheCommitOfTxCannotStageTx) {
+  auto probe = std::make_shared<StagesTheTransactionBeingCommitted>(db, outbox);
+  emissions::Config config;
+  config.make_default = false;
+  config.add_adapter(probe);
+  emissions::Emitter reentered(std::move(config));
+  emissions::Transaction tx = reentered.start();
+  ASSERT_TRUE(tx.emit("e", {{"n", 1}}).ok());
+  probe->tx = &tx;
+  business_write();
+  ASSERT_TRUE(tx.commit().ok());
+  EXPECT_EQ(probe->result().code(), Errc::invalid_argument) << probe->result().to_string();
+  EXPECT_THAT(probe->result().message(), HasSubstr("being flushed or committed"));
+  EXPECT_EQ(probe->staged().code(), Errc::invalid_argument) << probe->staged().to_string();
+  // Nothing was sent: the business transaction is still open, the outbox empty.
+  EXPECT_EQ(PQtransactionStatus(db.get()), PQTRANS_INTRANS);
+  expect_out_of_pipeline();
+  db.exec("ROLLBACK");
+  EXPECT_EQ(rows_in(db, outbox), 0);
+  ASSERT_TRUE(reentered.drain(5s).ok());
+  EXPECT_EQ(reentered.stats().committed, 1U);
+}
+
 TEST_F(StageAndCommit, PreconditionsSendNothing) {
   emissions::Transaction tx = three_events();
   EXPECT_EQ(stage_and_commit(tx, nullptr, outbox).code(), Errc::invalid_argument);

@@ -85,7 +85,8 @@ struct OutboxOptions {
 ///   on its own and break the guarantee), inside an aborted transaction, or busy; an event
 ///   that cannot be written as JSON (invalid UTF-8) or whose ordering key function threw;
 ///   data the server rejects (e.g. `\u0000` in a string, which `jsonb` refuses), with its SQL
-///   state;
+///   state; `tx` being flushed or committed on this thread (from user code its commit runs,
+///   such as an adapter's interested()): nothing is sent;
 /// - not_found: the table does not exist (SQL state 42P01): the message names it and
 ///   points at schema_sql(); or the table exists without its staging function (SQL state
 ///   42883: the table was made by an earlier version's schema_sql()): the message names the
