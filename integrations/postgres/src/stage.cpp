@@ -300,25 +300,32 @@ namespace emissions::postgres {
 
 namespace {
 
+// What the count check casts to an integer when the count is wrong: the server's 22P02
+// message quotes it, in any language the server speaks.
+constexpr std::string_view kCountMismatchMarker = "emissions: staged row count mismatch";
+
 // stage()'s statement with the row count checked by the server, $3 (bigint) being the
-// number of events: `SELECT 1 / coalesce((<call> = $3)::int, 0) ...`. stage() checks the count
-// on the client, before its caller commits; stage_and_commit() has sent COMMIT behind the
-// statement already, so a wrong count (a trigger or rule on the table, a replaced function)
-// must fail the statement itself, which makes the server skip the COMMIT. Plain SQL has no
-// RAISE: the division by zero does (SQL state 22012, without the PL/pgSQL context an error
-// raised inside the function has). The cheapest of the forms measured (docs/BENCHMARKS.md):
-// ~9 us of server CPU, where a CASE building a message cost ~110.
+// number of events: `SELECT (CASE WHEN <call> = $3 THEN '1' ELSE '<marker>' END)::int ...`.
+// stage() checks the count on the client, before its caller commits; stage_and_commit() has
+// sent COMMIT behind the statement already, so a wrong count (a trigger or rule on the table,
+// a replaced function) must fail the statement itself, which makes the server skip the
+// COMMIT. Plain SQL has no RAISE: the cast of the marker does (SQL state 22P02, the marker in
+// its message). The cast applies to the CASE's result, which is not constant, so the planner
+// never evaluates it ahead. (A division by zero, measured cheapest, was told apart from one
+// raised inside the function by the error's context, which log_parameter_max_length_on_error
+// also fills: found in review.)
 std::string checked_stage_statement(const OutboxOptions& options) {
-  return detail::stage_statement(options.table, "$1", "$2", "1 / coalesce((",
-                                 " = ($3)::bigint)::int, 0)");
+  return detail::stage_statement(
+      options.table, "$1", "$2", "(CASE WHEN ",
+      " = ($3)::bigint THEN '1' ELSE '" + std::string(kCountMismatchMarker) + "' END)::int");
 }
 
-// Whether `result` is the checked statement's own division by zero (not one raised inside
-// the staging function, by a trigger: that one has a context).
+// Whether `result` is the checked statement's own refusal of a wrong count.
 bool count_mismatch(const PGresult* result) {
   const char* state = PQresultErrorField(result, PG_DIAG_SQLSTATE);
-  return state != nullptr && std::string_view(state) == "22012" &&
-         PQresultErrorField(result, PG_DIAG_CONTEXT) == nullptr;
+  const char* message = PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY);
+  return state != nullptr && std::string_view(state) == "22P02" && message != nullptr &&
+         std::string_view(message).find(kCountMismatchMarker) != std::string_view::npos;
 }
 
 std::string sqlstate_of(const PGresult* result) {
