@@ -72,13 +72,6 @@ Deadline limit(const Io& io) {
              : io.deadline;
 }
 
-std::string trimmed(const char* message) {
-  std::string out = message == nullptr ? "" : message;
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' '))
-    out.pop_back();
-  return out;
-}
-
 // Waits for `socket` within `io`; false (with `error`) when abandoned or past the deadline.
 // A wake-up consumed here is not lost: the relay loop looks at its shared state again
 // before it waits next.

@@ -141,9 +141,7 @@ Status finish_stage(Transaction& tx) {
 
 Status stage_error(std::string_view sqlstate, std::string_view message, bool connection_lost,
                    const OutboxOptions& options) {
-  std::string what(message);
-  while (!what.empty() && (what.back() == '\n' || what.back() == ' '))
-    what.pop_back();
+  const std::string what = trimmed(message);
   const std::string state =
       sqlstate.empty() ? std::string() : " (SQL state " + std::string(sqlstate) + ")";
   if (connection_lost || (!sqlstate.empty() && retriable_class(sqlstate))) {
@@ -341,9 +339,7 @@ bool statement_error(const PGresult* result) {
 }
 
 Status commit_outcome_unknown(PGconn* conn) {
-  std::string what = PQerrorMessage(conn);
-  while (!what.empty() && (what.back() == '\n' || what.back() == ' '))
-    what.pop_back();
+  const std::string what = detail::trimmed(PQerrorMessage(conn));
   return Status(Errc::unavailable,
                 "stage_and_commit(): the connection was lost after COMMIT was sent: the "
                 "commit's outcome is unknown (if it committed, the events are published); tx "
