@@ -3,9 +3,10 @@
 //
 //   emissions-postgres-bench [conninfo [parts]]
 //
-// `parts` picks runs by name, comma-separated (staging,relay,latency; default all; also
-// `statements`, not in the default: the staging statements of earlier versions and now, side
-// by side).
+// `parts` picks runs by name, comma-separated (staging,relay,latency; default all; also, not
+// in the default, `statements`: the staging statements of earlier versions and now, side by
+// side; `pipeline`: stage_and_commit()'s pipeline with cheaper statements, what each part of
+// its statement costs the server).
 // Without a conninfo it starts a throw-away PostgreSQL 15 of its own with the server's
 // default durability (fsync and synchronous_commit on; pg_cluster.sh with
 // EMISSIONS_PG_DURABLE=1) and stops it at the end.
@@ -380,6 +381,120 @@ int main(int argc, char** argv) {
           "staging_statement_%-16s statement %.1f us, tx %.1f us (medians); server CPU "
           "%.1f us/tx\n",
           variants[v].first, median(statement[v]), median(total[v]), server[v] * 1e6 / kReps);
+    }
+  }
+
+  // 1c. Where stage_and_commit()'s added server CPU goes: its pipeline (a statement, COMMIT,
+  //     a sync) after BEGIN and the business INSERT, with the statement replaced by cheaper
+  //     ones, each leaving something out; the plain transaction beside them. All interleaved
+  //     on one connection, the order rotated every round. Not part of the default run.
+  if (parts.find("pipeline") != std::string::npos) {
+    const std::string backend = std::to_string(PQbackendPID(db.conn));
+    const std::string from = " FROM (SELECT E'\"bench_outbox\"'::regclass) AS outbox";
+    const std::string checked_call =
+        "SELECT (CASE WHEN \"bench_outbox_stage\"(($1)::jsonb, ($2)::text) = ($3)::bigint THEN "
+        "'1' ELSE 'emissions: staged row count mismatch' END)::int";
+    if (!db.exec("CREATE OR REPLACE FUNCTION bench_outbox_noop(e jsonb, ch text) RETURNS bigint "
+                 "LANGUAGE plpgsql AS $$ BEGIN RETURN 3; END $$")) {
+      return 1;
+    }
+    PGresult* prepared =
+        PQprepare(db.conn, "bench_checked_call", (checked_call + from).c_str(), 3, nullptr);
+    const bool prepared_ok = PQresultStatus(prepared) == PGRES_COMMAND_OK;
+    PQclear(prepared);
+    if (!prepared_ok) return 1;
+    struct Variant {
+      const char* name;
+      std::string sql;  // empty: the prepared statement; "-": no statement
+      int params;
+    };
+    const std::vector<Variant> variants = {
+        {"plain (no pipeline)", "", 0},
+        {"stage_and_commit (now)", checked_call + from, 3},
+        {"named prepared", "", 3},
+        {"no regclass FROM", checked_call, 3},
+        {"no count check", "SELECT \"bench_outbox_stage\"(($1)::jsonb, ($2)::text)" + from, 2},
+        {"empty plpgsql fn",
+         "SELECT (CASE WHEN bench_outbox_noop(($1)::jsonb, ($2)::text) = ($3)::bigint THEN '1' "
+         "ELSE 'x' END)::int" +
+             from,
+         3},
+        {"SELECT of the params", "SELECT ($1)::jsonb IS NULL, ($2)::text, ($3)::bigint", 3},
+        {"COMMIT only", "-", 0}};
+    const Oid types[3] = {3802, 25, 20};
+    const std::size_t n = variants.size();
+    std::vector<std::vector<double>> total(n);
+    std::vector<double> server(n, 0);
+    constexpr int kReps = 800;
+    constexpr int kWarmUp = 100;
+    std::uint64_t id = 1'000'000'000;
+    for (int i = 0; i < kReps + kWarmUp; ++i) {
+      for (std::size_t k = 0; k < n; ++k) {
+        const std::size_t v = (k + static_cast<std::size_t>(i)) % n;
+        std::string events = "[";
+        for (int e = 0; e < 3; ++e) {
+          char uuid[40];
+          std::snprintf(uuid, sizeof uuid, "00000000-0000-4000-8000-%012llx",
+                        static_cast<unsigned long long>(++id));
+          events += std::string(e > 0 ? "," : "") + R"({"id":")" + uuid +
+                    R"(","name":"order_event","payload":{"id":)" + std::to_string(i) + R"(,"e":)" +
+                    std::to_string(e) +
+                    R"(},"metadata":{},"emitted_at":"2026-12-02T12:00:00.000001Z","key":null})";
+        }
+        events += "]";
+        const char* values[3] = {events.c_str(), "bench", "3"};
+        const double s0 = backend_cpu_s(backend);
+        const auto t0 = Clock::now();
+        if (!db.exec("BEGIN") || !db.exec("INSERT INTO bench_orders (total) VALUES (1)")) return 1;
+        if (v == 0) {
+          if (!db.exec("COMMIT")) return 1;
+        } else {
+          if (PQenterPipelineMode(db.conn) != 1) return 1;
+          const Variant& variant = variants[v];
+          bool sent = true;
+          if (variant.sql.empty()) {
+            sent = PQsendQueryPrepared(db.conn, "bench_checked_call", 3, values, nullptr, nullptr,
+                                       0) == 1;
+          } else if (variant.sql != "-") {
+            sent = PQsendQueryParams(db.conn, variant.sql.c_str(), variant.params, types, values,
+                                     nullptr, nullptr, 0) == 1;
+          }
+          sent =
+              sent &&
+              PQsendQueryParams(db.conn, "COMMIT", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1 &&
+              PQpipelineSync(db.conn) == 1;
+          if (!sent) {
+            std::fprintf(stderr, "%s: %s", variant.name, PQerrorMessage(db.conn));
+            return 1;
+          }
+          bool synced = false;
+          bool failed = false;
+          for (int reads = 0; reads < 8 && !synced; ++reads) {
+            PGresult* r = PQgetResult(db.conn);
+            if (r == nullptr) continue;
+            const ExecStatusType st = PQresultStatus(r);
+            if (st == PGRES_PIPELINE_SYNC) {
+              synced = true;
+            } else if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+              std::fprintf(stderr, "%s: %s", variant.name, PQresultErrorMessage(r));
+              failed = true;
+            }
+            PQclear(r);
+          }
+          if (PQexitPipelineMode(db.conn) != 1 || failed || !synced) return 1;
+        }
+        const auto t1 = Clock::now();
+        if (i >= kWarmUp) {
+          total[v].push_back(us(t0, t1));
+          server[v] += backend_cpu_s(backend) - s0;
+        }
+      }
+    }
+    if (!db.exec("TRUNCATE bench_outbox") || !db.exec("DROP FUNCTION bench_outbox_noop")) return 1;
+    for (std::size_t v = 0; v < n; ++v) {
+      std::printf("pipeline_%-24s tx %.1f us (median); server CPU %.1f us/tx, %+.1f over plain\n",
+                  variants[v].name, median(total[v]), server[v] * 1e6 / kReps,
+                  (server[v] - server[0]) * 1e6 / kReps);
     }
   }
 

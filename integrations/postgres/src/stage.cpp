@@ -8,6 +8,7 @@
 
 #include "emissions/outbox/postgres_outbox.hpp"
 #include "pq_handles.hpp"
+#include "relay_faults.hpp"
 #include "sql.hpp"
 #include "transaction/transaction_access.hpp"
 
@@ -338,15 +339,19 @@ bool statement_error(const PGresult* result) {
   return severity != nullptr && std::string_view(severity) == "ERROR";
 }
 
-Status commit_outcome_unknown(PGconn* conn) {
+// `why`: what happened once COMMIT was queued.
+Status commit_outcome_unknown(PGconn* conn, std::string_view why =
+                                                "the connection was lost after COMMIT was "
+                                                "sent") {
   const std::string what = detail::trimmed(PQerrorMessage(conn));
-  return Status(Errc::unavailable,
-                "stage_and_commit(): the connection was lost after COMMIT was sent: the "
-                "commit's outcome is unknown (if it committed, the events are published); tx "
-                "keeps its events: staged again in a retry they fail with a unique violation "
-                "of their ids (SQL state 23505) if they were committed, so none is published "
-                "twice: " +
-                    what);
+  return Status(
+      Errc::unavailable,
+      "stage_and_commit(): " + std::string(why) +
+          ": the commit's outcome is unknown (if it committed, the events are published); tx "
+          "keeps its events: staged again in a retry they fail with a unique violation "
+          "of their ids (SQL state 23505) if they were committed, so none is published "
+          "twice: " +
+          what);
 }
 
 }  // namespace
@@ -379,18 +384,30 @@ Status stage_and_commit(Transaction& tx, PGconn* conn, const OutboxOptions& opti
                   who + ": cannot enter pipeline mode: " + std::string(PQerrorMessage(conn)));
   }
   const std::string count = std::to_string(statement.count);
-  bool commit_sent = false;  // COMMIT's bytes may have left, in part or whole
-  bool sent = true;
+  bool staging_queued = false;
   if (staging) {
     const char* values[3] = {statement.events.c_str(), options.channel.c_str(), count.c_str()};
     // jsonb, text, bigint: the built-in types' OIDs (pg_type.dat).
     const Oid types[3] = {3802, 25, 20};
-    sent = PQsendQueryParams(conn, sql.c_str(), 3, types, values, nullptr, nullptr, 0) == 1;
+    staging_queued =
+        PQsendQueryParams(conn, sql.c_str(), 3, types, values, nullptr, nullptr, 0) == 1;
   }
-  if (sent) {
-    commit_sent = true;
-    sent = PQsendQueryParams(conn, "COMMIT", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1 &&
-           PQpipelineSync(conn) == 1;
+  // COMMIT's bytes may leave once queued (libpq flushes a full buffer), in part or whole.
+  bool commit_queued = false;
+  if (!staging || staging_queued) {
+    commit_queued =
+        !detail::fault(detail::FaultPoint::commit_queueing, conn) &&
+        PQsendQueryParams(conn, "COMMIT", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1;
+  }
+  // Whatever was queued is followed by a sync, also when COMMIT could not be queued with the
+  // connection still up (libpq out of memory): without it nothing can be read back, and the
+  // connection could not leave pipeline mode. A failed attempt is tried once more.
+  bool sync_queued = false;
+  for (int attempt = 0; attempt < 2 && !sync_queued && (staging_queued || commit_queued) &&
+                        PQstatus(conn) == CONNECTION_OK;
+       ++attempt) {
+    sync_queued =
+        !detail::fault(detail::FaultPoint::sync_queueing, conn) && PQpipelineSync(conn) == 1;
   }
 
   // Every result, blocking as stage()'s PQexecParams does: the staging call's (slot 0), then
@@ -399,7 +416,7 @@ Status stage_and_commit(Transaction& tx, PGconn* conn, const OutboxOptions& opti
   detail::ResultHandle staged;
   detail::ResultHandle committed;
   bool synced = false;
-  if (sent) {
+  if (sync_queued) {
     int slot = staging ? 0 : 1;
     for (int reads = 0; reads < 8 && !synced; ++reads) {
       detail::ResultHandle r(PQgetResult(conn));
@@ -419,11 +436,33 @@ Status stage_and_commit(Transaction& tx, PGconn* conn, const OutboxOptions& opti
   }
   // Nothing is left to read after the sync: this cannot fail then. On a lost connection it
   // may (results never came); the connection is unusable anyway (PQreset or PQfinish it).
+  // Without a sync (it could not be queued twice) the queued statements' results can never be
+  // read: the connection stays in pipeline mode, unusable.
   (void)PQexitPipelineMode(conn);
   const bool lost = PQstatus(conn) != CONNECTION_OK;
 
-  if (!sent && !commit_sent) {
+  if (!staging_queued && !commit_queued) {
     return detail::stage_error("", PQerrorMessage(conn), true, options);
+  }
+  if (!sync_queued) {
+    const std::string stuck =
+        lost ? std::string()
+             : " (the pipeline's sync could not be queued: the connection is left in pipeline "
+               "mode, unusable: PQfinish or PQreset it)";
+    if (commit_queued) {
+      // Closing the connection flushes what libpq queued: COMMIT may still reach the server.
+      if (lost) return commit_outcome_unknown(conn);
+      return commit_outcome_unknown(conn,
+                                    "COMMIT was queued but the pipeline's sync could not be "
+                                    "(libpq out of memory?): the connection is left in pipeline "
+                                    "mode, unusable (PQfinish or PQreset it), and closing it "
+                                    "sends what libpq queued, COMMIT included");
+    }
+    if (lost) return detail::stage_error("", PQerrorMessage(conn), true, options);
+    return Status(Errc::internal, who +
+                                      ": COMMIT was not sent; nothing was committed, tx keeps "
+                                      "its events" +
+                                      stuck + ": " + detail::trimmed(PQerrorMessage(conn)));
   }
   if (staging) {
     if (!staged)
@@ -448,6 +487,17 @@ Status stage_and_commit(Transaction& tx, PGconn* conn, const OutboxOptions& opti
       }
       return detail::stage_error(state, message, lost, options);
     }
+  }
+  if (!commit_queued) {
+    // The staging call ran (or there was none); COMMIT was never sent.
+    if (lost) return detail::stage_error("", PQerrorMessage(conn), true, options);
+    return Status(Errc::internal,
+                  who +
+                      ": COMMIT could not be queued (libpq out of memory?), so it was not sent: "
+                      "the database transaction is still open, with the staged rows: roll it "
+                      "back (do not commit it: tx keeps its events, whose commit() would publish "
+                      "them a second time): " +
+                      detail::trimmed(PQerrorMessage(conn)));
   }
   if (!committed)
     return lost ? commit_outcome_unknown(conn)

@@ -10,10 +10,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "commit_reply_cutter.hpp"
 #include "emissions/emitter.hpp"
 #include "emissions/outbox/postgres.hpp"
 #include "emissions/testing.hpp"
 #include "pg_test_support.hpp"
+#include "relay_faults.hpp"
 #include "relay_support.hpp"
 
 namespace {
@@ -446,6 +448,127 @@ TEST_F(StageAndCommit, ARelayPublishesTheEventsIffTheCommitSucceeded) {
   EXPECT_EQ(seen, (std::set<int>{0, 1, 2, 30, 31, 32}));
   EXPECT_EQ(relay.stats().published, 6U);
   EXPECT_EQ(rows_in(db, outbox), 0);
+}
+
+// A fault hook of the test's (relay_faults.hpp), removed at the end of its scope.
+class FaultHookScope {
+ public:
+  explicit FaultHookScope(emissions::postgres::detail::FaultHook hook) {
+    emissions::postgres::detail::set_fault_hook(std::move(hook));
+  }
+  ~FaultHookScope() { emissions::postgres::detail::set_fault_hook({}); }
+  FaultHookScope(const FaultHookScope&) = delete;
+  FaultHookScope& operator=(const FaultHookScope&) = delete;
+};
+
+using emissions::postgres::detail::FaultPoint;
+
+// libpq failing to queue COMMIT with the connection up (out of memory) left the staging call
+// queued without a sync: no result could be read and the connection stayed in pipeline mode.
+TEST_F(StageAndCommit, ACommitThatCannotBeQueuedIsSyncedAwayAndLeavesTheTransactionOpen) {
+  emissions::Transaction tx = three_events();
+  business_write();
+  emissions::Status s;
+  {
+    const FaultHookScope hook(
+        [](FaultPoint point, PGconn*) { return point == FaultPoint::commit_queueing; });
+    s = stage_and_commit(tx, db.get(), outbox);
+  }
+  EXPECT_EQ(s.code(), Errc::internal) << s.to_string();
+  EXPECT_THAT(s.message(), HasSubstr("COMMIT could not be queued"));
+  EXPECT_THAT(s.message(), HasSubstr("roll it back"));
+  expect_out_of_pipeline();
+  // The staging call ran; nothing committed; the transaction is open for the caller.
+  EXPECT_EQ(PQtransactionStatus(db.get()), PQTRANS_INTRANS);
+  EXPECT_EQ(rows_in(db, outbox), 3);
+  EXPECT_EQ(rows_in(Db(), outbox), 0);
+  EXPECT_EQ(tx.size(), 3U);
+  db.exec("ROLLBACK");
+  EXPECT_EQ(rows_in(db, outbox), 0);
+  // The connection works as before: the retry commits.
+  business_write();
+  ASSERT_TRUE(stage_and_commit(tx, db.get(), outbox).ok());
+  EXPECT_FALSE(tx.active());
+  EXPECT_EQ(rows_in(Db(), outbox), 3);
+  EXPECT_EQ(business_rows(Db()), 1);
+}
+
+TEST_F(StageAndCommit, ASyncThatFailsToBeQueuedOnceIsQueuedAgainAndCommits) {
+  emissions::Transaction tx = three_events();
+  business_write();
+  int failures = 0;
+  emissions::Status s;
+  {
+    const FaultHookScope hook([&failures](FaultPoint point, PGconn*) {
+      return point == FaultPoint::sync_queueing && failures++ == 0;
+    });
+    s = stage_and_commit(tx, db.get(), outbox);
+  }
+  EXPECT_TRUE(s.ok()) << s.to_string();
+  EXPECT_EQ(failures, 2);
+  expect_out_of_pipeline();
+  EXPECT_EQ(PQtransactionStatus(db.get()), PQTRANS_IDLE);
+  EXPECT_FALSE(tx.active());
+  EXPECT_EQ(rows_in(Db(), outbox), 3);
+}
+
+// A sync that cannot be queued at all: nothing can be read back, the connection cannot leave
+// pipeline mode, and COMMIT is queued in libpq, sent when the connection is closed.
+TEST_F(StageAndCommit, ASyncThatCannotBeQueuedIsAnUnknownOutcome) {
+  emissions::Transaction tx = three_events();
+  business_write();
+  emissions::Status s;
+  {
+    const FaultHookScope hook(
+        [](FaultPoint point, PGconn*) { return point == FaultPoint::sync_queueing; });
+    s = stage_and_commit(tx, db.get(), outbox);
+  }
+  EXPECT_EQ(s.code(), Errc::unavailable) << s.to_string();
+  EXPECT_THAT(s.message(), HasSubstr("outcome is unknown"));
+  EXPECT_THAT(s.message(), HasSubstr("pipeline mode"));
+  EXPECT_EQ(tx.size(), 3U);
+  // As the message says: closing the connection sends the queued COMMIT.
+  PQreset(db.get());
+  ASSERT_EQ(PQstatus(db.get()), CONNECTION_OK);
+  EXPECT_TRUE(eventually([&] { return rows_in(db, outbox) == 3; }, 20s));
+  EXPECT_EQ(business_rows(db), 1);
+}
+
+// The unknown outcome when the COMMIT did happen: a proxy loses the server's reply to it.
+// The rows are in the table, tx kept its events, and staging them again (stage(), or
+// stage_and_commit()) fails with a unique violation of their ids instead of publishing them
+// twice.
+TEST_F(StageAndCommit, ACommitWhoseReplyIsLostIsUnknownAndARetryFailsWithAUniqueViolation) {
+  const emissions::postgres::test::CommitReplyCutter proxy;
+  const Db through(proxy.conninfo());
+  emissions::Transaction tx = three_events();
+  through.exec("BEGIN");
+  through.exec("INSERT INTO " + orders + " (total) VALUES (1)");
+  const emissions::Status s = stage_and_commit(tx, through.get(), outbox);
+  ASSERT_TRUE(proxy.cut());
+  EXPECT_EQ(s.code(), Errc::unavailable) << s.to_string();
+  EXPECT_THAT(s.message(), HasSubstr("outcome is unknown"));
+  EXPECT_NE(PQstatus(through.get()), CONNECTION_OK);
+  EXPECT_TRUE(tx.active());
+  EXPECT_EQ(tx.size(), 3U);
+  // It committed.
+  EXPECT_EQ(rows_in(db, outbox), 3);
+  EXPECT_EQ(business_rows(db), 1);
+  // A retry on a new connection writes nothing.
+  business_write(2);
+  const emissions::Status again = emissions::postgres::stage(tx, db.get(), outbox);
+  EXPECT_EQ(again.code(), Errc::invalid_argument) << again.to_string();
+  EXPECT_THAT(again.message(), HasSubstr("23505"));
+  EXPECT_EQ(PQtransactionStatus(db.get()), PQTRANS_INERROR);
+  db.exec("ROLLBACK");
+  business_write(2);
+  const emissions::Status piped = stage_and_commit(tx, db.get(), outbox);
+  EXPECT_EQ(piped.code(), Errc::invalid_argument) << piped.to_string();
+  EXPECT_THAT(piped.message(), HasSubstr("23505"));
+  db.exec("ROLLBACK");
+  EXPECT_EQ(tx.size(), 3U);
+  EXPECT_EQ(rows_in(db, outbox), 3);
+  EXPECT_EQ(business_rows(db), 1);
 }
 
 }  // namespace

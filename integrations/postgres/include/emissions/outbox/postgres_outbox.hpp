@@ -137,6 +137,11 @@ Status stage(Transaction& tx, PGconn* conn, const OutboxOptions& options = {});
 ///   with a unique violation of their ids (SQL state 23505) and writes nothing, so a retry
 ///   never publishes an event twice; dropping `tx` loses nothing that committed. `conn` is
 ///   bad (PQreset or PQfinish it).
+/// - libpq could not queue `COMMIT` with the connection up (out of memory): internal; the
+///   pipeline is synced and read anyway, `conn` is out of pipeline mode and still inside the
+///   database transaction, with the staged rows: roll it back; `tx` keeps its events. If it
+///   cannot queue the pipeline's sync (twice): unavailable, the outcome unknown as above,
+///   and `conn` is left in pipeline mode, unusable (closing it sends the queued `COMMIT`).
 ///
 /// Thread-safety as stage(); blocks for one round trip to the server, as stage() does (no
 /// deadline of its own: libpq's connection options, e.g. `tcp_user_timeout`, bound it).
