@@ -442,7 +442,17 @@ Status stage_and_commit(Transaction& tx, PGconn* conn, const OutboxOptions& opti
   const bool lost = PQstatus(conn) != CONNECTION_OK;
 
   if (!staging_queued && !commit_queued) {
-    return detail::stage_error("", PQerrorMessage(conn), true, options);
+    if (lost) return detail::stage_error("", PQerrorMessage(conn), true, options);
+    // Nothing was queued with the connection up (libpq out of memory): the database
+    // transaction is still open, with the business writes and without the events. Retrying
+    // "the business transaction" on this connection would commit both attempts' writes.
+    return Status(Errc::internal,
+                  who +
+                      ": neither the staging call nor COMMIT could be queued (libpq out of "
+                      "memory?), so nothing was sent: the database transaction is still open: "
+                      "roll it back (committing it would commit the business writes without "
+                      "the events); tx keeps its events: " +
+                      detail::trimmed(PQerrorMessage(conn)));
   }
   if (!sync_queued) {
     const std::string stuck =

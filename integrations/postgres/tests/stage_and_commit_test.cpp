@@ -493,6 +493,32 @@ TEST_F(StageAndCommit, ACommitThatCannotBeQueuedIsSyncedAwayAndLeavesTheTransact
   EXPECT_EQ(business_rows(Db()), 1);
 }
 
+// From review: with no events nothing but COMMIT is queued; when libpq cannot queue it with
+// the connection up, the status said "try the business transaction again" (unavailable), and
+// doing so on the same connection committed both attempts' business writes.
+TEST_F(StageAndCommit, NothingQueuedWithTheConnectionUpIsInternalAndLeavesTheTransactionOpen) {
+  emissions::Transaction tx = emitter.start();
+  business_write();
+  emissions::Status s;
+  {
+    const FaultHookScope hook(
+        [](FaultPoint point, PGconn*) { return point == FaultPoint::commit_queueing; });
+    s = stage_and_commit(tx, db.get(), outbox);
+  }
+  EXPECT_EQ(s.code(), Errc::internal) << s.to_string();
+  EXPECT_THAT(s.message(), HasSubstr("nothing was sent"));
+  EXPECT_THAT(s.message(), HasSubstr("roll it back"));
+  expect_out_of_pipeline();
+  EXPECT_EQ(PQtransactionStatus(db.get()), PQTRANS_INTRANS);
+  EXPECT_TRUE(tx.active());
+  db.exec("ROLLBACK");
+  EXPECT_EQ(business_rows(Db()), 0);
+  business_write();
+  ASSERT_TRUE(stage_and_commit(tx, db.get(), outbox).ok());
+  EXPECT_FALSE(tx.active());
+  EXPECT_EQ(business_rows(Db()), 1);
+}
+
 TEST_F(StageAndCommit, ASyncThatFailsToBeQueuedOnceIsQueuedAgainAndCommits) {
   emissions::Transaction tx = three_events();
   business_write();
