@@ -60,7 +60,8 @@
 /// `adapter` (the name):
 /// - `[emissions, kafka, error]` {count: 1} {adapter, code, reason, fatal}: an error
 ///   librdkafka reported for the whole client (a broker down, all brokers down, a fatal
-///   error), on the adapter's poll thread;
+///   error), on the thread that serves the reports (the adapter's poll thread, or a
+///   consumer thread in deliver() while batches keep coming);
 /// - `[emissions, kafka, restarted]` {count: 1} {adapter, reason}: a new producer replaced
 ///   one stopped by a fatal error;
 /// - `[emissions, kafka, terminated]` {left, duration} {adapter}: at terminate(), how many
