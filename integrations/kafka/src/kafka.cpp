@@ -1,12 +1,14 @@
-// The Kafka adapter: deliver() produces, one poll thread settles from delivery reports and
-// replaces a producer stopped by a fatal error, terminate() waits for the reports and ends
-// both. The producer instance and its records are in producer.*, the configuration in
-// producer_config.*, the error classes in errors.*.
+// The Kafka adapter: deliver() produces and settles the delivery reports that are ready,
+// one poll thread settles them while no deliver() makes progress and replaces a producer
+// stopped by a fatal error, terminate() waits for the reports and ends both. The producer
+// instance and its records are in producer.*, the configuration in producer_config.*, the
+// error classes in errors.*.
 #include "emissions/adapters/kafka.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -32,8 +34,16 @@ using detail::kafka::Reports;
 
 namespace {
 
-// The poll thread's longest wait in librdkafka; terminate() interrupts it sooner.
+// The idle poll thread's longest wait for a report (librdkafka's queue callback wakes it
+// sooner, and so does terminate()).
 constexpr std::chrono::milliseconds kPollInterval{100};
+// While deliver() calls make progress, they serve the reports (on the thread that produced
+// the messages, whose allocations librdkafka frees when it serves their reports: freeing
+// them on another thread made each allocation take malloc's slow path, docs/BENCHMARKS.md),
+// and the poll thread only looks this often whether one was called since its last look.
+// Reports wait at most about twice this long once deliver() calls stop (or one is stuck in
+// a settlement callback or on a full queue).
+constexpr std::chrono::milliseconds kProducingCheck{1};
 // After serving reports, the poll thread lets the next ones gather this long before it
 // serves again (terminate() interrupts it): librdkafka wakes a waiting poll for every
 // response it queues, and at high rates waking for each of them cost more CPU per event
@@ -140,6 +150,11 @@ struct Kafka::State {
   // polls. Both sides seq_cst: one of them sees the other.
   std::atomic<std::size_t> producing{0};
   std::atomic<bool> stop_polling{false};  // the poll thread must return
+  // Bumped as each deliver() begins and ends: while it moves, the poll thread leaves the
+  // reports to deliver() (poll_loop).
+  std::atomic<std::uint64_t> progress{0};
+  // The poll thread's kProducingCheck (in ns; tests set another, KafkaAccess).
+  std::atomic<std::int64_t> producing_check_ns{std::chrono::nanoseconds(kProducingCheck).count()};
   std::atomic<bool> terminated{false};
   std::atomic<std::size_t> restarts{0};
   detail::WaitChannel poll_wake;  // wakes the poll thread when it waits without a producer
@@ -158,6 +173,17 @@ struct Kafka::State {
 // --- deliver ------------------------------------------------------------------------------
 
 void Kafka::State::deliver(Delivery delivery) noexcept {
+  // Marks its beginning and its end for the poll thread (poll_loop).
+  struct Progress {
+    std::atomic<std::uint64_t>& count;
+    explicit Progress(std::atomic<std::uint64_t>& c) noexcept : count(c) {
+      count.fetch_add(1, std::memory_order_relaxed);
+    }
+    ~Progress() { count.fetch_add(1, std::memory_order_relaxed); }
+    Progress(const Progress&) = delete;
+    Progress& operator=(const Progress&) = delete;
+  };
+  const Progress mark(progress);
   try {
     if (closing.load(std::memory_order_acquire)) {
       delivery.fail(Status(Errc::closed, what() + " is terminated"));
@@ -176,12 +202,14 @@ void Kafka::State::deliver(Delivery delivery) noexcept {
     std::string value;
     for (std::size_t i = 0; i < record.slots.size(); ++i) {
       produce_one(*active, record, i, topic, key, value);
+      progress.fetch_add(1, std::memory_order_relaxed);  // a long batch is progress too
     }
     active->close(record);
-    // Serves the reports that are ready (earlier batches' events, settled here) instead of
-    // waking the poll thread for them: librdkafka frees each reported message on the thread
-    // that serves its report, and freeing on the thread that allocated it (this one) is
-    // cheaper. The poll thread still serves whatever comes while no batch does.
+    // Serves the reports that are ready (earlier batches' events, settled here): while
+    // deliver() calls keep coming, the poll thread leaves them to this thread (poll_loop).
+    // librdkafka frees each reported message on the thread that serves its report, and
+    // freeing on the thread that allocated it (this one) is cheaper. The poll thread serves
+    // whatever comes once no deliver() makes progress.
     // Not after a fatal error: then the poll thread alone serves the failed producer, so
     // that the purged messages' reports come after the new producer is in place.
     if (!active->fatal()) (void)active->poll(std::chrono::milliseconds(0));
@@ -296,6 +324,7 @@ void Kafka::State::produce_one(Producer& active, InFlight& record, std::size_t i
 // --- the poll thread ----------------------------------------------------------------------
 
 void Kafka::State::poll_loop() noexcept {
+  std::uint64_t seen = progress.load(std::memory_order_acquire);
   while (!stop_polling.load(std::memory_order_acquire)) {
     std::shared_ptr<Producer> active = current();
     if (!active) {
@@ -311,12 +340,43 @@ void Kafka::State::poll_loop() noexcept {
       }
       continue;
     }
-    const int served = active->poll(kPollInterval);
-    active.reset();
-    if (served > 0) {
+    const std::uint64_t now = progress.load(std::memory_order_acquire);
+    if (now != seen && !closing.load(std::memory_order_acquire)) {
+      // A deliver() began or ended since the last look: it serves the reports after its
+      // batch. Looks again later; serves them here once a look saw no progress since the
+      // one before (deliver() calls stopped, or one is stuck in a settlement callback or on
+      // a full queue), and from terminate() on.
+      seen = now;
+      active.reset();
+      const std::int64_t check = producing_check_ns.load(std::memory_order_acquire);
       (void)detail::wait_until(
-          poll_wake, [&] { return stop_polling.load(std::memory_order_acquire); },
-          deadline_after(kReportLinger));
+          poll_wake,
+          [&] {
+            return stop_polling.load(std::memory_order_acquire) ||
+                   closing.load(std::memory_order_acquire) ||
+                   producing_check_ns.load(std::memory_order_acquire) != check;
+          },
+          deadline_after(std::chrono::nanoseconds(check)));
+    } else {
+      // Cleared before serving: a report queued after this poll finds the queue empty and
+      // sets it again (Producer::on_queue_ready).
+      reports->ready.store(false, std::memory_order_seq_cst);
+      const int served = active->poll(std::chrono::milliseconds(0));
+      active.reset();
+      if (served > 0) {
+        (void)detail::wait_until(
+            poll_wake, [&] { return stop_polling.load(std::memory_order_acquire); },
+            deadline_after(kReportLinger));
+      } else {
+        (void)detail::wait_until(
+            reports->ready_wake,
+            [&] {
+              return reports->ready.load(std::memory_order_seq_cst) ||
+                     stop_polling.load(std::memory_order_acquire) ||
+                     progress.load(std::memory_order_acquire) != seen;
+            },
+            deadline_after(kPollInterval));
+      }
     }
     std::vector<std::shared_ptr<Producer>> retired;
     {
@@ -446,6 +506,7 @@ Status Kafka::State::terminate(Deadline deadline) noexcept {
   const auto started = std::chrono::steady_clock::now();
   closing.store(true, std::memory_order_seq_cst);
   reports->reported.notify();  // a deliver() waiting for room gives up
+  poll_wake.notify();          // the poll thread serves the reports from now on (poll_loop)
   // A deliver() that looked at `closing` before it was set may be inside produce() (never
   // blocking): its message is counted below once it returns. By this call's deadline.
   (void)detail::wait_until(
@@ -461,6 +522,7 @@ Status Kafka::State::terminate(Deadline deadline) noexcept {
   stop_polling.store(true, std::memory_order_release);
   if (std::shared_ptr<Producer> active = current()) active->wake_poll();
   poll_wake.notify();
+  reports->ready_wake.notify();
   // No report is served meanwhile on the poll thread itself: `left` is exact either way.
   std::size_t left = 0;
   if (self) {
@@ -573,6 +635,12 @@ rd_kafka_resp_err_t KafkaAccess::raise_fatal(adapters::Kafka& kafka, rd_kafka_re
 
 std::size_t KafkaAccess::restarts(const adapters::Kafka& kafka) noexcept {
   return kafka.state_->restarts.load(std::memory_order_relaxed);
+}
+
+void KafkaAccess::set_producing_check(adapters::Kafka& kafka,
+                                      std::chrono::nanoseconds interval) noexcept {
+  kafka.state_->producing_check_ns.store(interval.count(), std::memory_order_release);
+  kafka.state_->poll_wake.notify();
 }
 
 }  // namespace emissions::detail

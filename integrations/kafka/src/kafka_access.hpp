@@ -2,6 +2,7 @@
 // fatal error in a producer). Not installed.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 
 #include <librdkafka/rdkafka.h>
@@ -18,6 +19,10 @@ struct KafkaAccess {
                                          const char* reason);
   // How many producers replaced one stopped by a fatal error.
   static std::size_t restarts(const adapters::Kafka& kafka) noexcept;
+  // Sets how often the poll thread looks whether deliver() made progress (kProducingCheck):
+  // a long one keeps it from serving reports while a test delivers.
+  static void set_producing_check(adapters::Kafka& kafka,
+                                  std::chrono::nanoseconds interval) noexcept;
 };
 
 }  // namespace emissions::detail

@@ -49,6 +49,8 @@ Producer::Producer(const adapters::KafkaOptions& options, std::shared_ptr<Report
   message_timeout_ = created.message_timeout;
   client_ = std::move(created.client);
   main_queue_.reset(rd_kafka_queue_get_main(client_.get()));
+  // The poll thread waits on our own channel, not inside librdkafka (kafka.cpp, poll_loop).
+  rd_kafka_queue_cb_event_enable(main_queue_.get(), &Producer::on_queue_ready, reports_.get());
   if (!options.topic_for) {
     topic_name_ = options.topic;
     // The topic's settings are the instance's defaults, as for a message produced by name.
@@ -58,6 +60,7 @@ Producer::Producer(const adapters::KafkaOptions& options, std::shared_ptr<Report
 
 Producer::~Producer() {
   topic_.reset();
+  rd_kafka_queue_cb_event_enable(main_queue_.get(), nullptr, nullptr);
   main_queue_.reset();
   client_.reset();  // no callback runs after this: every callback is served by poll()
   std::list<InFlight> left;
@@ -253,6 +256,12 @@ void Producer::on_delivery_report(rd_kafka_t* /*client*/, const rd_kafka_message
     }
   }
   self.reported(record);
+}
+
+void Producer::on_queue_ready(rd_kafka_t* /*client*/, void* opaque) noexcept {
+  auto& reports = *static_cast<Reports*>(opaque);
+  reports.ready.store(true, std::memory_order_seq_cst);
+  reports.ready_wake.notify();
 }
 
 void Producer::on_error(rd_kafka_t* client, int error, const char* reason, void* opaque) noexcept

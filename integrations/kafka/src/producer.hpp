@@ -28,10 +28,14 @@ namespace emissions::detail::kafka {
 
 // What every Producer of one adapter shares with the adapter: the count of messages
 // produced and not yet reported, and the channel notified each time it goes down (terminate
-// and a full queue wait on it).
+// and a full queue wait on it); and whether something came to be served (set by librdkafka's
+// thread when a producer's report queue stops being empty, cleared by the poll thread
+// before it serves), with the channel notified then (the idle poll thread waits on it).
 struct Reports {
   std::atomic<std::size_t> outstanding{0};
   WaitChannel reported;
+  std::atomic<bool> ready{false};
+  WaitChannel ready_wake;
 };
 
 class Producer;
@@ -120,6 +124,9 @@ class Producer {
   static void on_delivery_report(rd_kafka_t* client, const rd_kafka_message_t* message,
                                  void* opaque) noexcept;
   static void on_error(rd_kafka_t* client, int error, const char* reason, void* opaque) noexcept;
+  // On a librdkafka thread, the report queue having been empty: sets reports_->ready and
+  // wakes a poll thread waiting for it. Touches nothing else (no librdkafka call).
+  static void on_queue_ready(rd_kafka_t* client, void* opaque) noexcept;
   // `count` messages of `record` were reported: counts them, destroys the record after
   // the last.
   void reported(InFlight& record, std::size_t count = 1) noexcept;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -172,6 +173,68 @@ TEST(KafkaAdapter, ReportsSettledTogetherSettleEachEventOnceAndNeverOneFailedBef
   EXPECT_EQ(kafka->outstanding(), 0u);
   const auto records = read_back(cluster.bootstraps(), "mixed", 3, 10s);
   EXPECT_EQ(records.size(), total - static_cast<std::uint64_t>(unrouted));
+  EXPECT_EQ(by_event_id(records).size(), records.size());  // no duplicate
+}
+
+TEST(KafkaAdapter, WhileBatchesKeepComingTheProducingThreadSettlesThemThenThePollThread) {
+  // While deliver() calls make progress, the poll thread leaves the delivery reports to
+  // them: each is settled on the consumer thread that produced it (the poll thread's look
+  // for progress is made rare here, so that a slow machine cannot pass for an idle
+  // producer). Once the batches stop, the poll thread settles the rest; each event once.
+  MockCluster cluster(1);
+  cluster.create_topic("orders", 2);
+  KafkaOptions options = options_for(cluster, "orders");
+  std::mutex mutex;
+  std::thread::id producing_on;  // key_for runs inside deliver(), on the consumer thread
+  options.key_for = [&](const emissions::Event&) {
+    const std::lock_guard lock(mutex);
+    producing_on = std::this_thread::get_id();
+    return std::string("k");
+  };
+  auto kafka = std::make_shared<Kafka>(std::move(options));
+  emissions::detail::KafkaAccess::set_producing_check(*kafka, std::chrono::hours(1));
+  emissions::Emitter emitter(config_with(kafka));
+
+  std::atomic<bool> batches_coming{true};
+  std::atomic<int> settled_producing{0};  // while batches came, on the producing thread
+  std::atomic<int> settled_elsewhere{0};  // while batches came, on another thread
+  std::atomic<int> settled_after{0};      // once they stopped
+  const auto on_settled = [&](const emissions::Settlement&) {
+    if (!batches_coming.load()) {
+      settled_after.fetch_add(1);
+      return;
+    }
+    const std::lock_guard lock(mutex);
+    (std::this_thread::get_id() == producing_on ? settled_producing : settled_elsewhere)
+        .fetch_add(1);
+  };
+  constexpr int kPerCommit = 5;
+  int commits = 0;
+  const auto until = std::chrono::steady_clock::now() + 60s;  // a bound, not an assertion
+  while (settled_producing.load() + settled_elsewhere.load() < 40 &&
+         std::chrono::steady_clock::now() < until) {
+    emissions::Transaction tx = emitter.start();
+    for (int j = 0; j < kPerCommit; ++j)
+      ASSERT_TRUE(tx.emit("order_created", {{"i", commits * kPerCommit + j}}).ok());
+    ASSERT_TRUE(tx.commit(on_settled).ok());
+    ++commits;
+    std::this_thread::sleep_for(200us);  // pacing: batches keep coming, the queue stays short
+  }
+  batches_coming.store(false);
+  // The look as usual again: the poll thread settles what the last batches left.
+  emissions::detail::KafkaAccess::set_producing_check(*kafka, 1ms);
+  ASSERT_TRUE(emitter.drain(30s).ok());
+
+  EXPECT_GE(settled_producing.load(), 40);
+  EXPECT_EQ(settled_elsewhere.load(), 0);
+  EXPECT_EQ(settled_producing.load() + settled_elsewhere.load() + settled_after.load(), commits);
+  const emissions::AdapterStats stats = emitter.stats().adapters[0];
+  EXPECT_EQ(stats.delivered, static_cast<std::uint64_t>(commits * kPerCommit));
+  EXPECT_EQ(stats.failed, 0u);
+  EXPECT_EQ(stats.dropped, 0u);
+  EXPECT_EQ(kafka->outstanding(), 0u);
+  const auto records = read_back(cluster.bootstraps(), "orders", 2, 10s);
+  EXPECT_EQ(records.size(), static_cast<std::size_t>(commits * kPerCommit));
   EXPECT_EQ(by_event_id(records).size(), records.size());  // no duplicate
 }
 

@@ -60,7 +60,8 @@
 /// `adapter` (the name):
 /// - `[emissions, kafka, error]` {count: 1} {adapter, code, reason, fatal}: an error
 ///   librdkafka reported for the whole client (a broker down, all brokers down, a fatal
-///   error), on the adapter's poll thread;
+///   error), on the thread that serves the reports (the adapter's poll thread, or a
+///   consumer thread in deliver() while batches keep coming);
 /// - `[emissions, kafka, restarted]` {count: 1} {adapter, reason}: a new producer replaced
 ///   one stopped by a fatal error;
 /// - `[emissions, kafka, terminated]` {left, duration} {adapter}: at terminate(), how many
@@ -69,9 +70,13 @@
 /// Threads: one poll thread per adapter, started by the constructor, serving delivery
 /// reports and client errors, and joined by terminate() (or the destructor). After
 /// producing each batch, deliver() also serves the reports that are ready, on the
-/// pipeline's consumer thread (cheaper than waking the poll thread for them), so events
-/// are settled on either thread; the poll thread, once it has served some, lets the next
-/// ones gather for 1 ms. The successful reports one poll serves are counted and settled
+/// pipeline's consumer thread (librdkafka frees each message where its report is served:
+/// on the thread that allocated it, that is cheaper). While deliver() calls keep coming,
+/// the poll thread leaves the reports to them; it serves them once no deliver() began or
+/// ended for about a millisecond (the calls stopped, or one is stuck in a settlement
+/// callback or waiting for room in a full queue), and from terminate() on. So events are
+/// settled on either thread; the poll thread, once it has served some, lets the next ones
+/// gather for 1 ms. The successful reports one poll serves are counted and settled
 /// together once librdkafka's poll returns, failed ones as they are served (each event is
 /// still settled once, after it stopped counting in outstanding()). librdkafka runs its own
 /// threads, ended by terminate(). User code
