@@ -190,10 +190,14 @@ class BatchPool {
 
   // Batches kept with their events, to be reset by the thread that takes them.
   static constexpr std::size_t kDeferred = 32;
+  // Batches of at most this many events are deferred among reserve()'s small batches.
+  static constexpr std::size_t kSmallEvents = 4;
 
   BatchPool() : deferred_(kDeferred), large_(kCapacity), small_(std::in_place, kCapacity) {}
   ~BatchPool() {
     while (Batch* batch = deferred_.try_pop())
+      BatchDeleter{}(batch);
+    while (Batch* batch = deferred_small_ ? deferred_small_->try_pop() : nullptr)
       BatchDeleter{}(batch);
     while (Batch* batch = large_.try_pop())
       BatchDeleter{}(batch);
@@ -203,10 +207,19 @@ class BatchPool {
   BatchPool(const BatchPool&) = delete;
   BatchPool& operator=(const BatchPool&) = delete;
 
-  // Room for `batches` small batches (at most kMaxSmall). Only before any other call may
-  // run concurrently (the Core's constructor).
+  // Room for `batches` small batches (at most kMaxSmall), as many of them with their events
+  // (see recycle()). Only before any other call may run concurrently (the Core's
+  // constructor).
   void reserve(std::size_t batches) {
     batches = batches < kMaxSmall ? batches : kMaxSmall;
+    if (!deferred_small_ || deferred_small_->capacity() < batches) {
+      std::vector<Batch*> deferred;
+      while (Batch* batch = deferred_small_ ? deferred_small_->try_pop() : nullptr)
+        deferred.push_back(batch);
+      deferred_small_.emplace(batches);
+      for (Batch* batch : deferred)
+        if (!deferred_small_->try_push(batch)) BatchDeleter{}(batch);
+    }
     if (batches <= small_->capacity()) return;
     std::vector<Batch*> kept;
     while (Batch* batch = small_->try_pop())
@@ -220,6 +233,10 @@ class BatchPool {
   // on the calling thread) or a new one.
   BatchPtr acquire() {
     if (Batch* batch = deferred_.try_pop()) {
+      batch->reset();
+      return BatchPtr(batch);
+    }
+    if (Batch* batch = take_deferred_small()) {
       batch->reset();
       return BatchPtr(batch);
     }
@@ -253,6 +270,18 @@ class BatchPool {
       batch->reset();
       return BatchPtr(batch);
     }
+    if (Batch* batch = take_deferred_small()) {
+      if (stale_loans_.fetch_add(1, std::memory_order_relaxed) < kDeferred) {
+        batch->stale = std::max(batch->size, batch->stale);
+        batch->stale_loans = &stale_loans_;
+        batch->size = 0;
+        batch->plain = true;
+        return BatchPtr(batch);
+      }
+      stale_loans_.fetch_sub(1, std::memory_order_relaxed);
+      batch->reset();
+      return BatchPtr(batch);
+    }
     return acquire();
   }
 
@@ -262,8 +291,9 @@ class BatchPool {
   }
 
   // Takes ownership of `batch` (no other reference may remain). Its events stay until
-  // acquire() hands it out again while fewer than kDeferred batches wait so; otherwise they
-  // are destroyed here (see the file comment).
+  // acquire() hands it out again while there is room for it with the deferred batches: a
+  // batch of at most kSmallEvents events among reserve()'s small ones, any other among
+  // kDeferred; otherwise they are destroyed here (see the file comment).
   void recycle(Batch* batch) noexcept {
     batch->drop_stale();  // a transaction that ended without a commit (no-op otherwise)
     batch->cascade_depth = 0;
@@ -281,7 +311,11 @@ class BatchPool {
       BatchDeleter{}(batch);
       return;
     }
-    if (!batch->plain && deferred_.try_push(batch)) return;
+    if (!batch->plain) {
+      if (batch->size <= kSmallEvents && deferred_small_ && deferred_small_->try_push(batch))
+        return;
+      if (deferred_.try_push(batch)) return;
+    }
     batch->reset();
     if (!(slots <= Batch::kInitialSlots ? small_->try_push(batch) : large_.try_push(batch))) {
       BatchDeleter{}(batch);
@@ -289,7 +323,28 @@ class BatchPool {
   }
 
  private:
-  BoundedRing<Batch> deferred_;              // at most kDeferred, their events not yet destroyed
+  // A deferred small batch for the caller, when there is one, and the events of the next
+  // one destroyed here, that batch put back with the reset ones: each acquire takes up to
+  // two, so the deferred small batches do not pile up while commits keep pace with
+  // settlements (they grow only when more batches come back than are taken, by at most as
+  // many as were out at once) and the thread that recycles them seldom finds no room.
+  Batch* take_deferred_small() noexcept {
+    if (!deferred_small_) return nullptr;
+    Batch* batch = deferred_small_->try_pop();
+    if (batch == nullptr) return nullptr;
+    if (Batch* next = deferred_small_->try_pop()) {
+      next->reset();
+      const bool kept = next->slots.capacity() <= Batch::kInitialSlots ? small_->try_push(next)
+                                                                       : large_.try_push(next);
+      if (!kept) BatchDeleter{}(next);
+    }
+    return batch;
+  }
+
+  BoundedRing<Batch> deferred_;  // at most kDeferred, their events not yet destroyed
+  // Batches of at most kSmallEvents events with their events, as
+  // many as reserve() made room for; none before it.
+  std::optional<BoundedRing<Batch>> deferred_small_;
   std::atomic<std::size_t> stale_loans_{0};  // batches out with stale events (<= kDeferred)
   BoundedRing<Batch> large_;
   std::optional<BoundedRing<Batch>> small_;  // replaced only by reserve()

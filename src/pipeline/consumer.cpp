@@ -314,6 +314,7 @@ bool Core::deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size
         &batch, run, position);
     state->lane_index = lane.index;
     std::lock_guard lock(window.mutex);
+    state->window_slot = window.open.size();
     window.open.push_back(state);
     window.size.store(window.open.size(), std::memory_order_seq_cst);
   } catch (...) {

@@ -206,13 +206,20 @@ void DeliveryState::complete() noexcept {
   {
     std::lock_guard lock(window->mutex);
     auto& open = window->open;
-    for (std::size_t i = 0; i < open.size(); ++i) {
-      if (open[i].get() == this) {
-        keep = std::move(open[i]);
-        open[i] = std::move(open.back());
-        open.pop_back();
-        break;
+    // At its slot (the window holds up to max_in_flight deliveries: a scan read all of them,
+    // written by the consumer's core, on every completion).
+    std::size_t i = window_slot;
+    if (i >= open.size() || open[i].get() != this) {
+      for (i = 0; i < open.size() && open[i].get() != this; ++i) {
       }
+    }
+    if (i < open.size()) {
+      keep = std::move(open[i]);
+      if (i + 1 != open.size()) {
+        open[i] = std::move(open.back());
+        open[i]->window_slot = i;
+      }
+      open.pop_back();
     }
     left = open.size();
     window->size.store(left, std::memory_order_seq_cst);
@@ -257,6 +264,7 @@ std::shared_ptr<DeliveryState> make_detached_delivery(std::string_view adapter_n
   home->window = std::make_shared<Window>();
   auto state = std::make_shared<DeliveryState>(std::move(home), batch, run, 0);
   std::lock_guard lock(state->window->mutex);
+  state->window_slot = 0;
   state->window->open.push_back(state);
   state->window->size.store(1, std::memory_order_seq_cst);
   return state;

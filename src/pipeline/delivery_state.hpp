@@ -154,6 +154,9 @@ struct DeliveryState {
   Batch* batch;  // one reference (null outside a pipeline), released with the state
   const std::span<const Event> events;
   const std::size_t ticket;  // the batch's ring position (drain watermarks)
+  // Its index in window->open while it is there (complete() takes it out without a scan).
+  // Guarded by window->mutex.
+  std::size_t window_slot = 0;
   std::chrono::steady_clock::time_point handed_at{};  // set when someone listens
   // One bit per event, set by the settlement that wins it. Runs of up to 64 events (the
   // default max_demand is 50) keep theirs inline: no allocation, and ack() of a whole run

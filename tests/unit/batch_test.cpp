@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <deque>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -217,6 +219,87 @@ TEST(BatchPoolTest, AtMostKDeferredBatchesAreOutWithStaleEventsAtOnce) {
   for (emissions::detail::BatchPtr& batch : open)  // the others end (rolled back, destroyed)
     pool.recycle(batch.release());
   EXPECT_EQ(pool.stale_loans(), 0u);
+}
+
+// A one-event batch from `pool` holding a payload of `bytes` bytes to free.
+Batch* one_event(BatchPool& pool, std::size_t bytes) {
+  emissions::detail::BatchPtr batch = pool.acquire_stale();
+  append(*batch, std::string(bytes, 'e'));
+  batch->drop_stale();  // what the commit does
+  return batch.release();
+}
+
+TEST(BatchPoolTest, ASettlingThreadHandsBackAWindowOfSmallBatchesWithTheirEvents) {
+  // An asynchronous adapter's thread (the webhook adapter's I/O thread) settles one-event
+  // deliveries steadily while the committing thread, blocked by a full queue, takes batches
+  // in bursts. With kDeferred places the settling thread destroyed the events of all but 32
+  // of each burst itself, freeing what the committing thread had allocated. A reserved pool
+  // keeps small batches with their events, and taking one destroys the next one's too, so
+  // they do not pile up: each round's recycles find room.
+  constexpr std::size_t kQueue = 2000;
+  constexpr std::size_t kBurst = 500;
+  BatchPool pool;
+  pool.reserve(kQueue);
+  std::deque<Batch*> out;
+  for (std::size_t i = 0; i < kQueue; ++i)
+    out.push_back(one_event(pool, 100));
+  std::size_t reset_by_settler = 0;
+  for (int round = 0; round < 8; ++round) {
+    std::vector<Batch*> settled(out.begin(), out.begin() + kBurst);
+    out.erase(out.begin(), out.begin() + kBurst);
+    std::thread([&] {
+      for (Batch* batch : settled) {
+        pool.recycle(batch);
+        if (batch->size == 0) ++reset_by_settler;  // still the pool's: nothing else runs
+      }
+    }).join();
+    for (std::size_t i = 0; i < kBurst; ++i)
+      out.push_back(one_event(pool, 100));
+  }
+  EXPECT_EQ(reset_by_settler, 0u);
+  for (Batch* batch : out)
+    pool.recycle(batch);
+}
+
+TEST(BatchPoolTest, CommitsOneAtATimeAfterABurstLeaveNoPileOfDeadEvents) {
+  // The case of AtMostKDeferredRecycledBatchesKeepTheirEvents with a reserved pool: a burst
+  // of small commits, then large ones one at a time. Each take destroys a second deferred
+  // batch's events, so the dead large payloads kept are one or two, not one per pooled
+  // batch (kDeferred of them before: 32 x 1 MB while at most 1 MB was ever live).
+  BatchPool pool;
+  pool.reserve(1000);
+  std::vector<Batch*> burst;
+  for (std::size_t i = 0; i < 1000; ++i)
+    burst.push_back(one_event(pool, 10));
+  for (Batch* batch : burst)
+    pool.recycle(batch);
+  std::set<Batch*> seen;
+  for (std::size_t i = 0; i < 1000; ++i) {
+    Batch* batch = one_event(pool, 10000);
+    seen.insert(batch);
+    pool.recycle(batch);
+  }
+  std::size_t dead_large = 0;
+  for (const Batch* batch : seen) {
+    for (const auto& slot : batch->slots)
+      if (slot.payload.is_string() && slot.payload.get_ref<const std::string&>().size() == 10000)
+        ++dead_large;
+  }
+  EXPECT_LE(dead_large, 2u);
+  // Large batches (more than kSmallEvents events) are deferred as before: at most kDeferred.
+  std::vector<Batch*> large;
+  for (std::size_t i = 0; i < BatchPool::kDeferred + 8; ++i) {
+    emissions::detail::BatchPtr batch = pool.acquire();
+    for (std::size_t e = 0; e <= BatchPool::kSmallEvents; ++e)
+      append(*batch, std::string(100, 'l'));
+    large.push_back(batch.release());
+  }
+  for (Batch* batch : large)
+    pool.recycle(batch);
+  std::size_t keeping = 0;
+  for (const Batch* batch : large)
+    keeping += batch->size != 0 ? 1 : 0;
+  EXPECT_EQ(keeping, BatchPool::kDeferred);
 }
 
 }  // namespace
