@@ -5,15 +5,16 @@
 // vector per commit, and an empty metadata map per event, each freed on a consumer thread
 // (so the committing thread's malloc cache never gets them back). A Batch keeps its slots
 // after delivery and goes back to a pool, so a steady stream of commits allocates nothing
-// per event. Up to kDeferred pooled batches keep their events until the pool hands them
-// out again: their payloads and metadata are then destroyed (metadata emptied, its map
-// kept) on the thread that takes them, usually a committing thread, the one that allocated
-// them. Freed on the consumer or acking thread that recycled the batch, a payload's blocks
-// go to that thread's malloc cache and the committing thread allocates from glibc's slow
-// paths (the pipeline bench's object payloads ran at 0.4x the speed). The bound is what a
-// pool may keep alive that no event needs any more: the events of kDeferred batches, the
-// most recently released ones (kept first in, first out: a steady stream replaces them),
-// and the old events of at most kDeferred batches handed out by acquire_stale() (a
+// per event. Up to kDeferred pooled batches, and up to kDeferredSmall more of at most
+// kSmallEvents events, keep their events until the pool hands them out again: their payloads and
+// metadata are then destroyed (metadata emptied, its map kept) on the thread that takes them,
+// usually a committing thread, the one that allocated them. Freed on the consumer or acking thread
+// that recycled the batch, a payload's blocks go to that thread's malloc cache and the committing
+// thread allocates from glibc's slow paths (the pipeline bench's object payloads ran at 0.4x the
+// speed). The bound is what a pool may keep alive that no event needs any more: the events of
+// kDeferred batches and of kDeferredSmall small ones (each take of a deferred batch also destroys
+// one small one's), the most recently released ones (kept first in, first out: a steady stream
+// replaces them), and the old events of at most kDeferred batches handed out by acquire_stale() (a
 // transaction's emits destroy them one by one; one left open keeps the rest until it ends).
 // Other batches are reset by whoever recycles them, as before.
 #pragma once
@@ -190,8 +191,13 @@ class BatchPool {
 
   // Batches kept with their events, to be reset by the thread that takes them.
   static constexpr std::size_t kDeferred = 32;
-  // Batches of at most this many events are deferred among reserve()'s small batches.
+  // Batches of at most this many events are deferred apart, at most kDeferredSmall of them
+  // (and no more than reserve() made room for): what they keep alive that no event needs
+  // is bounded by count, whatever the reservation (from review: sized by the reservation,
+  // a burst of one-event commits of 10 KB left 100 MB of dead payloads in the pool). At most
+  // 4,096 events, fewer than kDeferred batches of kMaxSlots may keep.
   static constexpr std::size_t kSmallEvents = 4;
+  static constexpr std::size_t kDeferredSmall = 1024;
 
   BatchPool() : deferred_(kDeferred), large_(kCapacity), small_(std::in_place, kCapacity) {}
   ~BatchPool() {
@@ -212,11 +218,12 @@ class BatchPool {
   // constructor).
   void reserve(std::size_t batches) {
     batches = batches < kMaxSmall ? batches : kMaxSmall;
-    if (!deferred_small_ || deferred_small_->capacity() < batches) {
+    const std::size_t deferred_small = std::min(batches, kDeferredSmall);
+    if (!deferred_small_ || deferred_small_->capacity() < deferred_small) {
       std::vector<Batch*> deferred;
       while (Batch* batch = deferred_small_ ? deferred_small_->try_pop() : nullptr)
         deferred.push_back(batch);
-      deferred_small_.emplace(batches);
+      deferred_small_.emplace(deferred_small);
       for (Batch* batch : deferred)
         if (!deferred_small_->try_push(batch)) BatchDeleter{}(batch);
     }
@@ -234,6 +241,7 @@ class BatchPool {
   BatchPtr acquire() {
     if (Batch* batch = deferred_.try_pop()) {
       batch->reset();
+      reset_one_deferred_small();
       return BatchPtr(batch);
     }
     if (Batch* batch = take_deferred_small()) {
@@ -258,6 +266,7 @@ class BatchPool {
   // acquire().
   BatchPtr acquire_stale() {
     if (Batch* batch = deferred_.try_pop()) {
+      reset_one_deferred_small();
       // (A pooled batch holds no loan: recycle() dropped it.)
       if (!batch->plain && stale_loans_.fetch_add(1, std::memory_order_relaxed) < kDeferred) {
         batch->stale = std::max(batch->size, batch->stale);
@@ -332,18 +341,26 @@ class BatchPool {
     if (!deferred_small_) return nullptr;
     Batch* batch = deferred_small_->try_pop();
     if (batch == nullptr) return nullptr;
-    if (Batch* next = deferred_small_->try_pop()) {
-      next->reset();
-      const bool kept = next->slots.capacity() <= Batch::kInitialSlots ? small_->try_push(next)
-                                                                       : large_.try_push(next);
-      if (!kept) BatchDeleter{}(next);
-    }
+    reset_one_deferred_small();
     return batch;
   }
 
+  // The events of one deferred small batch destroyed here, that batch put back with the
+  // reset ones. Also on each take of a deferred large batch: otherwise commits of more than
+  // kSmallEvents events after a burst of small ones would never drain the small ones.
+  void reset_one_deferred_small() noexcept {
+    if (!deferred_small_) return;
+    Batch* next = deferred_small_->try_pop();
+    if (next == nullptr) return;
+    next->reset();
+    const bool kept = next->slots.capacity() <= Batch::kInitialSlots ? small_->try_push(next)
+                                                                     : large_.try_push(next);
+    if (!kept) BatchDeleter{}(next);
+  }
+
   BoundedRing<Batch> deferred_;  // at most kDeferred, their events not yet destroyed
-  // Batches of at most kSmallEvents events with their events, as
-  // many as reserve() made room for; none before it.
+  // Batches of at most kSmallEvents events with their events: at most kDeferredSmall, and
+  // no more than reserve() made room for; none before it.
   std::optional<BoundedRing<Batch>> deferred_small_;
   std::atomic<std::size_t> stale_loans_{0};  // batches out with stale events (<= kDeferred)
   BoundedRing<Batch> large_;

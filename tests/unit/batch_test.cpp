@@ -302,4 +302,39 @@ TEST(BatchPoolTest, CommitsOneAtATimeAfterABurstLeaveNoPileOfDeadEvents) {
   EXPECT_EQ(keeping, BatchPool::kDeferred);
 }
 
+TEST(BatchPoolTest, SmallBatchesKeptWithTheirEventsAreBoundedByCountAndDrainedByLargeCommits) {
+  // From review: the small batches kept with their events were as many as the reservation
+  // (up to kMaxSmall), and only takes of small batches drained them: a burst of one-event
+  // commits followed by nothing, or by commits of more than kSmallEvents events, kept every
+  // one of the burst's payloads (10,000 of 10 KB: 100 MB) until the Emitter was destroyed.
+  constexpr std::size_t kBurst = 10000;
+  BatchPool pool;
+  pool.reserve(BatchPool::kMaxSmall);
+  std::vector<Batch*> burst;
+  for (std::size_t i = 0; i < kBurst; ++i)
+    burst.push_back(one_event(pool, 100));
+  for (Batch* batch : burst)
+    pool.recycle(batch);
+  const auto keeping = [&] {
+    std::size_t n = 0;
+    for (const Batch* batch : burst) {  // still the pool's: nothing else runs
+      const auto& payload = batch->slots.front().payload;
+      if (batch->size != 0 && payload.is_string() &&
+          payload.get_ref<const std::string&>() == std::string(100, 'e'))
+        ++n;
+    }
+    return n;
+  };
+  EXPECT_LE(keeping(), BatchPool::kDeferredSmall + BatchPool::kDeferred);
+  // Commits of more than kSmallEvents events, one at a time: each takes the deferred large
+  // batch and destroys one small batch's events.
+  for (std::size_t i = 0; i < BatchPool::kDeferredSmall + BatchPool::kDeferred + 1; ++i) {
+    emissions::detail::BatchPtr batch = pool.acquire();
+    for (std::size_t e = 0; e <= BatchPool::kSmallEvents; ++e)
+      append(*batch, std::string(100, 'l'));
+    pool.recycle(batch.release());
+  }
+  EXPECT_EQ(keeping(), 0u);
+}
+
 }  // namespace

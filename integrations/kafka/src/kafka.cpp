@@ -155,6 +155,7 @@ struct Kafka::State {
   std::atomic<std::uint64_t> progress{0};
   // The poll thread's kProducingCheck (in ns; tests set another, KafkaAccess).
   std::atomic<std::int64_t> producing_check_ns{std::chrono::nanoseconds(kProducingCheck).count()};
+  std::atomic<std::uint64_t> poll_looks{0};  // the poll thread's turns (tests, KafkaAccess)
   std::atomic<bool> terminated{false};
   std::atomic<std::size_t> restarts{0};
   detail::WaitChannel poll_wake;  // wakes the poll thread when it waits without a producer
@@ -340,13 +341,18 @@ void Kafka::State::poll_loop() noexcept {
       }
       continue;
     }
+    poll_looks.fetch_add(1, std::memory_order_relaxed);
+    // Taken on every look, whichever way it goes: the idle wait below ends when `progress`
+    // moves past it, so a stale one (a deliver() since, once terminate() began) would make
+    // that wait return at once, again and again.
     const std::uint64_t now = progress.load(std::memory_order_acquire);
-    if (now != seen && !closing.load(std::memory_order_acquire)) {
+    const bool moved = now != seen;
+    seen = now;
+    if (moved && !closing.load(std::memory_order_acquire)) {
       // A deliver() began or ended since the last look: it serves the reports after its
       // batch. Looks again later; serves them here once a look saw no progress since the
       // one before (deliver() calls stopped, or one is stuck in a settlement callback or on
       // a full queue), and from terminate() on.
-      seen = now;
       active.reset();
       const std::int64_t check = producing_check_ns.load(std::memory_order_acquire);
       (void)detail::wait_until(
@@ -631,6 +637,10 @@ rd_kafka_resp_err_t KafkaAccess::raise_fatal(adapters::Kafka& kafka, rd_kafka_re
   const std::shared_ptr<kafka::Producer> active = kafka.state_->current();
   if (!active) return RD_KAFKA_RESP_ERR__STATE;
   return rd_kafka_test_fatal_error(active->client(), error, reason);
+}
+
+std::uint64_t KafkaAccess::poll_looks(const adapters::Kafka& kafka) noexcept {
+  return kafka.state_->poll_looks.load(std::memory_order_relaxed);
 }
 
 std::size_t KafkaAccess::restarts(const adapters::Kafka& kafka) noexcept {

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 
 #include <librdkafka/rdkafka.h>
 
@@ -19,6 +20,8 @@ struct KafkaAccess {
                                          const char* reason);
   // How many producers replaced one stopped by a fatal error.
   static std::size_t restarts(const adapters::Kafka& kafka) noexcept;
+  // How many turns the poll thread's loop took (each serves, or waits with a deadline).
+  static std::uint64_t poll_looks(const adapters::Kafka& kafka) noexcept;
   // Sets how often the poll thread looks whether deliver() made progress (kProducingCheck):
   // a long one keeps it from serving reports while a test delivers.
   static void set_producing_check(adapters::Kafka& kafka,

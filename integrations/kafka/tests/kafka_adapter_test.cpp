@@ -703,4 +703,41 @@ TEST(KafkaAdapter, DroppingTheLastReferenceInsideTerminateIsSafe) {
   EXPECT_EQ(batch->unsettled.load(), 0u);
 }
 
+// From review: once terminate() began, a deliver() (refused: closed) moved the progress
+// count past the poll thread's last look, and its idle wait, which ends when the count
+// moves, then returned at once on every turn: the poll thread spun until terminate() ended
+// (up to flush_timeout). A few turns are expected while terminate() waits (each waits up to
+// 100 ms for a report); a spinning thread takes thousands.
+TEST(KafkaAdapter, ADeliverDuringTerminateDoesNotMakeThePollThreadSpin) {
+  MockCluster cluster(1);
+  cluster.create_topic("orders", 1);
+  rd_kafka_mock_broker_set_down(cluster.get(), 1);
+  KafkaOptions options = options_for(cluster, "orders");
+  options.flush_timeout = 3s;
+  auto kafka = std::make_shared<Kafka>(std::move(options));
+  const auto one_event = [](int id) {
+    std::vector<emissions::Event> events(1);
+    events[0].name = emissions::EventName("order_created");
+    events[0].id = emissions::EventId::generate();
+    events[0].payload = {{"id", id}};
+    return emissions::detail::make_detached_delivery("kafka", std::move(events));
+  };
+  const auto first = one_event(1);
+  kafka->deliver(emissions::detail::DeliveryAccess::make(first));  // no report: broker down
+  std::thread terminating([&] { (void)kafka->terminate(emissions::deadline_after(10s)); });
+  // Refused once terminate() has begun; until then it produces and waits for a report.
+  std::shared_ptr<emissions::detail::DeliveryState> refused;
+  for (int i = 2; !refused; ++i) {
+    auto batch = one_event(i);
+    kafka->deliver(emissions::detail::DeliveryAccess::make(batch));
+    if (batch->unsettled.load() == 0) refused = batch;
+    std::this_thread::sleep_for(10ms);
+  }
+  const std::uint64_t before = emissions::detail::KafkaAccess::poll_looks(*kafka);
+  std::this_thread::sleep_for(500ms);  // terminate() waits for the first event's report
+  const std::uint64_t looks = emissions::detail::KafkaAccess::poll_looks(*kafka) - before;
+  terminating.join();
+  EXPECT_LT(looks, 1000u);
+}
+
 }  // namespace
