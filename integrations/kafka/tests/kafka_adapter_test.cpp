@@ -42,6 +42,15 @@ KafkaOptions options_for(const MockCluster& cluster, std::string topic) {
                       .properties = {{"log_level", "2"}}};
 }
 
+// One order_created event, as a delivery outside any pipeline (deliver() called directly).
+std::shared_ptr<emissions::detail::DeliveryState> one_event_delivery(int id) {
+  std::vector<emissions::Event> events(1);
+  events[0].name = emissions::EventName("order_created");
+  events[0].id = emissions::EventId::generate();
+  events[0].payload = {{"id", id}};
+  return emissions::detail::make_detached_delivery("kafka", std::move(events));
+}
+
 // Retries come quickly in these tests.
 emissions::RetryPolicy quick_retries() {
   return emissions::RetryPolicy{.max_attempts = 20, .initial_backoff = 10ms, .max_backoff = 200ms};
@@ -681,11 +690,7 @@ TEST(KafkaAdapter, DroppingTheLastReferenceInsideTerminateIsSafe) {
   rd_kafka_mock_broker_set_down(cluster.get(), 1);
   auto kafka = std::make_shared<Kafka>(options_for(cluster, "orders"));
   Kafka* const adapter = kafka.get();
-  std::vector<emissions::Event> events(1);
-  events[0].name = emissions::EventName("order_created");
-  events[0].id = emissions::EventId::generate();
-  events[0].payload = {{"id", 1}};
-  const auto batch = emissions::detail::make_detached_delivery("kafka", std::move(events));
+  const auto batch = one_event_delivery(1);
   adapter->deliver(emissions::detail::DeliveryAccess::make(batch));  // no report: broker down
   std::atomic<bool> dropped{false};
   ASSERT_TRUE(emissions::telemetry::attach("drop", {"emissions", "kafka", "terminated"},
@@ -715,20 +720,13 @@ TEST(KafkaAdapter, ADeliverDuringTerminateDoesNotMakeThePollThreadSpin) {
   KafkaOptions options = options_for(cluster, "orders");
   options.flush_timeout = 3s;
   auto kafka = std::make_shared<Kafka>(std::move(options));
-  const auto one_event = [](int id) {
-    std::vector<emissions::Event> events(1);
-    events[0].name = emissions::EventName("order_created");
-    events[0].id = emissions::EventId::generate();
-    events[0].payload = {{"id", id}};
-    return emissions::detail::make_detached_delivery("kafka", std::move(events));
-  };
-  const auto first = one_event(1);
+  const auto first = one_event_delivery(1);
   kafka->deliver(emissions::detail::DeliveryAccess::make(first));  // no report: broker down
   std::thread terminating([&] { (void)kafka->terminate(emissions::deadline_after(10s)); });
   // Refused once terminate() has begun; until then it produces and waits for a report.
   std::shared_ptr<emissions::detail::DeliveryState> refused;
   for (int i = 2; !refused; ++i) {
-    auto batch = one_event(i);
+    auto batch = one_event_delivery(i);
     kafka->deliver(emissions::detail::DeliveryAccess::make(batch));
     if (batch->unsettled.load() == 0) refused = batch;
     std::this_thread::sleep_for(10ms);

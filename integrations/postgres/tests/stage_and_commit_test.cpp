@@ -463,17 +463,21 @@ class FaultHookScope {
 
 using emissions::postgres::detail::FaultPoint;
 
+// stage_and_commit() with libpq failing to queue at `failing` (the connection up).
+emissions::Status stage_and_commit_failing_at(FaultPoint failing, emissions::Transaction& tx,
+                                              PGconn* conn,
+                                              const emissions::postgres::OutboxOptions& outbox) {
+  const FaultHookScope hook([failing](FaultPoint point, PGconn*) { return point == failing; });
+  return stage_and_commit(tx, conn, outbox);
+}
+
 // libpq failing to queue COMMIT with the connection up (out of memory) left the staging call
 // queued without a sync: no result could be read and the connection stayed in pipeline mode.
 TEST_F(StageAndCommit, ACommitThatCannotBeQueuedIsSyncedAwayAndLeavesTheTransactionOpen) {
   emissions::Transaction tx = three_events();
   business_write();
-  emissions::Status s;
-  {
-    const FaultHookScope hook(
-        [](FaultPoint point, PGconn*) { return point == FaultPoint::commit_queueing; });
-    s = stage_and_commit(tx, db.get(), outbox);
-  }
+  const emissions::Status s =
+      stage_and_commit_failing_at(FaultPoint::commit_queueing, tx, db.get(), outbox);
   EXPECT_EQ(s.code(), Errc::internal) << s.to_string();
   EXPECT_THAT(s.message(), HasSubstr("COMMIT could not be queued"));
   EXPECT_THAT(s.message(), HasSubstr("roll it back"));
@@ -499,12 +503,8 @@ TEST_F(StageAndCommit, ACommitThatCannotBeQueuedIsSyncedAwayAndLeavesTheTransact
 TEST_F(StageAndCommit, NothingQueuedWithTheConnectionUpIsInternalAndLeavesTheTransactionOpen) {
   emissions::Transaction tx = emitter.start();
   business_write();
-  emissions::Status s;
-  {
-    const FaultHookScope hook(
-        [](FaultPoint point, PGconn*) { return point == FaultPoint::commit_queueing; });
-    s = stage_and_commit(tx, db.get(), outbox);
-  }
+  const emissions::Status s =
+      stage_and_commit_failing_at(FaultPoint::commit_queueing, tx, db.get(), outbox);
   EXPECT_EQ(s.code(), Errc::internal) << s.to_string();
   EXPECT_THAT(s.message(), HasSubstr("nothing was sent"));
   EXPECT_THAT(s.message(), HasSubstr("roll it back"));
@@ -543,12 +543,8 @@ TEST_F(StageAndCommit, ASyncThatFailsToBeQueuedOnceIsQueuedAgainAndCommits) {
 TEST_F(StageAndCommit, ASyncThatCannotBeQueuedIsAnUnknownOutcome) {
   emissions::Transaction tx = three_events();
   business_write();
-  emissions::Status s;
-  {
-    const FaultHookScope hook(
-        [](FaultPoint point, PGconn*) { return point == FaultPoint::sync_queueing; });
-    s = stage_and_commit(tx, db.get(), outbox);
-  }
+  const emissions::Status s =
+      stage_and_commit_failing_at(FaultPoint::sync_queueing, tx, db.get(), outbox);
   EXPECT_EQ(s.code(), Errc::unavailable) << s.to_string();
   EXPECT_THAT(s.message(), HasSubstr("outcome is unknown"));
   EXPECT_THAT(s.message(), HasSubstr("pipeline mode"));
