@@ -139,7 +139,8 @@ Status stage(Transaction& tx, PGconn* conn, const OutboxOptions& options = {});
 ///   bad (PQreset or PQfinish it).
 /// - libpq could not queue `COMMIT` with the connection up (out of memory): internal; the
 ///   pipeline is synced and read anyway, `conn` is out of pipeline mode and still inside the
-///   database transaction, with the staged rows: roll it back; `tx` keeps its events. If it
+///   database transaction, with the staged rows (none if the staging call could not be
+///   queued either, or `tx` had no events): roll it back; `tx` keeps its events. If it
 ///   cannot queue the pipeline's sync (twice): unavailable, the outcome unknown as above,
 ///   and `conn` is left in pipeline mode, unusable (closing it sends the queued `COMMIT`).
 ///
