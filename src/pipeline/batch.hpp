@@ -6,15 +6,16 @@
 // (so the committing thread's malloc cache never gets them back). A Batch keeps its slots
 // after delivery and goes back to a pool, so a steady stream of commits allocates nothing
 // per event. Up to kDeferred pooled batches, and up to kDeferredSmall more of at most
-// kSmallEvents events, keep their events until the pool hands them out again: their payloads and
-// metadata are then destroyed (metadata emptied, its map kept) on the thread that takes them,
-// usually a committing thread, the one that allocated them. Freed on the consumer or acking thread
-// that recycled the batch, a payload's blocks go to that thread's malloc cache and the committing
-// thread allocates from glibc's slow paths (the pipeline bench's object payloads ran at 0.4x the
-// speed). The bound is what a pool may keep alive that no event needs any more: the events of
-// kDeferred batches and of kDeferredSmall small ones (each take of a deferred batch also destroys
-// one small one's), the most recently released ones (kept first in, first out: a steady stream
-// replaces them), and the old events of at most kDeferred batches handed out by acquire_stale() (a
+// kSmallEvents events, keep their events until the pool hands them out again: their
+// payloads and metadata are then destroyed (metadata emptied, its map kept) on the thread
+// that takes them, usually a committing thread, the one that allocated them. Freed on the
+// consumer or acking thread that recycled the batch, a payload's blocks go to that
+// thread's malloc cache and the committing thread allocates from glibc's slow paths (the
+// pipeline bench's object payloads ran at 0.4x the speed). The bound is what a pool may
+// keep alive that no event needs any more: the events of kDeferred batches and of
+// kDeferredSmall small ones (each take of a deferred batch also destroys one small one's),
+// the most recently released ones (kept first in, first out: a steady stream replaces
+// them), and the old events of at most kDeferred batches handed out by acquire_stale() (a
 // transaction's emits destroy them one by one; one left open keeps the rest until it ends).
 // Other batches are reset by whoever recycles them, as before.
 #pragma once
@@ -218,22 +219,8 @@ class BatchPool {
   // constructor).
   void reserve(std::size_t batches) {
     batches = batches < kMaxSmall ? batches : kMaxSmall;
-    const std::size_t deferred_small = std::min(batches, kDeferredSmall);
-    if (!deferred_small_ || deferred_small_->capacity() < deferred_small) {
-      std::vector<Batch*> deferred;
-      while (Batch* batch = deferred_small_ ? deferred_small_->try_pop() : nullptr)
-        deferred.push_back(batch);
-      deferred_small_.emplace(deferred_small);
-      for (Batch* batch : deferred)
-        if (!deferred_small_->try_push(batch)) BatchDeleter{}(batch);
-    }
-    if (batches <= small_->capacity()) return;
-    std::vector<Batch*> kept;
-    while (Batch* batch = small_->try_pop())
-      kept.push_back(batch);
-    small_.emplace(batches);
-    for (Batch* batch : kept)
-      if (!small_->try_push(batch)) BatchDeleter{}(batch);
+    grow(deferred_small_, std::min(batches, kDeferredSmall));
+    grow(small_, batches);
   }
 
   // A batch with no event: a pooled one (a deferred one's previous events destroyed here,
@@ -267,30 +254,9 @@ class BatchPool {
   BatchPtr acquire_stale() {
     if (Batch* batch = deferred_.try_pop()) {
       reset_one_deferred_small();
-      // (A pooled batch holds no loan: recycle() dropped it.)
-      if (!batch->plain && stale_loans_.fetch_add(1, std::memory_order_relaxed) < kDeferred) {
-        batch->stale = std::max(batch->size, batch->stale);
-        batch->stale_loans = &stale_loans_;
-        batch->size = 0;
-        batch->plain = true;
-        return BatchPtr(batch);
-      }
-      if (!batch->plain) stale_loans_.fetch_sub(1, std::memory_order_relaxed);
-      batch->reset();
-      return BatchPtr(batch);
+      return lend_stale(batch);
     }
-    if (Batch* batch = take_deferred_small()) {
-      if (stale_loans_.fetch_add(1, std::memory_order_relaxed) < kDeferred) {
-        batch->stale = std::max(batch->size, batch->stale);
-        batch->stale_loans = &stale_loans_;
-        batch->size = 0;
-        batch->plain = true;
-        return BatchPtr(batch);
-      }
-      stale_loans_.fetch_sub(1, std::memory_order_relaxed);
-      batch->reset();
-      return BatchPtr(batch);
-    }
+    if (Batch* batch = take_deferred_small()) return lend_stale(batch);
     return acquire();
   }
 
@@ -325,13 +291,45 @@ class BatchPool {
         return;
       if (deferred_.try_push(batch)) return;
     }
-    batch->reset();
-    if (!(slots <= Batch::kInitialSlots ? small_->try_push(batch) : large_.try_push(batch))) {
-      BatchDeleter{}(batch);
-    }
+    keep_reset(batch);
   }
 
  private:
+  // `ring` given room for at least `capacity` batches, keeping those it holds (from
+  // reserve() only: not while others use the pool).
+  static void grow(std::optional<BoundedRing<Batch>>& ring, std::size_t capacity) {
+    if (ring && capacity <= ring->capacity()) return;
+    std::vector<Batch*> kept;
+    while (Batch* batch = ring ? ring->try_pop() : nullptr)
+      kept.push_back(batch);
+    ring.emplace(capacity);
+    for (Batch* batch : kept)
+      if (!ring->try_push(batch)) BatchDeleter{}(batch);
+  }
+
+  // A deferred batch lent with its events as stale (see acquire_stale()), or reset here
+  // once kDeferred batches are out so. (A pooled batch holds no loan: recycle() dropped it.)
+  BatchPtr lend_stale(Batch* batch) noexcept {
+    if (!batch->plain && stale_loans_.fetch_add(1, std::memory_order_relaxed) < kDeferred) {
+      batch->stale = std::max(batch->size, batch->stale);
+      batch->stale_loans = &stale_loans_;
+      batch->size = 0;
+      batch->plain = true;
+      return BatchPtr(batch);
+    }
+    if (!batch->plain) stale_loans_.fetch_sub(1, std::memory_order_relaxed);
+    batch->reset();
+    return BatchPtr(batch);
+  }
+
+  // `batch` emptied and put back with the batches of its size, or freed when they are full.
+  void keep_reset(Batch* batch) noexcept {
+    batch->reset();
+    const bool kept = batch->slots.capacity() <= Batch::kInitialSlots ? small_->try_push(batch)
+                                                                      : large_.try_push(batch);
+    if (!kept) BatchDeleter{}(batch);
+  }
+
   // A deferred small batch for the caller, when there is one, and the events of the next
   // one destroyed here, that batch put back with the reset ones: each acquire takes up to
   // two, so the deferred small batches do not pile up while commits keep pace with
@@ -350,12 +348,7 @@ class BatchPool {
   // kSmallEvents events after a burst of small ones would never drain the small ones.
   void reset_one_deferred_small() noexcept {
     if (!deferred_small_) return;
-    Batch* next = deferred_small_->try_pop();
-    if (next == nullptr) return;
-    next->reset();
-    const bool kept = next->slots.capacity() <= Batch::kInitialSlots ? small_->try_push(next)
-                                                                     : large_.try_push(next);
-    if (!kept) BatchDeleter{}(next);
+    if (Batch* next = deferred_small_->try_pop()) keep_reset(next);
   }
 
   BoundedRing<Batch> deferred_;  // at most kDeferred, their events not yet destroyed
