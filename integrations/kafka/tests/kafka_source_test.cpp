@@ -462,6 +462,38 @@ TEST(KafkaSource, ARevokedPartitionsEventsInFlightAreWaitedForAndCommittedBefore
             (std::vector<std::int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
 }
 
+TEST(KafkaSource, ACommitTheCoordinatorRefusedIsMadeAgainAndCountedOnlyOnceAccepted) {
+  // The coordinator refuses commits while its group rebalances (REBALANCE_IN_PROGRESS). A
+  // refused commit is reported (one error each, with its code), not counted as committed,
+  // and made again at the next commit interval until the group has it.
+  RevokedAndGivenBack group(1s);  // no second member: the group stays as it is
+  std::atomic<int> refused{0};
+  ASSERT_TRUE(emissions::telemetry::attach("refused", {"emissions", "source", "error"},
+                                           [&](const auto&, const auto&, const nlohmann::json& m) {
+                                             if (m.at("code") == "REBALANCE_IN_PROGRESS") {
+                                               refused.fetch_add(1);
+                                             }
+                                           })
+                  .ok());
+  ASSERT_TRUE(group.a->start().ok());
+  ASSERT_TRUE(eventually([&] { return group.holding->held() == 5; }, 30s));
+  ASSERT_TRUE(eventually([&] { return group_offset(group.cluster, "workers", 0) == 5; }, 10s));
+  ASSERT_EQ(group.a->stats().committed, 1u);
+  constexpr std::int16_t kOffsetCommitApi = 8;
+  constexpr int kRefusals = 3;
+  const std::array<rd_kafka_resp_err_t, kRefusals> refusals{
+      RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS, RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS,
+      RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS};
+  rd_kafka_mock_push_request_errors_array(group.cluster.get(), kOffsetCommitApi, refusals.size(),
+                                          refusals.data());
+  group.holding->ack_held(5);
+  EXPECT_TRUE(eventually([&] { return group_offset(group.cluster, "workers", 0) == 10; }, 30s));
+  (void)emissions::telemetry::detach("refused");
+  EXPECT_EQ(refused.load(), kRefusals);
+  EXPECT_EQ(group.a->stats().committed, 2u) << "5, then 10 once accepted";
+  EXPECT_EQ(group.a->stats().consumed, 10u);
+}
+
 TEST(KafkaSource, APartitionGivenBackResumesAtTheLastCommitAndIgnoresSettlementsOfTheOldOne) {
   // Events 5..9 stay unsettled through the revoke (its wait of commit_interval x 10 = 1 s
   // runs out): only 0..4 are committed, and the partition, given back, is read again from
