@@ -300,8 +300,12 @@ std::string schema_statements(std::string_view table) {
            "END\n" +
            tag + ";\n";
   }
-  ddl += "CREATE INDEX IF NOT EXISTS " + quote_identifier(key_index) + " ON " + t +
-         " (ordering_key) WHERE ordering_key IS NOT NULL;\n";
+  // The table named in the DDL's schema, not as the search_path finds it: the session's
+  // temporary schema comes first there, and a temporary table of the outbox's name would get
+  // the key index instead of the table made above.
+  ddl += "DO " + tag + "\nBEGIN\n  EXECUTE 'CREATE INDEX IF NOT EXISTS ' || quote_ident(" +
+         escape_string_literal(key_index) + ") || ' ON ' || " + in_ddl_schema(table, base) +
+         "\n    || ' (ordering_key) WHERE ordering_key IS NOT NULL';\nEND\n" + tag + ";\n";
   // Checked before anything is made, so that the DDL stops whole even when run statement by
   // statement: CREATE INDEX IF NOT EXISTS would skip the key index if another relation of
   // the schema had its name (a user's table, or an index of another definition), and the

@@ -724,6 +724,24 @@ TEST(Schema, AUsersFunctionWithTheStagingFunctionsNameIsNotReplaced) {
   db.exec("DROP SCHEMA other_functions CASCADE");
 }
 
+TEST(Schema, ATemporaryTableOfTheOutboxsNameInTheSessionDoesNotTakeTheKeyIndex) {
+  // Found checking the DDL: the session's temporary schema comes first in the search_path,
+  // so an unqualified "CREATE INDEX ... ON <table>" put the key index on a temporary table of
+  // that name, and the outbox that CREATE TABLE had made in the current schema had none.
+  Db db;
+  const std::string table = "outbox_beside_a_temp_table";
+  db.exec("DROP TABLE IF EXISTS public.\"" + table + "\"");
+  db.exec("CREATE TEMPORARY TABLE \"" + table + "\" (ordering_key text)");
+  db.exec(emissions::postgres::schema_sql({.table = table}));
+  db.exec(emissions::postgres::schema_sql({.table = table}));  // idempotent
+  EXPECT_EQ(key_indexes(db, "public.\"" + table + "\""), std::vector<std::string>{table + "_key"});
+  EXPECT_EQ(db.count("SELECT count(*) FROM pg_index WHERE indrelid = 'pg_temp.\"" + table +
+                     "\"'::regclass"),
+            0);
+  db.exec("DROP TABLE pg_temp.\"" + table + "\"");
+  db.exec("DROP TABLE public.\"" + table + "\"");
+}
+
 TEST_F(Stage, MissingFunctionOfATableInASchemaWithANameOver63BytesIsStillNotFound) {
   // Found in review: the server names a schema cut to 63 bytes, and the 42883 match looked
   // for the whole name.
