@@ -9,6 +9,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "emissions/adapters/kafka.hpp"
+#include "emissions/sources/kafka.hpp"
 
 namespace emissions::detail {
 
@@ -26,6 +27,12 @@ struct KafkaAccess {
   // a long one keeps it from serving reports while a test delivers.
   static void set_producing_check(adapters::Kafka& kafka,
                                   std::chrono::nanoseconds interval) noexcept;
+  // Hands the source the answer to a commit, as librdkafka's offset-commit callback does:
+  // `error` for the request, `offsets` (may be null) with each partition's own error. The
+  // mock cluster refuses a commit for all its partitions or none; a coordinator can refuse
+  // some of them (librdkafka then gives NO_ERROR for the request).
+  static void commit_answered(sources::KafkaSource& source, rd_kafka_resp_err_t error,
+                              const rd_kafka_topic_partition_list_t* offsets) noexcept;
 };
 
 }  // namespace emissions::detail

@@ -20,6 +20,7 @@
 #include "emissions/sources/kafka.hpp"
 #include "emissions/telemetry.hpp"
 #include "emissions/testing.hpp"
+#include "kafka_access.hpp"
 #include "mock_cluster.hpp"
 
 namespace {
@@ -492,6 +493,49 @@ TEST(KafkaSource, ACommitTheCoordinatorRefusedIsMadeAgainAndCountedOnlyOnceAccep
   EXPECT_EQ(refused.load(), kRefusals);
   EXPECT_EQ(group.a->stats().committed, 2u) << "5, then 10 once accepted";
   EXPECT_EQ(group.a->stats().consumed, 10u);
+}
+
+TEST(KafkaSource, PartitionsRefusedInACommitOfWhichOthersWereAcceptedAreEachReported) {
+  // Found in review: librdkafka gives a commit's request an error only when the coordinator
+  // refused every partition; those refused beside accepted ones carry their own errors, and
+  // were neither reported nor (rightly) counted. The mock refuses all partitions or none, so
+  // the answer is handed to the source as librdkafka's commit callback would.
+  MockCluster cluster(1);
+  const std::unique_ptr<emissions::Emitter> emitter =
+      emitter_with(std::make_shared<TestAdapter>("handled"));
+  KafkaSource source(*emitter, source_options(cluster, "workers"));
+  std::mutex mutex;
+  std::vector<nlohmann::json> errors;
+  ASSERT_TRUE(emissions::telemetry::attach("partly refused", {"emissions", "source", "error"},
+                                           [&](const auto&, const auto&, const nlohmann::json& m) {
+                                             std::lock_guard lock(mutex);
+                                             errors.push_back(m);
+                                           })
+                  .ok());
+  const std::unique_ptr<rd_kafka_topic_partition_list_t,
+                        decltype(&rd_kafka_topic_partition_list_destroy)>
+      offsets(rd_kafka_topic_partition_list_new(3), &rd_kafka_topic_partition_list_destroy);
+  const std::array<rd_kafka_resp_err_t, 3> answers{RD_KAFKA_RESP_ERR_NO_ERROR,
+                                                   RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS,
+                                                   RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION};
+  for (int partition = 0; partition < 3; ++partition) {
+    rd_kafka_topic_partition_t* entry =
+        rd_kafka_topic_partition_list_add(offsets.get(), "orders", partition);
+    entry->offset = 10;
+    entry->err = answers.at(static_cast<std::size_t>(partition));
+  }
+  emissions::detail::KafkaAccess::commit_answered(source, RD_KAFKA_RESP_ERR_NO_ERROR,
+                                                  offsets.get());
+  (void)emissions::telemetry::detach("partly refused");
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_EQ(errors[0].at("code"), "REBALANCE_IN_PROGRESS");
+  EXPECT_EQ(errors[0].at("topic"), "orders");
+  EXPECT_EQ(errors[0].at("partition"), 1);
+  EXPECT_THAT(errors[0].at("reason").get<std::string>(),
+              testing::HasSubstr("commit failed for orders [1]"));
+  EXPECT_EQ(errors[1].at("code"), "ILLEGAL_GENERATION");
+  EXPECT_EQ(errors[1].at("partition"), 2);
+  EXPECT_EQ(source.stats().committed, 1u) << "only the accepted partition";
 }
 
 TEST(KafkaSource, APartitionGivenBackResumesAtTheLastCommitAndIgnoresSettlementsOfTheOldOne) {

@@ -29,7 +29,9 @@
 /// and skipped (its offset counts as handled); it never stops the source. An error the
 /// consumer reports (a broker down, an unknown topic), and a commit the group coordinator
 /// refused (tried again at the next interval), is reported as `[emissions, source, error]`
-/// {count: 1} {source, code, reason}; librdkafka keeps trying.
+/// {count: 1} {source, code, reason}; librdkafka keeps trying. A partition the coordinator
+/// refused in a commit of which it accepted others is reported on its own, with `topic` and
+/// `partition` in the metadata as well.
 /// Each change of the partitions it holds is reported, once the change is made, as
 /// `[emissions, source, assigned]` or `[emissions, source, revoked]` {count} {source,
 /// partitions: [{topic, partition}...]} (on the polling thread). Once stop() returned,
@@ -42,10 +44,11 @@
 /// handler). When the group takes partitions away (a rebalance), the source waits for their
 /// events (at most `commit_interval` × 10, bounded) and commits them before it lets them
 /// go. Where that commit is refused (the group already moved on: a stale generation makes
-/// librdkafka drop the assignment as lost), a partition that comes back to this source
-/// resumes after what it handled, or at the group's commit if that is further, and that
-/// offset is committed. stop() stops polling, waits for what is in flight, commits what
-/// settled and leaves the group.
+/// librdkafka drop the assignment as lost; or the coordinator refuses commits while the
+/// group rebalances, as librdkafka's mock cluster always does then), a partition that comes
+/// back to this source resumes after what it handled, or at the group's commit if that is
+/// further, and that offset is committed. stop() stops polling, waits for what is in
+/// flight, commits what settled and leaves the group.
 ///
 /// Threads: one polling thread per source, between start() and stop(); librdkafka's own.
 #pragma once
@@ -60,6 +63,10 @@
 
 #include "emissions/emitter.hpp"
 #include "emissions/status.hpp"
+
+namespace emissions::detail {
+struct KafkaAccess;
+}  // namespace emissions::detail
 
 namespace emissions::sources {
 
@@ -147,6 +154,7 @@ class KafkaSource {
   [[nodiscard]] KafkaSourceStats stats() const;
 
  private:
+  friend struct detail::KafkaAccess;
   struct State;
   std::shared_ptr<State> state_;
 };
