@@ -193,8 +193,8 @@ void Client::submit(std::vector<Request>& requests, std::vector<Request>& spares
     refused = Status(Errc::internal, "webhook: out of memory queueing requests");
   }
   // What was not queued (refused, or left when memory ran out) fails here, without the lock.
-  for (const Request& request : requests) {
-    if (request.delivery) request.fail(*refused);
+  for (Request& request : requests) {
+    if (request.has_delivery()) request.fail(*refused);
   }
 }
 
@@ -473,7 +473,7 @@ void Client::report_finished() noexcept {
     on_done_(done.request, done.response);
     // Settled: its handle goes now, on this thread. A spare that kept it would pin its
     // batch (events, the commit's callback) for as long as the adapter stays busy.
-    done.request.delivery.reset();
+    done.request.release_delivery();
   }
   // The requests' texts go back to the consumers (the threads that made them), one lock
   // per pass; what does not fit is freed with `finished` below. Batched requests are not
