@@ -21,27 +21,33 @@ constexpr std::array<std::int8_t, 256> kValues = make_values();
 
 }  // namespace
 
-std::string base64_encode(std::span<const unsigned char> bytes) {
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
+void base64_encode_to(std::span<const unsigned char> bytes, std::string& out) {
+  const std::size_t start = out.size();
+  out.resize(start + (bytes.size() + 2) / 3 * 4);
+  char* to = out.data() + start;
   std::size_t i = 0;
   for (; i + 3 <= bytes.size(); i += 3) {
     const std::uint32_t v = (std::uint32_t{bytes[i]} << 16) | (std::uint32_t{bytes[i + 1]} << 8) |
                             std::uint32_t{bytes[i + 2]};
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += kAlphabet[(v >> 6) & 63];
-    out += kAlphabet[v & 63];
+    *to++ = kAlphabet[(v >> 18) & 63];
+    *to++ = kAlphabet[(v >> 12) & 63];
+    *to++ = kAlphabet[(v >> 6) & 63];
+    *to++ = kAlphabet[v & 63];
   }
   const std::size_t rest = bytes.size() - i;
   if (rest != 0) {
     std::uint32_t v = std::uint32_t{bytes[i]} << 16;
     if (rest == 2) v |= std::uint32_t{bytes[i + 1]} << 8;
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += rest == 2 ? kAlphabet[(v >> 6) & 63] : '=';
-    out += '=';
+    *to++ = kAlphabet[(v >> 18) & 63];
+    *to++ = kAlphabet[(v >> 12) & 63];
+    *to++ = rest == 2 ? kAlphabet[(v >> 6) & 63] : '=';
+    *to = '=';
   }
+}
+
+std::string base64_encode(std::span<const unsigned char> bytes) {
+  std::string out;
+  base64_encode_to(bytes, out);
   return out;
 }
 

@@ -193,13 +193,13 @@ void Client::submit(std::vector<Request>& requests, std::vector<Request>& spares
     refused = Status(Errc::internal, "webhook: out of memory queueing requests");
   }
   // What was not queued (refused, or left when memory ran out) fails here, without the lock.
-  for (const Request& request : requests) {
-    if (request.delivery) request.fail(*refused);
+  for (Request& request : requests) {
+    if (request.has_delivery()) request.fail(*refused);
   }
 }
 
 void Client::refuse(const Status& reason, bool drop_queued) noexcept {
-  std::deque<Request> dropped;
+  RingQueue<Request> dropped;
   {
     std::lock_guard lock(mutex_);
     try {
@@ -212,8 +212,8 @@ void Client::refuse(const Status& reason, bool drop_queued) noexcept {
   }
   done_with(dropped.size());
   const std::optional<Status> why = refusal();
-  for (const Request& request : dropped)
-    request.fail(*why);
+  while (!dropped.empty())
+    dropped.take_front().fail(*why);
 }
 
 std::optional<Status> Client::refusal() const {
@@ -296,10 +296,8 @@ void Client::start_queued() noexcept {
   {
     std::lock_guard lock(mutex_);
     const std::size_t n = std::min(settings_.max_connections - busy, queue_.size());
-    for (std::size_t i = 0; i < n; ++i) {
-      starting.push_back(std::move(queue_.front()));
-      queue_.pop_front();
-    }
+    for (std::size_t i = 0; i < n; ++i)
+      starting.push_back(queue_.take_front());
   }
   for (Request& request : starting)
     start(std::move(request));
@@ -475,7 +473,7 @@ void Client::report_finished() noexcept {
     on_done_(done.request, done.response);
     // Settled: its handle goes now, on this thread. A spare that kept it would pin its
     // batch (events, the commit's callback) for as long as the adapter stays busy.
-    done.request.delivery.reset();
+    done.request.release_delivery();
   }
   // The requests' texts go back to the consumers (the threads that made them), one lock
   // per pass; what does not fit is freed with `finished` below. Batched requests are not
@@ -506,12 +504,13 @@ std::size_t Client::abandon_all() noexcept {
     ++left;
   }
   report_finished();
-  std::deque<Request> queued;
+  RingQueue<Request> queued;
   {
     std::lock_guard lock(mutex_);
     queued.swap(queue_);
   }
-  for (Request& request : queued) {
+  while (!queued.empty()) {
+    Request request = queued.take_front();
     done_with(1);
     on_done_(request, response);
     ++left;

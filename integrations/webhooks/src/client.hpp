@@ -10,7 +10,6 @@
 
 #include <atomic>
 #include <cstddef>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -25,6 +24,7 @@
 #include "options.hpp"
 #include "outcome.hpp"
 #include "requests.hpp"
+#include "ring_queue.hpp"
 #include "signature.hpp"
 
 namespace emissions::detail::webhooks {
@@ -116,7 +116,9 @@ class Client {
   const OnDone on_done_;
 
   mutable std::mutex mutex_;
-  std::deque<Request> queue_;      // guarded by mutex_
+  // Filled by submit(), emptied by the I/O thread: one buffer, kept (no block allocated by
+  // one thread and freed by the other). Guarded by mutex_.
+  RingQueue<Request> queue_;
   std::optional<Status> refusal_;  // guarded by mutex_
   std::string ca_file_;            // guarded by mutex_
   // Finished requests, their delivery released, kept for submit() to hand back (at most

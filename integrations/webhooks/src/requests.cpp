@@ -42,7 +42,10 @@ std::size_t array_bytes(std::size_t payload_bytes, std::size_t count) {
 
 Request make_batch(const std::shared_ptr<Delivery>& delivery, std::vector<std::string>& bodies,
                    std::size_t first, std::size_t count, std::size_t payload_bytes) {
-  Request request{delivery, first, count, {}, {}};
+  Request request;
+  request.shared = delivery;
+  request.first = first;
+  request.count = count;
   request.id = delivery->events()[first].id.str() + "-" + std::to_string(count);
   request.body.reserve(array_bytes(payload_bytes, count));
   request.body += '[';
@@ -55,28 +58,37 @@ Request make_batch(const std::shared_ptr<Delivery>& delivery, std::vector<std::s
   return request;
 }
 
+// The request for events()[index] alone, made from a spare when there is one (its texts
+// overwritten in their capacity), without its delivery; false (the event failed) when the
+// event cannot be sent.
+bool make_one(Delivery& delivery, std::size_t index, std::size_t limit, std::string_view what,
+              std::vector<Request>& spares, Request& request) {
+  if (!spares.empty()) {
+    request = std::move(spares.back());
+    spares.pop_back();
+  }
+  if (!serialize_or_fail(delivery, index, what, request.body)) return false;
+  if (request.body.size() > limit) {
+    fail_too_large(delivery, index, request.body.size(), limit, what);
+    return false;
+  }
+  request.first = index;
+  request.count = 1;
+  request.id.resize(EventId::kTextSize);  // the spare's capacity: no allocation
+  (void)delivery.events()[index].id.write_to(request.id.data());
+  request.signed_at = 0;
+  request.signature.clear();
+  return true;
+}
+
 void plan_each(const std::shared_ptr<Delivery>& delivery, std::size_t limit, std::string_view what,
                std::vector<Request>& spares, std::vector<Request>& out) {
-  const std::span<const Event> events = delivery->events();
-  out.reserve(out.size() + events.size());
-  for (std::size_t i = 0; i < events.size(); ++i) {
+  const std::size_t size = delivery->events().size();
+  out.reserve(out.size() + size);
+  for (std::size_t i = 0; i < size; ++i) {
     Request request;
-    if (!spares.empty()) {
-      request = std::move(spares.back());
-      spares.pop_back();
-    }
-    if (!serialize_or_fail(*delivery, i, what, request.body)) continue;
-    if (request.body.size() > limit) {
-      fail_too_large(*delivery, i, request.body.size(), limit, what);
-      continue;
-    }
-    request.delivery = delivery;
-    request.first = i;
-    request.count = 1;
-    request.id.resize(EventId::kTextSize);  // the spare's capacity: no allocation
-    (void)events[i].id.write_to(request.id.data());
-    request.signed_at = 0;
-    request.signature.clear();
+    if (!make_one(*delivery, i, limit, what, spares, request)) continue;
+    request.shared = delivery;
     out.push_back(std::move(request));
   }
 }
@@ -133,23 +145,26 @@ void plan_batches(const std::shared_ptr<Delivery>& delivery, std::size_t limit, 
 
 }  // namespace
 
-void Request::ack() const noexcept {
+void Request::ack() noexcept {
+  Delivery& target = delivery();
   for (std::size_t i = first; i < first + count; ++i)
-    delivery->ack(i);
+    target.ack(i);
 }
 
 void Request::fail(const Status& error,
-                   std::optional<std::chrono::milliseconds> retry_after) const noexcept {
-  if (retry_after) delivery->retry_after(*retry_after);
+                   std::optional<std::chrono::milliseconds> retry_after) noexcept {
+  Delivery& target = delivery();
+  if (retry_after) target.retry_after(*retry_after);
   for (std::size_t i = first; i < first + count; ++i)
-    delivery->fail(i, error);
+    target.fail(i, error);
 }
 
 std::vector<EventId> Request::event_ids() const {
+  const std::span<const Event> events = delivery().events();
   std::vector<EventId> ids;
   ids.reserve(count);
   for (std::size_t i = first; i < first + count; ++i)
-    ids.push_back(delivery->events()[i].id);
+    ids.push_back(events[i].id);
   return ids;
 }
 
@@ -204,6 +219,15 @@ void plan_requests(const std::shared_ptr<Delivery>& delivery, const PlanLimits& 
   } else {
     plan_each(delivery, limits.max_body_bytes, what, spares, out);
   }
+}
+
+void plan_alone(Delivery& delivery, std::size_t max_body_bytes, std::string_view what,
+                std::vector<Request>& spares, std::vector<Request>& out) {
+  out.reserve(out.size() + 1);
+  Request request;
+  if (!make_one(delivery, 0, max_body_bytes, what, spares, request)) return;
+  request.own = std::move(delivery);  // last: nothing below throws
+  out.push_back(std::move(request));
 }
 
 }  // namespace emissions::detail::webhooks

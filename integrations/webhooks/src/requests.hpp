@@ -24,10 +24,13 @@
 
 namespace emissions::detail::webhooks {
 
-// One HTTP request: events()[first, first + count) of a delivery shared by all the requests
-// made from it.
+// One HTTP request: events()[first, first + count) of a delivery. A delivery cut into several
+// requests is shared by them (`shared`); one that makes this request alone is held in it
+// (`own`): no block per event allocated on the consumer's thread and freed on the I/O thread,
+// and the request, kept as a spare, carries the handle's storage back to the consumer.
 struct Request {
-  std::shared_ptr<Delivery> delivery = {};
+  std::shared_ptr<Delivery> shared = {};
+  Delivery own = {};
   std::size_t first = 0;
   std::size_t count = 0;
   std::string id = {};    // webhook-id
@@ -36,12 +39,25 @@ struct Request {
   std::int64_t signed_at = 0;
   std::string signature = {};
 
+  // Whether the request holds its delivery (not moved from, not released).
+  [[nodiscard]] bool has_delivery() const noexcept {
+    return shared != nullptr || !own.events().empty();
+  }
+  // The delivery the request's events belong to (has_delivery()).
+  [[nodiscard]] Delivery& delivery() noexcept { return shared ? *shared : own; }
+  [[nodiscard]] const Delivery& delivery() const noexcept { return shared ? *shared : own; }
+  // Lets go of the delivery (the last handle of a settled one frees its batch, here).
+  void release_delivery() noexcept {
+    shared.reset();
+    own = Delivery();
+  }
+
   // Acknowledges the request's events.
-  void ack() const noexcept;
+  void ack() noexcept;
   // Fails the request's events with `error`; `retry_after` (given to the delivery first) is
   // the server's Retry-After.
   void fail(const Status& error,
-            std::optional<std::chrono::milliseconds> retry_after = std::nullopt) const noexcept;
+            std::optional<std::chrono::milliseconds> retry_after = std::nullopt) noexcept;
   // The ids of the request's events, in order.
   [[nodiscard]] std::vector<EventId> event_ids() const;
 };
@@ -96,5 +112,11 @@ struct PlanLimits {
 void plan_requests(const std::shared_ptr<Delivery>& delivery, const PlanLimits& limits,
                    BatchMemory& memory, std::string_view what, std::vector<Request>& spares,
                    std::vector<Request>& out);
+
+// The one request for a delivery of a single event, not batched: like plan_requests(), but
+// the request takes `delivery` itself (moved into Request::own) instead of a shared handle.
+// When the event cannot be sent it is failed and `delivery` is left as it was.
+void plan_alone(Delivery& delivery, std::size_t max_body_bytes, std::string_view what,
+                std::vector<Request>& spares, std::vector<Request>& out);
 
 }  // namespace emissions::detail::webhooks

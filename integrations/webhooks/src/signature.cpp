@@ -149,7 +149,7 @@ void Signer::sign(std::string_view id, std::string_view timestamp, std::string_v
   for (std::size_t i = 0; i < size(); ++i) {
     if (i != 0) out += ' ';
     out += "v1,";
-    out += base64_encode(mac(i, id, timestamp, body));
+    base64_encode_to(mac(i, id, timestamp, body), out);
   }
 }
 

@@ -85,11 +85,16 @@ void Webhook::State::deliver(Delivery delivery) noexcept {
       delivery.fail(*refused);
       return;
     }
-    shared = std::make_shared<Delivery>(std::move(delivery));
     requests.clear();
-    detail::webhooks::plan_requests(
-        shared, {.max_body_bytes = settings.max_body_bytes, .batch = settings.batch}, batches, what,
-        spares, requests);
+    if (!settings.batch && delivery.events().size() == 1) {
+      // One event, one request: the request holds the delivery (no shared block).
+      detail::webhooks::plan_alone(delivery, settings.max_body_bytes, what, spares, requests);
+    } else {
+      shared = std::make_shared<Delivery>(std::move(delivery));
+      detail::webhooks::plan_requests(
+          shared, {.max_body_bytes = settings.max_body_bytes, .batch = settings.batch}, batches,
+          what, spares, requests);
+    }
     // Signed here, on the consumer's thread, for an attempt that starts now (the I/O thread
     // signs again what waits too long).
     const std::int64_t now = detail::webhooks::unix_seconds();
@@ -105,8 +110,10 @@ void Webhook::State::deliver(Delivery delivery) noexcept {
     if (shared) {
       shared->fail(error);
     } else {
-      delivery.fail(error);
+      delivery.fail(error);  // a no-op once a request took it: failed just below
     }
+    for (Request& request : requests)
+      request.own.fail(error);  // a no-op on a request that holds none
   }
   requests.clear();  // moved from, or (after a failure) holding the delivery: released here
   t_spares = std::move(spares);
