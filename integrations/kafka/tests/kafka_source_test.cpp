@@ -35,6 +35,13 @@ using emissions::testing::kafka::produce_raw;
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
 
+// Detaches a telemetry handler when the test leaves its scope, also through a failed
+// ASSERT (a handler left attached would write to the dead test's variables).
+struct DetachOnExit {
+  std::string id;
+  ~DetachOnExit() { (void)emissions::telemetry::detach(id); }
+};
+
 KafkaSourceOptions source_options(const MockCluster& cluster, std::string group) {
   return KafkaSourceOptions{.brokers = cluster.bootstraps(),
                             .group_id = std::move(group),
@@ -129,6 +136,7 @@ TEST(KafkaSource, AMalformedMessageIsCountedReportedAndSkipped) {
                                              if (reported.fetch_add(1) == 0) where = m;
                                            })
                   .ok());
+  const DetachOnExit detach_malformed{"malformed"};
 
   Worker worker;
   KafkaSource source(*worker.emitter, source_options(cluster, "workers"));
@@ -233,6 +241,7 @@ TEST(KafkaSource, AMemberThatLostItsPartitionsResumesAfterWhatItHandled) {
                   "revoked", {"emissions", "source", "revoked"},
                   [&](const auto&, const auto&, const auto&) { revoked.fetch_add(1); })
                   .ok());
+  const DetachOnExit detach_revoked{"revoked"};
 
   Worker worker;
   KafkaSource source(*worker.emitter, source_options(cluster, "workers"));
@@ -476,10 +485,13 @@ TEST(KafkaSource, ACommitTheCoordinatorRefusedIsMadeAgainAndCountedOnlyOnceAccep
                                              }
                                            })
                   .ok());
+  const DetachOnExit detach_refused{"refused"};
   ASSERT_TRUE(group.a->start().ok());
   ASSERT_TRUE(eventually([&] { return group.holding->held() == 5; }, 30s));
   ASSERT_TRUE(eventually([&] { return group_offset(group.cluster, "workers", 0) == 5; }, 10s));
-  ASSERT_EQ(group.a->stats().committed, 1u);
+  // The mock stores the offset before it answers; the counter moves when the answer is in.
+  ASSERT_TRUE(eventually([&] { return group.a->stats().committed == 1; }, 10s))
+      << group.a->stats().committed;
   constexpr std::int16_t kOffsetCommitApi = 8;
   constexpr int kRefusals = 3;
   const std::array<rd_kafka_resp_err_t, kRefusals> refusals{
@@ -491,6 +503,9 @@ TEST(KafkaSource, ACommitTheCoordinatorRefusedIsMadeAgainAndCountedOnlyOnceAccep
   EXPECT_TRUE(eventually([&] { return group_offset(group.cluster, "workers", 0) == 10; }, 30s));
   (void)emissions::telemetry::detach("refused");
   EXPECT_EQ(refused.load(), kRefusals);
+  EXPECT_TRUE(eventually([&] { return group.a->stats().committed == 2; }, 10s))
+      << group.a->stats().committed << ": 5, then 10 once accepted";
+  std::this_thread::sleep_for(300ms);  // a commit counted twice would show by now
   EXPECT_EQ(group.a->stats().committed, 2u) << "5, then 10 once accepted";
   EXPECT_EQ(group.a->stats().consumed, 10u);
 }
@@ -512,6 +527,7 @@ TEST(KafkaSource, PartitionsRefusedInACommitOfWhichOthersWereAcceptedAreEachRepo
                                              errors.push_back(m);
                                            })
                   .ok());
+  const DetachOnExit detach_partly_refused{"partly refused"};
   const std::unique_ptr<rd_kafka_topic_partition_list_t,
                         decltype(&rd_kafka_topic_partition_list_destroy)>
       offsets(rd_kafka_topic_partition_list_new(3), &rd_kafka_topic_partition_list_destroy);

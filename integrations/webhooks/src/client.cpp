@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -461,7 +462,18 @@ void Client::finish(Transfer& transfer, const Response& response) noexcept {
   }
   done_with(1);  // answered: no longer outstanding, whatever the callback does
   try {
-    loop_->finished.push_back(Loop::Finished{std::move(request), response});
+    // The request moves in last, by a move that cannot throw: an allocation that fails
+    // before leaves it whole for the callback below (moved into a temporary first, it would
+    // be destroyed with it, its delivery abandoned, and the callback would settle nothing).
+    Loop::Finished& kept = loop_->finished.emplace_back();
+    try {
+      kept.response = response;
+    } catch (...) {
+      loop_->finished.pop_back();
+      throw;
+    }
+    static_assert(std::is_nothrow_move_assignable_v<Request>);
+    kept.request = std::move(request);
   } catch (...) {
     on_done_(request, response);  // out of memory to keep it: reported at once
   }

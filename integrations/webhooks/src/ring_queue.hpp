@@ -26,6 +26,17 @@ class RingQueue {
                 "elements move between slots without throwing");
 
  public:
+  RingQueue() = default;
+  // A moved-from queue is empty (the implicit moves would leave its count without slots).
+  RingQueue(RingQueue&& other) noexcept { swap(other); }
+  RingQueue& operator=(RingQueue&& other) noexcept {
+    RingQueue(std::move(other)).swap(*this);
+    return *this;
+  }
+  RingQueue(const RingQueue&) = delete;
+  RingQueue& operator=(const RingQueue&) = delete;
+  ~RingQueue() = default;
+
   [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
   [[nodiscard]] std::size_t size() const noexcept { return count_; }
   // Slots in the buffer (0 or a power of two); push_back() allocates only beyond it.

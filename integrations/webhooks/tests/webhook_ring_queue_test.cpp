@@ -81,4 +81,23 @@ TEST(WebhookRingQueue, SwapHandsOverTheElementsInOrder) {
     EXPECT_EQ(seen[i], std::to_string(i + 3));
 }
 
+TEST(WebhookRingQueue, AMovedFromQueueIsEmptyAndUsable) {
+  // Found in review: the implicit moves left the source's count without its slots, so a
+  // take_front() on it read past an empty buffer.
+  RingQueue<std::string> queue;
+  for (int i = 0; i < 5; ++i)
+    queue.push_back(std::to_string(i));
+  RingQueue<std::string> moved(std::move(queue));
+  EXPECT_TRUE(queue.empty());  // NOLINT(bugprone-use-after-move): the contract under test
+  EXPECT_EQ(moved.size(), 5U);
+  RingQueue<std::string> assigned;
+  assigned.push_back("old");
+  assigned = std::move(moved);
+  EXPECT_TRUE(moved.empty());  // NOLINT(bugprone-use-after-move)
+  ASSERT_EQ(assigned.size(), 5U);
+  EXPECT_EQ(assigned.take_front(), "0");
+  queue.push_back("again");
+  EXPECT_EQ(queue.take_front(), "again");
+}
+
 }  // namespace
