@@ -492,24 +492,6 @@ void KafkaSource::State::committed_result(rd_kafka_resp_err_t error,
     return;
   }
   if (offsets == nullptr) return;
-  // librdkafka gives the request an error only when every partition was refused: those
-  // refused beside accepted ones are reported here, one error each (before the lock: the
-  // handlers are the user's), and tried again at the next interval like the rest.
-  for (int i = 0; i < offsets->cnt && reporting(); ++i) {
-    const rd_kafka_topic_partition_t& entry = offsets->elems[i];
-    if (entry.err == RD_KAFKA_RESP_ERR_NO_ERROR) continue;
-    try {
-      telemetry::execute(
-          {"emissions", "source", "error"}, {{"count", 1}},
-          {{"source", options.name},
-           {"code", rd_kafka_err2name(entry.err)},
-           {"topic", entry.topic},
-           {"partition", entry.partition},
-           {"reason", std::string("commit failed for ") + entry.topic + " [" +
-                          std::to_string(entry.partition) + "]: " + rd_kafka_err2str(entry.err)}});
-    } catch (...) {
-    }
-  }
   std::lock_guard lock(offsets_mutex);
   for (int i = 0; i < offsets->cnt; ++i) {
     const rd_kafka_topic_partition_t& entry = offsets->elems[i];

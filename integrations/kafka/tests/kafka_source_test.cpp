@@ -476,8 +476,8 @@ TEST(KafkaSource, ACommitTheCoordinatorRefusedIsMadeAgainAndCountedOnlyOnceAccep
   // The coordinator refuses commits while its group rebalances (REBALANCE_IN_PROGRESS). A
   // refused commit is reported (one error each, with its code), not counted as committed,
   // and made again at the next commit interval until the group has it.
+  std::atomic<int> refused{0};    // before the group: outlives a handler still running
   RevokedAndGivenBack group(1s);  // no second member: the group stays as it is
-  std::atomic<int> refused{0};
   ASSERT_TRUE(emissions::telemetry::attach("refused", {"emissions", "source", "error"},
                                            [&](const auto&, const auto&, const nlohmann::json& m) {
                                              if (m.at("code") == "REBALANCE_IN_PROGRESS") {
@@ -510,11 +510,12 @@ TEST(KafkaSource, ACommitTheCoordinatorRefusedIsMadeAgainAndCountedOnlyOnceAccep
   EXPECT_EQ(group.a->stats().consumed, 10u);
 }
 
-TEST(KafkaSource, PartitionsRefusedInACommitOfWhichOthersWereAcceptedAreEachReported) {
-  // Found in review: librdkafka gives a commit's request an error only when the coordinator
-  // refused every partition; those refused beside accepted ones carry their own errors, and
-  // were neither reported nor (rightly) counted. The mock refuses all partitions or none, so
-  // the answer is handed to the source as librdkafka's commit callback would.
+TEST(KafkaSource, ACommitRefusedForSomeOfItsPartitionsIsReportedOnceAndNotCounted) {
+  // librdkafka 2.0.2 answers a commit that the coordinator refused for some partitions with
+  // the request's error (a refused partition's) and that error set on every partition, the
+  // accepted ones too: the source cannot tell them apart, so it reports the commit once,
+  // counts none of it, and commits it whole again. The mock refuses all partitions or none,
+  // so the answer is handed to the source as librdkafka's commit callback gives it.
   MockCluster cluster(1);
   const std::unique_ptr<emissions::Emitter> emitter =
       emitter_with(std::make_shared<TestAdapter>("handled"));
@@ -530,28 +531,20 @@ TEST(KafkaSource, PartitionsRefusedInACommitOfWhichOthersWereAcceptedAreEachRepo
   const DetachOnExit detach_partly_refused{"partly refused"};
   const std::unique_ptr<rd_kafka_topic_partition_list_t,
                         decltype(&rd_kafka_topic_partition_list_destroy)>
-      offsets(rd_kafka_topic_partition_list_new(3), &rd_kafka_topic_partition_list_destroy);
-  const std::array<rd_kafka_resp_err_t, 3> answers{RD_KAFKA_RESP_ERR_NO_ERROR,
-                                                   RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS,
-                                                   RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION};
-  for (int partition = 0; partition < 3; ++partition) {
+      offsets(rd_kafka_topic_partition_list_new(2), &rd_kafka_topic_partition_list_destroy);
+  for (int partition = 0; partition < 2; ++partition) {
     rd_kafka_topic_partition_t* entry =
         rd_kafka_topic_partition_list_add(offsets.get(), "orders", partition);
     entry->offset = 10;
-    entry->err = answers.at(static_cast<std::size_t>(partition));
+    entry->err = RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS;
   }
-  emissions::detail::KafkaAccess::commit_answered(source, RD_KAFKA_RESP_ERR_NO_ERROR,
+  emissions::detail::KafkaAccess::commit_answered(source, RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS,
                                                   offsets.get());
   (void)emissions::telemetry::detach("partly refused");
-  ASSERT_EQ(errors.size(), 2u);
+  ASSERT_EQ(errors.size(), 1u);
   EXPECT_EQ(errors[0].at("code"), "REBALANCE_IN_PROGRESS");
-  EXPECT_EQ(errors[0].at("topic"), "orders");
-  EXPECT_EQ(errors[0].at("partition"), 1);
-  EXPECT_THAT(errors[0].at("reason").get<std::string>(),
-              testing::HasSubstr("commit failed for orders [1]"));
-  EXPECT_EQ(errors[1].at("code"), "ILLEGAL_GENERATION");
-  EXPECT_EQ(errors[1].at("partition"), 2);
-  EXPECT_EQ(source.stats().committed, 1u) << "only the accepted partition";
+  EXPECT_THAT(errors[0].at("reason").get<std::string>(), testing::HasSubstr("commit failed"));
+  EXPECT_EQ(source.stats().committed, 0u);
 }
 
 TEST(KafkaSource, APartitionGivenBackResumesAtTheLastCommitAndIgnoresSettlementsOfTheOldOne) {

@@ -465,6 +465,7 @@ void Client::finish(Transfer& transfer, const Response& response) noexcept {
     // The request moves in last, by a move that cannot throw: an allocation that fails
     // before leaves it whole for the callback below (moved into a temporary first, it would
     // be destroyed with it, its delivery abandoned, and the callback would settle nothing).
+    static_assert(std::is_nothrow_move_constructible_v<Loop::Finished>);  // a regrowth moves
     Loop::Finished& kept = loop_->finished.emplace_back();
     try {
       kept.response = response;

@@ -29,9 +29,10 @@
 /// and skipped (its offset counts as handled); it never stops the source. An error the
 /// consumer reports (a broker down, an unknown topic), and a commit the group coordinator
 /// refused (tried again at the next interval), is reported as `[emissions, source, error]`
-/// {count: 1} {source, code, reason}; librdkafka keeps trying. A partition the coordinator
-/// refused in a commit of which it accepted others is reported on its own, with `topic` and
-/// `partition` in the metadata as well.
+/// {count: 1} {source, code, reason}; librdkafka keeps trying. A commit refused for some of
+/// its partitions is reported once, with the code librdkafka gives it (a refused
+/// partition's), and made again whole. Telemetry handlers may run inside stop() (the
+/// answers to its last commits): they must not call start() or stop() of the same source.
 /// Each change of the partitions it holds is reported, once the change is made, as
 /// `[emissions, source, assigned]` or `[emissions, source, revoked]` {count} {source,
 /// partitions: [{topic, partition}...]} (on the polling thread). Once stop() returned,
