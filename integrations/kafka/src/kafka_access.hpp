@@ -28,9 +28,10 @@ struct KafkaAccess {
   static void set_producing_check(adapters::Kafka& kafka,
                                   std::chrono::nanoseconds interval) noexcept;
   // Hands the source the answer to a commit, as librdkafka's offset-commit callback does:
-  // `error` for the request, `offsets` (may be null) with each partition's own error. The
-  // mock cluster refuses a commit for all its partitions or none; a coordinator can refuse
-  // some of them (librdkafka then gives NO_ERROR for the request).
+  // `error` for the request, `offsets` (may be null) with each partition's error. The mock
+  // cluster refuses a commit for all its partitions or none; a coordinator can refuse some
+  // of them (librdkafka 2.0.2 then gives the request a refused partition's error and sets it
+  // on every partition).
   static void commit_answered(sources::KafkaSource& source, rd_kafka_resp_err_t error,
                               const rd_kafka_topic_partition_list_t* offsets) noexcept;
 };
