@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "emissions/adapter.hpp"
+#include "emissions/telemetry.hpp"
 
 namespace emissions::test_support {
 
@@ -159,6 +160,13 @@ class TelemetryRecorder {
   mutable std::mutex mutex_;
   mutable std::condition_variable arrived_;
   std::vector<Record> records_;
+};
+
+// Detaches the telemetry handler `id` when it leaves scope, also through a failed ASSERT (a
+// handler left attached would write to the ended test's variables).
+struct DetachOnExit {
+  std::string id;
+  ~DetachOnExit() { (void)telemetry::detach(id); }
 };
 
 }  // namespace emissions::test_support

@@ -22,6 +22,7 @@
 #include "emissions/testing.hpp"
 #include "kafka_access.hpp"
 #include "mock_cluster.hpp"
+#include "recording_adapter.hpp"
 
 namespace {
 
@@ -29,18 +30,13 @@ using emissions::adapters::Kafka;
 using emissions::adapters::KafkaOptions;
 using emissions::sources::KafkaSource;
 using emissions::sources::KafkaSourceOptions;
+using emissions::test_support::DetachOnExit;
+using emissions::test_support::TelemetryRecorder;
 using emissions::testing::TestAdapter;
 using emissions::testing::kafka::MockCluster;
 using emissions::testing::kafka::produce_raw;
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
-
-// Detaches a telemetry handler when the test leaves its scope, also through a failed
-// ASSERT (a handler left attached would write to the dead test's variables).
-struct DetachOnExit {
-  std::string id;
-  ~DetachOnExit() { (void)emissions::telemetry::detach(id); }
-};
 
 KafkaSourceOptions source_options(const MockCluster& cluster, std::string group) {
   return KafkaSourceOptions{.brokers = cluster.bootstraps(),
@@ -520,15 +516,7 @@ TEST(KafkaSource, ACommitRefusedForSomeOfItsPartitionsIsReportedOnceAndNotCounte
   const std::unique_ptr<emissions::Emitter> emitter =
       emitter_with(std::make_shared<TestAdapter>("handled"));
   KafkaSource source(*emitter, source_options(cluster, "workers"));
-  std::mutex mutex;
-  std::vector<nlohmann::json> errors;
-  ASSERT_TRUE(emissions::telemetry::attach("partly refused", {"emissions", "source", "error"},
-                                           [&](const auto&, const auto&, const nlohmann::json& m) {
-                                             std::lock_guard lock(mutex);
-                                             errors.push_back(m);
-                                           })
-                  .ok());
-  const DetachOnExit detach_partly_refused{"partly refused"};
+  const TelemetryRecorder recorder("partly refused", {{"emissions", "source", "error"}});
   const std::unique_ptr<rd_kafka_topic_partition_list_t,
                         decltype(&rd_kafka_topic_partition_list_destroy)>
       offsets(rd_kafka_topic_partition_list_new(2), &rd_kafka_topic_partition_list_destroy);
@@ -540,10 +528,11 @@ TEST(KafkaSource, ACommitRefusedForSomeOfItsPartitionsIsReportedOnceAndNotCounte
   }
   emissions::detail::KafkaAccess::commit_answered(source, RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS,
                                                   offsets.get());
-  (void)emissions::telemetry::detach("partly refused");
+  const std::vector<TelemetryRecorder::Record> errors = recorder.records();
   ASSERT_EQ(errors.size(), 1u);
-  EXPECT_EQ(errors[0].at("code"), "REBALANCE_IN_PROGRESS");
-  EXPECT_THAT(errors[0].at("reason").get<std::string>(), testing::HasSubstr("commit failed"));
+  EXPECT_EQ(errors[0].metadata.at("code"), "REBALANCE_IN_PROGRESS");
+  EXPECT_THAT(errors[0].metadata.at("reason").get<std::string>(),
+              testing::HasSubstr("commit failed"));
   EXPECT_EQ(source.stats().committed, 0u);
 }
 

@@ -20,6 +20,7 @@
 #include "emissions/telemetry.hpp"
 #include "emissions/testing.hpp"
 #include "pipeline/delivery_state.hpp"
+#include "recording_adapter.hpp"
 #include "test_server.hpp"
 #include "webhook_fixture.hpp"
 
@@ -27,6 +28,7 @@ namespace {
 
 using emissions::Errc;
 using emissions::adapters::Webhook;
+using emissions::test_support::DetachOnExit;
 using emissions::webhooks_test::commit_each;
 using emissions::webhooks_test::config_with;
 using emissions::webhooks_test::options_for;
@@ -47,12 +49,6 @@ std::vector<emissions::Event> events(std::size_t n) {
   }
   return out;
 }
-
-// Detaches a telemetry handler when the test ends, whichever way it ends.
-struct Attached {
-  std::string id;
-  ~Attached() { (void)emissions::telemetry::detach(id); }
-};
 
 TEST(WebhookLifecycle, TerminateReturnsByItsDeadlineWhileARequestHangsOnAServerThatNeverAnswers) {
   TestServer server(
@@ -109,7 +105,7 @@ TEST(WebhookLifecycle, ACallbackOnTheIoThreadThatShutsDownAndDestroysTheEmitterI
   hook.reset();  // the Emitter holds the last reference
 
   const auto shared = std::make_shared<Shared>();
-  const Attached attached{"webhook-lifecycle-shutdown"};
+  const DetachOnExit attached{"webhook-lifecycle-shutdown"};
   ASSERT_TRUE(emissions::telemetry::attach(attached.id, kResponse,
                                            [shared](auto&, auto&, const nlohmann::json& metadata) {
                                              shared->record(metadata);
@@ -144,7 +140,7 @@ TEST(WebhookLifecycle, ACallbackOnTheIoThreadThatReleasesTheLastReferenceIsSafe)
   const auto shared = std::make_shared<Shared>();
   shared->hook = std::make_shared<Webhook>(options_for(server));
   const std::weak_ptr<Webhook> watch = shared->hook;
-  const Attached attached{"webhook-lifecycle-last-reference"};
+  const DetachOnExit attached{"webhook-lifecycle-last-reference"};
   ASSERT_TRUE(emissions::telemetry::attach(attached.id, kResponse,
                                            [shared](auto&, auto&, const nlohmann::json& metadata) {
                                              shared->record(metadata);
