@@ -193,12 +193,16 @@ class BatchPool {
   // Batches kept with their events, to be reset by the thread that takes them.
   static constexpr std::size_t kDeferred = 32;
   // Batches of at most this many events are deferred apart, at most kDeferredSmall of them
-  // (and no more than reserve() made room for): what they keep alive that no event needs
-  // is bounded by count, whatever the reservation (from review: sized by the reservation,
-  // a burst of one-event commits of 10 KB left 100 MB of dead payloads in the pool). At most
-  // 4,096 events, fewer than kDeferred batches of kMaxSlots may keep.
+  // holding at most kDeferredSmallEvents events together (and no more than reserve() made
+  // room for): what they keep alive that no event needs is bounded by count, whatever the
+  // reservation (from review: sized by the reservation, a burst of one-event commits of
+  // 10 KB left 100 MB of dead payloads in the pool). At most 4,096 events, fewer than
+  // kDeferred batches of kMaxSlots may keep. Counted in events, not batches: settlements
+  // come back in bursts of thousands of one-event batches (the webhook bench's I/O thread),
+  // and a bound of 1,024 batches had that thread destroy most of their payloads itself.
   static constexpr std::size_t kSmallEvents = 4;
-  static constexpr std::size_t kDeferredSmall = 1024;
+  static constexpr std::size_t kDeferredSmall = 4096;
+  static constexpr std::size_t kDeferredSmallEvents = 4096;
 
   BatchPool() : deferred_(kDeferred), large_(kCapacity), small_(std::in_place, kCapacity) {}
   ~BatchPool() {
@@ -287,8 +291,7 @@ class BatchPool {
       return;
     }
     if (!batch->plain) {
-      if (batch->size <= kSmallEvents && deferred_small_ && deferred_small_->try_push(batch))
-        return;
+      if (batch->size <= kSmallEvents && push_deferred_small(batch)) return;
       if (deferred_.try_push(batch)) return;
     }
     keep_reset(batch);
@@ -330,14 +333,34 @@ class BatchPool {
     if (!kept) BatchDeleter{}(batch);
   }
 
+  // `batch` (at most kSmallEvents events) kept with its events among the deferred small
+  // ones, when they hold fewer than kDeferredSmallEvents events with it.
+  bool push_deferred_small(Batch* batch) noexcept {
+    if (!deferred_small_) return false;
+    const std::size_t events = batch->size;
+    if (deferred_small_events_.fetch_add(events, std::memory_order_relaxed) + events <=
+            kDeferredSmallEvents &&
+        deferred_small_->try_push(batch)) {
+      return true;
+    }
+    deferred_small_events_.fetch_sub(events, std::memory_order_relaxed);
+    return false;
+  }
+  // One of the deferred small batches, or null; uncounted from kDeferredSmallEvents.
+  Batch* pop_deferred_small() noexcept {
+    if (!deferred_small_) return nullptr;
+    Batch* batch = deferred_small_->try_pop();
+    if (batch != nullptr) deferred_small_events_.fetch_sub(batch->size, std::memory_order_relaxed);
+    return batch;
+  }
+
   // A deferred small batch for the caller, when there is one, and the events of the next
   // one destroyed here, that batch put back with the reset ones: each acquire takes up to
   // two, so the deferred small batches do not pile up while commits keep pace with
   // settlements (they grow only when more batches come back than are taken, by at most as
   // many as were out at once) and the thread that recycles them seldom finds no room.
   Batch* take_deferred_small() noexcept {
-    if (!deferred_small_) return nullptr;
-    Batch* batch = deferred_small_->try_pop();
+    Batch* batch = pop_deferred_small();
     if (batch == nullptr) return nullptr;
     reset_one_deferred_small();
     return batch;
@@ -347,14 +370,14 @@ class BatchPool {
   // reset ones. Also on each take of a deferred large batch: otherwise commits of more than
   // kSmallEvents events after a burst of small ones would never drain the small ones.
   void reset_one_deferred_small() noexcept {
-    if (!deferred_small_) return;
-    if (Batch* next = deferred_small_->try_pop()) keep_reset(next);
+    if (Batch* next = pop_deferred_small()) keep_reset(next);
   }
 
   BoundedRing<Batch> deferred_;  // at most kDeferred, their events not yet destroyed
   // Batches of at most kSmallEvents events with their events: at most kDeferredSmall, and
   // no more than reserve() made room for; none before it.
   std::optional<BoundedRing<Batch>> deferred_small_;
+  std::atomic<std::size_t> deferred_small_events_{0};  // their events (<= kDeferredSmallEvents)
   std::atomic<std::size_t> stale_loans_{0};  // batches out with stale events (<= kDeferred)
   BoundedRing<Batch> large_;
   std::optional<BoundedRing<Batch>> small_;  // replaced only by reserve()

@@ -261,6 +261,57 @@ TEST(BatchPoolTest, ASettlingThreadHandsBackAWindowOfSmallBatchesWithTheirEvents
     pool.recycle(batch);
 }
 
+TEST(BatchPoolTest, SettlementsComingBackInBurstsOfThousandsStillLeaveTheEventsToTheCommitter) {
+  // The webhook bench: one-event commits, a queue of 10,000, and the I/O thread settling
+  // thousands at a time while the committing thread waits for room. Bounded at 1,024
+  // batches, the pool had the I/O thread destroy most of each burst's payloads (two thirds
+  // of them in the bench). Bounded by events (kDeferredSmallEvents), a burst of 3,000 fits.
+  constexpr std::size_t kQueue = 10000;
+  constexpr std::size_t kBurst = 3000;
+  static_assert(kBurst <= BatchPool::kDeferredSmallEvents);
+  BatchPool pool;
+  pool.reserve(kQueue);
+  std::deque<Batch*> out;
+  for (std::size_t i = 0; i < kQueue; ++i)
+    out.push_back(one_event(pool, 100));
+  std::size_t reset_by_settler = 0;
+  for (int round = 0; round < 4; ++round) {
+    std::vector<Batch*> settled(out.begin(), out.begin() + kBurst);
+    out.erase(out.begin(), out.begin() + kBurst);
+    std::thread([&] {
+      for (Batch* batch : settled) {
+        pool.recycle(batch);
+        if (batch->size == 0) ++reset_by_settler;  // still the pool's: nothing else runs
+      }
+    }).join();
+    for (std::size_t i = 0; i < kBurst; ++i)
+      out.push_back(one_event(pool, 100));
+  }
+  EXPECT_EQ(reset_by_settler, 0u);
+  for (Batch* batch : out)
+    pool.recycle(batch);
+}
+
+TEST(BatchPoolTest, SmallBatchesKeptWithTheirEventsAreBoundedByTheirEventsNotTheirNumber) {
+  // Four-event batches: at most kDeferredSmallEvents / 4 of them keep their events (plus
+  // kDeferred in the other ring); the rest are reset by the thread that recycles them.
+  BatchPool pool;
+  pool.reserve(BatchPool::kMaxSmall);
+  std::vector<Batch*> burst;
+  for (std::size_t i = 0; i < 3000; ++i) {
+    emissions::detail::BatchPtr batch = pool.acquire();
+    for (std::size_t e = 0; e < BatchPool::kSmallEvents; ++e)
+      append(*batch, std::string(100, 'f'));
+    burst.push_back(batch.release());
+  }
+  for (Batch* batch : burst)
+    pool.recycle(batch);
+  std::size_t kept_events = 0;
+  for (const Batch* batch : burst)  // still the pool's: nothing else runs
+    kept_events += batch->size;
+  EXPECT_EQ(kept_events, BatchPool::kDeferredSmallEvents + BatchPool::kDeferred * 4);
+}
+
 TEST(BatchPoolTest, CommitsOneAtATimeAfterABurstLeaveNoPileOfDeadEvents) {
   // The case of AtMostKDeferredRecycledBatchesKeepTheirEvents with a reserved pool: a burst
   // of small commits, then large ones one at a time. Each take destroys a second deferred
@@ -325,7 +376,7 @@ TEST(BatchPoolTest, SmallBatchesKeptWithTheirEventsAreBoundedByCountAndDrainedBy
     }
     return n;
   };
-  EXPECT_LE(keeping(), BatchPool::kDeferredSmall + BatchPool::kDeferred);
+  EXPECT_LE(keeping(), BatchPool::kDeferredSmallEvents + BatchPool::kDeferred);
   // Commits of more than kSmallEvents events, one at a time: each takes the deferred large
   // batch and destroys one small batch's events.
   for (std::size_t i = 0; i < BatchPool::kDeferredSmall + BatchPool::kDeferred + 1; ++i) {
