@@ -563,6 +563,12 @@ int main(int argc, char** argv) {
         figures["source_vs_raw_consumer_cpu"] =
             figures["raw_consumer_cpu_ns"] / figures["source_cpu_ns"];
       }
+      // Each rep's figures on stderr, to see how much they spread within a run.
+      for (const auto& [key, value] : figures)
+        std::fprintf(stderr, "  %s %.3f\n", key.c_str(), value);
+      // Each rep's figures on stderr, to see how much they spread within a run.
+      for (const auto& [key, value] : figures)
+        std::fprintf(stderr, "  %s %.3f\n", key.c_str(), value);
       if (rep == 0) continue;
       for (const auto& [key, value] : figures)
         runs[key].push_back(value);
