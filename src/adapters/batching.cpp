@@ -18,6 +18,7 @@
 #include "common/config_check.hpp"
 #include "common/exceptions.hpp"
 #include "common/parking.hpp"
+#include "common/status_copy.hpp"
 #include "common/wait.hpp"
 #include "emissions/batch_buffer.hpp"
 #include "emissions/telemetry.hpp"
@@ -77,14 +78,14 @@ void settle(Items& items, const Status& status) noexcept {
       if (status.ok()) {
         delivery.ack();
       } else {
-        delivery.fail(status);
+        delivery.fail(detail::copy_or_bare(status));
       }
     } else {
       for (std::size_t k = i; k < end; ++k) {
         if (status.ok()) {
           delivery.ack(items[k].index);
         } else {
-          delivery.fail(items[k].index, status);
+          delivery.fail(items[k].index, detail::copy_or_bare(status));
         }
       }
     }

@@ -15,6 +15,7 @@
 
 #include "address_policy.hpp"
 #include "common/exceptions.hpp"
+#include "common/status_copy.hpp"
 #include "common/wait.hpp"
 #include "curl_handles.hpp"
 
@@ -201,6 +202,7 @@ void Client::submit(std::vector<Request>& requests, std::vector<Request>& spares
 
 void Client::refuse(const Status& reason, bool drop_queued) noexcept {
   RingQueue<Request> dropped;
+  Status why;  // the first refusal, which the dropped requests fail with
   {
     std::lock_guard lock(mutex_);
     try {
@@ -209,12 +211,14 @@ void Client::refuse(const Status& reason, bool drop_queued) noexcept {
       if (!refusal_) refusal_ = Status(Errc::closed, {});
     }
     refused_.store(true, std::memory_order_relaxed);
-    if (drop_queued) dropped.swap(queue_);
+    if (drop_queued) {
+      dropped.swap(queue_);
+      why = copy_or_bare(*refusal_);  // noexcept: out of memory keeps the code
+    }
   }
   done_with(dropped.size());
-  const std::optional<Status> why = refusal();
   while (!dropped.empty())
-    dropped.take_front().fail(*why);
+    dropped.take_front().fail(why);
 }
 
 std::optional<Status> Client::refusal() const {

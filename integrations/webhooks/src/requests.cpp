@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "common/status_copy.hpp"
+
 namespace emissions::detail::webhooks {
 namespace {
 
@@ -156,7 +158,7 @@ void Request::fail(const Status& error,
   Delivery& target = delivery();
   if (retry_after) target.retry_after(*retry_after);
   for (std::size_t i = first; i < first + count; ++i)
-    target.fail(i, error);
+    target.fail(i, copy_or_bare(error));  // noexcept: never ends the I/O thread on OOM
 }
 
 std::vector<EventId> Request::event_ids() const {
