@@ -251,8 +251,11 @@ void Producer::on_delivery_report(rd_kafka_t* /*client*/, const rd_kafka_message
     try {
       const char* topic = message->rkt != nullptr ? rd_kafka_topic_name(message->rkt) : "";
       record.delivery.fail(slot->index, event_status(message->err, topic));
-    } catch (...) {                                 // out of memory for the message: the event
-      record.delivery.fail(slot->index, Status());  // fails with `internal` (no allocation)
+    } catch (...) {  // out of memory for the message: the event fails with its error's
+                     // class (retriable or not) and no message, which allocates nothing
+      record.delivery.fail(
+          slot->index,
+          Status(permanent(message->err) ? Errc::invalid_argument : Errc::unavailable, {}));
     }
   }
   self.reported(record);
