@@ -5,15 +5,17 @@
 // vector per commit, and an empty metadata map per event, each freed on a consumer thread
 // (so the committing thread's malloc cache never gets them back). A Batch keeps its slots
 // after delivery and goes back to a pool, so a steady stream of commits allocates nothing
-// per event. Up to kDeferred pooled batches, and up to kDeferredSmall more of at most
-// kSmallEvents events, keep their events until the pool hands them out again: their
+// per event. Up to kDeferred pooled batches, and batches of at most kSmallEvents events
+// holding up to kDeferredSmallEvents events in all, keep their events until the pool hands
+// them out again: their
 // payloads and metadata are then destroyed (metadata emptied, its map kept) on the thread
 // that takes them, usually a committing thread, the one that allocated them. Freed on the
 // consumer or acking thread that recycled the batch, a payload's blocks go to that
 // thread's malloc cache and the committing thread allocates from glibc's slow paths (the
 // pipeline bench's object payloads ran at 0.4x the speed). The bound is what a pool may
-// keep alive that no event needs any more: the events of kDeferred batches and of
-// kDeferredSmall small ones (each take of a deferred batch also destroys one small one's),
+// keep alive that no event needs any more: the events of kDeferred batches and
+// kDeferredSmallEvents events of small ones (each take of a deferred batch also destroys
+// one small one's),
 // the most recently released ones (kept first in, first out: a steady stream replaces
 // them), and the old events of at most kDeferred batches handed out by acquire_stale() (a
 // transaction's emits destroy them one by one; one left open keeps the rest until it ends).
@@ -374,8 +376,9 @@ class BatchPool {
   }
 
   BoundedRing<Batch> deferred_;  // at most kDeferred, their events not yet destroyed
-  // Batches of at most kSmallEvents events with their events: at most kDeferredSmall, and
-  // no more than reserve() made room for; none before it.
+  // Batches of at most kSmallEvents events with their events: at most kDeferredSmall
+  // batches holding at most kDeferredSmallEvents events, and no more than reserve() made
+  // room for; none before it.
   std::optional<BoundedRing<Batch>> deferred_small_;
   std::atomic<std::size_t> deferred_small_events_{0};  // their events (<= kDeferredSmallEvents)
   std::atomic<std::size_t> stale_loans_{0};  // batches out with stale events (<= kDeferred)
