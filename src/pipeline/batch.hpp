@@ -7,18 +7,17 @@
 // after delivery and goes back to a pool, so a steady stream of commits allocates nothing
 // per event. Up to kDeferred pooled batches, and batches of at most kSmallEvents events
 // holding up to kDeferredSmallEvents events in all, keep their events until the pool hands
-// them out again: their
-// payloads and metadata are then destroyed (metadata emptied, its map kept) on the thread
-// that takes them, usually a committing thread, the one that allocated them. Freed on the
-// consumer or acking thread that recycled the batch, a payload's blocks go to that
-// thread's malloc cache and the committing thread allocates from glibc's slow paths (the
-// pipeline bench's object payloads ran at 0.4x the speed). The bound is what a pool may
-// keep alive that no event needs any more: the events of kDeferred batches and
+// them out again: their payloads and metadata are then destroyed (metadata emptied, its map
+// kept) on the thread that takes them, usually a committing thread, the one that allocated
+// them. Freed on the consumer or acking thread that recycled the batch, a payload's blocks
+// go to that thread's malloc cache and the committing thread allocates from glibc's slow
+// paths (the pipeline bench's object payloads ran at 0.4x the speed). The bound is what a
+// pool may keep alive that no event needs any more: the events of kDeferred batches and
 // kDeferredSmallEvents events of small ones (each take of a deferred batch also destroys
-// one small one's),
-// the most recently released ones (kept first in, first out: a steady stream replaces
-// them), and the old events of at most kDeferred batches handed out by acquire_stale() (a
-// transaction's emits destroy them one by one; one left open keeps the rest until it ends).
+// one small one's), the most recently released ones (kept first in, first out: a steady
+// stream replaces them), and the old events of at most kDeferred batches handed out by
+// acquire_stale() (a transaction's emits destroy them one by one; one left open keeps the
+// rest until it ends).
 // Other batches are reset by whoever recycles them, as before.
 #pragma once
 
