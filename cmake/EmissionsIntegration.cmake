@@ -127,3 +127,21 @@ function(emissions_integration_tests name)
   gtest_discover_tests(${target} DISCOVERY_TIMEOUT 120
                        PROPERTIES LABELS ${name} ${arg_PROPERTIES})
 endfunction()
+
+# emissions_integration_oom_tests(<name> <source>...)
+#
+# In integrations/<name>/CMakeLists.txt, when EMISSIONS_BUILD_TESTS is on: the out-of-memory
+# tests (tests/oom/), in an executable of their own, emissions_<name>_oom_tests, because it
+# replaces operator new (tests/support/oom/failing_allocations.hpp). Registered with CTest
+# as emissions_integration_tests() registers its tests.
+function(emissions_integration_oom_tests name)
+  set(target emissions_${name}_oom_tests)
+  add_executable(${target} ${ARGN})
+  target_include_directories(${target} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src
+                             ${CMAKE_CURRENT_SOURCE_DIR}/tests ${PROJECT_SOURCE_DIR}/src)
+  target_link_libraries(${target} PRIVATE emissions::${name} emissions::testing
+                        emissions_test_support emissions_failing_allocations
+                        EmissionsDep::${name} GTest::gtest_main)
+  emissions_set_warnings(${target})
+  gtest_discover_tests(${target} DISCOVERY_TIMEOUT 120 PROPERTIES LABELS ${name})
+endfunction()

@@ -314,7 +314,8 @@ namespace {
 // Fails what `state` left unsettled: its handle is going away.
 void abandon(detail::DeliveryState* state) noexcept {
   if (state == nullptr || state->unsettled.load(std::memory_order_acquire) == 0) return;
-  Status abandoned;
+  // The code even when memory is short for the message (a default Status would be ok).
+  Status abandoned(Errc::internal, {});
   detail::best_effort([&] { abandoned = Status(Errc::internal, "delivery abandoned"); });
   state->settle(detail::DeliveryState::kAll, detail::DeliveryState::Outcome::failed, &abandoned,
                 nullptr);
