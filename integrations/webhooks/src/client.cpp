@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include "address_policy.hpp"
+#include "common/best_effort.hpp"
 #include "common/exceptions.hpp"
 #include "common/status_copy.hpp"
 #include "common/wait.hpp"
@@ -169,7 +170,7 @@ void Client::submit(std::vector<Request>& requests, std::vector<Request>& spares
   try {
     std::lock_guard lock(mutex_);
     if (refusal_) {
-      refused = refusal_;
+      refused = detail::copy_or_bare(*refusal_);
     } else {
       for (Request& request : requests) {
         queue_.push_back(std::move(request));  // leaves `request` without a delivery
@@ -192,7 +193,11 @@ void Client::submit(std::vector<Request>& requests, std::vector<Request>& spares
       return;
     }
   } catch (...) {
-    refused = Status(Errc::internal, "webhook: out of memory queueing requests");
+    // Out of memory queueing them: retriable. The message only if memory allows (this
+    // function must not throw).
+    refused.emplace(Errc::unavailable, std::string());
+    detail::best_effort(
+        [&] { *refused = Status(Errc::unavailable, "webhook: out of memory queueing requests"); });
   }
   // What was not queued (refused, or left when memory ran out) fails here, without the lock.
   for (Request& request : requests) {

@@ -14,6 +14,7 @@
 #include "client.hpp"
 #include "common/best_effort.hpp"
 #include "common/exceptions.hpp"
+#include "common/status_copy.hpp"
 #include "options.hpp"
 #include "outcome.hpp"
 #include "probes.hpp"
@@ -82,7 +83,7 @@ void Webhook::State::deliver(Delivery delivery) noexcept {
       // first (for its next delivery, to another Webhook), before fail() runs callbacks.
       t_spares = std::move(spares);
       t_planned = std::move(requests);
-      delivery.fail(*refused);
+      delivery.fail(std::move(*refused));  // moved: no copy to run out of memory
       return;
     }
     requests.clear();
@@ -106,14 +107,19 @@ void Webhook::State::deliver(Delivery delivery) noexcept {
     client->submit(requests, spares, want);
   } catch (...) {
     // Out of memory: what is not settled yet fails (retriably) on whichever handle holds it.
-    const Status error(Errc::unavailable, what + ": " + detail::describe_current_exception());
+    // Building the message allocates too, and memory may still be short: the code is what
+    // counts, the message is added if it can be (this block must not throw).
+    Status error(Errc::unavailable, {});
+    detail::best_effort([&] {
+      error = Status(Errc::unavailable, what + ": " + detail::describe_current_exception());
+    });
     if (shared) {
-      shared->fail(error);
+      shared->fail(detail::copy_or_bare(error));
     } else {
-      delivery.fail(error);  // a no-op once a request took it: failed just below
+      delivery.fail(detail::copy_or_bare(error));  // a no-op once a request took it
     }
     for (Request& request : requests)
-      request.own.fail(error);  // a no-op on a request that holds none
+      request.own.fail(detail::copy_or_bare(error));  // a no-op on a request without one
   }
   requests.clear();  // moved from, or (after a failure) holding the delivery: released here
   t_spares = std::move(spares);
