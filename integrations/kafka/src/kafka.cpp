@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/best_effort.hpp"
 #include "common/parking.hpp"
 #include "common/wait.hpp"
 #include "emissions/telemetry.hpp"
@@ -197,7 +198,7 @@ void Kafka::State::deliver(Delivery delivery) noexcept {
                                     "failed, trying again"));
       return;
     }
-    InFlight& record = active->open(std::move(delivery));
+    InFlight& record = active->open(delivery);  // takes it once nothing can throw
     std::string topic;
     std::string key;
     std::string value;
@@ -215,8 +216,12 @@ void Kafka::State::deliver(Delivery delivery) noexcept {
     // that the purged messages' reports come after the new producer is in place.
     if (!active->fatal()) (void)active->poll(std::chrono::milliseconds(0));
   } catch (...) {
-    // Out of memory before the record existed: `delivery` fails what it still holds.
-    delivery.fail(Status(Errc::internal, what() + ": " + describe_exception()));
+    // Out of memory (nothing else throws here) before the record existed: `delivery` fails
+    // what it still holds, retriably. The message only if memory allows: this must not throw.
+    Status error(Errc::unavailable, {});
+    detail::best_effort(
+        [&] { error = Status(Errc::unavailable, what() + ": " + describe_exception()); });
+    delivery.fail(std::move(error));
   }
 }
 
@@ -318,7 +323,12 @@ void Kafka::State::produce_one(Producer& active, InFlight& record, std::size_t i
           earliest(*give_up, deadline_after(kQueueFullRecheck)));
     }
   } catch (...) {
-    delivery.fail(index, Status(Errc::internal, what() + ": " + describe_exception()));
+    // Out of memory (user code and serialization are caught above): retriable, with a
+    // message only if memory allows (this must not throw).
+    Status error(Errc::unavailable, {});
+    detail::best_effort(
+        [&] { error = Status(Errc::unavailable, what() + ": " + describe_exception()); });
+    delivery.fail(index, std::move(error));
   }
 }
 
@@ -443,7 +453,7 @@ void Kafka::State::on_fatal(Producer& failed) noexcept {
   try {
     fresh = make_producer();
   } catch (...) {
-    failure = describe_exception();
+    detail::best_effort([&] { failure = describe_exception(); });  // reporting only
   }
   std::shared_ptr<Producer> unqueued;  // out of memory to queue it: released below, unlocked
   {

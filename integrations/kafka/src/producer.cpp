@@ -5,6 +5,8 @@
 #include <functional>
 #include <utility>
 
+#include "common/best_effort.hpp"
+#include "common/status_copy.hpp"
 #include "emissions/telemetry.hpp"
 #include "errors.hpp"
 #include "producer_config.hpp"
@@ -35,8 +37,8 @@ thread_local Producer::Collector* t_collector = nullptr;
 thread_local std::vector<InFlight::Slot*> t_spare;
 }  // namespace
 
-InFlight::InFlight(Producer& owner, Delivery d) : producer(owner), delivery(std::move(d)) {
-  slots.resize(delivery.events().size());
+InFlight::InFlight(Producer& owner, std::size_t events) : producer(owner) {
+  slots.resize(events);
   for (std::size_t i = 0; i < slots.size(); ++i)
     slots[i] = Slot{this, i};
 }
@@ -69,10 +71,17 @@ Producer::~Producer() {
     left.swap(in_flight_);
   }
   const std::size_t lost = unreported_.exchange(0, std::memory_order_acq_rel);
-  for (InFlight& record : left) {
-    record.delivery.fail(Status(Errc::unavailable, "kafka '" + name_ +
-                                                       "': the producer was destroyed before "
-                                                       "the message's delivery report"));
+  if (!left.empty()) {
+    // A destructor must not throw: the message is built once, if memory allows, and each
+    // record gets a copy of it or, when memory runs out, the code alone.
+    Status gone(Errc::unavailable, {});
+    best_effort([&] {
+      gone = Status(Errc::unavailable, "kafka '" + name_ +
+                                           "': the producer was destroyed before the message's "
+                                           "delivery report");
+    });
+    for (InFlight& record : left)
+      record.delivery.fail(copy_or_bare(gone));
   }
   if (lost != 0) {
     reports_->outstanding.fetch_sub(lost, std::memory_order_acq_rel);
@@ -80,9 +89,13 @@ Producer::~Producer() {
   }
 }
 
-InFlight& Producer::open(Delivery delivery) {
+InFlight& Producer::open(Delivery& delivery) {
+  // Allocates outside the lock, and before `delivery` is taken: out of memory here leaves
+  // it to the caller, which fails it retriably (destroyed with the node, it would be failed
+  // as abandoned: internal, for good).
   std::list<InFlight> node;
-  node.emplace_back(*this, std::move(delivery));  // allocates outside the lock
+  node.emplace_back(*this, delivery.events().size());
+  node.back().delivery = std::move(delivery);
   std::lock_guard lock(records_mutex_);
   in_flight_.splice(in_flight_.end(), node);
   InFlight& record = in_flight_.back();

@@ -48,7 +48,8 @@ struct InFlight {
     std::size_t index = 0;
   };
 
-  InFlight(Producer& owner, Delivery d);
+  // Room for `events` slots; the delivery is moved in after (nothing allocates then).
+  InFlight(Producer& owner, std::size_t events);
 
   Producer& producer;
   Delivery delivery;
@@ -82,8 +83,9 @@ class Producer {
   Producer(const Producer&) = delete;
   Producer& operator=(const Producer&) = delete;
 
-  // A new record for `delivery`, holding it open (unreported = 1) until close(). Allocates.
-  InFlight& open(Delivery delivery);
+  // A new record for `delivery`, holding it open (unreported = 1) until close(). Allocates:
+  // when that throws (out of memory), `delivery` is left as it was, for the caller to fail.
+  InFlight& open(Delivery& delivery);
   // Produces events()[index] of `record`: to `topic` (non-empty, NUL-terminated; null: the
   // options' topic, through a handle kept for it), `key` (empty: null key), `value`, with
   // the headers (their texts written on the stack; librdkafka copies the key, the value and
