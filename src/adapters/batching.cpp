@@ -138,13 +138,14 @@ struct Batching::Shared {
         shared->delivered.fetch_add(1, std::memory_order_relaxed);
         item.delivery->ack(item.index);
       } else {
-        Status status(Errc::internal, std::string());
-        detail::best_effort([&] {
-          status = error != nullptr ? *error : Status(Errc::internal, "not delivered by the inner");
-        });
-        if (!has_error.exchange(true, std::memory_order_acq_rel)) {
-          detail::best_effort([&] { first_error = status; });
-        }
+        // The inner's code always (retriable or not), its message if memory allows.
+        Status status =
+            error != nullptr ? detail::copy_or_bare(*error) : Status(Errc::internal, {});
+        if (error == nullptr)
+          detail::best_effort(
+              [&] { status = Status(Errc::internal, "not delivered by the inner"); });
+        if (!has_error.exchange(true, std::memory_order_acq_rel))
+          first_error = detail::copy_or_bare(status);
         failed.fetch_add(1, std::memory_order_relaxed);
         shared->failed.fetch_add(1, std::memory_order_relaxed);
         // The inner's Retry-After bounds the pipeline's retry of the outer event too.

@@ -186,8 +186,12 @@ bool HandlerDispatcher::invoke(Invocation& invocation) noexcept {
     // request code): then there is nothing left to commit.
     if (result.is_ok() && ambient.active()) {
       if (Status committed = ambient.commit(); !committed.ok()) {
-        result = HandlerResult::error("commit of the events it emitted failed: " +
-                                      committed.to_string());
+        // The reason only if memory allows: this function must not throw.
+        result = HandlerResult::error(std::string());
+        best_effort([&] {
+          result = HandlerResult::error("commit of the events it emitted failed: " +
+                                        committed.to_string());
+        });
         ambient.terminate();
       }
     } else if (!result.is_ok()) {

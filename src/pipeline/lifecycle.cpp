@@ -328,7 +328,10 @@ Status Core::terminate_adapter(Lane& lane, Deadline deadline) noexcept {
     try {
       status = lane.adapter->terminate(deadline);
     } catch (...) {
-      status = Status(Errc::internal, "terminate() threw: " + describe_current_exception());
+      status = Status(Errc::internal, {});  // the message only if memory allows: noexcept
+      best_effort([&] {
+        status = Status(Errc::internal, "terminate() threw: " + describe_current_exception());
+      });
     }
   }
   if (status.ok()) return {};
