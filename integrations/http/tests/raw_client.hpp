@@ -30,7 +30,8 @@ struct Reply {
 class Connection {
  public:
   explicit Connection(std::uint16_t port,
-                      std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+                      std::chrono::milliseconds timeout = std::chrono::seconds(10))
+      : timeout_(timeout) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     timeval tv{};
     tv.tv_sec = static_cast<long>(timeout.count() / 1000);
@@ -59,8 +60,11 @@ class Connection {
   }
   void half_close() { ::shutdown(fd_, SHUT_WR); }
 
-  // Reads one response: the head, then Content-Length bytes of body (or until EOF).
+  // Reads one response: the head, then Content-Length bytes of body (or until EOF), within
+  // the connection's timeout in all (it also bounds each receive): a body without a length
+  // that keeps coming (an accepted WebSocket upgrade's stats, every 500 ms) ends there.
   Reply read_reply() {
+    read_deadline_ = std::chrono::steady_clock::now() + timeout_;
     Reply r;
     std::size_t end = std::string::npos;
     while ((end = buffer_.find("\r\n\r\n")) == std::string::npos) {
@@ -97,6 +101,7 @@ class Connection {
 
  private:
   bool fill() {
+    if (std::chrono::steady_clock::now() >= read_deadline_) return false;
     char chunk[16384];
     const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
     if (n <= 0) return false;
@@ -106,6 +111,9 @@ class Connection {
 
   int fd_ = -1;
   bool connected_ = false;
+  std::chrono::milliseconds timeout_;
+  std::chrono::steady_clock::time_point read_deadline_ =
+      std::chrono::steady_clock::time_point::max();
   std::string buffer_;
 };
 
