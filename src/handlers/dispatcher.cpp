@@ -185,7 +185,14 @@ bool HandlerDispatcher::invoke(Invocation& invocation) noexcept {
     // A handler may have ended its buffer itself (commit() or terminate() in shared
     // request code): then there is nothing left to commit.
     if (result.is_ok() && ambient.active()) {
-      if (Status committed = ambient.commit(); !committed.ok()) {
+      Status committed;
+      try {
+        committed = ambient.commit();
+      } catch (...) {  // out of memory: this function must not throw
+        committed = Status(Errc::unavailable, {});
+        best_effort([&] { committed = Status(Errc::unavailable, describe_current_exception()); });
+      }
+      if (!committed.ok()) {
         // The reason only if memory allows: this function must not throw.
         result = HandlerResult::error(std::string());
         best_effort([&] {

@@ -5,6 +5,7 @@
 
 #include "common/best_effort.hpp"
 #include "common/exceptions.hpp"
+#include "common/status_copy.hpp"
 #include "pipeline/adapter_call.hpp"
 #include "telemetry/events.hpp"
 
@@ -99,10 +100,12 @@ std::size_t DeliveryState::settle(std::size_t index, Outcome outcome, Status* er
       if (defer) {
         try {
           std::lock_guard lock(failures_mutex);
-          failures.push_back({i, error != nullptr ? *error : Status(Errc::internal, "failed")});
+          failures.push_back(
+              {i, error != nullptr ? copy_or_bare(*error) : Status(Errc::internal, "failed")});
           deferred.store(true, std::memory_order_release);
         } catch (...) {
-          // Out of memory: this one fails for good, undecided.
+          // Out of memory for the entry: this one fails for good, undecided (no retry and no
+          // dead letter, however retriable its error).
           counters->failed.fetch_add(1, std::memory_order_relaxed);
           if (batch != nullptr && batch->tracker) {
             batch->tracker->add(lane_index, SettlementTracker::Outcome::failed, 1);

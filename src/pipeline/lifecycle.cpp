@@ -315,7 +315,11 @@ Status Core::terminate_adapter(Lane& lane, Deadline deadline) noexcept {
   if (!wait_until(
           lane.flush_done, [&] { return lane.flushing.load(std::memory_order_seq_cst) == 0; },
           deadline)) {
-    return Status(Errc::timeout, "adapter '" + lane.name + "' was still flushing");
+    Status flushing(Errc::timeout, {});  // the message only if memory allows: noexcept
+    best_effort([&] {
+      flushing = Status(Errc::timeout, "adapter '" + lane.name + "' was still flushing");
+    });
+    return flushing;
   }
   Status status;
   if (&lane == dispatcher_lane_) {

@@ -195,7 +195,11 @@ Status Core::publish(BatchPtr& buffer, int cascade_depth, DropReport& drops,
   try {
     route(batch);
   } catch (const std::exception& e) {
-    return Status(Errc::internal, std::string("routing the commit failed: ") + e.what());
+    Status failed(Errc::internal, {});  // the message only if memory allows
+    best_effort([&] {
+      failed = Status(Errc::internal, std::string("routing the commit failed: ") + e.what());
+    });
+    return failed;
   }
   // Shutdown may have begun while user code ran (even from that code: interested() calling
   // shutdown(), which waits for this very publish). Nothing is reserved yet: refuse now

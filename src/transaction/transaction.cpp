@@ -197,8 +197,12 @@ Status Transaction::hand_off(bool keep_open, std::function<void(const Settlement
   } else if (on_settled != nullptr && count == 0) {
     detail::best_effort([&] { (*on_settled)(core_->empty_settlement()); });
   }
+  // Best effort: the commit is made, and a throw (out of memory for the report) would tell
+  // the caller it was not.
   if (detail::events::kBufferCommitted.enabled()) {
-    detail::events::kBufferCommitted.execute({{"count", count}}, {{"event_count", count}});
+    detail::best_effort([&] {
+      detail::events::kBufferCommitted.execute({{"count", count}}, {{"event_count", count}});
+    });
   }
   return {};
 }

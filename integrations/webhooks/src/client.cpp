@@ -368,7 +368,10 @@ void Client::start(Request request) noexcept {
     transfer->easy.reset();  // perhaps half set up: not kept for another transfer
     Response response;
     response.curl_code = CURLE_FAILED_INIT;
-    response.error = "the request could not be started: " + describe_current_exception();
+    // The reason only if memory allows: this function must not throw.
+    detail::best_effort([&] {
+      response.error = "the request could not be started: " + describe_current_exception();
+    });
     finish(*transfer, response);
   }
 }

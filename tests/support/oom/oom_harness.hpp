@@ -25,24 +25,31 @@
 
 namespace emissions::test_support {
 
-// One event named order_created whose payload is a number: nlohmann's json allocates while
-// it destroys an object or array, and throwing there (inside a destructor) ends any
+// `count` events named order_created whose payloads are numbers: nlohmann's json allocates
+// while it destroys an object or array, and throwing there (inside a destructor) ends any
 // program, ours included.
-inline std::vector<Event> one_event() {
-  std::vector<Event> out(1);
-  out[0].id = EventId::generate();
-  out[0].name = EventName("order_created");
-  out[0].payload = 1;
+inline std::vector<Event> some_events(std::size_t count) {
+  std::vector<Event> out(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    out[i].id = EventId::generate();
+    out[i].name = EventName("order_created");
+    out[i].payload = static_cast<int>(i);
+  }
   return out;
 }
 
-// How an event was settled. Held by a shared_ptr that the settlement callback shares: the
-// callback may outlive the test's frame when a test fails (an event settled late, by the
-// adapter's destructor).
+inline std::vector<Event> one_event() {
+  return some_events(1);
+}
+
+// How the events of a delivery were settled. Held by a shared_ptr that the settlement callback
+// shares: the callback may outlive the test's frame when a test fails (an event settled late, by
+// the adapter's destructor).
 struct SettlementRecord : std::enable_shared_from_this<SettlementRecord> {
   std::mutex mutex;
   int settlements = 0;
-  bool delivered = false;
+  int failed_for_good = 0;  // failed with a code that is not retriable()
+  bool delivered = false;   // the last settlement's
   Errc code = Errc::internal;
   std::string reason;
   std::thread::id thread;  // the settling thread
@@ -56,6 +63,7 @@ struct SettlementRecord : std::enable_shared_from_this<SettlementRecord> {
       ++self->settlements;
       self->delivered = ok;
       self->thread = std::this_thread::get_id();
+      if (!ok && (error == nullptr || !retriable(error->code()))) ++self->failed_for_good;
       if (error != nullptr) {
         self->code = error->code();
         self->reason = error->message();
@@ -63,13 +71,13 @@ struct SettlementRecord : std::enable_shared_from_this<SettlementRecord> {
     };
   }
 
-  // Waits (10 s at most) for a settlement, then a little longer: a second one would come
-  // then.
-  void wait() {
+  // Waits (10 s at most) for `expected` settlements, then a little longer: one too many
+  // would come then.
+  void wait(int expected = 1) {
     for (int i = 0; i < 2000; ++i) {
       {
         std::lock_guard lock(mutex);
-        if (settlements != 0) break;
+        if (settlements >= expected) break;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
