@@ -212,7 +212,9 @@ TEST(Events, StopSendsClientsACloseFrame) {
   ASSERT_TRUE(c.next());  // the first stats message: the session is set up
   // The client keeps reading, as a browser does, and so answers the close frame.
   std::thread stopper([&] { EXPECT_TRUE(f.server->stop(std::chrono::seconds(5)).ok()); });
-  while (c.next()) {
+  // Bounded: the stats every 500 ms would keep an open session reading for ever.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (c.next() && std::chrono::steady_clock::now() < give_up) {
   }
   stopper.join();
   EXPECT_EQ(c.error(), websocket::error::closed) << c.error().message();

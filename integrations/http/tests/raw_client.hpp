@@ -33,10 +33,7 @@ class Connection {
                       std::chrono::milliseconds timeout = std::chrono::seconds(10))
       : timeout_(timeout) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    timeval tv{};
-    tv.tv_sec = static_cast<long>(timeout.count() / 1000);
-    tv.tv_usec = static_cast<long>((timeout.count() % 1000) * 1000);
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    set_receive_timeout(timeout_);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
@@ -61,10 +58,26 @@ class Connection {
   void half_close() { ::shutdown(fd_, SHUT_WR); }
 
   // Reads one response: the head, then Content-Length bytes of body (or until EOF), within
-  // the connection's timeout in all (it also bounds each receive): a body without a length
-  // that keeps coming (an accepted WebSocket upgrade's stats, every 500 ms) ends there.
+  // the connection's timeout in all (each receive waits for what is left of it): a body without a
+  // length that keeps coming (an accepted WebSocket upgrade's stats, every 500 ms) ends there.
   Reply read_reply() {
     read_deadline_ = std::chrono::steady_clock::now() + timeout_;
+    Reply r = read_reply_by_deadline();
+    read_deadline_ = std::chrono::steady_clock::time_point::max();
+    set_receive_timeout(std::chrono::duration_cast<std::chrono::microseconds>(timeout_));
+    return r;
+  }
+
+  // Whether the server closed the connection (EOF, or a reset when it was closed still in
+  // the listen backlog) within the receive timeout.
+  bool closed_by_peer() {
+    char c = 0;
+    const ssize_t n = ::recv(fd_, &c, 1, 0);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
+  }
+
+ private:
+  Reply read_reply_by_deadline() {
     Reply r;
     std::size_t end = std::string::npos;
     while ((end = buffer_.find("\r\n\r\n")) == std::string::npos) {
@@ -91,17 +104,20 @@ class Connection {
     return r;
   }
 
-  // Whether the server closed the connection (EOF, or a reset when it was closed still in
-  // the listen backlog) within the receive timeout.
-  bool closed_by_peer() {
-    char c = 0;
-    const ssize_t n = ::recv(fd_, &c, 1, 0);
-    return n == 0 || (n < 0 && errno == ECONNRESET);
+  void set_receive_timeout(std::chrono::microseconds timeout) {
+    timeval tv{};
+    tv.tv_sec = static_cast<long>(timeout.count() / 1'000'000);
+    tv.tv_usec = static_cast<long>(timeout.count() % 1'000'000);
+    if (tv.tv_sec == 0 && tv.tv_usec == 0) tv.tv_usec = 1;  // 0 would mean "no timeout"
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   }
 
- private:
   bool fill() {
-    if (std::chrono::steady_clock::now() >= read_deadline_) return false;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= read_deadline_) return false;
+    // This receive waits no longer than what is left of the read.
+    set_receive_timeout(
+        std::chrono::duration_cast<std::chrono::microseconds>(read_deadline_ - now));
     char chunk[16384];
     const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
     if (n <= 0) return false;
