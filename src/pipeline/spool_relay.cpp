@@ -84,7 +84,11 @@ Status Core::publish_to_spool(BatchPtr& buffer, int cascade_depth, DropReport& d
       route(batch);
       tracker = std::make_shared<SettlementTracker>(spool_, 0, n, routed_lanes_);
     } catch (const std::exception& e) {
-      return Status(Errc::internal, std::string("routing the commit failed: ") + e.what());
+      Status failed(Errc::internal, {});  // the message only if memory allows
+      best_effort([&] {
+        failed = Status(Errc::internal, std::string("routing the commit failed: ") + e.what());
+      });
+      return failed;
     }
     if ((cascade_depth > 0 ? sealed_ : closed_).load(std::memory_order_seq_cst)) {
       return Status(Errc::closed, "the emitter has been shut down");
@@ -138,7 +142,12 @@ Status Core::drop_for_every_lane(BatchPtr& buffer, int cascade_depth, DropReport
           std::make_shared<SettlementTracker>(settled_names_, n, std::move(*on_settled));
     }
   } catch (const std::exception& e) {
-    return Status(Errc::internal, std::string("reporting the commit's drop failed: ") + e.what());
+    Status failed(Errc::internal, {});  // the message only if memory allows
+    best_effort([&] {
+      failed =
+          Status(Errc::internal, std::string("reporting the commit's drop failed: ") + e.what());
+    });
+    return failed;
   }
   drops.shared_ = shared_;
   batch.refs.store(static_cast<std::uint32_t>(routed_lanes_), std::memory_order_relaxed);
