@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <limits>
 #include <new>
 
 namespace emissions::test_support {
@@ -54,8 +55,9 @@ void* allocate(std::size_t size) {
 void* allocate_aligned(std::size_t size, std::align_val_t alignment) {
   refuse_if_due();
   const auto align = static_cast<std::size_t>(alignment);
-  // aligned_alloc wants a size that is a multiple of the alignment.
-  const std::size_t rounded = (size == 0 ? 1 : size + align - 1) / align * align;
+  // aligned_alloc wants a size that is a non-zero multiple of the alignment.
+  if (size > std::numeric_limits<std::size_t>::max() - align) throw std::bad_alloc();
+  const std::size_t rounded = size == 0 ? align : (size + align - 1) / align * align;
   if (void* p = std::aligned_alloc(align, rounded)) return p;
   throw std::bad_alloc();
 }
