@@ -139,11 +139,10 @@ struct Batching::Shared {
         item.delivery->ack(item.index);
       } else {
         // The inner's code always (retriable or not), its message if memory allows.
-        Status status =
-            error != nullptr ? detail::copy_or_bare(*error) : Status(Errc::internal, {});
-        if (error == nullptr)
-          detail::best_effort(
-              [&] { status = Status(Errc::internal, "not delivered by the inner"); });
+        Status status = error != nullptr ? detail::copy_or_bare(*error)
+                                         : detail::status_or_bare(Errc::internal, [] {
+                                             return "not delivered by the inner";
+                                           });
         if (!has_error.exchange(true, std::memory_order_acq_rel))
           first_error = detail::copy_or_bare(status);
         failed.fetch_add(1, std::memory_order_relaxed);

@@ -6,6 +6,7 @@
 #include "common/backoff.hpp"
 #include "common/best_effort.hpp"
 #include "common/exceptions.hpp"
+#include "common/status_copy.hpp"
 #include "emissions/ambient.hpp"
 #include "emissions/telemetry.hpp"
 #include "emissions/transaction.hpp"
@@ -189,8 +190,7 @@ bool HandlerDispatcher::invoke(Invocation& invocation) noexcept {
       try {
         committed = ambient.commit();
       } catch (...) {  // out of memory: this function must not throw
-        committed = Status(Errc::unavailable, {});
-        best_effort([&] { committed = Status(Errc::unavailable, describe_current_exception()); });
+        committed = status_or_bare(Errc::unavailable, [] { return describe_current_exception(); });
       }
       if (!committed.ok()) {
         // The reason only if memory allows: this function must not throw.

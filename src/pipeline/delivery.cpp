@@ -318,8 +318,7 @@ namespace {
 void abandon(detail::DeliveryState* state) noexcept {
   if (state == nullptr || state->unsettled.load(std::memory_order_acquire) == 0) return;
   // The code even when memory is short for the message (a default Status would be ok).
-  Status abandoned(Errc::internal, {});
-  detail::best_effort([&] { abandoned = Status(Errc::internal, "delivery abandoned"); });
+  Status abandoned = detail::status_or_bare(Errc::internal, [] { return "delivery abandoned"; });
   state->settle(detail::DeliveryState::kAll, detail::DeliveryState::Outcome::failed, &abandoned,
                 nullptr);
 }

@@ -7,6 +7,7 @@
 
 #include "common/best_effort.hpp"
 #include "common/exceptions.hpp"
+#include "common/status_copy.hpp"
 #include "common/wait.hpp"
 #include "handlers/dispatcher.hpp"
 #include "pipeline/adapter_call.hpp"
@@ -315,11 +316,8 @@ Status Core::terminate_adapter(Lane& lane, Deadline deadline) noexcept {
   if (!wait_until(
           lane.flush_done, [&] { return lane.flushing.load(std::memory_order_seq_cst) == 0; },
           deadline)) {
-    Status flushing(Errc::timeout, {});  // the message only if memory allows: noexcept
-    best_effort([&] {
-      flushing = Status(Errc::timeout, "adapter '" + lane.name + "' was still flushing");
-    });
-    return flushing;
+    return status_or_bare(Errc::timeout,
+                          [&] { return "adapter '" + lane.name + "' was still flushing"; });
   }
   Status status;
   if (&lane == dispatcher_lane_) {
@@ -332,10 +330,8 @@ Status Core::terminate_adapter(Lane& lane, Deadline deadline) noexcept {
     try {
       status = lane.adapter->terminate(deadline);
     } catch (...) {
-      status = Status(Errc::internal, {});  // the message only if memory allows: noexcept
-      best_effort([&] {
-        status = Status(Errc::internal, "terminate() threw: " + describe_current_exception());
-      });
+      status = status_or_bare(Errc::internal,
+                              [] { return "terminate() threw: " + describe_current_exception(); });
     }
   }
   if (status.ok()) return {};

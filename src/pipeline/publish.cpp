@@ -11,6 +11,7 @@
 #include <string>
 
 #include "common/best_effort.hpp"
+#include "common/status_copy.hpp"
 #include "common/wait.hpp"
 #include "pipeline/core.hpp"
 #include "telemetry/events.hpp"
@@ -195,11 +196,8 @@ Status Core::publish(BatchPtr& buffer, int cascade_depth, DropReport& drops,
   try {
     route(batch);
   } catch (const std::exception& e) {
-    Status failed(Errc::internal, {});  // the message only if memory allows
-    best_effort([&] {
-      failed = Status(Errc::internal, std::string("routing the commit failed: ") + e.what());
-    });
-    return failed;
+    return status_or_bare(Errc::internal,
+                          [&] { return std::string("routing the commit failed: ") + e.what(); });
   }
   // Shutdown may have begun while user code ran (even from that code: interested() calling
   // shutdown(), which waits for this very publish). Nothing is reserved yet: refuse now

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "common/best_effort.hpp"
+#include "common/status_copy.hpp"
 #include "common/wait.hpp"
 #include "pipeline/core.hpp"
 #include "pipeline/relay_window.hpp"
@@ -84,11 +85,8 @@ Status Core::publish_to_spool(BatchPtr& buffer, int cascade_depth, DropReport& d
       route(batch);
       tracker = std::make_shared<SettlementTracker>(spool_, 0, n, routed_lanes_);
     } catch (const std::exception& e) {
-      Status failed(Errc::internal, {});  // the message only if memory allows
-      best_effort([&] {
-        failed = Status(Errc::internal, std::string("routing the commit failed: ") + e.what());
-      });
-      return failed;
+      return status_or_bare(Errc::internal,
+                            [&] { return std::string("routing the commit failed: ") + e.what(); });
     }
     if ((cascade_depth > 0 ? sealed_ : closed_).load(std::memory_order_seq_cst)) {
       return Status(Errc::closed, "the emitter has been shut down");
@@ -142,12 +140,9 @@ Status Core::drop_for_every_lane(BatchPtr& buffer, int cascade_depth, DropReport
           std::make_shared<SettlementTracker>(settled_names_, n, std::move(*on_settled));
     }
   } catch (const std::exception& e) {
-    Status failed(Errc::internal, {});  // the message only if memory allows
-    best_effort([&] {
-      failed =
-          Status(Errc::internal, std::string("reporting the commit's drop failed: ") + e.what());
+    return status_or_bare(Errc::internal, [&] {
+      return std::string("reporting the commit's drop failed: ") + e.what();
     });
-    return failed;
   }
   drops.shared_ = shared_;
   batch.refs.store(static_cast<std::uint32_t>(routed_lanes_), std::memory_order_relaxed);

@@ -21,13 +21,14 @@
 #include "emissions/emitter.hpp"
 #include "emissions/handler.hpp"
 #include "failing_allocations.hpp"
+#include "oom_harness.hpp"
 #include "recording_adapter.hpp"
 
 namespace {
 
-using emissions::test_support::allocation_refused;
 using emissions::test_support::fail_allocations;
 using emissions::test_support::stop_failing_allocations;
+using emissions::test_support::sweep_allocations;
 using namespace std::chrono_literals;
 
 // Emits "derived", then lets its thread's allocations fail from the n-th on (first attempt
@@ -54,38 +55,35 @@ class EmitsThenRunsShort final : public emissions::Handler {
 };
 
 TEST(HandlerOutOfMemory, CommittingWhatAHandlerEmittedWhileMemoryStaysShortEndsNothing) {
-  int tried = 0;
-  for (int n = 1; n <= 100; ++n) {
-    SCOPED_TRACE("allocation " + std::to_string(n));
-    auto sink = std::make_shared<emissions::test_support::RecordingAdapter>("sink");
-    auto handler = std::make_shared<EmitsThenRunsShort>(n);
-    emissions::Config config;
-    config.make_default = false;
-    config.handler_concurrency = 1;
-    config.add_adapter(sink);
-    config.add_handler(handler);
-    emissions::Emitter emitter(std::move(config));
-    {
-      emissions::Transaction tx = emitter.start();
-      ASSERT_TRUE(tx.emit("placed", 1).ok());
-      ASSERT_TRUE(tx.commit().ok());
-    }
-    for (int i = 0; i < 1000 && !handler->ran(); ++i)
-      std::this_thread::sleep_for(5ms);
-    ASSERT_TRUE(handler->ran());
-    // The worker commits, short of memory; drain() (on this thread, which allocates freely)
-    // returns once that invocation is over.
-    EXPECT_TRUE(emitter.drain(10s).ok());
-    const bool refused = allocation_refused();
-    stop_failing_allocations();
-    EXPECT_TRUE(emitter.drain(10s).ok());
-    // "derived" reached the sink once, or (its commit failed: an error, not retried) never.
-    const std::vector<std::string> names = sink->names();
-    EXPECT_EQ(std::count(names.begin(), names.end(), "placed"), 1);
-    EXPECT_LE(std::count(names.begin(), names.end(), "derived"), 1);
-    if (!refused || ::testing::Test::HasFailure()) break;
-    tried = n;
-  }
+  const int tried = sweep_allocations(
+      [](int n) {
+        auto sink = std::make_shared<emissions::test_support::RecordingAdapter>("sink");
+        auto handler = std::make_shared<EmitsThenRunsShort>(n);
+        emissions::Config config;
+        config.make_default = false;
+        config.handler_concurrency = 1;
+        config.add_adapter(sink);
+        config.add_handler(handler);
+        emissions::Emitter emitter(std::move(config));
+        {
+          emissions::Transaction tx = emitter.start();
+          ASSERT_TRUE(tx.emit("placed", 1).ok());
+          ASSERT_TRUE(tx.commit().ok());
+        }
+        for (int i = 0; i < 1000 && !handler->ran(); ++i)
+          std::this_thread::sleep_for(5ms);
+        ASSERT_TRUE(handler->ran());
+        // The worker commits, short of memory; drain() (on this thread, which allocates
+        // freely) returns once that invocation is over.
+        EXPECT_TRUE(emitter.drain(10s).ok());
+        stop_failing_allocations();
+        EXPECT_TRUE(emitter.drain(10s).ok());
+        // "derived" reached the sink once, or (its commit failed: an error, not retried) never.
+        const std::vector<std::string> names = sink->names();
+        EXPECT_EQ(std::count(names.begin(), names.end(), "placed"), 1);
+        EXPECT_LE(std::count(names.begin(), names.end(), "derived"), 1);
+      },
+      100);
   EXPECT_GT(tried, 0) << "no allocation was refused: the test tried nothing";
 }
 

@@ -20,6 +20,7 @@
 
 #include "common/best_effort.hpp"
 #include "common/parking.hpp"
+#include "common/status_copy.hpp"
 #include "common/wait.hpp"
 #include "emissions/telemetry.hpp"
 #include "errors.hpp"
@@ -218,10 +219,8 @@ void Kafka::State::deliver(Delivery delivery) noexcept {
   } catch (...) {
     // Out of memory (nothing else throws here) before the record existed: `delivery` fails
     // what it still holds, retriably. The message only if memory allows: this must not throw.
-    Status error(Errc::unavailable, {});
-    detail::best_effort(
-        [&] { error = Status(Errc::unavailable, what() + ": " + describe_exception()); });
-    delivery.fail(std::move(error));
+    delivery.fail(detail::status_or_bare(Errc::unavailable,
+                                         [&] { return what() + ": " + describe_exception(); }));
   }
 }
 
@@ -325,10 +324,9 @@ void Kafka::State::produce_one(Producer& active, InFlight& record, std::size_t i
   } catch (...) {
     // Out of memory (user code and serialization are caught above): retriable, with a
     // message only if memory allows (this must not throw).
-    Status error(Errc::unavailable, {});
-    detail::best_effort(
-        [&] { error = Status(Errc::unavailable, what() + ": " + describe_exception()); });
-    delivery.fail(index, std::move(error));
+    delivery.fail(index, detail::status_or_bare(Errc::unavailable, [&] {
+                    return what() + ": " + describe_exception();
+                  }));
   }
 }
 

@@ -5,7 +5,6 @@
 #include <functional>
 #include <utility>
 
-#include "common/best_effort.hpp"
 #include "common/status_copy.hpp"
 #include "emissions/telemetry.hpp"
 #include "errors.hpp"
@@ -74,11 +73,9 @@ Producer::~Producer() {
   if (!left.empty()) {
     // A destructor must not throw: the message is built once, if memory allows, and each
     // record gets a copy of it or, when memory runs out, the code alone.
-    Status gone(Errc::unavailable, {});
-    best_effort([&] {
-      gone = Status(Errc::unavailable, "kafka '" + name_ +
-                                           "': the producer was destroyed before the message's "
-                                           "delivery report");
+    const Status gone = status_or_bare(Errc::unavailable, [&] {
+      return "kafka '" + name_ +
+             "': the producer was destroyed before the message's delivery report";
     });
     for (InFlight& record : left)
       record.delivery.fail(copy_or_bare(gone));

@@ -195,9 +195,8 @@ void Client::submit(std::vector<Request>& requests, std::vector<Request>& spares
   } catch (...) {
     // Out of memory queueing them: retriable. The message only if memory allows (this
     // function must not throw).
-    refused.emplace(Errc::unavailable, std::string());
-    detail::best_effort(
-        [&] { *refused = Status(Errc::unavailable, "webhook: out of memory queueing requests"); });
+    refused = detail::status_or_bare(Errc::unavailable,
+                                     [] { return "webhook: out of memory queueing requests"; });
   }
   // What was not queued (refused, or left when memory ran out) fails here, without the lock.
   for (Request& request : requests) {

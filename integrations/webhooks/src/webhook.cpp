@@ -109,10 +109,8 @@ void Webhook::State::deliver(Delivery delivery) noexcept {
     // Out of memory: what is not settled yet fails (retriably) on whichever handle holds it.
     // Building the message allocates too, and memory may still be short: the code is what
     // counts, the message is added if it can be (this block must not throw).
-    Status error(Errc::unavailable, {});
-    detail::best_effort([&] {
-      error = Status(Errc::unavailable, what + ": " + detail::describe_current_exception());
-    });
+    const Status error = detail::status_or_bare(
+        Errc::unavailable, [&] { return what + ": " + detail::describe_current_exception(); });
     if (shared) {
       shared->fail(detail::copy_or_bare(error));
     } else {

@@ -17,6 +17,8 @@
 #include <utility>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "emissions/delivery.hpp"
 #include "emissions/event.hpp"
 #include "emissions/status.hpp"
@@ -84,6 +86,24 @@ struct SettlementRecord : std::enable_shared_from_this<SettlementRecord> {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 };
+
+// Runs `attempt(n)` for n = 1, 2, ... (at most `limit`), each making the n-th allocation of
+// the thread under test fail (and those after it, if sticky) and checking what follows.
+// Stops after an attempt that refused no allocation (every one was tried) or that failed
+// the test. Returns how many attempts refused one, also recorded as the test's property
+// `allocations_failed`.
+template <typename Attempt>
+int sweep_allocations(Attempt&& attempt, int limit = 200) {
+  int refused = 0;
+  for (int n = 1; n <= limit; ++n) {
+    SCOPED_TRACE("allocation " + std::to_string(n));
+    attempt(n);
+    if (!allocation_refused() || ::testing::Test::HasFailure()) break;
+    refused = n;
+  }
+  ::testing::Test::RecordProperty("allocations_failed", refused);
+  return refused;
+}
 
 // Hands each delivery to `inner` with the calling thread's allocations failing from the
 // `n`-th (and every later one with `sticky`) until deliver() returns or the event is

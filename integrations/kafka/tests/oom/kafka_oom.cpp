@@ -23,11 +23,11 @@ namespace {
 
 using emissions::adapters::Kafka;
 using emissions::adapters::KafkaOptions;
-using emissions::test_support::allocation_refused;
 using emissions::test_support::FailingCaller;
 using emissions::test_support::one_event;
 using emissions::test_support::SettlementRecord;
 using emissions::test_support::stop_failing_allocations;
+using emissions::test_support::sweep_allocations;
 using emissions::testing::kafka::MockCluster;
 using namespace std::chrono_literals;
 
@@ -55,9 +55,7 @@ enum class Adapter { live, terminated };
 // says so. Returns how many allocations were tried.
 template <typename Accepted>
 int sweep(MockCluster& cluster, Adapter state, bool sticky, Accepted accepted) {
-  int failed_at = 0;
-  for (int n = 1; n <= 200; ++n) {
-    SCOPED_TRACE("allocation " + std::to_string(n));
+  return sweep_allocations([&](int n) {
     Kafka kafka(options_for(cluster));
     if (state == Adapter::live) {
       const auto first = deliver_one(kafka);
@@ -68,17 +66,11 @@ int sweep(MockCluster& cluster, Adapter state, bool sticky, Accepted accepted) {
     }
     FailingCaller caller(kafka, n, sticky);
     const auto outcome = deliver_one(caller);
-    {
-      std::lock_guard lock(outcome->mutex);
-      EXPECT_EQ(outcome->settlements, 1);
-      EXPECT_TRUE(accepted(*outcome))
-          << "code " << static_cast<int>(outcome->code) << ", '" << outcome->reason << "'";
-    }
-    if (!allocation_refused() || ::testing::Test::HasFailure()) break;
-    failed_at = n;
-  }
-  ::testing::Test::RecordProperty("allocations_failed", failed_at);
-  return failed_at;
+    std::lock_guard lock(outcome->mutex);
+    EXPECT_EQ(outcome->settlements, 1);
+    EXPECT_TRUE(accepted(*outcome))
+        << "code " << static_cast<int>(outcome->code) << ", '" << outcome->reason << "'";
+  });
 }
 
 bool delivered_or_retriable(const SettlementRecord& outcome) {

@@ -33,13 +33,13 @@
 
 namespace {
 
-using emissions::test_support::allocation_refused;
 using emissions::test_support::fail_allocations;
 using emissions::test_support::FailingCaller;
 using emissions::test_support::one_event;
 using emissions::test_support::SettlementRecord;
 using emissions::test_support::some_events;
 using emissions::test_support::stop_failing_allocations;
+using emissions::test_support::sweep_allocations;
 using emissions::webhooks_test::options_for;
 using emissions::webhooks_test::Received;
 using emissions::webhooks_test::Reply;
@@ -74,9 +74,7 @@ void expect_settled_once(SettlementRecord& outcome, std::size_t events) {
 // (one request each) that `reply` answers; every event settled once and never for good.
 // Returns how many allocations were tried.
 int sweep(Failing where, bool sticky, Reply reply, std::size_t events = 1) {
-  int failed_at = 0;
-  for (int n = 1; n <= 200; ++n) {
-    SCOPED_TRACE("allocation " + std::to_string(n));
+  return sweep_allocations([&](int n) {
     const auto outcome = std::make_shared<SettlementRecord>();  // outlives the adapter
     TestServer server([reply](const Received&, std::size_t index) {
       return index == 0 ? Reply{.status = 200} : reply;
@@ -98,11 +96,7 @@ int sweep(Failing where, bool sticky, Reply reply, std::size_t events = 1) {
     outcome->wait(static_cast<int>(events));
     stop_failing_allocations();
     expect_settled_once(*outcome, events);
-    if (!allocation_refused() || ::testing::Test::HasFailure()) break;
-    failed_at = n;
-  }
-  ::testing::Test::RecordProperty("allocations_failed", failed_at);
-  return failed_at;
+  });
 }
 
 TEST(WebhookIoThreadOutOfMemory, AConnectionResetIsSettledOnceAndRetriablyWhateverAllocationFails) {
