@@ -4,6 +4,7 @@
 
 #include "spool/spool.hpp"
 
+#include <algorithm>
 #include <set>
 
 #include "common/config_check.hpp"
@@ -21,6 +22,10 @@ std::atomic<std::uint32_t> g_next_shard{0};
 // most buffer_size, and handlers' cascades (which never wait for this queue, see publish)
 // may use the rest before they are refused.
 constexpr std::size_t kCascadeHeadroom = 2;
+
+// How many deliveries an asynchronous consumer's retry box has room for from the start
+// (16 bytes each): the default window's worth, or the lane's window if smaller.
+constexpr std::size_t kReservedUndecided = 1'024;
 
 // The lane options of `adapter`: `options` over the pipeline's. An AsyncAdapter without
 // max_in_flight gets the window it prefers (AsyncAdapter::preferred_max_in_flight()), but
@@ -172,11 +177,14 @@ Core::Core(Config config)
       auto consumer = std::make_unique<Consumer>();
       consumer->queue = lane->queues[i % queue_count].get();
       consumer->queue->consumers.push_back(consumer.get());
+      consumer->retries = std::make_shared<RetryBox>(shared_);
       if (lane->async) {
         consumer->window = std::make_shared<Window>();
         consumer->window->resume_at = resume_size(o.max_in_flight);
+        // Room for every delivery of the window to wait for a decision at once (up to a
+        // bound): a failure settled on a thread out of memory still reaches the consumer.
+        consumer->retries->undecided.reserve(std::min(o.max_in_flight, kReservedUndecided));
       }
-      consumer->retries = std::make_shared<RetryBox>(shared_);
       consumer->retries->wakeup = &consumer->queue->wakeup;
       consumer->random.seed(static_cast<std::minstd_rand::result_type>(
           static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^

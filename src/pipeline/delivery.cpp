@@ -36,12 +36,16 @@ DeliveryState::DeliveryState(std::shared_ptr<const DeliveryHome> delivery_home, 
       unsettled(run.size()),
       retries(home->retries.get()) {
   const std::size_t words = (run.size() + 63) / 64;
+  std::atomic<std::uint64_t>* storage = inline_words;
+  std::size_t stride = kInlineWords;
   if (words > kInlineWords) {
-    heap_settled = std::make_unique<std::atomic<std::uint64_t>[]>(words);
-    settled_words = heap_settled.get();
-  } else {
-    settled_words = inline_settled;
+    heap_words = std::make_unique<std::atomic<std::uint64_t>[]>(3 * words);
+    storage = heap_words.get();
+    stride = words;
   }
+  settled_words = storage;
+  unrecorded_words = storage + stride;
+  unrecorded_retriable_words = storage + 2 * stride;
 }
 
 DeliveryState::~DeliveryState() {
@@ -104,12 +108,14 @@ std::size_t DeliveryState::settle(std::size_t index, Outcome outcome, Status* er
               {i, error != nullptr ? copy_or_bare(*error) : Status(Errc::internal, "failed")});
           deferred.store(true, std::memory_order_release);
         } catch (...) {
-          // Out of memory for the entry: this one fails for good, undecided (no retry and no
-          // dead letter, however retriable its error).
-          counters->failed.fetch_add(1, std::memory_order_relaxed);
-          if (batch != nullptr && batch->tracker) {
-            batch->tracker->add(lane_index, SettlementTracker::Outcome::failed, 1);
+          // Out of memory for the entry: its bits stand for it, and the consumer decides it
+          // with the rest (retried if its error was retriable), by its error's class alone.
+          const std::uint64_t bit = std::uint64_t{1} << (i % 64);
+          if (error != nullptr && retriable(error->code())) {
+            unrecorded_retriable_words[i / 64].fetch_or(bit, std::memory_order_relaxed);
           }
+          unrecorded_words[i / 64].fetch_or(bit, std::memory_order_release);
+          deferred.store(true, std::memory_order_release);
         }
       }
     }
@@ -146,20 +152,55 @@ std::size_t DeliveryState::settle(std::size_t index, Outcome outcome, Status* er
   return count;
 }
 
-std::size_t DeliveryState::drop_failures(const char* reason) noexcept {
-  std::vector<FailedEvent> undecided;
+std::size_t DeliveryState::take_failures(std::vector<FailedEvent>& out) noexcept {
   {
     std::lock_guard lock(failures_mutex);
-    undecided.swap(failures);
+    out.swap(failures);
   }
-  if (undecided.empty()) return 0;
+  std::size_t left_out = 0;
+  const std::size_t words = (events.size() + 63) / 64;
+  for (std::size_t word = 0; word < words; ++word) {
+    // The failure's bit is set after its class's (release), and both before the settlement
+    // counts it: taken with its class.
+    std::uint64_t bits = unrecorded_words[word].exchange(0, std::memory_order_acquire);
+    if (bits == 0) continue;
+    const std::uint64_t again =
+        unrecorded_retriable_words[word].fetch_and(~bits, std::memory_order_relaxed) & bits;
+    for (; bits != 0; bits &= bits - 1) {
+      const auto bit = static_cast<std::size_t>(std::countr_zero(bits));
+      try {
+        // A code-only Status allocates nothing; the entry may.
+        out.push_back({word * 64 + bit,
+                       Status((again >> bit & 1U) != 0 ? Errc::unavailable : Errc::internal, {})});
+      } catch (...) {
+        ++left_out;
+      }
+    }
+  }
+  return left_out;
+}
+
+bool DeliveryState::has_failures() noexcept {
+  const std::size_t words = (events.size() + 63) / 64;
+  for (std::size_t word = 0; word < words; ++word) {
+    if (unrecorded_words[word].load(std::memory_order_acquire) != 0) return true;
+  }
+  std::lock_guard lock(failures_mutex);
+  return !failures.empty();
+}
+
+std::size_t DeliveryState::drop_failures(const char* reason) noexcept {
+  std::vector<FailedEvent> undecided;
+  const std::size_t left_out = take_failures(undecided);
+  const std::size_t count = undecided.size() + left_out;
+  if (count == 0) return 0;
   for (const FailedEvent& f : undecided)
     report_dropped_event(counters->name, events[f.index], reason);
-  counters->dropped.fetch_add(undecided.size(), std::memory_order_relaxed);
+  counters->dropped.fetch_add(count, std::memory_order_relaxed);
   if (batch != nullptr && batch->tracker) {
-    batch->tracker->add(lane_index, SettlementTracker::Outcome::dropped, undecided.size());
+    batch->tracker->add(lane_index, SettlementTracker::Outcome::dropped, count);
   }
-  return undecided.size();
+  return count;
 }
 
 void DeliveryState::complete() noexcept {
@@ -175,11 +216,7 @@ void DeliveryState::complete() noexcept {
         if (open.get() == this) self = open;
       }
     }
-    bool undecided = false;
-    {
-      std::lock_guard lock(failures_mutex);
-      undecided = !failures.empty();
-    }
+    const bool undecided = has_failures();
     if (undecided && self == nullptr) {
       (void)drop_failures("shutdown");  // not in a window: nobody will decide
     } else if (undecided) {

@@ -160,11 +160,15 @@ struct DeliveryState {
   std::chrono::steady_clock::time_point handed_at{};  // set when someone listens
   // One bit per event, set by the settlement that wins it. Runs of up to 64 events (the
   // default max_demand is 50) keep theirs inline: no allocation, and ack() of a whole run
-  // is one atomic OR.
+  // is one atomic OR. Beside them, in the same storage, two more bitmaps for the failures
+  // whose entry in `failures` could not be allocated (out of memory on the settling thread):
+  // the failure itself, and whether its error was retriable (take_failures()).
   static constexpr std::size_t kInlineWords = 1;
-  std::atomic<std::uint64_t> inline_settled[kInlineWords]{};
-  std::unique_ptr<std::atomic<std::uint64_t>[]> heap_settled;
+  std::atomic<std::uint64_t> inline_words[3 * kInlineWords]{};
+  std::unique_ptr<std::atomic<std::uint64_t>[]> heap_words;  // runs of over 64 events
   std::atomic<std::uint64_t>* settled_words;
+  std::atomic<std::uint64_t>* unrecorded_words;            // failed, not in `failures`
+  std::atomic<std::uint64_t>* unrecorded_retriable_words;  // ... with a retriable error
   std::atomic<std::size_t> unsettled;
   std::atomic<std::int64_t> retry_after_ms{0};
   // Per-delivery tallies, for the completion's telemetry.
@@ -181,8 +185,17 @@ struct DeliveryState {
   RetryBox* const retries;                                // home->retries
   std::mutex failures_mutex;
   std::vector<FailedEvent> failures;  // guarded by failures_mutex
-  std::atomic<bool> deferred{false};  // some failure went to `failures` (read without lock)
-  // Counts what is still undecided in `failures` as dropped (shutdown). Returns how many.
+  // Some failure went to `failures` or to the unrecorded bits (read without lock).
+  std::atomic<bool> deferred{false};
+  // Moves every failure waiting for the consumer's decision into `out` (empty on entry): the
+  // entries of `failures`, then the unrecorded ones, each with a Status of its code alone
+  // (`unavailable` if its error was retriable, else `internal`: the error itself could not be
+  // kept). Returns how many unrecorded ones did not fit in `out` (out of memory here too):
+  // they are taken all the same, for the caller to count as failed. Any thread.
+  std::size_t take_failures(std::vector<FailedEvent>& out) noexcept;
+  // Whether a failure waits for a decision (in `failures` or in the unrecorded bits).
+  [[nodiscard]] bool has_failures() noexcept;
+  // Counts what is still undecided as dropped (shutdown). Returns how many.
   std::size_t drop_failures(const char* reason) noexcept;
 
   // Detached deliveries only (empty in a pipeline): called by settle() for each event it

@@ -250,9 +250,12 @@ void Core::serve_retries(Lane& lane, Consumer& consumer, bool& need_init) noexce
   }
   for (const auto& state : undecided) {
     std::vector<FailedEvent> failed;
-    {
-      std::lock_guard lock(state->failures_mutex);
-      failed.swap(state->failures);
+    if (const std::size_t left_out = state->take_failures(failed); left_out != 0) {
+      // Out of memory for their entries here too: they fail for good, undecided.
+      lane.counters->failed.fetch_add(left_out, std::memory_order_relaxed);
+      if (state->batch->tracker) {
+        state->batch->tracker->add(lane.index, SettlementTracker::Outcome::failed, left_out);
+      }
     }
     decide_failures(lane, consumer, *state->batch, state->ticket, state->events, failed,
                     state->retry_after_ms.load(std::memory_order_relaxed));
