@@ -159,6 +159,21 @@ struct AdapterOptions {
   /// deliver() and not yet settled, per consumer (1..kMaxInFlight; default 16). A full
   /// window is refilled once half of it (rounded down, at least one) is settled.
   std::optional<std::size_t> max_in_flight = {};
+  /// AsyncAdapter only: let the committing thread hand its own batch to deliver() when the
+  /// adapter's consumer is idle (nothing queued before it, no retry waiting, room in the
+  /// window for the whole batch), instead of waking the consumer thread for it. The consumer
+  /// still takes whatever the committing thread leaves (a busy consumer, a full window, a
+  /// retry) and serves the retries; the order per consumer is unchanged. For an adapter
+  /// whose deliver() is cheap next to a thread hand-off and reads what the commit just
+  /// wrote (a Kafka producer: docs/BENCHMARKS.md): one thread does the whole commit, as a
+  /// hand-written loop would. deliver() (and what it settles on its thread) then also runs
+  /// inside commit(), on the committing thread: at most a few batches per commit. Requires
+  /// `concurrency` 1 and an `overflow` other than drop_oldest (ConfigError otherwise).
+  ///
+  /// @code
+  ///   config.add_adapter(kafka, {.deliver_on_commit = true});
+  /// @endcode
+  bool deliver_on_commit = false;
 };
 
 /// Everything an Emitter is built from.

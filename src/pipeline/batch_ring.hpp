@@ -84,6 +84,14 @@ class BoundedRing {
     }
   }
 
+  // The item the next pop would take, or null. Meaningful only to the one thread that pops
+  // (nobody else may take it meanwhile).
+  [[nodiscard]] T* peek() const noexcept {
+    const std::size_t pos = head_.load(std::memory_order_acquire);
+    const Cell& cell = cells_[pos & mask_];
+    return cell.seq.load(std::memory_order_acquire) == pos + 1 ? cell.item : nullptr;
+  }
+
   // Whether the next pop would find an item. Used by parking consumers (seq_cst, so it
   // pairs with the producers' fence before they look for sleepers).
   [[nodiscard]] bool has_item() const noexcept {

@@ -28,6 +28,10 @@ using SteadyClock = std::chrono::steady_clock;
 // Polls (a pause each) before an idle consumer first reads the clock.
 constexpr unsigned kQuickPolls = 64;
 
+// A deliver_on_commit consumer that let the commits have its role looks this often whether
+// they still take the batches (Core::yield_role).
+constexpr std::chrono::milliseconds kYieldCheck{1};
+
 void report_dropped(const std::string& lane, std::span<const Event> events, const char* reason) {
   if (!events::kEventDropped.enabled()) return;
   for (const Event& event : events) {
@@ -73,9 +77,11 @@ DeliveringSettlement delivering_settlement() noexcept {
 void Core::run_consumer(Lane& lane, Consumer& consumer) noexcept {
   const ThreadRole role(this);
   Queue& queue = *consumer.queue;
-  bool need_init = true;
   IdlePolicy idle(lane.options.idle_spin);
   RetryBox& retries = *consumer.retries;
+  // deliver_on_commit: committing threads may take this consumer's role while it is idle.
+  const bool shares_role = lane.options.deliver_on_commit;
+  std::uint64_t help_seen = 0;  // consumer.help_wanted when it last yielded
   // A manual clock's jumps wake this consumer when it sleeps until a retry is due.
   Clock::Subscription on_clock;
   best_effort([&] { on_clock = clock_->subscribe([&retries] { retries.wake.notify(); }); });
@@ -83,7 +89,7 @@ void Core::run_consumer(Lane& lane, Consumer& consumer) noexcept {
     if (stop_.load(std::memory_order_acquire) == StopMode::abandon) break;
     // Retries first: while any waits, no new batch is taken (head-of-line).
     if (retries.size.load(std::memory_order_seq_cst) != 0) {
-      serve_retries_first(lane, consumer, need_init);
+      serve_retries_first(lane, consumer, consumer.need_init);
       continue;
     }
     Batch* batch = queue.ring.try_pop(consumer.claim);
@@ -92,27 +98,159 @@ void Core::run_consumer(Lane& lane, Consumer& consumer) noexcept {
       consumer.claim.store(Consumer::kNoClaim, std::memory_order_seq_cst);
       shared_->progress.notify();
       if (stop_.load(std::memory_order_acquire) != StopMode::running) break;
-      idle.on_idle_spell(idle_wait(queue, retries, idle.next_spin()));
+      // Idle: a committing thread may deliver what comes meanwhile (help_consumers). The
+      // store publishes this thread's work on the consumer's state to it (release).
+      // It parks at once: polling, it would take every batch before the commit could.
+      if (shares_role) consumer.role.store(Consumer::kIdle, std::memory_order_seq_cst);
+      idle.on_idle_spell(idle_wait(
+          queue, retries, shares_role ? std::chrono::nanoseconds::zero() : idle.next_spin()));
+      if (shares_role) reclaim_role(consumer);
       continue;
     }
-    const std::size_t position = consumer.claim.load(std::memory_order_relaxed);
-    const std::size_t n = batch->taken_by(lane.index, queue.flat);
-    const std::size_t left = queue.occupancy.fetch_sub(n, std::memory_order_acq_rel) - n;
-    // Wake blocked commits only once a quarter of the queue is free (or it is empty):
-    // waking them on every pop makes them fight over one batch's worth of room.
-    if (left == 0 || left <= queue.capacity - queue.capacity / 4) queue.space.notify();
-    consumer.in_call_events.store(n, std::memory_order_relaxed);
-    t_delivering_depth = batch->cascade_depth;
-    deliver(lane, consumer, *batch, position, need_init);
-    consumer.in_call_events.store(0, std::memory_order_relaxed);
-    // Finished with `position` (what is still unsettled is in the window): drains may pass.
-    consumer.claim.store(Consumer::kNoClaim, std::memory_order_seq_cst);
-    shared_->release(batch);
-    shared_->progress.notify();
+    consume(lane, consumer, batch);
+    if (shares_role) {
+      const std::uint64_t wanted = consumer.help_wanted.load(std::memory_order_relaxed);
+      if (wanted != help_seen) {
+        help_seen = wanted;
+        yield_role(consumer);
+      }
+    }
   }
   on_clock.reset();
   consumer.exited.store(1, std::memory_order_release);
   exits_.notify();
+}
+
+void Core::consume(Lane& lane, Consumer& consumer, Batch* batch) noexcept {
+  Queue& queue = *consumer.queue;
+  const std::size_t position = consumer.claim.load(std::memory_order_relaxed);
+  const std::size_t n = batch->taken_by(lane.index, queue.flat);
+  const std::size_t left = queue.occupancy.fetch_sub(n, std::memory_order_acq_rel) - n;
+  // Wake blocked commits only once a quarter of the queue is free (or it is empty):
+  // waking them on every pop makes them fight over one batch's worth of room.
+  if (left == 0 || left <= queue.capacity - queue.capacity / 4) queue.space.notify();
+  consumer.in_call_events.store(n, std::memory_order_relaxed);
+  t_delivering_depth = batch->cascade_depth;
+  deliver(lane, consumer, *batch, position, consumer.need_init);
+  consumer.in_call_events.store(0, std::memory_order_relaxed);
+  // Finished with `position` (what is still unsettled is in the window): drains may pass.
+  consumer.claim.store(Consumer::kNoClaim, std::memory_order_seq_cst);
+  shared_->release(batch);
+  shared_->progress.notify();
+}
+
+void Core::reclaim_role(Consumer& consumer) noexcept {
+  for (;;) {
+    std::uint32_t idle = Consumer::kIdle;
+    if (consumer.role.compare_exchange_strong(idle, Consumer::kConsumerThread,
+                                              std::memory_order_seq_cst)) {
+      return;
+    }
+    // A committing thread delivers for this consumer: it gives the role back after at most
+    // kMaxHelpedBatches batches, and notifies.
+    (void)wait_until(
+        consumer.role_returned,
+        [&] { return consumer.role.load(std::memory_order_seq_cst) == Consumer::kIdle; },
+        Deadline::max());
+  }
+}
+
+void Core::yield_role(Consumer& consumer) noexcept {
+  Queue& queue = *consumer.queue;
+  consumer.leftovers.store(false, std::memory_order_seq_cst);
+  consumer.role.store(Consumer::kIdle, std::memory_order_seq_cst);
+  for (;;) {
+    // While commits take the batches (the queue's head moves), they keep the role. The
+    // consumer thread comes back when one leaves work it could not do, for a retry or
+    // shutdown, or once kYieldCheck passed with batches queued and none taken.
+    const std::size_t head = queue.ring.head();
+    const bool called = wait_until(
+        queue.wakeup,
+        [&] {
+          return consumer.leftovers.load(std::memory_order_seq_cst) ||
+                 consumer.retries->size.load(std::memory_order_seq_cst) != 0 ||
+                 stop_.load(std::memory_order_seq_cst) != StopMode::running;
+        },
+        deadline_after(kYieldCheck));
+    if (called || !queue.ring.has_item() || queue.ring.head() == head) break;
+  }
+  reclaim_role(consumer);
+}
+
+std::size_t Core::runs_in(const Lane& lane, const Consumer& consumer, const Batch& batch) noexcept {
+  // As deliver() cuts them: consecutive events routed to this queue, at most max_demand long.
+  const auto mine = static_cast<std::uint32_t>(consumer.queue->index);
+  std::size_t runs = 0;
+  std::size_t length = 0;
+  for (std::size_t i = 0; i < batch.size; ++i) {
+    if (batch.route_of(i, lane.index) != mine) {
+      runs += length > 0 ? 1 : 0;
+      length = 0;
+    } else if (++length == lane.options.max_demand) {
+      ++runs;
+      length = 0;
+    }
+  }
+  return runs + (length > 0 ? 1 : 0);
+}
+
+void Core::help_consumers() noexcept {
+  for (Lane* lane : role_sharing_lanes_) {
+    Consumer& consumer = *lane->consumers.front();
+    Queue& queue = *consumer.queue;
+    if (!queue.ring.has_item()) continue;  // taken already (push_to_queues did not wake)
+    std::uint32_t holder = Consumer::kIdle;
+    if (!consumer.role.compare_exchange_strong(holder, Consumer::kCommittingThread,
+                                               std::memory_order_seq_cst)) {
+      // The consumer thread is at work: it takes this batch before it idles (its look at
+      // the queue comes after this push), and lets the commits have the role after its
+      // current batch. Or another commit holds it: its look at the queue after it gives the
+      // role back sees this push.
+      if (holder == Consumer::kConsumerThread) {
+        consumer.help_wanted.fetch_add(1, std::memory_order_relaxed);
+      }
+      continue;
+    }
+    {
+      const ThreadRole role(this);  // drain() from the adapter's code is refused, as there
+      const int depth = t_delivering_depth;
+      consumer.helping = true;
+      for (std::size_t i = 0; i < kMaxHelpedBatches; ++i) {
+        if (stop_.load(std::memory_order_acquire) != StopMode::running) break;
+        // Head-of-line: a retry waiting goes first, and the consumer thread serves it.
+        if (consumer.retries->size.load(std::memory_order_seq_cst) != 0) break;
+        // Only the role's holder takes from this queue (deliver_on_commit rules out
+        // drop_oldest's evictions and shared queues), so what peek() shows is what it takes.
+        Batch* next = queue.ring.peek();
+        if (next == nullptr) break;
+        // Room for every run of it: a committing thread never waits for the window (only
+        // the holder adds to it, so the room cannot shrink meanwhile).
+        if (consumer.window->size.load(std::memory_order_seq_cst) +
+                runs_in(*lane, consumer, *next) >
+            lane->options.max_in_flight) {
+          break;
+        }
+        Batch* batch = queue.ring.try_pop(consumer.claim);
+        if (batch == nullptr) {  // cannot happen (see above); nothing taken
+          consumer.claim.store(Consumer::kNoClaim, std::memory_order_seq_cst);
+          break;
+        }
+        consume(*lane, consumer, batch);
+      }
+      consumer.helping = false;
+      t_delivering_depth = depth;
+    }
+    // Given back (release: the consumer thread sees the state as left here), then the
+    // consumer woken for what is left: the look at the queue after the store sees any batch
+    // pushed by a commit whose compare-and-swap failed while this one held the role.
+    consumer.role.store(Consumer::kIdle, std::memory_order_seq_cst);
+    consumer.role_returned.notify();
+    if (queue.ring.has_item() || consumer.retries->size.load(std::memory_order_seq_cst) != 0 ||
+        stop_.load(std::memory_order_seq_cst) != StopMode::running) {
+      consumer.leftovers.store(true, std::memory_order_seq_cst);
+      queue.wakeup.notify(1);
+    }
+  }
 }
 
 std::chrono::nanoseconds Core::idle_wait(Queue& queue, const RetryBox& retries,
@@ -250,7 +388,10 @@ bool Core::deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size
   for (;;) {
     const bool full = window.size.load(std::memory_order_seq_cst) >= lane.options.max_in_flight;
     // A delivery that failed is decided (retried, dead-lettered) before this run.
-    if (!consumer.serving_retries && consumer.retries->size.load(std::memory_order_seq_cst) != 0) {
+    // (Not while a committing thread delivers for the consumer: a failure settled since it
+    // began this batch waits for the rest of the same commit, which the order allows.)
+    if (!consumer.serving_retries && !consumer.helping &&
+        consumer.retries->size.load(std::memory_order_seq_cst) != 0) {
       serve_retries_first(lane, consumer, need_init);
       if (stop_.load(std::memory_order_acquire) == StopMode::abandon) return false;
       resume_at = lane.options.max_in_flight - 1;

@@ -191,6 +191,10 @@ Core::Core(Config config)
           reinterpret_cast<std::uintptr_t>(consumer.get())));
       lane->consumers.push_back(std::move(consumer));
     }
+    if (lane->options.deliver_on_commit) {
+      lane->queues.front()->role_shared = true;  // concurrency 1: one queue, one consumer
+      role_sharing_lanes_.push_back(lane.get());
+    }
     if (is_dispatcher) dispatcher_lane_ = lane.get();
     lane->is_dead_letter = lanes_.size() >= routed_lanes_;
     lanes_.push_back(std::move(lane));

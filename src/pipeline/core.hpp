@@ -196,6 +196,27 @@ struct Consumer {
   std::minstd_rand random;       // backoff jitter (common/backoff.hpp), consumer thread only
   bool serving_retries = false;  // inside serve_retries_first (consumer thread only)
   bool joined = false;
+
+  // Who takes this consumer's batches now (AdapterOptions::deliver_on_commit; otherwise
+  // always kConsumerThread). The consumer thread holds the role except while it waits idle;
+  // then a committing thread may take it (compare-and-swap from kIdle) to deliver what is
+  // queued itself, and gives it back (Core::help_consumer). Everything below it and the
+  // fields marked "consumer thread only" belong to the holder: the role's hand-over orders
+  // them (acquire, release).
+  static constexpr std::uint32_t kConsumerThread = 0;
+  static constexpr std::uint32_t kIdle = 1;
+  static constexpr std::uint32_t kCommittingThread = 2;
+  alignas(64) std::atomic<std::uint32_t> role{kConsumerThread};
+  WaitChannel role_returned;  // notified when a committing thread gives the role back
+  // Committing threads that found the consumer thread holding the role: it lets them have
+  // it after its batch (yield_role), so that under load the commits deliver what they
+  // commit instead of queueing it for a consumer that never catches up.
+  std::atomic<std::uint64_t> help_wanted{0};
+  // A committing thread gave the role back with work it could not do (a full window, a
+  // retry, its batch limit, shutdown): the consumer thread takes it on at once.
+  std::atomic<bool> leftovers{false};
+  bool need_init = true;  // the adapter's init() is due before its next call
+  bool helping = false;   // a committing thread holds the role (its deliveries never wait)
 };
 
 // One bounded ring with its reservation counter and the threads waiting on it.
@@ -221,6 +242,9 @@ struct Queue {
   std::atomic<std::uint32_t> evicting{0};             // threads popping to drop
   WaitChannel space;                                  // commits blocked on a full queue
   WaitChannel wakeup;                                 // idle consumers
+  // Its consumer's role may be taken by committing threads (deliver_on_commit): a commit's
+  // push does not wake it, help_consumers() does if it must.
+  bool role_shared = false;
 };
 
 // One adapter: its queues, consumers and counters.
@@ -357,10 +381,18 @@ class Core : public std::enable_shared_from_this<Core> {
   Batch* evict_oldest(Lane& lane, Queue& queue) noexcept;
   void record_drop(DropReport& drops, Lane& lane, const Queue& queue, Batch* batch) noexcept;
   // Pushes `batch` (its refs set) to every queue whose take[] is not 0, in queue order, and
-  // wakes their consumers. Room must be reserved. The batch may be recycled as soon as the
+  // wakes their consumers (with `helping_after`, not those of role-shared queues: the caller
+  // calls help_consumers() next). Room must be reserved. The batch may be recycled as soon as the
   // last push is done: the caller must not touch it after this call.
-  void push_to_queues(Batch* batch) noexcept;
+  void push_to_queues(Batch* batch, bool helping_after = false) noexcept;
   [[nodiscard]] bool publishes_in_flight() const noexcept;
+  // On a committing thread, after its pushes (deliver_on_commit lanes): for each such lane
+  // whose consumer is idle with batches queued, takes the consumer's role and delivers the
+  // queued batches itself while nothing would make it wait (a retry waiting, a window
+  // without room for a whole batch, shutdown), at most kMaxHelpedBatches; then gives the
+  // role back and wakes the consumer for what is left. Runs adapter code; never blocks
+  // otherwise.
+  void help_consumers() noexcept;
 
   // ---- retry.cpp
   // Decides what becomes of `failed` events of `run` (a part of `batch`, at ring position
@@ -443,6 +475,18 @@ class Core : public std::enable_shared_from_this<Core> {
 
   // ---- consumer.cpp
   void run_consumer(Lane& lane, Consumer& consumer) noexcept;
+  // Takes back the role of a deliver_on_commit consumer after it waited idle, waiting for a
+  // committing thread that holds it to give it back (consumer thread).
+  void reclaim_role(Consumer& consumer) noexcept;
+  // Lets committing threads that asked (help_wanted) have a deliver_on_commit consumer's
+  // role: waits while they take its batches, then takes it back (consumer thread).
+  void yield_role(Consumer& consumer) noexcept;
+  // Delivers `batch`, just taken from the consumer's queue at consumer.claim, and lets go of
+  // it (the role's holder).
+  void consume(Lane& lane, Consumer& consumer, Batch* batch) noexcept;
+  // How many deliveries handing `batch` to `consumer`'s adapter makes (its runs).
+  [[nodiscard]] static std::size_t runs_in(const Lane& lane, const Consumer& consumer,
+                                           const Batch& batch) noexcept;
   // Waits for the next batch (or retry, or shutdown): polls for up to `spin`, then parks.
   // Returns the idle spell for IdlePolicy: zero when polling found the work, otherwise how
   // long it waited, parked included.
@@ -496,6 +540,11 @@ class Core : public std::enable_shared_from_this<Core> {
       std::make_shared<std::vector<std::string>>();
   std::atomic<std::uint64_t> dead_letter_pushes_{0};
   std::vector<Queue*> all_queues_;  // flattened (Queue::flat), for routing and drains
+  // The lanes with AdapterOptions::deliver_on_commit (one consumer each): help_consumers().
+  std::vector<Lane*> role_sharing_lanes_;
+  // The most batches one commit delivers for a consumer (help_consumers): its own and what
+  // queued up before it, never an unbounded backlog (then the consumer thread takes over).
+  static constexpr std::size_t kMaxHelpedBatches = 32;
   std::shared_ptr<HandlerDispatcher> dispatcher_;
   Lane* dispatcher_lane_ = nullptr;
   int max_cascade_depth_ = 8;

@@ -23,7 +23,8 @@ LaneOptions resolve_lane_options(const std::string& where, const PipelineOptions
                   o.partition_by,
                   o.max_in_flight.value_or(kDefaultMaxInFlight),
                   o.retry.value_or(p.retry),
-                  o.dead_letter};
+                  o.dead_letter,
+                  o.deliver_on_commit};
   check_range(where + ".max_demand", out.max_demand, 1, kMaxBufferSize);
   check_range(where + ".buffer_size", out.buffer_size, 1, kMaxBufferSize);
   check_range(where + ".block_timeout", out.block_timeout, std::chrono::milliseconds::zero(),
@@ -41,6 +42,24 @@ LaneOptions resolve_lane_options(const std::string& where, const PipelineOptions
                  std::to_string(*o.max_in_flight));
   }
   check_range(where + ".max_in_flight", out.max_in_flight, 1, kMaxInFlight);
+  if (o.deliver_on_commit) {
+    // One thread at a time takes a queue's batches: the consumer, or the committing thread
+    // standing in for it. Several consumers share a queue, and drop_oldest's evictions take
+    // batches from the committing threads too.
+    if (!async) {
+      config_error(where + ".deliver_on_commit",
+                   "false for a synchronous adapter (it applies to an AsyncAdapter)", "true");
+    }
+    if (out.concurrency != 1) {
+      config_error(where + ".deliver_on_commit",
+                   "false with concurrency " + std::to_string(out.concurrency) +
+                       " (it needs a single consumer)",
+                   "true");
+    }
+    if (out.overflow == Overflow::drop_oldest) {
+      config_error(where + ".deliver_on_commit", "false with overflow drop_oldest", "true");
+    }
+  }
   if (o.retry) check_retry_policy(where + ".retry", *o.retry);
   return out;
 }

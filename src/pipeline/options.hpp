@@ -24,6 +24,7 @@ struct LaneOptions {
   std::size_t max_in_flight;  // asynchronous adapters only
   RetryPolicy retry;
   std::shared_ptr<Adapter> dead_letter;  // null: none
+  bool deliver_on_commit;                // asynchronous adapters only (Core::help_consumer)
 };
 
 // Throws ConfigError naming `where` (e.g. "pipeline.retry") and the field for a RetryPolicy

@@ -341,15 +341,17 @@ Status Core::publish(BatchPtr& buffer, int cascade_depth, DropReport& drops,
   } else {
     batch.cascade_depth = cascade_depth;
     batch.refs.store(accepted + self_references, std::memory_order_relaxed);
-    push_to_queues(buffer.release());  // owned by its references from here on
+    push_to_queues(buffer.release(), !role_sharing_lanes_.empty());  // owned by its refs now
   }
   if (cascade) cascade_commits_.fetch_add(1, std::memory_order_relaxed);
   shard.events.fetch_add(n, std::memory_order_relaxed);
   shard.transactions.fetch_add(1, std::memory_order_relaxed);
+  // Still a publish under way (shutdown waits for it): the consumers' state stays alive.
+  if (accepted != 0 && !role_sharing_lanes_.empty()) help_consumers();
   return {};
 }
 
-void Core::push_to_queues(Batch* batch) noexcept {
+void Core::push_to_queues(Batch* batch, bool helping_after) noexcept {
   // Once the last push is done the batch may be consumed and recycled at once: find the
   // last queue first, and read nothing of the batch after pushing to it.
   const std::size_t queues = all_queues_.size();
@@ -366,7 +368,7 @@ void Core::push_to_queues(Batch* batch) noexcept {
       sched_yield();
     // The push (seq_cst) then notify's seq_cst load pair with idle_wait's prepare then
     // check: either we see the consumer waiting, or it sees our push.
-    queue.wakeup.notify(1);
+    if (!(helping_after && queue.role_shared)) queue.wakeup.notify(1);
   }
 }
 

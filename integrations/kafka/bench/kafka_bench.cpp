@@ -6,7 +6,9 @@
 //     adapter's key and headers and the adapter's default settings (idempotence, acks=all,
 //     linger.ms=5, lz4), until every delivery report is in. raw = a produce loop with a
 //     delivery-report callback; adapter = emit + commit (100 events per transaction) through
-//     an Emitter with the Kafka adapter, then drain().
+//     an Emitter with the Kafka adapter added with deliver_on_commit, then drain();
+//     adapter_queued = the same with the default options (the adapter's consumer thread
+//     produces every event).
 //   consumer: the N envelopes the adapter wrote, read by a new group member from the first
 //     message to the last one handled. raw = poll, parse the JSON, count, commit every
 //     second; source = KafkaSource publishing into an Emitter whose one adapter counts.
@@ -16,10 +18,12 @@
 //
 // Each figure is given in events/s (wall time) and in this process's CPU ns per event (all
 // threads; the mock broker is another process), the steadier one on a loaded machine.
-// Each rep runs both pairs on fresh topics and groups (the producers in turn: raw first in
-// even reps, the adapter first in odd ones); the table gives medians (of the per-rep ratios
-// for the ratios). A run whose counts do not add up (a failed delivery, a missing event)
-// prints no figures and exits 2.
+// `--only split` (diagnostic) runs the raw loop, the same loop cut in two threads
+// (split_producer) and adapter_queued.
+//
+// Each rep runs both on fresh topics and groups (the producers in an order that turns with
+// the rep); the table gives medians (of the per-rep ratios for the ratios). A run whose counts do
+// not add up (a failed delivery, a missing event) prints no figures and exits 2.
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -29,6 +33,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <exception>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -36,6 +42,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <librdkafka/rdkafka.h>
@@ -73,7 +80,8 @@ struct Options {
   int partitions = 6;
   bool json = false;
   // "producer", "consumer", "" (both), or one side of a pair alone, for profiling:
-  // "raw-producer", "adapter", "raw-consumer" or "source"
+  // "raw-producer", "adapter", "raw-consumer" or "source"; or "split" (diagnostic: the raw
+  // producer beside split_producer())
   std::string only;
   std::size_t max_in_flight = 0;  // the adapter's AdapterOptions::max_in_flight; 0: default
 };
@@ -142,7 +150,7 @@ class MockBroker {
     rd_kafka_mock_cluster_t* cluster = owner ? rd_kafka_mock_cluster_new(owner, 1) : nullptr;
     if (cluster == nullptr) ::_exit(1);
     for (int rep = 0; rep <= options.reps; ++rep) {  // rep 0 warms up
-      for (const char* what : {"raw", "adapter"}) {
+      for (const char* what : {"raw", "adapter", "queued", "split"}) {
         (void)rd_kafka_mock_topic_create(cluster, topic_name(what, rep).c_str(), options.partitions,
                                          1);
       }
@@ -193,44 +201,42 @@ struct Reports {
   std::atomic<std::size_t> failed{0};
 };
 
-double raw_producer(const Options& options, const std::string& bootstraps,
-                    const std::string& topic) {
-  Reports reports;
-  std::map<std::string, std::string> properties;  // the adapter's defaults, then ours
-  for (const auto& [key, value] : emissions::detail::kafka::default_properties())
-    properties[key] = value;
-  properties["bootstrap.servers"] = bootstraps;
-  properties["log_level"] = "2";
-  ConfHandle conf = make_conf(properties);
-  rd_kafka_conf_set_opaque(conf.get(), &reports);
-  rd_kafka_conf_set_dr_msg_cb(
-      conf.get(), [](rd_kafka_t*, const rd_kafka_message_t* message, void* opaque) {
-        auto& r = *static_cast<Reports*>(opaque);
-        (message->err == RD_KAFKA_RESP_ERR_NO_ERROR ? r.delivered : r.failed).fetch_add(1);
-      });
-  std::array<char, 512> error{};
-  ClientHandle producer(rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), error.data(), error.size()));
-  if (!producer) throw Failure(std::string("raw producer: ") + error.data());
-  (void)conf.release();
+// A librdkafka producer with the adapter's default settings, producing events as the adapter
+// does (the envelope, the key, the four headers), counting its delivery reports.
+class RawProducer {
+ public:
+  RawProducer(const char* who, const std::string& bootstraps) : who_(who) {
+    std::map<std::string, std::string> properties;  // the adapter's defaults, then ours
+    for (const auto& [key, value] : emissions::detail::kafka::default_properties())
+      properties[key] = value;
+    properties["bootstrap.servers"] = bootstraps;
+    properties["log_level"] = "2";
+    ConfHandle conf = make_conf(properties);
+    rd_kafka_conf_set_opaque(conf.get(), &reports_);
+    rd_kafka_conf_set_dr_msg_cb(
+        conf.get(), [](rd_kafka_t*, const rd_kafka_message_t* message, void* opaque) {
+          auto& r = *static_cast<Reports*>(opaque);
+          (message->err == RD_KAFKA_RESP_ERR_NO_ERROR ? r.delivered : r.failed).fetch_add(1);
+        });
+    std::array<char, 512> error{};
+    producer_.reset(rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), error.data(), error.size()));
+    if (!producer_) throw Failure(who_ + ": " + error.data());
+    (void)conf.release();
+  }
 
-  const emissions::EventName name("order_created");
-  const auto produce = [&](std::size_t i) {
-    emissions::Event event;
-    event.name = name;
-    event.id = emissions::EventId::generate();
-    event.emitted_at = std::chrono::system_clock::now();
-    event.payload = order_payload(i);
-    event.metadata = nlohmann::json::object();
+  // Serializes `event` and produces it to `topic` with `key`, serving reports while
+  // librdkafka's queue is full.
+  void produce(const std::string& topic, const emissions::Event& event, const std::string& key) {
     const std::string value = emissions::serialize(event);
-    const std::string key = order_key(i);
     const std::string id = event.id.str();
     const std::string at = emissions::format_timestamp(event.emitted_at);
+    const std::string& name = event.name.str();
     for (;;) {
       HeadersHandle headers(rd_kafka_headers_new(4));
       (void)rd_kafka_header_add(headers.get(), "event-id", -1, id.data(),
                                 static_cast<ssize_t>(id.size()));
-      (void)rd_kafka_header_add(headers.get(), "event-name", -1, name.str().data(),
-                                static_cast<ssize_t>(name.str().size()));
+      (void)rd_kafka_header_add(headers.get(), "event-name", -1, name.data(),
+                                static_cast<ssize_t>(name.size()));
       (void)rd_kafka_header_add(headers.get(), "emitted-at", -1, at.data(),
                                 static_cast<ssize_t>(at.size()));
       (void)rd_kafka_header_add(headers.get(), "content-type", -1, "application/json", -1);
@@ -247,46 +253,146 @@ double raw_producer(const Options& options, const std::string& bootstraps,
       vus[3].u.i = RD_KAFKA_MSG_F_COPY;
       vus[4].vtype = RD_KAFKA_VTYPE_HEADERS;
       vus[4].u.headers = headers.get();
-      const ErrorHandle produced(rd_kafka_produceva(producer.get(), vus.data(), vus.size()));
+      const ErrorHandle produced(rd_kafka_produceva(producer_.get(), vus.data(), vus.size()));
       const rd_kafka_resp_err_t err =
           produced ? rd_kafka_error_code(produced.get()) : RD_KAFKA_RESP_ERR_NO_ERROR;
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         (void)headers.release();  // the message owns them
-        break;
+        return;
       }
       if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) throw Failure(rd_kafka_err2str(err));
-      (void)rd_kafka_poll(producer.get(), 1);  // backpressure: serve reports, try again
+      (void)rd_kafka_poll(producer_.get(), 1);  // backpressure: serve reports, try again
     }
-  };
+  }
+  void poll() { (void)rd_kafka_poll(producer_.get(), 0); }
+
   // Not timed: the first message waits for the connection, the topic's metadata and the
   // idempotent producer's id (about a second against the mock); the adapter's run skips
   // the same.
-  produce(options.events);
-  if (rd_kafka_flush(producer.get(), 30'000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    throw Failure("raw producer: the warm-up message was not delivered");
+  void warm_up(const std::string& topic, std::size_t i) {
+    produce(topic, order_event(i), order_key(i));
+    if (rd_kafka_flush(producer_.get(), 30'000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      throw Failure(who_ + ": the warm-up message was not delivered");
+    }
+    reports_.delivered = 0;
   }
-  reports.delivered = 0;
+  // Flushes, then checks that each of `events` was delivered.
+  void finish(std::size_t events) {
+    if (rd_kafka_flush(producer_.get(), 120'000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      throw Failure(who_ + ": flush timed out");
+    }
+    if (reports_.delivered != events || reports_.failed != 0) {
+      throw Failure(who_ + ": " + std::to_string(reports_.delivered.load()) + " delivered, " +
+                    std::to_string(reports_.failed.load()) + " failed of " +
+                    std::to_string(events));
+    }
+  }
+
+  static emissions::Event order_event(std::size_t i) {
+    static const emissions::EventName name("order_created");
+    emissions::Event event;
+    event.name = name;
+    event.id = emissions::EventId::generate();
+    event.emitted_at = std::chrono::system_clock::now();
+    event.payload = order_payload(i);
+    event.metadata = nlohmann::json::object();
+    return event;
+  }
+
+ private:
+  std::string who_;
+  Reports reports_;
+  ClientHandle producer_;
+};
+
+double raw_producer(const Options& options, const std::string& bootstraps,
+                    const std::string& topic) {
+  RawProducer producer("raw producer", bootstraps);
+  producer.warm_up(topic, options.events);
   const auto started = Clock::now();
   const double cpu_started = cpu_ns();
   for (std::size_t i = 0; i < options.events; ++i) {
-    produce(i);
-    if (i % 1'000 == 0) (void)rd_kafka_poll(producer.get(), 0);
+    producer.produce(topic, RawProducer::order_event(i), order_key(i));
+    if (i % 1'000 == 0) producer.poll();
   }
-  if (rd_kafka_flush(producer.get(), 120'000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    throw Failure("raw producer: flush timed out");
-  }
+  producer.finish(options.events);
   const double elapsed = seconds_between(started, Clock::now());
   g_cpu_ns_per_event = (cpu_ns() - cpu_started) / static_cast<double>(options.events);
-  if (reports.delivered != options.events || reports.failed != 0) {
-    throw Failure("raw producer: " + std::to_string(reports.delivered.load()) + " delivered, " +
-                  std::to_string(reports.failed.load()) + " failed of " +
-                  std::to_string(options.events));
-  }
   return static_cast<double>(options.events) / elapsed;
 }
 
+// Diagnostic (`--only split`): the raw loop cut in two as the Emitter cuts the work, with no
+// library code: this thread builds the events, 100 at a time, and hands each batch through
+// a bounded queue (10,000 events, the pipeline's default buffer) to a producing thread that
+// reads the key from the payload (as the adapter's key_for does), serializes, produces, and
+// serves the reports after each batch. What the cut alone costs on this machine.
+double split_producer(const Options& options, const std::string& bootstraps,
+                      const std::string& topic) {
+  RawProducer producer("split producer", bootstraps);
+  producer.warm_up(topic, options.events);
+  constexpr std::size_t kMaxBatches = 10'000 / kEventsPerCommit;
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::vector<std::vector<emissions::Event>> queue;  // guarded by mutex
+  bool done = false;                                 // guarded by mutex
+  std::exception_ptr failure;                        // guarded by mutex
+  const auto started = Clock::now();
+  const double cpu_started = cpu_ns();
+  std::thread producing([&] {
+    try {
+      std::vector<std::vector<emissions::Event>> taken;
+      for (;;) {
+        {
+          std::unique_lock lock(mutex);
+          changed.wait(lock, [&] { return !queue.empty() || done; });
+          if (queue.empty()) return;
+          taken.swap(queue);
+        }
+        changed.notify_all();
+        for (const std::vector<emissions::Event>& batch : taken) {
+          for (const emissions::Event& event : batch)
+            producer.produce(topic, event,
+                             order_key(event.payload.at("order_id").get<std::size_t>()));
+          producer.poll();
+        }
+        taken.clear();
+      }
+    } catch (...) {
+      std::lock_guard lock(mutex);
+      failure = std::current_exception();
+    }
+    changed.notify_all();
+  });
+  for (std::size_t i = 0; i < options.events;) {
+    std::vector<emissions::Event> batch;
+    batch.reserve(kEventsPerCommit);
+    for (std::size_t end = std::min(options.events, i + kEventsPerCommit); i < end; ++i)
+      batch.push_back(RawProducer::order_event(i));
+    std::unique_lock lock(mutex);
+    changed.wait(lock, [&] { return queue.size() < kMaxBatches || failure; });
+    if (failure) break;
+    queue.push_back(std::move(batch));
+    lock.unlock();
+    changed.notify_all();
+  }
+  {
+    std::lock_guard lock(mutex);
+    done = true;
+  }
+  changed.notify_all();
+  producing.join();
+  if (failure) std::rethrow_exception(failure);
+  producer.finish(options.events);
+  const double elapsed = seconds_between(started, Clock::now());
+  g_cpu_ns_per_event = (cpu_ns() - cpu_started) / static_cast<double>(options.events);
+  return static_cast<double>(options.events) / elapsed;
+}
+
+// `on_commit`: the adapter added with AdapterOptions::deliver_on_commit (the committing
+// thread produces when the consumer is idle); otherwise with the default options (the
+// adapter's consumer thread produces everything).
 double adapter_producer(const Options& options, const std::string& bootstraps,
-                        const std::string& topic) {
+                        const std::string& topic, bool on_commit) {
   auto kafka = std::make_shared<emissions::adapters::Kafka>(emissions::adapters::KafkaOptions{
       .brokers = bootstraps,
       .topic = topic,
@@ -299,6 +405,7 @@ double adapter_producer(const Options& options, const std::string& bootstraps,
   config.make_default = false;
   emissions::AdapterOptions adapter_options;
   if (options.max_in_flight != 0) adapter_options.max_in_flight = options.max_in_flight;
+  adapter_options.deliver_on_commit = on_commit;
   config.add_adapter(kafka, adapter_options);
   emissions::Emitter emitter(std::move(config));
   {  // Not timed, as in the raw run: the first event waits for the producer to be ready.
@@ -451,13 +558,13 @@ double median(std::vector<double> values) {
 }
 
 int usage(const char* why) {
-  std::fprintf(
-      stderr,
-      "%s\nusage: emissions-kafka-bench [--events N] [--reps R] [--partitions P] "
-      "[--max-in-flight N] [--only producer|consumer|raw-producer|adapter|raw-consumer|source] "
-      "[--quick] "
-      "[--json]\n",
-      why);
+  std::fprintf(stderr,
+               "%s\nusage: emissions-kafka-bench [--events N] [--reps R] [--partitions P] "
+               "[--max-in-flight N] [--only producer|consumer|raw-producer|adapter|adapter-queued|"
+               "raw-consumer|source|split] "
+               "[--quick] "
+               "[--json]\n",
+               why);
   return 64;
 }
 
@@ -485,12 +592,14 @@ int main(int argc, char** argv) {
       if (!number(options.max_in_flight)) return usage("--max-in-flight takes a positive number");
     } else if (arg == "--only") {
       constexpr const char* kOnly =
-          "--only takes producer, consumer, raw-producer, adapter, raw-consumer or source";
+          "--only takes producer, consumer, raw-producer, adapter, adapter-queued, raw-consumer, "
+          "source or split";
       if (i + 1 >= argc) return usage(kOnly);
       options.only = argv[++i];
       if (options.only != "producer" && options.only != "consumer" &&
           options.only != "raw-producer" && options.only != "adapter" &&
-          options.only != "raw-consumer" && options.only != "source") {
+          options.only != "adapter-queued" && options.only != "raw-consumer" &&
+          options.only != "source" && options.only != "split") {
         return usage(kOnly);
       }
     } else if (arg == "--quick") {
@@ -509,38 +618,56 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "%s %d/%d\n", rep == 0 ? "warm-up" : "rep", rep, options.reps);
       const std::string raw = topic_name("raw", rep);
       const std::string written = topic_name("adapter", rep);
-      const bool one_producer = options.only == "raw-producer" || options.only == "adapter";
+      const std::string queued = topic_name("queued", rep);
+      const bool one_producer = options.only == "raw-producer" || options.only == "adapter" ||
+                                options.only == "adapter-queued" || options.only == "split";
       const bool one_consumer = options.only == "raw-consumer" || options.only == "source";
       const bool producers = options.only != "consumer" && !one_consumer;
       const bool consumers = options.only != "producer" && !one_producer;
       std::map<std::string, double> figures;
-      if (options.only == "raw-producer") {
+      const auto run_raw = [&] {
         figures["raw_producer_eps"] = raw_producer(options, broker.bootstraps(), raw);
         figures["raw_producer_cpu_ns"] = g_cpu_ns_per_event;
-      } else if (options.only == "adapter") {
-        figures["adapter_eps"] = adapter_producer(options, broker.bootstraps(), written);
+      };
+      const auto run_adapter = [&] {
+        figures["adapter_eps"] = adapter_producer(options, broker.bootstraps(), written, true);
         figures["adapter_cpu_ns"] = g_cpu_ns_per_event;
+      };
+      const auto run_queued = [&] {
+        figures["adapter_queued_eps"] =
+            adapter_producer(options, broker.bootstraps(), queued, false);
+        figures["adapter_queued_cpu_ns"] = g_cpu_ns_per_event;
+      };
+      const auto run_split = [&] {
+        figures["split_producer_eps"] =
+            split_producer(options, broker.bootstraps(), topic_name("split", rep));
+        figures["split_producer_cpu_ns"] = g_cpu_ns_per_event;
+      };
+      // a / b, in events/s and (inverted) in CPU per event.
+      const auto ratio = [&](const std::string& a, const std::string& b, const std::string& name) {
+        figures[name] = figures[a + "_eps"] / figures[b + "_eps"];
+        figures[name + "_cpu"] = figures[b + "_cpu_ns"] / figures[a + "_cpu_ns"];
+      };
+      // Three runs in an order that turns with the rep, so that none always runs first on
+      // the broker (or on a machine warmed, or loaded, by the others).
+      const auto in_turn = [&](const std::array<std::function<void()>, 3>& three) {
+        for (int turn = 0; turn < 3; ++turn)
+          three[static_cast<std::size_t>((turn + rep) % 3)]();
+      };
+      if (options.only == "raw-producer") {
+        run_raw();
+      } else if (options.only == "adapter") {
+        run_adapter();
+      } else if (options.only == "adapter-queued") {
+        run_queued();
+      } else if (options.only == "split") {
+        in_turn({run_raw, run_split, run_queued});
+        ratio("split_producer", "raw_producer", "split_vs_raw_producer");
+        ratio("adapter_queued", "split_producer", "adapter_queued_vs_split_producer");
       } else if (producers) {
-        // The order alternates (odd reps: the adapter first), so that neither side always
-        // runs on a broker and a machine warmed (or loaded) by the other.
-        const auto run_raw = [&] {
-          figures["raw_producer_eps"] = raw_producer(options, broker.bootstraps(), raw);
-          figures["raw_producer_cpu_ns"] = g_cpu_ns_per_event;
-        };
-        const auto run_adapter = [&] {
-          figures["adapter_eps"] = adapter_producer(options, broker.bootstraps(), written);
-          figures["adapter_cpu_ns"] = g_cpu_ns_per_event;
-        };
-        if (rep % 2 == 1) {
-          run_adapter();
-          run_raw();
-        } else {
-          run_raw();
-          run_adapter();
-        }
-        figures["adapter_vs_raw_producer"] = figures["adapter_eps"] / figures["raw_producer_eps"];
-        figures["adapter_vs_raw_producer_cpu"] =
-            figures["raw_producer_cpu_ns"] / figures["adapter_cpu_ns"];
+        in_turn({run_raw, run_adapter, run_queued});
+        ratio("adapter", "raw_producer", "adapter_vs_raw_producer");
+        ratio("adapter_queued", "raw_producer", "adapter_queued_vs_raw_producer");
       } else {
         (void)raw_producer(options, broker.bootstraps(), written);  // the same envelopes
       }
@@ -566,9 +693,6 @@ int main(int argc, char** argv) {
       // Each rep's figures on stderr, to see how much they spread within a run.
       for (const auto& [key, value] : figures)
         std::fprintf(stderr, "  %s %.3f\n", key.c_str(), value);
-      // Each rep's figures on stderr, to see how much they spread within a run.
-      for (const auto& [key, value] : figures)
-        std::fprintf(stderr, "  %s %.3f\n", key.c_str(), value);
       if (rep == 0) continue;
       for (const auto& [key, value] : figures)
         runs[key].push_back(value);
@@ -581,11 +705,28 @@ int main(int argc, char** argv) {
       std::printf("%s\n", result.dump().c_str());
     } else {
       std::printf("%-28s %14s\n", "figure (median)", "value");
-      for (const char* key :
-           {"raw_producer_eps", "adapter_eps", "adapter_vs_raw_producer", "raw_producer_cpu_ns",
-            "adapter_cpu_ns", "adapter_vs_raw_producer_cpu", "raw_consumer_eps", "source_eps",
-            "source_vs_raw_consumer", "raw_consumer_cpu_ns", "source_cpu_ns",
-            "source_vs_raw_consumer_cpu"}) {
+      for (const char* key : {"raw_producer_eps",
+                              "adapter_eps",
+                              "adapter_vs_raw_producer",
+                              "raw_producer_cpu_ns",
+                              "adapter_cpu_ns",
+                              "adapter_vs_raw_producer_cpu",
+                              "raw_consumer_eps",
+                              "source_eps",
+                              "source_vs_raw_consumer",
+                              "raw_consumer_cpu_ns",
+                              "source_cpu_ns",
+                              "source_vs_raw_consumer_cpu",
+                              "adapter_queued_eps",
+                              "adapter_queued_vs_raw_producer",
+                              "adapter_queued_cpu_ns",
+                              "adapter_queued_vs_raw_producer_cpu",
+                              "split_producer_eps",
+                              "split_vs_raw_producer",
+                              "split_producer_cpu_ns",
+                              "split_vs_raw_producer_cpu",
+                              "adapter_queued_vs_split_producer",
+                              "adapter_queued_vs_split_producer_cpu"}) {
         if (result.contains(key)) std::printf("%-28s %14.3f\n", key, result[key].get<double>());
       }
       std::printf("(%zu events per run, %d reps after a warm-up, %d partitions)\n", options.events,

@@ -613,6 +613,83 @@ TEST(KafkaAdapter, SettlementCallbacksThatCommitAgainDeliverEverythingExactlyOnc
   EXPECT_EQ(by_event_id(records).size(), 2u * kCommits) << "a message written twice";
 }
 
+// deliver_on_commit: three threads commit at once, the commits producing what they commit
+// while the consumer is idle (and serving delivery reports there, whose settlement callbacks
+// commit again on the committing thread), the consumer thread what they leave. Each event is
+// written once, the events of one key in the order their thread committed them.
+TEST(KafkaAdapter, DeliveredOnCommitFromSeveralThreadsEachEventOnceInOrderPerKey) {
+  MockCluster cluster(1);
+  cluster.create_topic("orders", 4);
+  KafkaOptions options = options_for(cluster, "orders");
+  options.key_for = [](const emissions::Event& e) {
+    return e.payload.at("key").get<std::string>();
+  };
+  auto kafka = std::make_shared<Kafka>(std::move(options));
+  emissions::Emitter emitter(config_with(kafka, {.deliver_on_commit = true}));
+  constexpr int kThreads = 3;
+  constexpr int kCommits = 200;
+  constexpr int kEvents = 5;
+  std::atomic<int> follow_ups{0};
+  std::atomic<int> refused{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int c = 0; c < kCommits; ++c) {
+        emissions::Transaction tx = emitter.start();
+        for (int e = 0; e < kEvents; ++e) {
+          const int seq = c * kEvents + e;
+          (void)tx.emit("order_created",
+                        {{"key", "t" + std::to_string(t) + "-" + std::to_string(seq % 7)},
+                         {"thread", t},
+                         {"seq", seq}});
+        }
+        const bool follow_up = c % 10 == 0;
+        const emissions::Status committed =
+            follow_up ? tx.commit([&emitter, &follow_ups, t, c](const emissions::Settlement&) {
+              emissions::Transaction next = emitter.start();
+              if (next.emit("order_confirmed", {{"key", "f"}, {"thread", t}, {"seq", c}}).ok() &&
+                  next.commit().ok()) {
+                follow_ups.fetch_add(1);
+              }
+            })
+                      : tx.commit();
+        if (!committed.ok()) refused.fetch_add(1);
+      }
+    });
+  }
+  for (std::thread& t : threads)
+    t.join();
+  ASSERT_EQ(refused.load(), 0);
+  const int expected_follow_ups = kThreads * (kCommits / 10);
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  while (follow_ups.load() < expected_follow_ups && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(5ms);
+  ASSERT_EQ(follow_ups.load(), expected_follow_ups);
+  ASSERT_TRUE(emitter.drain(30s).ok());
+  const std::size_t total =
+      static_cast<std::size_t>(kThreads * kCommits * kEvents + expected_follow_ups);
+  const emissions::AdapterStats stats = emitter.stats().adapters.at(0);
+  EXPECT_EQ(stats.received, total);
+  EXPECT_EQ(stats.delivered, total);
+  EXPECT_EQ(stats.failed + stats.dropped, 0u);
+  const auto records = read_back(cluster.bootstraps(), "orders", 4, 20s);
+  ASSERT_EQ(records.size(), total);
+  EXPECT_EQ(by_event_id(records).size(), total) << "a message written twice";
+  // read_back returns each partition's records in offset order; a key lives in one.
+  std::map<std::string, int> last_seq;
+  for (const Record& r : records) {
+    if (r.key == "f") continue;
+    const nlohmann::json envelope = nlohmann::json::parse(r.value);
+    const int seq = envelope.at("payload").at("seq").get<int>();
+    const auto found = last_seq.find(r.key);
+    if (found != last_seq.end()) {
+      EXPECT_LT(found->second, seq) << "key " << r.key;
+    }
+    last_seq[r.key] = seq;
+  }
+  EXPECT_EQ(last_seq.size(), static_cast<std::size_t>(kThreads * 7));
+}
+
 // The callbacks below run on the adapter's poll thread (delivery reports are served there):
 // terminate() there must neither join nor wait for that thread.
 

@@ -17,8 +17,14 @@
 ///         return topic ? "shop." + std::string(*topic) : std::string();  // "": fails the event
 ///       },
 ///       .key_for = [](const emissions::Event& e) { return e.payload.at("order_id").dump(); }});
-///   config.add_adapter(kafka, {.dead_letter = dead_letters});
+///   config.add_adapter(kafka, {.dead_letter = dead_letters, .deliver_on_commit = true});
 /// @endcode
+///
+/// `deliver_on_commit` (AdapterOptions) is how this adapter keeps up with a hand-written
+/// produce loop: the committing thread produces what it commits while the adapter's consumer
+/// is idle, instead of handing each batch to the consumer thread (which, on a machine with
+/// few cores, costs more than producing). deliver() and `topic_for`/`key_for` then run on
+/// the committing thread, and a full librdkafka queue (below) makes that commit wait.
 ///
 /// Each event becomes one message: the value is `emissions::serialize(event)` (the JSON
 /// envelope JsonLines writes), the key is `key_for(event)` (none, or empty: a null key), and
@@ -143,9 +149,10 @@ struct KafkaOptions {
   /// The topic of every event, when `topic_for` is not set.
   std::string topic = {};
   /// The topic of each event; wins over `topic`. One of them is required. Returning ""
-  /// fails that event for good (`invalid_argument`). Called on the pipeline's consumer
-  /// thread, once per event per attempt; must be thread-safe when the adapter's
-  /// concurrency is > 1. An exception fails the event with `internal`.
+  /// fails that event for good (`invalid_argument`). Called where deliver() runs (the
+  /// pipeline's consumer thread, or with deliver_on_commit a committing thread), once per
+  /// event per attempt; must be thread-safe when the adapter's concurrency is > 1 or with
+  /// deliver_on_commit. An exception fails the event with `internal`.
   std::function<std::string(const Event&)> topic_for = {};
   /// The message key of each event (same key: same partition, in order). Unset, or an
   /// empty result: a null key (librdkafka spreads such messages over the partitions).
@@ -174,7 +181,8 @@ struct KafkaOptions {
 ///
 /// Thread-safety: every member may be called from any thread; deliver() may run on several
 /// consumer threads at once (AdapterOptions::concurrency > 1), but messages are ordered
-/// per partition only as one thread produces them.
+/// per partition only as one thread produces them. With deliver_on_commit it runs on the
+/// consumer thread or on a committing thread, one at a time: the order is kept.
 class Kafka final : public AsyncAdapter {
  public:
   /// Validates `options` and creates the producer (librdkafka connects in the background)
