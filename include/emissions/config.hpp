@@ -167,8 +167,13 @@ struct AdapterOptions {
   /// whose deliver() is cheap next to a thread hand-off and reads what the commit just
   /// wrote (a Kafka producer: docs/BENCHMARKS.md): one thread does the whole commit, as a
   /// hand-written loop would. deliver() (and what it settles on its thread) then also runs
-  /// inside commit(), on the committing thread: at most a few batches per commit. Requires
-  /// `concurrency` 1 and an `overflow` other than drop_oldest (ConfigError otherwise).
+  /// inside commit(), on the committing thread: at most 32 batches per commit; a deliver()
+  /// that waits (the Kafka adapter on a full librdkafka queue) makes commit() wait, and so
+  /// does a dead-letter queue without room when init() fails. Commits made by the
+  /// pipeline's own threads or from inside a settlement (telemetry, on_settled callbacks)
+  /// deliver nothing themselves: an adapter's deliver() never runs inside its own ack().
+  /// Requires `concurrency` 1, an `overflow` other than drop_oldest and no spool
+  /// (ConfigError otherwise).
   ///
   /// @code
   ///   config.add_adapter(kafka, {.deliver_on_commit = true});

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <exception>
 #include <string>
+#include <utility>
 
 #include "common/best_effort.hpp"
 #include "common/exceptions.hpp"
@@ -85,11 +86,23 @@ void Core::run_consumer(Lane& lane, Consumer& consumer) noexcept {
   // A manual clock's jumps wake this consumer when it sleeps until a retry is due.
   Clock::Subscription on_clock;
   best_effort([&] { on_clock = clock_->subscribe([&retries] { retries.wake.notify(); }); });
+  // The rest of a batch a committing thread left behind a retry (deliver_on_commit).
+  const auto resume = [&] {
+    Batch* batch = std::exchange(consumer.resume_batch, nullptr);
+    consume(lane, consumer, batch, consumer.resume_from);
+  };
   for (;;) {
-    if (stop_.load(std::memory_order_acquire) == StopMode::abandon) break;
+    if (stop_.load(std::memory_order_acquire) == StopMode::abandon) {
+      if (consumer.resume_batch != nullptr) resume();  // counted dropped, and let go of
+      break;
+    }
     // Retries first: while any waits, no new batch is taken (head-of-line).
     if (retries.size.load(std::memory_order_seq_cst) != 0) {
       serve_retries_first(lane, consumer, consumer.need_init);
+      continue;
+    }
+    if (consumer.resume_batch != nullptr) {
+      resume();
       continue;
     }
     Batch* batch = queue.ring.try_pop(consumer.claim);
@@ -121,18 +134,28 @@ void Core::run_consumer(Lane& lane, Consumer& consumer) noexcept {
   exits_.notify();
 }
 
-void Core::consume(Lane& lane, Consumer& consumer, Batch* batch) noexcept {
+void Core::consume(Lane& lane, Consumer& consumer, Batch* batch, std::size_t from) noexcept {
   Queue& queue = *consumer.queue;
   const std::size_t position = consumer.claim.load(std::memory_order_relaxed);
-  const std::size_t n = batch->taken_by(lane.index, queue.flat);
-  const std::size_t left = queue.occupancy.fetch_sub(n, std::memory_order_acq_rel) - n;
-  // Wake blocked commits only once a quarter of the queue is free (or it is empty):
-  // waking them on every pop makes them fight over one batch's worth of room.
-  if (left == 0 || left <= queue.capacity - queue.capacity / 4) queue.space.notify();
-  consumer.in_call_events.store(n, std::memory_order_relaxed);
+  if (from == 0) {
+    const std::size_t n = batch->taken_by(lane.index, queue.flat);
+    const std::size_t left = queue.occupancy.fetch_sub(n, std::memory_order_acq_rel) - n;
+    // Wake blocked commits only once a quarter of the queue is free (or it is empty):
+    // waking them on every pop makes them fight over one batch's worth of room.
+    if (left == 0 || left <= queue.capacity - queue.capacity / 4) queue.space.notify();
+    consumer.resume_events = n;
+  }
+  consumer.in_call_events.store(consumer.resume_events, std::memory_order_relaxed);
   t_delivering_depth = batch->cascade_depth;
-  deliver(lane, consumer, *batch, position, consumer.need_init);
+  const std::size_t stopped = deliver(lane, consumer, *batch, position, consumer.need_init, from);
   consumer.in_call_events.store(0, std::memory_order_relaxed);
+  if (stopped < batch->size) {
+    // A committing thread found a retry waiting: the consumer thread delivers it, then the
+    // rest of this batch. The claim stays (drains wait for the rest).
+    consumer.resume_batch = batch;
+    consumer.resume_from = stopped;
+    return;
+  }
   // Finished with `position` (what is still unsettled is in the window): drains may pass.
   consumer.claim.store(Consumer::kNoClaim, std::memory_order_seq_cst);
   shared_->release(batch);
@@ -195,6 +218,15 @@ std::size_t Core::runs_in(const Lane& lane, const Consumer& consumer, const Batc
 }
 
 void Core::help_consumers() noexcept {
+  // Not from this pipeline's own threads (a consumer or handler worker committing: it would
+  // deliver another lane's batches, or count itself as a commit waiting for its own role),
+  // nor from inside a settlement (an adapter's ack() would have its deliver() called inside
+  // it, on its own callback thread): there the consumers are woken as for any push.
+  if (current_thread_owner() == this || in_settlement_callback() || settling_depth() != 0) {
+    for (Lane* lane : role_sharing_lanes_)
+      lane->consumers.front()->queue->wakeup.notify(1);
+    return;
+  }
   for (Lane* lane : role_sharing_lanes_) {
     Consumer& consumer = *lane->consumers.front();
     Queue& queue = *consumer.queue;
@@ -217,25 +249,29 @@ void Core::help_consumers() noexcept {
       consumer.helping = true;
       for (std::size_t i = 0; i < kMaxHelpedBatches; ++i) {
         if (stop_.load(std::memory_order_acquire) != StopMode::running) break;
-        // Head-of-line: a retry waiting goes first, and the consumer thread serves it.
-        if (consumer.retries->size.load(std::memory_order_seq_cst) != 0) break;
         // Only the role's holder takes from this queue (deliver_on_commit rules out
-        // drop_oldest's evictions and shared queues), so what peek() shows is what it takes.
+        // drop_oldest's evictions and shared queues; shutdown's discard takes the role
+        // first), so what peek() shows is what it takes.
         Batch* next = queue.ring.peek();
         if (next == nullptr) break;
         // Room for every run of it: a committing thread never waits for the window (only
-        // the holder adds to it, so the room cannot shrink meanwhile).
+        // the holder adds to it, so the room cannot shrink meanwhile). Read before the
+        // retry box: a failed delivery enters the box before it leaves the window, so a
+        // failure whose departure made this room is seen next.
         if (consumer.window->size.load(std::memory_order_seq_cst) +
                 runs_in(*lane, consumer, *next) >
             lane->options.max_in_flight) {
           break;
         }
+        // Head-of-line: a retry waiting goes first, and the consumer thread serves it.
+        if (consumer.retries->size.load(std::memory_order_seq_cst) != 0) break;
         Batch* batch = queue.ring.try_pop(consumer.claim);
         if (batch == nullptr) {  // cannot happen (see above); nothing taken
           consumer.claim.store(Consumer::kNoClaim, std::memory_order_seq_cst);
           break;
         }
         consume(*lane, consumer, batch);
+        if (consumer.resume_batch != nullptr) break;  // stopped behind a retry
       }
       consumer.helping = false;
       t_delivering_depth = depth;
@@ -246,6 +282,7 @@ void Core::help_consumers() noexcept {
     consumer.role.store(Consumer::kIdle, std::memory_order_seq_cst);
     consumer.role_returned.notify();
     if (queue.ring.has_item() || consumer.retries->size.load(std::memory_order_seq_cst) != 0 ||
+        consumer.resume_batch != nullptr ||
         stop_.load(std::memory_order_seq_cst) != StopMode::running) {
       consumer.leftovers.store(true, std::memory_order_seq_cst);
       queue.wakeup.notify(1);
@@ -286,17 +323,24 @@ std::chrono::nanoseconds Core::idle_wait(Queue& queue, const RetryBox& retries,
   return SteadyClock::now() - start;
 }
 
-void Core::deliver(Lane& lane, Consumer& consumer, Batch& batch, std::size_t position,
-                   bool& need_init) noexcept {
+std::size_t Core::deliver(Lane& lane, Consumer& consumer, Batch& batch, std::size_t position,
+                          bool& need_init, std::size_t from) noexcept {
   // Runs of consecutive events routed to this queue, at most max_demand long, in place.
   const Event* const begin = batch.slots.data();
   const std::size_t size = batch.size;
   const std::uint32_t mine = static_cast<std::uint32_t>(consumer.queue->index);
   std::size_t run_start = 0;
   std::size_t run_length = 0;
+  std::size_t stopped_at = size;  // where a committing thread stopped behind a retry
   auto hand_over = [&](std::size_t next) {
     const std::span<const Event> run(begin + run_start, run_length);
     run_length = 0;
+    // A committing thread hands no run over once a retry waits: the rest of the commit goes
+    // behind it (deliver_async, which would serve it, must not wait on this thread).
+    if (consumer.helping && consumer.retries->size.load(std::memory_order_seq_cst) != 0) {
+      stopped_at = run_start;
+      return false;
+    }
     if (lane.async == nullptr) {
       // An earlier run of this batch (or a batch before it) failed and waits for a retry:
       // that goes first (head-of-line), also for the rest of this batch. (deliver_async
@@ -325,15 +369,16 @@ void Core::deliver(Lane& lane, Consumer& consumer, Batch& batch, std::size_t pos
     if (batch.tracker) batch.tracker->add(lane.index, SettlementTracker::Outcome::dropped, dropped);
     return false;
   };
-  for (std::size_t i = 0; i < size; ++i) {
+  for (std::size_t i = from; i < size; ++i) {
     if (batch.route_of(i, lane.index) != mine) {
-      if (run_length > 0 && !hand_over(i)) return;
+      if (run_length > 0 && !hand_over(i)) return stopped_at;
       continue;
     }
     if (run_length == 0) run_start = i;
-    if (++run_length == lane.options.max_demand && !hand_over(i + 1)) return;
+    if (++run_length == lane.options.max_demand && !hand_over(i + 1)) return stopped_at;
   }
   if (run_length > 0) (void)hand_over(size);
+  return stopped_at;
 }
 
 void Core::deliver_sync(Lane& lane, Consumer& consumer, Batch& batch, std::size_t position,
@@ -388,8 +433,8 @@ bool Core::deliver_async(Lane& lane, Consumer& consumer, Batch& batch, std::size
   for (;;) {
     const bool full = window.size.load(std::memory_order_seq_cst) >= lane.options.max_in_flight;
     // A delivery that failed is decided (retried, dead-lettered) before this run.
-    // (Not while a committing thread delivers for the consumer: a failure settled since it
-    // began this batch waits for the rest of the same commit, which the order allows.)
+    // (Not on a committing thread: Core::deliver stops there before the run instead, and
+    // leaves the rest of the batch to the consumer thread.)
     if (!consumer.serving_retries && !consumer.helping &&
         consumer.retries->size.load(std::memory_order_seq_cst) != 0) {
       serve_retries_first(lane, consumer, need_init);

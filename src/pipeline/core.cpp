@@ -103,6 +103,12 @@ Core::Core(Config config)
     }
     LaneOptions lane =
         lane_options_for(where + " ('" + name + "')", p, entry.options, *entry.adapter);
+    if (lane.deliver_on_commit && config.spool) {
+      // With a spool the commit appends to the log and its relay hands the batches over:
+      // no committing thread is there to deliver them.
+      config_error(where + " ('" + name + "').deliver_on_commit",
+                   "false with a spool (its relay hands the batches over)", "true");
+    }
     specs.emplace_back(std::move(entry.adapter), std::move(lane));
   }
   // Dead-letter adapters: distinct instances, none of them a configured adapter or sharing

@@ -217,6 +217,12 @@ struct Consumer {
   std::atomic<bool> leftovers{false};
   bool need_init = true;  // the adapter's init() is due before its next call
   bool helping = false;   // a committing thread holds the role (its deliveries never wait)
+  // A batch a committing thread stopped delivering behind a retry (the rest of its commit
+  // waits behind it): the consumer thread delivers the rest from event `resume_from`, after
+  // the retry. Its claim is kept meanwhile (drains wait for it).
+  Batch* resume_batch = nullptr;
+  std::size_t resume_from = 0;
+  std::size_t resume_events = 0;  // the batch's events for this consumer (in_call_events)
 };
 
 // One bounded ring with its reservation counter and the threads waiting on it.
@@ -483,7 +489,7 @@ class Core : public std::enable_shared_from_this<Core> {
   void yield_role(Consumer& consumer) noexcept;
   // Delivers `batch`, just taken from the consumer's queue at consumer.claim, and lets go of
   // it (the role's holder).
-  void consume(Lane& lane, Consumer& consumer, Batch* batch) noexcept;
+  void consume(Lane& lane, Consumer& consumer, Batch* batch, std::size_t from = 0) noexcept;
   // How many deliveries handing `batch` to `consumer`'s adapter makes (its runs).
   [[nodiscard]] static std::size_t runs_in(const Lane& lane, const Consumer& consumer,
                                            const Batch& batch) noexcept;
@@ -492,8 +498,12 @@ class Core : public std::enable_shared_from_this<Core> {
   // long it waited, parked included.
   std::chrono::nanoseconds idle_wait(Queue& queue, const RetryBox& retries,
                                      std::chrono::nanoseconds spin) noexcept;
-  void deliver(Lane& lane, Consumer& consumer, Batch& batch, std::size_t position,
-               bool& need_init) noexcept;
+  // Hands the events of `batch` routed to this consumer, from event `from`, to the adapter
+  // in runs. Returns batch.size once done (also when shutdown dropped the rest), or, on a
+  // committing thread that found a retry waiting, the first event of the run it did not
+  // hand over (Consumer::resume_batch).
+  std::size_t deliver(Lane& lane, Consumer& consumer, Batch& batch, std::size_t position,
+                      bool& need_init, std::size_t from) noexcept;
   void deliver_sync(Lane& lane, Consumer& consumer, Batch& batch, std::size_t position,
                     std::span<const Event> run, bool& need_init) noexcept;
   // False when the consumer was told to abandon its work (before the call, or while it

@@ -54,6 +54,17 @@ DeliveryState::~DeliveryState() {
 
 namespace {
 
+thread_local int t_settling_depth = 0;
+
+// Counts a settlement under way on this thread for its scope (settling_depth()).
+class SettlingScope {
+ public:
+  SettlingScope() noexcept { ++t_settling_depth; }
+  ~SettlingScope() { --t_settling_depth; }
+  SettlingScope(const SettlingScope&) = delete;
+  SettlingScope& operator=(const SettlingScope&) = delete;
+};
+
 void report_dropped_event(const std::string& lane, const Event& event, const char* reason) {
   if (!events::kEventDropped.enabled()) return;
   best_effort([&] {
@@ -71,8 +82,13 @@ void credit_dead_letters(const Batch& batch, std::span<const Event> run) noexcep
   }
 }
 
+int settling_depth() noexcept {
+  return t_settling_depth;
+}
+
 std::size_t DeliveryState::settle(std::size_t index, Outcome outcome, Status* error,
                                   const char* reason) noexcept {
+  const SettlingScope settling;
   const std::size_t first = index == kAll ? 0 : index;
   const std::size_t last = index == kAll ? events.size() : index + 1;
   if (first >= events.size()) return 0;

@@ -212,6 +212,11 @@ struct DeliveryState {
   void complete() noexcept;
 };
 
+// How many settlements (DeliveryState::settle) are under way on this thread: a commit made
+// from code they run (telemetry, settlement callbacks) delivers nothing itself
+// (Core::help_consumers), so an adapter's deliver() never runs inside its own ack().
+int settling_depth() noexcept;
+
 // A delivery attached to no pipeline (adapters::Batching driving an asynchronous inner,
 // testing::deliver_now): it owns `events`, in a batch of its own.
 std::shared_ptr<DeliveryState> make_detached_delivery(std::string_view adapter_name,

@@ -346,6 +346,17 @@ std::uint64_t Core::discard_queued(Lane& lane, const char* reason) noexcept {
   std::uint64_t dropped = 0;
   for (auto& queue_ptr : lane.queues) {
     Queue& queue = *queue_ptr;
+    // deliver_on_commit: only the consumer role's holder pops (help_consumers peeks, then
+    // takes). Taken here while idle; while a commit holds it, the queue is left to
+    // finish(), which waits for every commit first.
+    Consumer* sharing = queue.role_shared ? queue.consumers.front() : nullptr;
+    bool took_role = false;
+    if (sharing != nullptr) {
+      std::uint32_t holder = Consumer::kIdle;
+      took_role = sharing->role.compare_exchange_strong(holder, Consumer::kCommittingThread,
+                                                        std::memory_order_seq_cst);
+      if (!took_role && holder == Consumer::kCommittingThread) continue;
+    }
     for (;;) {
       queue.evicting.fetch_add(1, std::memory_order_seq_cst);
       Batch* batch = queue.ring.try_pop();
@@ -372,6 +383,10 @@ std::uint64_t Core::discard_queued(Lane& lane, const char* reason) noexcept {
       }
       shared_->release(batch);
       shared_->progress.notify();
+    }
+    if (took_role) {
+      sharing->role.store(Consumer::kIdle, std::memory_order_seq_cst);
+      sharing->role_returned.notify();
     }
   }
   return dropped;

@@ -313,7 +313,7 @@ void Core::serve_retries(Lane& lane, Consumer& consumer, bool& need_init) noexce
   lane.counters->retried.fetch_add(n, std::memory_order_relaxed);
   consumer.in_call_events.store(n, std::memory_order_relaxed);
   set_delivering_depth(batch->cascade_depth);
-  deliver(lane, consumer, *batch, ticket, need_init);
+  (void)deliver(lane, consumer, *batch, ticket, need_init, 0);  // the consumer thread: whole
   consumer.in_call_events.store(0, std::memory_order_relaxed);
   {
     std::lock_guard lock(box.mutex);

@@ -737,7 +737,9 @@ class RacingFailer final : public AsyncAdapter {
 // failed between the two checks (its failure enters the retry box just before it leaves the
 // window) let the next run go first, so a later commit overtook the retry. Every failed
 // event must be handed again before anything else is handed.
-TEST(RetryStressTest, AFailureCompletingJustBeforeTheNextRunIsRetriedBeforeIt) {
+// `on_commit`: with AdapterOptions::deliver_on_commit, the commits deliver while the
+// consumer is idle and must see the failure as the consumer thread does (window, then box).
+void failure_just_before_the_next_run(bool on_commit) {
   const std::uint64_t scale = env_number("EMISSIONS_STRESS_SCALE", 1);
   const std::uint64_t seed = env_number("EMISSIONS_STRESS_SEED", 20'261'201);
   const int events = static_cast<int>(20'000 * scale);
@@ -748,7 +750,7 @@ TEST(RetryStressTest, AFailureCompletingJustBeforeTheNextRunIsRetriedBeforeIt) {
   config.pipeline.buffer_size = static_cast<std::size_t>(events);
   config.pipeline.retry =
       RetryPolicy{.max_attempts = 3, .initial_backoff = 1ms, .max_backoff = 1ms, .multiplier = 1};
-  config.add_adapter(adapter, {.max_in_flight = 1});
+  config.add_adapter(adapter, {.max_in_flight = 1, .deliver_on_commit = on_commit});
   {
     Emitter emitter(std::move(config));
     for (int s = 0; s < events; ++s) {
@@ -784,10 +786,18 @@ TEST(RetryStressTest, AFailureCompletingJustBeforeTheNextRunIsRetriedBeforeIt) {
       }
     }
   }
-  std::cout << "retry stress: " << adapter->failures() << " failures, " << overtaken
-            << " retries overtaken\n";
+  std::cout << "retry stress" << (on_commit ? " (deliver_on_commit): " : ": ")
+            << adapter->failures() << " failures, " << overtaken << " retries overtaken\n";
   EXPECT_GT(adapter->failures(), 0u);
   EXPECT_EQ(overtaken, 0u) << "first: " << first;
+}
+
+TEST(RetryStressTest, AFailureCompletingJustBeforeTheNextRunIsRetriedBeforeIt) {
+  failure_just_before_the_next_run(false);
+}
+
+TEST(RetryStressTest, AFailureCompletingJustBeforeACommitDeliversIsRetriedBeforeIt) {
+  failure_just_before_the_next_run(true);
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "emissions/emissions.hpp"
+#include "temp_dir.hpp"
 
 namespace {
 
@@ -159,6 +160,20 @@ TEST(DeliverOnCommitTest, ItIsAConfigErrorWhereOneThreadCannotStandForTheConsume
                       std::make_shared<Recording>());
 }
 
+TEST(DeliverOnCommitTest, ItIsAConfigErrorWithASpool) {
+  emissions::test_support::TempDir dir;
+  Config config = config_with(std::make_shared<Recording>(), {});
+  config.spool = emissions::SpoolOptions{.dir = dir.path()};
+  try {
+    Emitter emitter(std::move(config));
+    ADD_FAILURE() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("deliver_on_commit must be false with a spool"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(DeliverOnCommitTest, AnIdleConsumersBatchIsDeliveredOnTheCommittingThread) {
   auto adapter = std::make_shared<Recording>();
   Emitter emitter(config_with(adapter, {}));
@@ -255,6 +270,101 @@ TEST(DeliverOnCommitTest, ARetryGoesBeforeWhatWasCommittedAfterIt) {
   EXPECT_EQ(stats.delivered, 40U);
   EXPECT_EQ(stats.retried, 20U);
   EXPECT_EQ(stats.failed, 0U);
+}
+
+TEST(DeliverOnCommitTest, TheRestOfACommitWaitsBehindARetryOfItsFirstEvent) {
+  auto adapter = std::make_shared<Recording>();
+  Config config = config_with(adapter, {.max_demand = 1});  // one run per event
+  config.pipeline.retry = {.max_attempts = 3, .initial_backoff = 5ms, .max_backoff = 5ms};
+  Emitter emitter(std::move(config));
+  std::vector<int> expected;
+  for (int round = 0; round < 20; ++round) {
+    Transaction tx = emitter.start();
+    ASSERT_TRUE(tx.emit("e", {{"thread", 0}, {"seq", 2 * round}, {"fail", true}}).ok());
+    ASSERT_TRUE(tx.emit("e", {{"thread", 0}, {"seq", 2 * round + 1}}).ok());
+    ASSERT_TRUE(tx.commit().ok());
+    ASSERT_TRUE(emitter.drain(10s).ok());
+    expected.insert(expected.end(), {2 * round, 2 * round, 2 * round + 1});
+  }
+  std::vector<int> order;
+  for (const Seen& s : adapter->seen())
+    order.push_back(s.seq);
+  // The first event's failure is settled inside deliver(), before the second is handed.
+  EXPECT_EQ(order, expected);
+  EXPECT_EQ(emitter.stats().adapters.at(0).delivered, 40U);
+}
+
+// Acks from a thread of its own, flagging that thread while it is inside ack().
+class AcksOnItsThread final : public AsyncAdapter {
+ public:
+  AcksOnItsThread() : worker_([this] { run(); }) {}
+  ~AcksOnItsThread() override {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    changed_.notify_all();
+    worker_.join();
+  }
+  AcksOnItsThread(const AcksOnItsThread&) = delete;
+  AcksOnItsThread& operator=(const AcksOnItsThread&) = delete;
+  std::string_view name() const override { return "acks-on-its-thread"; }
+  void deliver(Delivery delivery) override {
+    if (inside_ack_) reentered_.fetch_add(1);
+    {
+      std::lock_guard lock(mutex_);
+      held_.push_back(std::move(delivery));
+    }
+    changed_.notify_all();
+  }
+  int reentered() const { return reentered_.load(); }
+
+ private:
+  void run() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      changed_.wait(lock, [&] { return stop_ || !held_.empty(); });
+      if (held_.empty()) return;
+      Delivery d = std::move(held_.front());
+      held_.pop_front();
+      lock.unlock();
+      inside_ack_ = true;
+      d.ack();
+      inside_ack_ = false;
+      lock.lock();
+    }
+  }
+  static thread_local bool inside_ack_;
+  std::atomic<int> reentered_{0};
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<Delivery> held_;
+  bool stop_ = false;
+  std::thread worker_;
+};
+thread_local bool AcksOnItsThread::inside_ack_ = false;
+
+TEST(DeliverOnCommitTest, ACommitFromASettlementCallbackDoesNotCallDeliverInsideTheAdaptersAck) {
+  auto adapter = std::make_shared<AcksOnItsThread>();
+  Emitter emitter(config_with(adapter, {}));
+  std::atomic<int> follow_ups{0};
+  for (int i = 0; i < 200; ++i) {
+    Transaction tx = emitter.start();
+    ASSERT_TRUE(tx.emit("e", i).ok());
+    // Runs on the adapter's thread, inside its ack(): the follow-up commit is queued for
+    // the consumer, not delivered there.
+    ASSERT_TRUE(tx.commit([&](const emissions::Settlement&) {
+                    Transaction next = emitter.start();
+                    if (next.emit("follow-up", i).ok() && next.commit().ok())
+                      follow_ups.fetch_add(1);
+                  }).ok());
+  }
+  for (int i = 0; i < 2000 && follow_ups.load() < 200; ++i)
+    std::this_thread::sleep_for(5ms);
+  ASSERT_EQ(follow_ups.load(), 200);
+  ASSERT_TRUE(emitter.drain(10s).ok());
+  EXPECT_EQ(adapter->reentered(), 0);
+  EXPECT_EQ(emitter.stats().adapters.at(0).delivered, 400U);
 }
 
 // Holds every delivery until the test releases them.
