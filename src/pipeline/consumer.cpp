@@ -249,6 +249,9 @@ void Core::help_consumers() noexcept {
       consumer.helping = true;
       for (std::size_t i = 0; i < kMaxHelpedBatches; ++i) {
         if (stop_.load(std::memory_order_acquire) != StopMode::running) break;
+        // The rest of a batch left behind a retry goes before any later batch: the consumer
+        // thread delivers both (a commit that took the role since must not pop past it).
+        if (consumer.resume_batch != nullptr) break;
         // Only the role's holder takes from this queue (deliver_on_commit rules out
         // drop_oldest's evictions and shared queues; shutdown's discard takes the role
         // first), so what peek() shows is what it takes.

@@ -192,7 +192,7 @@ Status Core::shutdown_phases(std::chrono::milliseconds timeout) {
   // A flush() error is not a timeout: everything was handed over, so the consumers still
   // stop after the last batch, and the error is part of the result.
   bool drained_all = true;
-  const Status drained = started_ ? drain_until(deadline, timeout, &drained_all) : Status();
+  Status drained = started_ ? drain_until(deadline, timeout, &drained_all) : Status();
 
   // 3. Seal: refuse handlers' cascades too, and let the publishes under way finish.
   sealed_.store(true, std::memory_order_seq_cst);
@@ -203,6 +203,13 @@ Status Core::shutdown_phases(std::chrono::milliseconds timeout) {
   stop_relays();
   const Deadline grace = std::max(deadline, deadline_after(kExitGrace));
   const bool publishes_done = wait_for_publishes(grace);
+  // Commits under way when the drain began (past the closed check, not yet pushed) were not
+  // below its watermark: they are delivered and settled too, by the same deadline (the
+  // consumers would otherwise stop once their queues are empty, and what an asynchronous
+  // adapter had not settled yet would count as dropped).
+  if (started_ && drained_all && publishes_done) {
+    drained.update(drain_until(deadline, timeout, &drained_all));
+  }
 
   // 4. Stop the consumers: after the last batch when everything drained, at once otherwise.
   stop_consumers(drained_all && publishes_done, deadline);

@@ -353,7 +353,7 @@ TEST(DeliverOnCommitTest, ACommitFromASettlementCallbackDoesNotCallDeliverInside
     ASSERT_TRUE(tx.emit("e", i).ok());
     // Runs on the adapter's thread, inside its ack(): the follow-up commit is queued for
     // the consumer, not delivered there.
-    ASSERT_TRUE(tx.commit([&](const emissions::Settlement&) {
+    ASSERT_TRUE(tx.commit([&, i](const emissions::Settlement&) {
                     Transaction next = emitter.start();
                     if (next.emit("follow-up", i).ok() && next.commit().ok())
                       follow_ups.fetch_add(1);
