@@ -123,7 +123,8 @@ bool run_service(const std::string& brokers) {
       .properties = {{"log_level", "2"}}});
   emissions::Config config;
   config.make_default = false;
-  config.add_adapter(kafka);
+  // The committing thread produces what it commits while the adapter's consumer is idle.
+  config.add_adapter(kafka, {.deliver_on_commit = true});
   emissions::Emitter service(std::move(config));
   for (int order = 0; order < kOrders; ++order) {
     emissions::Transaction request = service.start();
