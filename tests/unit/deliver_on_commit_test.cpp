@@ -65,6 +65,7 @@ class Recording final : public AsyncAdapter {
 
   std::string_view name() const override { return "recording"; }
   void deliver(Delivery delivery) override {
+    if (inside_settle_) reentered_.fetch_add(1);
     {
       std::lock_guard lock(mutex_);
       for (const emissions::Event& e : delivery.events()) {
@@ -83,6 +84,8 @@ class Recording final : public AsyncAdapter {
     std::lock_guard lock(mutex_);
     return seen_;
   }
+  // deliver() calls made inside this adapter's own settlement calls, on its thread.
+  int reentered() const { return reentered_.load(); }
 
  private:
   static void settle(Delivery& delivery) {
@@ -102,12 +105,16 @@ class Recording final : public AsyncAdapter {
       Delivery d = std::move(held_.front());
       held_.pop_front();
       lock.unlock();
+      inside_settle_ = true;
       settle(d);
+      inside_settle_ = false;
       lock.lock();
     }
   }
 
+  static thread_local bool inside_settle_;
   const bool acks_later_;
+  std::atomic<int> reentered_{0};
   std::mutex mutex_;
   std::condition_variable changed_;
   std::vector<Seen> seen_;
@@ -115,6 +122,8 @@ class Recording final : public AsyncAdapter {
   bool stop_ = false;
   std::thread worker_;
 };
+
+thread_local bool Recording::inside_settle_ = false;
 
 Config config_with(std::shared_ptr<emissions::Adapter> adapter, AdapterOptions options) {
   Config config;
@@ -294,70 +303,21 @@ TEST(DeliverOnCommitTest, TheRestOfACommitWaitsBehindARetryOfItsFirstEvent) {
   EXPECT_EQ(emitter.stats().adapters.at(0).delivered, 40U);
 }
 
-// Acks from a thread of its own, flagging that thread while it is inside ack().
-class AcksOnItsThread final : public AsyncAdapter {
- public:
-  AcksOnItsThread() : worker_([this] { run(); }) {}
-  ~AcksOnItsThread() override {
-    {
-      std::lock_guard lock(mutex_);
-      stop_ = true;
-    }
-    changed_.notify_all();
-    worker_.join();
-  }
-  AcksOnItsThread(const AcksOnItsThread&) = delete;
-  AcksOnItsThread& operator=(const AcksOnItsThread&) = delete;
-  std::string_view name() const override { return "acks-on-its-thread"; }
-  void deliver(Delivery delivery) override {
-    if (inside_ack_) reentered_.fetch_add(1);
-    {
-      std::lock_guard lock(mutex_);
-      held_.push_back(std::move(delivery));
-    }
-    changed_.notify_all();
-  }
-  int reentered() const { return reentered_.load(); }
-
- private:
-  void run() {
-    std::unique_lock lock(mutex_);
-    for (;;) {
-      changed_.wait(lock, [&] { return stop_ || !held_.empty(); });
-      if (held_.empty()) return;
-      Delivery d = std::move(held_.front());
-      held_.pop_front();
-      lock.unlock();
-      inside_ack_ = true;
-      d.ack();
-      inside_ack_ = false;
-      lock.lock();
-    }
-  }
-  static thread_local bool inside_ack_;
-  std::atomic<int> reentered_{0};
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::deque<Delivery> held_;
-  bool stop_ = false;
-  std::thread worker_;
-};
-thread_local bool AcksOnItsThread::inside_ack_ = false;
-
 TEST(DeliverOnCommitTest, ACommitFromASettlementCallbackDoesNotCallDeliverInsideTheAdaptersAck) {
-  auto adapter = std::make_shared<AcksOnItsThread>();
+  auto adapter = std::make_shared<Recording>(/*acks_later=*/true);
   Emitter emitter(config_with(adapter, {}));
   std::atomic<int> follow_ups{0};
   for (int i = 0; i < 200; ++i) {
     Transaction tx = emitter.start();
-    ASSERT_TRUE(tx.emit("e", i).ok());
+    ASSERT_TRUE(tx.emit("e", {{"thread", 0}, {"seq", i}}).ok());
     // Runs on the adapter's thread, inside its ack(): the follow-up commit is queued for
     // the consumer, not delivered there.
-    ASSERT_TRUE(tx.commit([&, i](const emissions::Settlement&) {
-                    Transaction next = emitter.start();
-                    if (next.emit("follow-up", i).ok() && next.commit().ok())
-                      follow_ups.fetch_add(1);
-                  }).ok());
+    ASSERT_TRUE(
+        tx.commit([&, i](const emissions::Settlement&) {
+            Transaction next = emitter.start();
+            if (next.emit("follow-up", {{"thread", 1}, {"seq", i}}).ok() && next.commit().ok())
+              follow_ups.fetch_add(1);
+          }).ok());
   }
   for (int i = 0; i < 2000 && follow_ups.load() < 200; ++i)
     std::this_thread::sleep_for(5ms);
