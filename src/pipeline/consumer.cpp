@@ -89,7 +89,7 @@ void Core::run_consumer(Lane& lane, Consumer& consumer) noexcept {
   // The rest of a batch a committing thread left behind a retry (deliver_on_commit).
   const auto resume = [&] {
     Batch* batch = std::exchange(consumer.resume_batch, nullptr);
-    consume(lane, consumer, batch, consumer.resume_from);
+    deliver_taken(lane, consumer, batch, consumer.resume_from);
   };
   for (;;) {
     if (stop_.load(std::memory_order_acquire) == StopMode::abandon) {
@@ -134,18 +134,21 @@ void Core::run_consumer(Lane& lane, Consumer& consumer) noexcept {
   exits_.notify();
 }
 
-void Core::consume(Lane& lane, Consumer& consumer, Batch* batch, std::size_t from) noexcept {
+void Core::consume(Lane& lane, Consumer& consumer, Batch* batch) noexcept {
   Queue& queue = *consumer.queue;
+  const std::size_t n = batch->taken_by(lane.index, queue.flat);
+  const std::size_t left = queue.occupancy.fetch_sub(n, std::memory_order_acq_rel) - n;
+  // Wake blocked commits only once a quarter of the queue is free (or it is empty):
+  // waking them on every pop makes them fight over one batch's worth of room.
+  if (left == 0 || left <= queue.capacity - queue.capacity / 4) queue.space.notify();
+  deliver_taken(lane, consumer, batch, 0);
+}
+
+void Core::deliver_taken(Lane& lane, Consumer& consumer, Batch* batch, std::size_t from) noexcept {
   const std::size_t position = consumer.claim.load(std::memory_order_relaxed);
-  if (from == 0) {
-    const std::size_t n = batch->taken_by(lane.index, queue.flat);
-    const std::size_t left = queue.occupancy.fetch_sub(n, std::memory_order_acq_rel) - n;
-    // Wake blocked commits only once a quarter of the queue is free (or it is empty):
-    // waking them on every pop makes them fight over one batch's worth of room.
-    if (left == 0 || left <= queue.capacity - queue.capacity / 4) queue.space.notify();
-    consumer.resume_events = n;
-  }
-  consumer.in_call_events.store(consumer.resume_events, std::memory_order_relaxed);
+  const std::size_t events = events_from(lane, consumer, *batch, from);
+  consumer.held_events.store(0, std::memory_order_relaxed);
+  consumer.in_call_events.store(events, std::memory_order_relaxed);
   t_delivering_depth = batch->cascade_depth;
   const std::size_t stopped = deliver(lane, consumer, *batch, position, consumer.need_init, from);
   consumer.in_call_events.store(0, std::memory_order_relaxed);
@@ -154,6 +157,8 @@ void Core::consume(Lane& lane, Consumer& consumer, Batch* batch, std::size_t fro
     // rest of this batch. The claim stays (drains wait for the rest).
     consumer.resume_batch = batch;
     consumer.resume_from = stopped;
+    consumer.held_events.store(events_from(lane, consumer, *batch, stopped),
+                               std::memory_order_relaxed);
     return;
   }
   // Finished with `position` (what is still unsettled is in the window): drains may pass.
@@ -198,6 +203,15 @@ void Core::yield_role(Consumer& consumer) noexcept {
     if (called || !queue.ring.has_item() || queue.ring.head() == head) break;
   }
   reclaim_role(consumer);
+}
+
+std::size_t Core::events_from(const Lane& lane, const Consumer& consumer, const Batch& batch,
+                              std::size_t from) noexcept {
+  const auto mine = static_cast<std::uint32_t>(consumer.queue->index);
+  std::size_t events = 0;
+  for (std::size_t i = from; i < batch.size; ++i)
+    events += batch.route_of(i, lane.index) == mine ? 1U : 0U;
+  return events;
 }
 
 std::size_t Core::runs_in(const Lane& lane, const Consumer& consumer, const Batch& batch) noexcept {
@@ -279,13 +293,15 @@ void Core::help_consumers() noexcept {
       consumer.helping = false;
       t_delivering_depth = depth;
     }
+    // Read while the role is still held: once given back, the field is the consumer's.
+    const bool left_a_batch = consumer.resume_batch != nullptr;
     // Given back (release: the consumer thread sees the state as left here), then the
     // consumer woken for what is left: the look at the queue after the store sees any batch
     // pushed by a commit whose compare-and-swap failed while this one held the role.
     consumer.role.store(Consumer::kIdle, std::memory_order_seq_cst);
     consumer.role_returned.notify();
-    if (queue.ring.has_item() || consumer.retries->size.load(std::memory_order_seq_cst) != 0 ||
-        consumer.resume_batch != nullptr ||
+    if (left_a_batch || queue.ring.has_item() ||
+        consumer.retries->size.load(std::memory_order_seq_cst) != 0 ||
         stop_.load(std::memory_order_seq_cst) != StopMode::running) {
       consumer.leftovers.store(true, std::memory_order_seq_cst);
       queue.wakeup.notify(1);

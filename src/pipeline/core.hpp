@@ -222,7 +222,8 @@ struct Consumer {
   // the retry. Its claim is kept meanwhile (drains wait for it).
   Batch* resume_batch = nullptr;
   std::size_t resume_from = 0;
-  std::size_t resume_events = 0;  // the batch's events for this consumer (in_call_events)
+  // Its events still to hand over (for shutdown's report; any thread reads it).
+  std::atomic<std::uint64_t> held_events{0};
 };
 
 // One bounded ring with its reservation counter and the threads waiting on it.
@@ -489,7 +490,14 @@ class Core : public std::enable_shared_from_this<Core> {
   void yield_role(Consumer& consumer) noexcept;
   // Delivers `batch`, just taken from the consumer's queue at consumer.claim, and lets go of
   // it (the role's holder).
-  void consume(Lane& lane, Consumer& consumer, Batch* batch, std::size_t from = 0) noexcept;
+  void consume(Lane& lane, Consumer& consumer, Batch* batch) noexcept;
+  // The part of consume() after the bookkeeping of the pop: delivers `batch` from event
+  // `from` (a batch left behind a retry resumes here), then lets go of it unless a
+  // committing thread stopped again (Consumer::resume_batch).
+  void deliver_taken(Lane& lane, Consumer& consumer, Batch* batch, std::size_t from) noexcept;
+  // How many events of `batch` from event `from` on are routed to `consumer`.
+  [[nodiscard]] static std::size_t events_from(const Lane& lane, const Consumer& consumer,
+                                               const Batch& batch, std::size_t from) noexcept;
   // How many deliveries handing `batch` to `consumer`'s adapter makes (its runs).
   [[nodiscard]] static std::size_t runs_in(const Lane& lane, const Consumer& consumer,
                                            const Batch& batch) noexcept;

@@ -225,12 +225,23 @@ Status Core::shutdown_phases(std::chrono::milliseconds timeout) {
         drop_unsettled(*lane, "shutdown") + drop_retries(*lane, /*all=*/false, "shutdown");
     std::uint64_t in_call = 0;
     for (auto& consumer : lane->consumers) {
-      if (!consumer->joined) in_call += consumer->in_call_events.load(std::memory_order_relaxed);
+      if (consumer->joined) continue;
+      // What its call holds, and the rest of a batch waiting behind it (deliver_on_commit).
+      in_call += consumer->in_call_events.load(std::memory_order_relaxed) +
+                 consumer->held_events.load(std::memory_order_relaxed);
+    }
+    // A deliver_on_commit queue whose role a stuck commit holds was not discarded: finish()
+    // does it, once that commit returns.
+    for (auto& queue : lane->queues) {
+      if (queue->role_shared) in_call += queue->occupancy.load(std::memory_order_acquire);
     }
     if (queued + unsettled + in_call == 0) continue;
     undelivered << " adapter '" << lane->name << "' did not deliver " << queued + unsettled
                 << " events (dropped)";
-    if (in_call > 0) undelivered << ", and " << in_call << " are in a call that has not returned";
+    if (in_call > 0) {
+      undelivered << ", and " << in_call
+                  << " are in a call that has not returned (or wait behind it)";
+    }
     undelivered << ";";
   }
   if (!drained_all || !undelivered.str().empty() || !publishes_done) {

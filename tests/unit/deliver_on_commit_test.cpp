@@ -327,6 +327,50 @@ TEST(DeliverOnCommitTest, ACommitFromASettlementCallbackDoesNotCallDeliverInside
   EXPECT_EQ(emitter.stats().adapters.at(0).delivered, 400U);
 }
 
+// From review: a commit that stopped at the first event of its batch behind a retry left
+// the batch to the consumer thread, which counted the batch's pop a second time: the queue's
+// room went wrong (commits refused on an empty queue, or admitted past its size).
+TEST(DeliverOnCommitTest, TheQueuesRoomStaysExactWhenCommitsStopBehindRetries) {
+  auto adapter = std::make_shared<Recording>(/*acks_later=*/true);
+  Config config = config_with(adapter, {.max_demand = 1, .buffer_size = 64, .block_timeout = 2s});
+  config.pipeline.retry = {.max_attempts = 5, .initial_backoff = 1ms, .max_backoff = 1ms};
+  Emitter emitter(std::move(config));
+  constexpr int kThreads = 4;
+  constexpr int kCommits = 300;
+  std::atomic<int> refused{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int c = 0; c < kCommits; ++c) {
+        Transaction tx = emitter.start();
+        for (int e = 0; e < 4; ++e) {
+          nlohmann::json payload = {{"thread", t}, {"seq", c * 4 + e}};
+          if (e == 0 && c % 3 == 0) payload["fail"] = true;  // fails its first attempt
+          (void)tx.emit("e", std::move(payload));
+        }
+        if (!tx.commit().ok()) refused.fetch_add(1);
+      }
+    });
+  }
+  for (std::thread& t : threads)
+    t.join();
+  EXPECT_EQ(refused.load(), 0);
+  ASSERT_TRUE(emitter.drain(30s).ok());
+  auto stats = emitter.stats().adapters.at(0);
+  EXPECT_EQ(stats.queued, 0U);
+  EXPECT_EQ(stats.delivered, static_cast<std::uint64_t>(kThreads * kCommits * 4));
+  // The queue has all its room: a commit of its whole size is admitted at once.
+  Transaction tx = emitter.start();
+  for (int e = 0; e < 64; ++e)
+    ASSERT_TRUE(tx.emit("e", {{"thread", kThreads}, {"seq", e}}).ok());
+  EXPECT_TRUE(tx.commit().ok());
+  ASSERT_TRUE(emitter.drain(30s).ok());
+  stats = emitter.stats().adapters.at(0);
+  EXPECT_EQ(stats.queued, 0U);
+  EXPECT_EQ(stats.delivered, static_cast<std::uint64_t>(kThreads * kCommits * 4 + 64));
+  EXPECT_EQ(stats.failed + stats.dropped, 0U);
+}
+
 // Holds every delivery until the test releases them.
 class Parking final : public AsyncAdapter {
  public:
