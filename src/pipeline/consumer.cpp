@@ -89,7 +89,8 @@ void Core::run_consumer(Lane& lane, Consumer& consumer) noexcept {
   // The rest of a batch a committing thread left behind a retry (deliver_on_commit).
   const auto resume = [&] {
     Batch* batch = std::exchange(consumer.resume_batch, nullptr);
-    deliver_taken(lane, consumer, batch, consumer.resume_from);
+    deliver_taken(lane, consumer, batch, consumer.resume_from,
+                  consumer.held_events.exchange(0, std::memory_order_relaxed));
   };
   for (;;) {
     if (stop_.load(std::memory_order_acquire) == StopMode::abandon) {
@@ -141,13 +142,12 @@ void Core::consume(Lane& lane, Consumer& consumer, Batch* batch) noexcept {
   // Wake blocked commits only once a quarter of the queue is free (or it is empty):
   // waking them on every pop makes them fight over one batch's worth of room.
   if (left == 0 || left <= queue.capacity - queue.capacity / 4) queue.space.notify();
-  deliver_taken(lane, consumer, batch, 0);
+  deliver_taken(lane, consumer, batch, 0, n);
 }
 
-void Core::deliver_taken(Lane& lane, Consumer& consumer, Batch* batch, std::size_t from) noexcept {
+void Core::deliver_taken(Lane& lane, Consumer& consumer, Batch* batch, std::size_t from,
+                         std::size_t events) noexcept {
   const std::size_t position = consumer.claim.load(std::memory_order_relaxed);
-  const std::size_t events = events_from(lane, consumer, *batch, from);
-  consumer.held_events.store(0, std::memory_order_relaxed);
   consumer.in_call_events.store(events, std::memory_order_relaxed);
   t_delivering_depth = batch->cascade_depth;
   const std::size_t stopped = deliver(lane, consumer, *batch, position, consumer.need_init, from);
@@ -169,11 +169,7 @@ void Core::deliver_taken(Lane& lane, Consumer& consumer, Batch* batch, std::size
 
 void Core::reclaim_role(Consumer& consumer) noexcept {
   for (;;) {
-    std::uint32_t idle = Consumer::kIdle;
-    if (consumer.role.compare_exchange_strong(idle, Consumer::kConsumerThread,
-                                              std::memory_order_seq_cst)) {
-      return;
-    }
+    if (consumer.try_take_role(Consumer::kConsumerThread)) return;
     // A committing thread delivers for this consumer: it gives the role back after at most
     // kMaxHelpedBatches batches, and notifies.
     (void)wait_until(
@@ -186,7 +182,7 @@ void Core::reclaim_role(Consumer& consumer) noexcept {
 void Core::yield_role(Consumer& consumer) noexcept {
   Queue& queue = *consumer.queue;
   consumer.leftovers.store(false, std::memory_order_seq_cst);
-  consumer.role.store(Consumer::kIdle, std::memory_order_seq_cst);
+  consumer.give_role_back();
   for (;;) {
     // While commits take the batches (the queue's head moves), they keep the role. The
     // consumer thread comes back when one leaves work it could not do, for a retry or
@@ -241,71 +237,70 @@ void Core::help_consumers() noexcept {
       lane->consumers.front()->queue->wakeup.notify(1);
     return;
   }
-  for (Lane* lane : role_sharing_lanes_) {
-    Consumer& consumer = *lane->consumers.front();
-    Queue& queue = *consumer.queue;
-    if (!queue.ring.has_item()) continue;  // taken already (push_to_queues did not wake)
-    std::uint32_t holder = Consumer::kIdle;
-    if (!consumer.role.compare_exchange_strong(holder, Consumer::kCommittingThread,
-                                               std::memory_order_seq_cst)) {
-      // The consumer thread is at work: it takes this batch before it idles (its look at
-      // the queue comes after this push), and lets the commits have the role after its
-      // current batch. Or another commit holds it: its look at the queue after it gives the
-      // role back sees this push.
-      if (holder == Consumer::kConsumerThread) {
-        consumer.help_wanted.fetch_add(1, std::memory_order_relaxed);
+  for (Lane* lane : role_sharing_lanes_)
+    help_consumer(*lane, *lane->consumers.front());
+}
+
+void Core::help_consumer(Lane& lane, Consumer& consumer) noexcept {
+  Queue& queue = *consumer.queue;
+  if (!queue.ring.has_item()) return;  // taken already (push_to_queues did not wake)
+  std::uint32_t holder = Consumer::kIdle;
+  if (!consumer.try_take_role(Consumer::kCommittingThread, &holder)) {
+    // The consumer thread is at work: it takes this batch before it idles (its look at the
+    // queue comes after this push), and lets the commits have the role after its current
+    // batch. Or another commit holds it: its look at the queue after it gives the role back
+    // sees this push.
+    if (holder == Consumer::kConsumerThread) {
+      consumer.help_wanted.fetch_add(1, std::memory_order_relaxed);
+    }
+    return;
+  }
+  {
+    const ThreadRole role(this);  // drain() from the adapter's code is refused, as there
+    const int depth = t_delivering_depth;
+    consumer.helping = true;
+    for (std::size_t i = 0; i < kMaxHelpedBatches; ++i) {
+      if (stop_.load(std::memory_order_acquire) != StopMode::running) break;
+      // The rest of a batch left behind a retry goes before any later batch: the consumer
+      // thread delivers both (a commit that took the role since must not pop past it).
+      if (consumer.resume_batch != nullptr) break;
+      // Only the role's holder takes from this queue (deliver_on_commit rules out
+      // drop_oldest's evictions and shared queues; shutdown's discard takes the role
+      // first), so what peek() shows is what it takes.
+      Batch* next = queue.ring.peek();
+      if (next == nullptr) break;
+      // Room for every run of it: a committing thread never waits for the window (only the
+      // holder adds to it, so the room cannot shrink meanwhile). Read before the retry
+      // box: a failed delivery enters the box before it leaves the window, so a failure
+      // whose departure made this room is seen next.
+      if (consumer.window->size.load(std::memory_order_seq_cst) + runs_in(lane, consumer, *next) >
+          lane.options.max_in_flight) {
+        break;
       }
-      continue;
-    }
-    {
-      const ThreadRole role(this);  // drain() from the adapter's code is refused, as there
-      const int depth = t_delivering_depth;
-      consumer.helping = true;
-      for (std::size_t i = 0; i < kMaxHelpedBatches; ++i) {
-        if (stop_.load(std::memory_order_acquire) != StopMode::running) break;
-        // The rest of a batch left behind a retry goes before any later batch: the consumer
-        // thread delivers both (a commit that took the role since must not pop past it).
-        if (consumer.resume_batch != nullptr) break;
-        // Only the role's holder takes from this queue (deliver_on_commit rules out
-        // drop_oldest's evictions and shared queues; shutdown's discard takes the role
-        // first), so what peek() shows is what it takes.
-        Batch* next = queue.ring.peek();
-        if (next == nullptr) break;
-        // Room for every run of it: a committing thread never waits for the window (only
-        // the holder adds to it, so the room cannot shrink meanwhile). Read before the
-        // retry box: a failed delivery enters the box before it leaves the window, so a
-        // failure whose departure made this room is seen next.
-        if (consumer.window->size.load(std::memory_order_seq_cst) +
-                runs_in(*lane, consumer, *next) >
-            lane->options.max_in_flight) {
-          break;
-        }
-        // Head-of-line: a retry waiting goes first, and the consumer thread serves it.
-        if (consumer.retries->size.load(std::memory_order_seq_cst) != 0) break;
-        Batch* batch = queue.ring.try_pop(consumer.claim);
-        if (batch == nullptr) {  // cannot happen (see above); nothing taken
-          consumer.claim.store(Consumer::kNoClaim, std::memory_order_seq_cst);
-          break;
-        }
-        consume(*lane, consumer, batch);
-        if (consumer.resume_batch != nullptr) break;  // stopped behind a retry
+      // Head-of-line: a retry waiting goes first, and the consumer thread serves it.
+      if (consumer.retries->size.load(std::memory_order_seq_cst) != 0) break;
+      Batch* batch = queue.ring.try_pop(consumer.claim);
+      if (batch == nullptr) {  // cannot happen (see above); nothing taken
+        consumer.claim.store(Consumer::kNoClaim, std::memory_order_seq_cst);
+        break;
       }
-      consumer.helping = false;
-      t_delivering_depth = depth;
+      consume(lane, consumer, batch);
+      if (consumer.resume_batch != nullptr) break;  // stopped behind a retry
     }
-    // Read while the role is still held: once given back, the field is the consumer's.
-    const bool left_a_batch = consumer.resume_batch != nullptr;
-    // Given back (release: the consumer thread sees the state as left here), then the
-    // consumer woken for what is left: the look at the queue after the store sees any batch
-    // pushed by a commit whose compare-and-swap failed while this one held the role.
-    consumer.role.store(Consumer::kIdle, std::memory_order_seq_cst);
-    consumer.role_returned.notify();
-    if (left_a_batch || queue.ring.has_item() ||
-        consumer.retries->size.load(std::memory_order_seq_cst) != 0 ||
-        stop_.load(std::memory_order_seq_cst) != StopMode::running) {
-      consumer.leftovers.store(true, std::memory_order_seq_cst);
-      queue.wakeup.notify(1);
-    }
+    consumer.helping = false;
+    t_delivering_depth = depth;
+  }
+  // Read while the role is still held: once given back, the field is the consumer's.
+  const bool left_a_batch = consumer.resume_batch != nullptr;
+  // Given back (release: the consumer thread sees the state as left here), then the
+  // consumer woken for what is left: the look at the queue after the store sees any batch
+  // pushed by a commit whose compare-and-swap failed while this one held the role.
+  consumer.give_role_back();
+  if (left_a_batch || queue.ring.has_item() ||
+      consumer.retries->size.load(std::memory_order_seq_cst) != 0 ||
+      stop_.load(std::memory_order_seq_cst) != StopMode::running) {
+    consumer.leftovers.store(true, std::memory_order_seq_cst);
+    queue.wakeup.notify(1);
   }
 }
 

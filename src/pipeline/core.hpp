@@ -208,6 +208,19 @@ struct Consumer {
   static constexpr std::uint32_t kCommittingThread = 2;
   alignas(64) std::atomic<std::uint32_t> role{kConsumerThread};
   WaitChannel role_returned;  // notified when a committing thread gives the role back
+  // Takes the role for `taker` if it is idle; otherwise leaves its holder in `*holder`.
+  bool try_take_role(std::uint32_t taker, std::uint32_t* holder = nullptr) noexcept {
+    std::uint32_t expected = kIdle;
+    const bool taken = role.compare_exchange_strong(expected, taker, std::memory_order_seq_cst);
+    if (holder != nullptr) *holder = expected;
+    return taken;
+  }
+  // Gives the role back (the holder's work on the consumer's state is published to the
+  // next holder) and wakes a consumer thread waiting for it.
+  void give_role_back() noexcept {
+    role.store(kIdle, std::memory_order_seq_cst);
+    role_returned.notify();
+  }
   // Committing threads that found the consumer thread holding the role: it lets them have
   // it after its batch (yield_role), so that under load the commits deliver what they
   // commit instead of queueing it for a consumer that never catches up.
@@ -400,6 +413,8 @@ class Core : public std::enable_shared_from_this<Core> {
   // role back and wakes the consumer for what is left. Runs adapter code; never blocks
   // otherwise.
   void help_consumers() noexcept;
+  // help_consumers() for one lane's consumer (a committing thread, no pipeline role).
+  void help_consumer(Lane& lane, Consumer& consumer) noexcept;
 
   // ---- retry.cpp
   // Decides what becomes of `failed` events of `run` (a part of `batch`, at ring position
@@ -494,7 +509,9 @@ class Core : public std::enable_shared_from_this<Core> {
   // The part of consume() after the bookkeeping of the pop: delivers `batch` from event
   // `from` (a batch left behind a retry resumes here), then lets go of it unless a
   // committing thread stopped again (Consumer::resume_batch).
-  void deliver_taken(Lane& lane, Consumer& consumer, Batch* batch, std::size_t from) noexcept;
+  // `events`: how many of them are routed to this consumer from `from` on.
+  void deliver_taken(Lane& lane, Consumer& consumer, Batch* batch, std::size_t from,
+                     std::size_t events) noexcept;
   // How many events of `batch` from event `from` on are routed to `consumer`.
   [[nodiscard]] static std::size_t events_from(const Lane& lane, const Consumer& consumer,
                                                const Batch& batch, std::size_t from) noexcept;

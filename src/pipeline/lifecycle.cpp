@@ -371,8 +371,7 @@ std::uint64_t Core::discard_queued(Lane& lane, const char* reason) noexcept {
     bool took_role = false;
     if (sharing != nullptr) {
       std::uint32_t holder = Consumer::kIdle;
-      took_role = sharing->role.compare_exchange_strong(holder, Consumer::kCommittingThread,
-                                                        std::memory_order_seq_cst);
+      took_role = sharing->try_take_role(Consumer::kCommittingThread, &holder);
       if (!took_role && holder == Consumer::kCommittingThread) continue;
     }
     for (;;) {
@@ -402,10 +401,7 @@ std::uint64_t Core::discard_queued(Lane& lane, const char* reason) noexcept {
       shared_->release(batch);
       shared_->progress.notify();
     }
-    if (took_role) {
-      sharing->role.store(Consumer::kIdle, std::memory_order_seq_cst);
-      sharing->role_returned.notify();
-    }
+    if (took_role) sharing->give_role_back();
   }
   return dropped;
 }
