@@ -514,16 +514,20 @@ bool KafkaSource::State::close(Deadline deadline) noexcept {
       // close whose queue nobody serves never ends (destroy then loops forever).
       close_queue = std::move(queue);
     }
-    // The revoke callback runs here, inside the polls, and commits (bounded by `deadline`,
-    // stop()'s).
+    // The revoke callback runs here, inside the consume calls, and commits (bounded by
+    // `deadline`, stop()'s). The close forwards the consumer's queue to this one, so
+    // messages fetched before the close (and consumer errors) arrive here too: they come
+    // back from rd_kafka_consume_queue() and are dropped (never handled, so never committed:
+    // the group reads them again). rd_kafka_queue_poll_callback() must not serve this queue:
+    // librdkafka aborts the process on an op that only a consume call may return.
     while (rd_kafka_consumer_closed(consumer.get()) == 0) {
       const auto left = detail::time_left(deadline);
       if (left.count() == 0) return false;
       const auto slice = left.count() < 0 ? kPollInterval
                                           : std::min<std::chrono::nanoseconds>(left, kPollInterval);
-      (void)rd_kafka_queue_poll_callback(
+      const MessageHandle dropped(rd_kafka_consume_queue(
           close_queue.get(),
-          static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(slice).count()));
+          static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(slice).count())));
     }
     close_queue.reset();
     return true;
