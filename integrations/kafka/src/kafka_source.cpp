@@ -79,6 +79,16 @@ std::chrono::milliseconds close_limit(rd_kafka_t* client) noexcept {
          property_ms(client, "socket.timeout.ms", std::chrono::milliseconds(60'000)) + kCloseMargin;
 }
 
+// How long one wait on a librdkafka queue may block: what is left of `deadline`, at most
+// kPollInterval (so the loop around it looks at its condition again); nullopt once it passed.
+std::optional<int> poll_slice_ms(Deadline deadline) noexcept {
+  const auto left = detail::time_left(deadline);
+  if (left.count() == 0) return std::nullopt;
+  const auto slice =
+      left.count() < 0 ? kPollInterval : std::min<std::chrono::nanoseconds>(left, kPollInterval);
+  return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(slice).count());
+}
+
 using PartitionKey = std::pair<std::string, std::int32_t>;  // topic, partition
 
 // A partition while it is assigned. Each assignment is a new generation, so the settlement
@@ -461,13 +471,9 @@ bool KafkaSource::State::commit(Deadline deadline,
       return true;
     }
     while (!call.answered) {
-      const auto left = detail::time_left(bounded(deadline));
-      if (left.count() == 0) return false;  // tried again at the next interval, or not at all
-      const auto slice = left.count() < 0 ? kPollInterval
-                                          : std::min<std::chrono::nanoseconds>(left, kPollInterval);
-      (void)rd_kafka_queue_poll_callback(
-          queue.get(),
-          static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(slice).count()));
+      const std::optional<int> slice = poll_slice_ms(bounded(deadline));
+      if (!slice) return false;  // tried again at the next interval, or not at all
+      (void)rd_kafka_queue_poll_callback(queue.get(), *slice);
     }
     return true;
   } catch (...) {
@@ -521,13 +527,9 @@ bool KafkaSource::State::close(Deadline deadline) noexcept {
     // the group reads them again). rd_kafka_queue_poll_callback() must not serve this queue:
     // librdkafka aborts the process on an op that only a consume call may return.
     while (rd_kafka_consumer_closed(consumer.get()) == 0) {
-      const auto left = detail::time_left(deadline);
-      if (left.count() == 0) return false;
-      const auto slice = left.count() < 0 ? kPollInterval
-                                          : std::min<std::chrono::nanoseconds>(left, kPollInterval);
-      const MessageHandle dropped(rd_kafka_consume_queue(
-          close_queue.get(),
-          static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(slice).count())));
+      const std::optional<int> slice = poll_slice_ms(deadline);
+      if (!slice) return false;
+      const MessageHandle dropped(rd_kafka_consume_queue(close_queue.get(), *slice));
     }
     close_queue.reset();
     return true;

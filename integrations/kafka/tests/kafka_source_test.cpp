@@ -252,12 +252,11 @@ TEST(KafkaSource, StopWithFetchedMessagesNotYetPolledLeavesThemToTheNextMember) 
   EXPECT_TRUE(second.handled->wait_for([&](auto events) { return events.size() >= rest; }, 30s));
   std::this_thread::sleep_for(300ms);  // anything read twice would arrive by now
   EXPECT_TRUE(source.stop(10s).ok());
-  std::vector<emissions::Event> all = first_handled;
-  for (emissions::Event& e : second.handled->events())
-    all.push_back(std::move(e));
   std::vector<int> seqs;
-  for (const emissions::Event& e : all)
-    seqs.push_back(e.payload.at("seq").get<int>());
+  for (const std::vector<emissions::Event>& handled : {first_handled, second.handled->events()}) {
+    for (const emissions::Event& e : handled)
+      seqs.push_back(e.payload.at("seq").get<int>());
+  }
   std::sort(seqs.begin(), seqs.end());
   ASSERT_EQ(seqs.size(), static_cast<std::size_t>(kEvents));  // none twice, none lost
   for (int i = 0; i < kEvents; ++i)
