@@ -144,7 +144,10 @@ class KafkaSource {
   Status start();
   /// Stops polling, waits up to `timeout` for the events in flight to be settled, commits
   /// the offsets of what settled, leaves the group and joins the thread, all by `timeout`
-  /// (plus up to about 100 ms for a librdkafka call under way to return). timeout when
+  /// (plus up to about 100 ms for a librdkafka call under way to return; up to 5 s when
+  /// the polling thread is asking the group for its committed offsets, which it does only
+  /// for a partition given back after a refused commit). Messages librdkafka fetched that
+  /// the source had not polled yet are not handled: the group reads them again. timeout when
   /// events were left unsettled (their messages will be read again by the group), or when
   /// the group could not be left in time (e.g. its coordinator is unreachable: the close
   /// goes on on a thread of the source's own, quietly, which the destructor joins, bounded
